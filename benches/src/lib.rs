@@ -1,0 +1,1 @@
+//! Shared inputs for omadm's criterion benches (the benches themselves live in benches/).

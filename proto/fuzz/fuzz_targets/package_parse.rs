@@ -1,0 +1,8 @@
+//! PLACEHOLDER: fuzz target package_parse, filled in by its own change.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = data;
+});

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: command module, filled in by its own change.

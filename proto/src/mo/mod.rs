@@ -1,0 +1,1 @@
+//! PLACEHOLDER: mo module, filled in by its own change.

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: Appendix E multipart, filled in by its own change.

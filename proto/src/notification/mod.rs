@@ -1,0 +1,1 @@
+//! PLACEHOLDER: notification module, filled in by its own change.

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: package module, filled in by its own change.

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: status codes of Appendix C, filled in by its own change.

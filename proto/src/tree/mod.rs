@@ -1,0 +1,1 @@
+//! PLACEHOLDER: tree module, filled in by its own change.

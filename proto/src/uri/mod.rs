@@ -1,0 +1,47 @@
+//! Addressing (spec 6): ClientURI names nodes in the device, ServerURI names resources on the server side.
+
+mod client;
+mod server;
+
+pub use client::{ClientUri, InstanceSelector, NodeSelector, NodeValue, Query};
+pub use server::{ServerUri, ServerUriParams};
+
+/// Why a ClientURI or ServerURI was rejected. A device answers a command
+/// carrying such a URI with 400 Bad Request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UriError {
+    #[error("empty URI")]
+    Empty,
+    #[error("character {0:?} is not allowed in a URI")]
+    InvalidCharacter(char),
+    #[error("ClientURI has no MOID before the first \"/\"")]
+    MissingMoid,
+    #[error("invalid MOID {0:?}: expected a URN such as urn:oma:mo:oma-dm-devinfo:1.2")]
+    InvalidMoid(String),
+    #[error("ClientURI has no \"/\" after the MOID")]
+    MissingInstance,
+    #[error("invalid mo-inst {0:?}: expected a MIID, (x), \"\" or *")]
+    InvalidInstance(String),
+    #[error("invalid node name {0:?}: expected unreserved characters, (x) or *")]
+    InvalidNodeName(String),
+    #[error("empty node name in the path")]
+    EmptyNodeName,
+    #[error("x-name ({0}) is used twice")]
+    DuplicateXName(char),
+    #[error("x-name ({0}) has no nv field to resolve it")]
+    XNameWithoutNodeValue(char),
+    #[error("nv field names ({0}), which the address does not use")]
+    NodeValueWithoutXName(char),
+    #[error("invalid nv field {0:?}: expected (x)/path:value")]
+    InvalidNodeValue(String),
+    #[error("invalid lv field {0:?}: expected a positive integer")]
+    InvalidLevel(String),
+    #[error("query field {0} appears more than once")]
+    DuplicateField(&'static str),
+    #[error("query field {0} has no value")]
+    MissingFieldValue(String),
+    #[error("invalid percent-encoding in {0:?}")]
+    InvalidPercentEncoding(String),
+    #[error("invalid ServerURI {0:?}: {1}")]
+    InvalidServerUri(String, &'static str),
+}

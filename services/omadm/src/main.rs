@@ -1,0 +1,88 @@
+//! The `omadm` binary: every omadm role and tool behind one CLI.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cli::Output;
+
+/// OMA DM 2.0 server cluster and protocol tools.
+#[derive(Debug, Parser)]
+#[command(name = "omadm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Package#0 (DM Notification): encode, sign, decode and verify.
+    #[command(subcommand)]
+    Notification(cli::notification::NotificationCommand),
+    /// ClientURI: parse, and resolve against a management tree.
+    #[command(subcommand)]
+    Uri(cli::uri::UriCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return report_usage_error(&error),
+    };
+    let result = match cli.command {
+        Command::Notification(command) => cli::notification::run(command),
+        Command::Uri(command) => cli::uri::run(command),
+    };
+    match result {
+        Ok(output) => print_output(&output),
+        Err(error) => {
+            // One line, so scripts can show it as is.
+            let message = format!("{error:#}").replace('\n', " ");
+            eprintln!("omadm: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_output(output: &Output) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    let written = match output {
+        Output::Json(value) => serde_json::to_writer_pretty(&mut stdout, value)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout)),
+        Output::Text(text) => writeln!(stdout, "{text}"),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("omadm: error: cannot write output: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go to stdout as clap renders them; real usage errors are
+/// cut to their first line so every failure of the tool is one line on stderr.
+fn report_usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let first_line = rendered.lines().find(|line| !line.trim().is_empty()).unwrap_or("invalid arguments");
+            let first_line = first_line.trim_start_matches("error: ");
+            eprintln!("omadm: error: {first_line}");
+            ExitCode::from(2)
+        }
+    }
+}
