@@ -52,14 +52,14 @@ pub struct EncodeArgs {
     #[arg(long, value_name = "SECRET")]
     secret: Option<String>,
     /// POSIX time to put in SHA256-DIGEST (default: the system clock).
-    #[arg(long, value_name = "SECONDS", requires = "secret")]
+    #[arg(long, value_name = "SECONDS")]
     time: Option<u32>,
     /// Wrap the package in a connectionless WAP Push PDU (Appendix D.1).
     #[arg(long)]
     wsp: bool,
-    /// WSP transaction id of the push PDU.
-    #[arg(long, value_name = "TID", default_value_t = 0, requires = "wsp")]
-    tid: u8,
+    /// WSP transaction id of the push PDU (with --wsp; default 0).
+    #[arg(long, value_name = "TID")]
+    tid: Option<u8>,
     /// Print base64 (the push-service "SMS" value, Appendix D.2.5) instead of hex.
     #[arg(long)]
     base64: bool,
@@ -74,7 +74,7 @@ pub struct DecodeArgs {
     #[arg(long, value_name = "SECRET")]
     secret: Option<String>,
     /// Refuse a signature older than this many seconds (or as far in the future).
-    #[arg(long, value_name = "SECONDS", requires = "secret")]
+    #[arg(long, value_name = "SECONDS")]
     max_age: Option<u32>,
     /// POSIX time to judge --max-age against (default: the system clock).
     #[arg(long, value_name = "SECONDS")]
@@ -94,7 +94,15 @@ pub fn run(command: NotificationCommand) -> anyhow::Result<Output> {
     }
 }
 
+// Flag dependencies are checked here rather than with clap's `requires`, whose
+// message names the missing flag only on its second line.
 fn encode(args: EncodeArgs) -> anyhow::Result<Output> {
+    if args.time.is_some() && args.secret.is_none() {
+        bail!("--time sets the SHA256-DIGEST time and needs --secret to sign with");
+    }
+    if args.tid.is_some() && !args.wsp {
+        bail!("--tid is the WAP Push transaction id and needs --wsp");
+    }
     let preferred_connection_types = if args.con_type.is_empty() {
         None
     } else {
@@ -125,7 +133,7 @@ fn encode(args: EncodeArgs) -> anyhow::Result<Output> {
     }
     .context("cannot encode the notification")?;
     let bytes = if args.wsp {
-        notification::wrap_push(&package, args.tid)
+        notification::wrap_push(&package, args.tid.unwrap_or(0))
     } else {
         package
     };
@@ -138,6 +146,9 @@ fn encode(args: EncodeArgs) -> anyhow::Result<Output> {
 }
 
 fn decode(args: DecodeArgs) -> anyhow::Result<Output> {
+    if args.max_age.is_some() && args.secret.is_none() {
+        bail!("--max-age needs --secret: an unverified time proves nothing");
+    }
     let received = if args.base64 {
         notification::from_push_text(&args.input).context("invalid base64 input")?
     } else {
