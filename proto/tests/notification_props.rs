@@ -50,34 +50,17 @@ fn digest() -> impl Strategy<Value = Sha256Digest> {
     (any::<u32>(), any::<[u8; 32]>()).prop_map(|(time, hash)| Sha256Digest { time, hash })
 }
 
-fn notifications() -> impl Strategy<Value = Notification> {
-    (
-        proptest::option::of(".{0,40}"),
-        proptest::option::of(connection_types()),
-        proptest::option::of(any::<u16>()),
-        proptest::option::of(digest()),
-        any::<bool>(),
-        unknown_options(),
-    )
-        .prop_map(
-            |(
-                server_id,
-                preferred_connection_types,
-                notification_id,
-                digest,
-                request_mos,
-                unknown_options,
-            )| {
-                Notification {
-                    server_id,
-                    preferred_connection_types,
-                    notification_id,
-                    digest,
-                    request_mos,
-                    unknown_options,
-                }
-            },
-        )
+prop_compose! {
+    fn notifications()(
+        server_id in proptest::option::of(".{0,40}"),
+        preferred_connection_types in proptest::option::of(connection_types()),
+        notification_id in proptest::option::of(any::<u16>()),
+        digest in proptest::option::of(digest()),
+        request_mos in any::<bool>(),
+        unknown_options in unknown_options(),
+    ) -> Notification {
+        Notification { server_id, preferred_connection_types, notification_id, digest, request_mos, unknown_options }
+    }
 }
 
 proptest! {

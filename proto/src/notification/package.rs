@@ -585,44 +585,23 @@ mod tests {
 
     #[test]
     fn gaps_wider_than_a_delta_are_refused() {
-        let fifteen_apart = Notification {
-            request_mos: true,
-            unknown_options: vec![unknown(20, &[])],
-            ..Default::default()
+        let encode = |request_mos: bool, unknown_number: u16| {
+            let options = vec![unknown(unknown_number, &[])];
+            Notification {
+                request_mos,
+                unknown_options: options,
+                ..Default::default()
+            }
+            .encode()
         };
-        let bytes = fifteen_apart.encode().unwrap();
-        assert_eq!(bytes, vec![0x21, 0x00, 0x50, 0x00, 0xf0, 0x00]);
-        let sixteen_apart = Notification {
-            request_mos: true,
-            unknown_options: vec![unknown(21, &[])],
-            ..Default::default()
-        };
+        let gap = |previous, number| Err(EncodeError::OptionGapTooLarge { previous, number });
         assert_eq!(
-            sixteen_apart.encode(),
-            Err(EncodeError::OptionGapTooLarge {
-                previous: 5,
-                number: 21
-            })
+            encode(true, 20),
+            Ok(vec![0x21, 0x00, 0x50, 0x00, 0xf0, 0x00])
         );
-        let first_too_high = Notification {
-            unknown_options: vec![unknown(16, &[])],
-            ..Default::default()
-        };
-        assert_eq!(
-            first_too_high.encode(),
-            Err(EncodeError::OptionGapTooLarge {
-                previous: 0,
-                number: 16
-            })
-        );
-        let first_at_fifteen = Notification {
-            unknown_options: vec![unknown(15, &[])],
-            ..Default::default()
-        };
-        assert_eq!(
-            first_at_fifteen.encode().unwrap(),
-            vec![0x20, 0x80, 0xf0, 0x00]
-        );
+        assert_eq!(encode(true, 21), gap(5, 21));
+        assert_eq!(encode(false, 15), Ok(vec![0x20, 0x80, 0xf0, 0x00]));
+        assert_eq!(encode(false, 16), gap(0, 16));
     }
 
     #[test]

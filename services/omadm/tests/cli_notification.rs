@@ -4,6 +4,8 @@
 // Helpers outside #[test] functions unwrap too: in this file a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -12,7 +14,11 @@ use serde_json::{Value, json};
 const SECRET: &str = "s3cr3t";
 const TIME: u32 = 1_700_000_000;
 
-fn omadm(arguments: &[&str]) -> Output {
+/// Arguments as `&str` or `String`, printable in assertion messages.
+trait Argument: AsRef<OsStr> + Debug {}
+impl<T: AsRef<OsStr> + Debug> Argument for T {}
+
+fn omadm(arguments: &[impl Argument]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_omadm"))
         .args(arguments)
         .output()
@@ -20,7 +26,7 @@ fn omadm(arguments: &[&str]) -> Output {
 }
 
 /// Runs omadm, asserts success and an empty stderr, returns stdout trimmed.
-fn success(arguments: &[&str]) -> String {
+fn success(arguments: &[impl Argument]) -> String {
     let output = omadm(arguments);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -31,12 +37,12 @@ fn success(arguments: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-fn success_json(arguments: &[&str]) -> Value {
+fn success_json(arguments: &[impl Argument]) -> Value {
     serde_json::from_str(&success(arguments)).unwrap()
 }
 
 /// Runs omadm, asserts failure with one line on stderr and nothing on stdout; returns that line.
-fn failure(arguments: &[&str]) -> String {
+fn failure(arguments: &[impl Argument]) -> String {
     let output = omadm(arguments);
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(!output.status.success(), "omadm {arguments:?} should fail");
@@ -152,44 +158,28 @@ fn digest_valid_is_null_without_a_secret_or_without_a_digest() {
 #[test]
 fn age_is_checked_against_now() {
     let package = signed_hex();
-    let fresh = (TIME + 60).to_string();
-    let stale = (TIME + 61).to_string();
-    let early = (TIME - 61).to_string();
-    let ok = success_json(&[
-        "notification",
-        "decode",
-        &package,
-        "--secret",
-        SECRET,
-        "--max-age",
-        "60",
-        "--now",
-        &fresh,
-    ]);
-    assert_eq!(ok["digest_valid"], json!(true));
-    let too_old = failure(&[
-        "notification",
-        "decode",
-        &package,
-        "--secret",
-        SECRET,
-        "--max-age",
-        "60",
-        "--now",
-        &stale,
-    ]);
+    let decode_at = |now: u32| {
+        let now = now.to_string();
+        [
+            "notification",
+            "decode",
+            &package,
+            "--secret",
+            SECRET,
+            "--max-age",
+            "60",
+            "--now",
+            &now,
+        ]
+        .map(str::to_owned)
+    };
+    let fresh = success_json(&decode_at(TIME + 60));
+    assert_eq!(fresh["digest_valid"], json!(true));
+    let still_fine_early = success_json(&decode_at(TIME - 60));
+    assert_eq!(still_fine_early["digest_valid"], json!(true));
+    let too_old = failure(&decode_at(TIME + 61));
     assert!(too_old.contains("too old"), "{too_old}");
-    let future = failure(&[
-        "notification",
-        "decode",
-        &package,
-        "--secret",
-        SECRET,
-        "--max-age",
-        "60",
-        "--now",
-        &early,
-    ]);
+    let future = failure(&decode_at(TIME - 61));
     assert!(future.contains("after now"), "{future}");
 }
 
@@ -259,58 +249,84 @@ fn wsp_and_base64_round_trip() {
 #[test]
 fn every_failure_is_one_line_on_stderr() {
     let package = signed_hex();
-    let wrong = failure(&["notification", "decode", &package, "--secret", "wrong"]);
-    assert!(wrong.contains("does not match"), "{wrong}");
-    let version = failure(&["notification", "decode", "3000"]);
-    assert!(
-        version.contains("malformed notification") && version.contains("version is 3"),
-        "{version}"
-    );
-    let truncated = failure(&["notification", "decode", "2080100573"]);
-    assert!(truncated.contains("claims 5 value byte(s)"), "{truncated}");
-    let trailing = failure(&["notification", "decode", "200000"]);
-    assert!(trailing.contains("follow the 0 option(s)"), "{trailing}");
-    let not_hex = failure(&["notification", "decode", "zz"]);
-    assert!(not_hex.contains("invalid hex input"), "{not_hex}");
-    let bad_push = failure(&["notification", "decode", "010603c4af872000", "--wsp"]);
-    assert!(
-        bad_push.contains("invalid WAP Push PDU") && bad_push.contains("0x44"),
-        "{bad_push}"
-    );
-    let bad_base64 = failure(&["notification", "decode", "I*Q", "--base64"]);
-    assert!(bad_base64.contains("invalid base64 input"), "{bad_base64}");
-    let con_type = failure(&["notification", "encode", "--con-type", "any,mobile"]);
-    assert!(con_type.contains("ANY_AVAILABLE"), "{con_type}");
-    let unknown_type = failure(&["notification", "encode", "--con-type", "lte"]);
-    assert!(unknown_type.contains("lte"), "{unknown_type}");
-    let gap = failure(&["notification", "encode", "--option", "30:00"]);
-    assert!(
-        gap.contains("cannot encode") && gap.contains("option 30"),
-        "{gap}"
-    );
-    let standard = failure(&["notification", "encode", "--option", "3:0001"]);
-    assert!(standard.contains("standard option"), "{standard}");
-    let time_alone = failure(&["notification", "encode", "--time", "5"]);
-    assert!(time_alone.contains("needs --secret"), "{time_alone}");
-    let age_alone = failure(&["notification", "decode", "2000", "--max-age", "5"]);
-    assert!(age_alone.contains("needs --secret"), "{age_alone}");
-    let tid_alone = failure(&["notification", "encode", "--tid", "3"]);
-    assert!(tid_alone.contains("needs --wsp"), "{tid_alone}");
-    let no_input = failure(&["notification", "decode"]);
-    assert!(no_input.contains("required"), "{no_input}");
-    let repeated = failure(&["notification", "encode", "--con-type", "mobile,mobile"]);
-    assert!(repeated.contains("more than once"), "{repeated}");
+    // (arguments after "notification", words the one-line reason must contain)
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["decode", &package, "--secret", "wrong"],
+            &["notification rejected", "does not match"],
+        ),
+        (
+            &["decode", "3000"],
+            &["malformed notification", "version is 3"],
+        ),
+        (
+            &["decode", "2080100573"],
+            &["malformed notification", "claims 5 value byte(s)"],
+        ),
+        (
+            &["decode", "200000"],
+            &["malformed notification", "follow the 0 option(s)"],
+        ),
+        (
+            &["decode", "20801001ff"],
+            &["malformed notification", "UTF-8"],
+        ),
+        (&["decode", "zz"], &["invalid hex input"]),
+        (
+            &["decode", "010603c4af872000", "--wsp"],
+            &["invalid WAP Push PDU", "0x44"],
+        ),
+        (&["decode", "I*Q", "--base64"], &["invalid base64 input"]),
+        (
+            &["decode", "2000", "--max-age", "5"],
+            &["--max-age needs --secret"],
+        ),
+        (&["decode"], &["required"]),
+        (
+            &["encode", "--con-type", "any,mobile"],
+            &["invalid --con-type", "ANY_AVAILABLE"],
+        ),
+        (
+            &["encode", "--con-type", "mobile,mobile"],
+            &["invalid --con-type", "more than once"],
+        ),
+        (&["encode", "--con-type", "lte"], &["lte"]),
+        (
+            &["encode", "--option", "30:00"],
+            &["cannot encode", "option 30"],
+        ),
+        (
+            &["encode", "--option", "3:0001"],
+            &["cannot encode", "standard option"],
+        ),
+        (&["encode", "--option", "9"], &["NUMBER:HEX"]),
+        (&["encode", "--time", "5"], &["--time", "needs --secret"]),
+        (&["encode", "--tid", "3"], &["needs --wsp"]),
+        (&["encode", "--notification-id", "65536"], &["65536"]),
+    ];
+    for (arguments, expected_words) in cases {
+        let reason = failure(&[&["notification"], *arguments].concat());
+        for word in *expected_words {
+            assert!(
+                reason.contains(word),
+                "{arguments:?}: {reason:?} lacks {word:?}"
+            );
+        }
+    }
 }
 
-#[test]
-fn independent_encoder_output_decodes_and_verifies() {
-    let time = TIME.to_string();
-    let output = python(&[
-        "encode",
+/// The arguments both encoders share for the cross-check notification; the
+/// connection-type flag differs (ours takes names, the script byte values).
+fn cross_check_arguments<'a>(
+    con_type_flag: &'a str,
+    con_types: &'a str,
+    time: &'a str,
+) -> Vec<&'a str> {
+    vec![
         "--server-id",
         "dm.example.org",
-        "--con-types",
-        "1,2,0",
+        con_type_flag,
+        con_types,
         "--notification-id",
         "4660",
         "--req-mos",
@@ -319,8 +335,19 @@ fn independent_encoder_output_decodes_and_verifies() {
         "--secret",
         SECRET,
         "--time",
-        &time,
-    ]);
+        time,
+    ]
+}
+
+#[test]
+fn independent_encoder_output_decodes_and_verifies() {
+    let time = TIME.to_string();
+    let python_arguments = [
+        vec!["encode"],
+        cross_check_arguments("--con-types", "1,2,0", &time),
+    ]
+    .concat();
+    let output = python(&python_arguments);
     assert!(
         output.status.success(),
         "python: {}",
@@ -354,23 +381,12 @@ fn independent_encoder_output_decodes_and_verifies() {
     assert_eq!(decoded["options"]["digest"]["time"], json!(TIME));
     assert_eq!(decoded["digest_valid"], json!(true));
     // The same notification from our encoder is byte for byte the same package.
-    let ours = success(&[
-        "notification",
-        "encode",
-        "--server-id",
-        "dm.example.org",
-        "--con-type",
-        "mobile,wireless,any",
-        "--notification-id",
-        "4660",
-        "--req-mos",
-        "--option",
-        "12:0102ff",
-        "--secret",
-        SECRET,
-        "--time",
-        &time,
-    ]);
+    let our_arguments = [
+        vec!["notification", "encode"],
+        cross_check_arguments("--con-type", "mobile,wireless,any", &time),
+    ]
+    .concat();
+    let ours = success(&our_arguments);
     assert_eq!(ours, package);
     // And the wrong secret makes our verifier refuse it.
     let refused = failure(&["notification", "decode", &package, "--secret", "other"]);
