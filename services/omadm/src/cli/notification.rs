@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use super::Output;
 
+/// The `omadm notification` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum NotificationCommand {
     /// Build a Package#0 and print it as lowercase hex on one line (base64 with --base64).
@@ -31,6 +32,7 @@ pub enum NotificationCommand {
     Decode(DecodeArgs),
 }
 
+/// Arguments of `omadm notification encode`.
 #[derive(Debug, clap::Args)]
 pub struct EncodeArgs {
     /// SERVER-ID option: the DMAcc ServerID of the server.
@@ -65,6 +67,7 @@ pub struct EncodeArgs {
     base64: bool,
 }
 
+/// Arguments of `omadm notification decode`.
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
     /// The package as hex (whitespace and a 0x prefix allowed), or with --base64 as base64 or {"SMS": "..."}.
@@ -87,6 +90,7 @@ pub struct DecodeArgs {
     base64: bool,
 }
 
+/// Runs one subcommand; errors come back as one-line reasons for main to print.
 pub fn run(command: NotificationCommand) -> anyhow::Result<Output> {
     match command {
         NotificationCommand::Encode(args) => encode(args),
