@@ -3,9 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use omadm_proto::notification::{
-    self, ConnectionType, Notification, PreferredConnectionTypes, UnknownOption,
-};
+use omadm_proto::notification::{self, ConnectionType, Notification, PreferredConnectionTypes, UnknownOption};
 
 const SECRET: &[u8] = b"AuthSecret-of-the-account";
 const TIME: u32 = 1_700_000_000;
@@ -23,10 +21,7 @@ fn typical_notification() -> Notification {
         notification_id: Some(4711),
         digest: None,
         request_mos: true,
-        unknown_options: vec![UnknownOption {
-            number: 9,
-            value: vec![0xca, 0xfe],
-        }],
+        unknown_options: vec![UnknownOption { number: 9, value: vec![0xca, 0xfe] }],
     }
 }
 
@@ -43,14 +38,7 @@ fn verify_decode(criterion: &mut Criterion) {
         return;
     };
     criterion.bench_function("notification/verify_decode", |bencher| {
-        bencher.iter(|| {
-            notification::verify(
-                black_box(&package),
-                Some(SECRET),
-                black_box(TIME + 30),
-                Some(300),
-            )
-        })
+        bencher.iter(|| notification::verify(black_box(&package), Some(SECRET), black_box(TIME + 30), Some(300)))
     });
 }
 

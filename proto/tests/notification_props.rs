@@ -1,8 +1,7 @@
 //! Property tests of Package#0: encode/decode, sign/verify, WAP Push and base64 round trips, and panic-free decoding.
 
 use omadm_proto::notification::{
-    self, ConnectionType, DecodeError, Notification, PreferredConnectionTypes, Sha256Digest,
-    UnknownOption, VerifyError,
+    self, ConnectionType, DecodeError, Notification, PreferredConnectionTypes, Sha256Digest, UnknownOption, VerifyError,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -10,11 +9,7 @@ use proptest::sample::subsequence;
 
 /// A valid preference list: some of mobile/wireless/wireline in any order, optionally ANY_AVAILABLE last.
 fn connection_types() -> impl Strategy<Value = PreferredConnectionTypes> {
-    let specific = vec![
-        ConnectionType::Mobile,
-        ConnectionType::Wireless,
-        ConnectionType::Wireline,
-    ];
+    let specific = vec![ConnectionType::Mobile, ConnectionType::Wireless, ConnectionType::Wireline];
     // The only invalid draw is the empty list, which the filter drops.
     (subsequence(specific, 0..=3).prop_shuffle(), any::<bool>()).prop_filter_map(
         "at least one type",
@@ -31,19 +26,17 @@ fn connection_types() -> impl Strategy<Value = PreferredConnectionTypes> {
 /// 1-15 above the previous, so every gap fits the 4-bit delta whatever
 /// standard options are present.
 fn unknown_options() -> impl Strategy<Value = Vec<UnknownOption>> {
-    (1u16..=10, vec((1u16..=15, vec(any::<u8>(), 0..64)), 0..6)).prop_map(
-        |(first_delta, options)| {
-            let mut number = 5;
-            options
-                .into_iter()
-                .enumerate()
-                .map(|(index, (delta, value))| {
-                    number += if index == 0 { first_delta } else { delta };
-                    UnknownOption { number, value }
-                })
-                .collect()
-        },
-    )
+    (1u16..=10, vec((1u16..=15, vec(any::<u8>(), 0..64)), 0..6)).prop_map(|(first_delta, options)| {
+        let mut number = 5;
+        options
+            .into_iter()
+            .enumerate()
+            .map(|(index, (delta, value))| {
+                number += if index == 0 { first_delta } else { delta };
+                UnknownOption { number, value }
+            })
+            .collect()
+    })
 }
 
 fn digest() -> impl Strategy<Value = Sha256Digest> {

@@ -7,26 +7,17 @@ use omadm_proto::notification::{self, Notification};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(decoded) = Notification::decode(data) {
-        let reencoded = decoded
-            .encode()
-            .expect("a decoded notification must encode");
-        let again =
-            Notification::decode(&reencoded).expect("a re-encoded notification must decode");
+        let reencoded = decoded.encode().expect("a decoded notification must encode");
+        let again = Notification::decode(&reencoded).expect("a re-encoded notification must decode");
         assert_eq!(again, decoded, "round trip changed the notification");
     }
     if let Ok(body) = notification::unwrap_push(data) {
-        assert!(
-            body.len() + 3 <= data.len(),
-            "the push body cannot include the PDU framing"
-        );
+        assert!(body.len() + 3 <= data.len(), "the push body cannot include the PDU framing");
         let _ = Notification::decode(body);
     }
     let verified = notification::verify(data, Some(b"secret"), 1_700_000_000, Some(300));
     if let Ok(verified) = verified {
-        assert!(
-            verified.digest.is_some(),
-            "verification succeeded without a digest"
-        );
+        assert!(verified.digest.is_some(), "verification succeeded without a digest");
     }
     let _ = notification::from_push_text(&String::from_utf8_lossy(data));
 });

@@ -28,20 +28,10 @@ pub enum VerifyError {
     MissingSecret,
     #[error("SHA256-DIGEST does not match the package and the secret")]
     WrongDigest,
-    #[error(
-        "notification is too old: signed at {signed_at}, now is {now}, maximum age is {max_age} s"
-    )]
-    TooOld {
-        signed_at: u32,
-        now: u32,
-        max_age: u32,
-    },
+    #[error("notification is too old: signed at {signed_at}, now is {now}, maximum age is {max_age} s")]
+    TooOld { signed_at: u32, now: u32, max_age: u32 },
     #[error("notification is signed at {signed_at}, more than {max_age} s after now ({now})")]
-    FromTheFuture {
-        signed_at: u32,
-        now: u32,
-        max_age: u32,
-    },
+    FromTheFuture { signed_at: u32, now: u32, max_age: u32 },
 }
 
 impl Notification {
@@ -54,13 +44,8 @@ impl Notification {
         if secret.is_empty() {
             return Err(EncodeError::EmptySecret);
         }
-        let unsigned = Notification {
-            digest: Some(Sha256Digest {
-                time,
-                hash: [0; DIGEST_HASH_LENGTH],
-            }),
-            ..self.clone()
-        };
+        let unsigned =
+            Notification { digest: Some(Sha256Digest { time, hash: [0; DIGEST_HASH_LENGTH] }), ..self.clone() };
         let (mut package, digest_offset) = unsigned.encode_locating_digest()?;
         // Always Some: the digest option was set just above.
         if let Some(offset) = digest_offset {
@@ -93,16 +78,12 @@ pub fn verify(
 ) -> Result<Notification, VerifyError> {
     let options = read_raw_options(package)?;
     let notification = Notification::from_raw_options(&options)?;
-    let digest_value = options
-        .iter()
-        .find(|raw| raw.number == option::SHA256_DIGEST);
+    let digest_value = options.iter().find(|raw| raw.number == option::SHA256_DIGEST);
     let (Some(digest), Some(digest_value)) = (notification.digest, digest_value) else {
         return Err(VerifyError::NoDigest);
     };
     let range = hash_range_at(digest_value.value_offset);
-    let secret = secret
-        .filter(|secret| !secret.is_empty())
-        .ok_or(VerifyError::MissingSecret)?;
+    let secret = secret.filter(|secret| !secret.is_empty()).ok_or(VerifyError::MissingSecret)?;
     let expected = digest_with_zero_hash(secret, package, range);
     if !constant_time_equal(&expected, &digest.hash) {
         return Err(VerifyError::WrongDigest);
@@ -110,18 +91,10 @@ pub fn verify(
     if let Some(max_age) = max_age {
         let signed_at = digest.time;
         if now > signed_at && now - signed_at > max_age {
-            return Err(VerifyError::TooOld {
-                signed_at,
-                now,
-                max_age,
-            });
+            return Err(VerifyError::TooOld { signed_at, now, max_age });
         }
         if signed_at > now && signed_at - now > max_age {
-            return Err(VerifyError::FromTheFuture {
-                signed_at,
-                now,
-                max_age,
-            });
+            return Err(VerifyError::FromTheFuture { signed_at, now, max_age });
         }
     }
     Ok(notification)
@@ -134,11 +107,7 @@ fn hash_range_at(value_offset: usize) -> std::ops::Range<usize> {
 }
 
 /// SHA-256 over `secret || package`, reading the bytes in `zeroed` as zero.
-fn digest_with_zero_hash(
-    secret: &[u8],
-    package: &[u8],
-    zeroed: std::ops::Range<usize>,
-) -> [u8; DIGEST_HASH_LENGTH] {
+fn digest_with_zero_hash(secret: &[u8], package: &[u8], zeroed: std::ops::Range<usize>) -> [u8; DIGEST_HASH_LENGTH] {
     let before = package.get(..zeroed.start).unwrap_or_default();
     let after = package.get(zeroed.end..).unwrap_or_default();
     let mut hasher = Sha256::new();
@@ -152,10 +121,7 @@ fn digest_with_zero_hash(
 /// Compares two hashes without stopping at the first difference, so the time
 /// taken does not tell an attacker how many leading bytes were right.
 fn constant_time_equal(left: &[u8; DIGEST_HASH_LENGTH], right: &[u8; DIGEST_HASH_LENGTH]) -> bool {
-    let difference = left
-        .iter()
-        .zip(right)
-        .fold(0u8, |accumulated, (a, b)| accumulated | (a ^ b));
+    let difference = left.iter().zip(right).fold(0u8, |accumulated, (a, b)| accumulated | (a ^ b));
     std::hint::black_box(difference) == 0
 }
 
@@ -172,10 +138,7 @@ mod tests {
             server_id: Some("com.example.dm".into()),
             notification_id: Some(7),
             request_mos: true,
-            unknown_options: vec![UnknownOption {
-                number: 12,
-                value: vec![1, 2, 3],
-            }],
+            unknown_options: vec![UnknownOption { number: 12, value: vec![1, 2, 3] }],
             ..Notification::default()
         }
     }
@@ -184,15 +147,8 @@ mod tests {
     fn signing_follows_steps_one_to_three() {
         let package = sample().encode_signed(SECRET, TIME).unwrap();
         // Step 1 by hand: the same package with a zero hash.
-        let zeroed = Notification {
-            digest: Some(Sha256Digest {
-                time: TIME,
-                hash: [0; 32],
-            }),
-            ..sample()
-        }
-        .encode()
-        .unwrap();
+        let zeroed =
+            Notification { digest: Some(Sha256Digest { time: TIME, hash: [0; 32] }), ..sample() }.encode().unwrap();
         // Step 2 by hand.
         let mut hasher = Sha256::new();
         hasher.update(SECRET);
@@ -200,21 +156,10 @@ mod tests {
         let expected: [u8; 32] = hasher.finalize().into();
         // Step 3: only the hash bytes differ.
         let decoded = Notification::decode(&package).unwrap();
-        assert_eq!(
-            decoded.digest,
-            Some(Sha256Digest {
-                time: TIME,
-                hash: expected
-            })
-        );
+        assert_eq!(decoded.digest, Some(Sha256Digest { time: TIME, hash: expected }));
         assert_eq!(package.len(), zeroed.len());
-        let differing: Vec<usize> = (0..package.len())
-            .filter(|&index| package[index] != zeroed[index])
-            .collect();
-        assert!(
-            differing.iter().all(|index| (28..60).contains(index)),
-            "{differing:?}"
-        );
+        let differing: Vec<usize> = (0..package.len()).filter(|&index| package[index] != zeroed[index]).collect();
+        assert!(differing.iter().all(|index| (28..60).contains(index)), "{differing:?}");
     }
 
     #[test]
@@ -228,43 +173,19 @@ mod tests {
 
     #[test]
     fn signing_replaces_an_existing_digest() {
-        let stale = Notification {
-            digest: Some(Sha256Digest {
-                time: 5,
-                hash: [9; 32],
-            }),
-            ..sample()
-        };
+        let stale = Notification { digest: Some(Sha256Digest { time: 5, hash: [9; 32] }), ..sample() };
         let package = stale.encode_signed(SECRET, TIME).unwrap();
-        assert_eq!(
-            verify(&package, Some(SECRET), TIME, Some(0))
-                .unwrap()
-                .digest
-                .map(|d| d.time),
-            Some(TIME)
-        );
+        assert_eq!(verify(&package, Some(SECRET), TIME, Some(0)).unwrap().digest.map(|d| d.time), Some(TIME));
     }
 
     #[test]
     fn verification_errors_are_distinct() {
         let package = sample().encode_signed(SECRET, TIME).unwrap();
-        assert_eq!(
-            verify(&package, None, TIME, None),
-            Err(VerifyError::MissingSecret)
-        );
-        assert_eq!(
-            verify(&package, Some(b""), TIME, None),
-            Err(VerifyError::MissingSecret)
-        );
-        assert_eq!(
-            verify(&package, Some(b"other"), TIME, None),
-            Err(VerifyError::WrongDigest)
-        );
+        assert_eq!(verify(&package, None, TIME, None), Err(VerifyError::MissingSecret));
+        assert_eq!(verify(&package, Some(b""), TIME, None), Err(VerifyError::MissingSecret));
+        assert_eq!(verify(&package, Some(b"other"), TIME, None), Err(VerifyError::WrongDigest));
         let unsigned = sample().encode().unwrap();
-        assert_eq!(
-            verify(&unsigned, Some(SECRET), TIME, None),
-            Err(VerifyError::NoDigest)
-        );
+        assert_eq!(verify(&unsigned, Some(SECRET), TIME, None), Err(VerifyError::NoDigest));
         assert_eq!(
             verify(&[0x30, 0x00], Some(SECRET), TIME, None),
             Err(VerifyError::Malformed(DecodeError::UnsupportedVersion(3)))
@@ -277,22 +198,13 @@ mod tests {
         for index in 0..package.len() {
             let mut tampered = package.clone();
             tampered[index] ^= 0x01;
-            assert!(
-                verify(&tampered, Some(SECRET), TIME, None).is_err(),
-                "byte {index} not covered"
-            );
+            assert!(verify(&tampered, Some(SECRET), TIME, None).is_err(), "byte {index} not covered");
         }
         // The RESERVED bits do not change the decoded value but are covered by the digest.
         let mut reserved = package.clone();
         reserved[1] |= 0x01;
-        assert_eq!(
-            Notification::decode(&reserved).unwrap(),
-            Notification::decode(&package).unwrap()
-        );
-        assert_eq!(
-            verify(&reserved, Some(SECRET), TIME, None),
-            Err(VerifyError::WrongDigest)
-        );
+        assert_eq!(Notification::decode(&reserved).unwrap(), Notification::decode(&package).unwrap());
+        assert_eq!(verify(&reserved, Some(SECRET), TIME, None), Err(VerifyError::WrongDigest));
     }
 
     #[test]
@@ -301,20 +213,12 @@ mod tests {
         assert!(verify(&package, Some(SECRET), TIME + 300, Some(300)).is_ok());
         assert_eq!(
             verify(&package, Some(SECRET), TIME + 301, Some(300)),
-            Err(VerifyError::TooOld {
-                signed_at: TIME,
-                now: TIME + 301,
-                max_age: 300
-            })
+            Err(VerifyError::TooOld { signed_at: TIME, now: TIME + 301, max_age: 300 })
         );
         assert!(verify(&package, Some(SECRET), TIME - 300, Some(300)).is_ok());
         assert_eq!(
             verify(&package, Some(SECRET), TIME - 301, Some(300)),
-            Err(VerifyError::FromTheFuture {
-                signed_at: TIME,
-                now: TIME - 301,
-                max_age: 300
-            })
+            Err(VerifyError::FromTheFuture { signed_at: TIME, now: TIME - 301, max_age: 300 })
         );
         // Without a policy, any time passes.
         assert!(verify(&package, Some(SECRET), u32::MAX, None).is_ok());
@@ -322,27 +226,15 @@ mod tests {
 
     #[test]
     fn empty_secret_cannot_sign() {
-        assert_eq!(
-            sample().encode_signed(b"", TIME),
-            Err(EncodeError::EmptySecret)
-        );
+        assert_eq!(sample().encode_signed(b"", TIME), Err(EncodeError::EmptySecret));
     }
 
     #[test]
     fn encode_errors_pass_through_signing() {
-        let too_far = Notification {
-            unknown_options: vec![UnknownOption {
-                number: 40,
-                value: vec![],
-            }],
-            ..sample()
-        };
+        let too_far = Notification { unknown_options: vec![UnknownOption { number: 40, value: vec![] }], ..sample() };
         assert_eq!(
             too_far.encode_signed(SECRET, TIME),
-            Err(EncodeError::OptionGapTooLarge {
-                previous: 5,
-                number: 40
-            })
+            Err(EncodeError::OptionGapTooLarge { previous: 5, number: 40 })
         );
     }
 

@@ -33,18 +33,15 @@ mod push;
 mod wsp;
 
 pub use digest::{VerifyError, verify};
-pub use option::{
-    ConnectionType, ConnectionTypeError, PreferredConnectionTypes, Sha256Digest, UnknownOption,
-};
+pub use option::{ConnectionType, ConnectionTypeError, PreferredConnectionTypes, Sha256Digest, UnknownOption};
 pub use package::{
-    DecodeError, EncodeError, HEADER_LENGTH, MAX_OPTION_DELTA, MAX_OPTION_VALUE_LENGTH,
-    MAX_OPTIONS, Notification, VERSION,
+    DecodeError, EncodeError, HEADER_LENGTH, MAX_OPTION_DELTA, MAX_OPTION_VALUE_LENGTH, MAX_OPTIONS, Notification,
+    VERSION,
 };
 pub use push::{
-    PUSH_MESSAGE_KEY, PushError, decode_base64, encode_base64, from_push_message, from_push_text,
-    to_push_message,
+    PUSH_MESSAGE_KEY, PushError, decode_base64, encode_base64, from_push_message, from_push_text, to_push_message,
 };
 pub use wsp::{
-    APPLICATION_ID, APPLICATION_ID_URI, CONTENT_TYPE_CODE, CONTENT_TYPE_TEXT,
-    MAX_PUSH_HEADER_LENGTH, PDU_TYPE_PUSH, WAP_PUSH_PORT, WspError, unwrap_push, wrap_push,
+    APPLICATION_ID, APPLICATION_ID_URI, CONTENT_TYPE_CODE, CONTENT_TYPE_TEXT, MAX_PUSH_HEADER_LENGTH, PDU_TYPE_PUSH,
+    WAP_PUSH_PORT, WspError, unwrap_push, wrap_push,
 };

@@ -54,12 +54,8 @@ pub enum ConnectionType {
 
 impl ConnectionType {
     /// Every connection type, in wire-value order.
-    pub const ALL: [ConnectionType; 4] = [
-        ConnectionType::AnyAvailable,
-        ConnectionType::Mobile,
-        ConnectionType::Wireless,
-        ConnectionType::Wireline,
-    ];
+    pub const ALL: [ConnectionType; 4] =
+        [ConnectionType::AnyAvailable, ConnectionType::Mobile, ConnectionType::Wireless, ConnectionType::Wireline];
 
     /// The wire byte, e.g. `0x01` for [`ConnectionType::Mobile`].
     pub fn to_byte(self) -> u8 {
@@ -132,10 +128,7 @@ impl PreferredConnectionTypes {
             return Err(ConnectionTypeError::Empty);
         }
         for (index, kind) in types.iter().enumerate() {
-            if types
-                .get(..index)
-                .is_some_and(|earlier| earlier.contains(kind))
-            {
+            if types.get(..index).is_some_and(|earlier| earlier.contains(kind)) {
                 return Err(ConnectionTypeError::Repeated(*kind));
             }
             if *kind == ConnectionType::AnyAvailable && index + 1 != types.len() {
@@ -149,9 +142,7 @@ impl PreferredConnectionTypes {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConnectionTypeError> {
         let types = bytes
             .iter()
-            .map(|byte| {
-                ConnectionType::from_byte(*byte).ok_or(ConnectionTypeError::UnknownValue(*byte))
-            })
+            .map(|byte| ConnectionType::from_byte(*byte).ok_or(ConnectionTypeError::UnknownValue(*byte)))
             .collect::<Result<Vec<_>, _>>()?;
         Self::new(types)
     }
@@ -193,10 +184,7 @@ impl Sha256Digest {
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let (time, hash) = bytes.split_first_chunk::<4>()?;
         let hash: [u8; DIGEST_HASH_LENGTH] = hash.try_into().ok()?;
-        Some(Self {
-            time: u32::from_be_bytes(*time),
-            hash,
-        })
+        Some(Self { time: u32::from_be_bytes(*time), hash })
     }
 }
 
@@ -221,31 +209,16 @@ mod tests {
             assert_eq!(kind.name().parse::<ConnectionType>(), Ok(kind));
         }
         assert_eq!(ConnectionType::from_byte(4), None);
-        assert_eq!(
-            "ANY_AVAILABLE".parse::<ConnectionType>(),
-            Ok(ConnectionType::AnyAvailable)
-        );
-        assert_eq!(
-            " Mobile ".parse::<ConnectionType>(),
-            Ok(ConnectionType::Mobile)
-        );
-        assert_eq!(
-            "lte".parse::<ConnectionType>(),
-            Err(ConnectionTypeError::UnknownName("lte".into()))
-        );
+        assert_eq!("ANY_AVAILABLE".parse::<ConnectionType>(), Ok(ConnectionType::AnyAvailable));
+        assert_eq!(" Mobile ".parse::<ConnectionType>(), Ok(ConnectionType::Mobile));
+        assert_eq!("lte".parse::<ConnectionType>(), Err(ConnectionTypeError::UnknownName("lte".into())));
     }
 
     #[test]
     fn preferred_types_enforce_the_list_rules() {
         use ConnectionType::*;
-        assert_eq!(
-            PreferredConnectionTypes::new(vec![]),
-            Err(ConnectionTypeError::Empty)
-        );
-        assert_eq!(
-            PreferredConnectionTypes::new(vec![Mobile, Mobile]),
-            Err(ConnectionTypeError::Repeated(Mobile))
-        );
+        assert_eq!(PreferredConnectionTypes::new(vec![]), Err(ConnectionTypeError::Empty));
+        assert_eq!(PreferredConnectionTypes::new(vec![Mobile, Mobile]), Err(ConnectionTypeError::Repeated(Mobile)));
         assert_eq!(
             PreferredConnectionTypes::new(vec![AnyAvailable, Mobile]),
             Err(ConnectionTypeError::AnyAvailableNotLast)
@@ -257,18 +230,12 @@ mod tests {
         let list = PreferredConnectionTypes::new(vec![Wireless, Mobile, AnyAvailable]).unwrap();
         assert_eq!(list.to_bytes(), vec![2, 1, 0]);
         assert_eq!(PreferredConnectionTypes::from_bytes(&[2, 1, 0]), Ok(list));
-        assert_eq!(
-            PreferredConnectionTypes::from_bytes(&[1, 9]),
-            Err(ConnectionTypeError::UnknownValue(9))
-        );
+        assert_eq!(PreferredConnectionTypes::from_bytes(&[1, 9]), Err(ConnectionTypeError::UnknownValue(9)));
     }
 
     #[test]
     fn digest_value_layout_is_time_then_hash() {
-        let digest = Sha256Digest {
-            time: 1_700_000_000,
-            hash: [0xab; 32],
-        };
+        let digest = Sha256Digest { time: 1_700_000_000, hash: [0xab; 32] };
         let bytes = digest.to_bytes();
         assert_eq!(&bytes[..4], &[0x65, 0x53, 0xf1, 0x00]);
         assert!(bytes[4..].iter().all(|byte| *byte == 0xab));

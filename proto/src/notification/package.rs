@@ -12,8 +12,8 @@
 use std::str::Utf8Error;
 
 use super::option::{
-    self, ConnectionTypeError, DIGEST_OPTION_LENGTH, NOTIFICATION_ID_LENGTH,
-    PreferredConnectionTypes, Sha256Digest, UnknownOption,
+    self, ConnectionTypeError, DIGEST_OPTION_LENGTH, NOTIFICATION_ID_LENGTH, PreferredConnectionTypes, Sha256Digest,
+    UnknownOption,
 };
 
 /// The only Package#0 version this crate speaks (spec 5.2.1.1).
@@ -62,25 +62,14 @@ pub enum DecodeError {
     MissingOptions { declared: usize, found: usize },
     #[error("option #{index} is cut short: its 2-byte delta/length prefix has only 1 byte")]
     TruncatedOptionHeader { index: usize },
-    #[error(
-        "option #{index} has delta 0 (after option {previous}): option numbers must strictly increase"
-    )]
+    #[error("option #{index} has delta 0 (after option {previous}): option numbers must strictly increase")]
     ZeroOptionDelta { index: usize, previous: u16 },
     #[error("option {number} claims {length} value byte(s) but only {available} remain")]
-    ValuePastEnd {
-        number: u16,
-        length: usize,
-        available: usize,
-    },
+    ValuePastEnd { number: u16, length: usize, available: usize },
     #[error("{count} byte(s) follow the {declared} option(s) the header announces")]
     TrailingBytes { count: usize, declared: usize },
     #[error("{name} (option {number}) must be {expected} byte(s) long, not {found}")]
-    InvalidOptionLength {
-        name: &'static str,
-        number: u16,
-        expected: usize,
-        found: usize,
-    },
+    InvalidOptionLength { name: &'static str, number: u16, expected: usize, found: usize },
     #[error("SERVER-ID is not valid UTF-8: {0}")]
     InvalidServerId(Utf8Error),
     #[error(transparent)]
@@ -94,15 +83,11 @@ pub enum EncodeError {
     TooManyOptions { count: usize },
     #[error("option {number} value is {length} bytes; the 12-bit length allows at most 4095")]
     ValueTooLong { number: u16, length: usize },
-    #[error(
-        "option {number} cannot follow option {previous}: a 4-bit delta can skip at most 15 numbers"
-    )]
+    #[error("option {number} cannot follow option {previous}: a 4-bit delta can skip at most 15 numbers")]
     OptionGapTooLarge { previous: u16, number: u16 },
     #[error("unknown option number 0 is not allowed: option numbers start at 1")]
     UnknownOptionZero,
-    #[error(
-        "unknown option uses number {0}, which belongs to a standard option; set the typed field instead"
-    )]
+    #[error("unknown option uses number {0}, which belongs to a standard option; set the typed field instead")]
     UnknownOptionUsesStandardNumber(u16),
     #[error("unknown option {0} appears more than once; option numbers must be unique")]
     DuplicateUnknownOption(u16),
@@ -125,9 +110,7 @@ pub(crate) struct RawOption<'a> {
 /// number 0, which the spec does not define, and later it would repeat a number.
 pub(crate) fn read_raw_options(package: &[u8]) -> Result<Vec<RawOption<'_>>, DecodeError> {
     let Some((header, mut rest)) = package.split_first_chunk::<HEADER_LENGTH>() else {
-        return Err(DecodeError::TruncatedHeader {
-            length: package.len(),
-        });
+        return Err(DecodeError::TruncatedHeader { length: package.len() });
     };
     let version = header[0] >> 4;
     if version != VERSION {
@@ -140,42 +123,25 @@ pub(crate) fn read_raw_options(package: &[u8]) -> Result<Vec<RawOption<'_>>, Dec
     for index in 0..declared {
         let Some((prefix, after_prefix)) = rest.split_first_chunk::<OPTION_HEADER_LENGTH>() else {
             if rest.is_empty() {
-                return Err(DecodeError::MissingOptions {
-                    declared,
-                    found: index,
-                });
+                return Err(DecodeError::MissingOptions { declared, found: index });
             }
             return Err(DecodeError::TruncatedOptionHeader { index });
         };
         let delta = u16::from(prefix[0] >> 4);
         if delta == 0 {
-            return Err(DecodeError::ZeroOptionDelta {
-                index,
-                previous: number,
-            });
+            return Err(DecodeError::ZeroOptionDelta { index, previous: number });
         }
         number += delta;
         let length = (usize::from(prefix[0] & 0x0f) << 8) | usize::from(prefix[1]);
         let Some((value, after_value)) = after_prefix.split_at_checked(length) else {
-            return Err(DecodeError::ValuePastEnd {
-                number,
-                length,
-                available: after_prefix.len(),
-            });
+            return Err(DecodeError::ValuePastEnd { number, length, available: after_prefix.len() });
         };
         let value_offset = package.len() - after_prefix.len();
-        options.push(RawOption {
-            number,
-            value,
-            value_offset,
-        });
+        options.push(RawOption { number, value, value_offset });
         rest = after_value;
     }
     if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes {
-            count: rest.len(),
-            declared,
-        });
+        return Err(DecodeError::TrailingBytes { count: rest.len(), declared });
     }
     Ok(options)
 }
@@ -206,21 +172,15 @@ impl Notification {
         for raw in options {
             match raw.number {
                 option::SERVER_ID => {
-                    let text =
-                        std::str::from_utf8(raw.value).map_err(DecodeError::InvalidServerId)?;
+                    let text = std::str::from_utf8(raw.value).map_err(DecodeError::InvalidServerId)?;
                     notification.server_id = Some(text.to_owned());
                 }
                 option::PREFERRED_CON_TYPE => {
-                    notification.preferred_connection_types =
-                        Some(PreferredConnectionTypes::from_bytes(raw.value)?);
+                    notification.preferred_connection_types = Some(PreferredConnectionTypes::from_bytes(raw.value)?);
                 }
                 option::NOTIFICATION_ID => {
                     expect_length(raw, NOTIFICATION_ID_LENGTH)?;
-                    let bytes = raw
-                        .value
-                        .first_chunk::<NOTIFICATION_ID_LENGTH>()
-                        .copied()
-                        .unwrap_or_default();
+                    let bytes = raw.value.first_chunk::<NOTIFICATION_ID_LENGTH>().copied().unwrap_or_default();
                     notification.notification_id = Some(u16::from_be_bytes(bytes));
                 }
                 option::SHA256_DIGEST => {
@@ -231,10 +191,7 @@ impl Notification {
                     expect_length(raw, 0)?;
                     notification.request_mos = true;
                 }
-                number => notification.unknown_options.push(UnknownOption {
-                    number,
-                    value: raw.value.to_vec(),
-                }),
+                number => notification.unknown_options.push(UnknownOption { number, value: raw.value.to_vec() }),
             }
         }
         Ok(notification)
@@ -256,13 +213,10 @@ impl Notification {
     pub(crate) fn encode_locating_digest(&self) -> Result<(Vec<u8>, Option<usize>), EncodeError> {
         let options = self.options_in_order()?;
         if options.len() > MAX_OPTIONS {
-            return Err(EncodeError::TooManyOptions {
-                count: options.len(),
-            });
+            return Err(EncodeError::TooManyOptions { count: options.len() });
         }
         let value_bytes: usize = options.iter().map(|(_, value)| value.len()).sum();
-        let mut package =
-            Vec::with_capacity(HEADER_LENGTH + options.len() * OPTION_HEADER_LENGTH + value_bytes);
+        let mut package = Vec::with_capacity(HEADER_LENGTH + options.len() * OPTION_HEADER_LENGTH + value_bytes);
         // Fits: checked against MAX_OPTIONS (5 bits) above.
         let count = options.len() as u8;
         package.push((VERSION << 4) | (count >> 1));
@@ -272,16 +226,10 @@ impl Notification {
         for (number, value) in &options {
             let delta = number - previous;
             if delta > MAX_OPTION_DELTA {
-                return Err(EncodeError::OptionGapTooLarge {
-                    previous,
-                    number: *number,
-                });
+                return Err(EncodeError::OptionGapTooLarge { previous, number: *number });
             }
             if value.len() > MAX_OPTION_VALUE_LENGTH {
-                return Err(EncodeError::ValueTooLong {
-                    number: *number,
-                    length: value.len(),
-                });
+                return Err(EncodeError::ValueTooLong { number: *number, length: value.len() });
             }
             let length = value.len() as u16;
             package.push(((delta as u8) << 4) | (length >> 8) as u8);
@@ -336,19 +284,12 @@ mod tests {
     use crate::notification::option::ConnectionType;
 
     fn unknown(number: u16, value: &[u8]) -> UnknownOption {
-        UnknownOption {
-            number,
-            value: value.to_vec(),
-        }
+        UnknownOption { number, value: value.to_vec() }
     }
 
     #[test]
     fn module_doc_example_encodes_exactly() {
-        let notification = Notification {
-            server_id: Some("srv".into()),
-            request_mos: true,
-            ..Notification::default()
-        };
+        let notification = Notification { server_id: Some("srv".into()), request_mos: true, ..Notification::default() };
         let bytes = notification.encode().unwrap();
         assert_eq!(hex::encode(&bytes), "21001003737276 4000".replace(' ', ""));
         assert_eq!(Notification::decode(&bytes).unwrap(), notification);
@@ -358,10 +299,7 @@ mod tests {
     fn empty_notification_is_just_the_header() {
         let bytes = Notification::default().encode().unwrap();
         assert_eq!(bytes, vec![0x20, 0x00]);
-        assert_eq!(
-            Notification::decode(&bytes).unwrap(),
-            Notification::default()
-        );
+        assert_eq!(Notification::decode(&bytes).unwrap(), Notification::default());
     }
 
     #[test]
@@ -369,17 +307,10 @@ mod tests {
         let notification = Notification {
             server_id: Some("é".into()),
             preferred_connection_types: Some(
-                PreferredConnectionTypes::new(vec![
-                    ConnectionType::Mobile,
-                    ConnectionType::AnyAvailable,
-                ])
-                .unwrap(),
+                PreferredConnectionTypes::new(vec![ConnectionType::Mobile, ConnectionType::AnyAvailable]).unwrap(),
             ),
             notification_id: Some(0x1234),
-            digest: Some(Sha256Digest {
-                time: 1,
-                hash: [7; 32],
-            }),
+            digest: Some(Sha256Digest { time: 1, hash: [7; 32] }),
             request_mos: true,
             unknown_options: vec![unknown(20, b"z"), unknown(9, &[])],
         };
@@ -396,20 +327,14 @@ mod tests {
         assert_eq!(bytes, expected);
         let decoded = Notification::decode(&bytes).unwrap();
         // Unknown options come back in wire (ascending) order.
-        assert_eq!(
-            decoded.unknown_options,
-            vec![unknown(9, &[]), unknown(20, b"z")]
-        );
+        assert_eq!(decoded.unknown_options, vec![unknown(9, &[]), unknown(20, b"z")]);
         assert_eq!(decoded.server_id.as_deref(), Some("é"));
         assert_eq!(decoded.notification_id, Some(0x1234));
     }
 
     #[test]
     fn reserved_bits_are_ignored_on_receipt() {
-        assert_eq!(
-            Notification::decode(&[0x20, 0x7f]).unwrap(),
-            Notification::default()
-        );
+        assert_eq!(Notification::decode(&[0x20, 0x7f]).unwrap(), Notification::default());
         // OC = 1 with all reserved bits set.
         let decoded = Notification::decode(&[0x20, 0xff, 0x50, 0x00]).unwrap();
         assert!(decoded.request_mos);
@@ -417,150 +342,71 @@ mod tests {
 
     #[test]
     fn decode_errors_are_distinct() {
-        assert_eq!(
-            Notification::decode(&[]),
-            Err(DecodeError::TruncatedHeader { length: 0 })
-        );
-        assert_eq!(
-            Notification::decode(&[0x20]),
-            Err(DecodeError::TruncatedHeader { length: 1 })
-        );
-        assert_eq!(
-            Notification::decode(&[0x10, 0x00]),
-            Err(DecodeError::UnsupportedVersion(1))
-        );
+        assert_eq!(Notification::decode(&[]), Err(DecodeError::TruncatedHeader { length: 0 }));
+        assert_eq!(Notification::decode(&[0x20]), Err(DecodeError::TruncatedHeader { length: 1 }));
+        assert_eq!(Notification::decode(&[0x10, 0x00]), Err(DecodeError::UnsupportedVersion(1)));
         assert_eq!(
             Notification::decode(&[0x21, 0x00, 0x50, 0x00]),
-            Err(DecodeError::MissingOptions {
-                declared: 2,
-                found: 1
-            })
+            Err(DecodeError::MissingOptions { declared: 2, found: 1 })
         );
-        assert_eq!(
-            Notification::decode(&[0x20, 0x80, 0x50]),
-            Err(DecodeError::TruncatedOptionHeader { index: 0 })
-        );
+        assert_eq!(Notification::decode(&[0x20, 0x80, 0x50]), Err(DecodeError::TruncatedOptionHeader { index: 0 }));
         assert_eq!(
             Notification::decode(&[0x21, 0x00, 0x50, 0x00, 0x00, 0x00]),
-            Err(DecodeError::ZeroOptionDelta {
-                index: 1,
-                previous: 5
-            })
+            Err(DecodeError::ZeroOptionDelta { index: 1, previous: 5 })
         );
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x00, 0x00]),
-            Err(DecodeError::ZeroOptionDelta {
-                index: 0,
-                previous: 0
-            })
+            Err(DecodeError::ZeroOptionDelta { index: 0, previous: 0 })
         );
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x10, 0x05, b'a']),
-            Err(DecodeError::ValuePastEnd {
-                number: 1,
-                length: 5,
-                available: 1
-            })
+            Err(DecodeError::ValuePastEnd { number: 1, length: 5, available: 1 })
         );
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x50, 0x00, 0xaa]),
-            Err(DecodeError::TrailingBytes {
-                count: 1,
-                declared: 1
-            })
+            Err(DecodeError::TrailingBytes { count: 1, declared: 1 })
         );
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x30, 0x01, 0x05]),
-            Err(DecodeError::InvalidOptionLength {
-                name: "NOTIFICATION-ID",
-                number: 3,
-                expected: 2,
-                found: 1
-            })
+            Err(DecodeError::InvalidOptionLength { name: "NOTIFICATION-ID", number: 3, expected: 2, found: 1 })
         );
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x40, 0x02, 0x00, 0x00]),
-            Err(DecodeError::InvalidOptionLength {
-                name: "SHA256-DIGEST",
-                number: 4,
-                expected: 36,
-                found: 2
-            })
+            Err(DecodeError::InvalidOptionLength { name: "SHA256-DIGEST", number: 4, expected: 36, found: 2 })
         );
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x50, 0x01, 0x00]),
-            Err(DecodeError::InvalidOptionLength {
-                name: "REQ-MOS",
-                number: 5,
-                expected: 0,
-                found: 1
-            })
+            Err(DecodeError::InvalidOptionLength { name: "REQ-MOS", number: 5, expected: 0, found: 1 })
         );
-        assert!(matches!(
-            Notification::decode(&[0x20, 0x80, 0x10, 0x01, 0xff]),
-            Err(DecodeError::InvalidServerId(_))
-        ));
+        assert!(matches!(Notification::decode(&[0x20, 0x80, 0x10, 0x01, 0xff]), Err(DecodeError::InvalidServerId(_))));
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x20, 0x02, 0x00, 0x01]),
-            Err(DecodeError::InvalidConnectionTypes(
-                ConnectionTypeError::AnyAvailableNotLast
-            ))
+            Err(DecodeError::InvalidConnectionTypes(ConnectionTypeError::AnyAvailableNotLast))
         );
         assert_eq!(
             Notification::decode(&[0x20, 0x80, 0x20, 0x00]),
-            Err(DecodeError::InvalidConnectionTypes(
-                ConnectionTypeError::Empty
-            ))
+            Err(DecodeError::InvalidConnectionTypes(ConnectionTypeError::Empty))
         );
     }
 
     #[test]
     fn error_messages_name_the_problem() {
-        let message = DecodeError::ZeroOptionDelta {
-            index: 1,
-            previous: 5,
-        }
-        .to_string();
+        let message = DecodeError::ZeroOptionDelta { index: 1, previous: 5 }.to_string();
         assert!(message.contains("strictly increase"), "{message}");
-        let message = EncodeError::OptionGapTooLarge {
-            previous: 5,
-            number: 21,
-        }
-        .to_string();
-        assert!(
-            message.contains("option 21") && message.contains("15"),
-            "{message}"
-        );
+        let message = EncodeError::OptionGapTooLarge { previous: 5, number: 21 }.to_string();
+        assert!(message.contains("option 21") && message.contains("15"), "{message}");
     }
 
     #[test]
     fn largest_values_are_accepted_and_one_more_refused() {
-        let mut notification = Notification {
-            unknown_options: vec![unknown(6, &[1; 4095])],
-            ..Default::default()
-        };
+        let mut notification = Notification { unknown_options: vec![unknown(6, &[1; 4095])], ..Default::default() };
         let bytes = notification.encode().unwrap();
         assert_eq!(&bytes[..4], &[0x20, 0x80, 0x6f, 0xff]);
         assert_eq!(Notification::decode(&bytes).unwrap(), notification);
         notification.unknown_options = vec![unknown(6, &[1; 4096])];
-        assert_eq!(
-            notification.encode(),
-            Err(EncodeError::ValueTooLong {
-                number: 6,
-                length: 4096
-            })
-        );
-        let long_server_id = Notification {
-            server_id: Some("x".repeat(4096)),
-            ..Default::default()
-        };
-        assert_eq!(
-            long_server_id.encode(),
-            Err(EncodeError::ValueTooLong {
-                number: 1,
-                length: 4096
-            })
-        );
+        assert_eq!(notification.encode(), Err(EncodeError::ValueTooLong { number: 6, length: 4096 }));
+        let long_server_id = Notification { server_id: Some("x".repeat(4096)), ..Default::default() };
+        assert_eq!(long_server_id.encode(), Err(EncodeError::ValueTooLong { number: 1, length: 4096 }));
     }
 
     #[test]
@@ -568,37 +414,24 @@ mod tests {
         let mut notification = Notification {
             server_id: Some("s".into()),
             request_mos: true,
-            unknown_options: (6..35)
-                .map(|number| unknown(number, &[number as u8]))
-                .collect(),
+            unknown_options: (6..35).map(|number| unknown(number, &[number as u8])).collect(),
             ..Default::default()
         };
         let bytes = notification.encode().unwrap();
         assert_eq!(&bytes[..2], &[0x2f, 0x80]); // OC = 31
         assert_eq!(Notification::decode(&bytes).unwrap(), notification);
         notification.notification_id = Some(1);
-        assert_eq!(
-            notification.encode(),
-            Err(EncodeError::TooManyOptions { count: 32 })
-        );
+        assert_eq!(notification.encode(), Err(EncodeError::TooManyOptions { count: 32 }));
     }
 
     #[test]
     fn gaps_wider_than_a_delta_are_refused() {
         let encode = |request_mos: bool, unknown_number: u16| {
             let options = vec![unknown(unknown_number, &[])];
-            Notification {
-                request_mos,
-                unknown_options: options,
-                ..Default::default()
-            }
-            .encode()
+            Notification { request_mos, unknown_options: options, ..Default::default() }.encode()
         };
         let gap = |previous, number| Err(EncodeError::OptionGapTooLarge { previous, number });
-        assert_eq!(
-            encode(true, 20),
-            Ok(vec![0x21, 0x00, 0x50, 0x00, 0xf0, 0x00])
-        );
+        assert_eq!(encode(true, 20), Ok(vec![0x21, 0x00, 0x50, 0x00, 0xf0, 0x00]));
         assert_eq!(encode(true, 21), gap(5, 21));
         assert_eq!(encode(false, 15), Ok(vec![0x20, 0x80, 0xf0, 0x00]));
         assert_eq!(encode(false, 16), gap(0, 16));
@@ -606,27 +439,12 @@ mod tests {
 
     #[test]
     fn unknown_options_may_not_shadow_or_repeat() {
-        let zero = Notification {
-            unknown_options: vec![unknown(0, &[])],
-            ..Default::default()
-        };
+        let zero = Notification { unknown_options: vec![unknown(0, &[])], ..Default::default() };
         assert_eq!(zero.encode(), Err(EncodeError::UnknownOptionZero));
-        let standard = Notification {
-            unknown_options: vec![unknown(3, &[0, 1])],
-            ..Default::default()
-        };
-        assert_eq!(
-            standard.encode(),
-            Err(EncodeError::UnknownOptionUsesStandardNumber(3))
-        );
-        let repeated = Notification {
-            unknown_options: vec![unknown(7, &[]), unknown(7, &[1])],
-            ..Default::default()
-        };
-        assert_eq!(
-            repeated.encode(),
-            Err(EncodeError::DuplicateUnknownOption(7))
-        );
+        let standard = Notification { unknown_options: vec![unknown(3, &[0, 1])], ..Default::default() };
+        assert_eq!(standard.encode(), Err(EncodeError::UnknownOptionUsesStandardNumber(3)));
+        let repeated = Notification { unknown_options: vec![unknown(7, &[]), unknown(7, &[1])], ..Default::default() };
+        assert_eq!(repeated.encode(), Err(EncodeError::DuplicateUnknownOption(7)));
     }
 
     #[test]
@@ -636,16 +454,8 @@ mod tests {
         assert_eq!(
             options,
             vec![
-                RawOption {
-                    number: 1,
-                    value: b"a",
-                    value_offset: 4
-                },
-                RawOption {
-                    number: 3,
-                    value: &[0x01],
-                    value_offset: 7
-                },
+                RawOption { number: 1, value: b"a", value_offset: 4 },
+                RawOption { number: 3, value: &[0x01], value_offset: 7 },
             ]
         );
     }

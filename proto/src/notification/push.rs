@@ -32,9 +32,7 @@ const LENIENT_URL_SAFE: GeneralPurpose = GeneralPurpose::new(
 pub enum PushError {
     #[error("push message is not JSON: {0}")]
     NotJson(String),
-    #[error(
-        "push message has no string \"SMS\" field (looked at the top level and under \"data\")"
-    )]
+    #[error("push message has no string \"SMS\" field (looked at the top level and under \"data\")")]
     MissingSmsField,
     #[error("\"SMS\" value is not valid base64: {0}")]
     InvalidBase64(String),
@@ -48,14 +46,8 @@ pub fn encode_base64(package: &[u8]) -> String {
 /// Decodes base64 text leniently (see the module documentation).
 pub fn decode_base64(text: &str) -> Result<Vec<u8>, PushError> {
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let engine = if compact.contains(['-', '_']) {
-        &LENIENT_URL_SAFE
-    } else {
-        &LENIENT_STANDARD
-    };
-    engine
-        .decode(compact.as_bytes())
-        .map_err(|error| PushError::InvalidBase64(error.to_string()))
+    let engine = if compact.contains(['-', '_']) { &LENIENT_URL_SAFE } else { &LENIENT_STANDARD };
+    engine.decode(compact.as_bytes()).map_err(|error| PushError::InvalidBase64(error.to_string()))
 }
 
 /// The push-message JSON object `{"SMS": "<base64>"}`.
@@ -69,11 +61,7 @@ pub fn to_push_message(package: &[u8]) -> serde_json::Value {
 pub fn from_push_message(message: &serde_json::Value) -> Result<Vec<u8>, PushError> {
     let field = message
         .get(PUSH_MESSAGE_KEY)
-        .or_else(|| {
-            message
-                .get("data")
-                .and_then(|data| data.get(PUSH_MESSAGE_KEY))
-        })
+        .or_else(|| message.get("data").and_then(|data| data.get(PUSH_MESSAGE_KEY)))
         .and_then(serde_json::Value::as_str)
         .ok_or(PushError::MissingSmsField)?;
     decode_base64(field)
@@ -103,14 +91,8 @@ mod tests {
     #[test]
     fn documented_example() {
         assert_eq!(encode_base64(PACKAGE), "IQAQA3NydkAA");
-        assert_eq!(
-            to_push_message(PACKAGE).to_string(),
-            r#"{"SMS":"IQAQA3NydkAA"}"#
-        );
-        assert_eq!(
-            from_push_text(r#"{"SMS": "IQAQA3NydkAA"}"#).unwrap(),
-            PACKAGE
-        );
+        assert_eq!(to_push_message(PACKAGE).to_string(), r#"{"SMS":"IQAQA3NydkAA"}"#);
+        assert_eq!(from_push_text(r#"{"SMS": "IQAQA3NydkAA"}"#).unwrap(), PACKAGE);
     }
 
     #[test]
@@ -123,29 +105,16 @@ mod tests {
         assert_eq!(from_push_text("\"IQAQA3NydkAA\"").unwrap(), PACKAGE);
         assert_eq!(from_push_text(" IQAQA3NydkAA\n").unwrap(), PACKAGE);
         assert_eq!(
-            from_push_text(r#"{"to": "device", "data": {"SMS": "IQAQA3NydkAA", "other": 1}}"#)
-                .unwrap(),
+            from_push_text(r#"{"to": "device", "data": {"SMS": "IQAQA3NydkAA", "other": 1}}"#).unwrap(),
             PACKAGE
         );
     }
 
     #[test]
     fn failures_are_typed() {
-        assert!(matches!(
-            decode_base64("IQ*A"),
-            Err(PushError::InvalidBase64(_))
-        ));
-        assert_eq!(
-            from_push_text(r#"{"sms": "IQAQA3NydkAA"}"#),
-            Err(PushError::MissingSmsField)
-        );
-        assert_eq!(
-            from_push_text(r#"{"SMS": 5}"#),
-            Err(PushError::MissingSmsField)
-        );
-        assert!(matches!(
-            from_push_text("{not json"),
-            Err(PushError::NotJson(_))
-        ));
+        assert!(matches!(decode_base64("IQ*A"), Err(PushError::InvalidBase64(_))));
+        assert_eq!(from_push_text(r#"{"sms": "IQAQA3NydkAA"}"#), Err(PushError::MissingSmsField));
+        assert_eq!(from_push_text(r#"{"SMS": 5}"#), Err(PushError::MissingSmsField));
+        assert!(matches!(from_push_text("{not json"), Err(PushError::NotJson(_))));
     }
 }

@@ -62,15 +62,11 @@ pub enum WspError {
     HeadersTooLong { length: usize },
     #[error("push headers claim {length} bytes but only {available} follow")]
     HeadersPastEnd { length: usize, available: usize },
-    #[error(
-        "content type is {0}; a DM notification is 0x58 (application/vnd.syncml.dm.notification)"
-    )]
+    #[error("content type is {0}; a DM notification is 0x58 (application/vnd.syncml.dm.notification)")]
     WrongContentType(String),
     #[error("push has no X-WAP-Application-Id header; a DM notification needs application id 0x07")]
     MissingApplicationId,
-    #[error(
-        "X-WAP-Application-Id is {0}; a DM notification needs 0x07 (x-wap-application:syncml.dm)"
-    )]
+    #[error("X-WAP-Application-Id is {0}; a DM notification needs 0x07 (x-wap-application:syncml.dm)")]
     WrongApplicationId(String),
     #[error("malformed push header: {0}")]
     MalformedHeader(&'static str),
@@ -94,28 +90,19 @@ pub fn wrap_push(package: &[u8], transaction_id: u8) -> Vec<u8> {
 /// Checks a connectionless WSP Push PDU and returns the Package#0 it carries
 /// (the bytes after the headers, not yet decoded).
 pub fn unwrap_push(pdu: &[u8]) -> Result<&[u8], WspError> {
-    let (_transaction_id, rest) = pdu
-        .split_first()
-        .ok_or(WspError::Truncated("no transaction id"))?;
-    let (pdu_type, rest) = rest
-        .split_first()
-        .ok_or(WspError::Truncated("no PDU type"))?;
+    let (_transaction_id, rest) = pdu.split_first().ok_or(WspError::Truncated("no transaction id"))?;
+    let (pdu_type, rest) = rest.split_first().ok_or(WspError::Truncated("no PDU type"))?;
     if *pdu_type != PDU_TYPE_PUSH {
         return Err(WspError::NotAPush(*pdu_type));
     }
     let (headers_length, rest) = read_uintvar(rest, "headers length")?;
     let headers_length = usize::try_from(headers_length).unwrap_or(usize::MAX);
     if headers_length > MAX_PUSH_HEADER_LENGTH {
-        return Err(WspError::HeadersTooLong {
-            length: headers_length,
-        });
+        return Err(WspError::HeadersTooLong { length: headers_length });
     }
-    let (headers, body) =
-        rest.split_at_checked(headers_length)
-            .ok_or(WspError::HeadersPastEnd {
-                length: headers_length,
-                available: rest.len(),
-            })?;
+    let (headers, body) = rest
+        .split_at_checked(headers_length)
+        .ok_or(WspError::HeadersPastEnd { length: headers_length, available: rest.len() })?;
     let fields = check_content_type(headers)?;
     check_application_id(fields)?;
     Ok(body)
@@ -141,10 +128,7 @@ fn read_uintvar<'a>(bytes: &'a [u8], what: &'static str) -> Result<(u32, &'a [u8
 
 /// Splits a NUL-terminated text string; returns the text (without NUL) and what follows.
 fn read_text<'a>(bytes: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8]), WspError> {
-    let end = bytes
-        .iter()
-        .position(|byte| *byte == 0)
-        .ok_or(WspError::Truncated(what))?;
+    let end = bytes.iter().position(|byte| *byte == 0).ok_or(WspError::Truncated(what))?;
     let (text, rest) = bytes.split_at(end);
     Ok((text, rest.get(1..).unwrap_or_default()))
 }
@@ -169,18 +153,10 @@ fn read_value<'a>(bytes: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a 
             let prefix = bytes.len() - after_length.len();
             prefix.saturating_add(usize::try_from(length).unwrap_or(usize::MAX))
         }
-        32..=127 => {
-            bytes
-                .iter()
-                .position(|byte| *byte == 0)
-                .ok_or(WspError::Truncated(what))?
-                + 1
-        }
+        32..=127 => bytes.iter().position(|byte| *byte == 0).ok_or(WspError::Truncated(what))? + 1,
         _ => 1,
     };
-    bytes
-        .split_at_checked(total)
-        .ok_or(WspError::Truncated(what))
+    bytes.split_at_checked(total).ok_or(WspError::Truncated(what))
 }
 
 /// The length-prefixed data of a general-form value (prefix 0-31), or `None` for other forms.
@@ -188,9 +164,7 @@ fn general_form_data(value: &[u8]) -> Option<&[u8]> {
     let (first, rest) = value.split_first()?;
     match *first {
         0..=30 => Some(rest),
-        LENGTH_QUOTE => read_uintvar(rest, "value length")
-            .ok()
-            .map(|(_, data)| data),
+        LENGTH_QUOTE => read_uintvar(rest, "value length").ok().map(|(_, data)| data),
         _ => None,
     }
 }
@@ -211,11 +185,7 @@ fn read_integer(bytes: &[u8]) -> Option<u64> {
     if significant > 8 {
         return None;
     }
-    Some(
-        digits
-            .iter()
-            .fold(0u64, |value, byte| (value << 8) | u64::from(*byte)),
-    )
+    Some(digits.iter().fold(0u64, |value, byte| (value << 8) | u64::from(*byte)))
 }
 
 /// Checks that the headers start with the DM notification content type and returns the header fields after it.
@@ -226,19 +196,14 @@ fn check_content_type(headers: &[u8]) -> Result<&[u8], WspError> {
     let (value, fields) = read_value(headers, "content type")?;
     // The general form wraps the media type (and parameters, ignored) in a length.
     let media = general_form_data(value).unwrap_or(value);
-    let first = *media
-        .first()
-        .ok_or(WspError::WrongContentType("empty".into()))?;
+    let first = *media.first().ok_or(WspError::WrongContentType("empty".into()))?;
     if (32..SHORT_INTEGER_FLAG).contains(&first) {
         let (text, _) = read_text(media, "content type")?;
         let text = unquote(text);
         if text.eq_ignore_ascii_case(CONTENT_TYPE_TEXT.as_bytes()) {
             return Ok(fields);
         }
-        return Err(WspError::WrongContentType(format!(
-            "{:?}",
-            String::from_utf8_lossy(text)
-        )));
+        return Err(WspError::WrongContentType(format!("{:?}", String::from_utf8_lossy(text))));
     }
     if read_integer(media) == Some(u64::from(CONTENT_TYPE_CODE)) {
         return Ok(fields);
@@ -252,9 +217,7 @@ fn check_application_id(mut fields: &[u8]) -> Result<(), WspError> {
     while let Some((&first, after_first)) = fields.split_first() {
         match first {
             SHIFT_DELIMITER => {
-                let (page, rest) = after_first
-                    .split_first()
-                    .ok_or(WspError::Truncated("code page shift"))?;
+                let (page, rest) = after_first.split_first().ok_or(WspError::Truncated("code page shift"))?;
                 code_page = *page;
                 fields = rest;
             }
@@ -263,9 +226,7 @@ fn check_application_id(mut fields: &[u8]) -> Result<(), WspError> {
                 fields = after_first;
             }
             0 => {
-                return Err(WspError::MalformedHeader(
-                    "header field name starts with a NUL byte",
-                ));
+                return Err(WspError::MalformedHeader("header field name starts with a NUL byte"));
             }
             0x80..=0xff => {
                 let (value, rest) = read_value(after_first, "header value")?;
@@ -289,19 +250,14 @@ fn check_application_id(mut fields: &[u8]) -> Result<(), WspError> {
 
 /// Application-id-value = Uri-value | App-assigned-code (an Integer-value).
 fn check_application_id_value(value: &[u8]) -> Result<(), WspError> {
-    let first = *value
-        .first()
-        .ok_or(WspError::MalformedHeader("empty X-WAP-Application-Id"))?;
+    let first = *value.first().ok_or(WspError::MalformedHeader("empty X-WAP-Application-Id"))?;
     if (32..SHORT_INTEGER_FLAG).contains(&first) {
         let (text, _) = read_text(value, "application id")?;
         let text = unquote(text);
         if text.eq_ignore_ascii_case(APPLICATION_ID_URI.as_bytes()) {
             return Ok(());
         }
-        return Err(WspError::WrongApplicationId(format!(
-            "{:?}",
-            String::from_utf8_lossy(text)
-        )));
+        return Err(WspError::WrongApplicationId(format!("{:?}", String::from_utf8_lossy(text))));
     }
     if read_integer(value) == Some(u64::from(APPLICATION_ID)) {
         return Ok(());
@@ -313,14 +269,7 @@ fn check_application_id_value(value: &[u8]) -> Result<(), WspError> {
 fn describe_integer(value: &[u8]) -> String {
     match read_integer(value) {
         Some(number) => format!("0x{number:02x}"),
-        None => format!(
-            "the bytes {}",
-            value
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        None => format!("the bytes {}", value.iter().map(|byte| format!("{byte:02x}")).collect::<Vec<_>>().join(" ")),
     }
 }
 
@@ -340,10 +289,7 @@ mod tests {
     #[test]
     fn wrap_writes_the_documented_bytes() {
         let wrapped = wrap_push(PACKAGE, 0x01);
-        assert_eq!(
-            hex::encode(&wrapped),
-            "010603d8af87208010037372 76".replace(' ', "")
-        );
+        assert_eq!(hex::encode(&wrapped), "010603d8af87208010037372 76".replace(' ', ""));
         assert_eq!(unwrap_push(&wrapped), Ok(PACKAGE));
     }
 
@@ -358,15 +304,9 @@ mod tests {
         assert_eq!(unwrap_push(&pdu(&upper)), Ok(PACKAGE));
 
         // General form: length 3, media 0xd8, a charset parameter (0x81 = utf-8 code 0xea) ignored.
-        assert_eq!(
-            unwrap_push(&pdu(&[0x03, 0xd8, 0x81, 0xea, 0xaf, 0x87])),
-            Ok(PACKAGE)
-        );
+        assert_eq!(unwrap_push(&pdu(&[0x03, 0xd8, 0x81, 0xea, 0xaf, 0x87])), Ok(PACKAGE));
         // Media as a long integer (length 1, 0x58), application id as a long integer.
-        assert_eq!(
-            unwrap_push(&pdu(&[0x02, 0x01, 0x58, 0xaf, 0x01, 0x07])),
-            Ok(PACKAGE)
-        );
+        assert_eq!(unwrap_push(&pdu(&[0x02, 0x01, 0x58, 0xaf, 0x01, 0x07])), Ok(PACKAGE));
         // Application id as its URI, after an unrelated well-known header and an application header.
         let mut headers = vec![0xd8, 0x8d, 0x85];
         headers.extend(b"X-Extra\0yes\0");
@@ -390,22 +330,10 @@ mod tests {
 
     #[test]
     fn wrong_pushes_are_refused_with_reasons() {
-        assert_eq!(
-            unwrap_push(&[]),
-            Err(WspError::Truncated("no transaction id"))
-        );
-        assert_eq!(
-            unwrap_push(&[0x01]),
-            Err(WspError::Truncated("no PDU type"))
-        );
-        assert_eq!(
-            unwrap_push(&[0x01, 0x07, 0x03]),
-            Err(WspError::NotAPush(0x07))
-        );
-        assert_eq!(
-            unwrap_push(&[0x01, 0x06]),
-            Err(WspError::Truncated("headers length"))
-        );
+        assert_eq!(unwrap_push(&[]), Err(WspError::Truncated("no transaction id")));
+        assert_eq!(unwrap_push(&[0x01]), Err(WspError::Truncated("no PDU type")));
+        assert_eq!(unwrap_push(&[0x01, 0x07, 0x03]), Err(WspError::NotAPush(0x07)));
+        assert_eq!(unwrap_push(&[0x01, 0x06]), Err(WspError::Truncated("headers length")));
         assert_eq!(
             unwrap_push(&[0x01, 0x06, 0xff, 0xff, 0xff, 0xff, 0x7f]),
             Err(WspError::InvalidUintvar("headers length"))
@@ -426,63 +354,31 @@ mod tests {
         too_long.insert(1, 0x80);
         too_long.insert(1, 0x8d);
         too_long.pop();
-        assert_eq!(
-            unwrap_push(&pdu(&too_long)),
-            Err(WspError::HeadersTooLong { length: 49 })
-        );
+        assert_eq!(unwrap_push(&pdu(&too_long)), Err(WspError::HeadersTooLong { length: 49 }));
         assert_eq!(
             unwrap_push(&[0x01, 0x06, 0x05, 0xd8, 0xaf]),
-            Err(WspError::HeadersPastEnd {
-                length: 5,
-                available: 2
-            })
+            Err(WspError::HeadersPastEnd { length: 5, available: 2 })
         );
-        assert_eq!(
-            unwrap_push(&pdu(&[0xc4, 0xaf, 0x87])),
-            Err(WspError::WrongContentType("0x44".into()))
-        );
+        assert_eq!(unwrap_push(&pdu(&[0xc4, 0xaf, 0x87])), Err(WspError::WrongContentType("0x44".into())));
         assert_eq!(
             unwrap_push(&pdu(b"text/plain\0\xaf\x87")),
             Err(WspError::WrongContentType("\"text/plain\"".into()))
         );
-        assert_eq!(
-            unwrap_push(&pdu(&[0xd8])),
-            Err(WspError::MissingApplicationId)
-        );
-        assert_eq!(
-            unwrap_push(&pdu(&[0xd8, 0x8d, 0x85])),
-            Err(WspError::MissingApplicationId)
-        );
-        assert_eq!(
-            unwrap_push(&pdu(&[0xd8, 0x8d, 0x05])),
-            Err(WspError::Truncated("header value"))
-        );
-        assert_eq!(
-            unwrap_push(&pdu(&[0xd8, 0xaf, 0x84])),
-            Err(WspError::WrongApplicationId("0x04".into()))
-        );
+        assert_eq!(unwrap_push(&pdu(&[0xd8])), Err(WspError::MissingApplicationId));
+        assert_eq!(unwrap_push(&pdu(&[0xd8, 0x8d, 0x85])), Err(WspError::MissingApplicationId));
+        assert_eq!(unwrap_push(&pdu(&[0xd8, 0x8d, 0x05])), Err(WspError::Truncated("header value")));
+        assert_eq!(unwrap_push(&pdu(&[0xd8, 0xaf, 0x84])), Err(WspError::WrongApplicationId("0x04".into())));
         // 0x2f in another code page is not the application id.
-        assert_eq!(
-            unwrap_push(&pdu(&[0xd8, 0x7f, 0x02, 0xaf, 0x87])),
-            Err(WspError::MissingApplicationId)
-        );
-        assert_eq!(
-            unwrap_push(&pdu(&[])),
-            Err(WspError::Truncated("no content type"))
-        );
+        assert_eq!(unwrap_push(&pdu(&[0xd8, 0x7f, 0x02, 0xaf, 0x87])), Err(WspError::MissingApplicationId));
+        assert_eq!(unwrap_push(&pdu(&[])), Err(WspError::Truncated("no content type")));
         assert_eq!(
             unwrap_push(&pdu(&[0xd8, 0x00])),
-            Err(WspError::MalformedHeader(
-                "header field name starts with a NUL byte"
-            ))
+            Err(WspError::MalformedHeader("header field name starts with a NUL byte"))
         );
     }
 
     #[test]
     fn unwrap_returns_the_body_even_when_empty() {
-        assert_eq!(
-            unwrap_push(&[0x00, 0x06, 0x03, 0xd8, 0xaf, 0x87]),
-            Ok(&[][..])
-        );
+        assert_eq!(unwrap_push(&[0x00, 0x06, 0x03, 0xd8, 0xaf, 0x87]), Ok(&[][..]));
     }
 }

@@ -15,9 +15,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use omadm_proto::notification::{
-    self, ConnectionType, Notification, PreferredConnectionTypes, UnknownOption,
-};
+use omadm_proto::notification::{self, ConnectionType, Notification, PreferredConnectionTypes, UnknownOption};
 use serde_json::{Value, json};
 
 use super::Output;
@@ -112,11 +110,8 @@ fn encode(args: EncodeArgs) -> anyhow::Result<Output> {
     } else {
         Some(PreferredConnectionTypes::new(args.con_type).context("invalid --con-type")?)
     };
-    let unknown_options = args
-        .unknown_options
-        .iter()
-        .map(|text| parse_unknown_option(text))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let unknown_options =
+        args.unknown_options.iter().map(|text| parse_unknown_option(text)).collect::<anyhow::Result<Vec<_>>>()?;
     let notification = Notification {
         server_id: args.server_id,
         preferred_connection_types,
@@ -136,16 +131,8 @@ fn encode(args: EncodeArgs) -> anyhow::Result<Output> {
         None => notification.encode(),
     }
     .context("cannot encode the notification")?;
-    let bytes = if args.wsp {
-        notification::wrap_push(&package, args.tid.unwrap_or(0))
-    } else {
-        package
-    };
-    let text = if args.base64 {
-        notification::encode_base64(&bytes)
-    } else {
-        hex::encode(&bytes)
-    };
+    let bytes = if args.wsp { notification::wrap_push(&package, args.tid.unwrap_or(0)) } else { package };
+    let text = if args.base64 { notification::encode_base64(&bytes) } else { hex::encode(&bytes) };
     Ok(Output::Text(text))
 }
 
@@ -158,11 +145,8 @@ fn decode(args: DecodeArgs) -> anyhow::Result<Output> {
     } else {
         parse_hex(&args.input)?
     };
-    let package = if args.wsp {
-        notification::unwrap_push(&received).context("invalid WAP Push PDU")?
-    } else {
-        &received[..]
-    };
+    let package =
+        if args.wsp { notification::unwrap_push(&received).context("invalid WAP Push PDU")? } else { &received[..] };
     let decoded = Notification::decode(package).context("malformed notification")?;
     let digest_valid = match (&args.secret, decoded.digest) {
         (Some(secret), Some(_)) => {
@@ -206,14 +190,8 @@ fn options_json(decoded: &Notification) -> Value {
 /// Hex with any whitespace and an optional `0x` prefix, e.g. `0x21 00 10 03`.
 fn parse_hex(input: &str) -> anyhow::Result<Vec<u8>> {
     let trimmed = input.trim();
-    let without_prefix = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .unwrap_or(trimmed);
-    let digits: String = without_prefix
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let without_prefix = trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")).unwrap_or(trimmed);
+    let digits: String = without_prefix.chars().filter(|c| !c.is_whitespace()).collect();
     hex::decode(&digits).context("invalid hex input")
 }
 
@@ -222,22 +200,14 @@ fn parse_unknown_option(text: &str) -> anyhow::Result<UnknownOption> {
     let Some((number, value)) = text.split_once(':') else {
         bail!("invalid --option {text:?}: expected NUMBER:HEX, e.g. 9:cafe");
     };
-    let number: u16 = number
-        .trim()
-        .parse()
-        .with_context(|| format!("invalid --option number {number:?}"))?;
-    let value =
-        hex::decode(value.trim()).with_context(|| format!("invalid --option value {value:?}"))?;
+    let number: u16 = number.trim().parse().with_context(|| format!("invalid --option number {number:?}"))?;
+    let value = hex::decode(value.trim()).with_context(|| format!("invalid --option value {value:?}"))?;
     Ok(UnknownOption { number, value })
 }
 
 fn system_time() -> anyhow::Result<u32> {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("system clock is before 1970")?
-        .as_secs();
-    u32::try_from(seconds)
-        .context("system clock is past 2106, beyond the 32-bit POSIX time of SHA256-DIGEST")
+    let seconds = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock is before 1970")?.as_secs();
+    u32::try_from(seconds).context("system clock is past 2106, beyond the 32-bit POSIX time of SHA256-DIGEST")
 }
 
 #[cfg(test)]
@@ -255,20 +225,8 @@ mod tests {
 
     #[test]
     fn unknown_option_forms() {
-        assert_eq!(
-            parse_unknown_option("9:cafe").unwrap(),
-            UnknownOption {
-                number: 9,
-                value: vec![0xca, 0xfe]
-            }
-        );
-        assert_eq!(
-            parse_unknown_option("12:").unwrap(),
-            UnknownOption {
-                number: 12,
-                value: vec![]
-            }
-        );
+        assert_eq!(parse_unknown_option("9:cafe").unwrap(), UnknownOption { number: 9, value: vec![0xca, 0xfe] });
+        assert_eq!(parse_unknown_option("12:").unwrap(), UnknownOption { number: 12, value: vec![] });
         assert!(parse_unknown_option("9").is_err());
         assert!(parse_unknown_option("x:00").is_err());
         assert!(parse_unknown_option("9:0").is_err());
