@@ -78,9 +78,17 @@ fn report_usage_error(error: &clap::Error) -> ExitCode {
             }
         }
         _ => {
+            // Keep what precedes the usage block, joined into one line
+            // ("the following required arguments were not provided: <HEX>").
             let rendered = error.render().to_string();
-            let first_line = rendered.lines().find(|line| !line.trim().is_empty()).unwrap_or("invalid arguments");
-            let first_line = first_line.trim_start_matches("error: ");
+            let message = rendered
+                .lines()
+                .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let first_line = message.trim_start_matches("error: ");
             eprintln!("omadm: error: {first_line}");
             ExitCode::from(2)
         }
