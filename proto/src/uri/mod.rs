@@ -4,7 +4,7 @@ mod client;
 mod server;
 
 pub use client::{ClientUri, InstanceSelector, NodeSelector, NodeValue, Query};
-pub use server::{ServerUri, ServerUriParams};
+pub use server::{ServerUri, ServerUriParameter, ServerUriParams};
 
 /// Why a ClientURI or ServerURI was rejected. A device answers a command
 /// carrying such a URI with 400 Bad Request.
@@ -44,4 +44,19 @@ pub enum UriError {
     InvalidPercentEncoding(String),
     #[error("invalid ServerURI {0:?}: {1}")]
     InvalidServerUri(String, &'static str),
+    #[error("ServerURI scheme {0:?} is not supported: expected http or https")]
+    UnsupportedServerUriScheme(String),
+    #[error("ServerURI parameter [{0}] is unknown: expected DevID, MNC, MCC, CMNC, CMCC or SPName")]
+    UnknownServerUriParameter(String),
+    #[error("ServerURI has an unbalanced \"[\" or \"]\" at byte {0}")]
+    UnbalancedServerUriBracket(usize),
+}
+
+impl UriError {
+    /// The status a device answers a command carrying such a URI with: 400 Bad Request,
+    /// since every variant is malformed syntax (Appendix C). An address that parses
+    /// but resolves to nothing is the tree's 404, not an error of this type.
+    pub fn status_code(&self) -> u16 {
+        400
+    }
 }
