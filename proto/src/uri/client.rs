@@ -88,7 +88,10 @@ pub struct Query {
     /// `cv=<validator>`: the cache validator the server holds for the MO instance.
     pub cache_validator: Option<String>,
     /// Fields this crate does not know, as (name, value) with the value still
-    /// percent-encoded as received; `None` when the field had no "=".
+    /// percent-encoded as received; `None` when the field had no "=". Characters a
+    /// URI query cannot hold (`<`, `"`, non-ASCII, a `%` not starting `%XX`, ...)
+    /// are percent-encoded on receipt and again when printing, so the printed
+    /// ClientURI is always a valid RFC 3986 URI.
     pub unknown: Vec<(String, Option<String>)>,
 }
 
@@ -288,9 +291,10 @@ impl Query {
                 ("lv" | "nv" | "cv", None) => {
                     return Err(UriError::MissingFieldValue(name.to_owned()));
                 }
-                (name, value) => query
-                    .unknown
-                    .push((name.to_owned(), value.map(str::to_owned))),
+                (name, value) => query.unknown.push((
+                    encode_unknown_field(name, UnknownFieldPart::Name),
+                    value.map(|value| encode_unknown_field(value, UnknownFieldPart::Value)),
+                )),
             }
         }
         Ok(query)
@@ -317,8 +321,12 @@ impl fmt::Display for Query {
             separator = "&";
         }
         for (name, value) in &self.unknown {
+            let name = encode_unknown_field(name, UnknownFieldPart::Name);
             match value {
-                Some(value) => write!(f, "{separator}{name}={value}")?,
+                Some(value) => {
+                    let value = encode_unknown_field(value, UnknownFieldPart::Value);
+                    write!(f, "{separator}{name}={value}")?;
+                }
                 None => write!(f, "{separator}{name}")?,
             }
             separator = "&";
@@ -390,7 +398,12 @@ fn validate_moid(moid: &str) -> Result<(), UriError> {
     if moid.is_empty() {
         return Err(UriError::MissingMoid);
     }
-    if !moid.contains(':') || !moid.chars().all(allowed) {
+    // A "%" must start an escape, or the printed ClientURI would not be a URI.
+    let escapes_complete = moid.split('%').skip(1).all(|after| {
+        let mut bytes = after.bytes();
+        matches!((bytes.next(), bytes.next()), (Some(high), Some(low)) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
+    });
+    if !moid.contains(':') || !moid.chars().all(allowed) || !escapes_complete {
         return Err(UriError::InvalidMoid(moid.to_owned()));
     }
     Ok(())
@@ -458,6 +471,45 @@ fn is_unreserved(c: char) -> bool {
 
 fn is_real_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(is_unreserved)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UnknownFieldPart {
+    Name,
+    Value,
+}
+
+/// Percent-encodes what RFC 3986 does not allow in a query (`pchar / "/" / "?"`), plus
+/// the delimiters that would split the field ("&", "#", and "=" in a name); valid
+/// `%XX` escapes are kept, so encoding twice changes nothing.
+fn encode_unknown_field(text: &str, part: UnknownFieldPart) -> String {
+    let bytes = text.as_bytes();
+    let mut encoded = String::with_capacity(text.len());
+    for (position, c) in text.char_indices() {
+        let escape_follows = || {
+            let hex = |offset: usize| {
+                bytes
+                    .get(position + offset)
+                    .is_some_and(u8::is_ascii_hexdigit)
+            };
+            hex(1) && hex(2)
+        };
+        let keep = match c {
+            '%' => escape_follows(),
+            '&' | '#' => false,
+            '=' => part == UnknownFieldPart::Value,
+            c => is_unreserved(c) || "!$'()*+,;:@/?".contains(c),
+        };
+        if keep {
+            encoded.push(c);
+        } else {
+            let mut buffer = [0_u8; 4];
+            for byte in c.encode_utf8(&mut buffer).bytes() {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    encoded
 }
 
 fn decode(text: &str) -> Result<String, UriError> {
