@@ -253,7 +253,7 @@ fn dmacc_wildcard_permission_and_gcm_without_reg_params() {
     );
 }
 
-fn fumo_access_control() -> DelegationAccessControl {
+fn fumo_access_control() -> Result<DelegationAccessControl, MoError> {
     DelegationAccessControl::from_mo_data(&json!({
         "MOID": "urn:oma:mo:oma-fumo:1.0",
         "1": {"MIID": "fw", "MAID": "serverid:dms1.example.com", "AccessRights": 15},
@@ -261,12 +261,11 @@ fn fumo_access_control() -> DelegationAccessControl {
         "3": {"MIID": "fw", "MAID": "*", "AccessRights": 4},
         "4": {"MIID": "modem", "MAID": "appid:com.example.updater", "AccessRights": 3}
     }))
-    .unwrap()
 }
 
 #[test]
 fn dmdac_instance_reads_and_writes_its_flattened_form() {
-    let access = fumo_access_control();
+    let access = fumo_access_control().unwrap();
     assert_eq!(access.moid, "urn:oma:mo:oma-fumo:1.0");
     assert_eq!(access.entries.len(), 4);
     assert_eq!(
@@ -287,7 +286,7 @@ fn dmdac_instance_reads_and_writes_its_flattened_form() {
 
 #[test]
 fn dmdac_permits_per_instance_with_wildcard_maid() {
-    let instances = [fumo_access_control()];
+    let instances = [fumo_access_control().unwrap()];
     let fumo = "urn:oma:mo:oma-fumo:1.0";
     // dms1 holds every right on "fw".
     for operation in [
@@ -366,7 +365,7 @@ fn dmdac_permits_per_instance_with_wildcard_maid() {
 
 #[test]
 fn dmdac_check_for_a_package2_command() {
-    let instances = [fumo_access_control()];
+    let instances = [fumo_access_control().unwrap()];
     let fumo = "urn:oma:mo:oma-fumo:1.0";
     let allowed = |server: &str, command: &str| {
         Operation::for_command(command, fumo).map(|operation| {
@@ -465,7 +464,7 @@ fn every_mo_round_trips_through_the_trait() {
         roaming: RoamingStatus::Unknown,
     };
     assert_eq!(generic(&session), Ok(session));
-    let access = fumo_access_control();
+    let access = fumo_access_control().unwrap();
     assert_eq!(generic(&access), Ok(access));
     let account = DmAccount::from_dmmo_document(&bootstrap_document()).unwrap();
     assert_eq!(generic(&account), Ok(account));
