@@ -288,79 +288,36 @@ fn dmdac_instance_reads_and_writes_its_flattened_form() {
 fn dmdac_permits_per_instance_with_wildcard_maid() {
     let instances = [fumo_access_control().unwrap()];
     let fumo = "urn:oma:mo:oma-fumo:1.0";
-    // dms1 holds every right on "fw".
-    for operation in [
-        Operation::Read,
-        Operation::Write,
-        Operation::Execute,
-        Operation::Delegate,
-    ] {
-        assert!(
-            permits(&instances, "dms1.example.com", fumo, "fw", operation),
-            "{operation:?}"
+    let devinfo = "urn:oma:mo:oma-dm-devinfo:1.2";
+    let (dms1, dms2) = ("dms1.example.com", "dms2.example.com");
+    let cases = [
+        // dms1 holds every right on "fw".
+        (dms1, fumo, "fw", Operation::Read, true),
+        (dms1, fumo, "fw", Operation::Write, true),
+        (dms1, fumo, "fw", Operation::Execute, true),
+        (dms1, fumo, "fw", Operation::Delegate, true),
+        // dms2 may read, and execute through the "*" entry, but not write or delegate.
+        (dms2, fumo, "fw", Operation::Read, true),
+        (dms2, fumo, "fw", Operation::Execute, true),
+        (dms2, fumo, "fw", Operation::Write, false),
+        (dms2, fumo, "fw", Operation::Delegate, false),
+        // An unknown server gets only what "*" grants.
+        ("dms9", fumo, "fw", Operation::Execute, true),
+        ("dms9", fumo, "fw", Operation::Read, false),
+        // Application entries never grant a DM server anything.
+        ("com.example.updater", fumo, "modem", Operation::Read, false),
+        // Other instances and other MOIDs get nothing.
+        (dms1, fumo, "modem", Operation::Read, false),
+        (dms1, devinfo, "fw", Operation::Read, false),
+    ];
+    for (server, moid, miid, operation, expected) in cases {
+        assert_eq!(
+            permits(&instances, server, moid, miid, operation),
+            expected,
+            "{server} {moid} {miid} {operation:?}"
         );
     }
-    // dms2 may read, and execute through the "*" entry, but not write or delegate.
-    assert!(permits(
-        &instances,
-        "dms2.example.com",
-        fumo,
-        "fw",
-        Operation::Read
-    ));
-    assert!(permits(
-        &instances,
-        "dms2.example.com",
-        fumo,
-        "fw",
-        Operation::Execute
-    ));
-    assert!(!permits(
-        &instances,
-        "dms2.example.com",
-        fumo,
-        "fw",
-        Operation::Write
-    ));
-    assert!(!permits(
-        &instances,
-        "dms2.example.com",
-        fumo,
-        "fw",
-        Operation::Delegate
-    ));
-    // An unknown server gets only what "*" grants.
-    assert!(permits(&instances, "dms9", fumo, "fw", Operation::Execute));
-    assert!(!permits(&instances, "dms9", fumo, "fw", Operation::Read));
-    // Application entries never grant a DM server anything; other instances and MOIDs get nothing.
-    assert!(!permits(
-        &instances,
-        "com.example.updater",
-        fumo,
-        "modem",
-        Operation::Read
-    ));
-    assert!(!permits(
-        &instances,
-        "dms1.example.com",
-        fumo,
-        "modem",
-        Operation::Read
-    ));
-    assert!(!permits(
-        &instances,
-        "dms1.example.com",
-        "urn:oma:mo:oma-dm-devinfo:1.2",
-        "fw",
-        Operation::Read
-    ));
-    assert!(!permits(
-        &[],
-        "dms1.example.com",
-        fumo,
-        "fw",
-        Operation::Read
-    ));
+    assert!(!permits(&[], dms1, fumo, "fw", Operation::Read));
 }
 
 #[test]

@@ -61,9 +61,9 @@ prop_compose! {
         instance in instance_slot(),
         path in proptest::collection::vec(slot(), 0..6),
         letters in Just(('a'..='z').chain('A'..='Z').collect::<Vec<char>>()).prop_shuffle(),
-        node_value_paths in proptest::collection::vec(proptest::collection::vec(real_name(), 0..3), 7..=21),
-        node_value_values in proptest::collection::vec(any_value(), 21),
-        extra_per_x_name in proptest::collection::vec(0..3_usize, 7),
+        node_value_paths in proptest::collection::vec(proptest::collection::vec(real_name(), 0..3), 18),
+        node_value_values in proptest::collection::vec(any_value(), 18),
+        extra_per_x_name in proptest::collection::vec(0..3_usize, 6),
         level in proptest::option::of(1..u32::MAX),
         cache_validator in proptest::option::of(any_value()),
         unknown in proptest::collection::vec(unknown_field(), 0..3),
@@ -89,6 +89,7 @@ prop_compose! {
                 Slot::Wildcard => NodeSelector::Wildcard,
             })
             .collect();
+        // At most 6 x-names (instance + 5 path segments) with at most 3 nv each: 18 paths and values.
         let mut node_values = Vec::new();
         let mut paths = node_value_paths.into_iter();
         let mut values = node_value_values.into_iter();

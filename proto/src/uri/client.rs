@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::UriError;
+use super::{UriError, is_unreserved, push_percent_encoded, starts_with_hex_pair};
 
 /// Characters kept as they are when a query value is printed: RFC 3986
 /// unreserved plus the sub-delimiters that cannot end a query field.
@@ -399,10 +399,7 @@ fn validate_moid(moid: &str) -> Result<(), UriError> {
         return Err(UriError::MissingMoid);
     }
     // A "%" must start an escape, or the printed ClientURI would not be a URI.
-    let escapes_complete = moid.split('%').skip(1).all(|after| {
-        let mut bytes = after.bytes();
-        matches!((bytes.next(), bytes.next()), (Some(high), Some(low)) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
-    });
+    let escapes_complete = moid.split('%').skip(1).all(starts_with_hex_pair);
     if !moid.contains(':') || !moid.chars().all(allowed) || !escapes_complete {
         return Err(UriError::InvalidMoid(moid.to_owned()));
     }
@@ -465,10 +462,6 @@ fn parse_x_name(text: &str) -> Option<char> {
     }
 }
 
-fn is_unreserved(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
-}
-
 fn is_real_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(is_unreserved)
 }
@@ -483,19 +476,10 @@ enum UnknownFieldPart {
 /// the delimiters that would split the field ("&", "#", and "=" in a name); valid
 /// `%XX` escapes are kept, so encoding twice changes nothing.
 fn encode_unknown_field(text: &str, part: UnknownFieldPart) -> String {
-    let bytes = text.as_bytes();
     let mut encoded = String::with_capacity(text.len());
     for (position, c) in text.char_indices() {
-        let escape_follows = || {
-            let hex = |offset: usize| {
-                bytes
-                    .get(position + offset)
-                    .is_some_and(u8::is_ascii_hexdigit)
-            };
-            hex(1) && hex(2)
-        };
         let keep = match c {
-            '%' => escape_follows(),
+            '%' => starts_with_hex_pair(text.get(position + 1..).unwrap_or_default()),
             '&' | '#' => false,
             '=' => part == UnknownFieldPart::Value,
             c => is_unreserved(c) || "!$'()*+,;:@/?".contains(c),
@@ -503,10 +487,7 @@ fn encode_unknown_field(text: &str, part: UnknownFieldPart) -> String {
         if keep {
             encoded.push(c);
         } else {
-            let mut buffer = [0_u8; 4];
-            for byte in c.encode_utf8(&mut buffer).bytes() {
-                encoded.push_str(&format!("%{byte:02X}"));
-            }
+            push_percent_encoded(&mut encoded, c);
         }
     }
     encoded

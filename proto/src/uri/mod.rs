@@ -60,3 +60,22 @@ impl UriError {
         400
     }
 }
+
+/// RFC 3986 `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"`.
+fn is_unreserved(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
+}
+
+/// True when `text` starts with two hex digits, as what follows "%" in a valid escape.
+fn starts_with_hex_pair(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    matches!((bytes.next(), bytes.next()), (Some(high), Some(low)) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
+}
+
+/// Appends `c` as percent-encoded UTF-8 bytes: `é` becomes `%C3%A9`.
+fn push_percent_encoded(out: &mut String, c: char) {
+    let mut buffer = [0_u8; 4];
+    for byte in c.encode_utf8(&mut buffer).bytes() {
+        out.push_str(&format!("%{byte:02X}"));
+    }
+}

@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::UriError;
+use super::{UriError, is_unreserved, push_percent_encoded, starts_with_hex_pair};
 
 /// What a substituted parameter value keeps unencoded: RFC 3986 unreserved characters only.
 const PARAMETER_VALUE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -492,20 +492,10 @@ impl Rfc2396Encoder {
                     out.push('#');
                 }
                 c if c != '%' && c != '#' && rfc2396_allows(c) => out.push(c),
-                c => {
-                    let mut buffer = [0_u8; 4];
-                    for byte in c.encode_utf8(&mut buffer).bytes() {
-                        out.push_str(&format!("%{byte:02X}"));
-                    }
-                }
+                c => push_percent_encoded(out, c),
             }
         }
     }
-}
-
-fn starts_with_hex_pair(text: &str) -> bool {
-    let mut bytes = text.bytes();
-    matches!((bytes.next(), bytes.next()), (Some(high), Some(low)) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
 }
 
 /// A URI character after normalization: `%XX` of an unreserved character becomes the
@@ -548,10 +538,6 @@ fn hex_value(digit: u8) -> Option<u8> {
     char::from(digit)
         .to_digit(16)
         .and_then(|value| u8::try_from(value).ok())
-}
-
-fn is_unreserved(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
 }
 
 fn decode_units(units: &[Unit]) -> Option<String> {
