@@ -129,11 +129,17 @@ impl fmt::Display for ServerUriParameter {
 /// The device's values for the ServerURI parameters; `None` is sent as `-1`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServerUriParams {
+    /// `[DevID]`: the DevInfo `DevID`, e.g. `IMEI:493005100592800`.
     pub dev_id: Option<String>,
+    /// `[MNC]`: home Mobile Network Code, e.g. `01`.
     pub mnc: Option<String>,
+    /// `[MCC]`: home Mobile Country Code, e.g. `240`.
     pub mcc: Option<String>,
+    /// `[CMNC]`: current Mobile Network Code.
     pub cmnc: Option<String>,
+    /// `[CMCC]`: current Mobile Country Code.
     pub cmcc: Option<String>,
+    /// `[SPName]`: Service Provider Name.
     pub sp_name: Option<String>,
 }
 
