@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::UriError;
+use super::{UriError, is_unreserved, push_percent_encoded, starts_with_hex_pair};
 
 /// Characters kept as they are when a query value is printed: RFC 3986
 /// unreserved plus the sub-delimiters that cannot end a query field.
@@ -88,7 +88,10 @@ pub struct Query {
     /// `cv=<validator>`: the cache validator the server holds for the MO instance.
     pub cache_validator: Option<String>,
     /// Fields this crate does not know, as (name, value) with the value still
-    /// percent-encoded as received; `None` when the field had no "=".
+    /// percent-encoded as received; `None` when the field had no "=". Characters a
+    /// URI query cannot hold (`<`, `"`, non-ASCII, a `%` not starting `%XX`, ...)
+    /// are percent-encoded on receipt and again when printing, so the printed
+    /// ClientURI is always a valid RFC 3986 URI.
     pub unknown: Vec<(String, Option<String>)>,
 }
 
@@ -110,7 +113,10 @@ impl ClientUri {
         if text.is_empty() {
             return Err(UriError::Empty);
         }
-        if let Some(bad) = text.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '#') {
+        if let Some(bad) = text
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || *c == '#')
+        {
             return Err(UriError::InvalidCharacter(bad));
         }
         let (address, query_text) = match text.split_once('?') {
@@ -130,20 +136,29 @@ impl ClientUri {
             Some(q) => Query::parse(q)?,
             None => Query::default(),
         };
-        let uri = ClientUri { moid: moid.to_owned(), instance, path, query };
+        let uri = ClientUri {
+            moid: moid.to_owned(),
+            instance,
+            path,
+            query,
+        };
         uri.check_x_names()?;
         Ok(uri)
     }
 
     /// A ClientURI addressing the root of one MO instance, no query.
     pub fn instance_root(moid: impl Into<String>, instance: InstanceSelector) -> Self {
-        ClientUri { moid: moid.into(), instance, path: Vec::new(), query: Query::default() }
+        ClientUri {
+            moid: moid.into(),
+            instance,
+            path: Vec::new(),
+            query: Query::default(),
+        }
     }
 
     /// True when the URI can match more than one node (a wildcard anywhere).
     pub fn has_wildcard(&self) -> bool {
-        self.instance == InstanceSelector::Wildcard
-            || self.path.iter().any(|segment| *segment == NodeSelector::Wildcard)
+        self.instance == InstanceSelector::Wildcard || self.path.contains(&NodeSelector::Wildcard)
     }
 
     /// The x-names used in the address, in order of appearance.
@@ -161,7 +176,10 @@ impl ClientUri {
 
     /// The `nv` fields that resolve the x-name `letter`.
     pub fn node_values_for(&self, letter: char) -> impl Iterator<Item = &NodeValue> {
-        self.query.node_values.iter().filter(move |nv| nv.x_name == letter)
+        self.query
+            .node_values
+            .iter()
+            .filter(move |nv| nv.x_name == letter)
     }
 
     /// The same URI with `cv=` set to `validator` (or removed with `None`).
@@ -174,14 +192,22 @@ impl ClientUri {
     fn check_x_names(&self) -> Result<(), UriError> {
         let names = self.x_names();
         for (index, letter) in names.iter().enumerate() {
-            if names.get(..index).is_some_and(|earlier| earlier.contains(letter)) {
+            if names
+                .get(..index)
+                .is_some_and(|earlier| earlier.contains(letter))
+            {
                 return Err(UriError::DuplicateXName(*letter));
             }
             if self.node_values_for(*letter).next().is_none() {
                 return Err(UriError::XNameWithoutNodeValue(*letter));
             }
         }
-        if let Some(orphan) = self.query.node_values.iter().find(|nv| !names.contains(&nv.x_name)) {
+        if let Some(orphan) = self
+            .query
+            .node_values
+            .iter()
+            .find(|nv| !names.contains(&nv.x_name))
+        {
             return Err(UriError::NodeValueWithoutXName(orphan.x_name));
         }
         Ok(())
@@ -262,8 +288,13 @@ impl Query {
                     }
                     query.cache_validator = Some(decode(value)?);
                 }
-                ("lv" | "nv" | "cv", None) => return Err(UriError::MissingFieldValue(name.to_owned())),
-                (name, value) => query.unknown.push((name.to_owned(), value.map(str::to_owned))),
+                ("lv" | "nv" | "cv", None) => {
+                    return Err(UriError::MissingFieldValue(name.to_owned()));
+                }
+                (name, value) => query.unknown.push((
+                    encode_unknown_field(name, UnknownFieldPart::Name),
+                    value.map(|value| encode_unknown_field(value, UnknownFieldPart::Value)),
+                )),
             }
         }
         Ok(query)
@@ -282,12 +313,20 @@ impl fmt::Display for Query {
             separator = "&";
         }
         if let Some(validator) = &self.cache_validator {
-            write!(f, "{separator}cv={}", utf8_percent_encode(validator, QUERY_VALUE_ENCODE))?;
+            write!(
+                f,
+                "{separator}cv={}",
+                utf8_percent_encode(validator, QUERY_VALUE_ENCODE)
+            )?;
             separator = "&";
         }
         for (name, value) in &self.unknown {
+            let name = encode_unknown_field(name, UnknownFieldPart::Name);
             match value {
-                Some(value) => write!(f, "{separator}{name}={value}")?,
+                Some(value) => {
+                    let value = encode_unknown_field(value, UnknownFieldPart::Value);
+                    write!(f, "{separator}{name}={value}")?;
+                }
                 None => write!(f, "{separator}{name}")?,
             }
             separator = "&";
@@ -306,10 +345,18 @@ impl NodeValue {
         let x_name = segments.next().and_then(parse_x_name).ok_or_else(invalid)?;
         let path = segments
             .map(|segment| {
-                if is_real_name(segment) { Ok(segment.to_owned()) } else { Err(invalid()) }
+                if is_real_name(segment) {
+                    Ok(segment.to_owned())
+                } else {
+                    Err(invalid())
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(NodeValue { x_name, path, value: decode(value)? })
+        Ok(NodeValue {
+            x_name,
+            path,
+            value: decode(value)?,
+        })
     }
 }
 
@@ -319,7 +366,11 @@ impl fmt::Display for NodeValue {
         for segment in &self.path {
             write!(f, "/{segment}")?;
         }
-        write!(f, ":{}", utf8_percent_encode(&self.value, QUERY_VALUE_ENCODE))
+        write!(
+            f,
+            ":{}",
+            utf8_percent_encode(&self.value, QUERY_VALUE_ENCODE)
+        )
     }
 }
 
@@ -337,11 +388,19 @@ impl<'de> serde::Deserialize<'de> for ClientUri {
 }
 
 fn validate_moid(moid: &str) -> Result<(), UriError> {
-    let allowed = |c: char| is_unreserved(c) || matches!(c, ':' | '%' | '+' | ',' | ';' | '=' | '@' | '!' | '$' | '\'');
+    let allowed = |c: char| {
+        is_unreserved(c)
+            || matches!(
+                c,
+                ':' | '%' | '+' | ',' | ';' | '=' | '@' | '!' | '$' | '\''
+            )
+    };
     if moid.is_empty() {
         return Err(UriError::MissingMoid);
     }
-    if !moid.contains(':') || !moid.chars().all(allowed) {
+    // A "%" must start an escape, or the printed ClientURI would not be a URI.
+    let escapes_complete = moid.split('%').skip(1).all(starts_with_hex_pair);
+    if !moid.contains(':') || !moid.chars().all(allowed) || !escapes_complete {
         return Err(UriError::InvalidMoid(moid.to_owned()));
     }
     Ok(())
@@ -403,12 +462,35 @@ fn parse_x_name(text: &str) -> Option<char> {
     }
 }
 
-fn is_unreserved(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
-}
-
 fn is_real_name(text: &str) -> bool {
     !text.is_empty() && text.chars().all(is_unreserved)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UnknownFieldPart {
+    Name,
+    Value,
+}
+
+/// Percent-encodes what RFC 3986 does not allow in a query (`pchar / "/" / "?"`), plus
+/// the delimiters that would split the field ("&", "#", and "=" in a name); valid
+/// `%XX` escapes are kept, so encoding twice changes nothing.
+fn encode_unknown_field(text: &str, part: UnknownFieldPart) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for (position, c) in text.char_indices() {
+        let keep = match c {
+            '%' => starts_with_hex_pair(text.get(position + 1..).unwrap_or_default()),
+            '&' | '#' => false,
+            '=' => part == UnknownFieldPart::Value,
+            c => is_unreserved(c) || "!$'()*+,;:@/?".contains(c),
+        };
+        if keep {
+            encoded.push(c);
+        } else {
+            push_percent_encoded(&mut encoded, c);
+        }
+    }
+    encoded
 }
 
 fn decode(text: &str) -> Result<String, UriError> {
@@ -430,13 +512,27 @@ mod tests {
         assert_eq!(uri.instance, InstanceSelector::XName('x'));
         assert_eq!(
             uri.path,
-            vec![NodeSelector::Name("Data".into()), NodeSelector::XName('y'), NodeSelector::Name("Value".into())]
+            vec![
+                NodeSelector::Name("Data".into()),
+                NodeSelector::XName('y'),
+                NodeSelector::Name("Value".into())
+            ]
         );
         assert_eq!(uri.query.level, Some(2));
         assert_eq!(uri.query.cache_validator.as_deref(), Some("abc"));
         assert_eq!(uri.query.node_values.len(), 2);
-        assert_eq!(uri.query.node_values[1], NodeValue { x_name: 'y', path: vec!["Date".into()], value: "12.2".into() });
-        assert_eq!(uri.query.unknown, vec![("foo".to_owned(), Some("bar".to_owned()))]);
+        assert_eq!(
+            uri.query.node_values[1],
+            NodeValue {
+                x_name: 'y',
+                path: vec!["Date".into()],
+                value: "12.2".into()
+            }
+        );
+        assert_eq!(
+            uri.query.unknown,
+            vec![("foo".to_owned(), Some("bar".to_owned()))]
+        );
     }
 
     #[test]
@@ -474,18 +570,33 @@ mod tests {
             ("/left/", UriError::MissingMoid),
             ("nocolon/left/", UriError::InvalidMoid("nocolon".into())),
             ("urn:a:1/le ft/", UriError::InvalidCharacter(' ')),
-            ("urn:a:1/l[e]ft/", UriError::InvalidInstance("l[e]ft".into())),
+            (
+                "urn:a:1/l[e]ft/",
+                UriError::InvalidInstance("l[e]ft".into()),
+            ),
             ("urn:a:1/left/a//b", UriError::EmptyNodeName),
             ("urn:a:1/left/a/", UriError::EmptyNodeName),
-            ("urn:a:1/left/(xy)", UriError::InvalidNodeName("(xy)".into())),
+            (
+                "urn:a:1/left/(xy)",
+                UriError::InvalidNodeName("(xy)".into()),
+            ),
             ("urn:a:1/(x)/", UriError::XNameWithoutNodeValue('x')),
-            ("urn:a:1/left/?nv=(x)/ID:1", UriError::NodeValueWithoutXName('x')),
+            (
+                "urn:a:1/left/?nv=(x)/ID:1",
+                UriError::NodeValueWithoutXName('x'),
+            ),
             ("urn:a:1/(x)/(x)?nv=(x)/ID:1", UriError::DuplicateXName('x')),
             ("urn:a:1/left/?lv=0", UriError::InvalidLevel("0".into())),
             ("urn:a:1/left/?lv=+3", UriError::InvalidLevel("+3".into())),
             ("urn:a:1/left/?lv=1&lv=2", UriError::DuplicateField("lv")),
-            ("urn:a:1/(x)/?nv=(x)/ID", UriError::InvalidNodeValue("(x)/ID".into())),
-            ("urn:a:1/left/?cv=%FF", UriError::InvalidPercentEncoding("%FF".into())),
+            (
+                "urn:a:1/(x)/?nv=(x)/ID",
+                UriError::InvalidNodeValue("(x)/ID".into()),
+            ),
+            (
+                "urn:a:1/left/?cv=%FF",
+                UriError::InvalidPercentEncoding("%FF".into()),
+            ),
             ("urn:a:1/left/?cv", UriError::MissingFieldValue("cv".into())),
         ];
         for (text, expected) in cases {
@@ -497,7 +608,10 @@ mod tests {
     fn serde_uses_the_text_form() {
         let uri: ClientUri = serde_json::from_str("\"urn:oma:mo:moid:1.0/*/Setting\"").unwrap();
         assert!(uri.has_wildcard());
-        assert_eq!(serde_json::to_string(&uri).unwrap(), "\"urn:oma:mo:moid:1.0/*/Setting\"");
+        assert_eq!(
+            serde_json::to_string(&uri).unwrap(),
+            "\"urn:oma:mo:moid:1.0/*/Setting\""
+        );
         assert!(serde_json::from_str::<ClientUri>("\"nope\"").is_err());
     }
 }

@@ -4,7 +4,7 @@ mod client;
 mod server;
 
 pub use client::{ClientUri, InstanceSelector, NodeSelector, NodeValue, Query};
-pub use server::{ServerUri, ServerUriParams};
+pub use server::{ServerUri, ServerUriParameter, ServerUriParams};
 
 /// Why a ClientURI or ServerURI was rejected. A device answers a command
 /// carrying such a URI with 400 Bad Request.
@@ -44,4 +44,38 @@ pub enum UriError {
     InvalidPercentEncoding(String),
     #[error("invalid ServerURI {0:?}: {1}")]
     InvalidServerUri(String, &'static str),
+    #[error("ServerURI scheme {0:?} is not supported: expected http or https")]
+    UnsupportedServerUriScheme(String),
+    #[error("ServerURI parameter [{0}] is unknown: expected DevID, MNC, MCC, CMNC, CMCC or SPName")]
+    UnknownServerUriParameter(String),
+    #[error("ServerURI has an unbalanced \"[\" or \"]\" at byte {0}")]
+    UnbalancedServerUriBracket(usize),
+}
+
+impl UriError {
+    /// The status a device answers a command carrying such a URI with: 400 Bad Request,
+    /// since every variant is malformed syntax (Appendix C). An address that parses
+    /// but resolves to nothing is the tree's 404, not an error of this type.
+    pub fn status_code(&self) -> u16 {
+        400
+    }
+}
+
+/// RFC 3986 `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"`.
+fn is_unreserved(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')
+}
+
+/// True when `text` starts with two hex digits, as what follows "%" in a valid escape.
+fn starts_with_hex_pair(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    matches!((bytes.next(), bytes.next()), (Some(high), Some(low)) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit())
+}
+
+/// Appends `c` as percent-encoded UTF-8 bytes: `é` becomes `%C3%A9`.
+fn push_percent_encoded(out: &mut String, c: char) {
+    let mut buffer = [0_u8; 4];
+    for byte in c.encode_utf8(&mut buffer).bytes() {
+        out.push_str(&format!("%{byte:02X}"));
+    }
 }
