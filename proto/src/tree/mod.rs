@@ -11,7 +11,7 @@
 //!                     / right ── ID = "Temperature", ...
 //! ```
 //!
-//! - [`ManagementTree::resolve`] turns a [`ClientUri`](crate::uri::ClientUri) into the node(s) it names;
+//! - [`ManagementTree::resolve`] turns a [`ClientUri`] into the node(s) it names;
 //!   [`ManagementTree::read`] adds cache validation (304 Not Modified).
 //! - [`DmmoDocument`] reads and writes dmmo+json; [`ManagementTree::from_dmmo_slice`] loads a
 //!   whole tree from a JSON list of documents.
@@ -220,7 +220,17 @@ impl ManagementTree {
         self.instances.values().map(BTreeMap::len).sum()
     }
 
-    /// The node(s) `uri` names, following spec 6.1.2; see [`resolve`](self::resolve) for the rules.
+    /// The node(s) `uri` names, following spec 6.1.2.
+    ///
+    /// Step 1 picks instances: a MIID names exactly one; `(x)` needs exactly
+    /// one instance satisfying every `nv=(x)/...`; "" needs the MOID to have
+    /// exactly one instance; `*` takes them all. Step 2 walks the path: a
+    /// real-name must match a child, `(x)` needs exactly one child satisfying
+    /// every `nv=(x)/...` (paths relative to that child; a leaf satisfies
+    /// `:v` when [`LeafValue::matches_text`] says so), `*` takes every child.
+    /// Under a wildcard, branches that find nothing are dropped and the URI
+    /// fails only if no branch matches (with the first miss); an ambiguous
+    /// x-name or "" always fails ([`ResolveError::is_ambiguity`], status 400).
     pub fn resolve<'t>(&'t self, uri: &ClientUri) -> Result<Vec<ResolvedNode<'t>>, ResolveError> {
         resolve::resolve(self, uri)
     }
