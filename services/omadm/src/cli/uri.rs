@@ -1,13 +1,136 @@
-//! PLACEHOLDER: `omadm uri parse|resolve`, filled in by its own change.
+//! `omadm uri parse|resolve`: inspect a ClientURI, and resolve it against a management tree file.
+//!
+//! ```text
+//! $ omadm uri parse 'urn:oma:mo:moid:1.0/(x)/Data/*/Value?nv=(x)/ID:GPS'
+//! $ omadm uri resolve --tree tree.json 'urn:oma:mo:moid:1.0/*/Setting'
+//! ```
+//!
+//! The tree file is a JSON array of dmmo+json MO instances (spec 7.5):
+//! `[{"MOID": "urn:oma:mo:moid:1.0", "MIID": "left", "MOData": {"ID": "GPS"}}]`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use omadm_proto::tree::{ManagementTree, ReadOutcome, ResolvedNode};
+use omadm_proto::uri::{ClientUri, InstanceSelector, NodeSelector, NodeValue};
+use serde_json::{Value, json};
 
 use super::Output;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum UriCommand {
-    /// Not implemented yet.
-    Parse,
+    /// Parse a ClientURI and print its parts and canonical form as JSON.
+    Parse {
+        /// The ClientURI, e.g. 'urn:oma:mo:moid:1.0/(x)/Data/1/Value?nv=(x)/ID:GPS'.
+        uri: String,
+    },
+    /// Resolve a ClientURI against a tree file and print the matched nodes as JSON.
+    ///
+    /// Prints an array with one object per node: {moid, miid, path (from the
+    /// instance root, "" for the root), value (a leaf's value or the subtree,
+    /// cut at lv=), cv (the instance's cache validator)}; or {"status": 304}
+    /// when the URI's cv= is still current.
+    Resolve {
+        /// JSON array of dmmo+json MO instances: [{"MOID", "MIID", "MOData"}, ...].
+        #[arg(long, value_name = "TREE.json")]
+        tree: PathBuf,
+        /// The ClientURI to resolve.
+        uri: String,
+    },
 }
 
 pub fn run(command: UriCommand) -> anyhow::Result<Output> {
-    anyhow::bail!("{command:?} is not implemented yet")
+    match command {
+        UriCommand::Parse { uri } => {
+            let parsed = parse(&uri)?;
+            Ok(Output::Json(describe(&parsed)))
+        }
+        UriCommand::Resolve { tree, uri } => {
+            let parsed = parse(&uri)?;
+            let bytes = std::fs::read(&tree)
+                .with_context(|| format!("cannot read tree file {}", tree.display()))?;
+            let management_tree = ManagementTree::from_dmmo_slice(&bytes)
+                .with_context(|| format!("invalid tree file {}", tree.display()))?;
+            resolve(&management_tree, &parsed).map(Output::Json)
+        }
+    }
+}
+
+fn parse(text: &str) -> anyhow::Result<ClientUri> {
+    ClientUri::parse(text).with_context(|| format!("invalid ClientURI {text:?}"))
+}
+
+/// The parsed URI as JSON: every component, and the canonical text it prints as.
+fn describe(uri: &ClientUri) -> Value {
+    let instance = match &uri.instance {
+        InstanceSelector::Miid(miid) => json!({"kind": "miid", "value": miid}),
+        InstanceSelector::XName(letter) => json!({"kind": "x-name", "value": letter.to_string()}),
+        InstanceSelector::Sole => json!({"kind": "sole"}),
+        InstanceSelector::Wildcard => json!({"kind": "wildcard"}),
+    };
+    let path: Vec<Value> = uri
+        .path
+        .iter()
+        .map(|segment| match segment {
+            NodeSelector::Name(name) => json!({"kind": "name", "value": name}),
+            NodeSelector::XName(letter) => json!({"kind": "x-name", "value": letter.to_string()}),
+            NodeSelector::Wildcard => json!({"kind": "wildcard"}),
+        })
+        .collect();
+    let node_values: Vec<Value> = uri
+        .query
+        .node_values
+        .iter()
+        .map(describe_node_value)
+        .collect();
+    let unknown: Vec<Value> = uri
+        .query
+        .unknown
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    json!({
+        "moid": uri.moid,
+        "instance": instance,
+        "path": path,
+        "query": {
+            "lv": uri.query.level,
+            "nv": node_values,
+            "cv": uri.query.cache_validator,
+            "unknown": unknown,
+        },
+        "canonical": uri.to_string(),
+    })
+}
+
+fn describe_node_value(node_value: &NodeValue) -> Value {
+    json!({"x-name": node_value.x_name.to_string(), "path": node_value.path, "value": node_value.value})
+}
+
+fn resolve(tree: &ManagementTree, uri: &ClientUri) -> anyhow::Result<Value> {
+    let outcome = tree.read(uri).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot resolve {uri}: {error} (status {})",
+            error.status_code()
+        )
+    })?;
+    match outcome {
+        ReadOutcome::NotModified => Ok(json!({"status": 304})),
+        ReadOutcome::Nodes(nodes) => Ok(Value::Array(
+            nodes
+                .iter()
+                .map(|node| describe_match(node, uri.query.level))
+                .collect(),
+        )),
+    }
+}
+
+fn describe_match(node: &ResolvedNode<'_>, level: Option<u32>) -> Value {
+    json!({
+        "moid": node.moid(),
+        "miid": node.miid(),
+        "path": node.path_text(),
+        "value": node.value_json(level),
+        "cv": node.instance().cache_validator(),
+    })
 }
