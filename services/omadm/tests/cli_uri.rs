@@ -37,8 +37,15 @@ fn omadm(args: &[&str]) -> Run {
 }
 
 fn resolve_ok(uri: &str) -> Value {
+    resolve_ok_with(&[], uri)
+}
+
+fn resolve_ok_with(flags: &[&str], uri: &str) -> Value {
     let tree = notes_tree();
-    let run = omadm(&["uri", "resolve", "--tree", tree.to_str().unwrap(), uri]);
+    let mut args = vec!["uri", "resolve", "--tree", tree.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    args.push(uri);
+    let run = omadm(&args);
     assert!(run.success, "{uri}: {}", run.stderr);
     serde_json::from_str(&run.stdout).unwrap()
 }
@@ -198,15 +205,19 @@ fn resolve_x_names_and_wildcards() {
 
 #[test]
 fn resolve_answers_304_for_a_current_cache_validator() {
-    let output = resolve_ok("urn:oma:mo:moid:1.0/left/ID");
+    // Without --cache, each match has exactly the four documented keys and cv= is ignored.
+    let plain = resolve_ok("urn:oma:mo:moid:1.0/left/ID?cv=whatever");
+    let keys: Vec<&str> = plain[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["miid", "moid", "path", "value"]);
+
+    let output = resolve_ok_with(&["--cache"], "urn:oma:mo:moid:1.0/left/ID");
     let cv = output[0]["cv"].as_str().unwrap().to_owned();
     assert_eq!(cv.len(), 22);
-    assert_eq!(
-        resolve_ok(&format!("urn:oma:mo:moid:1.0/left/ID?cv={cv}")),
-        json!({"status": 304})
-    );
+    assert_eq!(resolve_ok_with(&["--cache"], &format!("urn:oma:mo:moid:1.0/left/ID?cv={cv}")), json!({"status": 304}));
+    // Without --cache the same URI still returns the data.
+    assert_eq!(matches(&resolve_ok(&format!("urn:oma:mo:moid:1.0/left/ID?cv={cv}")))[0].3, json!("GPS"));
     // The validator is per instance: right's data is still sent.
-    let other = resolve_ok(&format!("urn:oma:mo:moid:1.0/right/ID?cv={cv}"));
+    let other = resolve_ok_with(&["--cache"], &format!("urn:oma:mo:moid:1.0/right/ID?cv={cv}"));
     assert_eq!(matches(&other)[0].3, json!("Temperature"));
 }
 

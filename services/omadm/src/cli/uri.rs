@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use omadm_proto::tree::{ManagementTree, ReadOutcome, ResolvedNode};
+use omadm_proto::tree::{ManagementTree, ReadOutcome, ResolveError, ResolvedNode};
 use omadm_proto::uri::{ClientUri, InstanceSelector, NodeSelector, NodeValue};
 use serde_json::{Value, json};
 
@@ -28,12 +28,16 @@ pub enum UriCommand {
     ///
     /// Prints an array with one object per node: {moid, miid, path (from the
     /// instance root, "" for the root), value (a leaf's value or the subtree,
-    /// cut at lv=), cv (the instance's cache validator)}; or {"status": 304}
-    /// when the URI's cv= is still current.
+    /// cut at lv=)}. With --cache it reads as a GET would: each object also
+    /// carries cv (the instance's cache validator), and a current cv= in the
+    /// URI prints {"status": 304} instead of the nodes.
     Resolve {
         /// JSON array of dmmo+json MO instances: [{"MOID", "MIID", "MOData"}, ...].
         #[arg(long, value_name = "TREE.json")]
         tree: PathBuf,
+        /// Honour cv= as a GET does, and print each instance's cache validator.
+        #[arg(long)]
+        cache: bool,
         /// The ClientURI to resolve.
         uri: String,
     },
@@ -45,13 +49,13 @@ pub fn run(command: UriCommand) -> anyhow::Result<Output> {
             let parsed = parse(&uri)?;
             Ok(Output::Json(describe(&parsed)))
         }
-        UriCommand::Resolve { tree, uri } => {
+        UriCommand::Resolve { tree, uri, cache } => {
             let parsed = parse(&uri)?;
             let bytes = std::fs::read(&tree)
                 .with_context(|| format!("cannot read tree file {}", tree.display()))?;
             let management_tree = ManagementTree::from_dmmo_slice(&bytes)
                 .with_context(|| format!("invalid tree file {}", tree.display()))?;
-            resolve(&management_tree, &parsed).map(Output::Json)
+            resolve(&management_tree, &parsed, cache).map(Output::Json)
         }
     }
 }
@@ -107,30 +111,28 @@ fn describe_node_value(node_value: &NodeValue) -> Value {
     json!({"x-name": node_value.x_name.to_string(), "path": node_value.path, "value": node_value.value})
 }
 
-fn resolve(tree: &ManagementTree, uri: &ClientUri) -> anyhow::Result<Value> {
-    let outcome = tree.read(uri).map_err(|error| {
-        anyhow::anyhow!(
-            "cannot resolve {uri}: {error} (status {})",
-            error.status_code()
-        )
-    })?;
-    match outcome {
-        ReadOutcome::NotModified => Ok(json!({"status": 304})),
-        ReadOutcome::Nodes(nodes) => Ok(Value::Array(
-            nodes
-                .iter()
-                .map(|node| describe_match(node, uri.query.level))
-                .collect(),
-        )),
-    }
+fn resolve(tree: &ManagementTree, uri: &ClientUri, cache: bool) -> anyhow::Result<Value> {
+    let failed = |error: ResolveError| anyhow::anyhow!("cannot resolve {uri}: {error} (status {})", error.status_code());
+    let nodes = if cache {
+        match tree.read(uri).map_err(failed)? {
+            ReadOutcome::NotModified => return Ok(json!({"status": 304})),
+            ReadOutcome::Nodes(nodes) => nodes,
+        }
+    } else {
+        tree.resolve(uri).map_err(failed)?
+    };
+    Ok(Value::Array(nodes.iter().map(|node| describe_match(node, uri.query.level, cache)).collect()))
 }
 
-fn describe_match(node: &ResolvedNode<'_>, level: Option<u32>) -> Value {
-    json!({
+fn describe_match(node: &ResolvedNode<'_>, level: Option<u32>, with_validator: bool) -> Value {
+    let mut described = json!({
         "moid": node.moid(),
         "miid": node.miid(),
         "path": node.path_text(),
         "value": node.value_json(level),
-        "cv": node.instance().cache_validator(),
-    })
+    });
+    if with_validator && let Some(object) = described.as_object_mut() {
+        object.insert("cv".to_owned(), json!(node.instance().cache_validator()));
+    }
+    described
 }
