@@ -30,15 +30,8 @@ fn client_parse(criterion: &mut Criterion) {
 }
 
 fn client_print(criterion: &mut Criterion) {
-    let parsed: Vec<ClientUri> = CLIENT_URIS
-        .iter()
-        .filter_map(|text| ClientUri::parse(text).ok())
-        .collect();
-    assert_eq!(
-        parsed.len(),
-        CLIENT_URIS.len(),
-        "every bench ClientURI must parse"
-    );
+    let parsed: Vec<ClientUri> = CLIENT_URIS.iter().filter_map(|text| ClientUri::parse(text).ok()).collect();
+    assert_eq!(parsed.len(), CLIENT_URIS.len(), "every bench ClientURI must parse");
     criterion.bench_function("uri/client_print", |bencher| {
         bencher.iter(|| {
             for uri in &parsed {
@@ -50,10 +43,7 @@ fn client_print(criterion: &mut Criterion) {
 
 fn server_substitute(criterion: &mut Criterion) {
     let template = ServerUri::parse(SERVER_URI);
-    assert!(
-        template.is_ok(),
-        "the bench ServerURI must parse: {template:?}"
-    );
+    assert!(template.is_ok(), "the bench ServerURI must parse: {template:?}");
     let Ok(template) = template else { return };
     let device = ServerUriParams {
         dev_id: Some("IMEI:493005100592800".into()),

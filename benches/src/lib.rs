@@ -48,10 +48,7 @@ pub fn generated_instance(index: usize, entries: usize) -> Result<MoInstance, Tr
     let root = InteriorNode::new()
         .with_child("ID", LeafValue::Chr(format!("sensor-{index}")))?
         .with_child("Name", LeafValue::Chr(format!("Sensor number {index}")))?
-        .with_child(
-            "Setting",
-            LeafValue::Int(i64::try_from(index).unwrap_or(i64::MAX)),
-        )?
+        .with_child("Setting", LeafValue::Int(i64::try_from(index).unwrap_or(i64::MAX)))?
         .with_child("Data", data)?;
     let mut instance = MoInstance::new(GENERATED_MOID, format!("inst{index}"))?;
     instance.replace_root(root)?;
@@ -66,16 +63,8 @@ mod tests {
     fn generated_tree_has_ten_thousand_nodes() {
         let tree = generated_tree_10k().unwrap();
         assert_eq!(tree.instance_count(), GENERATED_INSTANCES);
-        assert_eq!(
-            tree.instances().map(MoInstance::node_count).sum::<usize>(),
-            10_000
-        );
+        assert_eq!(tree.instances().map(MoInstance::node_count).sum::<usize>(), 10_000);
         let instance = tree.instance(GENERATED_MOID, "inst7").unwrap();
-        assert_eq!(
-            instance
-                .get(&["Data", "250", "Value"])
-                .and_then(Node::as_leaf),
-            Some(&LeafValue::Int(7250))
-        );
+        assert_eq!(instance.get(&["Data", "250", "Value"]).and_then(Node::as_leaf), Some(&LeafValue::Int(7250)));
     }
 }

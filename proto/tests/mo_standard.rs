@@ -3,10 +3,9 @@
 use std::collections::BTreeMap;
 
 use omadm_proto::mo::{
-    AccessControlEntry, AccessRights, BearerType, DelegationAccessControl, DevInfo, DeviceIdKind,
-    DmAccount, FirmwareUpdate, FumoOperation, FumoResultCode, FumoState, GcmPush,
-    ManagementAuthority, ManagementObject, MoError, NotificationAuth, NotificationAuthType,
-    Operation, Permission, Push, RoamingStatus, SessionInfo, permits,
+    AccessControlEntry, AccessRights, BearerType, DelegationAccessControl, DevInfo, DeviceIdKind, DmAccount,
+    FirmwareUpdate, FumoOperation, FumoResultCode, FumoState, GcmPush, ManagementAuthority, ManagementObject, MoError,
+    NotificationAuth, NotificationAuthType, Operation, Permission, Push, RoamingStatus, SessionInfo, permits,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -71,33 +70,18 @@ fn devinfo_wrapped_in_its_root_name_and_with_lenient_leaves() {
     }});
     let parsed = DevInfo::from_mo_data(&mo_data).unwrap();
     assert_eq!(
-        (
-            parsed.model.as_str(),
-            parsed.dm_client_version.as_str(),
-            parsed.firmware_version.as_str()
-        ),
+        (parsed.model.as_str(), parsed.dm_client_version.as_str(), parsed.firmware_version.as_str()),
         ("200", "2.0", "12")
     );
     assert_eq!(parsed.device_id_kind(), DeviceIdKind::Esn);
-    assert_eq!(
-        parsed
-            .bearer
-            .as_ref()
-            .map(|bearer| bearer.contains_key("CDMA")),
-        Some(true)
-    );
+    assert_eq!(parsed.bearer.as_ref().map(|bearer| bearer.contains_key("CDMA")), Some(true));
 }
 
 #[test]
 fn partial_devinfo_like_a_leaf_get_is_not_a_whole_instance() {
     // Appendix E's GET of `//DevID` answers {"DevID": ...}: a part, not an instance.
     let leaf_only = json!({"DevID": "IMEI:493005100592800"});
-    assert_eq!(
-        DevInfo::from_mo_data(&leaf_only),
-        Err(MoError::MissingNode {
-            path: "DevInfo/Man".into()
-        })
-    );
+    assert_eq!(DevInfo::from_mo_data(&leaf_only), Err(MoError::MissingNode { path: "DevInfo/Man".into() }));
 }
 
 #[test]
@@ -106,15 +90,9 @@ fn document_for_another_moid_is_rejected() {
     document["MOID"] = json!("urn:oma:mo:oma-dm-devinfo:1.1");
     assert_eq!(
         DevInfo::from_dmmo_document(&document),
-        Err(MoError::MoidMismatch {
-            expected: DevInfo::MOID,
-            found: "urn:oma:mo:oma-dm-devinfo:1.1".into()
-        })
+        Err(MoError::MoidMismatch { expected: DevInfo::MOID, found: "urn:oma:mo:oma-dm-devinfo:1.1".into() })
     );
-    assert_eq!(
-        DevInfo::from_dmmo_document(&json!({"MOID": DevInfo::MOID})),
-        Err(MoError::MissingMoData)
-    );
+    assert_eq!(DevInfo::from_dmmo_document(&json!({"MOID": DevInfo::MOID})), Err(MoError::MissingMoData));
 }
 
 #[test]
@@ -125,13 +103,7 @@ fn sessioninfo_exactly_as_appendix_e_sends_it() {
         "MOData": {"SessionInfoMO": {"CBT": 1, "ROAMING": 0}}
     });
     let session = SessionInfo::from_dmmo_document(&part).unwrap();
-    assert_eq!(
-        session,
-        SessionInfo {
-            bearer_type: BearerType::Mobile,
-            roaming: RoamingStatus::NotRoaming
-        }
-    );
+    assert_eq!(session, SessionInfo { bearer_type: BearerType::Mobile, roaming: RoamingStatus::NotRoaming });
     assert_eq!(session.to_mo_data(), json!({"CBT": 1, "ROAMING": 0}));
 }
 
@@ -171,10 +143,7 @@ fn dmacc_bootstrap_document() {
     assert_eq!(account.server_id, "dms1.example.com");
     assert_eq!(account.name, "Example Device Management");
     assert_eq!(account.permissions.len(), 3);
-    assert_eq!(
-        account.permissions.get("fumo"),
-        Some(&Permission::new("urn:oma:mo:oma-fumo:1.0"))
-    );
+    assert_eq!(account.permissions.get("fumo"), Some(&Permission::new("urn:oma:mo:oma-fumo:1.0")));
     assert!(account.permits_moid("urn:oma:mo:oma-dm-devinfo:1.2"));
     assert!(!account.permits_moid("urn:oma:mo:oma-scomo:1.0"));
     assert_eq!(account.check_bootstrap(), Ok(()));
@@ -188,10 +157,7 @@ fn dmacc_bootstrap_document() {
         gcm.registration_body("APA91bHun4MxP5egoKMwt2KZFBaFUH"),
         "RegId=APA91bHun4MxP5egoKMwt2KZFBaFUH&tenant=acme&region=eu"
     );
-    assert_eq!(
-        push.other_mechanisms.get("MQTT"),
-        Some(&json!({"Broker": "mqtts://push.example.com"}))
-    );
+    assert_eq!(push.other_mechanisms.get("MQTT"), Some(&json!({"Broker": "mqtts://push.example.com"})));
     assert!(push.extensions.is_some());
 
     // Written back, the only change is AuthType as a JSON number (its DDF type).
@@ -199,10 +165,7 @@ fn dmacc_bootstrap_document() {
     expected["MOData"]["AuthNoti"]["AuthType"] = json!(0);
     assert_eq!(account.to_mo_data(), expected["MOData"]);
     let document = account.to_dmmo_document("dms1");
-    assert_eq!(
-        (document["MOID"].as_str(), document["MIID"].as_str()),
-        (Some(DmAccount::MOID), Some("dms1"))
-    );
+    assert_eq!((document["MOID"].as_str(), document["MIID"].as_str()), (Some(DmAccount::MOID), Some("dms1")));
 }
 
 #[test]
@@ -211,12 +174,7 @@ fn dmacc_as_a_client_exposes_it_has_no_permissions() {
     exposed.as_object_mut().unwrap().remove("Permissions");
     let account = DmAccount::from_mo_data(&exposed).unwrap();
     assert!(account.permissions.is_empty());
-    assert_eq!(
-        account.check_bootstrap(),
-        Err(MoError::MissingNode {
-            path: "DMAcc/Permissions/<x>".into()
-        })
-    );
+    assert_eq!(account.check_bootstrap(), Err(MoError::MissingNode { path: "DMAcc/Permissions/<x>".into() }));
     assert!(account.to_mo_data().get("Permissions").is_none());
 }
 
@@ -228,28 +186,19 @@ fn dmacc_wildcard_permission_and_gcm_without_reg_params() {
     });
     let account = DmAccount::from_mo_data(&mo_data).unwrap();
     assert!(account.permits_moid("urn:oma:mo:anything:9.9"));
-    let gcm = account
-        .push
-        .as_ref()
-        .and_then(|push| push.gcm.as_ref())
-        .unwrap();
+    let gcm = account.push.as_ref().and_then(|push| push.gcm.as_ref()).unwrap();
     assert_eq!(gcm.registration_parameters, None);
     // Strict in what we emit: the required RegParams node is written, empty.
     assert_eq!(account.to_mo_data()["Push"]["GCM"]["RegParams"], json!(""));
-    let missing_reg_url =
-        json!({"ServerID": "s", "Name": "S", "Push": {"GCM": {"SenderID": "1", "UnRegURL": "u"}}});
+    let missing_reg_url = json!({"ServerID": "s", "Name": "S", "Push": {"GCM": {"SenderID": "1", "UnRegURL": "u"}}});
     assert_eq!(
         DmAccount::from_mo_data(&missing_reg_url),
-        Err(MoError::MissingNode {
-            path: "DMAcc/Push/GCM/RegURL".into()
-        })
+        Err(MoError::MissingNode { path: "DMAcc/Push/GCM/RegURL".into() })
     );
     let missing_secret = json!({"ServerID": "s", "Name": "S", "AuthNoti": {"AuthType": 0}});
     assert_eq!(
         DmAccount::from_mo_data(&missing_secret),
-        Err(MoError::MissingNode {
-            path: "DMAcc/AuthNoti/AuthSecret".into()
-        })
+        Err(MoError::MissingNode { path: "DMAcc/AuthNoti/AuthSecret".into() })
     );
 }
 
@@ -277,10 +226,7 @@ fn dmdac_instance_reads_and_writes_its_flattened_form() {
         })
     );
     let written = access.to_mo_data();
-    assert_eq!(
-        written["2"],
-        json!({"MIID": "fw", "MAID": "serverid:dms2.example.com", "AccessRights": 1})
-    );
+    assert_eq!(written["2"], json!({"MIID": "fw", "MAID": "serverid:dms2.example.com", "AccessRights": 1}));
     assert_eq!(DelegationAccessControl::from_mo_data(&written), Ok(access));
 }
 
@@ -325,18 +271,14 @@ fn dmdac_check_for_a_package2_command() {
     let instances = [fumo_access_control().unwrap()];
     let fumo = "urn:oma:mo:oma-fumo:1.0";
     let allowed = |server: &str, command: &str| {
-        Operation::for_command(command, fumo).map(|operation| {
-            operation.is_none_or(|operation| permits(&instances, server, fumo, "fw", operation))
-        })
+        Operation::for_command(command, fumo)
+            .map(|operation| operation.is_none_or(|operation| permits(&instances, server, fumo, "fw", operation)))
     };
     assert_eq!(allowed("dms2.example.com", "GET"), Ok(true));
     assert_eq!(allowed("dms2.example.com", "HGET"), Ok(false));
     assert_eq!(allowed("dms2.example.com", "EXEC"), Ok(true));
     assert_eq!(allowed("dms2.example.com", "END"), Ok(true));
-    assert_eq!(
-        allowed("dms2.example.com", "FROB").map_err(|error| error.status_code()),
-        Err(501)
-    );
+    assert_eq!(allowed("dms2.example.com", "FROB").map_err(|error| error.status_code()), Err(501));
 }
 
 #[test]
@@ -353,10 +295,7 @@ fn fumo_instance_during_a_download_and_update() {
     let fumo = FirmwareUpdate::from_mo_data(&mo_data).unwrap();
     assert_eq!(fumo.state, FumoState::DownloadProgressing);
     assert_eq!(fumo.download_url, None);
-    assert_eq!(
-        fumo.download_and_update_url.as_deref(),
-        Some("https://fw.example.com/ex-200/r12.0.1.bin")
-    );
+    assert_eq!(fumo.download_and_update_url.as_deref(), Some("https://fw.example.com/ex-200/r12.0.1.bin"));
     assert_eq!(fumo.update_package, None);
     assert_eq!(
         fumo.to_mo_data(),
@@ -403,10 +342,7 @@ fn fumo_operation_end_reported_by_generic_alert() {
     let result = FumoResultCode::from_alert_data(&item["Data"]).unwrap();
     assert_eq!(result, FumoResultCode::PACKAGE_VALIDATION_FAILED);
     assert!(!result.is_successful());
-    assert_eq!(
-        result.meaning(),
-        "Failed Firmware Update Package Validation"
-    );
+    assert_eq!(result.meaning(), "Failed Firmware Update Package Validation");
 }
 
 fn generic<T: ManagementObject>(value: &T) -> Result<T, MoError> {
@@ -416,10 +352,7 @@ fn generic<T: ManagementObject>(value: &T) -> Result<T, MoError> {
 #[test]
 fn every_mo_round_trips_through_the_trait() {
     assert_eq!(generic(&devinfo()), Ok(devinfo()));
-    let session = SessionInfo {
-        bearer_type: BearerType::Wireline,
-        roaming: RoamingStatus::Unknown,
-    };
+    let session = SessionInfo { bearer_type: BearerType::Wireline, roaming: RoamingStatus::Unknown };
     assert_eq!(generic(&session), Ok(session));
     let access = fumo_access_control().unwrap();
     assert_eq!(generic(&access), Ok(access));
@@ -564,11 +497,7 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
             proptest::collection::btree_map(names.clone(), inner, 0..6).prop_map(|map| {
-                Value::Object(
-                    map.into_iter()
-                        .map(|(name, value)| (name.to_owned(), value))
-                        .collect(),
-                )
+                Value::Object(map.into_iter().map(|(name, value)| (name.to_owned(), value)).collect())
             }),
         ]
     })

@@ -2,16 +2,10 @@
 //! never panics and only returns real nodes, validators track content exactly.
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use omadm_proto::tree::{
-    ALL_FORMATS, DmmoDocument, Format, InteriorNode, LeafValue, ManagementTree, MoInstance, Node,
-    TreeLimits,
+    ALL_FORMATS, DmmoDocument, Format, InteriorNode, LeafValue, ManagementTree, MoInstance, Node, TreeLimits,
 };
 use omadm_proto::uri::ClientUri;
 use proptest::prelude::*;
@@ -71,18 +65,13 @@ fn interior(leaf: BoxedStrategy<LeafValue>) -> impl Strategy<Value = InteriorNod
 }
 
 fn tree(leaf: BoxedStrategy<LeafValue>) -> impl Strategy<Value = ManagementTree> {
-    let moid = prop::sample::select(vec![
-        "urn:oma:mo:moid:1.0",
-        "urn:oma:mo:oma-dm-devinfo:1.2",
-        "urn:x:y:2",
-    ]);
+    let moid = prop::sample::select(vec!["urn:oma:mo:moid:1.0", "urn:oma:mo:oma-dm-devinfo:1.2", "urn:x:y:2"]);
     let miid = prop::sample::select(vec!["left", "right", "m1", ""]);
     let ddf = prop::option::of(Just("http://www.vendor.com/DDF/x.ddf".to_owned()));
     prop::collection::vec((moid, miid, ddf, interior(leaf)), 1..5).prop_map(|instances| {
         let mut tree = ManagementTree::new();
         for (moid, miid, ddf, root) in instances {
-            let mut instance =
-                MoInstance::with_root(moid, miid, root, TreeLimits::default()).unwrap();
+            let mut instance = MoInstance::with_root(moid, miid, root, TreeLimits::default()).unwrap();
             instance.set_ddf(ddf);
             // Duplicates and a second instance next to an MIID "" are refused: skipping them is the point.
             let _ = tree.insert_instance(instance);
@@ -95,43 +84,31 @@ fn tree(leaf: BoxedStrategy<LeafValue>) -> impl Strategy<Value = ManagementTree>
 fn client_uri_text() -> impl Strategy<Value = String> {
     let moid = prop::sample::select(vec!["urn:oma:mo:moid:1.0", "urn:x:y:2", "urn:none:1"]);
     let instance = prop::sample::select(vec!["left", "right", "m1", "", "*", "(x)", "nope"]);
-    let segment = prop_oneof![
-        node_name(),
-        Just("*".to_owned()),
-        Just("(y)".to_owned()),
-        Just("(z)".to_owned())
-    ];
+    let segment = prop_oneof![node_name(), Just("*".to_owned()), Just("(y)".to_owned()), Just("(z)".to_owned())];
     let path = prop::collection::vec(segment, 0..6);
-    let node_value = (
-        prop::sample::select(vec!['x', 'y', 'z']),
-        prop::collection::vec(node_name(), 0..3),
-        "[A-Za-z0-9.]{0,4}",
-    )
-        .prop_map(|(x, path, value)| {
-            let mut text = format!("nv=({x})");
-            for name in path {
-                text.push('/');
-                text.push_str(&name);
-            }
-            format!("{text}:{value}")
-        });
-    let query = (
-        prop::option::of(1u32..4),
-        prop::collection::vec(node_value, 0..4),
-    );
-    let structured =
-        (moid, instance, path, query).prop_map(|(moid, instance, path, (level, node_values))| {
-            let mut text = format!("{moid}/{instance}/{}", path.join("/"));
-            let mut fields: Vec<String> = node_values;
-            if let Some(level) = level {
-                fields.push(format!("lv={level}"));
-            }
-            if !fields.is_empty() {
-                text.push('?');
-                text.push_str(&fields.join("&"));
-            }
-            text
-        });
+    let node_value =
+        (prop::sample::select(vec!['x', 'y', 'z']), prop::collection::vec(node_name(), 0..3), "[A-Za-z0-9.]{0,4}")
+            .prop_map(|(x, path, value)| {
+                let mut text = format!("nv=({x})");
+                for name in path {
+                    text.push('/');
+                    text.push_str(&name);
+                }
+                format!("{text}:{value}")
+            });
+    let query = (prop::option::of(1u32..4), prop::collection::vec(node_value, 0..4));
+    let structured = (moid, instance, path, query).prop_map(|(moid, instance, path, (level, node_values))| {
+        let mut text = format!("{moid}/{instance}/{}", path.join("/"));
+        let mut fields: Vec<String> = node_values;
+        if let Some(level) = level {
+            fields.push(format!("lv={level}"));
+        }
+        if !fields.is_empty() {
+            text.push('?');
+            text.push_str(&fields.join("&"));
+        }
+        text
+    });
     prop_oneof![4 => structured, 1 => "\\PC{0,40}"]
 }
 
@@ -230,9 +207,7 @@ impl Mutation {
     fn apply(&self, instance: &mut MoInstance) -> Result<(), omadm_proto::tree::TreeError> {
         match self {
             Mutation::SetLeaf(path, value) => instance.set_leaf(path, value.clone()).map(drop),
-            Mutation::SetInterior(path) => instance
-                .set_node(path, Node::Interior(InteriorNode::new()))
-                .map(drop),
+            Mutation::SetInterior(path) => instance.set_node(path, Node::Interior(InteriorNode::new())).map(drop),
             Mutation::Delete(path) => instance.delete_node(path).map(drop),
             Mutation::SetDdf(ddf) => {
                 instance.set_ddf(ddf.clone());

@@ -19,10 +19,7 @@ fn separated_template() -> impl Strategy<Value = String> {
         prop_oneof![Just("https"), Just("http"), Just("HTTPS")],
         "[a-z][a-z0-9-]{0,10}(\\.[a-z]{2,5}){1,2}",
         proptest::option::of(1..65535_u16),
-        proptest::collection::vec(
-            prop_oneof![literal().prop_map(Err), parameter().prop_map(Ok)],
-            0..6,
-        ),
+        proptest::collection::vec(prop_oneof![literal().prop_map(Err), parameter().prop_map(Ok)], 0..6),
         proptest::option::of(("[a-z]{1,5}", parameter())),
     )
         .prop_map(|(scheme, host, port, segments, query)| {
@@ -47,9 +44,7 @@ fn value() -> impl Strategy<Value = Option<String>> {
     proptest::option::of(prop_oneof![
         "[0-9]{2,3}",
         "IMEI:[0-9]{15}",
-        any::<String>().prop_filter("not empty, not the unknown marker", |value| !value
-            .is_empty()
-            && value != "-1"),
+        any::<String>().prop_filter("not empty, not the unknown marker", |value| !value.is_empty() && value != "-1"),
     ])
 }
 
@@ -59,12 +54,8 @@ prop_compose! {
     }
 }
 
-fn tokens(
-    alphabet: &'static [&'static str],
-    count: std::ops::Range<usize>,
-) -> impl Strategy<Value = String> {
-    proptest::collection::vec(proptest::sample::select(alphabet), count)
-        .prop_map(|tokens| tokens.concat())
+fn tokens(alphabet: &'static [&'static str], count: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+    proptest::collection::vec(proptest::sample::select(alphabet), count).prop_map(|tokens| tokens.concat())
 }
 
 /// What the server can learn: the values of the parameters the template contains.
@@ -146,36 +137,19 @@ fn spec_just_in_time_configuration_examples() {
         ..Default::default()
     };
     let mms = ServerUri::parse("https://prov.sonymobile.com/Settings/[MCC]/[MNC]/MMS").unwrap();
-    assert_eq!(
-        mms.substitute(&device),
-        "https://prov.sonymobile.com/Settings/240/07/MMS"
-    );
+    assert_eq!(mms.substitute(&device), "https://prov.sonymobile.com/Settings/240/07/MMS");
     let rcs = ServerUri::parse("https://rcsprov.gsma.org/Settings/[CMCC]/[CMNC]/RCS").unwrap();
-    assert_eq!(
-        rcs.substitute(&device),
-        "https://rcsprov.gsma.org/Settings/238/20/RCS"
-    );
+    assert_eq!(rcs.substitute(&device), "https://rcsprov.gsma.org/Settings/238/20/RCS");
     let recovered = rcs.match_substituted("/Settings/238/20/RCS").unwrap();
-    assert_eq!(
-        (
-            recovered.cmcc.as_deref(),
-            recovered.cmnc.as_deref(),
-            recovered.mcc
-        ),
-        (Some("238"), Some("20"), None)
-    );
+    assert_eq!((recovered.cmcc.as_deref(), recovered.cmnc.as_deref(), recovered.mcc), (Some("238"), Some("20"), None));
 }
 
 #[test]
 fn bootstrap_request_carries_mcc_mnc_and_dev_id() {
     // Section 8.2: the bootstrap request carries MNC, MCC and DevID when available.
-    let bootstrap =
-        ServerUri::parse("https://bootstrap.example.com/bs?devid=[DevID]&mcc=[MCC]&mnc=[MNC]")
-            .unwrap();
-    let device = ServerUriParams {
-        dev_id: Some("UUID:0f8fad5b-d9cb-469f-a165-70867728950e".into()),
-        ..Default::default()
-    };
+    let bootstrap = ServerUri::parse("https://bootstrap.example.com/bs?devid=[DevID]&mcc=[MCC]&mnc=[MNC]").unwrap();
+    let device =
+        ServerUriParams { dev_id: Some("UUID:0f8fad5b-d9cb-469f-a165-70867728950e".into()), ..Default::default() };
     let substituted = bootstrap.substitute(&device);
     assert_eq!(
         substituted,

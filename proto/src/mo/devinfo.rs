@@ -22,9 +22,7 @@ const HW_V: &str = "HwV";
 const BEARER: &str = "Bearer";
 const EXT: &str = "Ext";
 
-const CHILDREN: [&str; 12] = [
-    DEV_ID, MAN, MOD, DM_V, LANG, DEV_TYPE, OEM, FW_V, SW_V, HW_V, BEARER, EXT,
-];
+const CHILDREN: [&str; 12] = [DEV_ID, MAN, MOD, DM_V, LANG, DEV_TYPE, OEM, FW_V, SW_V, HW_V, BEARER, EXT];
 
 /// One DevInfo instance. Every leaf is required (11.1); `Bearer` and `Ext` are
 /// optional interior nodes kept as raw JSON.
@@ -84,9 +82,7 @@ impl DeviceIdKind {
         let Some((prefix, body)) = device_id.split_once(':') else {
             return DeviceIdKind::Other;
         };
-        let all = |length: usize, digit: fn(&u8) -> bool| {
-            body.len() == length && body.bytes().all(|b| digit(&b))
-        };
+        let all = |length: usize, digit: fn(&u8) -> bool| body.len() == length && body.bytes().all(|b| digit(&b));
         match prefix.to_ascii_uppercase().as_str() {
             "IMEI" if all(15, u8::is_ascii_digit) => DeviceIdKind::Imei,
             "ESN" if all(8, u8::is_ascii_hexdigit) => DeviceIdKind::Esn,
@@ -100,9 +96,10 @@ impl DeviceIdKind {
 fn is_uuid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(group, length)| {
-            group.len() == length && group.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, length)| group.len() == length && group.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl DevInfo {
@@ -166,19 +163,10 @@ mod tests {
         assert_eq!(DeviceIdKind::of("imei:493005100592800"), DeviceIdKind::Imei);
         assert_eq!(DeviceIdKind::of("ESN:8034AB2F"), DeviceIdKind::Esn);
         assert_eq!(DeviceIdKind::of("MEID:A0000012345678"), DeviceIdKind::Meid);
-        assert_eq!(
-            DeviceIdKind::of("UUID:0f8fad5b-d9cb-469f-a165-70867728950e"),
-            DeviceIdKind::Uuid
-        );
+        assert_eq!(DeviceIdKind::of("UUID:0f8fad5b-d9cb-469f-a165-70867728950e"), DeviceIdKind::Uuid);
         assert_eq!(DeviceIdKind::of("IMEI:49300510059280"), DeviceIdKind::Other);
-        assert_eq!(
-            DeviceIdKind::of("UUID:0f8fad5b-d9cb-469f-a165"),
-            DeviceIdKind::Other
-        );
-        assert_eq!(
-            DeviceIdKind::of("MAC:00:11:22:33:44:55"),
-            DeviceIdKind::Other
-        );
+        assert_eq!(DeviceIdKind::of("UUID:0f8fad5b-d9cb-469f-a165"), DeviceIdKind::Other);
+        assert_eq!(DeviceIdKind::of("MAC:00:11:22:33:44:55"), DeviceIdKind::Other);
         assert_eq!(DeviceIdKind::of("serial-42"), DeviceIdKind::Other);
     }
 
@@ -188,20 +176,12 @@ mod tests {
             "DevID": "IMEI:493005100592800", "Man": "M", "Mod": "X", "DmV": "2.0", "Lang": "en",
             "DevType": "phone", "OEM": "O", "FwV": "1", "SwV": "2"
         });
-        assert_eq!(
-            DevInfo::from_mo_data(&mo_data),
-            Err(MoError::MissingNode {
-                path: "DevInfo/HwV".into()
-            })
-        );
+        assert_eq!(DevInfo::from_mo_data(&mo_data), Err(MoError::MissingNode { path: "DevInfo/HwV".into() }));
         mo_data["HwV"] = json!("3");
         mo_data["Ext"] = json!("not a node");
         assert_eq!(
             DevInfo::from_mo_data(&mo_data),
-            Err(MoError::NotAnInteriorNode {
-                path: "DevInfo/Ext".into(),
-                found: "a string"
-            })
+            Err(MoError::NotAnInteriorNode { path: "DevInfo/Ext".into(), found: "a string" })
         );
     }
 }

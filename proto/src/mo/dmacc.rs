@@ -37,11 +37,7 @@ const EXT: &str = "Ext";
 const CHILDREN: [&str; 5] = [SERVER_ID, NAME, PERMISSIONS, AUTH_NOTI, PUSH];
 
 /// What `application/x-www-form-urlencoded` keeps of a RegId: RFC 3986 unreserved.
-const FORM_VALUE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const FORM_VALUE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// One DMAcc instance: the account of one DM server on the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,10 +87,7 @@ impl fmt::Debug for NotificationAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotificationAuth")
             .field("auth_type", &self.auth_type)
-            .field(
-                "secret",
-                &format_args!("<{} bytes hidden>", self.secret.len()),
-            )
+            .field("secret", &format_args!("<{} bytes hidden>", self.secret.len()))
             .finish()
     }
 }
@@ -163,15 +156,8 @@ impl GcmPush {
     /// RegId=APA91bH%3Ax7&tenant=7
     /// ```
     pub fn registration_body(&self, registration_id: &str) -> String {
-        let mut body = format!(
-            "RegId={}",
-            utf8_percent_encode(registration_id, FORM_VALUE_ENCODE)
-        );
-        let extra = self
-            .registration_parameters
-            .as_deref()
-            .unwrap_or_default()
-            .trim_start_matches(['?', '&']);
+        let mut body = format!("RegId={}", utf8_percent_encode(registration_id, FORM_VALUE_ENCODE));
+        let extra = self.registration_parameters.as_deref().unwrap_or_default().trim_start_matches(['?', '&']);
         if !extra.is_empty() {
             body.push('&');
             body.push_str(extra);
@@ -184,10 +170,7 @@ impl GcmPush {
             .chr(SENDER_ID, &self.sender_id)
             .chr(REG_URL, &self.registration_url)
             .chr(UNREG_URL, &self.unregistration_url)
-            .chr(
-                REG_PARAMS,
-                self.registration_parameters.as_deref().unwrap_or_default(),
-            )
+            .chr(REG_PARAMS, self.registration_parameters.as_deref().unwrap_or_default())
             .optional_subtree(EXT, self.extensions.as_ref())
             .finish()
     }
@@ -198,9 +181,7 @@ impl GcmPush {
             registration_url: node.required_chr(REG_URL)?,
             unregistration_url: node.required_chr(UNREG_URL)?,
             // Lenient: "MAY contain" in D.2.3, so a missing node is read as empty.
-            registration_parameters: node
-                .chr(REG_PARAMS)?
-                .filter(|parameters| !parameters.is_empty()),
+            registration_parameters: node.chr(REG_PARAMS)?.filter(|parameters| !parameters.is_empty()),
             extensions: node.subtree(EXT)?,
         })
     }
@@ -219,20 +200,13 @@ impl Push {
     }
 
     fn from_interior(node: &Interior<'_>) -> Result<Self, MoError> {
-        let gcm = node
-            .interior(GCM)?
-            .map(|gcm| GcmPush::from_interior(&gcm))
-            .transpose()?;
+        let gcm = node.interior(GCM)?.map(|gcm| GcmPush::from_interior(&gcm)).transpose()?;
         let other_mechanisms = node
             .children()
             .filter(|(name, _)| name.as_str() != GCM && name.as_str() != EXT)
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
-        Ok(Push {
-            gcm,
-            extensions: node.subtree(EXT)?,
-            other_mechanisms,
-        })
+        Ok(Push { gcm, extensions: node.subtree(EXT)?, other_mechanisms })
     }
 }
 
@@ -243,24 +217,16 @@ impl DmAccount {
     /// True when the account was provisioned with `moid` (or `*`): the client then
     /// lists that MOID in MOS and accepts delegation for it (11.3).
     pub fn permits_moid(&self, moid: &str) -> bool {
-        self.permissions
-            .values()
-            .any(|permission| permission.covers(moid))
+        self.permissions.values().any(|permission| permission.covers(moid))
     }
 
     /// Checks what a bootstrap (8, 11.2) must carry beyond what reading requires:
     /// at least one `Permissions/<x>`, none with an empty MOID.
     pub fn check_bootstrap(&self) -> Result<(), MoError> {
         if self.permissions.is_empty() {
-            return Err(MoError::MissingNode {
-                path: format!("DMAcc/{PERMISSIONS}/<x>"),
-            });
+            return Err(MoError::MissingNode { path: format!("DMAcc/{PERMISSIONS}/<x>") });
         }
-        if let Some((name, _)) = self
-            .permissions
-            .iter()
-            .find(|(_, permission)| permission.moid.is_empty())
-        {
+        if let Some((name, _)) = self.permissions.iter().find(|(_, permission)| permission.moid.is_empty()) {
             return Err(MoError::InvalidValue {
                 path: format!("DMAcc/{PERMISSIONS}/{name}/{MOID}"),
                 value: String::new(),
@@ -276,20 +242,12 @@ impl DmAccount {
             let groups = self
                 .permissions
                 .iter()
-                .map(|(name, permission)| {
-                    (
-                        name.clone(),
-                        MoDataWriter::default().chr(MOID, &permission.moid).finish(),
-                    )
-                })
+                .map(|(name, permission)| (name.clone(), MoDataWriter::default().chr(MOID, &permission.moid).finish()))
                 .collect();
             Value::Object(groups)
         });
         let notification_auth = self.notification_auth.as_ref().map(|auth| {
-            MoDataWriter::default()
-                .int(AUTH_TYPE, auth.auth_type.value())
-                .chr(AUTH_SECRET, &auth.secret)
-                .finish()
+            MoDataWriter::default().int(AUTH_TYPE, auth.auth_type.value()).chr(AUTH_SECRET, &auth.secret).finish()
         });
         MoDataWriter::default()
             .chr(SERVER_ID, &self.server_id)
@@ -309,12 +267,7 @@ impl DmAccount {
         if let Some(groups) = root.interior(PERMISSIONS)? {
             for (name, group) in groups.children() {
                 let group = groups.as_interior(name, group)?;
-                permissions.insert(
-                    name.clone(),
-                    Permission {
-                        moid: group.required_chr(MOID)?,
-                    },
-                );
+                permissions.insert(name.clone(), Permission { moid: group.required_chr(MOID)? });
             }
         }
         let notification_auth = match root.interior(AUTH_NOTI)? {
@@ -324,17 +277,8 @@ impl DmAccount {
             }),
             None => None,
         };
-        let push = root
-            .interior(PUSH)?
-            .map(|push| Push::from_interior(&push))
-            .transpose()?;
-        Ok(DmAccount {
-            server_id,
-            name,
-            permissions,
-            notification_auth,
-            push,
-        })
+        let push = root.interior(PUSH)?.map(|push| Push::from_interior(&push)).transpose()?;
+        Ok(DmAccount { server_id, name, permissions, notification_auth, push })
     }
 }
 
@@ -355,23 +299,14 @@ mod tests {
             registration_parameters: Some("?tenant=7&x=y".into()),
             extensions: None,
         };
-        assert_eq!(
-            gcm.registration_body("APA91b:H x/7"),
-            "RegId=APA91b%3AH%20x%2F7&tenant=7&x=y"
-        );
-        let bare = GcmPush {
-            registration_parameters: None,
-            ..gcm
-        };
+        assert_eq!(gcm.registration_body("APA91b:H x/7"), "RegId=APA91b%3AH%20x%2F7&tenant=7&x=y");
+        let bare = GcmPush { registration_parameters: None, ..gcm };
         assert_eq!(bare.registration_body("abc"), "RegId=abc");
     }
 
     #[test]
     fn secret_is_not_printed_by_debug() {
-        let auth = NotificationAuth {
-            auth_type: NotificationAuthType::Sha256Digest,
-            secret: "hunter2".into(),
-        };
+        let auth = NotificationAuth { auth_type: NotificationAuthType::Sha256Digest, secret: "hunter2".into() };
         let printed = format!("{auth:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("<7 bytes hidden>"), "{printed}");
@@ -379,14 +314,8 @@ mod tests {
 
     #[test]
     fn auth_type_values() {
-        assert_eq!(
-            NotificationAuthType::from_value(0),
-            NotificationAuthType::Sha256Digest
-        );
-        assert_eq!(
-            NotificationAuthType::from_value(3),
-            NotificationAuthType::Unknown(3)
-        );
+        assert_eq!(NotificationAuthType::from_value(0), NotificationAuthType::Sha256Digest);
+        assert_eq!(NotificationAuthType::from_value(3), NotificationAuthType::Unknown(3));
         assert_eq!(NotificationAuthType::Unknown(3).value(), 3);
         assert_eq!(NotificationAuthType::Sha256Digest.value(), 0);
     }
@@ -396,9 +325,7 @@ mod tests {
         let mo_data = json!({"ServerID": "a", "Name": "A", "Permissions": {"1": {}}});
         assert_eq!(
             DmAccount::from_mo_data(&mo_data),
-            Err(MoError::MissingNode {
-                path: "DMAcc/Permissions/1/MOID".into()
-            })
+            Err(MoError::MissingNode { path: "DMAcc/Permissions/1/MOID".into() })
         );
     }
 }

@@ -225,10 +225,7 @@ impl Operation {
     /// ("CONT", _)                                -> None
     /// ("PATCH", _)                               -> Err(UnknownCommand)   status 501
     /// ```
-    pub fn for_command(
-        command_name: &str,
-        target_moid: &str,
-    ) -> Result<Option<Operation>, MoError> {
+    pub fn for_command(command_name: &str, target_moid: &str) -> Result<Option<Operation>, MoError> {
         let targets_access_control = target_moid == DelegationAccessControl::MOID;
         let operation = match command_name.to_ascii_uppercase().as_str() {
             "GET" | "HPUT" | "HPOST" => Some(Operation::Read),
@@ -280,11 +277,7 @@ impl DelegationAccessControl {
     /// The MOData object: `MOID` and the entries as its siblings (see the module docs).
     pub fn to_mo_data(&self) -> Value {
         let mut node = Map::new();
-        for (name, entry) in self
-            .entries
-            .iter()
-            .filter(|(name, _)| name.as_str() != MOID)
-        {
+        for (name, entry) in self.entries.iter().filter(|(name, _)| name.as_str() != MOID) {
             let entry_node = MoDataWriter::default()
                 .chr(MIID, &entry.miid)
                 .chr(MAID, &entry.authority.to_string())
@@ -302,40 +295,21 @@ impl DelegationAccessControl {
         let root = Interior::instance_root(mo_data, "DMDAC", &[MOID])?;
         let moid = root.required_chr(MOID)?;
         let mut entries = BTreeMap::new();
-        for (name, value) in root
-            .children()
-            .filter(|(name, value)| name.as_str() != MOID && value.is_object())
-        {
+        for (name, value) in root.children().filter(|(name, value)| name.as_str() != MOID && value.is_object()) {
             let entry = root.as_interior(name, value)?;
             let maid = entry.required_chr(MAID)?;
             let authority = ManagementAuthority::parse(&maid).ok_or_else(|| {
-                entry.invalid(
-                    MAID,
-                    maid.clone(),
-                    "expected \"serverid:<id>\", \"appid:<id>\" or \"*\"",
-                )
+                entry.invalid(MAID, maid.clone(), "expected \"serverid:<id>\", \"appid:<id>\" or \"*\"")
             })?;
             let rights_value = entry.required_int(ACCESS_RIGHTS)?;
             if rights_value < 0 {
-                return Err(entry.invalid(
-                    ACCESS_RIGHTS,
-                    rights_value.to_string(),
-                    "access rights cannot be negative",
-                ));
+                return Err(entry.invalid(ACCESS_RIGHTS, rights_value.to_string(), "access rights cannot be negative"));
             }
             // Lenient: rights a later version may define are dropped, the known ones kept.
             let known_bits = rights_value & i64::from(AccessRights::ALL.bits());
-            let rights =
-                AccessRights::from_bits_truncate(u8::try_from(known_bits).unwrap_or_default());
+            let rights = AccessRights::from_bits_truncate(u8::try_from(known_bits).unwrap_or_default());
             let miid = entry.required_chr(MIID)?;
-            entries.insert(
-                name.clone(),
-                AccessControlEntry {
-                    miid,
-                    authority,
-                    rights,
-                },
-            );
+            entries.insert(name.clone(), AccessControlEntry { miid, authority, rights });
         }
         Ok(DelegationAccessControl { moid, entries })
     }
@@ -359,14 +333,8 @@ mod tests {
         assert_eq!(read_write.to_string(), "Read|Write");
         assert_eq!(AccessRights::ALL.to_string(), "Read|Write|Execute|Delegate");
         assert_eq!(AccessRights::NONE.to_string(), "none");
-        assert_eq!(
-            AccessRights::from_bits_truncate(0x1C),
-            AccessRights::EXECUTE | AccessRights::DELEGATE
-        );
-        assert_eq!(
-            format!("{:?}", AccessRights::EXECUTE),
-            "AccessRights(4 = Execute)"
-        );
+        assert_eq!(AccessRights::from_bits_truncate(0x1C), AccessRights::EXECUTE | AccessRights::DELEGATE);
+        assert_eq!(format!("{:?}", AccessRights::EXECUTE), "AccessRights(4 = Execute)");
     }
 
     #[test]
@@ -385,25 +353,12 @@ mod tests {
             ("DEFAULT", None),
         ];
         for (command, expected) in cases {
-            assert_eq!(
-                Operation::for_command(command, devinfo),
-                Ok(expected),
-                "{command}"
-            );
+            assert_eq!(Operation::for_command(command, devinfo), Ok(expected), "{command}");
         }
         let dmdac = DelegationAccessControl::MOID;
-        assert_eq!(
-            Operation::for_command("HGET", dmdac),
-            Ok(Some(Operation::Delegate))
-        );
-        assert_eq!(
-            Operation::for_command("DELETE", dmdac),
-            Ok(Some(Operation::Delegate))
-        );
-        assert_eq!(
-            Operation::for_command("GET", dmdac),
-            Ok(Some(Operation::Read))
-        );
+        assert_eq!(Operation::for_command("HGET", dmdac), Ok(Some(Operation::Delegate)));
+        assert_eq!(Operation::for_command("DELETE", dmdac), Ok(Some(Operation::Delegate)));
+        assert_eq!(Operation::for_command("GET", dmdac), Ok(Some(Operation::Read)));
         let unknown = Operation::for_command("REPLACE", devinfo).unwrap_err();
         assert_eq!(unknown, MoError::UnknownCommand("REPLACE".into()));
         assert_eq!(unknown.status_code(), 501);
@@ -412,36 +367,23 @@ mod tests {
 
     #[test]
     fn maid_forms() {
-        assert_eq!(
-            ManagementAuthority::parse("serverid:dms1"),
-            Some(ManagementAuthority::Server("dms1".into()))
-        );
-        assert_eq!(
-            ManagementAuthority::parse("ServerID:dms1"),
-            Some(ManagementAuthority::Server("dms1".into()))
-        );
+        assert_eq!(ManagementAuthority::parse("serverid:dms1"), Some(ManagementAuthority::Server("dms1".into())));
+        assert_eq!(ManagementAuthority::parse("ServerID:dms1"), Some(ManagementAuthority::Server("dms1".into())));
         assert_eq!(
             ManagementAuthority::parse("appid:com.example:x"),
             Some(ManagementAuthority::Application("com.example:x".into()))
         );
-        assert_eq!(
-            ManagementAuthority::parse("*"),
-            Some(ManagementAuthority::Everyone)
-        );
+        assert_eq!(ManagementAuthority::parse("*"), Some(ManagementAuthority::Everyone));
         assert_eq!(ManagementAuthority::parse("serverid:"), None);
         assert_eq!(ManagementAuthority::parse("dms1"), None);
         assert_eq!(ManagementAuthority::parse("user:bob"), None);
-        assert_eq!(
-            ManagementAuthority::Application("a".into()).to_string(),
-            "appid:a"
-        );
+        assert_eq!(ManagementAuthority::Application("a".into()).to_string(), "appid:a");
         assert!(!ManagementAuthority::Application("dms1".into()).includes_server("dms1"));
     }
 
     #[test]
     fn bad_entries_are_typed_errors() {
-        let bad_maid =
-            json!({"MOID": "urn:x:1", "1": {"MIID": "a", "MAID": "dms1", "AccessRights": 1}});
+        let bad_maid = json!({"MOID": "urn:x:1", "1": {"MIID": "a", "MAID": "dms1", "AccessRights": 1}});
         assert_eq!(
             DelegationAccessControl::from_mo_data(&bad_maid),
             Err(MoError::InvalidValue {
@@ -450,8 +392,7 @@ mod tests {
                 reason: "expected \"serverid:<id>\", \"appid:<id>\" or \"*\""
             })
         );
-        let negative =
-            json!({"MOID": "urn:x:1", "1": {"MIID": "a", "MAID": "*", "AccessRights": -1}});
+        let negative = json!({"MOID": "urn:x:1", "1": {"MIID": "a", "MAID": "*", "AccessRights": -1}});
         assert!(matches!(
             DelegationAccessControl::from_mo_data(&negative),
             Err(MoError::InvalidValue { path, .. }) if path == "DMDAC/1/AccessRights"
@@ -459,9 +400,7 @@ mod tests {
         let no_moid = json!({"1": {"MIID": "a", "MAID": "*", "AccessRights": 1}});
         assert_eq!(
             DelegationAccessControl::from_mo_data(&no_moid),
-            Err(MoError::MissingNode {
-                path: "DMDAC/MOID".into()
-            })
+            Err(MoError::MissingNode { path: "DMDAC/MOID".into() })
         );
     }
 }

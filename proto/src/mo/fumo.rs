@@ -35,11 +35,9 @@ pub const ALERT_TYPE_DOWNLOAD: &str = "org.openmobilealliance.dm.firmwareupdate.
 /// Generic Alert type when an EXEC on `<x>/Update` ends.
 pub const ALERT_TYPE_UPDATE: &str = "org.openmobilealliance.dm.firmwareupdate.update";
 /// Generic Alert type when an EXEC on `<x>/DownloadAndUpdate` ends.
-pub const ALERT_TYPE_DOWNLOAD_AND_UPDATE: &str =
-    "org.openmobilealliance.dm.firmwareupdate.downloadandupdate";
+pub const ALERT_TYPE_DOWNLOAD_AND_UPDATE: &str = "org.openmobilealliance.dm.firmwareupdate.downloadandupdate";
 /// Generic Alert type of a device-initiated request for a firmware update (not the end of an operation).
-pub const ALERT_TYPE_DEVICE_REQUEST: &str =
-    "org.openmobilealliance.dm.firmwareupdate.devicerequest";
+pub const ALERT_TYPE_DEVICE_REQUEST: &str = "org.openmobilealliance.dm.firmwareupdate.devicerequest";
 /// Generic Alert type of a user-initiated request for a firmware update (not the end of an operation).
 pub const ALERT_TYPE_USER_REQUEST: &str = "org.openmobilealliance.dm.firmwareupdate.userrequest";
 
@@ -53,15 +51,7 @@ const PKG_DATA: &str = "PkgData";
 const STATE: &str = "State";
 const EXT: &str = "Ext";
 
-const CHILDREN: [&str; 7] = [
-    PKG_NAME,
-    PKG_VERSION,
-    DOWNLOAD,
-    UPDATE,
-    DOWNLOAD_AND_UPDATE,
-    STATE,
-    EXT,
-];
+const CHILDREN: [&str; 7] = [PKG_NAME, PKG_VERSION, DOWNLOAD, UPDATE, DOWNLOAD_AND_UPDATE, STATE, EXT];
 
 /// One FUMO instance.
 ///
@@ -118,13 +108,9 @@ impl FumoOperation {
 
     /// The operation whose end an AlertType reports (matched without regard to case).
     pub fn from_alert_type(alert_type: &str) -> Option<Self> {
-        [
-            FumoOperation::Download,
-            FumoOperation::Update,
-            FumoOperation::DownloadAndUpdate,
-        ]
-        .into_iter()
-        .find(|operation| operation.alert_type().eq_ignore_ascii_case(alert_type))
+        [FumoOperation::Download, FumoOperation::Update, FumoOperation::DownloadAndUpdate]
+            .into_iter()
+            .find(|operation| operation.alert_type().eq_ignore_ascii_case(alert_type))
     }
 }
 
@@ -185,17 +171,12 @@ impl FumoState {
 
     /// The state for a node value; `None` for anything but 10, 20, ... 100.
     pub fn from_value(value: i64) -> Option<Self> {
-        FumoState::ALL
-            .into_iter()
-            .find(|state| state.value() == value)
+        FumoState::ALL.into_iter().find(|state| state.value() == value)
     }
 
     /// True while a download or an update is running.
     pub fn is_in_progress(self) -> bool {
-        matches!(
-            self,
-            FumoState::DownloadProgressing | FumoState::UpdateProgressing
-        )
+        matches!(self, FumoState::DownloadProgressing | FumoState::UpdateProgressing)
     }
 
     /// The name FUMO 1.0 gives the state, e.g. `Update Failed / Have Data`.
@@ -283,10 +264,7 @@ impl FumoResultCode {
 
     /// True for 200 and 250..=299.
     pub fn is_successful(self) -> bool {
-        matches!(
-            self.class(),
-            FumoResultClass::Successful | FumoResultClass::SuccessfulVendorSpecified
-        )
+        matches!(self.class(), FumoResultClass::Successful | FumoResultClass::SuccessfulVendorSpecified)
     }
 
     /// What the code means, as FUMO 1.0 names it.
@@ -330,13 +308,9 @@ impl FumoResultCode {
         };
         let root = Interior::instance_root(&mo_data, "AlertData", &["ResultCode"])?;
         let value = root.required_int("ResultCode")?;
-        u16::try_from(value).map(FumoResultCode).map_err(|_| {
-            root.invalid(
-                "ResultCode",
-                value.to_string(),
-                "a result code is a three-digit number",
-            )
-        })
+        u16::try_from(value)
+            .map(FumoResultCode)
+            .map_err(|_| root.invalid("ResultCode", value.to_string(), "a result code is a three-digit number"))
     }
 }
 
@@ -353,22 +327,13 @@ impl FirmwareUpdate {
     /// The MOData object. The three operation nodes are always written; a missing
     /// leaf under them is left out (`{}`: children not transferred, 7.5).
     pub fn to_mo_data(&self) -> Value {
-        let url_node =
-            |url: Option<&str>| MoDataWriter::default().optional_chr(PKG_URL, url).finish();
+        let url_node = |url: Option<&str>| MoDataWriter::default().optional_chr(PKG_URL, url).finish();
         MoDataWriter::default()
             .optional_chr(PKG_NAME, self.package_name.as_deref())
             .optional_chr(PKG_VERSION, self.package_version.as_deref())
             .interior(DOWNLOAD, url_node(self.download_url.as_deref()))
-            .interior(
-                UPDATE,
-                MoDataWriter::default()
-                    .optional_bin(PKG_DATA, self.update_package.as_deref())
-                    .finish(),
-            )
-            .interior(
-                DOWNLOAD_AND_UPDATE,
-                url_node(self.download_and_update_url.as_deref()),
-            )
+            .interior(UPDATE, MoDataWriter::default().optional_bin(PKG_DATA, self.update_package.as_deref()).finish())
+            .interior(DOWNLOAD_AND_UPDATE, url_node(self.download_and_update_url.as_deref()))
             .int(STATE, self.state.value())
             .optional_subtree(EXT, self.extensions.as_ref())
             .finish()
@@ -378,14 +343,10 @@ impl FirmwareUpdate {
     pub fn from_mo_data(mo_data: &Value) -> Result<Self, MoError> {
         let root = Interior::instance_root(mo_data, "FUMO", &CHILDREN)?;
         let state_value = root.required_int(STATE)?;
-        let state = FumoState::from_value(state_value).ok_or_else(|| {
-            root.invalid(STATE, state_value.to_string(), "expected 10, 20, ... 100")
-        })?;
+        let state = FumoState::from_value(state_value)
+            .ok_or_else(|| root.invalid(STATE, state_value.to_string(), "expected 10, 20, ... 100"))?;
         let url_of = |node: &str| -> Result<Option<String>, MoError> {
-            Ok(root
-                .required_interior(node)?
-                .chr(PKG_URL)?
-                .filter(|url| !url.is_empty()))
+            Ok(root.required_interior(node)?.chr(PKG_URL)?.filter(|url| !url.is_empty()))
         };
         Ok(FirmwareUpdate {
             package_name: root.chr(PKG_NAME)?,
@@ -411,46 +372,24 @@ mod tests {
     fn states_are_the_tens_from_10_to_100() {
         let values: Vec<i64> = FumoState::ALL.iter().map(|state| state.value()).collect();
         assert_eq!(values, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
-        assert_eq!(
-            FumoState::from_value(70),
-            Some(FumoState::UpdateFailedHaveData)
-        );
+        assert_eq!(FumoState::from_value(70), Some(FumoState::UpdateFailedHaveData));
         assert_eq!(FumoState::from_value(15), None);
         assert_eq!(FumoState::from_value(0), None);
         assert!(FumoState::DownloadProgressing.is_in_progress());
         assert!(!FumoState::DownloadComplete.is_in_progress());
-        assert_eq!(
-            FumoState::UpdateFailedHaveData.to_string(),
-            "70 (Update Failed / Have Data)"
-        );
+        assert_eq!(FumoState::UpdateFailedHaveData.to_string(), "70 (Update Failed / Have Data)");
     }
 
     #[test]
     fn result_codes_have_a_class_and_a_meaning() {
         let cases = [
             (200, FumoResultClass::Successful, "Successful"),
-            (
-                251,
-                FumoResultClass::SuccessfulVendorSpecified,
-                "Successful - Vendor Specified",
-            ),
+            (251, FumoResultClass::SuccessfulVendorSpecified, "Successful - Vendor Specified"),
             (401, FumoResultClass::ClientError, "User Cancelled"),
-            (
-                412,
-                FumoResultClass::ClientError,
-                "Alternate Download Server Unavailable",
-            ),
+            (412, FumoResultClass::ClientError, "Alternate Download Server Unavailable"),
             (413, FumoResultClass::Undefined, "Undefined result code"),
-            (
-                460,
-                FumoResultClass::ClientErrorVendorSpecified,
-                "Client Error - Vendor Specified",
-            ),
-            (
-                502,
-                FumoResultClass::DownloadServerError,
-                "Firmware Update fails due to Device Out of Memory",
-            ),
+            (460, FumoResultClass::ClientErrorVendorSpecified, "Client Error - Vendor Specified"),
+            (502, FumoResultClass::DownloadServerError, "Firmware Update fails due to Device Out of Memory"),
             (504, FumoResultClass::Undefined, "Undefined result code"),
             (
                 599,
@@ -465,49 +404,27 @@ mod tests {
         }
         assert!(FumoResultCode(250).is_successful());
         assert!(!FumoResultCode::UPDATE_FAILED.is_successful());
-        assert_eq!(
-            FumoResultCode::CORRUPTED_PACKAGE.to_string(),
-            "402 Corrupted Firmware Update Package"
-        );
+        assert_eq!(FumoResultCode::CORRUPTED_PACKAGE.to_string(), "402 Corrupted Firmware Update Package");
     }
 
     #[test]
     fn alert_types_name_their_operation() {
-        for operation in [
-            FumoOperation::Download,
-            FumoOperation::Update,
-            FumoOperation::DownloadAndUpdate,
-        ] {
-            assert_eq!(
-                FumoOperation::from_alert_type(operation.alert_type()),
-                Some(operation)
-            );
+        for operation in [FumoOperation::Download, FumoOperation::Update, FumoOperation::DownloadAndUpdate] {
+            assert_eq!(FumoOperation::from_alert_type(operation.alert_type()), Some(operation));
         }
         assert_eq!(
             FumoOperation::DownloadAndUpdate.alert_type(),
             "org.openmobilealliance.dm.firmwareupdate.downloadandupdate"
         );
         assert_eq!(FumoOperation::Update.node_name(), "Update");
-        assert_eq!(
-            FumoOperation::from_alert_type(ALERT_TYPE_DEVICE_REQUEST),
-            None
-        );
+        assert_eq!(FumoOperation::from_alert_type(ALERT_TYPE_DEVICE_REQUEST), None);
     }
 
     #[test]
     fn result_code_is_read_from_alert_data_in_any_lenient_form() {
-        assert_eq!(
-            FumoResultCode::from_alert_data(&json!(200)),
-            Ok(FumoResultCode::SUCCESSFUL)
-        );
-        assert_eq!(
-            FumoResultCode::from_alert_data(&json!("402")),
-            Ok(FumoResultCode::CORRUPTED_PACKAGE)
-        );
-        assert_eq!(
-            FumoResultCode::from_alert_data(&json!({"ResultCode": "503"})),
-            Ok(FumoResultCode(503))
-        );
+        assert_eq!(FumoResultCode::from_alert_data(&json!(200)), Ok(FumoResultCode::SUCCESSFUL));
+        assert_eq!(FumoResultCode::from_alert_data(&json!("402")), Ok(FumoResultCode::CORRUPTED_PACKAGE));
+        assert_eq!(FumoResultCode::from_alert_data(&json!({"ResultCode": "503"})), Ok(FumoResultCode(503)));
         assert_eq!(
             FumoResultCode::from_alert_data(&json!(70000)),
             Err(MoError::InvalidValue {
@@ -516,14 +433,8 @@ mod tests {
                 reason: "a result code is a three-digit number"
             })
         );
-        assert!(matches!(
-            FumoResultCode::from_alert_data(&json!("ok")),
-            Err(MoError::WrongType { .. })
-        ));
-        assert!(matches!(
-            FumoResultCode::from_alert_data(&json!({})),
-            Err(MoError::MissingNode { .. })
-        ));
+        assert!(matches!(FumoResultCode::from_alert_data(&json!("ok")), Err(MoError::WrongType { .. })));
+        assert!(matches!(FumoResultCode::from_alert_data(&json!({})), Err(MoError::MissingNode { .. })));
     }
 
     #[test]
@@ -533,11 +444,6 @@ mod tests {
             matches!(FirmwareUpdate::from_mo_data(&mo_data), Err(MoError::InvalidValue { path, .. }) if path == "FUMO/State")
         );
         let no_update = json!({"Download": {}, "DownloadAndUpdate": {}, "State": 10});
-        assert_eq!(
-            FirmwareUpdate::from_mo_data(&no_update),
-            Err(MoError::MissingNode {
-                path: "FUMO/Update".into()
-            })
-        );
+        assert_eq!(FirmwareUpdate::from_mo_data(&no_update), Err(MoError::MissingNode { path: "FUMO/Update".into() }));
     }
 }

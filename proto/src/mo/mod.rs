@@ -23,14 +23,10 @@ mod sessioninfo;
 
 pub use devinfo::{DevInfo, DeviceIdKind};
 pub use dmacc::{DmAccount, GcmPush, NotificationAuth, NotificationAuthType, Permission, Push};
-pub use dmdac::{
-    AccessControlEntry, AccessRights, DelegationAccessControl, ManagementAuthority, Operation,
-    permits,
-};
+pub use dmdac::{AccessControlEntry, AccessRights, DelegationAccessControl, ManagementAuthority, Operation, permits};
 pub use fumo::{
-    ALERT_TYPE_DEVICE_REQUEST, ALERT_TYPE_DOWNLOAD, ALERT_TYPE_DOWNLOAD_AND_UPDATE,
-    ALERT_TYPE_UPDATE, ALERT_TYPE_USER_REQUEST, FirmwareUpdate, FumoOperation, FumoResultClass,
-    FumoResultCode, FumoState,
+    ALERT_TYPE_DEVICE_REQUEST, ALERT_TYPE_DOWNLOAD, ALERT_TYPE_DOWNLOAD_AND_UPDATE, ALERT_TYPE_UPDATE,
+    ALERT_TYPE_USER_REQUEST, FirmwareUpdate, FumoOperation, FumoResultClass, FumoResultCode, FumoState,
 };
 pub use sessioninfo::{BearerType, RoamingStatus, SessionInfo};
 
@@ -46,27 +42,14 @@ pub enum MoError {
     #[error("required node {path} is missing")]
     MissingNode { path: String },
     #[error("node {path} must be {expected}, found {found}")]
-    WrongType {
-        path: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { path: String, expected: &'static str, found: &'static str },
     #[error("node {path} has the value {value:?}, which is not allowed: {reason}")]
-    InvalidValue {
-        path: String,
-        value: String,
-        reason: &'static str,
-    },
+    InvalidValue { path: String, value: String, reason: &'static str },
     #[error("the document is for MOID {found:?}, expected {expected:?}")]
-    MoidMismatch {
-        expected: &'static str,
-        found: String,
-    },
+    MoidMismatch { expected: &'static str, found: String },
     #[error("the document has no \"MOData\" object")]
     MissingMoData,
-    #[error(
-        "unknown DM command {0:?}: expected HGET, HPUT, HPOST, DELETE, EXEC, GET, SHOW, CONT, END or DEFAULT"
-    )]
+    #[error("unknown DM command {0:?}: expected HGET, HPUT, HPOST, DELETE, EXEC, GET, SHOW, CONT, END or DEFAULT")]
     UnknownCommand(String),
 }
 
@@ -115,10 +98,7 @@ pub trait ManagementObject: Sized {
         if let Some(moid) = document.get("MOID").and_then(Value::as_str)
             && moid != Self::MOID
         {
-            return Err(MoError::MoidMismatch {
-                expected: Self::MOID,
-                found: moid.to_owned(),
-            });
+            return Err(MoError::MoidMismatch { expected: Self::MOID, found: moid.to_owned() });
         }
         let mo_data = document.get("MOData").ok_or(MoError::MissingMoData)?;
         Self::from_mo_data(mo_data)
@@ -165,36 +145,21 @@ impl<'a> Interior<'a> {
     /// The instance root of `mo_data`. `mo_name` starts error paths (`DevInfo/DevID`);
     /// `known_children` are child names of the root, used to recognise MOData that
     /// wraps the root in one extra object.
-    pub(crate) fn instance_root(
-        mo_data: &'a Value,
-        mo_name: &str,
-        known_children: &[&str],
-    ) -> Result<Self, MoError> {
+    pub(crate) fn instance_root(mo_data: &'a Value, mo_name: &str, known_children: &[&str]) -> Result<Self, MoError> {
         let children = match mo_data {
             Value::Object(children) => children,
             other => {
-                return Err(MoError::NotAnInteriorNode {
-                    path: mo_name.to_owned(),
-                    found: json_kind(other),
-                });
+                return Err(MoError::NotAnInteriorNode { path: mo_name.to_owned(), found: json_kind(other) });
             }
         };
         let mut entries = children.iter();
         if let (Some((name, Value::Object(inner))), None) = (entries.next(), entries.next())
             && !known_children.contains(&name.as_str())
-            && known_children
-                .iter()
-                .any(|known| inner.contains_key(*known))
+            && known_children.iter().any(|known| inner.contains_key(*known))
         {
-            return Ok(Interior {
-                path: mo_name.to_owned(),
-                children: inner,
-            });
+            return Ok(Interior { path: mo_name.to_owned(), children: inner });
         }
-        Ok(Interior {
-            path: mo_name.to_owned(),
-            children,
-        })
+        Ok(Interior { path: mo_name.to_owned(), children })
     }
 
     /// The error path of the child `name`.
@@ -213,40 +178,24 @@ impl<'a> Interior<'a> {
     }
 
     /// `value`, the child `name`, read as an interior node.
-    pub(crate) fn as_interior(
-        &self,
-        name: &str,
-        value: &'a Value,
-    ) -> Result<Interior<'a>, MoError> {
+    pub(crate) fn as_interior(&self, name: &str, value: &'a Value) -> Result<Interior<'a>, MoError> {
         match value {
-            Value::Object(children) => Ok(Interior {
-                path: self.path_of(name),
-                children,
-            }),
-            other => Err(MoError::NotAnInteriorNode {
-                path: self.path_of(name),
-                found: json_kind(other),
-            }),
+            Value::Object(children) => Ok(Interior { path: self.path_of(name), children }),
+            other => Err(MoError::NotAnInteriorNode { path: self.path_of(name), found: json_kind(other) }),
         }
     }
 
     pub(crate) fn interior(&self, name: &str) -> Result<Option<Interior<'a>>, MoError> {
-        self.get(name)
-            .map(|value| self.as_interior(name, value))
-            .transpose()
+        self.get(name).map(|value| self.as_interior(name, value)).transpose()
     }
 
     pub(crate) fn required_interior(&self, name: &str) -> Result<Interior<'a>, MoError> {
-        self.interior(name)?.ok_or_else(|| MoError::MissingNode {
-            path: self.path_of(name),
-        })
+        self.interior(name)?.ok_or_else(|| MoError::MissingNode { path: self.path_of(name) })
     }
 
     /// An interior node kept as raw JSON (vendor `Ext` subtrees, `Bearer`).
     pub(crate) fn subtree(&self, name: &str) -> Result<Option<Map<String, Value>>, MoError> {
-        Ok(self
-            .interior(name)?
-            .map(|interior| interior.children.clone()))
+        Ok(self.interior(name)?.map(|interior| interior.children.clone()))
     }
 
     /// A `chr` leaf. Lenient: numbers and booleans are taken as their text.
@@ -261,9 +210,7 @@ impl<'a> Interior<'a> {
     }
 
     pub(crate) fn required_chr(&self, name: &str) -> Result<String, MoError> {
-        self.chr(name)?.ok_or_else(|| MoError::MissingNode {
-            path: self.path_of(name),
-        })
+        self.chr(name)?.ok_or_else(|| MoError::MissingNode { path: self.path_of(name) })
     }
 
     /// An `int` leaf. Lenient: a string of digits (with an optional sign) and a
@@ -274,9 +221,7 @@ impl<'a> Interior<'a> {
             None => Ok(None),
             Some(Value::Number(number)) => match (number.as_i64(), number.as_f64()) {
                 (Some(integer), _) => Ok(Some(integer)),
-                (None, Some(float)) if float.fract() == 0.0 && float.abs() < 9.0e15 => {
-                    Ok(Some(float as i64))
-                }
+                (None, Some(float)) if float.fract() == 0.0 && float.abs() < 9.0e15 => Ok(Some(float as i64)),
                 _ => Err(self.invalid(name, number.to_string(), "not an integer in the int range")),
             },
             Some(Value::String(text)) => text
@@ -289,9 +234,7 @@ impl<'a> Interior<'a> {
     }
 
     pub(crate) fn required_int(&self, name: &str) -> Result<i64, MoError> {
-        self.int(name)?.ok_or_else(|| MoError::MissingNode {
-            path: self.path_of(name),
-        })
+        self.int(name)?.ok_or_else(|| MoError::MissingNode { path: self.path_of(name) })
     }
 
     /// A `bin` leaf, carried in JSON as base64 (padding optional).
@@ -310,19 +253,11 @@ impl<'a> Interior<'a> {
     }
 
     pub(crate) fn invalid(&self, name: &str, value: String, reason: &'static str) -> MoError {
-        MoError::InvalidValue {
-            path: self.path_of(name),
-            value,
-            reason,
-        }
+        MoError::InvalidValue { path: self.path_of(name), value, reason }
     }
 
     fn wrong_type(&self, name: &str, expected: &'static str, found: &Value) -> MoError {
-        MoError::WrongType {
-            path: self.path_of(name),
-            expected,
-            found: json_kind(found),
-        }
+        MoError::WrongType { path: self.path_of(name), expected, found: json_kind(found) }
     }
 }
 
@@ -352,10 +287,7 @@ impl MoDataWriter {
 
     pub(crate) fn optional_bin(mut self, name: &str, value: Option<&[u8]>) -> Self {
         if let Some(bytes) = value {
-            self.children.insert(
-                name.to_owned(),
-                Value::from(base64::engine::general_purpose::STANDARD.encode(bytes)),
-            );
+            self.children.insert(name.to_owned(), Value::from(base64::engine::general_purpose::STANDARD.encode(bytes)));
         }
         self
     }
@@ -373,10 +305,7 @@ impl MoDataWriter {
     }
 
     pub(crate) fn optional_subtree(self, name: &str, subtree: Option<&Map<String, Value>>) -> Self {
-        self.optional_interior(
-            name,
-            subtree.map(|children| Value::Object(children.clone())),
-        )
+        self.optional_interior(name, subtree.map(|children| Value::Object(children.clone())))
     }
 
     pub(crate) fn finish(self) -> Value {
@@ -428,23 +357,13 @@ mod tests {
         );
         assert_eq!(
             root.chr("C"),
-            Err(MoError::WrongType {
-                path: "T/C".into(),
-                expected: "a chr leaf (JSON string)",
-                found: "an object"
-            })
+            Err(MoError::WrongType { path: "T/C".into(), expected: "a chr leaf (JSON string)", found: "an object" })
         );
         assert_eq!(
             root.interior("D").err(),
-            Some(MoError::NotAnInteriorNode {
-                path: "T/D".into(),
-                found: "an array"
-            })
+            Some(MoError::NotAnInteriorNode { path: "T/D".into(), found: "an array" })
         );
-        assert_eq!(
-            root.required_chr("Z"),
-            Err(MoError::MissingNode { path: "T/Z".into() })
-        );
+        assert_eq!(root.required_chr("Z"), Err(MoError::MissingNode { path: "T/Z".into() }));
         assert!(matches!(root.bin("E"), Err(MoError::InvalidValue { .. })));
         assert_eq!(root.int("A").unwrap_err().status_code(), 400);
         assert_eq!(MoError::UnknownCommand("FOO".into()).status_code(), 501);
@@ -457,28 +376,13 @@ mod tests {
         assert_eq!(root.int("CBT").unwrap(), Some(1));
         // One child that is itself a known node is not a wrapper.
         let known = json!({"CBT": 1});
-        assert_eq!(
-            Interior::instance_root(&known, "S", &["CBT"])
-                .unwrap()
-                .int("CBT")
-                .unwrap(),
-            Some(1)
-        );
+        assert_eq!(Interior::instance_root(&known, "S", &["CBT"]).unwrap().int("CBT").unwrap(), Some(1));
         // An object without any known child is not the root either.
         let other = json!({"Vendor": {"X": 1}});
-        assert!(
-            Interior::instance_root(&other, "S", &["CBT"])
-                .unwrap()
-                .interior("Vendor")
-                .unwrap()
-                .is_some()
-        );
+        assert!(Interior::instance_root(&other, "S", &["CBT"]).unwrap().interior("Vendor").unwrap().is_some());
         assert_eq!(
             Interior::instance_root(&json!([1]), "S", &[]).err(),
-            Some(MoError::NotAnInteriorNode {
-                path: "S".into(),
-                found: "an array"
-            })
+            Some(MoError::NotAnInteriorNode { path: "S".into(), found: "an array" })
         );
     }
 }

@@ -96,10 +96,7 @@ impl SessionInfo {
 
     /// The MOData object.
     pub fn to_mo_data(&self) -> Value {
-        MoDataWriter::default()
-            .int(CBT, self.bearer_type.value())
-            .int(ROAMING, self.roaming.value())
-            .finish()
+        MoDataWriter::default().int(CBT, self.bearer_type.value()).int(ROAMING, self.roaming.value()).finish()
     }
 
     /// Reads the instance. `ROAMING` is "undefined" unless the bearer is mobile
@@ -108,25 +105,17 @@ impl SessionInfo {
     pub fn from_mo_data(mo_data: &Value) -> Result<Self, MoError> {
         let root = Interior::instance_root(mo_data, "SessionInfo", &[CBT, ROAMING])?;
         let bearer_value = root.required_int(CBT)?;
-        let bearer_type = BearerType::from_value(bearer_value).ok_or_else(|| {
-            root.invalid(CBT, bearer_value.to_string(), "a bearer type is in 0..=255")
-        })?;
+        let bearer_type = BearerType::from_value(bearer_value)
+            .ok_or_else(|| root.invalid(CBT, bearer_value.to_string(), "a bearer type is in 0..=255"))?;
         let roaming = match (bearer_type, root.int(ROAMING)?) {
             (BearerType::Mobile, None) => {
-                return Err(MoError::MissingNode {
-                    path: root.path_of(ROAMING),
-                });
+                return Err(MoError::MissingNode { path: root.path_of(ROAMING) });
             }
             (BearerType::Mobile, Some(value)) => RoamingStatus::from_value(value)
                 .ok_or_else(|| root.invalid(ROAMING, value.to_string(), "expected 0, 1 or 2"))?,
-            (_, value) => value
-                .and_then(RoamingStatus::from_value)
-                .unwrap_or(RoamingStatus::Unknown),
+            (_, value) => value.and_then(RoamingStatus::from_value).unwrap_or(RoamingStatus::Unknown),
         };
-        Ok(SessionInfo {
-            bearer_type,
-            roaming,
-        })
+        Ok(SessionInfo { bearer_type, roaming })
     }
 }
 
@@ -141,21 +130,12 @@ mod tests {
     #[test]
     fn values_map_both_ways() {
         for value in 0..=3 {
-            assert_eq!(
-                BearerType::from_value(value).map(BearerType::value),
-                Some(value)
-            );
+            assert_eq!(BearerType::from_value(value).map(BearerType::value), Some(value));
         }
         for value in 0..=2 {
-            assert_eq!(
-                RoamingStatus::from_value(value).map(RoamingStatus::value),
-                Some(value)
-            );
+            assert_eq!(RoamingStatus::from_value(value).map(RoamingStatus::value), Some(value));
         }
-        assert_eq!(
-            BearerType::from_value(200),
-            Some(BearerType::OthersOrUnknown)
-        );
+        assert_eq!(BearerType::from_value(200), Some(BearerType::OthersOrUnknown));
         assert_eq!(BearerType::from_value(256), None);
         assert_eq!(BearerType::from_value(-1), None);
         assert_eq!(RoamingStatus::from_value(3), None);
@@ -165,9 +145,7 @@ mod tests {
     fn roaming_is_required_only_on_a_mobile_bearer() {
         assert_eq!(
             SessionInfo::from_mo_data(&json!({"CBT": 1})),
-            Err(MoError::MissingNode {
-                path: "SessionInfo/ROAMING".into()
-            })
+            Err(MoError::MissingNode { path: "SessionInfo/ROAMING".into() })
         );
         assert_eq!(
             SessionInfo::from_mo_data(&json!({"CBT": "1", "ROAMING": 9})),
@@ -179,17 +157,11 @@ mod tests {
         );
         assert_eq!(
             SessionInfo::from_mo_data(&json!({"CBT": 3, "ROAMING": 9})),
-            Ok(SessionInfo {
-                bearer_type: BearerType::Wireline,
-                roaming: RoamingStatus::Unknown
-            })
+            Ok(SessionInfo { bearer_type: BearerType::Wireline, roaming: RoamingStatus::Unknown })
         );
         assert_eq!(
             SessionInfo::from_mo_data(&json!({"CBT": 2})),
-            Ok(SessionInfo {
-                bearer_type: BearerType::Wireless,
-                roaming: RoamingStatus::Unknown
-            })
+            Ok(SessionInfo { bearer_type: BearerType::Wireless, roaming: RoamingStatus::Unknown })
         );
         assert!(matches!(
             SessionInfo::from_mo_data(&json!({"CBT": 300, "ROAMING": 0})),

@@ -44,11 +44,7 @@ pub enum DmmoError {
     #[error("a tree must be a JSON array of dmmo+json documents, found a {found}")]
     NotAList { found: &'static str },
     #[error("field {field} must be {expected}, found a {found}")]
-    FieldType {
-        field: &'static str,
-        expected: &'static str,
-        found: &'static str,
-    },
+    FieldType { field: &'static str, expected: &'static str, found: &'static str },
     #[error("document has neither MOID nor ClientURI, so its MO is unknown")]
     MissingMoid,
     #[error("document has no MOData")]
@@ -65,9 +61,7 @@ pub enum DmmoError {
     NotAnInstance { client_uri: String },
     #[error("document for {client_uri} holds a whole MO instance, not one node")]
     IsInstanceRoot { client_uri: String },
-    #[error(
-        "ClientURI {client_uri} does not name one node (it has an x-name or wildcard), so the data has no place"
-    )]
+    #[error("ClientURI {client_uri} does not name one node (it has an x-name or wildcard), so the data has no place")]
     NotConcrete { client_uri: String },
     #[error("MOData for {client_uri} must hold exactly one member, {name:?}")]
     NodeDataShape { client_uri: String, name: String },
@@ -110,27 +104,21 @@ pub struct DmmoDocument {
 impl DmmoDocument {
     /// Parses a document from JSON text.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, DmmoError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|error| DmmoError::Json(error.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|error| DmmoError::Json(error.to_string()))?;
         DmmoDocument::from_json(&value)
     }
 
     /// Reads a document from a JSON value. Lenient: `MIIDS` for `MIID`, either
     /// as a string or an array of one string; `"DDF": null`; unknown fields ignored.
     pub fn from_json(value: &Value) -> Result<Self, DmmoError> {
-        let object = value.as_object().ok_or(DmmoError::NotAnObject {
-            found: json_type_name(value),
-        })?;
+        let object = value.as_object().ok_or(DmmoError::NotAnObject { found: json_type_name(value) })?;
         let ddf = optional_string(object, "DDF")?;
         let client_uri = optional_string(object, "ClientURI")?
             .map(|text| ClientUri::parse(&text).map_err(DmmoError::InvalidClientUri))
             .transpose()?;
         let moid = match (optional_string(object, "MOID")?, &client_uri) {
             (Some(moid), Some(uri)) if moid != uri.moid => {
-                return Err(DmmoError::MoidMismatch {
-                    moid,
-                    client_uri: uri.to_string(),
-                });
+                return Err(DmmoError::MoidMismatch { moid, client_uri: uri.to_string() });
             }
             (Some(moid), _) => moid,
             (None, Some(uri)) => uri.moid.clone(),
@@ -139,10 +127,7 @@ impl DmmoDocument {
         let miid = read_miid(object)?;
         if let (Some(miid), Some(uri)) = (&miid, &client_uri) {
             if matches!(&uri.instance, InstanceSelector::Miid(named) if named != miid) {
-                return Err(DmmoError::MiidMismatch {
-                    miid: miid.clone(),
-                    client_uri: uri.to_string(),
-                });
+                return Err(DmmoError::MiidMismatch { miid: miid.clone(), client_uri: uri.to_string() });
             }
         }
         let mo_data = match object.get("MOData") {
@@ -156,13 +141,7 @@ impl DmmoDocument {
             }
             None => return Err(DmmoError::MissingMoData),
         };
-        Ok(DmmoDocument {
-            ddf,
-            moid,
-            miid,
-            client_uri,
-            mo_data,
-        })
+        Ok(DmmoDocument { ddf, moid, miid, client_uri, mo_data })
     }
 
     /// The JSON value of the document (object members come out in name order).
@@ -204,8 +183,7 @@ impl DmmoDocument {
         client_uri.query.level = level;
         let mo_data = match node.path().last() {
             None => {
-                client_uri.query.cache_validator =
-                    Some(instance.cache_validator().as_str().to_owned());
+                client_uri.query.cache_validator = Some(instance.cache_validator().as_str().to_owned());
                 root_mo_data(instance.moid(), instance.root_interior().to_json_map(level))
             }
             Some(name) => {
@@ -230,10 +208,7 @@ impl DmmoDocument {
 
     /// The MIID the document is about: `MIID`, else the ClientURI's MIID, else "".
     pub fn effective_miid(&self) -> &str {
-        match (
-            &self.miid,
-            self.client_uri.as_ref().map(|uri| &uri.instance),
-        ) {
+        match (&self.miid, self.client_uri.as_ref().map(|uri| &uri.instance)) {
             (Some(miid), _) => miid,
             (None, Some(InstanceSelector::Miid(miid))) => miid,
             _ => "",
@@ -242,9 +217,7 @@ impl DmmoDocument {
 
     /// True when the document addresses an instance root: no ClientURI, or one with the root path.
     pub fn is_instance_root(&self) -> bool {
-        self.client_uri
-            .as_ref()
-            .is_none_or(|uri| uri.path.is_empty())
+        self.client_uri.as_ref().is_none_or(|uri| uri.path.is_empty())
     }
 
     /// The MO instance a root document carries, nodes held to `limits`; leaf
@@ -252,22 +225,14 @@ impl DmmoDocument {
     pub fn to_instance(&self, limits: &TreeLimits) -> Result<MoInstance, DmmoError> {
         if let Some(uri) = &self.client_uri {
             if !uri.path.is_empty() {
-                return Err(DmmoError::NotAnInstance {
-                    client_uri: uri.to_string(),
-                });
+                return Err(DmmoError::NotAnInstance { client_uri: uri.to_string() });
             }
-            if matches!(
-                uri.instance,
-                InstanceSelector::XName(_) | InstanceSelector::Wildcard
-            ) {
-                return Err(DmmoError::NotConcrete {
-                    client_uri: uri.to_string(),
-                });
+            if matches!(uri.instance, InstanceSelector::XName(_) | InstanceSelector::Wildcard) {
+                return Err(DmmoError::NotConcrete { client_uri: uri.to_string() });
             }
         }
         let root = InteriorNode::from_json_map(root_children(&self.moid, &self.mo_data), limits)?;
-        let mut instance =
-            MoInstance::with_root(self.moid.clone(), self.effective_miid(), root, *limits)?;
+        let mut instance = MoInstance::with_root(self.moid.clone(), self.effective_miid(), root, *limits)?;
         if self.ddf.is_some() {
             instance.set_ddf(self.ddf.clone());
         }
@@ -279,17 +244,10 @@ impl DmmoDocument {
     /// single MOData member named after it.
     pub fn to_node(&self, limits: &TreeLimits) -> Result<(Vec<String>, Node), DmmoError> {
         let Some(uri) = &self.client_uri else {
-            return Err(DmmoError::NotConcrete {
-                client_uri: format!("{}/{}/", self.moid, self.effective_miid()),
-            });
+            return Err(DmmoError::NotConcrete { client_uri: format!("{}/{}/", self.moid, self.effective_miid()) });
         };
-        let not_concrete = || DmmoError::NotConcrete {
-            client_uri: uri.to_string(),
-        };
-        if matches!(
-            uri.instance,
-            InstanceSelector::XName(_) | InstanceSelector::Wildcard
-        ) {
+        let not_concrete = || DmmoError::NotConcrete { client_uri: uri.to_string() };
+        if matches!(uri.instance, InstanceSelector::XName(_) | InstanceSelector::Wildcard) {
             return Err(not_concrete());
         }
         let path = uri
@@ -301,17 +259,12 @@ impl DmmoDocument {
             })
             .collect::<Result<Vec<String>, DmmoError>>()?;
         let Some(name) = path.last() else {
-            return Err(DmmoError::IsInstanceRoot {
-                client_uri: uri.to_string(),
-            });
+            return Err(DmmoError::IsInstanceRoot { client_uri: uri.to_string() });
         };
         let value = match (self.mo_data.len(), self.mo_data.get(name)) {
             (1, Some(value)) => value,
             _ => {
-                return Err(DmmoError::NodeDataShape {
-                    client_uri: uri.to_string(),
-                    name: name.clone(),
-                });
+                return Err(DmmoError::NodeDataShape { client_uri: uri.to_string(), name: name.clone() });
             }
         };
         let node = Node::from_json(value, limits)?;
@@ -355,12 +308,8 @@ impl ManagementTree {
     }
 
     /// [`ManagementTree::from_dmmo_slice`] with explicit limits.
-    pub fn from_dmmo_slice_with_limits(
-        bytes: &[u8],
-        limits: TreeLimits,
-    ) -> Result<Self, DmmoError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|error| DmmoError::Json(error.to_string()))?;
+    pub fn from_dmmo_slice_with_limits(bytes: &[u8], limits: TreeLimits) -> Result<Self, DmmoError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|error| DmmoError::Json(error.to_string()))?;
         ManagementTree::from_dmmo_json(&value, limits)
     }
 
@@ -370,28 +319,18 @@ impl ManagementTree {
             Value::Array(documents) => documents.as_slice(),
             Value::Object(_) => std::slice::from_ref(value),
             other => {
-                return Err(DmmoError::NotAList {
-                    found: json_type_name(other),
-                });
+                return Err(DmmoError::NotAList { found: json_type_name(other) });
             }
         };
         if documents.len() > limits.max_instances {
-            return Err(TreeError::TooManyInstances {
-                limit: limits.max_instances,
-            }
-            .into());
+            return Err(TreeError::TooManyInstances { limit: limits.max_instances }.into());
         }
         let mut tree = ManagementTree::with_limits(limits);
         for (index, document) in documents.iter().enumerate() {
-            let in_document = |source: DmmoError| DmmoError::InDocument {
-                index,
-                source: Box::new(source),
-            };
-            let instance = DmmoDocument::from_json(document)
-                .and_then(|doc| doc.to_instance(&limits))
-                .map_err(in_document)?;
-            tree.insert_instance(instance)
-                .map_err(|error| in_document(error.into()))?;
+            let in_document = |source: DmmoError| DmmoError::InDocument { index, source: Box::new(source) };
+            let instance =
+                DmmoDocument::from_json(document).and_then(|doc| doc.to_instance(&limits)).map_err(in_document)?;
+            tree.insert_instance(instance).map_err(|error| in_document(error.into()))?;
         }
         Ok(tree)
     }
@@ -403,11 +342,7 @@ impl ManagementTree {
 
     /// The tree as a JSON array of documents, the form [`ManagementTree::from_dmmo_slice`] reads.
     pub fn to_dmmo_json(&self) -> Value {
-        Value::Array(
-            self.instances()
-                .map(|instance| DmmoDocument::from_instance(instance).to_json())
-                .collect(),
-        )
+        Value::Array(self.instances().map(|instance| DmmoDocument::from_instance(instance).to_json()).collect())
     }
 
     /// Stores what a document carries, as a server does with GET results: a
@@ -444,12 +379,9 @@ impl ManagementTree {
         if created {
             self.create_instance(&document.moid, &miid)?;
         }
-        let instance = self.instance_mut(&document.moid, &miid).ok_or_else(|| {
-            TreeError::InstanceNotFound {
-                moid: document.moid.clone(),
-                miid: miid.clone(),
-            }
-        })?;
+        let instance = self
+            .instance_mut(&document.moid, &miid)
+            .ok_or_else(|| TreeError::InstanceNotFound { moid: document.moid.clone(), miid: miid.clone() })?;
         if document.ddf.is_some() && instance.ddf() != document.ddf.as_deref() {
             instance.set_ddf(document.ddf.clone());
         }
@@ -464,10 +396,7 @@ impl ManagementTree {
 
     fn target_miid(&self, document: &DmmoDocument) -> String {
         let named = document.miid.is_some()
-            || matches!(
-                document.client_uri.as_ref().map(|uri| &uri.instance),
-                Some(InstanceSelector::Miid(_))
-            );
+            || matches!(document.client_uri.as_ref().map(|uri| &uri.instance), Some(InstanceSelector::Miid(_)));
         if named {
             return document.effective_miid().to_owned();
         }
@@ -486,18 +415,11 @@ impl ResolvedNode<'_> {
     }
 }
 
-fn optional_string(
-    object: &Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, DmmoError> {
+fn optional_string(object: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DmmoError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
-        Some(other) => Err(DmmoError::FieldType {
-            field,
-            expected: "a string",
-            found: json_type_name(other),
-        }),
+        Some(other) => Err(DmmoError::FieldType { field, expected: "a string", found: json_type_name(other) }),
     }
 }
 
@@ -519,9 +441,7 @@ fn read_miid(object: &Map<String, Value>) -> Result<Option<String>, DmmoError> {
                     });
                 }
                 several => {
-                    return Err(DmmoError::SeveralMiids {
-                        count: several.len(),
-                    });
+                    return Err(DmmoError::SeveralMiids { count: several.len() });
                 }
             },
             Some(other) => {
@@ -534,10 +454,7 @@ fn read_miid(object: &Map<String, Value>) -> Result<Option<String>, DmmoError> {
         };
         match (&found, miid) {
             (Some(first), Some(second)) if *first != second => {
-                return Err(DmmoError::MiidMismatch {
-                    miid: second,
-                    client_uri: format!("MIID {first:?}"),
-                });
+                return Err(DmmoError::MiidMismatch { miid: second, client_uri: format!("MIID {first:?}") });
             }
             (None, Some(miid)) => found = Some(miid),
             _ => {}
@@ -582,8 +499,7 @@ fn single_member(map: &Map<String, Value>) -> Option<(&String, &Value)> {
 fn is_root_wrapper_name(moid: &str, name: &str) -> bool {
     // urn:oma:mo:<object name>:<version>
     let mut parts = moid.rsplit(':');
-    let (Some(_version), Some(object_name), Some(_)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(_version), Some(object_name), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
     let wanted = letters_and_digits(name);
@@ -591,18 +507,12 @@ fn is_root_wrapper_name(moid: &str, name: &str) -> bool {
         return false;
     }
     let tokens: Vec<&str> = object_name.split('-').collect();
-    (0..tokens.len()).any(|start| {
-        tokens
-            .get(start..)
-            .is_some_and(|suffix| letters_and_digits(&suffix.concat()) == wanted)
-    })
+    (0..tokens.len())
+        .any(|start| tokens.get(start..).is_some_and(|suffix| letters_and_digits(&suffix.concat()) == wanted))
 }
 
 fn letters_and_digits(text: &str) -> String {
-    text.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+    text.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
 #[cfg(test)]
@@ -614,23 +524,11 @@ mod tests {
 
     #[test]
     fn wrapper_names() {
-        assert!(is_root_wrapper_name(
-            "urn:oma:mo:oma-sessioninfomo:1.0",
-            "SessionInfoMO"
-        ));
-        assert!(is_root_wrapper_name(
-            "urn:oma:mo:oma-dm-devinfo:1.2",
-            "DevInfo"
-        ));
+        assert!(is_root_wrapper_name("urn:oma:mo:oma-sessioninfomo:1.0", "SessionInfoMO"));
+        assert!(is_root_wrapper_name("urn:oma:mo:oma-dm-devinfo:1.2", "DevInfo"));
         assert!(is_root_wrapper_name("urn:oma:mo:oma-dm-dmacc:2.0", "DMAcc"));
-        assert!(!is_root_wrapper_name(
-            "urn:oma:mo:oma-dm-devinfo:1.2",
-            "Info"
-        ));
-        assert!(!is_root_wrapper_name(
-            "oma:mo:x-customapp:1.0",
-            "App1Config"
-        ));
+        assert!(!is_root_wrapper_name("urn:oma:mo:oma-dm-devinfo:1.2", "Info"));
+        assert!(!is_root_wrapper_name("oma:mo:x-customapp:1.0", "App1Config"));
         assert!(!is_root_wrapper_name("urn:oma:mo:moid:1.0", "ID"));
         assert!(!is_root_wrapper_name("urn:a", "a"));
         assert!(!is_root_wrapper_name("urn:oma:mo:oma-x:1.0", "--"));
@@ -640,120 +538,58 @@ mod tests {
     fn a_root_child_that_looks_like_a_wrapper_survives_a_round_trip() {
         let moid = "urn:oma:mo:oma-sessioninfomo:1.0";
         let mut instance = MoInstance::new(moid, "s").unwrap();
-        instance
-            .set_node(&["SessionInfoMO"], Node::Interior(InteriorNode::new()))
-            .unwrap();
-        instance
-            .set_leaf(&["SessionInfoMO", "CBT"], LeafValue::Int(1))
-            .unwrap();
+        instance.set_node(&["SessionInfoMO"], Node::Interior(InteriorNode::new())).unwrap();
+        instance.set_leaf(&["SessionInfoMO", "CBT"], LeafValue::Int(1)).unwrap();
         let document = DmmoDocument::from_instance(&instance);
-        assert_eq!(
-            document.mo_data,
-            *json!({"SessionInfoMO": {"SessionInfoMO": {"CBT": 1}}})
-                .as_object()
-                .unwrap()
-        );
-        assert_eq!(
-            document.to_instance(&TreeLimits::default()).unwrap(),
-            instance
-        );
+        assert_eq!(document.mo_data, *json!({"SessionInfoMO": {"SessionInfoMO": {"CBT": 1}}}).as_object().unwrap());
+        assert_eq!(document.to_instance(&TreeLimits::default()).unwrap(), instance);
     }
 
     #[test]
     fn field_errors() {
         let cases = [
-            (
-                json!([]),
-                DmmoError::NotAnObject {
-                    found: "JSON array",
-                },
-            ),
+            (json!([]), DmmoError::NotAnObject { found: "JSON array" }),
             (json!({"MOData": {}}), DmmoError::MissingMoid),
             (json!({"MOID": "urn:a:1"}), DmmoError::MissingMoData),
             (
                 json!({"MOID": "urn:a:1", "MOData": []}),
-                DmmoError::FieldType {
-                    field: "MOData",
-                    expected: "an object",
-                    found: "JSON array",
-                },
+                DmmoError::FieldType { field: "MOData", expected: "an object", found: "JSON array" },
             ),
             (
                 json!({"MOID": 1, "MOData": {}}),
-                DmmoError::FieldType {
-                    field: "MOID",
-                    expected: "a string",
-                    found: "JSON number",
-                },
+                DmmoError::FieldType { field: "MOID", expected: "a string", found: "JSON number" },
             ),
-            (
-                json!({"MOID": "urn:a:1", "MIIDS": ["a", "b"], "MOData": {}}),
-                DmmoError::SeveralMiids { count: 2 },
-            ),
+            (json!({"MOID": "urn:a:1", "MIIDS": ["a", "b"], "MOData": {}}), DmmoError::SeveralMiids { count: 2 }),
             (
                 json!({"MOID": "urn:a:1", "ClientURI": "urn:b:1//", "MOData": {}}),
-                DmmoError::MoidMismatch {
-                    moid: "urn:a:1".into(),
-                    client_uri: "urn:b:1//".into(),
-                },
+                DmmoError::MoidMismatch { moid: "urn:a:1".into(), client_uri: "urn:b:1//".into() },
             ),
             (
                 json!({"MOID": "urn:a:1", "MIID": "x", "ClientURI": "urn:a:1/y/", "MOData": {}}),
-                DmmoError::MiidMismatch {
-                    miid: "x".into(),
-                    client_uri: "urn:a:1/y/".into(),
-                },
+                DmmoError::MiidMismatch { miid: "x".into(), client_uri: "urn:a:1/y/".into() },
             ),
-            (
-                json!({"ClientURI": "nope", "MOData": {}}),
-                DmmoError::InvalidClientUri(UriError::MissingInstance),
-            ),
+            (json!({"ClientURI": "nope", "MOData": {}}), DmmoError::InvalidClientUri(UriError::MissingInstance)),
         ];
         for (value, expected) in cases {
             assert_eq!(DmmoDocument::from_json(&value), Err(expected), "{value}");
         }
-        assert!(matches!(
-            DmmoDocument::from_slice(b"{"),
-            Err(DmmoError::Json(_))
-        ));
+        assert!(matches!(DmmoDocument::from_slice(b"{"), Err(DmmoError::Json(_))));
     }
 
     #[test]
     fn miid_forms() {
         for (value, expected) in [
-            (
-                json!({"MOID": "urn:a:1", "MIID": "m", "MOData": {}}),
-                Some("m"),
-            ),
-            (
-                json!({"MOID": "urn:a:1", "MIIDS": "m", "MOData": {}}),
-                Some("m"),
-            ),
-            (
-                json!({"MOID": "urn:a:1", "MIIDS": ["m"], "MOData": {}}),
-                Some("m"),
-            ),
-            (
-                json!({"MOID": "urn:a:1", "MIID": "m", "MIIDS": ["m"], "MOData": {}}),
-                Some("m"),
-            ),
+            (json!({"MOID": "urn:a:1", "MIID": "m", "MOData": {}}), Some("m")),
+            (json!({"MOID": "urn:a:1", "MIIDS": "m", "MOData": {}}), Some("m")),
+            (json!({"MOID": "urn:a:1", "MIIDS": ["m"], "MOData": {}}), Some("m")),
+            (json!({"MOID": "urn:a:1", "MIID": "m", "MIIDS": ["m"], "MOData": {}}), Some("m")),
             (json!({"MOID": "urn:a:1", "MIIDS": [], "MOData": {}}), None),
         ] {
-            assert_eq!(
-                DmmoDocument::from_json(&value).unwrap().miid.as_deref(),
-                expected,
-                "{value}"
-            );
+            assert_eq!(DmmoDocument::from_json(&value).unwrap().miid.as_deref(), expected, "{value}");
         }
-        let from_uri =
-            DmmoDocument::from_json(&json!({"ClientURI": "urn:a:1/m/X", "MOData": {"X": 1}}))
-                .unwrap();
+        let from_uri = DmmoDocument::from_json(&json!({"ClientURI": "urn:a:1/m/X", "MOData": {"X": 1}})).unwrap();
         assert_eq!(
-            (
-                from_uri.moid.as_str(),
-                from_uri.miid.as_deref(),
-                from_uri.effective_miid()
-            ),
+            (from_uri.moid.as_str(), from_uri.miid.as_deref(), from_uri.effective_miid()),
             ("urn:a:1", None, "m")
         );
     }
@@ -779,12 +615,7 @@ mod tests {
         }))
         .unwrap();
         tree.store_document(&root).unwrap();
-        assert_eq!(
-            tree.instance("urn:oma:mo:oma-dm-devinfo:1.2", "")
-                .unwrap()
-                .node_count(),
-            2
-        );
+        assert_eq!(tree.instance("urn:oma:mo:oma-dm-devinfo:1.2", "").unwrap().node_count(), 2);
 
         let bad_shape = DmmoDocument::from_json(&json!({
             "ClientURI": "urn:oma:mo:oma-dm-devinfo:1.2//Man", "MOData": {"Other": 1}
@@ -797,58 +628,31 @@ mod tests {
                 name: "Man".into()
             })
         );
-        let wildcard =
-            DmmoDocument::from_json(&json!({"ClientURI": "urn:a:1/*/X", "MOData": {"X": 1}}))
-                .unwrap();
-        assert_eq!(
-            tree.store_document(&wildcard),
-            Err(DmmoError::NotConcrete {
-                client_uri: "urn:a:1/*/X".into()
-            })
-        );
-        let orphan =
-            DmmoDocument::from_json(&json!({"ClientURI": "urn:a:1/m/X/Y", "MOData": {"Y": 1}}))
-                .unwrap();
-        assert_eq!(
-            tree.store_document(&orphan),
-            Err(DmmoError::Tree(TreeError::ParentNotFound {
-                path: "X".into()
-            }))
-        );
+        let wildcard = DmmoDocument::from_json(&json!({"ClientURI": "urn:a:1/*/X", "MOData": {"X": 1}})).unwrap();
+        assert_eq!(tree.store_document(&wildcard), Err(DmmoError::NotConcrete { client_uri: "urn:a:1/*/X".into() }));
+        let orphan = DmmoDocument::from_json(&json!({"ClientURI": "urn:a:1/m/X/Y", "MOData": {"Y": 1}})).unwrap();
+        assert_eq!(tree.store_document(&orphan), Err(DmmoError::Tree(TreeError::ParentNotFound { path: "X".into() })));
         // A failed store does not leave an empty instance behind.
         assert!(tree.instance("urn:a:1", "m").is_none());
     }
 
     #[test]
     fn tree_list_errors_name_the_document() {
-        let error = ManagementTree::from_dmmo_slice(br#"[{"MOID": "urn:a:1", "MIID": "m", "MOData": {}}, {"MOID": "urn:a:1", "MIID": "m", "MOData": {}}]"#)
-            .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "document 1: MO instance \"m\" of urn:a:1 already exists"
-        );
-        assert_eq!(error.status_code(), 400);
-        assert_eq!(
-            ManagementTree::from_dmmo_slice(b"3"),
-            Err(DmmoError::NotAList {
-                found: "JSON number"
-            })
-        );
-        let limits = TreeLimits {
-            max_instances: 1,
-            ..TreeLimits::default()
-        };
-        let two = br#"[{"MOID": "urn:a:1", "MIID": "m", "MOData": {}}, {"MOID": "urn:a:1", "MIID": "n", "MOData": {}}]"#;
-        let error = ManagementTree::from_dmmo_slice_with_limits(two, limits).unwrap_err();
-        assert_eq!(
-            error,
-            DmmoError::Tree(TreeError::TooManyInstances { limit: 1 })
-        );
-        assert_eq!(error.status_code(), 506);
-        let single = ManagementTree::from_dmmo_slice(
-            br#"{"MOID": "urn:a:1", "MIID": "m", "MOData": {"A": 1}}"#,
+        let error = ManagementTree::from_dmmo_slice(
+            br#"[{"MOID": "urn:a:1", "MIID": "m", "MOData": {}}, {"MOID": "urn:a:1", "MIID": "m", "MOData": {}}]"#,
         )
-        .unwrap();
+        .unwrap_err();
+        assert_eq!(error.to_string(), "document 1: MO instance \"m\" of urn:a:1 already exists");
+        assert_eq!(error.status_code(), 400);
+        assert_eq!(ManagementTree::from_dmmo_slice(b"3"), Err(DmmoError::NotAList { found: "JSON number" }));
+        let limits = TreeLimits { max_instances: 1, ..TreeLimits::default() };
+        let two =
+            br#"[{"MOID": "urn:a:1", "MIID": "m", "MOData": {}}, {"MOID": "urn:a:1", "MIID": "n", "MOData": {}}]"#;
+        let error = ManagementTree::from_dmmo_slice_with_limits(two, limits).unwrap_err();
+        assert_eq!(error, DmmoError::Tree(TreeError::TooManyInstances { limit: 1 }));
+        assert_eq!(error.status_code(), 506);
+        let single =
+            ManagementTree::from_dmmo_slice(br#"{"MOID": "urn:a:1", "MIID": "m", "MOData": {"A": 1}}"#).unwrap();
         assert_eq!(single.instance_count(), 1);
     }
 }

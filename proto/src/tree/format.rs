@@ -102,9 +102,7 @@ impl fmt::Display for Format {
 
 /// A format name that is not one of the eleven of spec 6.3.1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown node format {0:?}: expected one of node, null, b64, bin, bool, chr, int, xml, date, time, float"
-)]
+#[error("unknown node format {0:?}: expected one of node, null, b64, bin, bool, chr, int, xml, date, time, float")]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {
@@ -206,15 +204,12 @@ impl LeafValue {
                 Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
             }
             LeafValue::Bool(flag) => Value::Bool(*flag),
-            LeafValue::Chr(text)
-            | LeafValue::Xml(text)
-            | LeafValue::Date(text)
-            | LeafValue::Time(text) => Value::String(text.clone()),
+            LeafValue::Chr(text) | LeafValue::Xml(text) | LeafValue::Date(text) | LeafValue::Time(text) => {
+                Value::String(text.clone())
+            }
             LeafValue::Int(number) => Value::from(*number),
             // A non-finite float never enters a tree (see `check`), so null is only a last resort.
-            LeafValue::Float(number) => {
-                serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number)
-            }
+            LeafValue::Float(number) => serde_json::Number::from_f64(*number).map_or(Value::Null, Value::Number),
         }
     }
 
@@ -223,19 +218,17 @@ impl LeafValue {
     pub fn text_form(&self) -> Cow<'_, str> {
         match self {
             LeafValue::Null => Cow::Borrowed(""),
-            LeafValue::Chr(text)
-            | LeafValue::Xml(text)
-            | LeafValue::Date(text)
-            | LeafValue::Time(text) => Cow::Borrowed(text),
+            LeafValue::Chr(text) | LeafValue::Xml(text) | LeafValue::Date(text) | LeafValue::Time(text) => {
+                Cow::Borrowed(text)
+            }
             LeafValue::B64(bytes) | LeafValue::Bin(bytes) => {
                 Cow::Owned(base64::engine::general_purpose::STANDARD.encode(bytes))
             }
             LeafValue::Bool(flag) => Cow::Borrowed(if *flag { "true" } else { "false" }),
             LeafValue::Int(number) => Cow::Owned(number.to_string()),
-            LeafValue::Float(number) => Cow::Owned(
-                serde_json::Number::from_f64(*number)
-                    .map_or_else(|| number.to_string(), |n| n.to_string()),
-            ),
+            LeafValue::Float(number) => {
+                Cow::Owned(serde_json::Number::from_f64(*number).map_or_else(|| number.to_string(), |n| n.to_string()))
+            }
         }
     }
 
@@ -246,16 +239,13 @@ impl LeafValue {
     pub fn matches_text(&self, text: &str) -> bool {
         match self {
             LeafValue::Null => text.is_empty(),
-            LeafValue::Chr(value)
-            | LeafValue::Xml(value)
-            | LeafValue::Date(value)
-            | LeafValue::Time(value) => value == text,
+            LeafValue::Chr(value) | LeafValue::Xml(value) | LeafValue::Date(value) | LeafValue::Time(value) => {
+                value == text
+            }
             LeafValue::Bool(flag) => parse_bool(text) == Some(*flag),
             LeafValue::Int(number) => text.parse::<i64>().ok() == Some(*number),
             LeafValue::Float(number) => text.parse::<f64>().ok() == Some(*number),
-            LeafValue::B64(bytes) | LeafValue::Bin(bytes) => {
-                LENIENT_BASE64.decode(text).ok().as_ref() == Some(bytes)
-            }
+            LeafValue::B64(bytes) | LeafValue::Bin(bytes) => LENIENT_BASE64.decode(text).ok().as_ref() == Some(bytes),
         }
     }
 
@@ -273,9 +263,7 @@ impl LeafValue {
                 None => LeafValue::Float(number.as_f64().ok_or(LeafValueError::NonFiniteFloat)?),
             }),
             Value::String(text) => Ok(LeafValue::Chr(text.clone())),
-            Value::Array(_) | Value::Object(_) => Err(LeafValueError::NotALeaf {
-                found: json_type_name(value),
-            }),
+            Value::Array(_) | Value::Object(_) => Err(LeafValueError::NotALeaf { found: json_type_name(value) }),
         }
     }
 
@@ -283,10 +271,7 @@ impl LeafValue {
     /// booleans may come as strings, text formats accept numbers and booleans
     /// as their JSON text, base64 may omit padding.
     pub fn from_json_as(value: &Value, format: Format) -> Result<Self, LeafValueError> {
-        let wrong_type = || LeafValueError::WrongJsonType {
-            format,
-            found: json_type_name(value),
-        };
+        let wrong_type = || LeafValueError::WrongJsonType { format, found: json_type_name(value) };
         match format {
             Format::Node => Err(LeafValueError::InteriorFormat),
             Format::Null => match value {
@@ -307,32 +292,22 @@ impl LeafValue {
                 _ => Err(wrong_type()),
             },
             Format::Float => match value {
-                Value::Number(number) => number
-                    .as_f64()
-                    .map(LeafValue::Float)
-                    .ok_or(LeafValueError::NonFiniteFloat),
+                Value::Number(number) => number.as_f64().map(LeafValue::Float).ok_or(LeafValueError::NonFiniteFloat),
                 Value::String(text) => LeafValue::from_text(text, format),
                 _ => Err(wrong_type()),
             },
-            Format::B64 | Format::Bin | Format::Chr | Format::Xml | Format::Date | Format::Time => {
-                match value {
-                    Value::String(text) => LeafValue::from_text(text, format),
-                    Value::Number(number) => LeafValue::from_text(&number.to_string(), format),
-                    Value::Bool(flag) => {
-                        LeafValue::from_text(if *flag { "true" } else { "false" }, format)
-                    }
-                    _ => Err(wrong_type()),
-                }
-            }
+            Format::B64 | Format::Bin | Format::Chr | Format::Xml | Format::Date | Format::Time => match value {
+                Value::String(text) => LeafValue::from_text(text, format),
+                Value::Number(number) => LeafValue::from_text(&number.to_string(), format),
+                Value::Bool(flag) => LeafValue::from_text(if *flag { "true" } else { "false" }, format),
+                _ => Err(wrong_type()),
+            },
         }
     }
 
     /// Reads a leaf of `format` from its text form (the inverse of [`LeafValue::text_form`]).
     pub fn from_text(text: &str, format: Format) -> Result<Self, LeafValueError> {
-        let invalid = || LeafValueError::InvalidText {
-            format,
-            text: text.to_owned(),
-        };
+        let invalid = || LeafValueError::InvalidText { format, text: text.to_owned() };
         match format {
             Format::Node => Err(LeafValueError::InteriorFormat),
             Format::Null if text.is_empty() => Ok(LeafValue::Null),
@@ -343,14 +318,8 @@ impl LeafValue {
                 Ok(number) if number.is_finite() => Ok(LeafValue::Float(number)),
                 _ => Err(invalid()),
             },
-            Format::B64 => LENIENT_BASE64
-                .decode(text)
-                .map(LeafValue::B64)
-                .map_err(|_| invalid()),
-            Format::Bin => LENIENT_BASE64
-                .decode(text)
-                .map(LeafValue::Bin)
-                .map_err(|_| invalid()),
+            Format::B64 => LENIENT_BASE64.decode(text).map(LeafValue::B64).map_err(|_| invalid()),
+            Format::Bin => LENIENT_BASE64.decode(text).map(LeafValue::Bin).map_err(|_| invalid()),
             Format::Chr => Ok(LeafValue::Chr(text.to_owned())),
             Format::Xml => Ok(LeafValue::Xml(text.to_owned())),
             Format::Date => Ok(LeafValue::Date(text.to_owned())),
@@ -418,53 +387,21 @@ mod tests {
         }
         assert_eq!("text".parse::<Format>(), Err(UnknownFormat("text".into())));
         assert_eq!(serde_json::to_string(&Format::B64).unwrap(), "\"b64\"");
-        assert_eq!(
-            serde_json::from_str::<Format>("\"float\"").unwrap(),
-            Format::Float
-        );
+        assert_eq!(serde_json::from_str::<Format>("\"float\"").unwrap(), Format::Float);
     }
 
     #[test]
     fn infers_formats_from_json_types() {
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!(null)),
-            Ok(LeafValue::Null)
-        );
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!(true)),
-            Ok(LeafValue::Bool(true))
-        );
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!(12345)),
-            Ok(LeafValue::Int(12345))
-        );
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!(-7)),
-            Ok(LeafValue::Int(-7))
-        );
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!(12.5)),
-            Ok(LeafValue::Float(12.5))
-        );
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!(5.0)),
-            Ok(LeafValue::Float(5.0))
-        );
+        assert_eq!(LeafValue::from_json_inferred(&json!(null)), Ok(LeafValue::Null));
+        assert_eq!(LeafValue::from_json_inferred(&json!(true)), Ok(LeafValue::Bool(true)));
+        assert_eq!(LeafValue::from_json_inferred(&json!(12345)), Ok(LeafValue::Int(12345)));
+        assert_eq!(LeafValue::from_json_inferred(&json!(-7)), Ok(LeafValue::Int(-7)));
+        assert_eq!(LeafValue::from_json_inferred(&json!(12.5)), Ok(LeafValue::Float(12.5)));
+        assert_eq!(LeafValue::from_json_inferred(&json!(5.0)), Ok(LeafValue::Float(5.0)));
         // Beyond i64: kept as a float rather than refused.
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!(u64::MAX)),
-            Ok(LeafValue::Float(u64::MAX as f64))
-        );
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!("GPS")),
-            Ok(LeafValue::Chr("GPS".into()))
-        );
-        assert_eq!(
-            LeafValue::from_json_inferred(&json!([1])),
-            Err(LeafValueError::NotALeaf {
-                found: "JSON array"
-            })
-        );
+        assert_eq!(LeafValue::from_json_inferred(&json!(u64::MAX)), Ok(LeafValue::Float(u64::MAX as f64)));
+        assert_eq!(LeafValue::from_json_inferred(&json!("GPS")), Ok(LeafValue::Chr("GPS".into())));
+        assert_eq!(LeafValue::from_json_inferred(&json!([1])), Err(LeafValueError::NotALeaf { found: "JSON array" }));
     }
 
     #[test]
@@ -472,14 +409,8 @@ mod tests {
         assert_eq!(LeafValue::B64(vec![0xA0, 0xA1]).to_json(), json!("oKE="));
         assert_eq!(LeafValue::Bin(vec![0xFF]).to_json(), json!("/w=="));
         assert_eq!(LeafValue::Float(5.0).to_json().to_string(), "5.0");
-        assert_eq!(
-            LeafValue::Int(666141534364).to_json(),
-            json!(666141534364_i64)
-        );
-        assert_eq!(
-            LeafValue::Date("2024-05-01".into()).to_json(),
-            json!("2024-05-01")
-        );
+        assert_eq!(LeafValue::Int(666141534364).to_json(), json!(666141534364_i64));
+        assert_eq!(LeafValue::Date("2024-05-01".into()).to_json(), json!("2024-05-01"));
         assert_eq!(LeafValue::Null.to_json(), Value::Null);
     }
 
@@ -514,87 +445,42 @@ mod tests {
 
     #[test]
     fn reads_with_a_known_format_leniently() {
-        assert_eq!(
-            LeafValue::from_json_as(&json!("oKE"), Format::B64),
-            Ok(LeafValue::B64(vec![0xA0, 0xA1]))
-        );
-        assert_eq!(
-            LeafValue::from_json_as(&json!("42"), Format::Int),
-            Ok(LeafValue::Int(42))
-        );
-        assert_eq!(
-            LeafValue::from_json_as(&json!(42), Format::Float),
-            Ok(LeafValue::Float(42.0))
-        );
-        assert_eq!(
-            LeafValue::from_json_as(&json!("true"), Format::Bool),
-            Ok(LeafValue::Bool(true))
-        );
-        assert_eq!(
-            LeafValue::from_json_as(&json!(7), Format::Chr),
-            Ok(LeafValue::Chr("7".into()))
-        );
+        assert_eq!(LeafValue::from_json_as(&json!("oKE"), Format::B64), Ok(LeafValue::B64(vec![0xA0, 0xA1])));
+        assert_eq!(LeafValue::from_json_as(&json!("42"), Format::Int), Ok(LeafValue::Int(42)));
+        assert_eq!(LeafValue::from_json_as(&json!(42), Format::Float), Ok(LeafValue::Float(42.0)));
+        assert_eq!(LeafValue::from_json_as(&json!("true"), Format::Bool), Ok(LeafValue::Bool(true)));
+        assert_eq!(LeafValue::from_json_as(&json!(7), Format::Chr), Ok(LeafValue::Chr("7".into())));
         assert_eq!(
             LeafValue::from_json_as(&json!(u64::MAX), Format::Int),
             Err(LeafValueError::IntegerOutOfRange(u64::MAX.to_string()))
         );
         assert_eq!(
             LeafValue::from_json_as(&json!(1.5), Format::Int),
-            Err(LeafValueError::WrongJsonType {
-                format: Format::Int,
-                found: "JSON number"
-            })
+            Err(LeafValueError::WrongJsonType { format: Format::Int, found: "JSON number" })
         );
         assert_eq!(
             LeafValue::from_json_as(&json!("!!"), Format::B64),
-            Err(LeafValueError::InvalidText {
-                format: Format::B64,
-                text: "!!".into()
-            })
+            Err(LeafValueError::InvalidText { format: Format::B64, text: "!!".into() })
         );
-        assert_eq!(
-            LeafValue::from_json_as(&json!({}), Format::Node),
-            Err(LeafValueError::InteriorFormat)
-        );
+        assert_eq!(LeafValue::from_json_as(&json!({}), Format::Node), Err(LeafValueError::InteriorFormat));
         assert_eq!(
             LeafValue::from_json_as(&json!(1), Format::Null),
-            Err(LeafValueError::WrongJsonType {
-                format: Format::Null,
-                found: "JSON number"
-            })
+            Err(LeafValueError::WrongJsonType { format: Format::Null, found: "JSON number" })
         );
         assert_eq!(
             LeafValue::from_text("inf", Format::Float),
-            Err(LeafValueError::InvalidText {
-                format: Format::Float,
-                text: "inf".into()
-            })
+            Err(LeafValueError::InvalidText { format: Format::Float, text: "inf".into() })
         );
     }
 
     #[test]
     fn converts_between_formats() {
-        assert_eq!(
-            LeafValue::Chr("oKE=".into()).convert_to(Format::B64),
-            Ok(LeafValue::B64(vec![0xA0, 0xA1]))
-        );
-        assert_eq!(
-            LeafValue::Int(3).convert_to(Format::Float),
-            Ok(LeafValue::Float(3.0))
-        );
-        assert_eq!(
-            LeafValue::Chr("12".into()).convert_to(Format::Int),
-            Ok(LeafValue::Int(12))
-        );
-        assert_eq!(
-            LeafValue::Int(3).convert_to(Format::Chr),
-            Ok(LeafValue::Chr("3".into()))
-        );
+        assert_eq!(LeafValue::Chr("oKE=".into()).convert_to(Format::B64), Ok(LeafValue::B64(vec![0xA0, 0xA1])));
+        assert_eq!(LeafValue::Int(3).convert_to(Format::Float), Ok(LeafValue::Float(3.0)));
+        assert_eq!(LeafValue::Chr("12".into()).convert_to(Format::Int), Ok(LeafValue::Int(12)));
+        assert_eq!(LeafValue::Int(3).convert_to(Format::Chr), Ok(LeafValue::Chr("3".into())));
         assert!(LeafValue::Chr("x".into()).convert_to(Format::Int).is_err());
-        assert_eq!(
-            LeafValue::Float(f64::NAN).check(),
-            Err(LeafValueError::NonFiniteFloat)
-        );
+        assert_eq!(LeafValue::Float(f64::NAN).check(), Err(LeafValueError::NonFiniteFloat));
         assert_eq!(LeafValue::Float(1.0).check(), Ok(()));
     }
 }

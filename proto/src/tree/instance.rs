@@ -30,10 +30,7 @@ pub struct MoInstance {
 impl PartialEq for MoInstance {
     /// Identity and content; limits and the cached validator do not count.
     fn eq(&self, other: &Self) -> bool {
-        self.moid == other.moid
-            && self.miid == other.miid
-            && self.ddf == other.ddf
-            && self.root == other.root
+        self.moid == other.moid && self.miid == other.miid && self.ddf == other.ddf && self.root == other.root
     }
 }
 
@@ -113,24 +110,15 @@ impl MoInstance {
 
     /// The ClientURI addressing this instance's root: `MOID/MIID/`, or `MOID//` when the MIID is "".
     pub fn client_uri(&self) -> ClientUri {
-        let selector = if self.miid.is_empty() {
-            InstanceSelector::Sole
-        } else {
-            InstanceSelector::Miid(self.miid.clone())
-        };
+        let selector =
+            if self.miid.is_empty() { InstanceSelector::Sole } else { InstanceSelector::Miid(self.miid.clone()) };
         ClientUri::instance_root(self.moid.clone(), selector)
     }
 
     /// The cache validator (spec 12.1): computed on first use, kept until the next change.
     pub fn cache_validator(&self) -> &CacheValidator {
-        self.validator.get_or_init(|| {
-            CacheValidator::compute(
-                &self.moid,
-                &self.miid,
-                self.ddf.as_deref(),
-                self.root_interior(),
-            )
-        })
+        self.validator
+            .get_or_init(|| CacheValidator::compute(&self.moid, &self.miid, self.ddf.as_deref(), self.root_interior()))
     }
 
     /// Cache validation (spec 12.2): true when `cv` is this instance's current
@@ -148,31 +136,20 @@ impl MoInstance {
     /// Adds or replaces the node at `path` with `node` and everything below it,
     /// returning the node replaced. The parent must exist and be interior. An
     /// empty path replaces the root, which must then be interior.
-    pub fn set_node<S: AsRef<str>>(
-        &mut self,
-        path: &[S],
-        node: Node,
-    ) -> Result<Option<Node>, TreeError> {
+    pub fn set_node<S: AsRef<str>>(&mut self, path: &[S], node: Node) -> Result<Option<Node>, TreeError> {
         let Some((name, parent_path)) = path.split_last() else {
             return match node {
-                Node::Interior(root) => {
-                    self.replace_root(root).map(|old| Some(Node::Interior(old)))
-                }
+                Node::Interior(root) => self.replace_root(root).map(|old| Some(Node::Interior(old))),
                 Node::Leaf(_) => Err(TreeError::RootMustBeInterior),
             };
         };
         let name = name.as_ref();
         check_node_name(name)?;
         if let Node::Leaf(value) = &node {
-            value.check().map_err(|source| TreeError::InvalidLeaf {
-                path: join(path),
-                source,
-            })?;
+            value.check().map_err(|source| TreeError::InvalidLeaf { path: join(path), source })?;
         }
         if path.len() + node.height() > self.limits.max_depth {
-            return Err(TreeError::TooDeep {
-                limit: self.limits.max_depth,
-            });
+            return Err(TreeError::TooDeep { limit: self.limits.max_depth });
         }
         let added = node.count();
         let limits = self.limits;
@@ -181,9 +158,7 @@ impl MoInstance {
         let removed = parent.child(name).map_or(0, Node::count);
         let new_count = current_count.saturating_sub(removed).saturating_add(added);
         if new_count > limits.max_nodes_per_instance {
-            return Err(TreeError::TooManyNodes {
-                limit: limits.max_nodes_per_instance,
-            });
+            return Err(TreeError::TooManyNodes { limit: limits.max_nodes_per_instance });
         }
         let old = parent.insert_child(name, node)?;
         self.node_count = new_count;
@@ -192,11 +167,7 @@ impl MoInstance {
     }
 
     /// Sets the leaf at `path` to `value` (creating or replacing it).
-    pub fn set_leaf<S: AsRef<str>>(
-        &mut self,
-        path: &[S],
-        value: LeafValue,
-    ) -> Result<Option<Node>, TreeError> {
+    pub fn set_leaf<S: AsRef<str>>(&mut self, path: &[S], value: LeafValue) -> Result<Option<Node>, TreeError> {
         self.set_node(path, Node::Leaf(value))
     }
 
@@ -220,12 +191,8 @@ impl MoInstance {
         let Some((name, parent_path)) = path.split_last() else {
             return Err(TreeError::CannotDeleteRoot);
         };
-        let parent = self
-            .interior_mut(parent_path)
-            .map_err(|_| TreeError::NodeNotFound { path: join(path) })?;
-        let removed = parent
-            .remove_child(name.as_ref())
-            .ok_or_else(|| TreeError::NodeNotFound { path: join(path) })?;
+        let parent = self.interior_mut(parent_path).map_err(|_| TreeError::NodeNotFound { path: join(path) })?;
+        let removed = parent.remove_child(name.as_ref()).ok_or_else(|| TreeError::NodeNotFound { path: join(path) })?;
         self.node_count = self.node_count.saturating_sub(removed.count());
         self.changed();
         Ok(removed)
@@ -233,21 +200,13 @@ impl MoInstance {
 
     /// Gives the leaf at `path` the format a DDF says it has, converting its
     /// value (a chr `"oKE="` read without a DDF becomes b64 bytes A0 A1).
-    pub fn retype_leaf<S: AsRef<str>>(
-        &mut self,
-        path: &[S],
-        format: Format,
-    ) -> Result<(), TreeError> {
+    pub fn retype_leaf<S: AsRef<str>>(&mut self, path: &[S], format: Format) -> Result<(), TreeError> {
         let node = self.node_mut(path)?;
         let Node::Leaf(value) = node else {
             return Err(TreeError::NotALeaf { path: join(path) });
         };
-        let converted = value
-            .convert_to(format)
-            .map_err(|source| TreeError::InvalidLeaf {
-                path: join(path),
-                source,
-            })?;
+        let converted =
+            value.convert_to(format).map_err(|source| TreeError::InvalidLeaf { path: join(path), source })?;
         if converted != *value {
             *value = converted;
             self.changed();
@@ -263,13 +222,9 @@ impl MoInstance {
     fn node_mut<S: AsRef<str>>(&mut self, path: &[S]) -> Result<&mut Node, TreeError> {
         let mut node = &mut self.root;
         for (index, name) in path.iter().enumerate() {
-            let not_found = || TreeError::NodeNotFound {
-                path: join(path.get(..=index).unwrap_or(path)),
-            };
+            let not_found = || TreeError::NodeNotFound { path: join(path.get(..=index).unwrap_or(path)) };
             node = match node {
-                Node::Interior(interior) => {
-                    interior.child_mut(name.as_ref()).ok_or_else(not_found)?
-                }
+                Node::Interior(interior) => interior.child_mut(name.as_ref()).ok_or_else(not_found)?,
                 Node::Leaf(_) => return Err(not_found()),
             };
         }
@@ -299,36 +254,23 @@ static EMPTY_INTERIOR: InteriorNode = InteriorNode::new();
 
 fn check_size(node_count: usize, height: usize, limits: &TreeLimits) -> Result<(), TreeError> {
     if height > limits.max_depth {
-        return Err(TreeError::TooDeep {
-            limit: limits.max_depth,
-        });
+        return Err(TreeError::TooDeep { limit: limits.max_depth });
     }
     if node_count > limits.max_nodes_per_instance {
-        return Err(TreeError::TooManyNodes {
-            limit: limits.max_nodes_per_instance,
-        });
+        return Err(TreeError::TooManyNodes { limit: limits.max_nodes_per_instance });
     }
     Ok(())
 }
 
 /// A MOID must be what a ClientURI accepts before its first "/" (spec 6.1.1, NOTES.md).
 pub(crate) fn check_moid(moid: &str) -> Result<(), TreeError> {
-    let valid = !moid.contains(['/', '?'])
-        && ClientUri::parse(&format!("{moid}//")).is_ok_and(|uri| uri.moid == moid);
-    if valid {
-        Ok(())
-    } else {
-        Err(TreeError::InvalidMoid(moid.to_owned()))
-    }
+    let valid = !moid.contains(['/', '?']) && ClientUri::parse(&format!("{moid}//")).is_ok_and(|uri| uri.moid == moid);
+    if valid { Ok(()) } else { Err(TreeError::InvalidMoid(moid.to_owned())) }
 }
 
 /// A MIID is "" or a real-name, so that `MOID/MIID/` is a valid ClientURI.
 pub(crate) fn check_miid(miid: &str) -> Result<(), TreeError> {
-    if miid.is_empty() || is_real_name(miid) {
-        Ok(())
-    } else {
-        Err(TreeError::InvalidMiid(miid.to_owned()))
-    }
+    if miid.is_empty() || is_real_name(miid) { Ok(()) } else { Err(TreeError::InvalidMiid(miid.to_owned())) }
 }
 
 fn join<S: AsRef<str>>(path: &[S]) -> String {
@@ -348,18 +290,10 @@ mod tests {
 
     fn sample() -> MoInstance {
         let mut instance = MoInstance::new("urn:oma:mo:moid:1.0", "left").unwrap();
-        instance
-            .set_leaf(&["ID"], LeafValue::Chr("GPS".into()))
-            .unwrap();
-        instance
-            .set_node(&["Data"], Node::Interior(InteriorNode::new()))
-            .unwrap();
-        instance
-            .set_node(&["Data", "1"], Node::Interior(InteriorNode::new()))
-            .unwrap();
-        instance
-            .set_leaf(&["Data", "1", "Value"], LeafValue::Int(11))
-            .unwrap();
+        instance.set_leaf(&["ID"], LeafValue::Chr("GPS".into())).unwrap();
+        instance.set_node(&["Data"], Node::Interior(InteriorNode::new())).unwrap();
+        instance.set_node(&["Data", "1"], Node::Interior(InteriorNode::new())).unwrap();
+        instance.set_leaf(&["Data", "1", "Value"], LeafValue::Int(11)).unwrap();
         instance
     }
 
@@ -370,9 +304,7 @@ mod tests {
         let before = instance.cache_validator().clone();
         assert!(instance.is_unmodified_since(before.as_str()));
 
-        instance
-            .set_leaf(&["Data", "1", "Value"], LeafValue::Int(12))
-            .unwrap();
+        instance.set_leaf(&["Data", "1", "Value"], LeafValue::Int(12)).unwrap();
         let after_set = instance.cache_validator().clone();
         assert_ne!(before, after_set);
         assert!(!instance.is_unmodified_since(before.as_str()));
@@ -384,9 +316,7 @@ mod tests {
 
         // Same content again, same validator: the digest depends on content only.
         let mut again = sample();
-        again
-            .set_leaf(&["Data", "1", "Value"], LeafValue::Int(12))
-            .unwrap();
+        again.set_leaf(&["Data", "1", "Value"], LeafValue::Int(12)).unwrap();
         assert_eq!(again.cache_validator(), &after_set);
     }
 
@@ -395,9 +325,7 @@ mod tests {
         let mut instance = sample();
         assert_eq!(
             instance.set_leaf(&["Nope", "X"], LeafValue::Null),
-            Err(TreeError::ParentNotFound {
-                path: "Nope".into()
-            })
+            Err(TreeError::ParentNotFound { path: "Nope".into() })
         );
         assert_eq!(
             instance.set_leaf(&["ID", "X"], LeafValue::Null),
@@ -407,58 +335,26 @@ mod tests {
             instance.set_leaf(&["bad name"], LeafValue::Null),
             Err(TreeError::InvalidNodeName("bad name".into()))
         );
-        assert_eq!(
-            instance.set_leaf::<&str>(&[], LeafValue::Null),
-            Err(TreeError::RootMustBeInterior)
-        );
-        assert_eq!(
-            instance.delete_node::<&str>(&[]),
-            Err(TreeError::CannotDeleteRoot)
-        );
-        assert_eq!(
-            instance.delete_node(&["Data", "9"]),
-            Err(TreeError::NodeNotFound {
-                path: "Data/9".into()
-            })
-        );
-        assert_eq!(
-            instance.delete_node(&["ID", "x"]),
-            Err(TreeError::NodeNotFound {
-                path: "ID/x".into()
-            })
-        );
+        assert_eq!(instance.set_leaf::<&str>(&[], LeafValue::Null), Err(TreeError::RootMustBeInterior));
+        assert_eq!(instance.delete_node::<&str>(&[]), Err(TreeError::CannotDeleteRoot));
+        assert_eq!(instance.delete_node(&["Data", "9"]), Err(TreeError::NodeNotFound { path: "Data/9".into() }));
+        assert_eq!(instance.delete_node(&["ID", "x"]), Err(TreeError::NodeNotFound { path: "ID/x".into() }));
         assert_eq!(instance.node_count(), 4);
     }
 
     #[test]
     fn limits_apply_to_mutations() {
-        let limits = TreeLimits {
-            max_depth: 2,
-            max_nodes_per_instance: 3,
-            max_instances: 1,
-        };
-        let mut instance =
-            MoInstance::with_root("urn:a:1", "m", InteriorNode::new(), limits).unwrap();
-        instance
-            .set_node(&["A"], Node::Interior(InteriorNode::new()))
-            .unwrap();
+        let limits = TreeLimits { max_depth: 2, max_nodes_per_instance: 3, max_instances: 1 };
+        let mut instance = MoInstance::with_root("urn:a:1", "m", InteriorNode::new(), limits).unwrap();
+        instance.set_node(&["A"], Node::Interior(InteriorNode::new())).unwrap();
         instance.set_leaf(&["A", "B"], LeafValue::Int(1)).unwrap();
         assert_eq!(
-            instance.set_node(
-                &["A", "C"],
-                Node::Interior(
-                    InteriorNode::new()
-                        .with_child("D", LeafValue::Null)
-                        .unwrap()
-                )
-            ),
+            instance
+                .set_node(&["A", "C"], Node::Interior(InteriorNode::new().with_child("D", LeafValue::Null).unwrap())),
             Err(TreeError::TooDeep { limit: 2 })
         );
         instance.set_leaf(&["A", "C"], LeafValue::Int(2)).unwrap();
-        assert_eq!(
-            instance.set_leaf(&["E"], LeafValue::Int(3)),
-            Err(TreeError::TooManyNodes { limit: 3 })
-        );
+        assert_eq!(instance.set_leaf(&["E"], LeafValue::Int(3)), Err(TreeError::TooManyNodes { limit: 3 }));
         // Replacing a node frees its count first.
         instance.set_leaf(&["A", "C"], LeafValue::Int(4)).unwrap();
         assert_eq!(instance.node_count(), 3);
@@ -466,61 +362,24 @@ mod tests {
 
     #[test]
     fn identity_is_checked() {
-        assert_eq!(
-            MoInstance::new("nocolon", "m"),
-            Err(TreeError::InvalidMoid("nocolon".into()))
-        );
-        assert_eq!(
-            MoInstance::new("urn:a/b:1", "m"),
-            Err(TreeError::InvalidMoid("urn:a/b:1".into()))
-        );
-        assert_eq!(
-            MoInstance::new("urn:a:1", "a b"),
-            Err(TreeError::InvalidMiid("a b".into()))
-        );
-        assert_eq!(
-            MoInstance::new("urn:a:1", "*"),
-            Err(TreeError::InvalidMiid("*".into()))
-        );
+        assert_eq!(MoInstance::new("nocolon", "m"), Err(TreeError::InvalidMoid("nocolon".into())));
+        assert_eq!(MoInstance::new("urn:a/b:1", "m"), Err(TreeError::InvalidMoid("urn:a/b:1".into())));
+        assert_eq!(MoInstance::new("urn:a:1", "a b"), Err(TreeError::InvalidMiid("a b".into())));
+        assert_eq!(MoInstance::new("urn:a:1", "*"), Err(TreeError::InvalidMiid("*".into())));
         assert!(MoInstance::new("oma:mo:x-customapp:1.0", "").is_ok());
-        assert_eq!(
-            MoInstance::new("urn:a:1", "")
-                .unwrap()
-                .client_uri()
-                .to_string(),
-            "urn:a:1//"
-        );
-        assert_eq!(
-            MoInstance::new("urn:a:1", "m")
-                .unwrap()
-                .client_uri()
-                .to_string(),
-            "urn:a:1/m/"
-        );
+        assert_eq!(MoInstance::new("urn:a:1", "").unwrap().client_uri().to_string(), "urn:a:1//");
+        assert_eq!(MoInstance::new("urn:a:1", "m").unwrap().client_uri().to_string(), "urn:a:1/m/");
     }
 
     #[test]
     fn retype_converts_and_refreshes() {
         let mut instance = MoInstance::new("urn:a:1", "m").unwrap();
-        instance
-            .set_leaf(&["Key"], LeafValue::Chr("oKE=".into()))
-            .unwrap();
+        instance.set_leaf(&["Key"], LeafValue::Chr("oKE=".into())).unwrap();
         let before = instance.cache_validator().clone();
         instance.retype_leaf(&["Key"], Format::B64).unwrap();
-        assert_eq!(
-            instance.get(&["Key"]).and_then(Node::as_leaf),
-            Some(&LeafValue::B64(vec![0xA0, 0xA1]))
-        );
+        assert_eq!(instance.get(&["Key"]).and_then(Node::as_leaf), Some(&LeafValue::B64(vec![0xA0, 0xA1])));
         assert_ne!(instance.cache_validator(), &before);
-        assert!(matches!(
-            instance.retype_leaf(&["Key"], Format::Int),
-            Err(TreeError::InvalidLeaf { .. })
-        ));
-        assert_eq!(
-            instance.retype_leaf::<&str>(&[], Format::Int),
-            Err(TreeError::NotALeaf {
-                path: String::new()
-            })
-        );
+        assert!(matches!(instance.retype_leaf(&["Key"], Format::Int), Err(TreeError::InvalidLeaf { .. })));
+        assert_eq!(instance.retype_leaf::<&str>(&[], Format::Int), Err(TreeError::NotALeaf { path: String::new() }));
     }
 }

@@ -41,9 +41,7 @@ use crate::uri::ClientUri;
 pub enum TreeError {
     #[error("invalid MOID {0:?}: expected a URN such as urn:oma:mo:oma-dm-devinfo:1.2")]
     InvalidMoid(String),
-    #[error(
-        "invalid MIID {0:?}: expected unreserved characters (letters, digits, - . _ ~) or \"\""
-    )]
+    #[error("invalid MIID {0:?}: expected unreserved characters (letters, digits, - . _ ~) or \"\"")]
     InvalidMiid(String),
     #[error("invalid node name {0:?}: expected unreserved characters (letters, digits, - . _ ~)")]
     InvalidNodeName(String),
@@ -55,9 +53,7 @@ pub enum TreeError {
     },
     #[error("MO instance {miid:?} of {moid} already exists")]
     DuplicateInstance { moid: String, miid: String },
-    #[error(
-        "MIID \"\" is only allowed for the sole instance of {moid}, which has another instance"
-    )]
+    #[error("MIID \"\" is only allowed for the sole instance of {moid}, which has another instance")]
     EmptyMiidNotSole { moid: String },
     #[error("no MO instance {miid:?} of {moid}")]
     InstanceNotFound { moid: String, miid: String },
@@ -86,13 +82,11 @@ impl TreeError {
     /// 506 Device Full for exceeded limits, 400 for malformed input.
     pub fn status_code(&self) -> u16 {
         match self {
-            TreeError::InstanceNotFound { .. }
-            | TreeError::NodeNotFound { .. }
-            | TreeError::ParentNotFound { .. } => 404,
+            TreeError::InstanceNotFound { .. } | TreeError::NodeNotFound { .. } | TreeError::ParentNotFound { .. } => {
+                404
+            }
             TreeError::ParentIsLeaf { .. } | TreeError::CannotDeleteRoot => 405,
-            TreeError::TooDeep { .. }
-            | TreeError::TooManyNodes { .. }
-            | TreeError::TooManyInstances { .. } => 506,
+            TreeError::TooDeep { .. } | TreeError::TooManyNodes { .. } | TreeError::TooManyInstances { .. } => 506,
             TreeError::InvalidMoid(_)
             | TreeError::InvalidMiid(_)
             | TreeError::InvalidNodeName(_)
@@ -129,10 +123,7 @@ impl ManagementTree {
 
     /// An empty tree held to `limits`.
     pub fn with_limits(limits: TreeLimits) -> Self {
-        ManagementTree {
-            instances: BTreeMap::new(),
-            limits,
-        }
+        ManagementTree { instances: BTreeMap::new(), limits }
     }
 
     /// The limits of this tree and its instances.
@@ -145,9 +136,7 @@ impl ManagementTree {
     /// unique; "" is how the 7.5 example names a sole instance).
     pub fn insert_instance(&mut self, mut instance: MoInstance) -> Result<(), TreeError> {
         if self.instance_count() >= self.limits.max_instances {
-            return Err(TreeError::TooManyInstances {
-                limit: self.limits.max_instances,
-            });
+            return Err(TreeError::TooManyInstances { limit: self.limits.max_instances });
         }
         instance.set_limits(self.limits)?;
         let moid = instance.moid().to_owned();
@@ -160,26 +149,16 @@ impl ManagementTree {
                 return Err(TreeError::EmptyMiidNotSole { moid });
             }
         }
-        self.instances
-            .entry(moid)
-            .or_default()
-            .insert(miid, instance);
+        self.instances.entry(moid).or_default().insert(miid, instance);
         Ok(())
     }
 
     /// Creates an empty instance and returns it for filling in.
-    pub fn create_instance(
-        &mut self,
-        moid: &str,
-        miid: &str,
-    ) -> Result<&mut MoInstance, TreeError> {
+    pub fn create_instance(&mut self, moid: &str, miid: &str) -> Result<&mut MoInstance, TreeError> {
         let instance = MoInstance::with_root(moid, miid, InteriorNode::new(), self.limits)?;
         self.insert_instance(instance)?;
         self.instance_mut(moid, miid)
-            .ok_or_else(|| TreeError::InstanceNotFound {
-                moid: moid.to_owned(),
-                miid: miid.to_owned(),
-            })
+            .ok_or_else(|| TreeError::InstanceNotFound { moid: moid.to_owned(), miid: miid.to_owned() })
     }
 
     /// Removes an instance with all its nodes.
@@ -209,10 +188,7 @@ impl ManagementTree {
 
     /// The instances of one MOID, by MIID.
     pub fn instances_of<'t>(&'t self, moid: &str) -> impl Iterator<Item = &'t MoInstance> + 't {
-        self.instances
-            .get(moid)
-            .into_iter()
-            .flat_map(BTreeMap::values)
+        self.instances.get(moid).into_iter().flat_map(BTreeMap::values)
     }
 
     /// Number of instances in the tree.
@@ -240,11 +216,11 @@ impl ManagementTree {
     /// still has that validator, the answer is [`ReadOutcome::NotModified`].
     pub fn read<'t>(&'t self, uri: &ClientUri) -> Result<ReadOutcome<'t>, ResolveError> {
         let nodes = self.resolve(uri)?;
-        let unmodified = uri.query.cache_validator.as_deref().is_some_and(|cv| {
-            nodes
-                .iter()
-                .all(|node| node.instance().is_unmodified_since(cv))
-        });
+        let unmodified = uri
+            .query
+            .cache_validator
+            .as_deref()
+            .is_some_and(|cv| nodes.iter().all(|node| node.instance().is_unmodified_since(cv)));
         if unmodified {
             return Ok(ReadOutcome::NotModified);
         }
@@ -266,31 +242,21 @@ mod tests {
         tree.create_instance("urn:a:1", "left").unwrap();
         assert_eq!(
             tree.create_instance("urn:a:1", "left").err(),
-            Some(TreeError::DuplicateInstance {
-                moid: "urn:a:1".into(),
-                miid: "left".into()
-            })
+            Some(TreeError::DuplicateInstance { moid: "urn:a:1".into(), miid: "left".into() })
         );
         assert_eq!(
             tree.create_instance("urn:a:1", "").err(),
-            Some(TreeError::EmptyMiidNotSole {
-                moid: "urn:a:1".into()
-            })
+            Some(TreeError::EmptyMiidNotSole { moid: "urn:a:1".into() })
         );
         tree.create_instance("urn:b:1", "").unwrap();
         assert_eq!(
             tree.create_instance("urn:b:1", "other").err(),
-            Some(TreeError::EmptyMiidNotSole {
-                moid: "urn:b:1".into()
-            })
+            Some(TreeError::EmptyMiidNotSole { moid: "urn:b:1".into() })
         );
         tree.create_instance("urn:a:1", "right").unwrap();
         assert_eq!(tree.instance_count(), 3);
         let order: Vec<_> = tree.instances().map(|i| (i.moid(), i.miid())).collect();
-        assert_eq!(
-            order,
-            [("urn:a:1", "left"), ("urn:a:1", "right"), ("urn:b:1", "")]
-        );
+        assert_eq!(order, [("urn:a:1", "left"), ("urn:a:1", "right"), ("urn:b:1", "")]);
         assert_eq!(tree.instances_of("urn:a:1").count(), 2);
         assert!(tree.remove_instance("urn:b:1", "").is_some());
         assert!(tree.instances_by_miid("urn:b:1").is_none());
@@ -299,32 +265,17 @@ mod tests {
 
     #[test]
     fn instance_limit() {
-        let limits = TreeLimits {
-            max_instances: 1,
-            ..TreeLimits::default()
-        };
+        let limits = TreeLimits { max_instances: 1, ..TreeLimits::default() };
         let mut tree = ManagementTree::with_limits(limits);
         tree.create_instance("urn:a:1", "one").unwrap();
-        assert_eq!(
-            tree.create_instance("urn:a:1", "two").err(),
-            Some(TreeError::TooManyInstances { limit: 1 })
-        );
-        assert_eq!(
-            tree.instance("urn:a:1", "one").map(MoInstance::limits),
-            Some(limits)
-        );
+        assert_eq!(tree.create_instance("urn:a:1", "two").err(), Some(TreeError::TooManyInstances { limit: 1 }));
+        assert_eq!(tree.instance("urn:a:1", "one").map(MoInstance::limits), Some(limits));
     }
 
     #[test]
     fn status_codes() {
-        assert_eq!(
-            TreeError::NodeNotFound { path: "a".into() }.status_code(),
-            404
-        );
-        assert_eq!(
-            TreeError::ParentIsLeaf { path: "a".into() }.status_code(),
-            405
-        );
+        assert_eq!(TreeError::NodeNotFound { path: "a".into() }.status_code(), 404);
+        assert_eq!(TreeError::ParentIsLeaf { path: "a".into() }.status_code(), 405);
         assert_eq!(TreeError::TooManyNodes { limit: 1 }.status_code(), 506);
         assert_eq!(TreeError::InvalidNodeName("a b".into()).status_code(), 400);
     }

@@ -45,11 +45,7 @@ impl Default for TreeLimits {
     /// 64 levels, 100,000 nodes per instance, 1,000 instances: far above any
     /// standard MO, far below what would hurt a server.
     fn default() -> Self {
-        TreeLimits {
-            max_depth: 64,
-            max_nodes_per_instance: 100_000,
-            max_instances: 1_000,
-        }
+        TreeLimits { max_depth: 64, max_nodes_per_instance: 100_000, max_instances: 1_000 }
     }
 }
 
@@ -85,8 +81,7 @@ impl Node {
 
     /// The node at `path` below this one (an empty path is this node).
     pub fn descendant<S: AsRef<str>>(&self, path: &[S]) -> Option<&Node> {
-        path.iter()
-            .try_fold(self, |node, name| node.child(name.as_ref()))
+        path.iter().try_fold(self, |node, name| node.child(name.as_ref()))
     }
 
     /// The dmmo+json form with every level (spec 7.5).
@@ -138,9 +133,7 @@ impl From<InteriorNode> for Node {
 impl InteriorNode {
     /// An interior node without children.
     pub const fn new() -> Self {
-        InteriorNode {
-            children: BTreeMap::new(),
-        }
+        InteriorNode { children: BTreeMap::new() }
     }
 
     /// The child called `name`.
@@ -150,16 +143,12 @@ impl InteriorNode {
 
     /// The child called `name` with the name as stored (borrowed from the tree).
     pub fn child_entry(&self, name: &str) -> Option<(&str, &Node)> {
-        self.children
-            .get_key_value(name)
-            .map(|(stored, node)| (stored.as_str(), node))
+        self.children.get_key_value(name).map(|(stored, node)| (stored.as_str(), node))
     }
 
     /// The children with their names, in name order.
     pub fn children(&self) -> impl ExactSizeIterator<Item = (&str, &Node)> + '_ {
-        self.children
-            .iter()
-            .map(|(name, node)| (name.as_str(), node))
+        self.children.iter().map(|(name, node)| (name.as_str(), node))
     }
 
     /// Number of direct children.
@@ -175,28 +164,17 @@ impl InteriorNode {
     /// Adds or replaces the child `name`, returning the node it replaced. The
     /// name must be a real-name of spec 6.1.1 (unreserved characters) so the
     /// node stays addressable; floats must be finite.
-    pub fn insert_child(
-        &mut self,
-        name: impl Into<String>,
-        node: Node,
-    ) -> Result<Option<Node>, TreeError> {
+    pub fn insert_child(&mut self, name: impl Into<String>, node: Node) -> Result<Option<Node>, TreeError> {
         let name = name.into();
         check_node_name(&name)?;
         if let Node::Leaf(value) = &node {
-            value.check().map_err(|source| TreeError::InvalidLeaf {
-                path: name.clone(),
-                source,
-            })?;
+            value.check().map_err(|source| TreeError::InvalidLeaf { path: name.clone(), source })?;
         }
         Ok(self.children.insert(name, node))
     }
 
     /// Builder form of [`InteriorNode::insert_child`].
-    pub fn with_child(
-        mut self,
-        name: impl Into<String>,
-        node: impl Into<Node>,
-    ) -> Result<Self, TreeError> {
+    pub fn with_child(mut self, name: impl Into<String>, node: impl Into<Node>) -> Result<Self, TreeError> {
         self.insert_child(name, node.into())?;
         Ok(self)
     }
@@ -225,10 +203,7 @@ impl InteriorNode {
     }
 
     /// Reads the children of an interior node from a JSON object (see [`Node::from_json`]).
-    pub fn from_json_map(
-        map: &Map<String, Value>,
-        limits: &TreeLimits,
-    ) -> Result<InteriorNode, TreeError> {
+    pub fn from_json_map(map: &Map<String, Value>, limits: &TreeLimits) -> Result<InteriorNode, TreeError> {
         let mut budget = NodeBudget::new(limits);
         interior_from_json(map, 0, &mut Vec::new(), &mut budget)
     }
@@ -240,11 +215,7 @@ impl InteriorNode {
 
     /// Levels below this node.
     pub fn height(&self) -> usize {
-        self.children
-            .values()
-            .map(|child| 1 + child.height())
-            .max()
-            .unwrap_or(0)
+        self.children.values().map(|child| 1 + child.height()).max().unwrap_or(0)
     }
 
     pub(crate) fn child_mut(&mut self, name: &str) -> Option<&mut Node> {
@@ -254,19 +225,12 @@ impl InteriorNode {
 
 /// Checks a node name: 1*unreserved (RFC 3986), the real-name of spec 6.1.1.
 pub fn check_node_name(name: &str) -> Result<(), TreeError> {
-    if is_real_name(name) {
-        Ok(())
-    } else {
-        Err(TreeError::InvalidNodeName(name.to_owned()))
-    }
+    if is_real_name(name) { Ok(()) } else { Err(TreeError::InvalidNodeName(name.to_owned())) }
 }
 
 /// `1*unreserved`: what a MIID or a node name must be to appear in a ClientURI.
 pub(crate) fn is_real_name(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Counts nodes while a document is read, to stop early on oversized input.
@@ -287,11 +251,7 @@ impl NodeBudget {
 
     fn take_one(&mut self) -> Result<(), TreeError> {
         self.remaining_nodes =
-            self.remaining_nodes
-                .checked_sub(1)
-                .ok_or(TreeError::TooManyNodes {
-                    limit: self.max_nodes,
-                })?;
+            self.remaining_nodes.checked_sub(1).ok_or(TreeError::TooManyNodes { limit: self.max_nodes })?;
         Ok(())
     }
 }
@@ -307,10 +267,7 @@ fn node_from_json(
         Value::Object(map) => interior_from_json(map, depth, path, budget).map(Node::Interior),
         _ => LeafValue::from_json_inferred(value)
             .map(Node::Leaf)
-            .map_err(|source| TreeError::InvalidLeaf {
-                path: path.join("/"),
-                source,
-            }),
+            .map_err(|source| TreeError::InvalidLeaf { path: path.join("/"), source }),
     }
 }
 
@@ -321,9 +278,7 @@ fn interior_from_json(
     budget: &mut NodeBudget,
 ) -> Result<InteriorNode, TreeError> {
     if !map.is_empty() && depth >= budget.max_depth {
-        return Err(TreeError::TooDeep {
-            limit: budget.max_depth,
-        });
+        return Err(TreeError::TooDeep { limit: budget.max_depth });
     }
     let mut interior = InteriorNode::new();
     for (name, child) in map {
@@ -338,11 +293,7 @@ fn interior_from_json(
 }
 
 fn join_child(path: &[String], name: &str) -> String {
-    if path.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{}/{name}", path.join("/"))
-    }
+    if path.is_empty() { name.to_owned() } else { format!("{}/{name}", path.join("/")) }
 }
 
 #[cfg(test)]
@@ -358,47 +309,25 @@ mod tests {
         let node = Node::from_json(&value, &TreeLimits::default()).unwrap();
         assert_eq!(node.count(), 7);
         assert_eq!(node.height(), 3);
-        assert_eq!(
-            node.descendant(&["Data", "1", "Value"])
-                .and_then(Node::as_leaf),
-            Some(&LeafValue::Int(11))
-        );
+        assert_eq!(node.descendant(&["Data", "1", "Value"]).and_then(Node::as_leaf), Some(&LeafValue::Int(11)));
         assert_eq!(node.child("Empty").map(Node::format), Some(Format::Node));
         assert_eq!(node.to_json(), value);
-        assert_eq!(
-            node.to_json_with_level(Some(1)),
-            json!({"ID": "GPS", "Data": {}, "Empty": {}})
-        );
-        assert_eq!(
-            node.to_json_with_level(Some(2)),
-            json!({"ID": "GPS", "Data": {"1": {}}, "Empty": {}})
-        );
+        assert_eq!(node.to_json_with_level(Some(1)), json!({"ID": "GPS", "Data": {}, "Empty": {}}));
+        assert_eq!(node.to_json_with_level(Some(2)), json!({"ID": "GPS", "Data": {"1": {}}, "Empty": {}}));
     }
 
     #[test]
     fn refuses_bad_names_arrays_and_excess() {
-        let limits = TreeLimits {
-            max_depth: 2,
-            max_nodes_per_instance: 3,
-            max_instances: 1,
-        };
+        let limits = TreeLimits { max_depth: 2, max_nodes_per_instance: 3, max_instances: 1 };
         assert_eq!(
             Node::from_json(&json!({"a": {"b c": 1}}), &limits),
             Err(TreeError::InvalidNodeName("a/b c".into()))
         );
         assert_eq!(
             Node::from_json(&json!({"a": [1]}), &limits),
-            Err(TreeError::InvalidLeaf {
-                path: "a".into(),
-                source: LeafValueError::NotALeaf {
-                    found: "JSON array"
-                }
-            })
+            Err(TreeError::InvalidLeaf { path: "a".into(), source: LeafValueError::NotALeaf { found: "JSON array" } })
         );
-        assert_eq!(
-            Node::from_json(&json!({"a": {"b": {"c": 1}}}), &limits),
-            Err(TreeError::TooDeep { limit: 2 })
-        );
+        assert_eq!(Node::from_json(&json!({"a": {"b": {"c": 1}}}), &limits), Err(TreeError::TooDeep { limit: 2 }));
         // Two levels is fine, and an empty object at the limit adds no level.
         assert!(Node::from_json(&json!({"a": {"b": {}}}), &limits).is_ok());
         assert_eq!(
@@ -410,14 +339,8 @@ mod tests {
     #[test]
     fn insert_checks_names_and_floats() {
         let mut interior = InteriorNode::new();
-        assert_eq!(
-            interior.insert_child("ok", Node::Leaf(LeafValue::Int(1))),
-            Ok(None)
-        );
-        assert_eq!(
-            interior.insert_child("ok", Node::Leaf(LeafValue::Int(2))),
-            Ok(Some(Node::Leaf(LeafValue::Int(1))))
-        );
+        assert_eq!(interior.insert_child("ok", Node::Leaf(LeafValue::Int(1))), Ok(None));
+        assert_eq!(interior.insert_child("ok", Node::Leaf(LeafValue::Int(2))), Ok(Some(Node::Leaf(LeafValue::Int(1)))));
         assert_eq!(
             interior.insert_child("", Node::Leaf(LeafValue::Null)),
             Err(TreeError::InvalidNodeName(String::new()))
@@ -428,16 +351,10 @@ mod tests {
         );
         assert_eq!(
             interior.insert_child("f", Node::Leaf(LeafValue::Float(f64::INFINITY))),
-            Err(TreeError::InvalidLeaf {
-                path: "f".into(),
-                source: LeafValueError::NonFiniteFloat
-            })
+            Err(TreeError::InvalidLeaf { path: "f".into(), source: LeafValueError::NonFiniteFloat })
         );
         assert_eq!(interior.len(), 1);
-        assert_eq!(
-            interior.remove_child("ok"),
-            Some(Node::Leaf(LeafValue::Int(2)))
-        );
+        assert_eq!(interior.remove_child("ok"), Some(Node::Leaf(LeafValue::Int(2))));
         assert!(interior.is_empty());
     }
 }

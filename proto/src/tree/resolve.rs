@@ -37,26 +37,14 @@ pub enum ResolveError {
     AmbiguousSoleInstance { moid: String, count: usize },
     #[error("no instance of {moid} satisfies every nv field of ({x_name})")]
     NoInstanceSatisfies { moid: String, x_name: char },
-    #[error(
-        "{count} instances of {moid} satisfy every nv field of ({x_name}); it must name exactly one"
-    )]
-    AmbiguousInstance {
-        moid: String,
-        x_name: char,
-        count: usize,
-    },
+    #[error("{count} instances of {moid} satisfy every nv field of ({x_name}); it must name exactly one")]
+    AmbiguousInstance { moid: String, x_name: char, count: usize },
     #[error("node {at} not found")]
     NodeNotFound { at: String },
     #[error("no child of {at} satisfies every nv field of ({x_name})")]
     XNameUnresolved { at: String, x_name: char },
-    #[error(
-        "{count} children of {at} satisfy every nv field of ({x_name}); it must name exactly one"
-    )]
-    XNameAmbiguous {
-        at: String,
-        x_name: char,
-        count: usize,
-    },
+    #[error("{count} children of {at} satisfy every nv field of ({x_name}); it must name exactly one")]
+    XNameAmbiguous { at: String, x_name: char, count: usize },
     #[error("wildcard below {at} matches nothing: the node has no children")]
     WildcardMatchedNothing { at: String },
 }
@@ -126,11 +114,7 @@ impl<'t> ResolvedNode<'t> {
     /// `urn:oma:mo:moid:1.0/left/Data/1/Value`.
     pub fn client_uri(&self) -> ClientUri {
         let mut uri = self.instance.client_uri();
-        uri.path = self
-            .path
-            .iter()
-            .map(|name| NodeSelector::Name((*name).to_owned()))
-            .collect();
+        uri.path = self.path.iter().map(|name| NodeSelector::Name((*name).to_owned())).collect();
         uri
     }
 
@@ -167,11 +151,7 @@ pub(super) fn resolve<'t>(
     let instances = select_instances(tree, uri)?;
     let mut frontier: Vec<ResolvedNode<'t>> = instances
         .into_iter()
-        .map(|instance| ResolvedNode {
-            instance,
-            path: Vec::new(),
-            node: instance.root(),
-        })
+        .map(|instance| ResolvedNode { instance, path: Vec::new(), node: instance.root() })
         .collect();
     let mut first_miss = None;
     // Iterative over segments: a hostile URI with thousands of segments costs
@@ -193,57 +173,35 @@ pub(super) fn resolve<'t>(
         }
     }
     if frontier.is_empty() {
-        return Err(first_miss.unwrap_or_else(|| ResolveError::UnknownMoid {
-            moid: uri.moid.clone(),
-        }));
+        return Err(first_miss.unwrap_or_else(|| ResolveError::UnknownMoid { moid: uri.moid.clone() }));
     }
     Ok(frontier)
 }
 
-fn select_instances<'t>(
-    tree: &'t super::ManagementTree,
-    uri: &ClientUri,
-) -> Result<Vec<&'t MoInstance>, ResolveError> {
+fn select_instances<'t>(tree: &'t super::ManagementTree, uri: &ClientUri) -> Result<Vec<&'t MoInstance>, ResolveError> {
     let moid = || uri.moid.clone();
-    let by_miid = tree
-        .instances_by_miid(&uri.moid)
-        .ok_or_else(|| ResolveError::UnknownMoid { moid: moid() })?;
+    let by_miid = tree.instances_by_miid(&uri.moid).ok_or_else(|| ResolveError::UnknownMoid { moid: moid() })?;
     match &uri.instance {
         InstanceSelector::Miid(miid) => by_miid
             .get(miid)
             .map(|instance| vec![instance])
-            .ok_or_else(|| ResolveError::NoSuchInstance {
-                moid: moid(),
-                miid: miid.clone(),
-            }),
+            .ok_or_else(|| ResolveError::NoSuchInstance { moid: moid(), miid: miid.clone() }),
         InstanceSelector::Sole => {
             let mut all = by_miid.values();
             match (all.next(), all.next()) {
                 (Some(only), None) => Ok(vec![only]),
                 (None, _) => Err(ResolveError::UnknownMoid { moid: moid() }),
-                (Some(_), Some(_)) => Err(ResolveError::AmbiguousSoleInstance {
-                    moid: moid(),
-                    count: by_miid.len(),
-                }),
+                (Some(_), Some(_)) => Err(ResolveError::AmbiguousSoleInstance { moid: moid(), count: by_miid.len() }),
             }
         }
         InstanceSelector::XName(x_name) => {
             let node_values = node_values_for(&uri.query, *x_name);
-            let satisfying: Vec<&MoInstance> = by_miid
-                .values()
-                .filter(|instance| satisfies(instance.root(), &node_values))
-                .collect();
+            let satisfying: Vec<&MoInstance> =
+                by_miid.values().filter(|instance| satisfies(instance.root(), &node_values)).collect();
             match satisfying.len() {
                 1 => Ok(satisfying),
-                0 => Err(ResolveError::NoInstanceSatisfies {
-                    moid: moid(),
-                    x_name: *x_name,
-                }),
-                count => Err(ResolveError::AmbiguousInstance {
-                    moid: moid(),
-                    x_name: *x_name,
-                    count,
-                }),
+                0 => Err(ResolveError::NoInstanceSatisfies { moid: moid(), x_name: *x_name }),
+                count => Err(ResolveError::AmbiguousInstance { moid: moid(), x_name: *x_name, count }),
             }
         }
         InstanceSelector::Wildcard => Ok(by_miid.values().collect()),
@@ -262,22 +220,14 @@ fn step<'t>(
         NodeSelector::Name(name) => {
             let (child_name, child) = children
                 .and_then(|interior| interior.child_entry(name))
-                .ok_or_else(|| ResolveError::NodeNotFound {
-                    at: child_uri(&candidate, name),
-                })?;
+                .ok_or_else(|| ResolveError::NodeNotFound { at: child_uri(&candidate, name) })?;
             next.push(candidate.child(child_name, child));
         }
         NodeSelector::Wildcard => {
             let interior = children
                 .filter(|interior| !interior.is_empty())
-                .ok_or_else(|| ResolveError::WildcardMatchedNothing {
-                    at: candidate.client_uri().to_string(),
-                })?;
-            next.extend(
-                interior
-                    .children()
-                    .map(|(name, child)| candidate.child(name, child)),
-            );
+                .ok_or_else(|| ResolveError::WildcardMatchedNothing { at: candidate.client_uri().to_string() })?;
+            next.extend(interior.children().map(|(name, child)| candidate.child(name, child)));
         }
         NodeSelector::XName(x_name) => {
             let node_values = node_values_for(query, *x_name);
@@ -311,11 +261,7 @@ impl<'t> ResolvedNode<'t> {
         let mut path = Vec::with_capacity(self.path.len() + 1);
         path.extend_from_slice(&self.path);
         path.push(name);
-        ResolvedNode {
-            instance: self.instance,
-            path,
-            node,
-        }
+        ResolvedNode { instance: self.instance, path, node }
     }
 }
 
@@ -326,11 +272,7 @@ fn child_uri(parent: &ResolvedNode<'_>, name: &str) -> String {
 }
 
 fn node_values_for(query: &Query, x_name: char) -> Vec<&NodeValue> {
-    query
-        .node_values
-        .iter()
-        .filter(|node_value| node_value.x_name == x_name)
-        .collect()
+    query.node_values.iter().filter(|node_value| node_value.x_name == x_name).collect()
 }
 
 /// Every `nv` is satisfied: the leaf at its path below `node` has its value (6.1.1.3).
@@ -351,25 +293,13 @@ mod tests {
         let mut tree = ManagementTree::new();
         for (miid, id, count) in [("a", "one", 5), ("b", "two", 7)] {
             let instance = tree.create_instance("urn:t:1", miid).unwrap();
-            instance
-                .set_leaf(&["ID"], LeafValue::Chr(id.into()))
-                .unwrap();
-            instance
-                .set_leaf(&["Count"], LeafValue::Int(count))
-                .unwrap();
-            instance
-                .set_node(&["List"], Node::Interior(InteriorNode::new()))
-                .unwrap();
-            instance
-                .set_node(&["Empty"], Node::Interior(InteriorNode::new()))
-                .unwrap();
+            instance.set_leaf(&["ID"], LeafValue::Chr(id.into())).unwrap();
+            instance.set_leaf(&["Count"], LeafValue::Int(count)).unwrap();
+            instance.set_node(&["List"], Node::Interior(InteriorNode::new())).unwrap();
+            instance.set_node(&["Empty"], Node::Interior(InteriorNode::new())).unwrap();
             for item in ["x", "y"] {
-                instance
-                    .set_node(&["List", item], Node::Interior(InteriorNode::new()))
-                    .unwrap();
-                instance
-                    .set_leaf(&["List", item, "Kind"], LeafValue::Chr("same".into()))
-                    .unwrap();
+                instance.set_node(&["List", item], Node::Interior(InteriorNode::new())).unwrap();
+                instance.set_leaf(&["List", item, "Kind"], LeafValue::Chr("same".into())).unwrap();
             }
         }
         tree
@@ -377,123 +307,48 @@ mod tests {
 
     fn resolve_text(tree: &ManagementTree, text: &str) -> Result<Vec<String>, ResolveError> {
         let uri = ClientUri::parse(text).unwrap();
-        tree.resolve(&uri).map(|nodes| {
-            nodes
-                .iter()
-                .map(|n| format!("{}/{}", n.miid(), n.path_text()))
-                .collect()
-        })
+        tree.resolve(&uri).map(|nodes| nodes.iter().map(|n| format!("{}/{}", n.miid(), n.path_text())).collect())
     }
 
     #[test]
     fn int_leaf_satisfies_its_text_form() {
         let tree = tree();
-        assert_eq!(
-            resolve_text(&tree, "urn:t:1/(x)/ID?nv=(x)/Count:7"),
-            Ok(vec!["b/ID".into()])
-        );
-        assert_eq!(
-            resolve_text(&tree, "urn:t:1/(x)/ID?nv=(x)/Count:07"),
-            Ok(vec!["b/ID".into()])
-        );
+        assert_eq!(resolve_text(&tree, "urn:t:1/(x)/ID?nv=(x)/Count:7"), Ok(vec!["b/ID".into()]));
+        assert_eq!(resolve_text(&tree, "urn:t:1/(x)/ID?nv=(x)/Count:07"), Ok(vec!["b/ID".into()]));
     }
 
     #[test]
     fn each_failure_has_its_error_and_status() {
         let tree = tree();
         let cases: &[(&str, ResolveError, u16)] = &[
-            (
-                "urn:none:1/a/",
-                ResolveError::UnknownMoid {
-                    moid: "urn:none:1".into(),
-                },
-                404,
-            ),
-            (
-                "urn:t:1/c/",
-                ResolveError::NoSuchInstance {
-                    moid: "urn:t:1".into(),
-                    miid: "c".into(),
-                },
-                404,
-            ),
-            (
-                "urn:t:1//",
-                ResolveError::AmbiguousSoleInstance {
-                    moid: "urn:t:1".into(),
-                    count: 2,
-                },
-                400,
-            ),
+            ("urn:none:1/a/", ResolveError::UnknownMoid { moid: "urn:none:1".into() }, 404),
+            ("urn:t:1/c/", ResolveError::NoSuchInstance { moid: "urn:t:1".into(), miid: "c".into() }, 404),
+            ("urn:t:1//", ResolveError::AmbiguousSoleInstance { moid: "urn:t:1".into(), count: 2 }, 400),
             (
                 "urn:t:1/(x)/?nv=(x)/ID:three",
-                ResolveError::NoInstanceSatisfies {
-                    moid: "urn:t:1".into(),
-                    x_name: 'x',
-                },
+                ResolveError::NoInstanceSatisfies { moid: "urn:t:1".into(), x_name: 'x' },
                 404,
             ),
             (
                 "urn:t:1/(x)/?nv=(x)/List/x/Kind:same",
-                ResolveError::AmbiguousInstance {
-                    moid: "urn:t:1".into(),
-                    x_name: 'x',
-                    count: 2,
-                },
+                ResolveError::AmbiguousInstance { moid: "urn:t:1".into(), x_name: 'x', count: 2 },
                 400,
             ),
-            (
-                "urn:t:1/a/Nope",
-                ResolveError::NodeNotFound {
-                    at: "urn:t:1/a/Nope".into(),
-                },
-                404,
-            ),
-            (
-                "urn:t:1/a/ID/Below",
-                ResolveError::NodeNotFound {
-                    at: "urn:t:1/a/ID/Below".into(),
-                },
-                404,
-            ),
+            ("urn:t:1/a/Nope", ResolveError::NodeNotFound { at: "urn:t:1/a/Nope".into() }, 404),
+            ("urn:t:1/a/ID/Below", ResolveError::NodeNotFound { at: "urn:t:1/a/ID/Below".into() }, 404),
             (
                 "urn:t:1/a/List/(y)?nv=(y)/Kind:other",
-                ResolveError::XNameUnresolved {
-                    at: "urn:t:1/a/List".into(),
-                    x_name: 'y',
-                },
+                ResolveError::XNameUnresolved { at: "urn:t:1/a/List".into(), x_name: 'y' },
                 404,
             ),
             (
                 "urn:t:1/a/List/(y)?nv=(y)/Kind:same",
-                ResolveError::XNameAmbiguous {
-                    at: "urn:t:1/a/List".into(),
-                    x_name: 'y',
-                    count: 2,
-                },
+                ResolveError::XNameAmbiguous { at: "urn:t:1/a/List".into(), x_name: 'y', count: 2 },
                 400,
             ),
-            (
-                "urn:t:1/a/Empty/*",
-                ResolveError::WildcardMatchedNothing {
-                    at: "urn:t:1/a/Empty".into(),
-                },
-                404,
-            ),
-            (
-                "urn:t:1/a/ID/*",
-                ResolveError::WildcardMatchedNothing {
-                    at: "urn:t:1/a/ID".into(),
-                },
-                404,
-            ),
-            (
-                "urn:t:1/*/Nope",
-                ResolveError::NodeNotFound {
-                    at: "urn:t:1/a/Nope".into(),
-                },
-                404,
-            ),
+            ("urn:t:1/a/Empty/*", ResolveError::WildcardMatchedNothing { at: "urn:t:1/a/Empty".into() }, 404),
+            ("urn:t:1/a/ID/*", ResolveError::WildcardMatchedNothing { at: "urn:t:1/a/ID".into() }, 404),
+            ("urn:t:1/*/Nope", ResolveError::NodeNotFound { at: "urn:t:1/a/Nope".into() }, 404),
         ];
         for (text, expected, status) in cases {
             let error = resolve_text(&tree, text).unwrap_err();
@@ -505,22 +360,11 @@ mod tests {
     #[test]
     fn wildcard_branches_that_miss_are_dropped_but_ambiguity_is_not() {
         let mut tree = tree();
-        tree.instance_mut("urn:t:1", "b")
-            .unwrap()
-            .delete_node(&["Count"])
-            .unwrap();
-        assert_eq!(
-            resolve_text(&tree, "urn:t:1/*/Count"),
-            Ok(vec!["a/Count".into()])
-        );
+        tree.instance_mut("urn:t:1", "b").unwrap().delete_node(&["Count"]).unwrap();
+        assert_eq!(resolve_text(&tree, "urn:t:1/*/Count"), Ok(vec!["a/Count".into()]));
         assert_eq!(
             resolve_text(&tree, "urn:t:1/*/List/*/Kind"),
-            Ok(vec![
-                "a/List/x/Kind".into(),
-                "a/List/y/Kind".into(),
-                "b/List/x/Kind".into(),
-                "b/List/y/Kind".into()
-            ])
+            Ok(vec!["a/List/x/Kind".into(), "a/List/y/Kind".into(), "b/List/x/Kind".into(), "b/List/y/Kind".into()])
         );
         assert!(matches!(
             resolve_text(&tree, "urn:t:1/*/List/(z)?nv=(z)/Kind:same"),
@@ -532,40 +376,23 @@ mod tests {
     fn very_long_paths_stop_early() {
         let tree = tree();
         let text = format!("urn:t:1/a/{}", vec!["seg"; 50_000].join("/"));
-        assert_eq!(
-            resolve_text(&tree, &text),
-            Err(ResolveError::NodeNotFound {
-                at: "urn:t:1/a/seg".into()
-            })
-        );
+        assert_eq!(resolve_text(&tree, &text), Err(ResolveError::NodeNotFound { at: "urn:t:1/a/seg".into() }));
     }
 
     #[test]
     fn read_checks_the_cache_validator() {
         let tree = tree();
-        let validator = tree
-            .instance("urn:t:1", "a")
-            .unwrap()
-            .cache_validator()
-            .clone();
+        let validator = tree.instance("urn:t:1", "a").unwrap().cache_validator().clone();
         let fresh = ClientUri::parse(&format!("urn:t:1/a/ID?cv={validator}")).unwrap();
-        assert_eq!(
-            tree.read(&fresh).map(|outcome| outcome.status_code()),
-            Ok(304)
-        );
+        assert_eq!(tree.read(&fresh).map(|outcome| outcome.status_code()), Ok(304));
         let stale = ClientUri::parse("urn:t:1/a/ID?cv=old").unwrap();
         let outcome = tree.read(&stale).unwrap();
         assert_eq!(outcome.status_code(), 200);
-        let ReadOutcome::Nodes(nodes) = outcome else {
-            panic!("expected data")
-        };
+        let ReadOutcome::Nodes(nodes) = outcome else { panic!("expected data") };
         assert_eq!(nodes.len(), 1);
         // A validator of one instance never vouches for another.
         let across = ClientUri::parse(&format!("urn:t:1/*/ID?cv={validator}")).unwrap();
-        assert_eq!(
-            tree.read(&across).map(|outcome| outcome.status_code()),
-            Ok(200)
-        );
+        assert_eq!(tree.read(&across).map(|outcome| outcome.status_code()), Ok(200));
     }
 
     #[test]
@@ -573,22 +400,11 @@ mod tests {
         let tree = tree();
         let uri = ClientUri::parse("urn:t:1/b/List?lv=1").unwrap();
         let nodes = tree.resolve(&uri).unwrap();
-        let [node] = nodes.as_slice() else {
-            panic!("one node expected")
-        };
-        assert_eq!(
-            (node.moid(), node.miid(), node.path()),
-            ("urn:t:1", "b", &["List"][..])
-        );
+        let [node] = nodes.as_slice() else { panic!("one node expected") };
+        assert_eq!((node.moid(), node.miid(), node.path()), ("urn:t:1", "b", &["List"][..]));
         assert!(!node.is_instance_root());
         assert_eq!(node.client_uri().to_string(), "urn:t:1/b/List");
-        assert_eq!(
-            node.value_json(Some(1)),
-            serde_json::json!({"x": {}, "y": {}})
-        );
-        assert_eq!(
-            node.value_json(None),
-            serde_json::json!({"x": {"Kind": "same"}, "y": {"Kind": "same"}})
-        );
+        assert_eq!(node.value_json(Some(1)), serde_json::json!({"x": {}, "y": {}}));
+        assert_eq!(node.value_json(None), serde_json::json!({"x": {"Kind": "same"}, "y": {"Kind": "same"}}));
     }
 }

@@ -109,10 +109,7 @@ fn hash_leaf(hasher: &mut Sha256, value: &LeafValue) {
         LeafValue::Null => {}
         LeafValue::B64(bytes) | LeafValue::Bin(bytes) => hash_bytes(hasher, bytes),
         LeafValue::Bool(flag) => hasher.update([u8::from(*flag)]),
-        LeafValue::Chr(text)
-        | LeafValue::Xml(text)
-        | LeafValue::Date(text)
-        | LeafValue::Time(text) => {
+        LeafValue::Chr(text) | LeafValue::Xml(text) | LeafValue::Date(text) | LeafValue::Time(text) => {
             hash_text(hasher, text);
         }
         LeafValue::Int(number) => hasher.update(number.to_be_bytes()),
@@ -132,17 +129,9 @@ mod tests {
     fn stable_and_content_sensitive() {
         let root = root_with(LeafValue::Int(5));
         let first = CacheValidator::compute("urn:a:1", "m", None, &root);
-        assert_eq!(
-            first,
-            CacheValidator::compute("urn:a:1", "m", None, &root.clone())
-        );
+        assert_eq!(first, CacheValidator::compute("urn:a:1", "m", None, &root.clone()));
         assert_eq!(first.as_str().len(), 22);
-        assert!(
-            first
-                .as_str()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
+        assert!(first.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert!(first.matches(first.as_str()));
         assert!(!first.matches("other"));
         let others = [

@@ -113,10 +113,7 @@ impl ClientUri {
         if text.is_empty() {
             return Err(UriError::Empty);
         }
-        if let Some(bad) = text
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || *c == '#')
-        {
+        if let Some(bad) = text.chars().find(|c| c.is_whitespace() || c.is_control() || *c == '#') {
             return Err(UriError::InvalidCharacter(bad));
         }
         let (address, query_text) = match text.split_once('?') {
@@ -136,24 +133,14 @@ impl ClientUri {
             Some(q) => Query::parse(q)?,
             None => Query::default(),
         };
-        let uri = ClientUri {
-            moid: moid.to_owned(),
-            instance,
-            path,
-            query,
-        };
+        let uri = ClientUri { moid: moid.to_owned(), instance, path, query };
         uri.check_x_names()?;
         Ok(uri)
     }
 
     /// A ClientURI addressing the root of one MO instance, no query.
     pub fn instance_root(moid: impl Into<String>, instance: InstanceSelector) -> Self {
-        ClientUri {
-            moid: moid.into(),
-            instance,
-            path: Vec::new(),
-            query: Query::default(),
-        }
+        ClientUri { moid: moid.into(), instance, path: Vec::new(), query: Query::default() }
     }
 
     /// True when the URI can match more than one node (a wildcard anywhere).
@@ -176,10 +163,7 @@ impl ClientUri {
 
     /// The `nv` fields that resolve the x-name `letter`.
     pub fn node_values_for(&self, letter: char) -> impl Iterator<Item = &NodeValue> {
-        self.query
-            .node_values
-            .iter()
-            .filter(move |nv| nv.x_name == letter)
+        self.query.node_values.iter().filter(move |nv| nv.x_name == letter)
     }
 
     /// The same URI with `cv=` set to `validator` (or removed with `None`).
@@ -192,22 +176,14 @@ impl ClientUri {
     fn check_x_names(&self) -> Result<(), UriError> {
         let names = self.x_names();
         for (index, letter) in names.iter().enumerate() {
-            if names
-                .get(..index)
-                .is_some_and(|earlier| earlier.contains(letter))
-            {
+            if names.get(..index).is_some_and(|earlier| earlier.contains(letter)) {
                 return Err(UriError::DuplicateXName(*letter));
             }
             if self.node_values_for(*letter).next().is_none() {
                 return Err(UriError::XNameWithoutNodeValue(*letter));
             }
         }
-        if let Some(orphan) = self
-            .query
-            .node_values
-            .iter()
-            .find(|nv| !names.contains(&nv.x_name))
-        {
+        if let Some(orphan) = self.query.node_values.iter().find(|nv| !names.contains(&nv.x_name)) {
             return Err(UriError::NodeValueWithoutXName(orphan.x_name));
         }
         Ok(())
@@ -261,10 +237,7 @@ impl fmt::Display for NodeSelector {
 impl Query {
     /// True when printing would give an empty query.
     pub fn is_empty(&self) -> bool {
-        self.level.is_none()
-            && self.node_values.is_empty()
-            && self.cache_validator.is_none()
-            && self.unknown.is_empty()
+        self.level.is_none() && self.node_values.is_empty() && self.cache_validator.is_none() && self.unknown.is_empty()
     }
 
     fn parse(text: &str) -> Result<Self, UriError> {
@@ -313,11 +286,7 @@ impl fmt::Display for Query {
             separator = "&";
         }
         if let Some(validator) = &self.cache_validator {
-            write!(
-                f,
-                "{separator}cv={}",
-                utf8_percent_encode(validator, QUERY_VALUE_ENCODE)
-            )?;
+            write!(f, "{separator}cv={}", utf8_percent_encode(validator, QUERY_VALUE_ENCODE))?;
             separator = "&";
         }
         for (name, value) in &self.unknown {
@@ -344,19 +313,9 @@ impl NodeValue {
         let mut segments = path_text.split('/');
         let x_name = segments.next().and_then(parse_x_name).ok_or_else(invalid)?;
         let path = segments
-            .map(|segment| {
-                if is_real_name(segment) {
-                    Ok(segment.to_owned())
-                } else {
-                    Err(invalid())
-                }
-            })
+            .map(|segment| if is_real_name(segment) { Ok(segment.to_owned()) } else { Err(invalid()) })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(NodeValue {
-            x_name,
-            path,
-            value: decode(value)?,
-        })
+        Ok(NodeValue { x_name, path, value: decode(value)? })
     }
 }
 
@@ -366,11 +325,7 @@ impl fmt::Display for NodeValue {
         for segment in &self.path {
             write!(f, "/{segment}")?;
         }
-        write!(
-            f,
-            ":{}",
-            utf8_percent_encode(&self.value, QUERY_VALUE_ENCODE)
-        )
+        write!(f, ":{}", utf8_percent_encode(&self.value, QUERY_VALUE_ENCODE))
     }
 }
 
@@ -388,13 +343,7 @@ impl<'de> serde::Deserialize<'de> for ClientUri {
 }
 
 fn validate_moid(moid: &str) -> Result<(), UriError> {
-    let allowed = |c: char| {
-        is_unreserved(c)
-            || matches!(
-                c,
-                ':' | '%' | '+' | ',' | ';' | '=' | '@' | '!' | '$' | '\''
-            )
-    };
+    let allowed = |c: char| is_unreserved(c) || matches!(c, ':' | '%' | '+' | ',' | ';' | '=' | '@' | '!' | '$' | '\'');
     if moid.is_empty() {
         return Err(UriError::MissingMoid);
     }
@@ -506,33 +455,24 @@ mod tests {
 
     #[test]
     fn parses_every_component() {
-        let uri = ClientUri::parse("urn:oma:mo:moid:1.0/(x)/Data/(y)/Value?nv=(x)/ID:GPS&nv=(y)/Date:12.2&lv=2&cv=abc&foo=bar")
-            .unwrap();
+        let uri = ClientUri::parse(
+            "urn:oma:mo:moid:1.0/(x)/Data/(y)/Value?nv=(x)/ID:GPS&nv=(y)/Date:12.2&lv=2&cv=abc&foo=bar",
+        )
+        .unwrap();
         assert_eq!(uri.moid, "urn:oma:mo:moid:1.0");
         assert_eq!(uri.instance, InstanceSelector::XName('x'));
         assert_eq!(
             uri.path,
-            vec![
-                NodeSelector::Name("Data".into()),
-                NodeSelector::XName('y'),
-                NodeSelector::Name("Value".into())
-            ]
+            vec![NodeSelector::Name("Data".into()), NodeSelector::XName('y'), NodeSelector::Name("Value".into())]
         );
         assert_eq!(uri.query.level, Some(2));
         assert_eq!(uri.query.cache_validator.as_deref(), Some("abc"));
         assert_eq!(uri.query.node_values.len(), 2);
         assert_eq!(
             uri.query.node_values[1],
-            NodeValue {
-                x_name: 'y',
-                path: vec!["Date".into()],
-                value: "12.2".into()
-            }
+            NodeValue { x_name: 'y', path: vec!["Date".into()], value: "12.2".into() }
         );
-        assert_eq!(
-            uri.query.unknown,
-            vec![("foo".to_owned(), Some("bar".to_owned()))]
-        );
+        assert_eq!(uri.query.unknown, vec![("foo".to_owned(), Some("bar".to_owned()))]);
     }
 
     #[test]
@@ -570,33 +510,18 @@ mod tests {
             ("/left/", UriError::MissingMoid),
             ("nocolon/left/", UriError::InvalidMoid("nocolon".into())),
             ("urn:a:1/le ft/", UriError::InvalidCharacter(' ')),
-            (
-                "urn:a:1/l[e]ft/",
-                UriError::InvalidInstance("l[e]ft".into()),
-            ),
+            ("urn:a:1/l[e]ft/", UriError::InvalidInstance("l[e]ft".into())),
             ("urn:a:1/left/a//b", UriError::EmptyNodeName),
             ("urn:a:1/left/a/", UriError::EmptyNodeName),
-            (
-                "urn:a:1/left/(xy)",
-                UriError::InvalidNodeName("(xy)".into()),
-            ),
+            ("urn:a:1/left/(xy)", UriError::InvalidNodeName("(xy)".into())),
             ("urn:a:1/(x)/", UriError::XNameWithoutNodeValue('x')),
-            (
-                "urn:a:1/left/?nv=(x)/ID:1",
-                UriError::NodeValueWithoutXName('x'),
-            ),
+            ("urn:a:1/left/?nv=(x)/ID:1", UriError::NodeValueWithoutXName('x')),
             ("urn:a:1/(x)/(x)?nv=(x)/ID:1", UriError::DuplicateXName('x')),
             ("urn:a:1/left/?lv=0", UriError::InvalidLevel("0".into())),
             ("urn:a:1/left/?lv=+3", UriError::InvalidLevel("+3".into())),
             ("urn:a:1/left/?lv=1&lv=2", UriError::DuplicateField("lv")),
-            (
-                "urn:a:1/(x)/?nv=(x)/ID",
-                UriError::InvalidNodeValue("(x)/ID".into()),
-            ),
-            (
-                "urn:a:1/left/?cv=%FF",
-                UriError::InvalidPercentEncoding("%FF".into()),
-            ),
+            ("urn:a:1/(x)/?nv=(x)/ID", UriError::InvalidNodeValue("(x)/ID".into())),
+            ("urn:a:1/left/?cv=%FF", UriError::InvalidPercentEncoding("%FF".into())),
             ("urn:a:1/left/?cv", UriError::MissingFieldValue("cv".into())),
         ];
         for (text, expected) in cases {
@@ -608,10 +533,7 @@ mod tests {
     fn serde_uses_the_text_form() {
         let uri: ClientUri = serde_json::from_str("\"urn:oma:mo:moid:1.0/*/Setting\"").unwrap();
         assert!(uri.has_wildcard());
-        assert_eq!(
-            serde_json::to_string(&uri).unwrap(),
-            "\"urn:oma:mo:moid:1.0/*/Setting\""
-        );
+        assert_eq!(serde_json::to_string(&uri).unwrap(), "\"urn:oma:mo:moid:1.0/*/Setting\"");
         assert!(serde_json::from_str::<ClientUri>("\"nope\"").is_err());
     }
 }

@@ -27,11 +27,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use super::{UriError, is_unreserved, push_percent_encoded, starts_with_hex_pair};
 
 /// What a substituted parameter value keeps unencoded: RFC 3986 unreserved characters only.
-const PARAMETER_VALUE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const PARAMETER_VALUE_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The value a client substitutes for a parameter it does not know (6.2).
 const UNKNOWN_VALUE: &str = "-1";
@@ -110,9 +106,7 @@ impl ServerUriParameter {
 
     /// The parameter named `name`, ignoring ASCII case (`devid` is `DevID`).
     pub fn from_name(name: &str) -> Option<Self> {
-        ServerUriParameter::ALL
-            .into_iter()
-            .find(|parameter| parameter.name().eq_ignore_ascii_case(name))
+        ServerUriParameter::ALL.into_iter().find(|parameter| parameter.name().eq_ignore_ascii_case(name))
     }
 
     fn index(self) -> usize {
@@ -196,23 +190,17 @@ impl ServerUri {
             return Err(UriError::InvalidCharacter(bad));
         }
         let invalid = |reason: &'static str| UriError::InvalidServerUri(text.to_owned(), reason);
-        let (scheme, after_scheme) = text
-            .split_once(':')
-            .ok_or_else(|| invalid("not an absolute URI: it has no scheme"))?;
+        let (scheme, after_scheme) =
+            text.split_once(':').ok_or_else(|| invalid("not an absolute URI: it has no scheme"))?;
         if !is_scheme(scheme) {
-            return Err(invalid(
-                "not an absolute URI: it does not start with a scheme",
-            ));
+            return Err(invalid("not an absolute URI: it does not start with a scheme"));
         }
         if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
             return Err(UriError::UnsupportedServerUriScheme(scheme.to_owned()));
         }
-        let hierarchical = after_scheme
-            .strip_prefix("//")
-            .ok_or_else(|| invalid("no \"//\" and host after the scheme"))?;
-        let authority_length = hierarchical
-            .find(['/', '?', '#'])
-            .unwrap_or(hierarchical.len());
+        let hierarchical =
+            after_scheme.strip_prefix("//").ok_or_else(|| invalid("no \"//\" and host after the scheme"))?;
+        let authority_length = hierarchical.find(['/', '?', '#']).unwrap_or(hierarchical.len());
         let (authority, rest_text) = hierarchical.split_at(authority_length);
         let authority_offset = scheme.len() + 3;
         check_authority(authority).map_err(invalid)?;
@@ -220,11 +208,7 @@ impl ServerUri {
         let mut origin = vec![Piece::Literal(format!("{scheme}://"))];
         origin.extend(split_pieces(authority, authority_offset, true)?);
         let rest = split_pieces(rest_text, authority_offset + authority.len(), false)?;
-        Ok(ServerUri {
-            text: text.to_owned(),
-            origin,
-            rest,
-        })
+        Ok(ServerUri { text: text.to_owned(), origin, rest })
     }
 
     /// The text as received.
@@ -234,9 +218,7 @@ impl ServerUri {
 
     /// True when the scheme is `https`.
     pub fn is_https(&self) -> bool {
-        self.text
-            .get(..6)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https:"))
+        self.text.get(..6).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https:"))
     }
 
     /// The parameters the URI contains, each once, in order of first appearance.
@@ -313,12 +295,7 @@ impl ServerUri {
             template.push(TemplateItem::from_piece(piece, false));
         }
 
-        let mut matcher = Matcher {
-            template: &template,
-            actual: &actual_units,
-            bound: Default::default(),
-            steps: 0,
-        };
+        let mut matcher = Matcher { template: &template, actual: &actual_units, bound: Default::default(), steps: 0 };
         if !matcher.match_from(0, 0) {
             return None;
         }
@@ -369,18 +346,14 @@ impl<'de> serde::Deserialize<'de> for ServerUri {
 /// RFC 3986 `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
 fn is_scheme(text: &str) -> bool {
     let mut chars = text.chars();
-    chars
-        .next()
-        .is_some_and(|first| first.is_ascii_alphabetic())
+    chars.next().is_some_and(|first| first.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// The host is not empty and the port, if any, is digits. Colons inside brackets
 /// belong to an IP literal, not to the port.
 fn check_authority(authority: &str) -> Result<(), &'static str> {
-    let host_and_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, after)| after);
+    let host_and_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
     let mut depth = 0_usize;
     let mut port_colon = None;
     for (position, c) in host_and_port.char_indices() {
@@ -392,10 +365,7 @@ fn check_authority(authority: &str) -> Result<(), &'static str> {
         }
     }
     let (host, port) = match port_colon {
-        Some(position) => (
-            host_and_port.get(..position).unwrap_or_default(),
-            host_and_port.get(position + 1..),
-        ),
+        Some(position) => (host_and_port.get(..position).unwrap_or_default(), host_and_port.get(position + 1..)),
         None => (host_and_port, None),
     };
     if host.is_empty() {
@@ -418,26 +388,15 @@ fn split_pieces(text: &str, offset: usize, in_authority: bool) -> Result<Vec<Pie
             pieces.push(Piece::Literal(remaining.to_owned()));
             break;
         };
-        if remaining
-            .get(open..)
-            .is_some_and(|from| from.starts_with(']'))
-        {
+        if remaining.get(open..).is_some_and(|from| from.starts_with(']')) {
             return Err(UriError::UnbalancedServerUriBracket(consumed + open));
         }
         if open > 0 {
-            pieces.push(Piece::Literal(
-                remaining.get(..open).unwrap_or_default().to_owned(),
-            ));
+            pieces.push(Piece::Literal(remaining.get(..open).unwrap_or_default().to_owned()));
         }
         let after_open = remaining.get(open + 1..).unwrap_or_default();
         let close = match after_open.find(['[', ']']) {
-            Some(close)
-                if after_open
-                    .get(close..)
-                    .is_some_and(|from| from.starts_with(']')) =>
-            {
-                close
-            }
+            Some(close) if after_open.get(close..).is_some_and(|from| from.starts_with(']')) => close,
             _ => return Err(UriError::UnbalancedServerUriBracket(consumed + open)),
         };
         let name = after_open.get(..close).unwrap_or_default();
@@ -469,9 +428,7 @@ fn is_ip_literal(text: &str) -> bool {
     !version.is_empty()
         && version.bytes().all(|b| b.is_ascii_hexdigit())
         && !address.is_empty()
-        && address
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b))
+        && address.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b))
 }
 
 /// Characters RFC 2396 allows unescaped in a URI reference: unreserved, reserved and "#".
@@ -490,9 +447,7 @@ impl Rfc2396Encoder {
     fn push(&mut self, out: &mut String, text: &str) {
         for (position, c) in text.char_indices() {
             match c {
-                '%' if starts_with_hex_pair(text.get(position + 1..).unwrap_or_default()) => {
-                    out.push('%')
-                }
+                '%' if starts_with_hex_pair(text.get(position + 1..).unwrap_or_default()) => out.push('%'),
                 '#' if !self.seen_fragment => {
                     self.seen_fragment = true;
                     out.push('#');
@@ -523,11 +478,7 @@ fn normalize(text: &str) -> Vec<Unit> {
         {
             let byte = high * 16 + low;
             let decoded = char::from(byte);
-            units.push(if byte.is_ascii() && is_unreserved(decoded) {
-                Unit::Char(decoded)
-            } else {
-                Unit::Byte(byte)
-            });
+            units.push(if byte.is_ascii() && is_unreserved(decoded) { Unit::Char(decoded) } else { Unit::Byte(byte) });
             chars.next();
             chars.next();
         } else if c != '%' && (rfc2396_allows(c) || c == '[' || c == ']') {
@@ -541,9 +492,7 @@ fn normalize(text: &str) -> Vec<Unit> {
 }
 
 fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|value| u8::try_from(value).ok())
+    char::from(digit).to_digit(16).and_then(|value| u8::try_from(value).ok())
 }
 
 fn decode_units(units: &[Unit]) -> Option<String> {
@@ -611,14 +560,12 @@ impl<'a> Matcher<'a> {
         };
         match item {
             TemplateItem::Units(expected) => {
-                remaining.starts_with(expected)
-                    && self.match_from(item_index + 1, position + expected.len())
+                remaining.starts_with(expected) && self.match_from(item_index + 1, position + expected.len())
             }
             TemplateItem::Parameter(parameter) => {
                 let slot = parameter.index();
                 if let Some(value) = self.bound.get(slot).copied().flatten() {
-                    return remaining.starts_with(value)
-                        && self.match_from(item_index + 1, position + value.len());
+                    return remaining.starts_with(value) && self.match_from(item_index + 1, position + value.len());
                 }
                 // A value never holds a raw delimiter: the client percent-encodes it.
                 let longest = remaining
@@ -663,10 +610,9 @@ mod tests {
 
     #[test]
     fn substitutes_every_parameter_percent_encoded() {
-        let uri = ServerUri::parse(
-            "https://dm.example.com/cfg/[MCC]/[MNC]/[DevID]?cmcc=[CMCC]&cmnc=[CMNC]&sp=[SPName]",
-        )
-        .unwrap();
+        let uri =
+            ServerUri::parse("https://dm.example.com/cfg/[MCC]/[MNC]/[DevID]?cmcc=[CMCC]&cmnc=[CMNC]&sp=[SPName]")
+                .unwrap();
         assert_eq!(
             uri.substitute(&device()),
             "https://dm.example.com/cfg/240/01/IMEI%3A493005100592800?cmcc=244&cmnc=02&sp=Tele%20Two"
@@ -687,32 +633,20 @@ mod tests {
     #[test]
     fn unknown_values_become_minus_one() {
         let uri = ServerUri::parse("https://prov.sonymobile.com/Settings/[MCC]/[MNC]/MMS").unwrap();
-        assert_eq!(
-            uri.substitute(&ServerUriParams::default()),
-            "https://prov.sonymobile.com/Settings/-1/-1/MMS"
-        );
+        assert_eq!(uri.substitute(&ServerUriParams::default()), "https://prov.sonymobile.com/Settings/-1/-1/MMS");
     }
 
     #[test]
     fn literal_text_is_encoded_per_rfc2396() {
         let uri = ServerUri::parse("http://h.example/a{b}|c^d\"e%41%zz/é/[DevID]#f#g").unwrap();
-        let params = ServerUriParams {
-            dev_id: Some("x/y?z".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            uri.substitute(&params),
-            "http://h.example/a%7Bb%7D%7Cc%5Ed%22e%41%25zz/%C3%A9/x%2Fy%3Fz#f%23g"
-        );
+        let params = ServerUriParams { dev_id: Some("x/y?z".into()), ..Default::default() };
+        assert_eq!(uri.substitute(&params), "http://h.example/a%7Bb%7D%7Cc%5Ed%22e%41%25zz/%C3%A9/x%2Fy%3Fz#f%23g");
     }
 
     #[test]
     fn names_are_case_insensitive_and_repeatable() {
         let uri = ServerUri::parse("https://h.example/[devid]/[DEVID]/[spname]").unwrap();
-        assert_eq!(
-            uri.parameters(),
-            vec![ServerUriParameter::DevId, ServerUriParameter::SpName]
-        );
+        assert_eq!(uri.parameters(), vec![ServerUriParameter::DevId, ServerUriParameter::SpName]);
         assert_eq!(
             uri.substitute(&device()),
             "https://h.example/IMEI%3A493005100592800/IMEI%3A493005100592800/Tele%20Two"
@@ -724,10 +658,7 @@ mod tests {
     fn ip_literal_hosts_are_not_parameters() {
         let uri = ServerUri::parse("https://[2001:db8::1]:8443/dm/[DevID]").unwrap();
         assert_eq!(uri.parameters(), vec![ServerUriParameter::DevId]);
-        assert_eq!(
-            uri.substitute(&ServerUriParams::default()),
-            "https://[2001:db8::1]:8443/dm/-1"
-        );
+        assert_eq!(uri.substitute(&ServerUriParams::default()), "https://[2001:db8::1]:8443/dm/-1");
         assert!(ServerUri::parse("http://[v1.fe80::a+en1]/").is_ok());
         assert!(ServerUri::parse("https://[SPName].example.com:8080/").is_ok());
     }
@@ -739,108 +670,49 @@ mod tests {
             ("https://h.example/a b", UriError::InvalidCharacter(' ')),
             (
                 "dm.example.com/path",
-                UriError::InvalidServerUri(
-                    "dm.example.com/path".into(),
-                    "not an absolute URI: it has no scheme",
-                ),
+                UriError::InvalidServerUri("dm.example.com/path".into(), "not an absolute URI: it has no scheme"),
             ),
             (
                 "1http://h/",
-                UriError::InvalidServerUri(
-                    "1http://h/".into(),
-                    "not an absolute URI: it does not start with a scheme",
-                ),
+                UriError::InvalidServerUri("1http://h/".into(), "not an absolute URI: it does not start with a scheme"),
             ),
-            (
-                "ftp://h.example/",
-                UriError::UnsupportedServerUriScheme("ftp".into()),
-            ),
-            (
-                "urn:oma:mo:x:1.0",
-                UriError::UnsupportedServerUriScheme("urn".into()),
-            ),
+            ("ftp://h.example/", UriError::UnsupportedServerUriScheme("ftp".into())),
+            ("urn:oma:mo:x:1.0", UriError::UnsupportedServerUriScheme("urn".into())),
             (
                 "https:/h.example/",
-                UriError::InvalidServerUri(
-                    "https:/h.example/".into(),
-                    "no \"//\" and host after the scheme",
-                ),
+                UriError::InvalidServerUri("https:/h.example/".into(), "no \"//\" and host after the scheme"),
             ),
-            (
-                "https:///path",
-                UriError::InvalidServerUri("https:///path".into(), "it has no host"),
-            ),
-            (
-                "https://user@:80/",
-                UriError::InvalidServerUri("https://user@:80/".into(), "it has no host"),
-            ),
+            ("https:///path", UriError::InvalidServerUri("https:///path".into(), "it has no host")),
+            ("https://user@:80/", UriError::InvalidServerUri("https://user@:80/".into(), "it has no host")),
             (
                 "https://h.example:80a/",
-                UriError::InvalidServerUri(
-                    "https://h.example:80a/".into(),
-                    "its port is not a number",
-                ),
+                UriError::InvalidServerUri("https://h.example:80a/".into(), "its port is not a number"),
             ),
-            (
-                "https://h.example/[IMEI]",
-                UriError::UnknownServerUriParameter("IMEI".into()),
-            ),
-            (
-                "https://h.example/[]",
-                UriError::UnknownServerUriParameter(String::new()),
-            ),
-            (
-                "https://h.example/[::1]",
-                UriError::UnknownServerUriParameter("::1".into()),
-            ),
-            (
-                "https://h.example/[DevID",
-                UriError::UnbalancedServerUriBracket(18),
-            ),
-            (
-                "https://h.example/DevID]",
-                UriError::UnbalancedServerUriBracket(23),
-            ),
-            (
-                "https://h.example/[[DevID]]",
-                UriError::UnbalancedServerUriBracket(18),
-            ),
-            (
-                "https://h.example/[MCC]/[DevID",
-                UriError::UnbalancedServerUriBracket(24),
-            ),
+            ("https://h.example/[IMEI]", UriError::UnknownServerUriParameter("IMEI".into())),
+            ("https://h.example/[]", UriError::UnknownServerUriParameter(String::new())),
+            ("https://h.example/[::1]", UriError::UnknownServerUriParameter("::1".into())),
+            ("https://h.example/[DevID", UriError::UnbalancedServerUriBracket(18)),
+            ("https://h.example/DevID]", UriError::UnbalancedServerUriBracket(23)),
+            ("https://h.example/[[DevID]]", UriError::UnbalancedServerUriBracket(18)),
+            ("https://h.example/[MCC]/[DevID", UriError::UnbalancedServerUriBracket(24)),
         ];
         for (text, expected) in cases {
             assert_eq!(ServerUri::parse(text).as_ref(), Err(expected), "{text}");
         }
-        assert_eq!(
-            UriError::UnknownServerUriParameter("IMEI".into()).status_code(),
-            400
-        );
+        assert_eq!(UriError::UnknownServerUriParameter("IMEI".into()).status_code(), 400);
     }
 
     #[test]
     fn matches_absolute_and_origin_form() {
-        let uri =
-            ServerUri::parse("https://DM.example.com/cfg/[MCC]/[MNC]/[DevID]?sp=[SPName]#top")
-                .unwrap();
+        let uri = ServerUri::parse("https://DM.example.com/cfg/[MCC]/[MNC]/[DevID]?sp=[SPName]#top").unwrap();
         let substituted = uri.substitute(&device());
-        let expected = ServerUriParams {
-            cmnc: None,
-            cmcc: None,
-            ..device()
-        };
+        let expected = ServerUriParams { cmnc: None, cmcc: None, ..device() };
         assert_eq!(uri.match_substituted(&substituted), Some(expected.clone()));
         assert_eq!(
-            uri.match_substituted(
-                "HTTPS://dm.EXAMPLE.com/cfg/240/01/IMEI%3a493005100592800?sp=Tele%20Two"
-            ),
+            uri.match_substituted("HTTPS://dm.EXAMPLE.com/cfg/240/01/IMEI%3a493005100592800?sp=Tele%20Two"),
             Some(expected.clone())
         );
-        assert_eq!(
-            uri.match_substituted("/cfg/240/01/IMEI%3A493005100592800?sp=Tele%20Two"),
-            Some(expected)
-        );
+        assert_eq!(uri.match_substituted("/cfg/240/01/IMEI%3A493005100592800?sp=Tele%20Two"), Some(expected));
         // Percent-encoded unreserved characters equal the characters themselves.
         let encoded_digits = uri.match_substituted("/cfg/%32%340/01/x?sp=-1").unwrap();
         assert_eq!(encoded_digits.mcc.as_deref(), Some("240"));
@@ -850,65 +722,37 @@ mod tests {
     #[test]
     fn rejects_uris_that_do_not_fit() {
         let uri = ServerUri::parse("https://dm.example.com/cfg/[MCC]/[MNC]/MMS").unwrap();
-        assert_eq!(
-            uri.match_substituted("https://other.example.com/cfg/240/01/MMS"),
-            None
-        );
+        assert_eq!(uri.match_substituted("https://other.example.com/cfg/240/01/MMS"), None);
         assert_eq!(uri.match_substituted("/cfg/240/MMS"), None);
         assert_eq!(uri.match_substituted("/cfg//01/MMS"), None);
         assert_eq!(uri.match_substituted("/cfg/240/01/MMS/extra"), None);
-        assert_eq!(
-            uri.match_substituted("/cfg/2%2F4/01/MMS")
-                .unwrap()
-                .mcc
-                .as_deref(),
-            Some("2/4")
-        );
+        assert_eq!(uri.match_substituted("/cfg/2%2F4/01/MMS").unwrap().mcc.as_deref(), Some("2/4"));
         assert_eq!(uri.match_substituted("/cfg/%FF/01/MMS"), None);
     }
 
     #[test]
     fn repeated_parameters_must_agree_and_adjacent_ones_resolve_shortest_first() {
         let repeated = ServerUri::parse("https://h.example/[DevID]/x/[DevID]").unwrap();
-        assert_eq!(
-            repeated
-                .match_substituted("/abc/x/abc")
-                .unwrap()
-                .dev_id
-                .as_deref(),
-            Some("abc")
-        );
+        assert_eq!(repeated.match_substituted("/abc/x/abc").unwrap().dev_id.as_deref(), Some("abc"));
         assert_eq!(repeated.match_substituted("/abc/x/abd"), None);
         let adjacent = ServerUri::parse("https://h.example/[MCC]-[MNC]").unwrap();
         let unknown = adjacent.match_substituted("/-1--1").unwrap();
         assert_eq!((unknown.mcc, unknown.mnc), (None, None));
         let known = adjacent.match_substituted("/240-01").unwrap();
-        assert_eq!(
-            (known.mcc.as_deref(), known.mnc.as_deref()),
-            (Some("240"), Some("01"))
-        );
+        assert_eq!((known.mcc.as_deref(), known.mnc.as_deref()), (Some("240"), Some("01")));
     }
 
     #[test]
     fn template_without_path_matches_root_origin_form() {
         let uri = ServerUri::parse("https://h.example?dev=[DevID]").unwrap();
-        assert_eq!(
-            uri.match_substituted("/?dev=abc")
-                .unwrap()
-                .dev_id
-                .as_deref(),
-            Some("abc")
-        );
+        assert_eq!(uri.match_substituted("/?dev=abc").unwrap().dev_id.as_deref(), Some("abc"));
         assert!(uri.is_https());
         assert!(!ServerUri::parse("http://h.example/").unwrap().is_https());
     }
 
     #[test]
     fn pathological_templates_give_up_instead_of_exploding() {
-        let template = format!(
-            "https://h.example/{}",
-            "[DevID][MCC][MNC][CMCC][CMNC][SPName]".repeat(4)
-        );
+        let template = format!("https://h.example/{}", "[DevID][MCC][MNC][CMCC][CMNC][SPName]".repeat(4));
         let uri = ServerUri::parse(&template).unwrap();
         let actual = format!("/{}!", "a".repeat(200));
         assert_eq!(uri.match_substituted(&actual), None);
@@ -918,17 +762,8 @@ mod tests {
     fn serde_uses_the_text_form() {
         let uri: ServerUri = serde_json::from_str("\"https://h.example/[DevID]\"").unwrap();
         assert_eq!(uri.parameters(), vec![ServerUriParameter::DevId]);
-        assert_eq!(
-            serde_json::to_string(&uri).unwrap(),
-            "\"https://h.example/[DevID]\""
-        );
+        assert_eq!(serde_json::to_string(&uri).unwrap(), "\"https://h.example/[DevID]\"");
         assert!(serde_json::from_str::<ServerUri>("\"https://h.example/[Nope]\"").is_err());
-        assert_eq!(
-            "https://h.example/"
-                .parse::<ServerUri>()
-                .unwrap()
-                .to_string(),
-            "https://h.example/"
-        );
+        assert_eq!("https://h.example/".parse::<ServerUri>().unwrap().to_string(), "https://h.example/");
     }
 }

@@ -1,12 +1,7 @@
 //! `omadm uri parse|resolve` run as a process, against the NOTES.md tree of the 6.1.3 examples.
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,8 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 fn notes_tree() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../proto/tests/fixtures/spec/addressing_tree.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto/tests/fixtures/spec/addressing_tree.json")
 }
 
 struct Run {
@@ -25,10 +19,7 @@ struct Run {
 }
 
 fn omadm(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_omadm"))
-        .args(args)
-        .output()
-        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_omadm")).args(args).output().unwrap();
     Run {
         success: output.status.success(),
         stdout: String::from_utf8(output.stdout).unwrap(),
@@ -119,10 +110,7 @@ fn parse_shows_sole_and_miid_instances_and_lenient_input_canonically() {
     let run = omadm(&["uri", "parse", "urn:oma:mo:oma-dm-devinfo:1.2//DevID"]);
     let parsed: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(parsed["instance"], json!({"kind": "sole"}));
-    assert_eq!(
-        parsed["query"],
-        json!({"lv": null, "nv": [], "cv": null, "unknown": []})
-    );
+    assert_eq!(parsed["query"], json!({"lv": null, "nv": [], "cv": null, "unknown": []}));
     let run = omadm(&["uri", "parse", "urn:oma:mo:moid:1.0/left"]);
     let parsed: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(parsed["instance"], json!({"kind": "miid", "value": "left"}));
@@ -133,15 +121,8 @@ fn parse_shows_sole_and_miid_instances_and_lenient_input_canonically() {
 #[test]
 fn parse_rejects_a_bad_uri_in_one_line() {
     let run = omadm(&["uri", "parse", "urn:oma:mo:moid:1.0/(x)/"]);
-    expect_one_line_failure(
-        &run,
-        "omadm: error: invalid ClientURI \"urn:oma:mo:moid:1.0/(x)/\"",
-    );
-    assert!(
-        run.stderr.contains("x-name (x) has no nv field"),
-        "{}",
-        run.stderr
-    );
+    expect_one_line_failure(&run, "omadm: error: invalid ClientURI \"urn:oma:mo:moid:1.0/(x)/\"");
+    assert!(run.stderr.contains("x-name (x) has no nv field"), "{}", run.stderr);
 }
 
 #[test]
@@ -157,10 +138,7 @@ fn resolve_instance_root_honours_lv() {
         )]
     );
     let full = resolve_ok("urn:oma:mo:moid:1.0/right/Data");
-    assert_eq!(
-        matches(&full)[0].3,
-        json!({"1": {"Date": "12.1", "Value": 21}, "2": {"Date": "12.3", "Value": 22}})
-    );
+    assert_eq!(matches(&full)[0].3, json!({"1": {"Date": "12.1", "Value": 21}, "2": {"Date": "12.3", "Value": 22}}));
 }
 
 #[test]
@@ -168,18 +146,10 @@ fn resolve_x_names_and_wildcards() {
     let two_x = resolve_ok("urn:oma:mo:moid:1.0/(x)/Data/(y)/Value?nv=(x)/ID:GPS&nv=(y)/Date:12.2");
     assert_eq!(
         matches(&two_x),
-        [(
-            "urn:oma:mo:moid:1.0".to_owned(),
-            "left".to_owned(),
-            "Data/2/Value".to_owned(),
-            json!(12)
-        )]
+        [("urn:oma:mo:moid:1.0".to_owned(), "left".to_owned(), "Data/2/Value".to_owned(), json!(12))]
     );
     let settings = resolve_ok("urn:oma:mo:moid:1.0/*/Setting");
-    let found: Vec<_> = matches(&settings)
-        .into_iter()
-        .map(|(_, miid, path, value)| (miid, path, value))
-        .collect();
+    let found: Vec<_> = matches(&settings).into_iter().map(|(_, miid, path, value)| (miid, path, value)).collect();
     assert_eq!(
         found,
         [
@@ -188,18 +158,11 @@ fn resolve_x_names_and_wildcards() {
         ]
     );
     let values = resolve_ok("urn:oma:mo:moid:1.0/*/Data/*/Value");
-    let found: Vec<_> = matches(&values)
-        .into_iter()
-        .map(|(_, miid, path, value)| format!("{miid}:{path}={value}"))
-        .collect();
+    let found: Vec<_> =
+        matches(&values).into_iter().map(|(_, miid, path, value)| format!("{miid}:{path}={value}")).collect();
     assert_eq!(
         found,
-        [
-            "left:Data/1/Value=11",
-            "left:Data/2/Value=12",
-            "right:Data/1/Value=21",
-            "right:Data/2/Value=22"
-        ]
+        ["left:Data/1/Value=11", "left:Data/2/Value=12", "right:Data/1/Value=21", "right:Data/2/Value=22"]
     );
 }
 
@@ -226,18 +189,9 @@ fn resolve_failures_exit_non_zero_with_a_reason() {
     let tree = notes_tree();
     let tree = tree.to_str().unwrap();
     let cases = [
-        (
-            "urn:oma:mo:other:1.0/left/",
-            "no MO instance of urn:oma:mo:other:1.0 in the tree (status 404)",
-        ),
-        (
-            "urn:oma:mo:moid:1.0/middle/",
-            "no MO instance \"middle\" of urn:oma:mo:moid:1.0 (status 404)",
-        ),
-        (
-            "urn:oma:mo:moid:1.0//",
-            "urn:oma:mo:moid:1.0 has 2 instances, so an empty mo-inst does not name one",
-        ),
+        ("urn:oma:mo:other:1.0/left/", "no MO instance of urn:oma:mo:other:1.0 in the tree (status 404)"),
+        ("urn:oma:mo:moid:1.0/middle/", "no MO instance \"middle\" of urn:oma:mo:moid:1.0 (status 404)"),
+        ("urn:oma:mo:moid:1.0//", "urn:oma:mo:moid:1.0 has 2 instances, so an empty mo-inst does not name one"),
         (
             "urn:oma:mo:moid:1.0/(x)/Data/*/Value?nv=(x)/ID:GPS&nv=(x)/Setting:0xB2",
             "no instance of urn:oma:mo:moid:1.0 satisfies every nv field of (x) (status 404)",
@@ -246,18 +200,12 @@ fn resolve_failures_exit_non_zero_with_a_reason() {
             "urn:oma:mo:moid:1.0/(x)/?nv=(x)/Data/1/Date:12.1",
             "2 instances of urn:oma:mo:moid:1.0 satisfy every nv field of (x)",
         ),
-        (
-            "urn:oma:mo:moid:1.0/left/Data/3",
-            "node urn:oma:mo:moid:1.0/left/Data/3 not found (status 404)",
-        ),
+        ("urn:oma:mo:moid:1.0/left/Data/3", "node urn:oma:mo:moid:1.0/left/Data/3 not found (status 404)"),
         (
             "urn:oma:mo:moid:1.0/right/Data/(y)?nv=(y)/Date:12.2",
             "no child of urn:oma:mo:moid:1.0/right/Data satisfies every nv field of (y) (status 404)",
         ),
-        (
-            "urn:oma:mo:moid:1.0/left/ID/*",
-            "wildcard below urn:oma:mo:moid:1.0/left/ID matches nothing",
-        ),
+        ("urn:oma:mo:moid:1.0/left/ID/*", "wildcard below urn:oma:mo:moid:1.0/left/ID matches nothing"),
         ("not a uri", "invalid ClientURI"),
     ];
     for (uri, reason) in cases {
@@ -282,29 +230,17 @@ fn resolve_reports_an_ambiguous_x_name_node() {
 #[test]
 fn bad_tree_files_exit_non_zero_with_a_reason() {
     let missing = std::env::temp_dir().join("omadm-cli-uri-no-such-file.json");
-    resolve_fails(
-        missing.to_str().unwrap(),
-        "urn:a:1/m/",
-        "cannot read tree file",
-    );
+    resolve_fails(missing.to_str().unwrap(), "urn:a:1/m/", "cannot read tree file");
 
     let cases = [
         ("not-json.json", "{", "invalid tree file"),
-        (
-            "not-a-list.json",
-            "42",
-            "a tree must be a JSON array of dmmo+json documents, found a JSON number",
-        ),
+        ("not-a-list.json", "42", "a tree must be a JSON array of dmmo+json documents, found a JSON number"),
         (
             "duplicate.json",
             r#"[{"MOID": "urn:a:1", "MIID": "m", "MOData": {}}, {"MOID": "urn:a:1", "MIID": "m", "MOData": {}}]"#,
             "document 1: MO instance \"m\" of urn:a:1 already exists",
         ),
-        (
-            "no-modata.json",
-            r#"[{"MOID": "urn:a:1", "MIID": "m"}]"#,
-            "document 0: document has no MOData",
-        ),
+        ("no-modata.json", r#"[{"MOID": "urn:a:1", "MIID": "m"}]"#, "document 0: document has no MOData"),
         (
             "array-leaf.json",
             r#"[{"MOID": "urn:a:1", "MIID": "m", "MOData": {"A": [1]}}]"#,

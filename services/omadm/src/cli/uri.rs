@@ -51,8 +51,7 @@ pub fn run(command: UriCommand) -> anyhow::Result<Output> {
         }
         UriCommand::Resolve { tree, uri, cache } => {
             let parsed = parse(&uri)?;
-            let bytes = std::fs::read(&tree)
-                .with_context(|| format!("cannot read tree file {}", tree.display()))?;
+            let bytes = std::fs::read(&tree).with_context(|| format!("cannot read tree file {}", tree.display()))?;
             let management_tree = ManagementTree::from_dmmo_slice(&bytes)
                 .with_context(|| format!("invalid tree file {}", tree.display()))?;
             resolve(&management_tree, &parsed, cache).map(Output::Json)
@@ -81,18 +80,9 @@ fn describe(uri: &ClientUri) -> Value {
             NodeSelector::Wildcard => json!({"kind": "wildcard"}),
         })
         .collect();
-    let node_values: Vec<Value> = uri
-        .query
-        .node_values
-        .iter()
-        .map(describe_node_value)
-        .collect();
-    let unknown: Vec<Value> = uri
-        .query
-        .unknown
-        .iter()
-        .map(|(name, value)| json!({"name": name, "value": value}))
-        .collect();
+    let node_values: Vec<Value> = uri.query.node_values.iter().map(describe_node_value).collect();
+    let unknown: Vec<Value> =
+        uri.query.unknown.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
     json!({
         "moid": uri.moid,
         "instance": instance,
@@ -112,7 +102,8 @@ fn describe_node_value(node_value: &NodeValue) -> Value {
 }
 
 fn resolve(tree: &ManagementTree, uri: &ClientUri, cache: bool) -> anyhow::Result<Value> {
-    let failed = |error: ResolveError| anyhow::anyhow!("cannot resolve {uri}: {error} (status {})", error.status_code());
+    let failed =
+        |error: ResolveError| anyhow::anyhow!("cannot resolve {uri}: {error} (status {})", error.status_code());
     let nodes = if cache {
         match tree.read(uri).map_err(failed)? {
             ReadOutcome::NotModified => return Ok(json!({"status": 304})),
