@@ -1,10 +1,4 @@
-//! HPOST (5.4.3): exactly HPUT, but the client sends the MO data with HTTP POST.
-
-use std::ops::Deref;
-
-use super::upload::Upload;
-use super::{CommandError, ParameterReader};
-use crate::uri::{ClientUri, ServerUri};
+//! HPOST (5.4.3): "exactly the same with HPUT except that the DM Client sends the data using HTTP POST".
 
 /// `["HPOST", ServerURI, ClientURI*]`
 ///
@@ -12,31 +6,9 @@ use crate::uri::{ClientUri, ServerUri};
 /// ["HPOST", "https://DMcontent.DMserver.operator.com/[DevID]", "urn:oma:mo:oma-dm-devinfo:1.0//"]
 /// ```
 ///
-/// The parameters are an [`Upload`], shared with HPUT.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Hpost(Upload);
-
-impl Hpost {
-    /// Any number of ClientURIs, wildcards included.
-    pub fn new(server_uri: ServerUri, client_uris: Vec<ClientUri>) -> Self {
-        Hpost(Upload::new(server_uri, client_uris))
-    }
-
-    pub(super) fn read(reader: &mut ParameterReader<'_>) -> Result<Self, CommandError> {
-        Upload::read(reader).map(Hpost)
-    }
-
-    pub(super) fn write_parameters(&self, parameters: &mut Vec<String>) {
-        self.0.write_parameters(parameters);
-    }
-}
-
-impl Deref for Hpost {
-    type Target = Upload;
-    fn deref(&self) -> &Upload {
-        &self.0
-    }
-}
+/// The parameters are HPUT's, so the type is too: which method the client
+/// uses is told by the [`Command`](super::Command) variant holding it.
+pub type Hpost = super::Hput;
 
 #[cfg(test)]
 mod tests {

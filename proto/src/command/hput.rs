@@ -1,40 +1,55 @@
 //! HPUT (5.4.2): the client sends MO data to a ServerURI with HTTP PUT.
 
-use std::ops::Deref;
-
-use super::upload::Upload;
 use super::{CommandError, ParameterReader};
 use crate::uri::{ClientUri, ServerUri};
 
-/// `["HPUT", ServerURI, ClientURI*]`
+/// `["HPUT", ServerURI, ClientURI*]`: where to send, and which MO data to send.
 ///
 /// ```text
 /// ["HPUT", "http://www.data.com/MOData", "urn:oma:mo:oma-moid:1.0//"]
 /// ```
 ///
-/// The parameters are an [`Upload`], shared with HPOST.
+/// Wildcards are allowed: the client sends one array of all matching MO data.
+/// No ClientURI at all means every MO instance the server may read (5.4.2).
+/// HPOST has exactly these parameters ([`Hpost`](super::Hpost) is this type).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Hput(Upload);
+pub struct Hput {
+    server_uri: ServerUri,
+    client_uris: Vec<ClientUri>,
+}
 
 impl Hput {
     /// Any number of ClientURIs, wildcards included.
     pub fn new(server_uri: ServerUri, client_uris: Vec<ClientUri>) -> Self {
-        Hput(Upload::new(server_uri, client_uris))
+        Hput {
+            server_uri,
+            client_uris,
+        }
+    }
+
+    /// Where the client sends the data.
+    pub fn server_uri(&self) -> &ServerUri {
+        &self.server_uri
+    }
+
+    /// Which data the client sends; empty means all it may.
+    pub fn client_uris(&self) -> &[ClientUri] {
+        &self.client_uris
     }
 
     pub(super) fn read(reader: &mut ParameterReader<'_>) -> Result<Self, CommandError> {
-        Upload::read(reader).map(Hput)
+        reader.expect("a ServerURI and any number of ClientURIs");
+        let server_uri = reader.server_uri()?;
+        let client_uris = reader.remaining_client_uris()?;
+        Ok(Hput {
+            server_uri,
+            client_uris,
+        })
     }
 
     pub(super) fn write_parameters(&self, parameters: &mut Vec<String>) {
-        self.0.write_parameters(parameters);
-    }
-}
-
-impl Deref for Hput {
-    type Target = Upload;
-    fn deref(&self) -> &Upload {
-        &self.0
+        parameters.push(self.server_uri.to_string());
+        parameters.extend(self.client_uris.iter().map(ClientUri::to_string));
     }
 }
 

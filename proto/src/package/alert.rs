@@ -28,7 +28,7 @@ use std::str::FromStr;
 use serde_json::{Map, Value};
 
 use super::{PackageError, ParseLimits, encode, read_object};
-use crate::command::json_kind;
+use crate::command::{deserialize_with_from_json, json_kind};
 use crate::uri::{ClientUri, UriError};
 
 /// A Generic Alert: one or more items, each answered with its own status (5.3).
@@ -294,12 +294,7 @@ pub(super) fn optional_alert(object: &Map<String, Value>) -> Result<Option<Alert
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Alert {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        Alert::from_json(&value).map_err(serde::de::Error::custom)
-    }
-}
+deserialize_with_from_json!(Alert);
 
 impl<'de> serde::Deserialize<'de> for Mark {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

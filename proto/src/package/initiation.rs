@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::alert::optional_alert;
 use super::{Alert, PackageError, ParseLimits, encode, expect_object, read_object};
-use crate::command::{Moid, MoidError, json_kind};
+use crate::command::{Moid, MoidError, deserialize_with_from_json, json_kind};
 
 /// Package#1, sent with media type [`INITIATION_JSON`](super::media::INITIATION_JSON).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
@@ -163,12 +163,7 @@ fn read_miids(field: &'static str, value: &Value) -> Result<Vec<String>, Support
     }
 }
 
-impl<'de> serde::Deserialize<'de> for InitiationPackage {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        InitiationPackage::from_json(&value).map_err(serde::de::Error::custom)
-    }
-}
+deserialize_with_from_json!(InitiationPackage);
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@
 use serde_json::{Map, Value};
 
 use super::{PackageError, ParseLimits, encode, expect_object, read_object};
-use crate::command::{Command, CommandError, json_kind};
+use crate::command::{Command, CommandError, deserialize_with_from_json, json_kind};
 use crate::status::StatusCode;
 
 /// Package#2, sent with media type [`REQUEST_JSON`](super::media::REQUEST_JSON).
@@ -152,12 +152,7 @@ fn read_alert_statuses(object: &Map<String, Value>) -> Result<Vec<StatusCode>, P
         .collect()
 }
 
-impl<'de> serde::Deserialize<'de> for RequestPackage {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        RequestPackage::from_json(&value).map_err(serde::de::Error::custom)
-    }
-}
+deserialize_with_from_json!(RequestPackage);
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::alert::optional_alert;
 use super::{Alert, PackageError, ParseLimits, encode, expect_object, read_object};
-use crate::command::json_kind;
+use crate::command::{deserialize_with_from_json, json_kind};
 use crate::status::StatusCode;
 
 /// Package#3, sent with media type [`RESPONSE_JSON`](super::media::RESPONSE_JSON),
@@ -151,12 +151,7 @@ impl ResponsePackage {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for ResponsePackage {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        ResponsePackage::from_json(&value).map_err(serde::de::Error::custom)
-    }
-}
+deserialize_with_from_json!(ResponsePackage);
 
 #[cfg(test)]
 mod tests {
