@@ -64,7 +64,7 @@ pub struct GetResultPart {
 }
 
 /// A Package#3 with the GET results that came with it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MultipartResponse {
     /// The statuses and alerts.
     pub package: ResponsePackage,

@@ -1,6 +1,7 @@
 //! HGET (5.4.1): the client fetches data from a ServerURI with HTTP GET and stores it in its tree.
 
 use super::{CommandError, CommandName, ParameterReader, single_target};
+use crate::status::StatusCode;
 use crate::uri::{ClientUri, ServerUri};
 
 /// `["HGET", ServerURI, ClientURI?]`
@@ -43,8 +44,12 @@ impl Hget {
 
     /// The status a successful HGET is answered with: 200 with a ClientURI,
     /// 201 Created when the client chose the place (Appendix C).
-    pub fn success_status(&self) -> u16 {
-        if self.client_uri.is_some() { 200 } else { 201 }
+    pub fn success_status(&self) -> StatusCode {
+        if self.client_uri.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        }
     }
 
     pub(super) fn read(reader: &mut ParameterReader<'_>) -> Result<Self, CommandError> {
@@ -74,7 +79,7 @@ mod tests {
         };
         assert_eq!(bare.server_uri().as_str(), "https://dms.example.com/new_mo");
         assert_eq!(bare.client_uri(), None);
-        assert_eq!(bare.success_status(), 201);
+        assert_eq!(bare.success_status().as_u16(), 201);
 
         let wire = json!([
             "HGET",
@@ -90,7 +95,7 @@ mod tests {
             targeted.client_uri().map(|uri| uri.moid.as_str()),
             Some("urn:oma:mo:oma-dm-dmacc:2.0")
         );
-        assert_eq!(targeted.success_status(), 200);
+        assert_eq!(targeted.success_status().as_u16(), 200);
     }
 
     #[test]

@@ -32,14 +32,14 @@ use crate::command::{deserialize_with_from_json, json_kind};
 use crate::uri::{ClientUri, UriError};
 
 /// A Generic Alert: one or more items, each answered with its own status (5.3).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Alert {
     #[serde(rename = "Items")]
     pub items: Vec<AlertItem>,
 }
 
 /// One event of a Generic Alert.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AlertItem {
     /// The OMNA-registered type, e.g. `urn:oma:at:scomo:1.0:OperationComplete`. Never empty.
     #[serde(rename = "AlertType")]

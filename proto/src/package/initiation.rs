@@ -19,7 +19,7 @@ use super::{Alert, PackageError, ParseLimits, encode, expect_object, read_object
 use crate::command::{Moid, MoidError, deserialize_with_from_json, json_kind};
 
 /// Package#1, sent with media type [`INITIATION_JSON`](super::media::INITIATION_JSON).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct InitiationPackage {
     /// `MOS`: the supported MOs, present when the notification asked for them.
     #[serde(rename = "MOS", skip_serializing_if = "Option::is_none")]

@@ -20,7 +20,7 @@ use crate::status::StatusCode;
 
 /// Package#3, sent with media type [`RESPONSE_JSON`](super::media::RESPONSE_JSON),
 /// or as the first part of a multipart body when GETs return data (Appendix E).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ResponsePackage {
     /// One status per command of the Package#2 answered, in the same order.
     #[serde(rename = "Status")]
@@ -31,7 +31,7 @@ pub struct ResponsePackage {
 }
 
 /// The status of one command, with any extra data: `[201, "urn:oma:mo:oma-mo:1.0/miid1/"]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandStatus {
     pub code: StatusCode,
     pub extra: Vec<Value>,
