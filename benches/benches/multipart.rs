@@ -3,9 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use omadm_proto::multipart::{
-    GetResultPart, MultipartLimits, decode_response, derive_boundary, encode_response,
-};
+use omadm_proto::multipart::{GetResultPart, MultipartLimits, decode_response, derive_boundary, encode_response};
 use omadm_proto::package::{CommandStatus, ResponsePackage};
 use omadm_proto::status::StatusCode;
 use serde_json::json;
@@ -23,30 +21,17 @@ fn realistic_body() -> (String, Vec<u8>) {
         }
         statuses.push(CommandStatus::new(StatusCode::OK));
         if index % 3 == 0 {
-            parts.push(GetResultPart::new(
-                position,
-                "text/plain",
-                format!("IMEI:49300510059280{index}"),
-            ));
+            parts.push(GetResultPart::new(position, "text/plain", format!("IMEI:49300510059280{index}")));
         } else {
             let data: serde_json::Map<String, serde_json::Value> = (0..index * 8)
-                .map(|entry| {
-                    (
-                        format!("Entry{entry}"),
-                        json!({"Date": format!("12.{entry}"), "Value": entry * 17}),
-                    )
-                })
+                .map(|entry| (format!("Entry{entry}"), json!({"Date": format!("12.{entry}"), "Value": entry * 17})))
                 .collect();
             let mo = json!({
                 "DDF": "http://www.vendor.com/DDF/moid1.0.ddf",
                 "ClientURI": format!("urn:oma:mo:moid:1.0/left/Data?lv={index}"),
                 "MOData": {"Data": data}
             });
-            parts.push(GetResultPart::new(
-                position,
-                "application/dmmo+json",
-                mo.to_string(),
-            ));
+            parts.push(GetResultPart::new(position, "application/dmmo+json", mo.to_string()));
         }
     }
     let package = ResponsePackage::new(statuses);
@@ -61,18 +46,9 @@ fn multipart_parse(criterion: &mut Criterion) {
     let (content_type, body) = realistic_body();
     let limits = MultipartLimits::default();
     let parsed = decode_response(&content_type, &body, &limits);
-    assert!(
-        parsed.is_ok_and(|response| response.parts.len() == 7),
-        "the bench body must parse"
-    );
+    assert!(parsed.is_ok_and(|response| response.parts.len() == 7), "the bench body must parse");
     criterion.bench_function("multipart/parse", |bencher| {
-        bencher.iter(|| {
-            black_box(decode_response(
-                black_box(&content_type),
-                black_box(&body),
-                &limits,
-            ))
-        });
+        bencher.iter(|| black_box(decode_response(black_box(&content_type), black_box(&body), &limits)));
     });
 }
 

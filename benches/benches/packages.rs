@@ -12,48 +12,24 @@ use serde_json::json;
 /// MOs, a DELETE and an EXEC reporting back by Generic Alert.
 fn realistic_package2() -> RequestPackage {
     let wire = [
-        json!([
-            "CONT",
-            "https://dm.example.com/dm20/session/8f14e45fceea167a5a36dedd4bea2543"
-        ]),
+        json!(["CONT", "https://dm.example.com/dm20/session/8f14e45fceea167a5a36dedd4bea2543"]),
         json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//DevID"]),
         json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//?lv=2"]),
-        json!([
-            "GET",
-            "urn:oma:mo:moid:1.0/(x)/Data/(y)/Value?nv=(x)/ID:GPS&nv=(y)/Date:12.2"
-        ]),
+        json!(["GET", "urn:oma:mo:moid:1.0/(x)/Data/(y)/Value?nv=(x)/ID:GPS&nv=(y)/Date:12.2"]),
         json!(["GET", "urn:oma:mo:moid:1.0/*/Data/*/Value"]),
-        json!([
-            "HGET",
-            "https://dm.example.com/repository/[DevID]/fumo",
-            "urn:oma:mo:oma-fumo:1.0/fw/PkgURL"
-        ]),
+        json!(["HGET", "https://dm.example.com/repository/[DevID]/fumo", "urn:oma:mo:oma-fumo:1.0/fw/PkgURL"]),
         json!([
             "HPOST",
             "https://dm.example.com/repository/[DevID]/inventory",
             "urn:oma:mo:oma-dm-devinfo:1.2//",
             "urn:oma:mo:oma-sessioninfomo:1.0//"
         ]),
-        json!([
-            "DELETE",
-            "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1"
-        ]),
-        json!([
-            "EXEC",
-            "urn:oma:mo:oma-fumo:1.0/fw/DownloadAndUpdate",
-            "https://dm.example.com/alerts/[DevID]"
-        ]),
+        json!(["DELETE", "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1"]),
+        json!(["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/DownloadAndUpdate", "https://dm.example.com/alerts/[DevID]"]),
         json!(["SHOW", "https://ui.example.com/consent?uiid=1234"]),
-        json!([
-            "DEFAULT",
-            "https://dm.example.com/defaults/scomo",
-            "urn:oma:mo:oma-scomo:1.0"
-        ]),
+        json!(["DEFAULT", "https://dm.example.com/defaults/scomo", "urn:oma:mo:oma-scomo:1.0"]),
     ];
-    let commands: Vec<Command> = wire
-        .iter()
-        .filter_map(|value| Command::from_json(value).ok())
-        .collect();
+    let commands: Vec<Command> = wire.iter().filter_map(|value| Command::from_json(value).ok()).collect();
     assert_eq!(commands.len(), wire.len(), "every bench command must parse");
     let mut package = RequestPackage::new(commands);
     package.alert_statuses = vec![omadm_proto::status::StatusCode::OK];
@@ -89,10 +65,7 @@ fn realistic_package3() -> Vec<u8> {
 
 fn package2_serialize(criterion: &mut Criterion) {
     let package = realistic_package2();
-    assert!(
-        package.to_json_bytes().is_ok(),
-        "the bench Package#2 must encode"
-    );
+    assert!(package.to_json_bytes().is_ok(), "the bench Package#2 must encode");
     criterion.bench_function("package2/serialize", |bencher| {
         bencher.iter(|| black_box(black_box(&package).to_json_bytes()));
     });
@@ -101,9 +74,7 @@ fn package2_serialize(criterion: &mut Criterion) {
 fn package3_parse(criterion: &mut Criterion) {
     let body = realistic_package3();
     let limits = ParseLimits::default();
-    assert!(
-        ResponsePackage::parse(&body, &limits).is_ok_and(|package| package.statuses.len() == 24)
-    );
+    assert!(ResponsePackage::parse(&body, &limits).is_ok_and(|package| package.statuses.len() == 24));
     criterion.bench_function("package3/parse", |bencher| {
         bencher.iter(|| black_box(ResponsePackage::parse(black_box(&body), &limits)));
     });

@@ -93,11 +93,8 @@ pub struct MultipartLimits {
 
 impl MultipartLimits {
     /// 16 MiB body, 8 MiB per part, default package limits.
-    pub const DEFAULT: MultipartLimits = MultipartLimits {
-        max_body_bytes: 16 << 20,
-        max_part_bytes: 8 << 20,
-        package: ParseLimits::DEFAULT,
-    };
+    pub const DEFAULT: MultipartLimits =
+        MultipartLimits { max_body_bytes: 16 << 20, max_part_bytes: 8 << 20, package: ParseLimits::DEFAULT };
 }
 
 impl Default for MultipartLimits {
@@ -131,19 +128,12 @@ pub enum MultipartError {
     FirstPartNotPackage(String),
     #[error("Package#3 part: {0}")]
     Package(PackageError),
-    #[error(
-        "part {index} of the body has no name: GET results are named by their command position"
-    )]
+    #[error("part {index} of the body has no name: GET results are named by their command position")]
     MissingPartName { index: usize },
     #[error("part name {0:?} is not a positive integer")]
     InvalidPartName(String),
-    #[error(
-        "Content-Type of the part for command {position} is not a usable header value: {content_type:?}"
-    )]
-    InvalidPartContentType {
-        position: usize,
-        content_type: String,
-    },
+    #[error("Content-Type of the part for command {position} is not a usable header value: {content_type:?}")]
+    InvalidPartContentType { position: usize, content_type: String },
     #[error("two parts for command {position}")]
     DuplicatePart { position: usize },
     #[error("part for command {position}, but the Package#3 has only {statuses} statuses")]
@@ -151,10 +141,7 @@ pub enum MultipartError {
     #[error("part for command {position}, whose status is {code}: only a 200 GET carries data")]
     PartForNon200Status { position: usize, code: u16 },
     #[error("part for command {position}, which is {command}, not GET")]
-    PartNotForGet {
-        position: usize,
-        command: &'static str,
-    },
+    PartNotForGet { position: usize, command: &'static str },
     #[error("GET at position {position} answered 200 but no part carries its data")]
     MissingGetResult { position: usize },
     #[error("the Package#3 has {statuses} statuses for the {commands} commands of the Package#2")]
@@ -165,12 +152,12 @@ impl MultipartError {
     /// The status a server answers a refused Package#3 with: 415 for a body
     /// that is not a Package#3 at all, 500 when building our own body failed,
     /// the package's status for a bad Package#3 part, 400 otherwise.
-    pub fn status_code(&self) -> u16 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
-            MultipartError::UnsupportedContentType(_) => 415,
-            MultipartError::InvalidBoundary(_) | MultipartError::BoundaryInContent => 500,
+            MultipartError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            MultipartError::InvalidBoundary(_) | MultipartError::BoundaryInContent => StatusCode::INTERNAL_ERROR,
             MultipartError::Package(error) => error.status_code(),
-            _ => 400,
+            _ => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -178,11 +165,7 @@ impl MultipartError {
 impl GetResultPart {
     /// The data of the GET at 1-based `position`.
     pub fn new(position: usize, content_type: impl Into<String>, body: impl Into<Bytes>) -> Self {
-        GetResultPart {
-            position,
-            content_type: content_type.into(),
-            body: body.into(),
-        }
+        GetResultPart { position, content_type: content_type.into(), body: body.into() }
     }
 }
 
@@ -216,10 +199,7 @@ pub fn encode_response(
 ) -> Result<EncodedBody, MultipartError> {
     let package_json = package.to_json_bytes().map_err(MultipartError::Package)?;
     if parts.is_empty() {
-        return Ok(EncodedBody {
-            content_type: RESPONSE_JSON.to_owned(),
-            body: package_json,
-        });
+        return Ok(EncodedBody { content_type: RESPONSE_JSON.to_owned(), body: package_json });
     }
     check_boundary(boundary)?;
     let mut seen = vec![false; package.statuses.len()];
@@ -233,60 +213,38 @@ pub fn encode_response(
         }
     }
     let delimiter = format!("--{boundary}");
-    let contents =
-        std::iter::once(package_json.as_slice()).chain(parts.iter().map(|part| part.body.as_ref()));
-    if contents
-        .clone()
-        .any(|content| contains(content, delimiter.as_bytes()))
-    {
+    let contents = std::iter::once(package_json.as_slice()).chain(parts.iter().map(|part| part.body.as_ref()));
+    if contents.clone().any(|content| contains(content, delimiter.as_bytes())) {
         return Err(MultipartError::BoundaryInContent);
     }
 
-    let mut body =
-        Vec::with_capacity(contents.map(<[u8]>::len).sum::<usize>() + 160 * (parts.len() + 1));
+    let mut body = Vec::with_capacity(contents.map(<[u8]>::len).sum::<usize>() + 160 * (parts.len() + 1));
     write_part_head(&mut body, &delimiter, None, RESPONSE_JSON);
     body.extend_from_slice(&package_json);
     for part in parts {
         body.extend_from_slice(b"\r\n");
-        write_part_head(
-            &mut body,
-            &delimiter,
-            Some(part.position),
-            &part.content_type,
-        );
+        write_part_head(&mut body, &delimiter, Some(part.position), &part.content_type);
         body.extend_from_slice(&part.body);
     }
     body.extend_from_slice(b"\r\n");
     body.extend_from_slice(delimiter.as_bytes());
     body.extend_from_slice(b"--\r\n");
-    Ok(EncodedBody {
-        content_type: multipart_content_type(boundary),
-        body,
-    })
+    Ok(EncodedBody { content_type: multipart_content_type(boundary), body })
 }
 
-fn write_part_head(
-    body: &mut Vec<u8>,
-    delimiter: &str,
-    position: Option<usize>,
-    content_type: &str,
-) {
+fn write_part_head(body: &mut Vec<u8>, delimiter: &str, position: Option<usize>, content_type: &str) {
     let disposition = match position {
         Some(position) => format!("form-data; name=\"{position}\""),
         None => "form-data".to_owned(),
     };
-    let head = format!(
-        "{delimiter}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n"
-    );
+    let head = format!("{delimiter}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n");
     body.extend_from_slice(head.as_bytes());
 }
 
 /// `multipart/form-data; boundary=...`, quoting the boundary when it holds
 /// characters a bare header token may not (RFC 2045 5.1).
 fn multipart_content_type(boundary: &str) -> String {
-    let is_token = boundary
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "'+_-.".contains(c));
+    let is_token = boundary.chars().all(|c| c.is_ascii_alphanumeric() || "'+_-.".contains(c));
     if is_token {
         format!("{MULTIPART_FORM_DATA}; boundary={boundary}")
     } else {
@@ -304,40 +262,22 @@ fn check_boundary(boundary: &str) -> Result<(), MultipartError> {
 }
 
 fn is_header_value(text: &str) -> bool {
-    !text.trim().is_empty()
-        && text
-            .bytes()
-            .all(|byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
+    !text.trim().is_empty() && text.bytes().all(|byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|window| window == needle)
+    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// The checks a GET part's position must pass, when building and when
 /// parsing: a status exists there, it is 200, and no other part took it.
-fn check_part_position(
-    package: &ResponsePackage,
-    seen: &mut [bool],
-    position: usize,
-) -> Result<(), MultipartError> {
+fn check_part_position(package: &ResponsePackage, seen: &mut [bool], position: usize) -> Result<(), MultipartError> {
     let statuses = package.statuses.len();
-    let status = package
-        .status_at(position)
-        .ok_or(MultipartError::PartBeyondStatuses { position, statuses })?;
+    let status = package.status_at(position).ok_or(MultipartError::PartBeyondStatuses { position, statuses })?;
     if status.code != StatusCode::OK {
-        return Err(MultipartError::PartForNon200Status {
-            position,
-            code: status.code.as_u16(),
-        });
+        return Err(MultipartError::PartForNon200Status { position, code: status.code.as_u16() });
     }
-    match position
-        .checked_sub(1)
-        .and_then(|index| seen.get_mut(index))
-    {
+    match position.checked_sub(1).and_then(|index| seen.get_mut(index)) {
         Some(taken) if *taken => Err(MultipartError::DuplicatePart { position }),
         Some(taken) => {
             *taken = true;
@@ -356,27 +296,19 @@ pub fn decode_response(
     limits: &MultipartLimits,
 ) -> Result<MultipartResponse, MultipartError> {
     if is_media_type(content_type, RESPONSE_JSON) {
-        let package =
-            ResponsePackage::parse(body, &limits.package).map_err(MultipartError::Package)?;
-        return Ok(MultipartResponse {
-            package,
-            parts: Vec::new(),
-        });
+        let package = ResponsePackage::parse(body, &limits.package).map_err(MultipartError::Package)?;
+        return Ok(MultipartResponse { package, parts: Vec::new() });
     }
     if !is_media_type(content_type, MULTIPART_FORM_DATA) {
-        return Err(MultipartError::UnsupportedContentType(
-            content_type.to_owned(),
-        ));
+        return Err(MultipartError::UnsupportedContentType(content_type.to_owned()));
     }
-    let boundary = multer::parse_boundary(content_type)
-        .map_err(|_| MultipartError::MissingBoundary(content_type.to_owned()))?;
+    let boundary =
+        multer::parse_boundary(content_type).map_err(|_| MultipartError::MissingBoundary(content_type.to_owned()))?;
     if boundary.is_empty() {
         return Err(MultipartError::MissingBoundary(content_type.to_owned()));
     }
     if body.len() as u64 > limits.max_body_bytes {
-        return Err(MultipartError::BodyTooLarge {
-            limit: limits.max_body_bytes,
-        });
+        return Err(MultipartError::BodyTooLarge { limit: limits.max_body_bytes });
     }
     futures_executor::block_on(read_parts(boundary, Bytes::copy_from_slice(body), limits))
 }
@@ -386,31 +318,18 @@ async fn read_parts(
     body: Bytes,
     limits: &MultipartLimits,
 ) -> Result<MultipartResponse, MultipartError> {
-    let stream =
-        futures_util::stream::once(futures_util::future::ready(Ok::<Bytes, Infallible>(body)));
-    let size_limit = multer::SizeLimit::new()
-        .whole_stream(limits.max_body_bytes)
-        .per_field(limits.max_part_bytes);
-    let mut multipart = multer::Multipart::with_constraints(
-        stream,
-        boundary,
-        multer::Constraints::new().size_limit(size_limit),
-    );
+    let stream = futures_util::stream::once(futures_util::future::ready(Ok::<Bytes, Infallible>(body)));
+    let size_limit = multer::SizeLimit::new().whole_stream(limits.max_body_bytes).per_field(limits.max_part_bytes);
+    let mut multipart =
+        multer::Multipart::with_constraints(stream, boundary, multer::Constraints::new().size_limit(size_limit));
 
-    let first = multipart
-        .next_field()
-        .await
-        .map_err(from_multer)?
-        .ok_or(MultipartError::NoPackagePart)?;
+    let first = multipart.next_field().await.map_err(from_multer)?.ok_or(MultipartError::NoPackagePart)?;
     let first_type = header_text(&first, "content-type");
-    if let Some(content_type) =
-        first_type.filter(|content_type| !is_media_type(content_type, RESPONSE_JSON))
-    {
+    if let Some(content_type) = first_type.filter(|content_type| !is_media_type(content_type, RESPONSE_JSON)) {
         return Err(MultipartError::FirstPartNotPackage(content_type.to_owned()));
     }
     let package_bytes = first.bytes().await.map_err(from_multer)?;
-    let package =
-        ResponsePackage::parse(&package_bytes, &limits.package).map_err(MultipartError::Package)?;
+    let package = ResponsePackage::parse(&package_bytes, &limits.package).map_err(MultipartError::Package)?;
 
     let mut seen = vec![false; package.statuses.len()];
     let mut parts = Vec::new();
@@ -418,9 +337,7 @@ async fn read_parts(
     let mut index = 1;
     while let Some(field) = multipart.next_field().await.map_err(from_multer)? {
         index += 1;
-        let name = field
-            .name()
-            .ok_or(MultipartError::MissingPartName { index })?;
+        let name = field.name().ok_or(MultipartError::MissingPartName { index })?;
         let position = parse_part_name(name)?;
         check_part_position(&package, &mut seen, position)?;
         let content_type = match field.headers().get("content-type") {
@@ -429,28 +346,18 @@ async fn read_parts(
                 Ok(text) if is_header_value(text) => text.trim().to_owned(),
                 _ => {
                     let content_type = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                    return Err(MultipartError::InvalidPartContentType {
-                        position,
-                        content_type,
-                    });
+                    return Err(MultipartError::InvalidPartContentType { position, content_type });
                 }
             },
         };
         let body = field.bytes().await.map_err(from_multer)?;
-        parts.push(GetResultPart {
-            position,
-            content_type,
-            body,
-        });
+        parts.push(GetResultPart { position, content_type, body });
     }
     Ok(MultipartResponse { package, parts })
 }
 
 fn header_text<'f>(field: &'f multer::Field<'_>, name: &str) -> Option<&'f str> {
-    field
-        .headers()
-        .get(name)
-        .map(|value| value.to_str().unwrap_or("<not text>"))
+    field.headers().get(name).map(|value| value.to_str().unwrap_or("<not text>"))
 }
 
 fn parse_part_name(name: &str) -> Result<usize, MultipartError> {
@@ -478,40 +385,26 @@ impl MultipartResponse {
     pub fn check_against_request(&self, commands: &[Command]) -> Result<(), MultipartError> {
         let statuses = self.package.statuses.len();
         if statuses != commands.len() {
-            return Err(MultipartError::StatusCountMismatch {
-                statuses,
-                commands: commands.len(),
-            });
+            return Err(MultipartError::StatusCountMismatch { statuses, commands: commands.len() });
         }
         for part in &self.parts {
             let position = part.position;
-            match position
-                .checked_sub(1)
-                .and_then(|index| commands.get(index))
-            {
+            match position.checked_sub(1).and_then(|index| commands.get(index)) {
                 Some(command) if command.is_get() => {}
                 Some(command) => {
-                    return Err(MultipartError::PartNotForGet {
-                        position,
-                        command: command.name(),
-                    });
+                    return Err(MultipartError::PartNotForGet { position, command: command.name() });
                 }
                 None => return Err(MultipartError::PartBeyondStatuses { position, statuses }),
             }
         }
-        let answered_get = commands
-            .iter()
-            .zip(&self.package.statuses)
-            .enumerate()
-            .find(|(index, (command, status))| {
+        let answered_get =
+            commands.iter().zip(&self.package.statuses).enumerate().find(|(index, (command, status))| {
                 command.is_get()
                     && status.code == StatusCode::OK
                     && !self.parts.iter().any(|part| part.position == index + 1)
             });
         match answered_get {
-            Some((index, _)) => Err(MultipartError::MissingGetResult {
-                position: index + 1,
-            }),
+            Some((index, _)) => Err(MultipartError::MissingGetResult { position: index + 1 }),
             None => Ok(()),
         }
     }
@@ -540,10 +433,7 @@ mod tests {
         let package = package(&[StatusCode::OK, StatusCode::NOT_FOUND]);
         let parts = [GetResultPart::new(1, "text/plain", "IMEI:493005100592800")];
         let encoded = encode_response(&package, &parts, "simple_boundary").unwrap();
-        assert_eq!(
-            encoded.content_type,
-            "multipart/form-data; boundary=simple_boundary"
-        );
+        assert_eq!(encoded.content_type, "multipart/form-data; boundary=simple_boundary");
         let expected = "--simple_boundary\r\n\
             Content-Disposition: form-data\r\n\
             Content-Type: application/vnd.oma.dm.response+json\r\n\r\n\
@@ -555,13 +445,7 @@ mod tests {
             --simple_boundary--\r\n";
         assert_eq!(String::from_utf8(encoded.body.clone()).unwrap(), expected);
         let decoded = decode(&encoded.content_type, &encoded.body).unwrap();
-        assert_eq!(
-            decoded,
-            MultipartResponse {
-                package,
-                parts: parts.to_vec()
-            }
-        );
+        assert_eq!(decoded, MultipartResponse { package, parts: parts.to_vec() });
     }
 
     #[test]
@@ -570,73 +454,26 @@ mod tests {
         let encoded = encode_response(&package, &[], "unused").unwrap();
         assert_eq!(encoded.content_type, RESPONSE_JSON);
         assert_eq!(encoded.body, br#"{"Status":[[404],[304]]}"#);
-        assert_eq!(
-            decode(RESPONSE_JSON, &encoded.body),
-            Ok(MultipartResponse {
-                package,
-                parts: vec![]
-            })
-        );
+        assert_eq!(decode(RESPONSE_JSON, &encoded.body), Ok(MultipartResponse { package, parts: vec![] }));
     }
 
     #[test]
     fn build_refuses_parts_the_package_does_not_allow() {
         let package = package(&[StatusCode::OK, StatusCode::NOT_FOUND]);
-        let build = |parts: &[GetResultPart], boundary: &str| {
-            encode_response(&package, parts, boundary).err()
-        };
+        let build = |parts: &[GetResultPart], boundary: &str| encode_response(&package, parts, boundary).err();
         let part = |position| GetResultPart::new(position, "text/plain", "x");
-        assert_eq!(
-            build(&[part(2)], "b"),
-            Some(MultipartError::PartForNon200Status {
-                position: 2,
-                code: 404
-            })
-        );
-        assert_eq!(
-            build(&[part(3)], "b"),
-            Some(MultipartError::PartBeyondStatuses {
-                position: 3,
-                statuses: 2
-            })
-        );
-        assert_eq!(
-            build(&[part(0)], "b"),
-            Some(MultipartError::PartBeyondStatuses {
-                position: 0,
-                statuses: 2
-            })
-        );
-        assert_eq!(
-            build(&[part(1), part(1)], "b"),
-            Some(MultipartError::DuplicatePart { position: 1 })
-        );
-        assert_eq!(
-            build(&[part(1)], ""),
-            Some(MultipartError::InvalidBoundary(String::new()))
-        );
-        assert_eq!(
-            build(&[part(1)], "ends "),
-            Some(MultipartError::InvalidBoundary("ends ".to_owned()))
-        );
-        assert_eq!(
-            build(&[part(1)], &"b".repeat(71)),
-            Some(MultipartError::InvalidBoundary("b".repeat(71)))
-        );
+        assert_eq!(build(&[part(2)], "b"), Some(MultipartError::PartForNon200Status { position: 2, code: 404 }));
+        assert_eq!(build(&[part(3)], "b"), Some(MultipartError::PartBeyondStatuses { position: 3, statuses: 2 }));
+        assert_eq!(build(&[part(0)], "b"), Some(MultipartError::PartBeyondStatuses { position: 0, statuses: 2 }));
+        assert_eq!(build(&[part(1), part(1)], "b"), Some(MultipartError::DuplicatePart { position: 1 }));
+        assert_eq!(build(&[part(1)], ""), Some(MultipartError::InvalidBoundary(String::new())));
+        assert_eq!(build(&[part(1)], "ends "), Some(MultipartError::InvalidBoundary("ends ".to_owned())));
+        assert_eq!(build(&[part(1)], &"b".repeat(71)), Some(MultipartError::InvalidBoundary("b".repeat(71))));
         let clash = GetResultPart::new(1, "text/plain", "a\r\n--b\r\n");
-        assert_eq!(
-            build(&[clash], "b"),
-            Some(MultipartError::BoundaryInContent)
-        );
+        assert_eq!(build(&[clash], "b"), Some(MultipartError::BoundaryInContent));
         let bad_type = GetResultPart::new(1, "text/plain\r\nX: y", "x");
-        assert!(matches!(
-            build(&[bad_type], "b"),
-            Some(MultipartError::InvalidPartContentType { position: 1, .. })
-        ));
-        assert_eq!(
-            build(&[part(1)], "b").map(|error| error.status_code()),
-            None
-        );
+        assert!(matches!(build(&[bad_type], "b"), Some(MultipartError::InvalidPartContentType { position: 1, .. })));
+        assert_eq!(build(&[part(1)], "b").map(|error| error.status_code()), None);
         assert_eq!(MultipartError::BoundaryInContent.status_code(), 500);
     }
 
@@ -645,14 +482,8 @@ mod tests {
         let package = package(&[StatusCode::OK]);
         let parts = [GetResultPart::new(1, "application/dmmo+json", "{}")];
         let encoded = encode_response(&package, &parts, "a b:c").unwrap();
-        assert_eq!(
-            encoded.content_type,
-            "multipart/form-data; boundary=\"a b:c\""
-        );
-        assert_eq!(
-            decode(&encoded.content_type, &encoded.body).map(|response| response.parts),
-            Ok(parts.to_vec())
-        );
+        assert_eq!(encoded.content_type, "multipart/form-data; boundary=\"a b:c\"");
+        assert_eq!(decode(&encoded.content_type, &encoded.body).map(|response| response.parts), Ok(parts.to_vec()));
     }
 
     #[test]
@@ -674,40 +505,20 @@ mod tests {
         body.into_bytes()
     }
 
-    const PACKAGE_HEAD: &str =
-        "Content-Disposition: form-data\r\nContent-Type: application/vnd.oma.dm.response+json";
+    const PACKAGE_HEAD: &str = "Content-Disposition: form-data\r\nContent-Type: application/vnd.oma.dm.response+json";
     const CONTENT_TYPE: &str = "multipart/form-data; boundary=B";
 
     #[test]
     fn parse_refuses_bad_headers_and_structure() {
-        assert_eq!(
-            decode("text/plain", b"x"),
-            Err(MultipartError::UnsupportedContentType(
-                "text/plain".to_owned()
-            ))
-        );
-        assert_eq!(
-            decode("text/plain", b"x").map_err(|error| error.status_code()),
-            Err(415)
-        );
+        assert_eq!(decode("text/plain", b"x"), Err(MultipartError::UnsupportedContentType("text/plain".to_owned())));
+        assert_eq!(decode("text/plain", b"x").map_err(|error| u16::from(error.status_code())), Err(415));
         assert_eq!(
             decode("multipart/form-data", b"x"),
-            Err(MultipartError::MissingBoundary(
-                "multipart/form-data".to_owned()
-            ))
+            Err(MultipartError::MissingBoundary("multipart/form-data".to_owned()))
         );
-        assert_eq!(
-            decode(CONTENT_TYPE, b"--B--\r\n"),
-            Err(MultipartError::NoPackagePart)
-        );
-        assert!(matches!(
-            decode(CONTENT_TYPE, b"no boundary here"),
-            Err(MultipartError::Malformed(_))
-        ));
-        let first_is_data = body(&[(
-            "Content-Disposition: form-data; name=\"1\"\r\nContent-Type: text/plain",
-            "x",
-        )]);
+        assert_eq!(decode(CONTENT_TYPE, b"--B--\r\n"), Err(MultipartError::NoPackagePart));
+        assert!(matches!(decode(CONTENT_TYPE, b"no boundary here"), Err(MultipartError::Malformed(_))));
+        let first_is_data = body(&[("Content-Disposition: form-data; name=\"1\"\r\nContent-Type: text/plain", "x")]);
         assert_eq!(
             decode(CONTENT_TYPE, &first_is_data),
             Err(MultipartError::FirstPartNotPackage("text/plain".to_owned()))
@@ -715,10 +526,7 @@ mod tests {
         let bad_json = body(&[(PACKAGE_HEAD, "{\"Status\": 1}")]);
         assert!(matches!(
             decode(CONTENT_TYPE, &bad_json),
-            Err(MultipartError::Package(PackageError::WrongFieldType {
-                field: "Status",
-                ..
-            }))
+            Err(MultipartError::Package(PackageError::WrongFieldType { field: "Status", .. }))
         ));
     }
 
@@ -727,55 +535,28 @@ mod tests {
         let statuses = r#"{"Status": [200, 404, 200]}"#;
         let with_part = |disposition: &str| {
             let head = format!("Content-Disposition: {disposition}\r\nContent-Type: text/plain");
-            decode(
-                CONTENT_TYPE,
-                &body(&[(PACKAGE_HEAD, statuses), (&head, "x")]),
-            )
+            decode(CONTENT_TYPE, &body(&[(PACKAGE_HEAD, statuses), (&head, "x")]))
         };
-        assert_eq!(
-            with_part("form-data"),
-            Err(MultipartError::MissingPartName { index: 2 })
-        );
-        assert_eq!(
-            with_part("form-data; name=\"first\""),
-            Err(MultipartError::InvalidPartName("first".to_owned()))
-        );
-        assert_eq!(
-            with_part("form-data; name=\"0\""),
-            Err(MultipartError::InvalidPartName("0".to_owned()))
-        );
-        assert_eq!(
-            with_part("form-data; name=\"-1\""),
-            Err(MultipartError::InvalidPartName("-1".to_owned()))
-        );
+        assert_eq!(with_part("form-data"), Err(MultipartError::MissingPartName { index: 2 }));
+        assert_eq!(with_part("form-data; name=\"first\""), Err(MultipartError::InvalidPartName("first".to_owned())));
+        assert_eq!(with_part("form-data; name=\"0\""), Err(MultipartError::InvalidPartName("0".to_owned())));
+        assert_eq!(with_part("form-data; name=\"-1\""), Err(MultipartError::InvalidPartName("-1".to_owned())));
         assert_eq!(
             with_part("form-data; name=\"2\""),
-            Err(MultipartError::PartForNon200Status {
-                position: 2,
-                code: 404
-            })
+            Err(MultipartError::PartForNon200Status { position: 2, code: 404 })
         );
         assert_eq!(
             with_part("form-data; name=\"4\""),
-            Err(MultipartError::PartBeyondStatuses {
-                position: 4,
-                statuses: 3
-            })
+            Err(MultipartError::PartBeyondStatuses { position: 4, statuses: 3 })
         );
         let leading_zero = with_part("form-data; name=\"03\"").map(|response| response.parts);
-        assert_eq!(
-            leading_zero,
-            Ok(vec![GetResultPart::new(3, "text/plain", "x")])
-        );
+        assert_eq!(leading_zero, Ok(vec![GetResultPart::new(3, "text/plain", "x")]));
         let twice = body(&[
             (PACKAGE_HEAD, statuses),
             ("Content-Disposition: form-data; name=\"1\"", "x"),
             ("Content-Disposition: form-data; name=\"01\"", "y"),
         ]);
-        assert_eq!(
-            decode(CONTENT_TYPE, &twice),
-            Err(MultipartError::DuplicatePart { position: 1 })
-        );
+        assert_eq!(decode(CONTENT_TYPE, &twice), Err(MultipartError::DuplicatePart { position: 1 }));
     }
 
     #[test]
@@ -787,32 +568,20 @@ mod tests {
                 ("Content-Disposition: form-data; name=\"1\"", "IMEI:1"),
             ]),
         );
-        assert_eq!(
-            parsed.map(|response| response.parts),
-            Ok(vec![GetResultPart::new(1, "text/plain", "IMEI:1")])
-        );
+        assert_eq!(parsed.map(|response| response.parts), Ok(vec![GetResultPart::new(1, "text/plain", "IMEI:1")]));
     }
 
     #[test]
     fn parse_enforces_size_limits() {
-        let encoded = encode_response(
-            &package(&[StatusCode::OK]),
-            &[GetResultPart::new(1, "text/plain", vec![b'x'; 100])],
-            "B",
-        )
-        .unwrap();
-        let small_parts = MultipartLimits {
-            max_part_bytes: 64,
-            ..MultipartLimits::default()
-        };
+        let encoded =
+            encode_response(&package(&[StatusCode::OK]), &[GetResultPart::new(1, "text/plain", vec![b'x'; 100])], "B")
+                .unwrap();
+        let small_parts = MultipartLimits { max_part_bytes: 64, ..MultipartLimits::default() };
         assert_eq!(
             decode_response(&encoded.content_type, &encoded.body, &small_parts),
             Err(MultipartError::PartTooLarge { limit: 64 })
         );
-        let small_body = MultipartLimits {
-            max_body_bytes: 64,
-            ..MultipartLimits::default()
-        };
+        let small_body = MultipartLimits { max_body_bytes: 64, ..MultipartLimits::default() };
         assert_eq!(
             decode_response(&encoded.content_type, &encoded.body, &small_body),
             Err(MultipartError::BodyTooLarge { limit: 64 })
@@ -831,26 +600,14 @@ mod tests {
         .collect();
         let response = |codes: &[StatusCode], positions: &[usize]| MultipartResponse {
             package: package(codes),
-            parts: positions
-                .iter()
-                .map(|&position| GetResultPart::new(position, "text/plain", "x"))
-                .collect(),
+            parts: positions.iter().map(|&position| GetResultPart::new(position, "text/plain", "x")).collect(),
         };
         let ok = StatusCode::OK;
-        assert_eq!(
-            response(&[ok, ok, ok], &[1, 3]).check_against_request(&commands),
-            Ok(())
-        );
-        assert_eq!(
-            response(&[ok, ok, StatusCode::NOT_FOUND], &[1]).check_against_request(&commands),
-            Ok(())
-        );
+        assert_eq!(response(&[ok, ok, ok], &[1, 3]).check_against_request(&commands), Ok(()));
+        assert_eq!(response(&[ok, ok, StatusCode::NOT_FOUND], &[1]).check_against_request(&commands), Ok(()));
         assert_eq!(
             response(&[ok, ok, ok], &[1, 2, 3]).check_against_request(&commands),
-            Err(MultipartError::PartNotForGet {
-                position: 2,
-                command: "HGET"
-            })
+            Err(MultipartError::PartNotForGet { position: 2, command: "HGET" })
         );
         assert_eq!(
             response(&[ok, ok, ok], &[1]).check_against_request(&commands),
@@ -858,16 +615,8 @@ mod tests {
         );
         assert_eq!(
             response(&[ok, ok], &[1]).check_against_request(&commands),
-            Err(MultipartError::StatusCountMismatch {
-                statuses: 2,
-                commands: 3
-            })
+            Err(MultipartError::StatusCountMismatch { statuses: 2, commands: 3 })
         );
-        assert_eq!(
-            response(&[ok, ok, ok], &[1, 3])
-                .part_for(3)
-                .map(|part| part.position),
-            Some(3)
-        );
+        assert_eq!(response(&[ok, ok, ok], &[1, 3]).part_for(3).map(|part| part.position), Some(3));
     }
 }

@@ -143,9 +143,7 @@ impl StatusCode {
             return Err(StatusCodeError::NotANumber(text.to_owned()));
         }
         // All digits: the only parse failure left is overflow, which is out of range too.
-        let value = digits
-            .parse::<u64>()
-            .map_err(|_| StatusCodeError::OutOfRange(u64::MAX))?;
+        let value = digits.parse::<u64>().map_err(|_| StatusCodeError::OutOfRange(u64::MAX))?;
         Self::from_wide(value)
     }
 
@@ -251,6 +249,13 @@ impl TryFrom<u16> for StatusCode {
     }
 }
 
+/// Lets callers and tests compare with a plain number: `status == 404`.
+impl PartialEq<u16> for StatusCode {
+    fn eq(&self, other: &u16) -> bool {
+        self.0 == *other
+    }
+}
+
 impl From<StatusCode> for u16 {
     fn from(code: StatusCode) -> u16 {
         code.0
@@ -275,8 +280,7 @@ impl<'de> serde::Deserialize<'de> for StatusCode {
                 StatusCode::from_wide(code).map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, code: i64) -> Result<StatusCode, E> {
-                let wide = u64::try_from(code)
-                    .map_err(|_| E::custom(StatusCodeError::NotANumber(code.to_string())))?;
+                let wide = u64::try_from(code).map_err(|_| E::custom(StatusCodeError::NotANumber(code.to_string())))?;
                 StatusCode::from_wide(wide).map_err(E::custom)
             }
             fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<StatusCode, E> {
@@ -297,10 +301,7 @@ mod tests {
             assert_eq!(StatusCode::new(code).map(StatusCode::as_u16), Ok(code));
         }
         for code in [0, 99, 100, 199, 600, 999, 2000, u16::MAX] {
-            assert_eq!(
-                StatusCode::new(code),
-                Err(StatusCodeError::OutOfRange(u64::from(code)))
-            );
+            assert_eq!(StatusCode::new(code), Err(StatusCodeError::OutOfRange(u64::from(code))));
         }
     }
 
@@ -308,43 +309,15 @@ mod tests {
     fn classes_follow_the_first_digit_and_the_application_grouping() {
         assert_eq!(StatusCode::OK.class(), StatusClass::Successful);
         assert_eq!(StatusCode::NOT_MODIFIED.class(), StatusClass::Redirection);
-        assert_eq!(
-            StatusCode::NOT_FOUND.class(),
-            StatusClass::OriginatorException
-        );
-        assert_eq!(
-            StatusCode::USER_REJECTED.class(),
-            StatusClass::RecipientException
-        );
+        assert_eq!(StatusCode::NOT_FOUND.class(), StatusClass::OriginatorException);
+        assert_eq!(StatusCode::USER_REJECTED.class(), StatusClass::RecipientException);
         let application = |code| StatusCode::new(code).map(StatusCode::class);
-        assert_eq!(
-            application(1250),
-            Ok(StatusClass::Application(ApplicationClass::Successful))
-        );
-        assert_eq!(
-            application(1301),
-            Ok(StatusClass::Application(ApplicationClass::Redirection))
-        );
-        assert_eq!(
-            application(1404),
-            Ok(StatusClass::Application(
-                ApplicationClass::OriginatorException
-            ))
-        );
-        assert_eq!(
-            application(1599),
-            Ok(StatusClass::Application(
-                ApplicationClass::RecipientException
-            ))
-        );
-        assert_eq!(
-            application(1000),
-            Ok(StatusClass::Application(ApplicationClass::Unclassified))
-        );
-        assert_eq!(
-            application(1600),
-            Ok(StatusClass::Application(ApplicationClass::Unclassified))
-        );
+        assert_eq!(application(1250), Ok(StatusClass::Application(ApplicationClass::Successful)));
+        assert_eq!(application(1301), Ok(StatusClass::Application(ApplicationClass::Redirection)));
+        assert_eq!(application(1404), Ok(StatusClass::Application(ApplicationClass::OriginatorException)));
+        assert_eq!(application(1599), Ok(StatusClass::Application(ApplicationClass::RecipientException)));
+        assert_eq!(application(1000), Ok(StatusClass::Application(ApplicationClass::Unclassified)));
+        assert_eq!(application(1600), Ok(StatusClass::Application(ApplicationClass::Unclassified)));
         assert!(StatusCode::ACCEPTED.is_success());
         assert!(!StatusCode::NOT_MODIFIED.is_success());
     }
@@ -353,76 +326,36 @@ mod tests {
     fn standard_codes_have_phrases_and_others_do_not() {
         assert_eq!(StatusCode::STANDARD.len(), 19);
         assert!(StatusCode::STANDARD.iter().all(|code| code.is_standard()));
-        assert!(
-            StatusCode::STANDARD
-                .windows(2)
-                .all(|pair| pair.first() < pair.get(1))
-        );
-        assert_eq!(
-            StatusCode::COMMAND_NOT_ALLOWED.reason_phrase(),
-            Some("Command Not Allowed")
-        );
+        assert!(StatusCode::STANDARD.windows(2).all(|pair| pair.first() < pair.get(1)));
+        assert_eq!(StatusCode::COMMAND_NOT_ALLOWED.reason_phrase(), Some("Command Not Allowed"));
         assert_eq!(StatusCode::new(299).map(StatusCode::is_standard), Ok(false));
-        assert_eq!(
-            StatusCode::new(1200).map(StatusCode::is_standard),
-            Ok(false)
-        );
+        assert_eq!(StatusCode::new(1200).map(StatusCode::is_standard), Ok(false));
         assert_eq!(StatusCode::NOT_FOUND.to_string(), "404 Not Found");
-        assert_eq!(
-            StatusCode::new(1201).map(|code| code.to_string()),
-            Ok("1201".to_owned())
-        );
+        assert_eq!(StatusCode::new(1201).map(|code| code.to_string()), Ok("1201".to_owned()));
     }
 
     #[test]
     fn parses_digit_strings_leniently() {
         assert_eq!("200".parse::<StatusCode>(), Ok(StatusCode::OK));
         assert_eq!(StatusCode::parse(" 404 "), Ok(StatusCode::NOT_FOUND));
-        assert_eq!(
-            StatusCode::parse("2O0"),
-            Err(StatusCodeError::NotANumber("2O0".to_owned()))
-        );
-        assert_eq!(
-            StatusCode::parse("-1"),
-            Err(StatusCodeError::NotANumber("-1".to_owned()))
-        );
-        assert_eq!(
-            StatusCode::parse(""),
-            Err(StatusCodeError::NotANumber(String::new()))
-        );
-        assert_eq!(
-            StatusCode::parse("99999999999999999999999"),
-            Err(StatusCodeError::OutOfRange(u64::MAX))
-        );
-        assert_eq!(
-            StatusCode::parse("100"),
-            Err(StatusCodeError::OutOfRange(100))
-        );
+        assert_eq!(StatusCode::parse("2O0"), Err(StatusCodeError::NotANumber("2O0".to_owned())));
+        assert_eq!(StatusCode::parse("-1"), Err(StatusCodeError::NotANumber("-1".to_owned())));
+        assert_eq!(StatusCode::parse(""), Err(StatusCodeError::NotANumber(String::new())));
+        assert_eq!(StatusCode::parse("99999999999999999999999"), Err(StatusCodeError::OutOfRange(u64::MAX)));
+        assert_eq!(StatusCode::parse("100"), Err(StatusCodeError::OutOfRange(100)));
     }
 
     #[test]
     fn serde_emits_numbers_and_accepts_numbers_or_strings() {
-        assert_eq!(
-            serde_json::to_string(&StatusCode::NOT_FOUND).ok(),
-            Some("404".to_owned())
-        );
+        assert_eq!(serde_json::to_string(&StatusCode::NOT_FOUND).ok(), Some("404".to_owned()));
         let from_number: Result<StatusCode, _> = serde_json::from_str("201");
         let from_string: Result<StatusCode, _> = serde_json::from_str("\"201\"");
         assert_eq!(from_number.ok(), Some(StatusCode::CREATED));
         assert_eq!(from_string.ok(), Some(StatusCode::CREATED));
         for bad in ["-200", "200.5", "\"abc\"", "null", "[200]", "700"] {
-            assert!(
-                serde_json::from_str::<StatusCode>(bad).is_err(),
-                "{bad} must be refused"
-            );
+            assert!(serde_json::from_str::<StatusCode>(bad).is_err(), "{bad} must be refused");
         }
-        assert_eq!(
-            StatusCode::from_json(&serde_json::json!("507")),
-            Ok(StatusCode::USER_REJECTED)
-        );
-        assert_eq!(
-            StatusCode::from_json(&serde_json::json!(2.0)),
-            Err(StatusCodeError::NotANumber("2.0".to_owned()))
-        );
+        assert_eq!(StatusCode::from_json(&serde_json::json!("507")), Ok(StatusCode::USER_REJECTED));
+        assert_eq!(StatusCode::from_json(&serde_json::json!(2.0)), Err(StatusCodeError::NotANumber("2.0".to_owned())));
     }
 }

@@ -118,10 +118,7 @@ fn parameter_counts_follow_5_4() {
         let result = Command::from_json(&wire);
         assert_eq!(result.is_ok(), accepted, "{wire}: {result:?}");
         if let Err(error) = result {
-            assert!(
-                matches!(error, CommandError::WrongParameterCount { .. }),
-                "{wire}: {error}"
-            );
+            assert!(matches!(error, CommandError::WrongParameterCount { .. }), "{wire}: {error}");
             assert_eq!(error.status_code(), 400);
         }
     }
@@ -129,24 +126,13 @@ fn parameter_counts_follow_5_4() {
 
 #[test]
 fn error_messages_say_what_is_wrong() {
-    let message = |wire: Value| {
-        Command::from_json(&wire)
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default()
-    };
+    let message = |wire: Value| Command::from_json(&wire).err().map(|error| error.to_string()).unwrap_or_default();
     assert_eq!(
         message(json!(["REBOOT"])),
         "unknown command \"REBOOT\": expected HGET, HPUT, HPOST, DELETE, EXEC, GET, SHOW, CONT, END or DEFAULT"
     );
-    assert_eq!(
-        message(json!(["DELETE"])),
-        "DELETE takes one ClientURI, found 0 parameter(s)"
-    );
-    assert_eq!(
-        message(json!(["SHOW", 1])),
-        "SHOW parameter 1 must be a string, found a number"
-    );
+    assert_eq!(message(json!(["DELETE"])), "DELETE takes one ClientURI, found 0 parameter(s)");
+    assert_eq!(message(json!(["SHOW", 1])), "SHOW parameter 1 must be a string, found a number");
     assert_eq!(
         message(json!(["DELETE", "urn:oma:mo:moid:1.0/*/"])),
         "DELETE does not accept a wildcard ClientURI (urn:oma:mo:moid:1.0/*/): it must name exactly one node"

@@ -278,7 +278,7 @@ fn dmdac_check_for_a_package2_command() {
     assert_eq!(allowed("dms2.example.com", "HGET"), Ok(false));
     assert_eq!(allowed("dms2.example.com", "EXEC"), Ok(true));
     assert_eq!(allowed("dms2.example.com", "END"), Ok(true));
-    assert_eq!(allowed("dms2.example.com", "FROB").map_err(|error| error.status_code()), Err(501));
+    assert_eq!(allowed("dms2.example.com", "FROB").map_err(|error| u16::from(error.status_code())), Err(501));
 }
 
 #[test]

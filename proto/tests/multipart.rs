@@ -3,9 +3,7 @@
 #[path = "packages_strategies.rs"]
 mod strategies;
 
-use omadm_proto::multipart::{
-    MultipartLimits, MultipartResponse, decode_response, derive_boundary, encode_response,
-};
+use omadm_proto::multipart::{MultipartLimits, MultipartResponse, decode_response, derive_boundary, encode_response};
 use omadm_proto::package::media::RESPONSE_JSON;
 use proptest::prelude::*;
 use strategies::{response_package, response_with_parts};
@@ -78,7 +76,7 @@ proptest! {
     #[test]
     fn arbitrary_content_types_never_panic(content_type in ".{0,80}", body in proptest::collection::vec(any::<u8>(), 0..64)) {
         if let Err(error) = decode_response(&content_type, &body, &limits()) {
-            prop_assert!([400, 415].contains(&error.status_code()), "{}", error);
+            prop_assert!([400u16, 415].contains(&u16::from(error.status_code())), "{}", error);
         }
     }
 }

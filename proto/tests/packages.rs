@@ -4,14 +4,10 @@
 mod strategies;
 
 use omadm_proto::command::{Command, CommandError};
-use omadm_proto::package::{
-    Alert, InitiationPackage, PackageError, ParseLimits, RequestPackage, ResponsePackage,
-};
+use omadm_proto::package::{Alert, InitiationPackage, PackageError, ParseLimits, RequestPackage, ResponsePackage};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use strategies::{
-    command_status, initiation_package, json_value, request_package, response_package,
-};
+use strategies::{command_status, initiation_package, json_value, request_package, response_package};
 
 fn limits() -> ParseLimits {
     ParseLimits::default()
@@ -87,69 +83,35 @@ proptest! {
     #[test]
     fn errors_of_any_input_carry_a_package_status(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
         if let Err(error) = RequestPackage::parse(&bytes, &limits()) {
-            prop_assert!([400, 501].contains(&error.status_code()), "{error}");
+            prop_assert!([400u16, 501].contains(&u16::from(error.status_code())), "{error}");
         }
     }
 }
 
 #[test]
 fn unknown_top_level_fields_are_ignored() {
-    let package = ResponsePackage::from_json(
-        &json!({"Status": [200], "Vendor": {"x": [1, 2]}, "Alert": null}),
-    );
+    let package = ResponsePackage::from_json(&json!({"Status": [200], "Vendor": {"x": [1, 2]}, "Alert": null}));
     assert_eq!(package.map(|package| package.statuses.len()), Ok(1));
     let package = RequestPackage::from_json(&json!({"CMD": [["END"]], "SessionHint": "x"}));
-    assert_eq!(
-        package.map(|package| package.commands),
-        Ok(vec![Command::End])
-    );
+    assert_eq!(package.map(|package| package.commands), Ok(vec![Command::End]));
     let package = InitiationPackage::from_json(&json!({"DevDetail": {}}));
     assert_eq!(package, Ok(InitiationPackage::default()));
 }
 
 #[test]
 fn deep_nesting_and_large_bodies_are_refused_before_parsing() {
-    let deep = format!(
-        "{{\"Status\": [200, [200, {}{}]]}}",
-        "[".repeat(40),
-        "]".repeat(40)
-    );
-    assert_eq!(
-        ResponsePackage::parse(deep.as_bytes(), &limits()),
-        Err(PackageError::TooDeep { limit: 32 })
-    );
-    let shallow_enough = ParseLimits {
-        max_depth: 64,
-        ..limits()
-    };
+    let deep = format!("{{\"Status\": [200, [200, {}{}]]}}", "[".repeat(40), "]".repeat(40));
+    assert_eq!(ResponsePackage::parse(deep.as_bytes(), &limits()), Err(PackageError::TooDeep { limit: 32 }));
+    let shallow_enough = ParseLimits { max_depth: 64, ..limits() };
     assert!(ResponsePackage::parse(deep.as_bytes(), &shallow_enough).is_ok());
     // Deeper than serde_json's own recursion limit (128): still a typed error, never a stack overflow.
-    let very_deep = format!(
-        "{{\"CMD\": {}{}}}",
-        "[".repeat(100_000),
-        "]".repeat(100_000)
-    );
-    let unlimited = ParseLimits {
-        max_depth: usize::MAX,
-        max_bytes: usize::MAX,
-    };
-    assert!(matches!(
-        RequestPackage::parse(very_deep.as_bytes(), &unlimited),
-        Err(PackageError::InvalidJson(_))
-    ));
+    let very_deep = format!("{{\"CMD\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let unlimited = ParseLimits { max_depth: usize::MAX, max_bytes: usize::MAX };
+    assert!(matches!(RequestPackage::parse(very_deep.as_bytes(), &unlimited), Err(PackageError::InvalidJson(_))));
 
     let body = br#"{"Status": [200, 200, 200]}"#;
-    let tight = ParseLimits {
-        max_bytes: 10,
-        ..limits()
-    };
-    assert_eq!(
-        ResponsePackage::parse(body, &tight),
-        Err(PackageError::TooLarge {
-            size: body.len(),
-            limit: 10
-        })
-    );
+    let tight = ParseLimits { max_bytes: 10, ..limits() };
+    assert_eq!(ResponsePackage::parse(body, &tight), Err(PackageError::TooLarge { size: body.len(), limit: 10 }));
 }
 
 #[test]
@@ -158,23 +120,10 @@ fn serde_reads_packages_through_the_same_checks() {
         serde_json::from_str(r#"{"Cmd": [["GET", "urn:oma:mo:oma-dm-devinfo:1.2//DevID"]]}"#);
     assert_eq!(package.map(|package| package.commands.len()).ok(), Some(1));
     let refused: Result<RequestPackage, _> = serde_json::from_str(r#"{"CMD": [["GET"]]}"#);
-    let message = refused
-        .err()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
-    assert!(
-        message.contains("GET takes one ClientURI, found 0"),
-        "{message}"
-    );
+    let message = refused.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(message.contains("GET takes one ClientURI, found 0"), "{message}");
     let package: Result<ResponsePackage, _> = serde_json::from_str(r#"{"Status": ["404"]}"#);
     assert_eq!(package.map(|package| package.statuses.len()).ok(), Some(1));
-    let package: Result<InitiationPackage, _> =
-        serde_json::from_str(r#"{"MOS": [{"MOID": "urn:a:1", "MIIDS": "x"}]}"#);
-    assert_eq!(
-        package
-            .ok()
-            .and_then(|package| package.supported_objects)
-            .map(|objects| objects.len()),
-        Some(1)
-    );
+    let package: Result<InitiationPackage, _> = serde_json::from_str(r#"{"MOS": [{"MOID": "urn:a:1", "MIIDS": "x"}]}"#);
+    assert_eq!(package.ok().and_then(|package| package.supported_objects).map(|objects| objects.len()), Some(1));
 }

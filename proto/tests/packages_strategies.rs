@@ -3,13 +3,10 @@
 //! Included with `#[path]` by those files; built alone it holds no test.
 #![allow(dead_code)]
 
-use omadm_proto::command::{
-    Command, Cont, Default, Delete, Exec, Get, Hget, Hpost, Hput, Moid, Show,
-};
+use omadm_proto::command::{Command, Cont, Default, Delete, Exec, Get, Hget, Hpost, Hput, Moid, Show};
 use omadm_proto::multipart::GetResultPart;
 use omadm_proto::package::{
-    Alert, AlertItem, CommandStatus, InitiationPackage, Mark, RequestPackage, ResponsePackage,
-    SupportedObject,
+    Alert, AlertItem, CommandStatus, InitiationPackage, Mark, RequestPackage, ResponsePackage, SupportedObject,
 };
 use omadm_proto::status::StatusCode;
 use omadm_proto::uri::{ClientUri, ServerUri};
@@ -42,11 +39,7 @@ pub fn client_uri() -> impl Strategy<Value = ClientUri> {
     (moid_text(), instance, vec(segment, 0..4), query).prop_filter_map(
         "valid ClientURI",
         |(moid, instance, path, query)| {
-            let path = if path.is_empty() {
-                "/".to_owned()
-            } else {
-                format!("/{}", path.join("/"))
-            };
+            let path = if path.is_empty() { "/".to_owned() } else { format!("/{}", path.join("/")) };
             ClientUri::parse(&format!("{moid}/{instance}{path}{query}")).ok()
         },
     )
@@ -69,27 +62,25 @@ pub fn server_uri() -> impl Strategy<Value = ServerUri> {
 
 pub fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        (server_uri(), option::of(single_client_uri()))
-            .prop_filter_map("HGET", |(server, client)| Hget::new(server, client)
-                .ok()
-                .map(Command::Hget)),
-        (server_uri(), vec(client_uri(), 0..3))
-            .prop_map(|(server, clients)| Command::Hput(Hput::new(server, clients))),
+        (server_uri(), option::of(single_client_uri())).prop_filter_map("HGET", |(server, client)| Hget::new(
+            server, client
+        )
+        .ok()
+        .map(Command::Hget)),
+        (server_uri(), vec(client_uri(), 0..3)).prop_map(|(server, clients)| Command::Hput(Hput::new(server, clients))),
         (server_uri(), vec(client_uri(), 0..3))
             .prop_map(|(server, clients)| Command::Hpost(Hpost::new(server, clients))),
-        single_client_uri().prop_filter_map("DELETE", |client| Delete::new(client)
-            .ok()
-            .map(Command::Delete)),
-        (single_client_uri(), option::of(server_uri()))
-            .prop_filter_map("EXEC", |(client, server)| Exec::new(client, server)
-                .ok()
-                .map(Command::Exec)),
+        single_client_uri().prop_filter_map("DELETE", |client| Delete::new(client).ok().map(Command::Delete)),
+        (single_client_uri(), option::of(server_uri())).prop_filter_map("EXEC", |(client, server)| Exec::new(
+            client, server
+        )
+        .ok()
+        .map(Command::Exec)),
         client_uri().prop_map(|client| Command::Get(Get::new(client))),
         server_uri().prop_map(|server| Command::Show(Show::new(server))),
         server_uri().prop_map(|server| Command::Cont(Cont::new(server))),
         Just(Command::End),
-        (server_uri(), moid())
-            .prop_map(|(server, moid)| Command::Default(Default::new(server, moid))),
+        (server_uri(), moid()).prop_map(|(server, moid)| Command::Default(Default::new(server, moid))),
     ]
 }
 
@@ -112,8 +103,7 @@ pub fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..4).prop_map(Value::Array),
-            vec(("[A-Za-z]{1,6}", inner), 0..4)
-                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            vec(("[A-Za-z]{1,6}", inner), 0..4).prop_map(|fields| Value::Object(fields.into_iter().collect())),
         ]
     })
 }
@@ -125,23 +115,18 @@ pub fn mark() -> impl Strategy<Value = Mark> {
 pub fn alert_item() -> impl Strategy<Value = AlertItem> {
     (
         "urn:oma:at:[a-z]{1,8}:1\\.0:[A-Za-z]{1,10}",
-        option::of(prop_oneof![
-            Just("text/plain".to_owned()),
-            Just("application/json".to_owned())
-        ]),
+        option::of(prop_oneof![Just("text/plain".to_owned()), Just("application/json".to_owned())]),
         option::of(client_uri().prop_map(|uri| uri.to_string())),
         option::of(mark()),
         option::of(json_value().prop_filter("null means absent", |value| !value.is_null())),
     )
-        .prop_map(
-            |(alert_type, mime_type, source_uri, mark, data)| AlertItem {
-                alert_type,
-                mime_type,
-                source_uri,
-                mark,
-                data,
-            },
-        )
+        .prop_map(|(alert_type, mime_type, source_uri, mark, data)| AlertItem {
+            alert_type,
+            mime_type,
+            source_uri,
+            mark,
+            data,
+        })
 }
 
 pub fn alert() -> impl Strategy<Value = Alert> {
@@ -149,39 +134,22 @@ pub fn alert() -> impl Strategy<Value = Alert> {
 }
 
 pub fn supported_object() -> impl Strategy<Value = SupportedObject> {
-    (
-        option::of("http://vendor\\.example/[a-z]{1,8}\\.ddf"),
-        moid(),
-        vec(node_name(), 0..3),
-    )
+    (option::of("http://vendor\\.example/[a-z]{1,8}\\.ddf"), moid(), vec(node_name(), 0..3))
         .prop_map(|(ddf, moid, miids)| SupportedObject { ddf, moid, miids })
 }
 
 pub fn initiation_package() -> impl Strategy<Value = InitiationPackage> {
-    (
-        option::of(vec(supported_object(), 0..4)),
-        option::of(alert()),
-    )
-        .prop_map(|(supported_objects, alert)| InitiationPackage {
-            supported_objects,
-            alert,
-        })
+    (option::of(vec(supported_object(), 0..4)), option::of(alert()))
+        .prop_map(|(supported_objects, alert)| InitiationPackage { supported_objects, alert })
 }
 
 pub fn request_package() -> impl Strategy<Value = RequestPackage> {
-    (vec(command(), 0..8), vec(status_code(), 0..3)).prop_map(|(commands, alert_statuses)| {
-        RequestPackage {
-            commands,
-            alert_statuses,
-        }
-    })
+    (vec(command(), 0..8), vec(status_code(), 0..3))
+        .prop_map(|(commands, alert_statuses)| RequestPackage { commands, alert_statuses })
 }
 
 pub fn command_status() -> impl Strategy<Value = CommandStatus> {
-    let extra = prop_oneof![
-        ".{0,16}".prop_map(Value::String),
-        any::<u32>().prop_map(Value::from)
-    ];
+    let extra = prop_oneof![".{0,16}".prop_map(Value::String), any::<u32>().prop_map(Value::from)];
     (status_code(), vec(extra, 0..3)).prop_map(|(code, extra)| CommandStatus { code, extra })
 }
 
@@ -203,11 +171,7 @@ pub fn response_with_parts() -> impl Strategy<Value = (ResponsePackage, Vec<GetR
         for (with_part, content_type, body) in parts {
             package.statuses.push(CommandStatus::new(StatusCode::OK));
             if with_part || results.is_empty() {
-                results.push(GetResultPart::new(
-                    package.statuses.len(),
-                    content_type,
-                    body,
-                ));
+                results.push(GetResultPart::new(package.statuses.len(), content_type, body));
             }
         }
         (package, results)

@@ -1,13 +1,10 @@
 //! The package examples of the specification (7.2, 7.3, 7.4, 7.6, Appendix E), as fixed in tests/fixtures/spec, parse to what they say.
 
 use omadm_proto::command::Command;
-use omadm_proto::multipart::{
-    GetResultPart, MultipartError, MultipartLimits, decode_response, encode_response,
-};
+use omadm_proto::multipart::{GetResultPart, MultipartError, MultipartLimits, decode_response, encode_response};
 use omadm_proto::package::media::{DMMO_JSON, RESPONSE_JSON};
 use omadm_proto::package::{
-    Alert, AlertItem, CommandStatus, InitiationPackage, Mark, ParseLimits, RequestPackage,
-    ResponsePackage,
+    Alert, AlertItem, CommandStatus, InitiationPackage, Mark, ParseLimits, RequestPackage, ResponsePackage,
 };
 use omadm_proto::status::StatusCode;
 use serde_json::{Value, json};
@@ -17,12 +14,10 @@ const PACKAGE2: &[u8] = include_bytes!("fixtures/spec/package2_7_3.json");
 const PACKAGE3: &[u8] = include_bytes!("fixtures/spec/package3_7_4.json");
 const GENERIC_ALERT: &[u8] = include_bytes!("fixtures/spec/generic_alert_7_6.json");
 const PACKAGE2_APPENDIX_E: &[u8] = include_bytes!("fixtures/spec/package2_appendix_e.json");
-const MULTIPART_APPENDIX_E: &[u8] =
-    include_bytes!("fixtures/spec/package3_appendix_e_multipart.txt");
+const MULTIPART_APPENDIX_E: &[u8] = include_bytes!("fixtures/spec/package3_appendix_e_multipart.txt");
 const MULTIPART_CONTENT_TYPE: &str = "multipart/form-data; boundary=simple_boundary";
 
-const SCOMO_SOURCE: &str =
-    "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1/Operations/DownloadInstall";
+const SCOMO_SOURCE: &str = "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1/Operations/DownloadInstall";
 
 fn limits() -> ParseLimits {
     ParseLimits::default()
@@ -47,25 +42,13 @@ fn commands(values: &[Value]) -> Result<Vec<Command>, omadm_proto::command::Comm
 fn package1_of_7_2_lists_two_mos_and_one_alert() {
     let package = InitiationPackage::parse(PACKAGE1, &limits()).unwrap();
     let objects = package.supported_objects.as_deref().unwrap();
-    let summary: Vec<(Option<&str>, &str, &[String])> = objects
-        .iter()
-        .map(|object| {
-            (
-                object.ddf.as_deref(),
-                object.moid.as_str(),
-                object.miids.as_slice(),
-            )
-        })
-        .collect();
+    let summary: Vec<(Option<&str>, &str, &[String])> =
+        objects.iter().map(|object| (object.ddf.as_deref(), object.moid.as_str(), object.miids.as_slice())).collect();
     let miid1 = ["miid1".to_owned()];
     assert_eq!(
         summary,
         [
-            (
-                Some("http://www.vendor.com/DDF/devinfo1.0.ddf"),
-                "urn:oma:mo:oma-dm-devinfo:1.0",
-                &miid1[..]
-            ),
+            (Some("http://www.vendor.com/DDF/devinfo1.0.ddf"), "urn:oma:mo:oma-dm-devinfo:1.0", &miid1[..]),
             (
                 Some("http://www.vendor.com/DDF/oma-sessioninfomo1.0.ddf"),
                 "urn:oma:mo:oma-sessioninfomo:1.0",
@@ -83,25 +66,15 @@ fn package2_of_7_3_holds_hpost_hget_get() {
     let package = RequestPackage::parse(PACKAGE2, &limits()).unwrap();
     let names: Vec<&str> = package.commands.iter().map(Command::name).collect();
     assert_eq!(names, ["HPOST", "HGET", "GET"]);
-    let Some(Command::Hpost(hpost)) = package.commands.first() else {
-        panic!("HPOST first")
-    };
-    assert_eq!(
-        hpost.server_uri().as_str(),
-        "https://DMcontent.DMserver.operator.com/[DevID]"
-    );
+    let Some(Command::Hpost(hpost)) = package.commands.first() else { panic!("HPOST first") };
+    assert_eq!(hpost.server_uri().as_str(), "https://DMcontent.DMserver.operator.com/[DevID]");
     assert_eq!(hpost.client_uris().len(), 2);
-    let Some(Command::Hget(hget)) = package.commands.get(1) else {
-        panic!("HGET second")
-    };
+    let Some(Command::Hget(hget)) = package.commands.get(1) else { panic!("HGET second") };
     assert_eq!(hget.client_uri(), None);
     assert!(package.alert_statuses.is_empty());
     let emitted: Value = serde_json::from_slice(&package.to_json_bytes().unwrap()).unwrap();
     let original: Value = serde_json::from_slice(PACKAGE2).unwrap();
-    assert_eq!(
-        emitted, original,
-        "the example is already in canonical form"
-    );
+    assert_eq!(emitted, original, "the example is already in canonical form");
 }
 
 #[test]
@@ -130,10 +103,7 @@ fn package3_of_7_4_answers_the_package2_of_7_3() {
 fn generic_alert_of_7_6_parses_as_a_message() {
     let alert = Alert::parse_message(GENERIC_ALERT, &limits()).unwrap();
     assert_eq!(alert, spec_alert());
-    assert_eq!(
-        Alert::parse_message(&alert.to_message_bytes().unwrap(), &limits()),
-        Ok(alert)
-    );
+    assert_eq!(Alert::parse_message(&alert.to_message_bytes().unwrap(), &limits()), Ok(alert));
 }
 
 #[test]
@@ -142,88 +112,41 @@ fn multipart_package3_of_appendix_e_parses_with_its_three_get_results() {
     let names: Vec<&str> = request.commands.iter().map(Command::name).collect();
     assert_eq!(names, ["GET", "GET", "GET", "HPUT", "GET", "HGET"]);
 
-    let response = decode_response(
-        MULTIPART_CONTENT_TYPE,
-        MULTIPART_APPENDIX_E,
-        &MultipartLimits::default(),
-    )
-    .unwrap();
-    let codes: Vec<u16> = response
-        .package
-        .statuses
-        .iter()
-        .map(|status| status.code.as_u16())
-        .collect();
+    let response = decode_response(MULTIPART_CONTENT_TYPE, MULTIPART_APPENDIX_E, &MultipartLimits::default()).unwrap();
+    let codes: Vec<u16> = response.package.statuses.iter().map(|status| status.code.as_u16()).collect();
     assert_eq!(codes, [200, 200, 200, 200, 404, 200]);
-    let positions: Vec<(usize, &str)> = response
-        .parts
-        .iter()
-        .map(|part| (part.position, part.content_type.as_str()))
-        .collect();
-    assert_eq!(
-        positions,
-        [(1, "text/plain"), (2, DMMO_JSON), (3, DMMO_JSON)]
-    );
-    assert_eq!(
-        response.part_for(1).map(|part| part.body.as_ref()),
-        Some(&b"IMEI:493005100592800"[..])
-    );
+    let positions: Vec<(usize, &str)> =
+        response.parts.iter().map(|part| (part.position, part.content_type.as_str())).collect();
+    assert_eq!(positions, [(1, "text/plain"), (2, DMMO_JSON), (3, DMMO_JSON)]);
+    assert_eq!(response.part_for(1).map(|part| part.body.as_ref()), Some(&b"IMEI:493005100592800"[..]));
     let mo: Value = serde_json::from_slice(&response.part_for(3).unwrap().body).unwrap();
-    assert_eq!(
-        mo["MOData"]["SessionInfoMO"],
-        json!({"CBT": 1, "ROAMING": 0})
-    );
+    assert_eq!(mo["MOData"]["SessionInfoMO"], json!({"CBT": 1, "ROAMING": 0}));
     assert_eq!(response.check_against_request(&request.commands), Ok(()));
 
     // Built again, the body parses to the same statuses and parts.
     let rebuilt = encode_response(&response.package, &response.parts, "simple_boundary").unwrap();
     assert_eq!(rebuilt.content_type, MULTIPART_CONTENT_TYPE);
-    let reparsed = decode_response(
-        &rebuilt.content_type,
-        &rebuilt.body,
-        &MultipartLimits::default(),
-    );
+    let reparsed = decode_response(&rebuilt.content_type, &rebuilt.body, &MultipartLimits::default());
     assert_eq!(reparsed, Ok(response));
 }
 
 #[test]
 fn a_part_naming_a_command_that_is_not_a_get_is_refused() {
     let request = RequestPackage::parse(PACKAGE2_APPENDIX_E, &limits()).unwrap();
-    let response = decode_response(
-        MULTIPART_CONTENT_TYPE,
-        MULTIPART_APPENDIX_E,
-        &MultipartLimits::default(),
-    )
-    .unwrap();
+    let response = decode_response(MULTIPART_CONTENT_TYPE, MULTIPART_APPENDIX_E, &MultipartLimits::default()).unwrap();
     let mut with_hput_part = response.clone();
-    with_hput_part
-        .parts
-        .push(GetResultPart::new(4, "text/plain", "not a GET result"));
+    with_hput_part.parts.push(GetResultPart::new(4, "text/plain", "not a GET result"));
     let error = with_hput_part.check_against_request(&request.commands);
-    assert_eq!(
-        error,
-        Err(MultipartError::PartNotForGet {
-            position: 4,
-            command: "HPUT"
-        })
-    );
-    assert_eq!(error.map_err(|error| error.status_code()), Err(400));
+    assert_eq!(error, Err(MultipartError::PartNotForGet { position: 4, command: "HPUT" }));
+    assert_eq!(error.map_err(|error| u16::from(error.status_code())), Err(400));
     // The server's own list of commands for the check, written as the spec writes them.
     let spec_commands = commands(&[
         json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//DevID"]),
         json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//DevID"]),
         json!(["GET", "urn:oma:mo:oma-sessioninfomo:1.0//"]),
-        json!([
-            "HPUT",
-            "http://www.data.com/MOData",
-            "urn:oma:mo:oma-moid:1.0//"
-        ]),
+        json!(["HPUT", "http://www.data.com/MOData", "urn:oma:mo:oma-moid:1.0//"]),
         json!(["GET", "urn:oma:mo:invalid-moid:1.0//"]),
-        json!([
-            "HGET",
-            "http://www.dms1.com/",
-            "urn:oma:mo:oma-dm-dmacc:2.0/dms1/AuthNoti/AuthSecret"
-        ]),
+        json!(["HGET", "http://www.dms1.com/", "urn:oma:mo:oma-dm-dmacc:2.0/dms1/AuthNoti/AuthSecret"]),
     ]);
     assert_eq!(spec_commands, Ok(request.commands));
 }

@@ -166,7 +166,7 @@ proptest! {
                     prop_assert_eq!(document.moid.as_str(), node.moid());
                 }
             }
-            Err(error) => prop_assert!(matches!(error.status_code(), 400 | 404)),
+            Err(error) => prop_assert!(matches!(u16::from(error.status_code()), 400 | 404)),
         }
     }
 

@@ -45,45 +45,23 @@ mod tests {
 
     #[test]
     fn parses_one_server_uri() {
-        let wire = json!([
-            "CONT",
-            "https://dms.example.com/dm20/session/8f14e45fceea167a"
-        ]);
+        let wire = json!(["CONT", "https://dms.example.com/dm20/session/8f14e45fceea167a"]);
         let command = Command::from_json(&wire);
         assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
-        let Ok(Command::Cont(command)) = command else {
-            panic!("expected CONT")
-        };
-        assert_eq!(
-            command.server_uri().as_str(),
-            "https://dms.example.com/dm20/session/8f14e45fceea167a"
-        );
+        let Ok(Command::Cont(command)) = command else { panic!("expected CONT") };
+        assert_eq!(command.server_uri().as_str(), "https://dms.example.com/dm20/session/8f14e45fceea167a");
     }
 
     #[test]
     fn refuses_a_missing_or_empty_server_uri() {
         let error = Command::from_json(&json!(["CONT"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount {
-                    command: "CONT",
-                    found: 0,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::WrongParameterCount { command: "CONT", found: 0, .. })),
             "{error:?}"
         );
         let error = Command::from_json(&json!(["CONT", ""])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::InvalidServerUri {
-                    command: "CONT",
-                    position: 1,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::InvalidServerUri { command: "CONT", position: 1, .. })),
             "{error:?}"
         );
     }

@@ -116,31 +116,17 @@ mod tests {
 
     #[test]
     fn parses_a_server_uri_and_a_moid() {
-        let wire = json!([
-            "DEFAULT",
-            "https://dms.example.com/defaults/scomo",
-            "urn:oma:mo:oma-scomo:1.0"
-        ]);
+        let wire = json!(["DEFAULT", "https://dms.example.com/defaults/scomo", "urn:oma:mo:oma-scomo:1.0"]);
         let command = Command::from_json(&wire);
         assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
-        let Ok(Command::Default(command)) = command else {
-            panic!("expected DEFAULT")
-        };
+        let Ok(Command::Default(command)) = command else { panic!("expected DEFAULT") };
         assert_eq!(command.moid().as_str(), "urn:oma:mo:oma-scomo:1.0");
-        assert_eq!(
-            command.server_uri().as_str(),
-            "https://dms.example.com/defaults/scomo"
-        );
+        assert_eq!(command.server_uri().as_str(), "https://dms.example.com/defaults/scomo");
     }
 
     #[test]
     fn refuses_a_malformed_moid_or_a_missing_one() {
-        let error = Command::from_json(&json!([
-            "DEFAULT",
-            "https://a/",
-            "urn:oma:mo:oma-scomo:1.0//"
-        ]))
-        .err();
+        let error = Command::from_json(&json!(["DEFAULT", "https://a/", "urn:oma:mo:oma-scomo:1.0//"])).err();
         assert_eq!(
             error,
             Some(CommandError::InvalidMoid {
@@ -151,14 +137,7 @@ mod tests {
         );
         let error = Command::from_json(&json!(["DEFAULT", "https://a/"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount {
-                    command: "DEFAULT",
-                    found: 1,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::WrongParameterCount { command: "DEFAULT", found: 1, .. })),
             "{error:?}"
         );
     }
@@ -166,24 +145,10 @@ mod tests {
     #[test]
     fn moid_form_follows_the_client_uri_grammar() {
         for good in ["urn:oma:mo:oma-dm-devinfo:1.2", "oma:mo:x-customapp:1.0"] {
-            assert_eq!(
-                Moid::parse(good).map(|moid| moid.to_string()),
-                Ok(good.to_owned())
-            );
+            assert_eq!(Moid::parse(good).map(|moid| moid.to_string()), Ok(good.to_owned()));
         }
-        for bad in [
-            "",
-            "devinfo",
-            "urn:oma:mo:a b",
-            "urn:oma/mo",
-            "urn:oma?mo",
-            "urn:oma#mo",
-        ] {
-            assert_eq!(
-                Moid::parse(bad),
-                Err(MoidError::Invalid(bad.to_owned())),
-                "{bad:?}"
-            );
+        for bad in ["", "devinfo", "urn:oma:mo:a b", "urn:oma/mo", "urn:oma?mo", "urn:oma#mo"] {
+            assert_eq!(Moid::parse(bad), Err(MoidError::Invalid(bad.to_owned())), "{bad:?}");
         }
         let moid: Result<Moid, _> = serde_json::from_str("\"urn:oma:mo:oma-scomo:1.0\"");
         assert_eq!(

@@ -19,9 +19,7 @@ pub struct Delete {
 impl Delete {
     /// Fails when `client_uri` has a wildcard.
     pub fn new(client_uri: ClientUri) -> Result<Self, CommandError> {
-        Ok(Delete {
-            client_uri: single_target(CommandName::Delete, client_uri)?,
-        })
+        Ok(Delete { client_uri: single_target(CommandName::Delete, client_uri)? })
     }
 
     /// The node to delete, with its subtree.
@@ -47,15 +45,10 @@ mod tests {
 
     #[test]
     fn parses_one_client_uri() {
-        let wire = json!([
-            "DELETE",
-            "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1"
-        ]);
+        let wire = json!(["DELETE", "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1"]);
         let command = Command::from_json(&wire);
         assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
-        let Ok(Command::Delete(command)) = command else {
-            panic!("expected DELETE")
-        };
+        let Ok(Command::Delete(command)) = command else { panic!("expected DELETE") };
         assert_eq!(command.client_uri().path.len(), 2);
     }
 
@@ -71,24 +64,10 @@ mod tests {
         );
         let error = Command::from_json(&json!(["DELETE"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount {
-                    command: "DELETE",
-                    found: 0,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::WrongParameterCount { command: "DELETE", found: 0, .. })),
             "{error:?}"
         );
-        let error =
-            Command::from_json(&json!(["DELETE", "urn:oma:mo:a:1//", "urn:oma:mo:a:1//"])).err();
-        assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount { found: 2, .. })
-            ),
-            "{error:?}"
-        );
+        let error = Command::from_json(&json!(["DELETE", "urn:oma:mo:a:1//", "urn:oma:mo:a:1//"])).err();
+        assert!(matches!(error, Some(CommandError::WrongParameterCount { found: 2, .. })), "{error:?}");
     }
 }

@@ -29,11 +29,7 @@ mod tests {
         let error = Command::from_json(&json!(["END", ""])).err();
         assert_eq!(
             error,
-            Some(CommandError::WrongParameterCount {
-                command: "END",
-                expected: "no parameters",
-                found: 1
-            })
+            Some(CommandError::WrongParameterCount { command: "END", expected: "no parameters", found: 1 })
         );
     }
 }

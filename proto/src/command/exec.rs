@@ -22,10 +22,7 @@ pub struct Exec {
 impl Exec {
     /// Fails when `client_uri` has a wildcard.
     pub fn new(client_uri: ClientUri, server_uri: Option<ServerUri>) -> Result<Self, CommandError> {
-        Ok(Exec {
-            client_uri: single_target(CommandName::Exec, client_uri)?,
-            server_uri,
-        })
+        Ok(Exec { client_uri: single_target(CommandName::Exec, client_uri)?, server_uri })
     }
 
     /// The node to execute.
@@ -57,70 +54,35 @@ mod tests {
 
     use crate::command::{Command, CommandError};
 
-    const NODE: &str =
-        "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1/Operations/DownloadInstall";
+    const NODE: &str = "urn:oma:mo:oma-scomo:1.0/SCOMO1/Download/Package1/Operations/DownloadInstall";
 
     #[test]
     fn parses_with_and_without_server_uri() {
         let bare = Command::from_json(&json!(["EXEC", NODE]));
-        let Ok(Command::Exec(bare)) = bare else {
-            panic!("expected EXEC, got {bare:?}")
-        };
+        let Ok(Command::Exec(bare)) = bare else { panic!("expected EXEC, got {bare:?}") };
         assert_eq!(bare.client_uri().to_string(), NODE);
         assert_eq!(bare.server_uri(), None);
 
         let wire = json!(["EXEC", NODE, "https://dms.example.com/alerts"]);
         let command = Command::from_json(&wire);
         assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
-        let Ok(Command::Exec(command)) = command else {
-            panic!("expected EXEC")
-        };
-        assert_eq!(
-            command.server_uri().map(|uri| uri.as_str()),
-            Some("https://dms.example.com/alerts")
-        );
+        let Ok(Command::Exec(command)) = command else { panic!("expected EXEC") };
+        assert_eq!(command.server_uri().map(|uri| uri.as_str()), Some("https://dms.example.com/alerts"));
     }
 
     #[test]
     fn refuses_wildcards_swapped_parameters_and_extras() {
-        let error = Command::from_json(&json!([
-            "EXEC",
-            "urn:oma:mo:oma-scomo:1.0/*/Operations/Install"
-        ]))
-        .err();
-        assert!(
-            matches!(
-                error,
-                Some(CommandError::WildcardNotAllowed {
-                    command: "EXEC",
-                    ..
-                })
-            ),
-            "{error:?}"
-        );
+        let error = Command::from_json(&json!(["EXEC", "urn:oma:mo:oma-scomo:1.0/*/Operations/Install"])).err();
+        assert!(matches!(error, Some(CommandError::WildcardNotAllowed { command: "EXEC", .. })), "{error:?}");
         // The trailing "/" leaves an empty node name, which no ClientURI has.
         let error = Command::from_json(&json!(["EXEC", "https://dms.example.com/", NODE])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::InvalidClientUri {
-                    command: "EXEC",
-                    position: 1,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::InvalidClientUri { command: "EXEC", position: 1, .. })),
             "{error:?}"
         );
         let error = Command::from_json(&json!(["EXEC", NODE, "https://a/", "https://b/"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount {
-                    command: "EXEC",
-                    found: 3,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::WrongParameterCount { command: "EXEC", found: 3, .. })),
             "{error:?}"
         );
     }

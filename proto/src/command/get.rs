@@ -45,10 +45,7 @@ mod tests {
 
     #[test]
     fn parses_plain_and_wildcard_client_uris() {
-        for uri in [
-            "urn:oma:mo:oma-dm-devinfo:1.2//DevID",
-            "urn:oma:mo:moid:1.0/*/Data/*/Value?lv=1",
-        ] {
+        for uri in ["urn:oma:mo:oma-dm-devinfo:1.2//DevID", "urn:oma:mo:moid:1.0/*/Data/*/Value?lv=1"] {
             let wire = json!(["GET", uri]);
             let command = Command::from_json(&wire);
             assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
@@ -59,16 +56,6 @@ mod tests {
     #[test]
     fn refuses_a_server_uri_in_place_of_the_client_uri() {
         let error = Command::from_json(&json!(["GET", "https://dms.example.com/"])).err();
-        assert!(
-            matches!(
-                error,
-                Some(CommandError::InvalidClientUri {
-                    command: "GET",
-                    position: 1,
-                    ..
-                })
-            ),
-            "{error:?}"
-        );
+        assert!(matches!(error, Some(CommandError::InvalidClientUri { command: "GET", position: 1, .. })), "{error:?}");
     }
 }

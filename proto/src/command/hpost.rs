@@ -26,25 +26,10 @@ mod tests {
         ]);
         let command = Command::from_json(&wire);
         assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
-        let Ok(Command::Hpost(command)) = command else {
-            panic!("expected HPOST")
-        };
-        assert_eq!(
-            command.server_uri().as_str(),
-            "https://DMcontent.DMserver.operator.com/[DevID]"
-        );
-        let moids: Vec<&str> = command
-            .client_uris()
-            .iter()
-            .map(|uri| uri.moid.as_str())
-            .collect();
-        assert_eq!(
-            moids,
-            [
-                "urn:oma:mo:oma-dm-devinfo:1.0",
-                "urn:oma:mo:oma-sessioninfomo:1.0"
-            ]
-        );
+        let Ok(Command::Hpost(command)) = command else { panic!("expected HPOST") };
+        assert_eq!(command.server_uri().as_str(), "https://DMcontent.DMserver.operator.com/[DevID]");
+        let moids: Vec<&str> = command.client_uris().iter().map(|uri| uri.moid.as_str()).collect();
+        assert_eq!(moids, ["urn:oma:mo:oma-dm-devinfo:1.0", "urn:oma:mo:oma-sessioninfomo:1.0"]);
     }
 
     #[test]
@@ -52,11 +37,7 @@ mod tests {
         let error = Command::from_json(&json!(["HPOST", {"uri": "https://a/"}])).err();
         assert_eq!(
             error,
-            Some(CommandError::ParameterNotAString {
-                command: "HPOST",
-                position: 1,
-                found: "an object"
-            })
+            Some(CommandError::ParameterNotAString { command: "HPOST", position: 1, found: "an object" })
         );
     }
 }

@@ -21,10 +21,7 @@ pub struct Hput {
 impl Hput {
     /// Any number of ClientURIs, wildcards included.
     pub fn new(server_uri: ServerUri, client_uris: Vec<ClientUri>) -> Self {
-        Hput {
-            server_uri,
-            client_uris,
-        }
+        Hput { server_uri, client_uris }
     }
 
     /// Where the client sends the data.
@@ -41,10 +38,7 @@ impl Hput {
         reader.expect("a ServerURI and any number of ClientURIs");
         let server_uri = reader.server_uri()?;
         let client_uris = reader.remaining_client_uris()?;
-        Ok(Hput {
-            server_uri,
-            client_uris,
-        })
+        Ok(Hput { server_uri, client_uris })
     }
 
     pub(super) fn write_parameters(&self, parameters: &mut Vec<String>) {
@@ -62,62 +56,29 @@ mod tests {
     #[test]
     fn parses_zero_or_more_client_uris_wildcards_included() {
         let bare = Command::from_json(&json!(["HPUT", "http://www.data.com/MOData"]));
-        let Ok(Command::Hput(bare)) = bare else {
-            panic!("expected HPUT, got {bare:?}")
-        };
+        let Ok(Command::Hput(bare)) = bare else { panic!("expected HPUT, got {bare:?}") };
         assert!(bare.client_uris().is_empty());
 
-        let wire = json!([
-            "HPUT",
-            "http://www.data.com/MOData",
-            "urn:oma:mo:oma-moid:1.0//",
-            "urn:oma:mo:b:1.0/*/Data"
-        ]);
+        let wire =
+            json!(["HPUT", "http://www.data.com/MOData", "urn:oma:mo:oma-moid:1.0//", "urn:oma:mo:b:1.0/*/Data"]);
         let command = Command::from_json(&wire);
         assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
-        let Ok(Command::Hput(command)) = command else {
-            panic!("expected HPUT")
-        };
+        let Ok(Command::Hput(command)) = command else { panic!("expected HPUT") };
         assert_eq!(command.server_uri().as_str(), "http://www.data.com/MOData");
         assert_eq!(command.client_uris().len(), 2);
-        assert!(
-            command
-                .client_uris()
-                .get(1)
-                .is_some_and(|uri| uri.has_wildcard())
-        );
+        assert!(command.client_uris().get(1).is_some_and(|uri| uri.has_wildcard()));
     }
 
     #[test]
     fn refuses_a_missing_server_uri_and_bad_client_uris() {
         let error = Command::from_json(&json!(["HPUT"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount {
-                    command: "HPUT",
-                    found: 0,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::WrongParameterCount { command: "HPUT", found: 0, .. })),
             "{error:?}"
         );
-        let error = Command::from_json(&json!([
-            "HPUT",
-            "https://a/",
-            "urn:oma:mo:a:1//",
-            "bad uri"
-        ]))
-        .err();
+        let error = Command::from_json(&json!(["HPUT", "https://a/", "urn:oma:mo:a:1//", "bad uri"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::InvalidClientUri {
-                    command: "HPUT",
-                    position: 3,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::InvalidClientUri { command: "HPUT", position: 3, .. })),
             "{error:?}"
         );
     }

@@ -34,6 +34,7 @@ mod hpost;
 mod hput;
 mod show;
 
+use crate::status::StatusCode;
 use std::fmt;
 
 use serde_json::Value;
@@ -99,44 +100,20 @@ pub enum CommandError {
     MissingName,
     #[error("the command name must be a string, found {found}")]
     NameNotAString { found: &'static str },
-    #[error(
-        "unknown command {0:?}: expected HGET, HPUT, HPOST, DELETE, EXEC, GET, SHOW, CONT, END or DEFAULT"
-    )]
+    #[error("unknown command {0:?}: expected HGET, HPUT, HPOST, DELETE, EXEC, GET, SHOW, CONT, END or DEFAULT")]
     UnknownCommand(String),
     #[error("{command} takes {expected}, found {found} parameter(s)")]
-    WrongParameterCount {
-        command: &'static str,
-        expected: &'static str,
-        found: usize,
-    },
+    WrongParameterCount { command: &'static str, expected: &'static str, found: usize },
     #[error("{command} parameter {position} must be a string, found {found}")]
-    ParameterNotAString {
-        command: &'static str,
-        position: usize,
-        found: &'static str,
-    },
+    ParameterNotAString { command: &'static str, position: usize, found: &'static str },
     #[error("{command} parameter {position} is not a valid ClientURI: {source}")]
-    InvalidClientUri {
-        command: &'static str,
-        position: usize,
-        source: UriError,
-    },
+    InvalidClientUri { command: &'static str, position: usize, source: UriError },
     #[error("{command} parameter {position} is not a valid ServerURI: {source}")]
-    InvalidServerUri {
-        command: &'static str,
-        position: usize,
-        source: UriError,
-    },
-    #[error(
-        "{command} does not accept a wildcard ClientURI ({uri}): it must name exactly one node"
-    )]
+    InvalidServerUri { command: &'static str, position: usize, source: UriError },
+    #[error("{command} does not accept a wildcard ClientURI ({uri}): it must name exactly one node")]
     WildcardNotAllowed { command: &'static str, uri: String },
     #[error("{command} parameter {position}: {source}")]
-    InvalidMoid {
-        command: &'static str,
-        position: usize,
-        source: MoidError,
-    },
+    InvalidMoid { command: &'static str, position: usize, source: MoidError },
 }
 
 /// Why a MOID was refused.
@@ -149,10 +126,10 @@ pub enum MoidError {
 impl CommandError {
     /// The status a client answers this command with: 501 for an unknown
     /// command name, 400 for everything else (malformed syntax, Appendix C).
-    pub fn status_code(&self) -> u16 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
-            CommandError::UnknownCommand(_) => 501,
-            _ => 400,
+            CommandError::UnknownCommand(_) => StatusCode::NOT_IMPLEMENTED,
+            _ => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -190,9 +167,7 @@ impl CommandName {
 
     /// Recognises a wire name in any ASCII case; `None` for an unknown name.
     pub fn from_wire(name: &str) -> Option<CommandName> {
-        CommandName::ALL
-            .into_iter()
-            .find(|known| known.as_str().eq_ignore_ascii_case(name))
+        CommandName::ALL.into_iter().find(|known| known.as_str().eq_ignore_ascii_case(name))
     }
 }
 
@@ -227,18 +202,13 @@ impl Command {
     /// Parses one element of the Package#2 `CMD` array.
     pub fn from_json(value: &Value) -> Result<Command, CommandError> {
         let Value::Array(elements) = value else {
-            return Err(CommandError::NotAnArray {
-                found: json_kind(value),
-            });
+            return Err(CommandError::NotAnArray { found: json_kind(value) });
         };
         let (name, parameters) = elements.split_first().ok_or(CommandError::MissingName)?;
         let Value::String(name) = name else {
-            return Err(CommandError::NameNotAString {
-                found: json_kind(name),
-            });
+            return Err(CommandError::NameNotAString { found: json_kind(name) });
         };
-        let command_name = CommandName::from_wire(name)
-            .ok_or_else(|| CommandError::UnknownCommand(name.clone()))?;
+        let command_name = CommandName::from_wire(name).ok_or_else(|| CommandError::UnknownCommand(name.clone()))?;
         let mut reader = ParameterReader::new(command_name, parameters);
         let command = match command_name {
             CommandName::Hget => Command::Hget(Hget::read(&mut reader)?),
@@ -280,11 +250,7 @@ impl Command {
     /// The command as its JSON array: `["GET", "urn:oma:mo:oma-dm-devinfo:1.2//DevID"]`.
     pub fn to_json(&self) -> Value {
         let name = Value::String(self.name().to_owned());
-        Value::Array(
-            std::iter::once(name)
-                .chain(self.parameters().into_iter().map(Value::String))
-                .collect(),
-        )
+        Value::Array(std::iter::once(name).chain(self.parameters().into_iter().map(Value::String)).collect())
     }
 
     /// True for GET, whose 200 answer carries data in a multipart part (Appendix E).
@@ -366,12 +332,7 @@ pub(crate) struct ParameterReader<'a> {
 
 impl<'a> ParameterReader<'a> {
     fn new(command: CommandName, parameters: &'a [Value]) -> Self {
-        ParameterReader {
-            command,
-            parameters,
-            next_position: 1,
-            expected: "no parameters",
-        }
+        ParameterReader { command, parameters, next_position: 1, expected: "no parameters" }
     }
 
     /// States the command's parameter list once, for count error messages.
@@ -470,24 +431,14 @@ impl<'a> ParameterReader<'a> {
 
     /// Fails when parameters are left over.
     fn finish(&self) -> Result<(), CommandError> {
-        if self.parameters.is_empty() {
-            Ok(())
-        } else {
-            Err(self.count_error())
-        }
+        if self.parameters.is_empty() { Ok(()) } else { Err(self.count_error()) }
     }
 }
 
 /// Refuses a wildcard ClientURI for commands that must name exactly one node.
-pub(crate) fn single_target(
-    command: CommandName,
-    uri: ClientUri,
-) -> Result<ClientUri, CommandError> {
+pub(crate) fn single_target(command: CommandName, uri: ClientUri) -> Result<ClientUri, CommandError> {
     if uri.has_wildcard() {
-        return Err(CommandError::WildcardNotAllowed {
-            command: command.as_str(),
-            uri: uri.to_string(),
-        });
+        return Err(CommandError::WildcardNotAllowed { command: command.as_str(), uri: uri.to_string() });
     }
     Ok(uri)
 }
@@ -507,23 +458,14 @@ mod tests {
         let cases = [
             (json!("GET"), CommandError::NotAnArray { found: "a string" }),
             (json!([]), CommandError::MissingName),
-            (
-                json!([7]),
-                CommandError::NameNotAString { found: "a number" },
-            ),
-            (
-                json!(["FETCH", "x"]),
-                CommandError::UnknownCommand("FETCH".to_owned()),
-            ),
+            (json!([7]), CommandError::NameNotAString { found: "a number" }),
+            (json!(["FETCH", "x"]), CommandError::UnknownCommand("FETCH".to_owned())),
         ];
         for (input, expected) in cases {
             let error = parse(input.clone()).err();
             assert_eq!(error.as_ref(), Some(&expected), "{input}");
         }
-        assert_eq!(
-            CommandError::UnknownCommand("FETCH".to_owned()).status_code(),
-            501
-        );
+        assert_eq!(CommandError::UnknownCommand("FETCH".to_owned()).status_code(), 501);
         assert_eq!(CommandError::MissingName.status_code(), 400);
     }
 
@@ -535,10 +477,7 @@ mod tests {
             command.map(|command| command.to_json()),
             Ok(json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//DevID"]))
         );
-        assert_eq!(
-            CommandName::from_wire("Default"),
-            Some(CommandName::Default)
-        );
+        assert_eq!(CommandName::from_wire("Default"), Some(CommandName::Default));
         assert_eq!(CommandName::from_wire("GETS"), None);
     }
 
@@ -547,55 +486,26 @@ mod tests {
         let error = parse(json!(["GET"])).err();
         assert_eq!(
             error,
-            Some(CommandError::WrongParameterCount {
-                command: "GET",
-                expected: "one ClientURI",
-                found: 0
-            })
+            Some(CommandError::WrongParameterCount { command: "GET", expected: "one ClientURI", found: 0 })
         );
         let error = parse(json!(["GET", "urn:oma:mo:a:1//", "urn:oma:mo:b:1//"])).err();
         assert_eq!(
             error,
-            Some(CommandError::WrongParameterCount {
-                command: "GET",
-                expected: "one ClientURI",
-                found: 2
-            })
+            Some(CommandError::WrongParameterCount { command: "GET", expected: "one ClientURI", found: 2 })
         );
     }
 
     #[test]
     fn parameters_must_be_strings() {
         let error = parse(json!(["SHOW", 42])).err();
-        assert_eq!(
-            error,
-            Some(CommandError::ParameterNotAString {
-                command: "SHOW",
-                position: 1,
-                found: "a number"
-            })
-        );
-        let error = parse(json!([
-            "HPUT",
-            "https://dms.example.com/",
-            "urn:oma:mo:a:1//",
-            null
-        ]))
-        .err();
-        assert_eq!(
-            error,
-            Some(CommandError::ParameterNotAString {
-                command: "HPUT",
-                position: 3,
-                found: "null"
-            })
-        );
+        assert_eq!(error, Some(CommandError::ParameterNotAString { command: "SHOW", position: 1, found: "a number" }));
+        let error = parse(json!(["HPUT", "https://dms.example.com/", "urn:oma:mo:a:1//", null])).err();
+        assert_eq!(error, Some(CommandError::ParameterNotAString { command: "HPUT", position: 3, found: "null" }));
     }
 
     #[test]
     fn serde_uses_the_array_form() {
-        let command: Result<Command, _> =
-            serde_json::from_str(r#"["CONT","https://dms.example.com/s/1"]"#);
+        let command: Result<Command, _> = serde_json::from_str(r#"["CONT","https://dms.example.com/s/1"]"#);
         let command = command.ok();
         assert_eq!(command.as_ref().map(Command::name), Some("CONT"));
         assert_eq!(

@@ -45,39 +45,20 @@ mod tests {
         let wire = json!(["SHOW", "https://ui.example.com/consent?uiid=1234"]);
         let command = Command::from_json(&wire);
         assert_eq!(command.as_ref().map(Command::to_json).ok(), Some(wire));
-        let Ok(Command::Show(command)) = command else {
-            panic!("expected SHOW")
-        };
-        assert_eq!(
-            command.server_uri().as_str(),
-            "https://ui.example.com/consent?uiid=1234"
-        );
+        let Ok(Command::Show(command)) = command else { panic!("expected SHOW") };
+        assert_eq!(command.server_uri().as_str(), "https://ui.example.com/consent?uiid=1234");
     }
 
     #[test]
     fn refuses_missing_and_extra_parameters() {
         let error = Command::from_json(&json!(["SHOW"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount {
-                    command: "SHOW",
-                    found: 0,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::WrongParameterCount { command: "SHOW", found: 0, .. })),
             "{error:?}"
         );
         let error = Command::from_json(&json!(["SHOW", "https://a/", "https://b/"])).err();
         assert!(
-            matches!(
-                error,
-                Some(CommandError::WrongParameterCount {
-                    command: "SHOW",
-                    found: 2,
-                    ..
-                })
-            ),
+            matches!(error, Some(CommandError::WrongParameterCount { command: "SHOW", found: 2, .. })),
             "{error:?}"
         );
     }

@@ -30,6 +30,7 @@ pub use fumo::{
 };
 pub use sessioninfo::{BearerType, RoamingStatus, SessionInfo};
 
+use crate::status::StatusCode;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
@@ -56,10 +57,10 @@ pub enum MoError {
 impl MoError {
     /// The Appendix C status for this error: 501 Not Implemented for a command the
     /// client does not know, 400 Bad Request for malformed MO data.
-    pub fn status_code(&self) -> u16 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
-            MoError::UnknownCommand(_) => 501,
-            _ => 400,
+            MoError::UnknownCommand(_) => StatusCode::NOT_IMPLEMENTED,
+            _ => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -22,6 +22,7 @@
 //! - `Data` may be any JSON value (the schema says object, the examples pair
 //!   it with `text/plain`); `null` counts as absent.
 
+use crate::status::StatusCode;
 use std::fmt;
 use std::str::FromStr;
 
@@ -86,11 +87,7 @@ pub enum AlertError {
     #[error("alert item {item} has no AlertType, which it requires")]
     MissingAlertType { item: usize },
     #[error("alert item {item}: {field} must be a string, found {found}")]
-    FieldNotAString {
-        item: usize,
-        field: &'static str,
-        found: &'static str,
-    },
+    FieldNotAString { item: usize, field: &'static str, found: &'static str },
     #[error(
         "alert item {item}: unknown Mark {mark:?}: expected fatal, critical, minor, warning, informational, harmless or indeterminate"
     )]
@@ -99,8 +96,8 @@ pub enum AlertError {
 
 impl AlertError {
     /// 400: a malformed alert is malformed syntax (Appendix C).
-    pub fn status_code(&self) -> u16 {
-        400
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
     }
 }
 
@@ -131,9 +128,7 @@ impl Mark {
 
     /// Recognises a level in any ASCII case.
     pub fn from_wire(text: &str) -> Option<Mark> {
-        Mark::ALL
-            .into_iter()
-            .find(|mark| mark.as_str().eq_ignore_ascii_case(text))
+        Mark::ALL.into_iter().find(|mark| mark.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -147,10 +142,7 @@ impl FromStr for Mark {
     type Err = AlertError;
     /// Errors carry item 0: the caller knows which item it was reading.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Mark::from_wire(text).ok_or_else(|| AlertError::UnknownMark {
-            item: 0,
-            mark: text.to_owned(),
-        })
+        Mark::from_wire(text).ok_or_else(|| AlertError::UnknownMark { item: 0, mark: text.to_owned() })
     }
 }
 
@@ -163,13 +155,7 @@ impl serde::Serialize for Mark {
 impl AlertItem {
     /// An item with only its type.
     pub fn new(alert_type: impl Into<String>) -> Self {
-        AlertItem {
-            alert_type: alert_type.into(),
-            mime_type: None,
-            source_uri: None,
-            mark: None,
-            data: None,
-        }
+        AlertItem { alert_type: alert_type.into(), mime_type: None, source_uri: None, mark: None, data: None }
     }
 
     /// The importance, the default level when none was sent.
@@ -184,28 +170,18 @@ impl AlertItem {
 
     fn from_json(item: usize, value: &Value) -> Result<Self, AlertError> {
         let Value::Object(fields) = value else {
-            return Err(AlertError::ItemNotAnObject {
-                item,
-                found: json_kind(value),
-            });
+            return Err(AlertError::ItemNotAnObject { item, found: json_kind(value) });
         };
         let alert_type = optional_string(item, fields, "AlertType")?
             .filter(|alert_type| !alert_type.trim().is_empty())
             .ok_or(AlertError::MissingAlertType { item })?;
         let mark = match optional_string(item, fields, "Mark")? {
-            Some(mark) => {
-                Some(
-                    Mark::from_wire(mark.trim()).ok_or_else(|| AlertError::UnknownMark {
-                        item,
-                        mark: mark.to_owned(),
-                    })?,
-                )
-            }
+            Some(mark) => Some(
+                Mark::from_wire(mark.trim()).ok_or_else(|| AlertError::UnknownMark { item, mark: mark.to_owned() })?,
+            ),
             None => None,
         };
-        let source_uri = optional_string(item, fields, "SourceURI")?
-            .map(str::trim)
-            .filter(|uri| !uri.is_empty());
+        let source_uri = optional_string(item, fields, "SourceURI")?.map(str::trim).filter(|uri| !uri.is_empty());
         Ok(AlertItem {
             alert_type: alert_type.to_owned(),
             mime_type: optional_string(item, fields, "MIMEType")?.map(str::to_owned),
@@ -224,11 +200,7 @@ fn optional_string<'a>(
     match fields.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
-        Some(other) => Err(AlertError::FieldNotAString {
-            item,
-            field,
-            found: json_kind(other),
-        }),
+        Some(other) => Err(AlertError::FieldNotAString { item, field, found: json_kind(other) }),
     }
 }
 
@@ -241,17 +213,13 @@ impl Alert {
     /// Reads the value of an `"Alert"` field.
     pub fn from_json(value: &Value) -> Result<Self, AlertError> {
         let Value::Object(fields) = value else {
-            return Err(AlertError::NotAnObject {
-                found: json_kind(value),
-            });
+            return Err(AlertError::NotAnObject { found: json_kind(value) });
         };
         let items = match fields.get("Items") {
             None => return Err(AlertError::MissingItems),
             Some(Value::Array(items)) => items,
             Some(other) => {
-                return Err(AlertError::ItemsNotAnArray {
-                    found: json_kind(other),
-                });
+                return Err(AlertError::ItemsNotAnArray { found: json_kind(other) });
             }
         };
         let items = items
@@ -269,9 +237,7 @@ impl Alert {
     /// ```
     pub fn parse_message(bytes: &[u8], limits: &ParseLimits) -> Result<Self, PackageError> {
         let object = read_object(bytes, limits)?;
-        let alert = object
-            .get("Alert")
-            .ok_or(PackageError::MissingField("Alert"))?;
+        let alert = object.get("Alert").ok_or(PackageError::MissingField("Alert"))?;
         Ok(Alert::from_json(alert)?)
     }
 
@@ -322,12 +288,8 @@ mod tests {
     #[test]
     fn reads_the_spec_item_and_trims_the_source_uri() {
         let alert = Alert::from_json(&json!({"Items": [spec_item()]}));
-        let Ok(Alert { items }) = alert else {
-            panic!("spec alert must parse: {alert:?}")
-        };
-        let [item] = items.as_slice() else {
-            panic!("one item expected")
-        };
+        let Ok(Alert { items }) = alert else { panic!("spec alert must parse: {alert:?}") };
+        let [item] = items.as_slice() else { panic!("one item expected") };
         assert_eq!(item.alert_type, "urn:oma:at:scomo:1.0:OperationComplete");
         assert_eq!(item.mime_type.as_deref(), Some("text/plain"));
         assert_eq!(
@@ -336,12 +298,7 @@ mod tests {
         );
         assert_eq!(item.mark, Some(Mark::Warning));
         assert_eq!(item.data, Some(json!({})));
-        assert_eq!(
-            item.source_client_uri()
-                .and_then(Result::ok)
-                .map(|uri| uri.path.len()),
-            Some(4)
-        );
+        assert_eq!(item.source_client_uri().and_then(Result::ok).map(|uri| uri.path.len()), Some(4));
     }
 
     #[test]
@@ -349,15 +306,9 @@ mod tests {
         let alert = Alert::from_json(&json!({"Items": [{"AlertType": "urn:x:at", "Data": null}]}));
         let item = alert.ok().and_then(|alert| alert.items.into_iter().next());
         assert_eq!(item.as_ref().map(|item| item.mark), Some(None));
-        assert_eq!(
-            item.as_ref().map(AlertItem::effective_mark),
-            Some(Mark::Informational)
-        );
+        assert_eq!(item.as_ref().map(AlertItem::effective_mark), Some(Mark::Informational));
         assert_eq!(item.as_ref().map(|item| item.data.clone()), Some(None));
-        assert_eq!(
-            item.map(|item| serde_json::to_value(item).ok()),
-            Some(Some(json!({"AlertType": "urn:x:at"})))
-        );
+        assert_eq!(item.map(|item| serde_json::to_value(item).ok()), Some(Some(json!({"AlertType": "urn:x:at"}))));
     }
 
     #[test]
@@ -365,10 +316,7 @@ mod tests {
         assert_eq!(Mark::from_wire("CRITICAL"), Some(Mark::Critical));
         assert_eq!("Harmless".parse::<Mark>(), Ok(Mark::Harmless));
         assert_eq!(Mark::from_wire("severe"), None);
-        assert_eq!(
-            serde_json::to_value(Mark::Indeterminate).ok(),
-            Some(json!("indeterminate"))
-        );
+        assert_eq!(serde_json::to_value(Mark::Indeterminate).ok(), Some(json!("indeterminate")));
         assert_eq!(
             Mark::ALL.map(Mark::as_str).join(","),
             "fatal,critical,minor,warning,informational,harmless,indeterminate"
@@ -380,39 +328,17 @@ mod tests {
         let cases = [
             (json!([]), AlertError::NotAnObject { found: "an array" }),
             (json!({}), AlertError::MissingItems),
-            (
-                json!({"Items": {}}),
-                AlertError::ItemsNotAnArray { found: "an object" },
-            ),
-            (
-                json!({"Items": [{"AlertType": "a"}, 3]}),
-                AlertError::ItemNotAnObject {
-                    item: 2,
-                    found: "a number",
-                },
-            ),
-            (
-                json!({"Items": [{"Mark": "minor"}]}),
-                AlertError::MissingAlertType { item: 1 },
-            ),
-            (
-                json!({"Items": [{"AlertType": "  "}]}),
-                AlertError::MissingAlertType { item: 1 },
-            ),
+            (json!({"Items": {}}), AlertError::ItemsNotAnArray { found: "an object" }),
+            (json!({"Items": [{"AlertType": "a"}, 3]}), AlertError::ItemNotAnObject { item: 2, found: "a number" }),
+            (json!({"Items": [{"Mark": "minor"}]}), AlertError::MissingAlertType { item: 1 }),
+            (json!({"Items": [{"AlertType": "  "}]}), AlertError::MissingAlertType { item: 1 }),
             (
                 json!({"Items": [{"AlertType": "a", "MIMEType": 1}]}),
-                AlertError::FieldNotAString {
-                    item: 1,
-                    field: "MIMEType",
-                    found: "a number",
-                },
+                AlertError::FieldNotAString { item: 1, field: "MIMEType", found: "a number" },
             ),
             (
                 json!({"Items": [{"AlertType": "a", "Mark": "loud"}]}),
-                AlertError::UnknownMark {
-                    item: 1,
-                    mark: "loud".to_owned(),
-                },
+                AlertError::UnknownMark { item: 1, mark: "loud".to_owned() },
             ),
         ];
         for (input, expected) in cases {
@@ -428,19 +354,13 @@ mod tests {
         let alert = Alert::new(vec![item]);
         let bytes = alert.to_message_bytes();
         assert_eq!(
-            bytes
-                .as_ref()
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok()),
+            bytes.as_ref().ok().and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok()),
             Some(json!({"Alert": {"Items": [{
                 "AlertType": "urn:oma:at:scomo:1.0:OperationComplete", "Mark": "fatal", "Data": "disk full"
             }]}}))
         );
         let parsed = bytes.map(|bytes| Alert::parse_message(&bytes, &ParseLimits::default()));
         assert_eq!(parsed, Ok(Ok(alert)));
-        assert_eq!(
-            Alert::parse_message(b"{}", &ParseLimits::default()),
-            Err(PackageError::MissingField("Alert"))
-        );
+        assert_eq!(Alert::parse_message(b"{}", &ParseLimits::default()), Err(PackageError::MissingField("Alert")));
     }
 }

@@ -53,11 +53,7 @@ pub enum SupportedObjectError {
     #[error("{0}")]
     InvalidMoid(MoidError),
     #[error("{field} must be {expected}, found {found}")]
-    WrongFieldType {
-        field: &'static str,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongFieldType { field: &'static str, expected: &'static str, found: &'static str },
     #[error("has both MIID and MIIDS: send only MIID")]
     BothMiidKeys,
 }
@@ -81,12 +77,8 @@ impl InitiationPackage {
                     .iter()
                     .enumerate()
                     .map(|(index, item)| {
-                        SupportedObject::from_json(item).map_err(|source| {
-                            PackageError::SupportedObject {
-                                position: index + 1,
-                                source,
-                            }
-                        })
+                        SupportedObject::from_json(item)
+                            .map_err(|source| PackageError::SupportedObject { position: index + 1, source })
                     })
                     .collect::<Result<Vec<_>, _>>()?,
             ),
@@ -98,10 +90,7 @@ impl InitiationPackage {
                 });
             }
         };
-        Ok(InitiationPackage {
-            supported_objects,
-            alert: optional_alert(object)?,
-        })
+        Ok(InitiationPackage { supported_objects, alert: optional_alert(object)? })
     }
 
     /// The JSON body.
@@ -113,15 +102,11 @@ impl InitiationPackage {
 impl SupportedObject {
     fn from_json(value: &Value) -> Result<Self, SupportedObjectError> {
         let Value::Object(fields) = value else {
-            return Err(SupportedObjectError::NotAnObject {
-                found: json_kind(value),
-            });
+            return Err(SupportedObjectError::NotAnObject { found: json_kind(value) });
         };
         let moid = match fields.get("MOID") {
             None | Some(Value::Null) => return Err(SupportedObjectError::MissingMoid),
-            Some(Value::String(moid)) => {
-                Moid::parse(moid).map_err(SupportedObjectError::InvalidMoid)?
-            }
+            Some(Value::String(moid)) => Moid::parse(moid).map_err(SupportedObjectError::InvalidMoid)?,
             Some(other) => return Err(wrong_type("MOID", "a string", other)),
         };
         let ddf = match fields.get("DDF") {
@@ -140,11 +125,7 @@ impl SupportedObject {
 }
 
 fn wrong_type(field: &'static str, expected: &'static str, found: &Value) -> SupportedObjectError {
-    SupportedObjectError::WrongFieldType {
-        field,
-        expected,
-        found: json_kind(found),
-    }
+    SupportedObjectError::WrongFieldType { field, expected, found: json_kind(found) }
 }
 
 fn read_miids(field: &'static str, value: &Value) -> Result<Vec<String>, SupportedObjectError> {
@@ -182,10 +163,7 @@ mod tests {
     #[test]
     fn empty_object_is_a_package_without_mos_or_alert() {
         assert_eq!(parse(json!({})), Ok(InitiationPackage::default()));
-        assert_eq!(
-            InitiationPackage::default().to_json_bytes(),
-            Ok(b"{}".to_vec())
-        );
+        assert_eq!(InitiationPackage::default().to_json_bytes(), Ok(b"{}".to_vec()));
     }
 
     #[test]
@@ -207,11 +185,7 @@ mod tests {
                     moid: moid("urn:oma:mo:oma-sessioninfomo:1.0"),
                     miids: vec!["only".into()],
                 },
-                SupportedObject {
-                    ddf: None,
-                    moid: moid("urn:oma:mo:x:1.0"),
-                    miids: vec![],
-                },
+                SupportedObject { ddf: None, moid: moid("urn:oma:mo:x:1.0"), miids: vec![] },
             ]),
             alert: None,
         };
@@ -243,26 +217,16 @@ mod tests {
         };
         assert_eq!(
             parse(json!({"MOS": {}})),
-            Err(PackageError::WrongFieldType {
-                field: "MOS",
-                expected: "an array",
-                found: "an object"
-            })
+            Err(PackageError::WrongFieldType { field: "MOS", expected: "an array", found: "an object" })
         );
         assert_eq!(
             item_error(json!({"MOS": [{"MOID": "urn:a:1"}, "x"]})),
             Some((2, SupportedObjectError::NotAnObject { found: "a string" }))
         );
-        assert_eq!(
-            item_error(json!({"MOS": [{"MIID": []}]})),
-            Some((1, SupportedObjectError::MissingMoid))
-        );
+        assert_eq!(item_error(json!({"MOS": [{"MIID": []}]})), Some((1, SupportedObjectError::MissingMoid)));
         assert_eq!(
             item_error(json!({"MOS": [{"MOID": "devinfo"}]})),
-            Some((
-                1,
-                SupportedObjectError::InvalidMoid(MoidError::Invalid("devinfo".into()))
-            ))
+            Some((1, SupportedObjectError::InvalidMoid(MoidError::Invalid("devinfo".into()))))
         );
         assert_eq!(
             item_error(json!({"MOS": [{"MOID": "urn:a:1", "MIID": [1]}]})),
@@ -281,14 +245,7 @@ mod tests {
         );
         assert_eq!(
             item_error(json!({"MOS": [{"MOID": "urn:a:1", "DDF": 5}]})),
-            Some((
-                1,
-                SupportedObjectError::WrongFieldType {
-                    field: "DDF",
-                    expected: "a string",
-                    found: "a number"
-                }
-            ))
+            Some((1, SupportedObjectError::WrongFieldType { field: "DDF", expected: "a string", found: "a number" }))
         );
     }
 }

@@ -31,19 +31,10 @@ mod tests {
     #[test]
     fn matches_the_essence_only() {
         assert!(is_media_type(RESPONSE_JSON, RESPONSE_JSON));
-        assert!(is_media_type(
-            " Application/VND.oma.dm.response+JSON ; charset=utf-8",
-            RESPONSE_JSON
-        ));
-        assert!(is_media_type(
-            "multipart/form-data; boundary=simple_boundary",
-            MULTIPART_FORM_DATA
-        ));
+        assert!(is_media_type(" Application/VND.oma.dm.response+JSON ; charset=utf-8", RESPONSE_JSON));
+        assert!(is_media_type("multipart/form-data; boundary=simple_boundary", MULTIPART_FORM_DATA));
         assert!(!is_media_type(REQUEST_JSON, RESPONSE_JSON));
-        assert!(!is_media_type(
-            "application/vnd.oma.dm.response+json2",
-            RESPONSE_JSON
-        ));
+        assert!(!is_media_type("application/vnd.oma.dm.response+json2", RESPONSE_JSON));
         assert!(!is_media_type("", DMMO_JSON));
     }
 }

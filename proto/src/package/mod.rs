@@ -19,6 +19,7 @@ pub mod media;
 mod request;
 mod response;
 
+use crate::status::StatusCode;
 use serde_json::{Map, Value};
 
 pub use alert::{Alert, AlertError, AlertItem, Mark};
@@ -50,10 +51,7 @@ pub struct ParseLimits {
 
 impl ParseLimits {
     /// 1 MiB, 32 levels.
-    pub const DEFAULT: ParseLimits = ParseLimits {
-        max_bytes: 1 << 20,
-        max_depth: 32,
-    };
+    pub const DEFAULT: ParseLimits = ParseLimits { max_bytes: 1 << 20, max_depth: 32 };
 }
 
 impl std::default::Default for ParseLimits {
@@ -76,35 +74,19 @@ pub enum PackageError {
     #[error("package has no {0:?} field, which it requires")]
     MissingField(&'static str),
     #[error("package field {field:?} must be {expected}, found {found}")]
-    WrongFieldType {
-        field: &'static str,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongFieldType { field: &'static str, expected: &'static str, found: &'static str },
     #[error("Package#2 has both \"CMD\" and \"Cmd\": send only one")]
     BothCommandKeys,
     #[error("command {position} of the Package#2: {source}")]
-    Command {
-        position: usize,
-        source: CommandError,
-    },
+    Command { position: usize, source: CommandError },
     #[error("status {position} of the Package#3 is an empty array: expected [code, extra...]")]
     EmptyStatus { position: usize },
     #[error("status {position} of the Package#3: {source}")]
-    Status {
-        position: usize,
-        source: StatusCodeError,
-    },
+    Status { position: usize, source: StatusCodeError },
     #[error("AlertStatus {position} of the Package#2: {source}")]
-    AlertStatus {
-        position: usize,
-        source: StatusCodeError,
-    },
+    AlertStatus { position: usize, source: StatusCodeError },
     #[error("MOS item {position} of the Package#1: {source}")]
-    SupportedObject {
-        position: usize,
-        source: SupportedObjectError,
-    },
+    SupportedObject { position: usize, source: SupportedObjectError },
     #[error("Generic Alert: {0}")]
     Alert(#[from] AlertError),
     #[error("cannot encode the package as JSON: {0}")]
@@ -115,50 +97,38 @@ impl PackageError {
     /// The status a recipient answers the whole package with: the command's
     /// own status for a bad command (400 or 501), 500 when we could not encode
     /// our own package, 400 (malformed) otherwise.
-    pub fn status_code(&self) -> u16 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
             PackageError::Command { source, .. } => source.status_code(),
-            PackageError::Encode(_) => 500,
-            _ => 400,
+            PackageError::Encode(_) => StatusCode::INTERNAL_ERROR,
+            _ => StatusCode::BAD_REQUEST,
         }
     }
 }
 
 /// Size and depth checks, then the JSON parse, then the top-level object.
-pub(crate) fn read_object(
-    bytes: &[u8],
-    limits: &ParseLimits,
-) -> Result<Map<String, Value>, PackageError> {
+pub(crate) fn read_object(bytes: &[u8], limits: &ParseLimits) -> Result<Map<String, Value>, PackageError> {
     let value = read_json(bytes, limits)?;
     match value {
         Value::Object(object) => Ok(object),
-        other => Err(PackageError::NotAnObject {
-            found: json_kind(&other),
-        }),
+        other => Err(PackageError::NotAnObject { found: json_kind(&other) }),
     }
 }
 
 /// Size and depth checks, then the JSON parse.
 pub(crate) fn read_json(bytes: &[u8], limits: &ParseLimits) -> Result<Value, PackageError> {
     if bytes.len() > limits.max_bytes {
-        return Err(PackageError::TooLarge {
-            size: bytes.len(),
-            limit: limits.max_bytes,
-        });
+        return Err(PackageError::TooLarge { size: bytes.len(), limit: limits.max_bytes });
     }
     if nesting_exceeds(bytes, limits.max_depth) {
-        return Err(PackageError::TooDeep {
-            limit: limits.max_depth,
-        });
+        return Err(PackageError::TooDeep { limit: limits.max_depth });
     }
     serde_json::from_slice(bytes).map_err(|error| PackageError::InvalidJson(error.to_string()))
 }
 
 /// The top-level object of an already parsed package.
 pub(crate) fn expect_object(value: &Value) -> Result<&Map<String, Value>, PackageError> {
-    value.as_object().ok_or(PackageError::NotAnObject {
-        found: json_kind(value),
-    })
+    value.as_object().ok_or(PackageError::NotAnObject { found: json_kind(value) })
 }
 
 /// Serializes one of our own packages.
@@ -212,42 +182,18 @@ mod tests {
 
     #[test]
     fn limits_are_checked_before_parsing() {
-        let limits = ParseLimits {
-            max_bytes: 8,
-            max_depth: 2,
-        };
-        assert_eq!(
-            read_json(b"[1,2,3,4,5]", &limits),
-            Err(PackageError::TooLarge { size: 11, limit: 8 })
-        );
-        assert_eq!(
-            read_json(b"[[[1]]]", &limits),
-            Err(PackageError::TooDeep { limit: 2 })
-        );
+        let limits = ParseLimits { max_bytes: 8, max_depth: 2 };
+        assert_eq!(read_json(b"[1,2,3,4,5]", &limits), Err(PackageError::TooLarge { size: 11, limit: 8 }));
+        assert_eq!(read_json(b"[[[1]]]", &limits), Err(PackageError::TooDeep { limit: 2 }));
         assert_eq!(read_json(b"[[1]]", &limits), Ok(serde_json::json!([[1]])));
-        assert!(matches!(
-            read_json(b"[1,", &limits),
-            Err(PackageError::InvalidJson(_))
-        ));
-        assert_eq!(
-            read_object(b"[]", &limits),
-            Err(PackageError::NotAnObject { found: "an array" })
-        );
-        assert_eq!(
-            ParseLimits::default(),
-            ParseLimits {
-                max_bytes: 1_048_576,
-                max_depth: 32
-            }
-        );
+        assert!(matches!(read_json(b"[1,", &limits), Err(PackageError::InvalidJson(_))));
+        assert_eq!(read_object(b"[]", &limits), Err(PackageError::NotAnObject { found: "an array" }));
+        assert_eq!(ParseLimits::default(), ParseLimits { max_bytes: 1_048_576, max_depth: 32 });
     }
 
     #[test]
     fn status_codes_of_package_errors() {
-        let unknown = PackageError::Command {
-            position: 2,
-            source: CommandError::UnknownCommand("X".to_owned()),
-        };
+        let unknown = PackageError::Command { position: 2, source: CommandError::UnknownCommand("X".to_owned()) };
         assert_eq!(unknown.status_code(), 501);
         assert_eq!(PackageError::BothCommandKeys.status_code(), 400);
         assert_eq!(PackageError::Encode("x".to_owned()).status_code(), 500);

@@ -41,10 +41,7 @@ pub struct LenientRequestPackage {
 impl RequestPackage {
     /// A package of these commands, with no alert statuses.
     pub fn new(commands: Vec<Command>) -> Self {
-        RequestPackage {
-            commands,
-            alert_statuses: Vec::new(),
-        }
+        RequestPackage { commands, alert_statuses: Vec::new() }
     }
 
     /// Parses a Package#2 body; the first bad command fails the whole package.
@@ -55,10 +52,7 @@ impl RequestPackage {
     /// Parses a Package#2 body, keeping each command's own result. Fails only
     /// when the package as a whole is unreadable (size, depth, JSON, no `CMD`
     /// array, a bad `AlertStatus`).
-    pub fn parse_lenient(
-        bytes: &[u8],
-        limits: &ParseLimits,
-    ) -> Result<LenientRequestPackage, PackageError> {
+    pub fn parse_lenient(bytes: &[u8], limits: &ParseLimits) -> Result<LenientRequestPackage, PackageError> {
         Self::lenient_from_object(&read_object(bytes, limits)?)
     }
 
@@ -73,22 +67,12 @@ impl RequestPackage {
             .commands
             .into_iter()
             .enumerate()
-            .map(|(index, command)| {
-                command.map_err(|source| PackageError::Command {
-                    position: index + 1,
-                    source,
-                })
-            })
+            .map(|(index, command)| command.map_err(|source| PackageError::Command { position: index + 1, source }))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(RequestPackage {
-            commands,
-            alert_statuses: lenient.alert_statuses,
-        })
+        Ok(RequestPackage { commands, alert_statuses: lenient.alert_statuses })
     }
 
-    fn lenient_from_object(
-        object: &Map<String, Value>,
-    ) -> Result<LenientRequestPackage, PackageError> {
+    fn lenient_from_object(object: &Map<String, Value>) -> Result<LenientRequestPackage, PackageError> {
         let (field, commands) = match (object.get("CMD"), object.get("Cmd")) {
             (Some(_), Some(_)) => return Err(PackageError::BothCommandKeys),
             (Some(commands), None) => ("CMD", commands),
@@ -96,11 +80,7 @@ impl RequestPackage {
             (None, None) => return Err(PackageError::MissingField("CMD")),
         };
         let Value::Array(commands) = commands else {
-            return Err(PackageError::WrongFieldType {
-                field,
-                expected: "an array",
-                found: json_kind(commands),
-            });
+            return Err(PackageError::WrongFieldType { field, expected: "an array", found: json_kind(commands) });
         };
         Ok(LenientRequestPackage {
             commands: commands.iter().map(Command::from_json).collect(),
@@ -144,10 +124,7 @@ fn read_alert_statuses(object: &Map<String, Value>) -> Result<Vec<StatusCode>, P
         .iter()
         .enumerate()
         .map(|(index, code)| {
-            StatusCode::from_json(code).map_err(|source| PackageError::AlertStatus {
-                position: index + 1,
-                source,
-            })
+            StatusCode::from_json(code).map_err(|source| PackageError::AlertStatus { position: index + 1, source })
         })
         .collect()
 }
@@ -173,26 +150,17 @@ mod tests {
         assert_eq!(upper, Ok(RequestPackage::new(vec![Command::End])));
         assert_eq!(schema, Ok(RequestPackage::new(vec![Command::End])));
         assert_eq!(
-            RequestPackage::new(vec![Command::End])
-                .to_json_bytes()
-                .map(String::from_utf8),
+            RequestPackage::new(vec![Command::End]).to_json_bytes().map(String::from_utf8),
             Ok(Ok(r#"{"CMD":[["END"]]}"#.to_owned()))
         );
         assert_eq!(
             RequestPackage::parse(&bytes(json!({"CMD": [], "Cmd": []})), &limits),
             Err(PackageError::BothCommandKeys)
         );
-        assert_eq!(
-            RequestPackage::parse(b"{}", &limits),
-            Err(PackageError::MissingField("CMD"))
-        );
+        assert_eq!(RequestPackage::parse(b"{}", &limits), Err(PackageError::MissingField("CMD")));
         assert_eq!(
             RequestPackage::parse(&bytes(json!({"Cmd": {}})), &limits),
-            Err(PackageError::WrongFieldType {
-                field: "Cmd",
-                expected: "an array",
-                found: "an object"
-            })
+            Err(PackageError::WrongFieldType { field: "Cmd", expected: "an array", found: "an object" })
         );
     }
 
@@ -200,9 +168,7 @@ mod tests {
     fn alert_status_is_read_and_emitted_only_when_present() {
         let package = RequestPackage::from_json(&json!({"CMD": [], "AlertStatus": [200, "415"]}));
         assert_eq!(
-            package
-                .as_ref()
-                .map(|package| package.alert_statuses.clone()),
+            package.as_ref().map(|package| package.alert_statuses.clone()),
             Ok(vec![StatusCode::OK, StatusCode::UNSUPPORTED_MEDIA_TYPE])
         );
         assert_eq!(
@@ -211,10 +177,7 @@ mod tests {
         );
         assert_eq!(
             RequestPackage::from_json(&json!({"CMD": [], "AlertStatus": [200, 99]})),
-            Err(PackageError::AlertStatus {
-                position: 2,
-                source: StatusCodeError::OutOfRange(99)
-            })
+            Err(PackageError::AlertStatus { position: 2, source: StatusCodeError::OutOfRange(99) })
         );
     }
 
@@ -229,10 +192,7 @@ mod tests {
         let limits = ParseLimits::default();
         assert_eq!(
             RequestPackage::parse(&body, &limits),
-            Err(PackageError::Command {
-                position: 2,
-                source: CommandError::UnknownCommand("FETCH".to_owned())
-            })
+            Err(PackageError::Command { position: 2, source: CommandError::UnknownCommand("FETCH".to_owned()) })
         );
         let lenient = RequestPackage::parse_lenient(&body, &limits).unwrap();
         let statuses: Vec<u16> = lenient
@@ -240,16 +200,11 @@ mod tests {
             .iter()
             .map(|command| match command {
                 Ok(_) => 200,
-                Err(error) => error.status_code(),
+                Err(error) => u16::from(error.status_code()),
             })
             .collect();
         assert_eq!(statuses, [200, 501, 400, 200]);
         assert!(lenient.ends_session());
-        assert!(
-            lenient
-                .commands
-                .first()
-                .is_some_and(|command| command.as_ref().is_ok_and(Command::is_get))
-        );
+        assert!(lenient.commands.first().is_some_and(|command| command.as_ref().is_ok_and(Command::is_get)));
     }
 }

@@ -40,18 +40,12 @@ pub struct CommandStatus {
 impl CommandStatus {
     /// A bare status: `[404]`.
     pub fn new(code: StatusCode) -> Self {
-        CommandStatus {
-            code,
-            extra: Vec::new(),
-        }
+        CommandStatus { code, extra: Vec::new() }
     }
 
     /// A status with a location, as HGET answers when the client chose where to store: `[201, "urn:..."]`.
     pub fn with_location(code: StatusCode, location: impl Into<String>) -> Self {
-        CommandStatus {
-            code,
-            extra: vec![Value::String(location.into())],
-        }
+        CommandStatus { code, extra: vec![Value::String(location.into())] }
     }
 
     /// The first extra value when it is a string: the location for HGET.
@@ -63,17 +57,10 @@ impl CommandStatus {
         let code_error = |source| PackageError::Status { position, source };
         match value {
             Value::Array(elements) => {
-                let (code, extra) = elements
-                    .split_first()
-                    .ok_or(PackageError::EmptyStatus { position })?;
-                Ok(CommandStatus {
-                    code: StatusCode::from_json(code).map_err(code_error)?,
-                    extra: extra.to_vec(),
-                })
+                let (code, extra) = elements.split_first().ok_or(PackageError::EmptyStatus { position })?;
+                Ok(CommandStatus { code: StatusCode::from_json(code).map_err(code_error)?, extra: extra.to_vec() })
             }
-            code => Ok(CommandStatus::new(
-                StatusCode::from_json(code).map_err(code_error)?,
-            )),
+            code => Ok(CommandStatus::new(StatusCode::from_json(code).map_err(code_error)?)),
         }
     }
 }
@@ -99,10 +86,7 @@ impl serde::Serialize for CommandStatus {
 impl ResponsePackage {
     /// A package of these statuses, without alert.
     pub fn new(statuses: Vec<CommandStatus>) -> Self {
-        ResponsePackage {
-            statuses,
-            alert: None,
-        }
+        ResponsePackage { statuses, alert: None }
     }
 
     /// Parses a Package#3 body.
@@ -132,10 +116,7 @@ impl ResponsePackage {
             .enumerate()
             .map(|(index, status)| CommandStatus::from_json(index + 1, status))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ResponsePackage {
-            statuses,
-            alert: optional_alert(object)?,
-        })
+        Ok(ResponsePackage { statuses, alert: optional_alert(object)? })
     }
 
     /// The JSON body.
@@ -145,9 +126,7 @@ impl ResponsePackage {
 
     /// The status of the command at 1-based `position` of the Package#2.
     pub fn status_at(&self, position: usize) -> Option<&CommandStatus> {
-        position
-            .checked_sub(1)
-            .and_then(|index| self.statuses.get(index))
+        position.checked_sub(1).and_then(|index| self.statuses.get(index))
     }
 }
 
@@ -170,16 +149,10 @@ mod tests {
             CommandStatus::new(StatusCode::NOT_FOUND),
             CommandStatus::with_location(StatusCode::CREATED, "urn:oma:mo:oma-mo:1.0/miid1/"),
             CommandStatus::new(StatusCode::NOT_MODIFIED),
-            CommandStatus {
-                code: StatusCode::new(1250).unwrap(),
-                extra: vec![json!({"detail": 1}), json!(7)],
-            },
+            CommandStatus { code: StatusCode::new(1250).unwrap(), extra: vec![json!({"detail": 1}), json!(7)] },
         ]);
         assert_eq!(package.as_ref(), Ok(&expected));
-        assert_eq!(
-            expected.status_at(3).and_then(CommandStatus::location),
-            Some("urn:oma:mo:oma-mo:1.0/miid1/")
-        );
+        assert_eq!(expected.status_at(3).and_then(CommandStatus::location), Some("urn:oma:mo:oma-mo:1.0/miid1/"));
         assert_eq!(expected.status_at(0), None);
         assert_eq!(
             expected.to_json_bytes().map(String::from_utf8),
@@ -194,36 +167,17 @@ mod tests {
             (json!({}), PackageError::MissingField("Status")),
             (
                 json!({"Status": 200}),
-                PackageError::WrongFieldType {
-                    field: "Status",
-                    expected: "an array",
-                    found: "a number",
-                },
+                PackageError::WrongFieldType { field: "Status", expected: "an array", found: "a number" },
             ),
-            (
-                json!({"Status": [200, []]}),
-                PackageError::EmptyStatus { position: 2 },
-            ),
-            (
-                json!({"Status": [[99]]}),
-                PackageError::Status {
-                    position: 1,
-                    source: StatusCodeError::OutOfRange(99),
-                },
-            ),
+            (json!({"Status": [200, []]}), PackageError::EmptyStatus { position: 2 }),
+            (json!({"Status": [[99]]}), PackageError::Status { position: 1, source: StatusCodeError::OutOfRange(99) }),
             (
                 json!({"Status": [200, 200, "OK"]}),
-                PackageError::Status {
-                    position: 3,
-                    source: StatusCodeError::NotANumber("OK".to_owned()),
-                },
+                PackageError::Status { position: 3, source: StatusCodeError::NotANumber("OK".to_owned()) },
             ),
             (
                 json!({"Status": [[true]]}),
-                PackageError::Status {
-                    position: 1,
-                    source: StatusCodeError::NotANumber("true".to_owned()),
-                },
+                PackageError::Status { position: 1, source: StatusCodeError::NotANumber("true".to_owned()) },
             ),
         ];
         for (input, expected) in cases {

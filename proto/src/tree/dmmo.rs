@@ -25,6 +25,7 @@
 //! always write the 7.5 form; if a root's only child happens to match that
 //! rule, we wrap it once more so the document still reads back the same.
 
+use crate::status::StatusCode;
 use serde_json::{Map, Value};
 
 use super::format::json_type_name;
@@ -77,11 +78,11 @@ pub enum DmmoError {
 
 impl DmmoError {
     /// 400 Bad Request for malformed documents; a tree error keeps its own code (e.g. 506 Device Full).
-    pub fn status_code(&self) -> u16 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
             DmmoError::Tree(error) => error.status_code(),
             DmmoError::InDocument { source, .. } => source.status_code(),
-            _ => 400,
+            _ => StatusCode::BAD_REQUEST,
         }
     }
 }

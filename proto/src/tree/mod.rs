@@ -24,6 +24,7 @@ mod node;
 mod resolve;
 mod validator;
 
+use crate::status::StatusCode;
 use std::collections::BTreeMap;
 
 pub use dmmo::{DmmoDocument, DmmoError};
@@ -80,13 +81,15 @@ pub enum TreeError {
 impl TreeError {
     /// 404 for what does not exist, 405 for changes the node does not allow,
     /// 506 Device Full for exceeded limits, 400 for malformed input.
-    pub fn status_code(&self) -> u16 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
             TreeError::InstanceNotFound { .. } | TreeError::NodeNotFound { .. } | TreeError::ParentNotFound { .. } => {
-                404
+                StatusCode::NOT_FOUND
             }
-            TreeError::ParentIsLeaf { .. } | TreeError::CannotDeleteRoot => 405,
-            TreeError::TooDeep { .. } | TreeError::TooManyNodes { .. } | TreeError::TooManyInstances { .. } => 506,
+            TreeError::ParentIsLeaf { .. } | TreeError::CannotDeleteRoot => StatusCode::COMMAND_NOT_ALLOWED,
+            TreeError::TooDeep { .. } | TreeError::TooManyNodes { .. } | TreeError::TooManyInstances { .. } => {
+                StatusCode::DEVICE_FULL
+            }
             TreeError::InvalidMoid(_)
             | TreeError::InvalidMiid(_)
             | TreeError::InvalidNodeName(_)
@@ -94,7 +97,7 @@ impl TreeError {
             | TreeError::DuplicateInstance { .. }
             | TreeError::EmptyMiidNotSole { .. }
             | TreeError::NotALeaf { .. }
-            | TreeError::RootMustBeInterior => 400,
+            | TreeError::RootMustBeInterior => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -18,6 +18,7 @@
 //! first miss met. Ambiguity always fails the whole URI: an x-name or ""
 //! that fits several nodes means the address itself is wrong.
 
+use crate::status::StatusCode;
 use serde_json::Value;
 
 use super::instance::MoInstance;
@@ -51,8 +52,8 @@ pub enum ResolveError {
 
 impl ResolveError {
     /// 404 Not Found, or 400 Bad Request for an ambiguous address.
-    pub fn status_code(&self) -> u16 {
-        if self.is_ambiguity() { 400 } else { 404 }
+    pub fn status_code(&self) -> StatusCode {
+        if self.is_ambiguity() { StatusCode::BAD_REQUEST } else { StatusCode::NOT_FOUND }
     }
 
     /// True for the errors where the address fits several nodes instead of one.
@@ -136,10 +137,10 @@ pub enum ReadOutcome<'t> {
 
 impl ReadOutcome<'_> {
     /// 304 Not Modified or 200 OK.
-    pub fn status_code(&self) -> u16 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
-            ReadOutcome::NotModified => 304,
-            ReadOutcome::Nodes(_) => 200,
+            ReadOutcome::NotModified => StatusCode::NOT_MODIFIED,
+            ReadOutcome::Nodes(_) => StatusCode::OK,
         }
     }
 }
@@ -384,7 +385,7 @@ mod tests {
         let tree = tree();
         let validator = tree.instance("urn:t:1", "a").unwrap().cache_validator().clone();
         let fresh = ClientUri::parse(&format!("urn:t:1/a/ID?cv={validator}")).unwrap();
-        assert_eq!(tree.read(&fresh).map(|outcome| outcome.status_code()), Ok(304));
+        assert_eq!(tree.read(&fresh).map(|outcome| u16::from(outcome.status_code())), Ok(304));
         let stale = ClientUri::parse("urn:t:1/a/ID?cv=old").unwrap();
         let outcome = tree.read(&stale).unwrap();
         assert_eq!(outcome.status_code(), 200);
@@ -392,7 +393,7 @@ mod tests {
         assert_eq!(nodes.len(), 1);
         // A validator of one instance never vouches for another.
         let across = ClientUri::parse(&format!("urn:t:1/*/ID?cv={validator}")).unwrap();
-        assert_eq!(tree.read(&across).map(|outcome| outcome.status_code()), Ok(200));
+        assert_eq!(tree.read(&across).map(|outcome| u16::from(outcome.status_code())), Ok(200));
     }
 
     #[test]

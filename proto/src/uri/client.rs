@@ -349,7 +349,10 @@ fn validate_moid(moid: &str) -> Result<(), UriError> {
     }
     // A "%" must start an escape, or the printed ClientURI would not be a URI.
     let escapes_complete = moid.split('%').skip(1).all(starts_with_hex_pair);
-    if !moid.contains(':') || !moid.chars().all(allowed) || !escapes_complete {
+    // A MOID is a colon-separated name (`urn:oma:mo:oma-dm-devinfo:1.2`): no empty
+    // segment, so a URL such as `https://host/x` (MOID `https:`) is refused here.
+    let segments_present = moid.contains(':') && moid.split(':').all(|segment| !segment.is_empty());
+    if !segments_present || !moid.chars().all(allowed) || !escapes_complete {
         return Err(UriError::InvalidMoid(moid.to_owned()));
     }
     Ok(())
@@ -509,6 +512,8 @@ mod tests {
             ("urn:oma:mo:moid:1.0", UriError::MissingInstance),
             ("/left/", UriError::MissingMoid),
             ("nocolon/left/", UriError::InvalidMoid("nocolon".into())),
+            ("https://dm.example.com/x", UriError::InvalidMoid("https:".into())),
+            ("urn::a/left/", UriError::InvalidMoid("urn::a".into())),
             ("urn:a:1/le ft/", UriError::InvalidCharacter(' ')),
             ("urn:a:1/l[e]ft/", UriError::InvalidInstance("l[e]ft".into())),
             ("urn:a:1/left/a//b", UriError::EmptyNodeName),

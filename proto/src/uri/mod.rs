@@ -1,5 +1,7 @@
 //! Addressing (spec 6): ClientURI names nodes in the device, ServerURI names resources on the server side.
 
+use crate::status::StatusCode;
+
 mod client;
 mod server;
 
@@ -56,8 +58,8 @@ impl UriError {
     /// The status a device answers a command carrying such a URI with: 400 Bad Request,
     /// since every variant is malformed syntax (Appendix C). An address that parses
     /// but resolves to nothing is the tree's 404, not an error of this type.
-    pub fn status_code(&self) -> u16 {
-        400
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
     }
 }
 

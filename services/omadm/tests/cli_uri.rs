@@ -189,21 +189,21 @@ fn resolve_failures_exit_non_zero_with_a_reason() {
     let tree = notes_tree();
     let tree = tree.to_str().unwrap();
     let cases = [
-        ("urn:oma:mo:other:1.0/left/", "no MO instance of urn:oma:mo:other:1.0 in the tree (status 404)"),
-        ("urn:oma:mo:moid:1.0/middle/", "no MO instance \"middle\" of urn:oma:mo:moid:1.0 (status 404)"),
+        ("urn:oma:mo:other:1.0/left/", "no MO instance of urn:oma:mo:other:1.0 in the tree (status 404 Not Found)"),
+        ("urn:oma:mo:moid:1.0/middle/", "no MO instance \"middle\" of urn:oma:mo:moid:1.0 (status 404 Not Found)"),
         ("urn:oma:mo:moid:1.0//", "urn:oma:mo:moid:1.0 has 2 instances, so an empty mo-inst does not name one"),
         (
             "urn:oma:mo:moid:1.0/(x)/Data/*/Value?nv=(x)/ID:GPS&nv=(x)/Setting:0xB2",
-            "no instance of urn:oma:mo:moid:1.0 satisfies every nv field of (x) (status 404)",
+            "no instance of urn:oma:mo:moid:1.0 satisfies every nv field of (x) (status 404 Not Found)",
         ),
         (
             "urn:oma:mo:moid:1.0/(x)/?nv=(x)/Data/1/Date:12.1",
             "2 instances of urn:oma:mo:moid:1.0 satisfy every nv field of (x)",
         ),
-        ("urn:oma:mo:moid:1.0/left/Data/3", "node urn:oma:mo:moid:1.0/left/Data/3 not found (status 404)"),
+        ("urn:oma:mo:moid:1.0/left/Data/3", "node urn:oma:mo:moid:1.0/left/Data/3 not found (status 404 Not Found)"),
         (
             "urn:oma:mo:moid:1.0/right/Data/(y)?nv=(y)/Date:12.2",
-            "no child of urn:oma:mo:moid:1.0/right/Data satisfies every nv field of (y) (status 404)",
+            "no child of urn:oma:mo:moid:1.0/right/Data satisfies every nv field of (y) (status 404 Not Found)",
         ),
         ("urn:oma:mo:moid:1.0/left/ID/*", "wildcard below urn:oma:mo:moid:1.0/left/ID matches nothing"),
         ("not a uri", "invalid ClientURI"),
@@ -222,7 +222,7 @@ fn resolve_reports_an_ambiguous_x_name_node() {
     resolve_fails(
         tree.to_str().unwrap(),
         "urn:a:1/m/List/(y)?nv=(y)/Kind:k",
-        "2 children of urn:a:1/m/List satisfy every nv field of (y); it must name exactly one (status 400)",
+        "2 children of urn:a:1/m/List satisfy every nv field of (y); it must name exactly one (status 400 Bad Request)",
     );
     std::fs::remove_file(tree).unwrap();
 }
