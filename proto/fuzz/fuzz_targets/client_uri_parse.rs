@@ -25,21 +25,13 @@ fuzz_target!(|data: &[u8]| {
         };
         let substituted = template.substitute(&device);
         let reparsed = ServerUri::parse(&substituted).expect("a substituted ServerURI must parse");
-        assert!(
-            reparsed.parameters().is_empty(),
-            "{text:?} -> {substituted:?} still has parameters"
-        );
+        assert!(reparsed.parameters().is_empty(), "{text:?} -> {substituted:?} still has parameters");
         // Many adjacent parameters may exhaust the matching budget; a few never should.
         if text.matches('[').count() <= 4 {
-            assert!(
-                template.match_substituted(&substituted).is_some(),
-                "{text:?} does not match {substituted:?}"
-            );
+            assert!(template.match_substituted(&substituted).is_some(), "{text:?} does not match {substituted:?}");
         }
     }
-    if let Ok(fixed) =
-        ServerUri::parse("https://dm.example.com/cfg/[MCC]-[MNC]/[DevID]?sp=[SPName]")
-    {
+    if let Ok(fixed) = ServerUri::parse("https://dm.example.com/cfg/[MCC]-[MNC]/[DevID]?sp=[SPName]") {
         let _ = fixed.match_substituted(text);
     }
 });

@@ -20,11 +20,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(tree) = ManagementTree::from_dmmo_slice(data) {
         let bytes = tree.to_dmmo_json().to_string();
         let reloaded = ManagementTree::from_dmmo_slice(bytes.as_bytes());
-        assert_eq!(
-            reloaded.as_ref(),
-            Ok(&tree),
-            "a loaded tree must round-trip"
-        );
+        assert_eq!(reloaded.as_ref(), Ok(&tree), "a loaded tree must round-trip");
         for instance in tree.instances() {
             let _ = instance.cache_validator();
         }
