@@ -364,3 +364,11 @@ mod tests {
         assert_eq!(Alert::parse_message(b"{}", &ParseLimits::default()), Err(PackageError::MissingField("Alert")));
     }
 }
+
+/// Reads one alert item with the same leniency as inside a package (stored records, API input).
+impl<'de> serde::Deserialize<'de> for AlertItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        AlertItem::from_json(0, &value).map_err(serde::de::Error::custom)
+    }
+}

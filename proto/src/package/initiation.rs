@@ -249,3 +249,11 @@ mod tests {
         );
     }
 }
+
+/// Reads one MOS item with the same leniency as inside a Package#1 (stored records).
+impl<'de> serde::Deserialize<'de> for SupportedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        SupportedObject::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
