@@ -269,6 +269,14 @@ impl<'de> serde::Deserialize<'de> for Mark {
     }
 }
 
+/// Reads one alert item with the same leniency as inside a package (stored records, API input).
+impl<'de> serde::Deserialize<'de> for AlertItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        AlertItem::from_json(0, &value).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -362,13 +370,5 @@ mod tests {
         let parsed = bytes.map(|bytes| Alert::parse_message(&bytes, &ParseLimits::default()));
         assert_eq!(parsed, Ok(Ok(alert)));
         assert_eq!(Alert::parse_message(b"{}", &ParseLimits::default()), Err(PackageError::MissingField("Alert")));
-    }
-}
-
-/// Reads one alert item with the same leniency as inside a package (stored records, API input).
-impl<'de> serde::Deserialize<'de> for AlertItem {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        AlertItem::from_json(0, &value).map_err(serde::de::Error::custom)
     }
 }

@@ -146,6 +146,14 @@ fn read_miids(field: &'static str, value: &Value) -> Result<Vec<String>, Support
 
 deserialize_with_from_json!(InitiationPackage);
 
+/// Reads one MOS item with the same leniency as inside a Package#1 (stored records).
+impl<'de> serde::Deserialize<'de> for SupportedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        SupportedObject::from_json(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -247,13 +255,5 @@ mod tests {
             item_error(json!({"MOS": [{"MOID": "urn:a:1", "DDF": 5}]})),
             Some((1, SupportedObjectError::WrongFieldType { field: "DDF", expected: "a string", found: "a number" }))
         );
-    }
-}
-
-/// Reads one MOS item with the same leniency as inside a Package#1 (stored records).
-impl<'de> serde::Deserialize<'de> for SupportedObject {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        SupportedObject::from_json(&value).map_err(serde::de::Error::custom)
     }
 }

@@ -1,0 +1,93 @@
+//! The Bus: events for analytics and the other roles, one topic per concern, behind one trait.
+//!
+//! `file:///var/lib/omadm/events` (or a plain path) appends one JSON line per
+//! event to a file per topic; the Kafka engine (`kafka://host:9092`) arrives
+//! with cluster mode. Every event carries an id that is stable across retries,
+//! so consumers drop repeats of at-least-once delivery.
+
+mod jsonl;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+pub use jsonl::JsonlBus;
+
+/// The current version of every event schema (docs/events.md).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The topics of the house plan, without the configurable prefix (`omadm.` by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Campaigns,
+    Notifications,
+    Alerts,
+    Results,
+    Sessions,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 5] =
+        [Topic::Campaigns, Topic::Notifications, Topic::Alerts, Topic::Results, Topic::Sessions];
+
+    /// The name after the prefix: `alerts` for `omadm.alerts`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Campaigns => "campaigns",
+            Topic::Notifications => "notifications",
+            Topic::Alerts => "alerts",
+            Topic::Results => "results",
+            Topic::Sessions => "sessions",
+        }
+    }
+}
+
+/// One event, as written to a JSONL line or a Kafka record value.
+///
+/// ```text
+/// {"id":"result:IMEI:1:7","type":"command.result","schema_version":1,"timestamp":1700000000000,
+///  "topic":"results","key":"IMEI:1","payload":{...}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stable across retries: a consumer that saw this id may drop the event.
+    pub id: String,
+    /// e.g. `command.result`, `alert.received`, `session.started`, `session.ended`, `notification.requested`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u32,
+    /// Milliseconds since the UNIX epoch when the event happened.
+    pub timestamp: Millis,
+    pub topic: Topic,
+    /// The partitioning key: the device id (campaign id on `campaigns`).
+    pub key: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus I/O failed: {0}")]
+    Io(String),
+    #[error("bus is unavailable: {0}")]
+    Unavailable(String),
+    #[error("unsupported bus URL {0:?}")]
+    UnsupportedUrl(String),
+}
+
+/// Where events go. `publish` returns once every event is durable on the bus
+/// (written and flushed, or acknowledged by the broker).
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    async fn publish(&self, events: &[Event]) -> Result<(), BusError>;
+}
+
+/// Opens the bus named by `url`: `file:///path` or a bare path for JSONL files.
+pub async fn open(url: &str, topic_prefix: &str) -> Result<std::sync::Arc<dyn Bus>, BusError> {
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    if path.contains("://") {
+        return Err(BusError::UnsupportedUrl(url.to_owned()));
+    }
+    Ok(std::sync::Arc::new(JsonlBus::open(std::path::Path::new(path), topic_prefix).await?))
+}

@@ -1,0 +1,17 @@
+//! omadm-core: the domain of the omadm server, independent of HTTP, Redis and Kafka.
+//!
+//! - [`model`]: devices, queued commands, sessions, alerts and repository content as stored.
+//! - [`store`]: the `Store` trait (state) and its engines, chosen by URL.
+//! - [`bus`]: the `Bus` trait (events for Kafka topics) and its engines.
+//! - [`session`]: the DM session state machine, pure: state + event + now -> next state + effects.
+//! - [`auth`]: device credentials (stored hashed) and HTTP Basic/Digest verification, pure.
+//! - [`metrics`]: Prometheus metrics of every path, with bounded labels.
+//! - [`clock`]: the one place that reads the wall clock, so logic code takes `now` as an argument.
+
+pub mod auth;
+pub mod bus;
+pub mod clock;
+pub mod metrics;
+pub mod model;
+pub mod session;
+pub mod store;

@@ -1,0 +1,155 @@
+//! Prometheus metrics of the server, registered once in one registry.
+//!
+//! Labels are bounded: package types, command names, status classes, endpoints
+//! and topics; never device or session ids.
+
+use std::sync::OnceLock;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// Every metric of the process. Obtain it with [`metrics()`].
+pub struct Metrics {
+    pub registry: Registry,
+    /// Sessions started (a Package#1 accepted).
+    pub sessions_started: IntCounterVec,
+    /// Sessions ended, by outcome: `ended` (END sent) or `expired`.
+    pub sessions_ended: IntCounterVec,
+    /// Sessions open right now on this node.
+    pub sessions_active: IntGauge,
+    /// Packages received and sent, by `package` (`1`, `3`, `2`) and `direction` (`in`, `out`).
+    pub packages: IntCounterVec,
+    /// Package sizes in bytes, by `package`.
+    pub package_bytes: HistogramVec,
+    /// Commands answered by devices, by `command` (HGET, GET...) and `class` (2xx, 3xx, 4xx, 5xx, 1xxx).
+    pub command_results: IntCounterVec,
+    /// Commands queued, by `command` and `origin` (operator, inventory).
+    pub commands_queued: IntCounterVec,
+    /// Generic Alerts received, by answered `status`.
+    pub alerts: IntCounterVec,
+    /// HTTP request latency in seconds, by `endpoint` (route pattern) and `method`.
+    pub http_latency: HistogramVec,
+    /// HTTP responses, by `endpoint`, `method` and `status` (class, e.g. 4xx).
+    pub http_responses: IntCounterVec,
+    /// Device authentication failures, by `reason` (missing, unknown_device, bad_credentials, stale_nonce...).
+    pub auth_failures: IntCounterVec,
+    /// Store operation failures, by `operation`.
+    pub store_errors: IntCounterVec,
+    /// Bus publish failures, by `topic`.
+    pub bus_errors: IntCounterVec,
+    /// Events published, by `topic`.
+    pub events_published: IntCounterVec,
+    /// Events waiting in the outbox.
+    pub outbox_backlog: IntGauge,
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Latency buckets from 0.5 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Package size buckets from 128 B to 4 MiB.
+const SIZE_BUCKETS: &[f64] = &[128.0, 512.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0];
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric());
+            let _ = registry.register(Box::new(metric.clone()));
+            metric
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric());
+            let _ = registry.register(Box::new(metric.clone()));
+            metric
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+            let metric = HistogramVec::new(opts, labels).unwrap_or_else(|_| unreachable_metric());
+            let _ = registry.register(Box::new(metric.clone()));
+            metric
+        };
+        Metrics {
+            sessions_started: counter("omadm_sessions_started_total", "DM sessions started.", &[]),
+            sessions_ended: counter("omadm_sessions_ended_total", "DM sessions ended, by outcome.", &["outcome"]),
+            sessions_active: gauge("omadm_sessions_active", "DM sessions open on this node."),
+            packages: counter(
+                "omadm_packages_total",
+                "DM packages, by package and direction.",
+                &["package", "direction"],
+            ),
+            package_bytes: histogram("omadm_package_bytes", "DM package sizes in bytes.", &["package"], SIZE_BUCKETS),
+            command_results: counter(
+                "omadm_command_results_total",
+                "Command statuses reported by devices.",
+                &["command", "class"],
+            ),
+            commands_queued: counter("omadm_commands_queued_total", "Commands queued.", &["command", "origin"]),
+            alerts: counter("omadm_alerts_total", "Generic Alerts received, by answered status.", &["status"]),
+            http_latency: histogram(
+                "omadm_http_request_duration_seconds",
+                "HTTP request latency.",
+                &["endpoint", "method"],
+                LATENCY_BUCKETS,
+            ),
+            http_responses: counter(
+                "omadm_http_responses_total",
+                "HTTP responses, by status class.",
+                &["endpoint", "method", "status"],
+            ),
+            auth_failures: counter("omadm_auth_failures_total", "Device authentication failures.", &["reason"]),
+            store_errors: counter("omadm_store_errors_total", "Store operation failures.", &["operation"]),
+            bus_errors: counter("omadm_bus_errors_total", "Bus publish failures.", &["topic"]),
+            events_published: counter("omadm_events_published_total", "Events published.", &["topic"]),
+            outbox_backlog: gauge("omadm_outbox_backlog", "Events waiting in the outbox."),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buffer).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// The metric definitions above are constants; prometheus only refuses
+/// malformed names, which a test checks (`all_metrics_register`).
+#[cold]
+fn unreachable_metric<T>() -> T {
+    unreachable!("metric definitions are constant and valid")
+}
+
+/// The status class label of a DM or HTTP status: `2xx`, `3xx`, `4xx`, `5xx` or `1xxx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        1000..=1999 => "1xxx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_metrics_register() {
+        let metrics = metrics();
+        metrics.sessions_started.with_label_values::<&str>(&[]).inc();
+        metrics.packages.with_label_values(&["1", "in"]).inc();
+        let text = metrics.render();
+        assert!(text.contains("omadm_sessions_started_total 1"), "{text}");
+        assert!(text.contains("omadm_packages_total{direction=\"in\",package=\"1\"} 1"), "{text}");
+        assert!(text.contains("omadm_sessions_active 0"), "{text}");
+    }
+}

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: device of the HTTP edge, filled in by its own change.

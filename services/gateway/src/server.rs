@@ -1,0 +1,1 @@
+//! PLACEHOLDER: server of the HTTP edge, filled in by its own change.
