@@ -1,0 +1,123 @@
+//! The device edge: `/dm` and `/dm/s/{sid}` (session actors), `/repo/{path}` and `/bootstrap`.
+//!
+//! Contract used by the server: [`DeviceEdge::new`], [`DeviceEdge::configure`], [`DeviceEdge::recover`].
+//!
+//! ```text
+//! POST /dm           Package#1, HTTP auth (Basic or Digest) + OMADM-DevID -> Package#2 (CONT /dm/s/{sid} first)
+//! POST /dm/s/{sid}   Package#3 (JSON or multipart GET results) + OMADM-DevID -> next Package#2
+//! GET  /repo/{path}  operator content, negotiated on Accept
+//! PUT  /repo/{path}  device upload (HPUT), HTTP auth; POST likewise (HPOST)
+//! GET  /bootstrap?DevID=..&MCC=..&MNC=..   DMAcc + DEFAULT commands, HTTP auth
+//! ```
+//!
+//! Handlers are thin: they check headers, authenticate, read bounded bodies,
+//! parse with omadm-proto, and hand the package to the session machine
+//! (`omadm_core::session::step`) through [`session`], which commits the
+//! step's batch before the Package#2 leaves. See docs/device-edge.md.
+
+mod authenticate;
+mod body;
+mod bootstrap;
+mod dm;
+mod locks;
+mod repository;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use omadm_core::clock::Millis;
+
+use crate::AppState;
+
+pub use repository::accepts_media_type;
+
+/// Knobs of the device edge that the shared configuration does not carry.
+#[derive(Debug, Clone)]
+pub struct DeviceEdgeOptions {
+    /// A client that takes longer than this to send its body gets 408.
+    pub body_read_timeout: Duration,
+    /// Digest nonces older than this are stale (the client retries with a fresh one).
+    pub nonce_max_age: Millis,
+    /// How many recent sessions of a device are searched to tell an ended session (410) from an unknown one (404).
+    pub ended_session_lookback: usize,
+}
+
+impl Default for DeviceEdgeOptions {
+    /// 30 s to send a body, 5 minute nonces, 50 sessions of history.
+    fn default() -> Self {
+        DeviceEdgeOptions {
+            body_read_timeout: Duration::from_secs(30),
+            nonce_max_age: 5 * 60 * 1000,
+            ended_session_lookback: 50,
+        }
+    }
+}
+
+/// What every device handler and session actor shares, created once per process.
+pub(crate) struct EdgeShared {
+    pub state: web::Data<AppState>,
+    pub options: DeviceEdgeOptions,
+    /// Open sessions of this process, by session id.
+    pub sessions: session::SessionRegistry,
+    /// One package (or bootstrap, or expiry) of a device at a time: loads, step and commit never interleave.
+    pub device_locks: locks::KeyedLocks,
+}
+
+/// The device-facing routes and the registry of session actors, created once per process.
+#[derive(Clone)]
+pub struct DeviceEdge {
+    shared: Arc<EdgeShared>,
+}
+
+impl DeviceEdge {
+    pub fn new(state: web::Data<AppState>) -> Self {
+        Self::with_options(state, DeviceEdgeOptions::default())
+    }
+
+    pub fn with_options(state: web::Data<AppState>, options: DeviceEdgeOptions) -> Self {
+        DeviceEdge {
+            shared: Arc::new(EdgeShared {
+                state,
+                options,
+                sessions: session::SessionRegistry::default(),
+                device_locks: locks::KeyedLocks::default(),
+            }),
+        }
+    }
+
+    /// Registers the device routes (called for every worker).
+    pub fn configure(&self, config: &mut web::ServiceConfig) {
+        config
+            .app_data(web::Data::from(self.shared.clone()))
+            .service(web::resource("/dm").route(web::post().to(dm::package1)))
+            .service(web::resource("/dm/s/{sid}").route(web::post().to(dm::package3)))
+            .service(
+                web::resource("/repo/{path:.+}")
+                    .route(web::get().to(repository::download))
+                    .route(web::put().to(repository::upload))
+                    .route(web::post().to(repository::upload)),
+            )
+            .service(web::resource("/bootstrap").route(web::get().to(bootstrap::bootstrap)));
+    }
+
+    /// After a restart: re-arms the expiry of every session the store still holds open.
+    /// Call it from within the actix system (the actors run on the calling arbiter).
+    pub async fn recover(&self) -> Result<(), omadm_core::store::StoreError> {
+        let open = self.shared.state.store.open_sessions().await.inspect_err(|_| {
+            omadm_core::metrics::metrics().store_errors.with_label_values(&["open_sessions"]).inc();
+        })?;
+        let count = open.len();
+        for state in open.into_iter().filter(|state| !state.ended) {
+            session::SessionRegistry::adopt(&self.shared, state);
+        }
+        tracing::info!(open_sessions = count, "re-armed the expiry of open sessions");
+        Ok(())
+    }
+
+    /// Sessions with a live actor in this process.
+    pub fn active_sessions(&self) -> usize {
+        self.shared.sessions.len()
+    }
+}

@@ -1,0 +1,211 @@
+//! The Data Repository (5.1.4) as devices see it: `GET /repo/{path}` for operator content (HGET),
+//! `PUT`/`POST /repo/{path}` for device uploads (HPUT/HPOST).
+//!
+//! The path is the percent-decoded request path after `/repo/`, stored as
+//! received: a ServerURI whose `[DevID]`, `[MCC]`... the device already
+//! substituted (`/repo/up/IMEI:4930...-1/tree.json`) is simply a path.
+//! Devices never replace operator content nor another device's upload (403),
+//! and GET serves operator content only: device uploads are read through the
+//! operator API.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::bus::{Event, SCHEMA_VERSION, Topic};
+use omadm_core::clock;
+use omadm_core::metrics::metrics;
+use omadm_core::model::{ContentSource, RepositoryItem};
+use omadm_core::store::WriteBatch;
+use sha2::{Digest as _, Sha256};
+use tracing::Instrument as _;
+
+use super::EdgeShared;
+use super::authenticate::authenticate;
+use super::body::{content_type, optional_device_id_header, read_body};
+use crate::HttpError;
+
+/// Media type of an upload that names none.
+const DEFAULT_UPLOAD_TYPE: &str = "application/octet-stream";
+
+/// `GET /repo/{path}`: operator content, negotiated on Accept (406 when the client accepts none of it).
+pub(crate) async fn download(
+    shared: web::Data<EdgeShared>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let path = path.into_inner();
+    let item = shared.state.store.get_content(&path).await.map_err(|error| {
+        metrics().store_errors.with_label_values(&["get_content"]).inc();
+        HttpError::from(error)
+    })?;
+    let Some(item) = item.filter(|item| item.source == ContentSource::Operator) else {
+        return Err(HttpError::not_found("no repository content at this path"));
+    };
+    let accept = request.headers().get(ACCEPT).map(|value| value.to_str().unwrap_or(""));
+    if let Some(accept) = accept
+        && !accepts_media_type(accept, &item.content_type)
+    {
+        return Err(HttpError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("the content is {}, which the Accept header excludes", item.content_type),
+        ));
+    }
+    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, item.content_type)).body(item.body))
+}
+
+/// `PUT|POST /repo/{path}`: a device upload (HPUT, HPOST), authenticated like Package#1.
+pub(crate) async fn upload(
+    shared: web::Data<EdgeShared>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let path = path.into_inner();
+    let span = tracing::info_span!("repo.upload", device_id = tracing::field::Empty, path = %path);
+    async move {
+        let claimed = optional_device_id_header(&request)?;
+        let device = authenticate(&shared, &request, claimed.as_deref()).await?;
+        tracing::Span::current().record("device_id", device.id.as_str());
+        let limit = shared.state.config.max_repository_bytes;
+        let body = read_body(&request, payload, limit, shared.options.body_read_timeout).await?;
+        let media_type = match content_type(&request) {
+            "" => DEFAULT_UPLOAD_TYPE.to_owned(),
+            given => given.to_owned(),
+        };
+        let method = request.method().as_str().to_owned();
+        let now = clock::now_millis();
+        let store = &shared.state.store;
+        let store_failure = |operation: &'static str| {
+            move |error| {
+                metrics().store_errors.with_label_values(&[operation]).inc();
+                HttpError::from(error)
+            }
+        };
+
+        let _device_guard = shared.device_locks.lock(&device.id).await;
+        let existing = store.get_content(&path).await.map_err(store_failure("get_content"))?;
+        if let Some(existing) = &existing {
+            if existing.source == ContentSource::Operator {
+                return Err(HttpError::new(StatusCode::FORBIDDEN, "the path holds operator content"));
+            }
+            if existing.device_id.as_deref() != Some(device.id.as_str()) {
+                return Err(HttpError::new(StatusCode::FORBIDDEN, "the path holds another device's upload"));
+            }
+        }
+        let event = uploaded_event(&device.id, &path, &media_type, &body, &method, now);
+        let item = RepositoryItem {
+            path: path.clone(),
+            content_type: media_type,
+            body: body.to_vec(),
+            source: ContentSource::Device,
+            device_id: Some(device.id.clone()),
+            stored_at: now,
+        };
+        // The content and its event are two writes (the batch has no content field): the event
+        // follows the content, so a crash between them loses the event, never the data.
+        store.put_content(item).await.map_err(store_failure("put_content"))?;
+        store
+            .commit(WriteBatch { events: vec![event], ..WriteBatch::default() })
+            .await
+            .map_err(store_failure("commit"))?;
+        tracing::info!(bytes = body.len(), "device upload stored");
+        Ok(if existing.is_some() { HttpResponse::NoContent().finish() } else { HttpResponse::Created().finish() })
+    }
+    .instrument(span)
+    .await
+}
+
+/// `repository.uploaded` on the results topic: what a consumer needs to fetch it through the API.
+fn uploaded_event(device_id: &str, path: &str, media_type: &str, body: &[u8], method: &str, now: u64) -> Event {
+    let sha256 = hex::encode(Sha256::digest(body));
+    Event {
+        id: format!("repository.uploaded:{device_id}:{path}:{now}:{}", sha256.get(..16).unwrap_or_default()),
+        event_type: "repository.uploaded".to_owned(),
+        schema_version: SCHEMA_VERSION,
+        timestamp: now,
+        topic: Topic::Results,
+        key: device_id.to_owned(),
+        payload: serde_json::json!({
+            "device_id": device_id,
+            "path": path,
+            "content_type": media_type,
+            "size": body.len(),
+            "sha256": sha256,
+            "method": method,
+        }),
+    }
+}
+
+/// True when an `Accept` header value lets the client receive `media_type`
+/// (RFC 9110 12.5.1): the most specific matching range decides, and a range
+/// with `q=0` refuses. An empty header accepts everything.
+///
+/// ```text
+/// accepts_media_type("text/*;q=0.5, */*;q=0", "text/plain")      == true
+/// accepts_media_type("*/*, application/json;q=0", "application/json") == false
+/// ```
+pub fn accepts_media_type(accept: &str, media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let (kind, subtype) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
+    if accept.trim().is_empty() {
+        return true;
+    }
+    // (specificity, q) of the best matching range: 3 exact, 2 type/*, 1 */*.
+    let mut best: Option<(u8, f32)> = None;
+    for range in accept.split(',') {
+        let mut pieces = range.split(';');
+        let range_type = pieces.next().unwrap_or_default().trim().to_ascii_lowercase();
+        if range_type.is_empty() {
+            continue;
+        }
+        let quality = pieces
+            .filter_map(|parameter| parameter.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map(|(_, value)| value.trim().parse::<f32>().unwrap_or(0.0))
+            .unwrap_or(1.0);
+        let (range_kind, range_subtype) = range_type.split_once('/').unwrap_or((range_type.as_str(), ""));
+        let specificity = match (range_kind, range_subtype) {
+            ("*", "*") => 1,
+            (range_kind, "*") if range_kind == kind => 2,
+            (range_kind, range_subtype) if range_kind == kind && range_subtype == subtype => 3,
+            _ => continue,
+        };
+        if best.is_none_or(|(best_specificity, _)| specificity > best_specificity) {
+            best = Some((specificity, quality));
+        }
+    }
+    best.is_some_and(|(_, quality)| quality > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_the_most_specific_range() {
+        assert!(accepts_media_type("", "application/dmmo+json"));
+        assert!(accepts_media_type("*/*", "application/dmmo+json"));
+        assert!(accepts_media_type("application/dmmo+json", "application/dmmo+json; charset=utf-8"));
+        assert!(accepts_media_type("Application/DMMO+JSON;q=0.5", "application/dmmo+json"));
+        assert!(accepts_media_type("text/plain, application/*", "application/json"));
+        assert!(!accepts_media_type("text/plain", "application/json"));
+        assert!(!accepts_media_type("text/*", "application/json"));
+        assert!(!accepts_media_type("*/*, application/json;q=0", "application/json"));
+        assert!(accepts_media_type("text/*;q=0, text/plain", "text/plain"));
+        assert!(!accepts_media_type("application/json;q=0", "application/json"));
+        assert!(!accepts_media_type("application/json;q=nonsense", "application/json"));
+        assert!(accepts_media_type(" , */*;q=0.1", "image/png"));
+    }
+
+    #[test]
+    fn upload_event_names_the_device_and_the_content() {
+        let event = uploaded_event("IMEI:1", "up/IMEI:1/tree.json", "application/json", b"{}", "PUT", 42);
+        assert_eq!(event.event_type, "repository.uploaded");
+        assert_eq!(event.topic, Topic::Results);
+        assert_eq!(event.key, "IMEI:1");
+        assert_eq!(event.payload["size"], 2);
+        assert_eq!(event.payload["path"], "up/IMEI:1/tree.json");
+        assert_eq!(event.payload["method"], "PUT");
+        assert_eq!(event.payload["sha256"], hex::encode(Sha256::digest(b"{}")));
+    }
+}
