@@ -159,6 +159,10 @@ async fn credentials_unknown_devices_and_stale_nonces_get_the_same_401() {
     assert_refused(response, 401, "authentication required").await;
 
     assert!(server.store.list_sessions(DEVICE, 10).await.unwrap().is_empty());
+    let metrics = omadm_core::metrics::metrics().render();
+    for reason in ["missing", "bad_credentials", "unknown_device", "unsupported_scheme", "malformed", "stale_nonce"] {
+        assert!(metrics.contains(&format!("omadm_auth_failures_total{{reason=\"{reason}\"}}")), "{reason}");
+    }
 }
 
 #[actix_rt::test]

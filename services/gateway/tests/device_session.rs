@@ -148,6 +148,11 @@ async fn full_session_with_digest_then_every_result_is_stored_and_published() {
         && event["payload"]["path"] == "up/IMEI:493005100592800/settings.json"
         && event["key"] == DEVICE));
     assert!(results.iter().filter(|event| event["type"] != "repository.uploaded").count() >= ids.len());
+    let metrics = omadm_core::metrics::metrics().render();
+    assert!(metrics.contains("omadm_command_results_total{class=\"2xx\",command=\"EXEC\"}"), "{metrics}");
+    assert!(metrics.contains("omadm_alerts_total{status=\"415\"}"), "{metrics}");
+    assert!(metrics.contains("omadm_packages_total{direction=\"in\",package=\"3\"}"), "{metrics}");
+    assert!(metrics.contains("omadm_sessions_ended_total{outcome=\"ended\"}"), "{metrics}");
     for event in server.topic_lines("results") {
         assert_eq!(event["schema_version"], 1);
         assert!(event["id"].as_str().is_some_and(|id| !id.is_empty()));
