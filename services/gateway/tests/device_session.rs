@@ -242,3 +242,32 @@ async fn a_package3_rehydrates_its_session_without_recover() {
     let next = read_package2(device.send_package3(&third.url(&session_path), &package3, &parts).await).await;
     assert_eq!(next.commands, vec![Command::End]);
 }
+
+#[actix_rt::test]
+async fn a_new_package1_ends_the_previous_open_session_and_resends_its_commands() {
+    let server = TestServer::start(|_, _| {}).await;
+    server.register(DEVICE, PASSWORD).await;
+    let ids = server.enqueue(DEVICE, serde_json::json!([["EXEC", "urn:oma:mo:example-settings:1.0//Reboot"]])).await;
+    let device = SimulatedDevice::new(DEVICE, PASSWORD, AuthMode::DigestSha256);
+    let first = read_package2(device.send_package1(&server, &InitiationPackage::default()).await).await;
+    let Command::Cont(cont) = &first.commands[0] else { panic!("{first:?}") };
+    let first_url = cont.server_uri().to_string();
+
+    // The device lost the Package#2 and starts over: the EXEC comes again, in the new session.
+    let second = read_package2(device.send_package1(&server, &InitiationPackage::default()).await).await;
+    assert!(second.commands.iter().any(|command| matches!(command, Command::Exec(_))), "{second:?}");
+    let Command::Cont(cont) = &second.commands[0] else { panic!("{second:?}") };
+    assert_ne!(cont.server_uri().to_string(), first_url);
+    let record = server.store.get_command(DEVICE, ids[0]).await.unwrap().unwrap();
+    assert_eq!(record.state, CommandState::Sent);
+    assert_eq!(record.attempts, 2);
+    assert_eq!(server.edge.active_sessions(), 1);
+
+    let statuses = first.commands.iter().map(|_| CommandStatus::new(StatusCode::OK)).collect();
+    let late = device.send_package3(&first_url, &ResponsePackage::new(statuses), &[]).await;
+    device_support::assert_refused(late, 410, "ended").await;
+    let first_id = first_url.rsplit('/').next().unwrap();
+    let sessions = server.store.list_sessions(DEVICE, 10).await.unwrap();
+    let previous = sessions.iter().find(|session| session.id == first_id).expect("the first session in the history");
+    assert_eq!(previous.outcome, SessionOutcome::Expired);
+}

@@ -21,7 +21,9 @@ use tracing::Instrument as _;
 use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{content_type, device_id_header, read_body};
-use super::session::{Package3, SessionRegistry, deliver_package3, find_session, run_step};
+use super::session::{
+    Package3, SessionRegistry, deliver_package3, find_session, run_step, supersede_previous,
+};
 use crate::HttpError;
 
 /// `POST /dm`: Package#1 -> Package#2.
@@ -39,7 +41,7 @@ pub(crate) async fn package1(
         }
         let device_id = device_id_header(&request)?;
         tracing::Span::current().record("device_id", device_id.as_str());
-        authenticate(&shared, &request, Some(&device_id)).await?;
+        let device = authenticate(&shared, &request, Some(&device_id)).await?;
         let config = &shared.state.config;
         let body = read_body(&request, payload, config.max_body_bytes, shared.options.body_read_timeout).await?;
         metrics().packages.with_label_values(&["1", "in"]).inc();
@@ -47,6 +49,9 @@ pub(crate) async fn package1(
         let limits = ParseLimits { max_bytes: config.max_body_bytes, ..ParseLimits::DEFAULT };
         let package = InitiationPackage::parse(&body, &limits).map_err(package_refusal)?;
 
+        if let Some(previous) = &device.last_session_id {
+            supersede_previous(&shared, &device_id, previous).await?;
+        }
         let session_id = new_session_id();
         tracing::Span::current().record("session_id", session_id.as_str());
         let event = SessionEvent::Initiation { session_id: session_id.clone(), package };

@@ -89,6 +89,12 @@ pub(crate) struct Package3 {
     pub response: MultipartResponse,
 }
 
+/// The device opened a new session: this one ends now (as an expiry), so its
+/// unanswered commands go back to the queue for the new session.
+#[derive(Message)]
+#[rtype(result = "Result<(), HttpError>")]
+pub(crate) struct Supersede;
+
 /// The Package#2 to send, encoded.
 #[derive(Debug)]
 pub(crate) struct PackageReply {
@@ -224,6 +230,66 @@ impl Handler<Package3> for SessionActor {
                 }
             },
         )))
+    }
+}
+
+impl Handler<Supersede> for SessionActor {
+    type Result = AtomicResponse<Self, Result<(), HttpError>>;
+
+    fn handle(&mut self, _: Supersede, context: &mut Self::Context) -> Self::Result {
+        if let Some(handle) = self.expiry.take() {
+            context.cancel_future(handle);
+        }
+        let shared = self.shared.clone();
+        let state = self.state.clone();
+        let finished = self.finished;
+        let span = tracing::info_span!("session.superseded", device_id = %state.device_id, session_id = %state.id);
+        let work = async move {
+            if finished {
+                return Ok(());
+            }
+            expire_session(&shared, state).await.map_err(HttpError::from)
+        };
+        AtomicResponse::new(Box::pin(tracing::Instrument::instrument(work, span).into_actor(self).map(
+            |outcome, actor, context| {
+                match &outcome {
+                    Ok(()) => {
+                        actor.finished = true;
+                        context.stop();
+                    }
+                    Err(_) => actor.arm_expiry(context, EXPIRY_RETRY),
+                }
+                outcome
+            },
+        )))
+    }
+}
+
+/// Ends the device's previous session if it is still open, before a new one
+/// starts: a device that starts over (its Package#3 was lost) gets the
+/// commands that session was waiting on in the new one, not after a timeout.
+pub(crate) async fn supersede_previous(
+    shared: &Arc<EdgeShared>,
+    device_id: &str,
+    previous_session_id: &str,
+) -> Result<(), HttpError> {
+    if let Some((address, owner)) = shared.sessions.get(previous_session_id) {
+        if owner != device_id {
+            return Ok(());
+        }
+        return match address.send(Supersede).await {
+            Ok(result) => result,
+            // It stopped meanwhile: ended or expired by itself.
+            Err(_) => Ok(()),
+        };
+    }
+    let stored = shared.state.store.get_session(previous_session_id).await.map_err(store_failure("get_session"))?;
+    match stored {
+        Some(state) if !state.ended && state.device_id == device_id => {
+            tracing::info!(previous_session_id, "ending the device's previous open session");
+            expire_session(shared, state).await.map_err(HttpError::from)
+        }
+        _ => Ok(()),
     }
 }
 
