@@ -157,3 +157,52 @@ async fn list_devices_bounds_the_records_one_call_reads() {
     assert_eq!(page.devices.len(), 10);
     assert_eq!(page.next.as_deref(), Some("scan-09"));
 }
+
+/// Writes submitted together share a transaction; one that fails (here: it meets a corrupt
+/// record) fails alone, and every other write of its group is still applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_fails_alone_among_concurrent_writes() {
+    let directory = tempfile::tempdir().unwrap();
+    let database_path = directory.path().join("store.redb");
+    EmbeddedStore::open(directory.path()).await.unwrap();
+    {
+        let database = redb::Database::create(&database_path).unwrap();
+        let transaction = database.begin_write().unwrap();
+        {
+            let commands: redb::TableDefinition<(&str, u64), &[u8]> = redb::TableDefinition::new("commands");
+            transaction.open_table(commands).unwrap().insert(("damaged", 1), b"garbage".as_slice()).unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
+    let mut damaged_update = None;
+    store.enqueue_commands("healthy", vec![conformance::get_command("urn:x//A")], 1).await.unwrap();
+    if let Some(mut record) = store.get_command("healthy", 1).await.unwrap() {
+        record.device_id = "damaged".to_owned();
+        damaged_update = Some(record);
+    }
+    let damaged_update = damaged_update.unwrap();
+
+    let mut tasks = Vec::new();
+    for index in 0..64 {
+        let store = store.clone();
+        let damaged_update = damaged_update.clone();
+        tasks.push(tokio::spawn(async move {
+            if index == 32 {
+                store.commit(WriteBatch { commands: vec![damaged_update], ..WriteBatch::default() }).await
+            } else {
+                let device = conformance::device(&format!("group-{index:02}"));
+                store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await
+            }
+        }));
+    }
+    for (index, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if index == 32 {
+            assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+        } else {
+            result.unwrap();
+            assert!(store.get_device(&format!("group-{index:02}")).await.unwrap().is_some());
+        }
+    }
+}

@@ -2,13 +2,16 @@
 //!
 //! redb gives ACID transactions over copy-on-write B-trees; a write
 //! transaction's commit returns once it is fsync'd, so whatever a method
-//! returned Ok for survives `kill -9` and power loss. Every transaction runs
-//! on tokio's blocking pool, never on the async worker that called. The tables
-//! and their keys are described in [`tables`] and docs/store.md.
+//! returned Ok for survives `kill -9` and power loss. Reads run on tokio's
+//! blocking pool; writes go to one writer thread that commits concurrent
+//! writes together ([`writer`]). Neither ever runs on the async worker that
+//! called. The tables and their keys are described in [`tables`] and
+//! docs/store.md.
 
 mod read;
 mod tables;
 mod write;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable};
 
+use self::writer::{WriteJob, WriteOutput, Writer};
 use super::{Store, StoreError, WriteBatch};
 use crate::bus::Event;
 use crate::clock::Millis;
@@ -37,6 +41,7 @@ pub const DEFAULT_LIST_SCAN_BUDGET: usize = 10_000;
 /// [`StoreError::Unavailable`]).
 pub struct EmbeddedStore {
     database: Arc<Database>,
+    writer: Writer,
     path: PathBuf,
     list_scan_budget: usize,
 }
@@ -62,8 +67,10 @@ impl EmbeddedStore {
         let path = directory.join(DATABASE_FILE_NAME);
         let database = Database::create(&path)?;
         create_tables(&database)?;
+        let database = Arc::new(database);
+        let writer = Writer::start(Arc::clone(&database))?;
         tracing::info!(path = %path.display(), "embedded store open");
-        Ok(EmbeddedStore { database: Arc::new(database), path, list_scan_budget: DEFAULT_LIST_SCAN_BUDGET })
+        Ok(EmbeddedStore { database, writer, path, list_scan_budget: DEFAULT_LIST_SCAN_BUDGET })
     }
 
     /// Sets how many records one `list_devices` call may look at (at least 1).
@@ -77,7 +84,17 @@ impl EmbeddedStore {
         &self.path
     }
 
-    /// Runs `work` on the blocking pool and counts its failure under `operation`.
+    /// Hands a write to the writer thread; counts its failure under `operation`.
+    async fn write(&self, operation: &'static str, job: WriteJob) -> Result<WriteOutput, StoreError> {
+        let result = self.writer.submit(job).await;
+        if let Err(error) = &result {
+            metrics().store_errors.with_label_values(&[operation]).inc();
+            tracing::warn!(operation, %error, "store write failed");
+        }
+        result
+    }
+
+    /// Runs a read on the blocking pool and counts its failure under `operation`.
     async fn run<T, Work>(&self, operation: &'static str, work: Work) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -92,6 +109,11 @@ impl EmbeddedStore {
         }
         result
     }
+}
+
+/// The writer answered a job with another job's kind of output: a bug, reported rather than a panic.
+fn unexpected(operation: &str, output: &WriteOutput) -> StoreError {
+    StoreError::Unavailable(format!("the store writer answered {operation} with {output:?}"))
 }
 
 fn task_failed(join_error: tokio::task::JoinError) -> StoreError {
@@ -144,8 +166,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
-        let device_id = device_id.to_owned();
-        self.run("delete_device", move |database| write::delete_device(database, &device_id)).await
+        match self.write("delete_device", WriteJob::DeleteDevice(device_id.to_owned())).await? {
+            WriteOutput::Existed(existed) => Ok(existed),
+            other => Err(unexpected("delete_device", &other)),
+        }
     }
 
     async fn list_devices(
@@ -169,8 +193,14 @@ impl Store for EmbeddedStore {
         commands: Vec<NewCommand>,
         now: Millis,
     ) -> Result<Vec<CommandId>, StoreError> {
-        let device_id = device_id.to_owned();
-        self.run("enqueue_commands", move |database| write::enqueue_commands(database, &device_id, commands, now)).await
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let job = WriteJob::Enqueue { device_id: device_id.to_owned(), commands, now };
+        match self.write("enqueue_commands", job).await? {
+            WriteOutput::Ids(ids) => Ok(ids),
+            other => Err(unexpected("enqueue_commands", &other)),
+        }
     }
 
     async fn get_command(&self, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {
@@ -228,7 +258,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
-        self.run("put_content", move |database| write::put_content(database, &item)).await
+        self.write("put_content", WriteJob::PutContent(item)).await.map(|_| ())
     }
 
     async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
@@ -237,12 +267,17 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
-        let path = path.to_owned();
-        self.run("delete_content", move |database| write::delete_content(database, &path)).await
+        match self.write("delete_content", WriteJob::DeleteContent(path.to_owned())).await? {
+            WriteOutput::Existed(existed) => Ok(existed),
+            other => Err(unexpected("delete_content", &other)),
+        }
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.run("commit", move |database| write::commit(database, batch)).await
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write("commit", WriteJob::Commit(batch)).await.map(|_| ())
     }
 
     async fn outbox(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -250,8 +285,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn ack_outbox(&self, event_ids: &[String]) -> Result<(), StoreError> {
-        let event_ids = event_ids.to_vec();
-        self.run("ack_outbox", move |database| write::ack_outbox(database, &event_ids)).await
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        self.write("ack_outbox", WriteJob::AckOutbox(event_ids.to_vec())).await.map(|_| ())
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {

@@ -1,11 +1,13 @@
-//! Write transactions of the embedded store: one redb write transaction per call, fsync'd at commit.
+//! The writes of the embedded store, each applied inside a redb write transaction it is given.
 //!
-//! Records are encoded before the transaction begins, so the single writer
-//! holds redb's write lock only for the B-tree updates and the commit.
+//! The writer thread ([`super::writer`]) opens the transaction, applies one
+//! write or a group of them, and commits (fsync) once for the group. Every
+//! function here takes its input by reference, so a group that fails part way
+//! can be applied again one write at a time.
 
 use std::collections::BTreeMap;
 
-use redb::{Database, ReadableTable};
+use redb::{ReadableTable, WriteTransaction};
 use serde::Deserialize;
 
 use super::tables::{
@@ -28,16 +30,15 @@ fn is_pending(state: CommandState) -> bool {
 }
 
 pub fn enqueue_commands(
-    database: &Database,
+    transaction: &WriteTransaction,
     device_id: &str,
-    commands: Vec<NewCommand>,
+    commands: &[NewCommand],
     now: Millis,
 ) -> Result<Vec<CommandId>, StoreError> {
     if commands.is_empty() {
         return Ok(Vec::new());
     }
     let count = commands.len() as u64;
-    let transaction = database.begin_write()?;
     let mut ids = Vec::with_capacity(commands.len());
     {
         let mut next_ids = transaction.open_table(NEXT_COMMAND_ID)?;
@@ -49,7 +50,7 @@ pub fn enqueue_commands(
             let record = CommandRecord {
                 id,
                 device_id: device_id.to_owned(),
-                command: new_command.command,
+                command: new_command.command.clone(),
                 origin: new_command.origin,
                 state: CommandState::Queued,
                 status: None,
@@ -68,15 +69,11 @@ pub fn enqueue_commands(
         let pending_before = counter(&pending, device_id, 0)?;
         pending.insert(device_id, pending_before + count)?;
     }
-    transaction.commit()?;
     Ok(ids)
 }
 
-/// Applies a [`WriteBatch`] in one write transaction: all of it is durable when this returns Ok, none of it otherwise.
-pub fn commit(database: &Database, batch: WriteBatch) -> Result<(), StoreError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
+/// Applies a [`WriteBatch`]; being in one transaction, all of it becomes durable at its commit, or none of it.
+pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), StoreError> {
     let devices = batch
         .devices
         .iter()
@@ -110,7 +107,6 @@ pub fn commit(database: &Database, batch: WriteBatch) -> Result<(), StoreError> 
         .map(|event| Ok((event.id.as_str(), encode(event)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
 
-    let transaction = database.begin_write()?;
     if !devices.is_empty() {
         let mut table = transaction.open_table(DEVICES)?;
         for (device_id, bytes) in &devices {
@@ -196,16 +192,14 @@ pub fn commit(database: &Database, batch: WriteBatch) -> Result<(), StoreError> 
         }
         meta.insert(META_OUTBOX_NEXT_SEQUENCE, sequence)?;
     }
-    transaction.commit()?;
     Ok(())
 }
 
 /// Removes the device with its commands, sessions, mirror and alerts. The id
 /// counters stay, so a device registered again under the same id never reuses
 /// a command or alert id (event ids built from them stay unique).
-pub fn delete_device(database: &Database, device_id: &str) -> Result<bool, StoreError> {
+pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<bool, StoreError> {
     let end = successor(device_id);
-    let transaction = database.begin_write()?;
     let existed;
     {
         existed = transaction.open_table(DEVICES)?.remove(device_id)?.is_some();
@@ -233,31 +227,24 @@ pub fn delete_device(database: &Database, device_id: &str) -> Result<bool, Store
             .open_table(ALERTS)?
             .retain_in::<(&str, u64), _>((device_id, 0)..=(device_id, u64::MAX), |_, _| false)?;
     }
-    transaction.commit()?;
     Ok(existed)
 }
 
-pub fn put_content(database: &Database, item: &RepositoryItem) -> Result<(), StoreError> {
+pub fn put_content(transaction: &WriteTransaction, item: &RepositoryItem) -> Result<(), StoreError> {
     let bytes = encode(item)?;
-    let transaction = database.begin_write()?;
     transaction.open_table(REPOSITORY)?.insert(item.path.as_str(), bytes.as_slice())?;
-    transaction.commit()?;
     Ok(())
 }
 
-pub fn delete_content(database: &Database, path: &str) -> Result<bool, StoreError> {
-    let transaction = database.begin_write()?;
-    let existed = transaction.open_table(REPOSITORY)?.remove(path)?.is_some();
-    transaction.commit()?;
-    Ok(existed)
+pub fn delete_content(transaction: &WriteTransaction, path: &str) -> Result<bool, StoreError> {
+    Ok(transaction.open_table(REPOSITORY)?.remove(path)?.is_some())
 }
 
 /// Drops the events the Bus accepted; ids not in the outbox (acked twice) are ignored.
-pub fn ack_outbox(database: &Database, event_ids: &[String]) -> Result<(), StoreError> {
+pub fn ack_outbox(transaction: &WriteTransaction, event_ids: &[String]) -> Result<(), StoreError> {
     if event_ids.is_empty() {
         return Ok(());
     }
-    let transaction = database.begin_write()?;
     {
         let mut outbox = transaction.open_table(OUTBOX)?;
         let mut outbox_ids = transaction.open_table(OUTBOX_IDS)?;
@@ -268,6 +255,5 @@ pub fn ack_outbox(database: &Database, event_ids: &[String]) -> Result<(), Store
             outbox.remove(sequence)?;
         }
     }
-    transaction.commit()?;
     Ok(())
 }
