@@ -12,7 +12,8 @@
 //! topic keeps concurrent publishers' lines whole; the file I/O runs on
 //! tokio's blocking pool. A failed write is cut back to the last whole line
 //! and the file is reopened at the next publish, so a full disk or a replaced
-//! file heals without a restart.
+//! file heals without a restart. Files grow without bound: rotate them with
+//! `copytruncate` (appends go on at the new end).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -35,13 +36,7 @@ pub struct JsonlBus {
 struct TopicFile {
     path: PathBuf,
     /// `None` after a failed write: reopened (appending) by the next publish.
-    open: Mutex<Option<OpenFile>>,
-}
-
-struct OpenFile {
-    file: File,
-    /// Bytes of whole lines in the file, where a failed write is cut back to.
-    length: u64,
+    open: Mutex<Option<File>>,
 }
 
 impl JsonlBus {
@@ -77,17 +72,12 @@ impl JsonlBus {
     }
 }
 
-fn open_for_append(path: &Path) -> Result<OpenFile, BusError> {
-    let file = OpenOptions::new()
+fn open_for_append(path: &Path) -> Result<File, BusError> {
+    OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|error| BusError::Io(format!("cannot open {}: {error}", path.display())))?;
-    let length = file
-        .metadata()
-        .map_err(|error| BusError::Io(format!("cannot read the length of {}: {error}", path.display())))?
-        .len();
-    Ok(OpenFile { file, length })
+        .map_err(|error| BusError::Io(format!("cannot open {}: {error}", path.display())))
 }
 
 impl TopicFile {
@@ -95,19 +85,20 @@ impl TopicFile {
     fn append(&self, lines: &[u8]) -> Result<(), BusError> {
         // A publisher that panicked mid-write left `None` or whole lines behind: the data is still sound.
         let mut guard = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let open = match guard.as_mut() {
-            Some(open) => open,
+        let file = match guard.as_mut() {
+            Some(file) => file,
             None => guard.insert(open_for_append(&self.path)?),
         };
-        let written = open.file.write_all(lines).and_then(|()| open.file.sync_data());
+        // Read per append, not remembered: the file may have been truncated (copytruncate rotation) meanwhile.
+        let length_before = file.metadata().map(|metadata| metadata.len());
+        let written = file.write_all(lines).and_then(|()| file.sync_data());
         match written {
-            Ok(()) => {
-                open.length += lines.len() as u64;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(error) => {
                 // Cut a partial line off so the next event starts on a line of its own; best effort.
-                let _ = open.file.set_len(open.length);
+                if let Ok(length_before) = length_before {
+                    let _ = file.set_len(length_before);
+                }
                 *guard = None;
                 Err(BusError::Io(format!("cannot append to {}: {error}", self.path.display())))
             }

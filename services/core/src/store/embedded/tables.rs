@@ -50,10 +50,11 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";
 
-/// The smallest string greater than every string that starts with... nothing
-/// but `device_id` itself: `device_id` followed by NUL. Keys `(device_id, x, ..)`
-/// sort before `(successor, ..)` whatever `x` is, so `[(device_id, ""), (successor, ""))`
-/// is exactly the device's range in tables whose second element is a string.
+/// `device_id` followed by NUL: the smallest string greater than `device_id`.
+/// Tuple keys compare element by element, so every `(device_id, x, ..)` sorts
+/// before `(successor, ..)` whatever `x` is, and no other device's id falls in
+/// between: `[(device_id, ""), (successor, ""))` is exactly the device's range,
+/// even when another id extends it (`IMEI:1` and `IMEI:10`).
 pub fn successor(device_id: &str) -> String {
     format!("{device_id}\0")
 }
