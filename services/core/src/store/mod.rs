@@ -2,7 +2,7 @@
 //!
 //! `file:///var/lib/omadm` (or a plain path) opens the embedded engine; the
 //! Redis engine (`redis://...`) arrives with cluster mode. Both pass the same
-//! conformance suite ([`conformance`], run by `tests/store_embedded.rs`).
+//! conformance suite (`store::conformance`, feature `conformance`; run by `tests/store_embedded.rs`).
 //!
 //! Writes that belong together are one [`WriteBatch`], applied atomically: a
 //! session step's session state, command outcomes, mirror, alerts and the
