@@ -21,9 +21,7 @@ use tracing::Instrument as _;
 use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{content_type, device_id_header, read_body};
-use super::session::{
-    Package3, SessionRegistry, deliver_package3, find_session, run_step, supersede_previous,
-};
+use super::session::{Package3, SessionRegistry, deliver_package3, find_session, run_step, supersede_previous};
 use crate::HttpError;
 
 /// `POST /dm`: Package#1 -> Package#2.

@@ -193,7 +193,7 @@ impl Handler<Package3> for SessionActor {
                 .collect();
             let event = SessionEvent::Response { state: state.clone(), response: message.response };
             let outcome = run_step(&shared, &state.device_id, &state.awaiting, event, now).await;
-            if let Ok(Stepped { .. }) = &outcome {
+            if outcome.is_ok() {
                 for (command, code) in statuses {
                     metrics().command_results.with_label_values(&[command, status_class(code)]).inc();
                 }
