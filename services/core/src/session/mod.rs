@@ -2,18 +2,40 @@
 //!
 //! Each step takes the stored state, what the device sent, the device's queue
 //! head and `now`, and returns the Package#2 to answer with and the writes to
-//! commit before it leaves. No clock, no I/O: the gateway's session actor
-//! loads, calls [`step`], commits the batch, then replies.
+//! commit before it leaves. No clock, no I/O, no randomness: the gateway's
+//! session actor loads, calls [`step`], commits the batch, then replies.
 //!
-//! PLACEHOLDER: the contract below is fixed; the machine itself lands with its own change.
+//! ```text
+//! Package#1 ──Initiation──> [CONT, inventory GETs?, queued...]  or  [END]
+//! Package#3 ──Response────> [queued...]                          or  [END]
+//! silence   ──Expiry──────> unanswered commands queued again (or expired)
+//! ```
+//!
+//! One file per part: `initiation` (Package#1), `response` (Package#3),
+//! `expiry`, `outbound` (which queued commands go next), `alerts`, `mirror`
+//! (GET results, cache validators, inventory) and [`events`]. The flow and
+//! every decision are in docs/sessions.md; the event schemas in docs/events.md.
+
+mod alerts;
+pub mod events;
+mod expiry;
+mod initiation;
+mod mirror;
+mod outbound;
+mod response;
 
 use omadm_proto::multipart::MultipartResponse;
 use omadm_proto::package::{InitiationPackage, RequestPackage};
-use omadm_proto::status::StatusCode;
+use omadm_proto::uri::ServerUri;
 
 use crate::clock::Millis;
-use crate::model::{CommandRecord, Device, MirrorRecord, SessionState};
+use crate::model::{CommandRecord, Device, MirrorRecord, SessionOutcome, SessionState, SessionSummary};
 use crate::store::WriteBatch;
+
+pub use initiation::INVENTORY_MOIDS;
+pub use mirror::validator_key;
+pub use outbound::SESSION_COMMAND_REFUSED;
+pub use response::state_for_status;
 
 /// Server policy for sessions.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +100,10 @@ pub enum SessionError {
     StatusCountMismatch { expected: usize, received: usize },
     #[error("invalid GET results: {0}")]
     InvalidResults(String),
+    /// `session_url_base` + session id is not a ServerURI: a server
+    /// misconfiguration (or a session id the shell should never make).
+    #[error("the session URL {0:?} is not a valid ServerURI")]
+    InvalidSessionUrl(String),
 }
 
 impl SessionError {
@@ -86,19 +112,66 @@ impl SessionError {
         match self {
             SessionError::Ended => 410,
             SessionError::StatusCountMismatch { .. } | SessionError::InvalidResults(_) => 400,
+            SessionError::InvalidSessionUrl(_) => 500,
         }
     }
 }
 
-/// Runs one step of the session.
+/// Runs one step of the session. Pure: the same inputs give the same step.
 pub fn step(config: &SessionConfig, context: SessionContext, event: SessionEvent) -> Result<Step, SessionError> {
-    let _ = (config, context, StatusCode::OK);
     match event {
-        SessionEvent::Initiation { .. } | SessionEvent::Response { .. } => Ok(Step {
-            reply: Some(RequestPackage::new(vec![omadm_proto::command::Command::End])),
-            batch: WriteBatch::default(),
-            ended: true,
-        }),
-        SessionEvent::Expiry { .. } => Ok(Step { reply: None, batch: WriteBatch::default(), ended: true }),
+        SessionEvent::Initiation { session_id, package } => initiation::initiate(config, context, session_id, package),
+        SessionEvent::Response { state, response } => response::respond(config, context, state, response),
+        SessionEvent::Expiry { state } => expiry::expire(config, context, state),
     }
+}
+
+/// When a session silent since its last package expires: the shell sends
+/// [`SessionEvent::Expiry`] once `now` reaches it.
+pub fn expires_at(config: &SessionConfig, state: &SessionState) -> Millis {
+    state.last_activity.saturating_add(config.session_timeout)
+}
+
+/// True when the device's inventory was never read or is older than `inventory_max_age`.
+pub fn inventory_due(config: &SessionConfig, device: &Device, now: Millis) -> bool {
+    match device.inventory.updated_at {
+        None => true,
+        Some(read_at) => now.saturating_sub(read_at) >= config.inventory_max_age,
+    }
+}
+
+/// The URL of a session, `{session_url_base}{session_id}`, as CONT carries it.
+pub fn session_url(config: &SessionConfig, session_id: &str) -> Result<ServerUri, SessionError> {
+    let url = format!("{}{session_id}", config.session_url_base);
+    ServerUri::parse(&url).map_err(|_| SessionError::InvalidSessionUrl(url))
+}
+
+/// Ends the session: its final state (ended, nothing awaited) and its
+/// summary go in the batch, with the `session.ended` event last.
+///
+/// The final state is written along with the summary so that a late
+/// Package#3 finds `ended` and is refused with 410 rather than taken for an
+/// unknown session.
+fn finish_session(
+    state: &mut SessionState,
+    outcome: SessionOutcome,
+    now: Millis,
+    batch: &mut WriteBatch,
+    commands_requeued: u32,
+    commands_expired: u32,
+) {
+    state.ended = true;
+    state.awaiting.clear();
+    let summary = SessionSummary {
+        id: state.id.clone(),
+        device_id: state.device_id.clone(),
+        started_at: state.started_at,
+        ended_at: Some(now),
+        outcome,
+        packages: state.packages,
+        commands_answered: state.commands_answered,
+    };
+    batch.events.push(events::session_ended(&summary, commands_requeued, commands_expired));
+    batch.sessions.push(state.clone());
+    batch.ended_sessions.push(summary);
 }
