@@ -245,3 +245,135 @@ impl<'m> AccessControl<'m> {
 pub fn check_command(mirror: &MirrorRecord, server_id: &str, command: &Command) -> Result<(), AccessRefusal> {
     AccessControl::from_mirror(mirror).check(server_id, command)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const DMDAC: &str = "urn:oma:mo:oma-dm-dmdac:1.0";
+    const FUMO: &str = "urn:oma:mo:oma-fumo:1.0";
+
+    fn mirror() -> MirrorRecord {
+        let tree = json!([
+            {"MOID": "urn:oma:mo:oma-dm-devinfo:1.2", "MIID": "", "MOData": {"DevID": "IMEI:1"}},
+            {"MOID": FUMO, "MIID": "fw", "MOData": {"State": 10}},
+            {"MOID": FUMO, "MIID": "fw2", "MOData": {"State": 10}},
+            {"MOID": "urn:oma:mo:oma-scomo:1.0", "MIID": "", "MOData": {"Inventory": {}}},
+            {"MOID": DMDAC, "MIID": "fumoacl", "MOData": {
+                "MOID": FUMO,
+                "1": {"MIID": "fw", "MAID": "serverid:dms1", "AccessRights": 1},
+                "2": {"MIID": "fw", "MAID": "*", "AccessRights": 4},
+                "3": {"MIID": "fw2", "MAID": "serverid:dms1", "AccessRights": 11}}},
+            {"MOID": DMDAC, "MIID": "scomoacl", "MOData": {
+                "MOID": "urn:oma:mo:oma-scomo:1.0",
+                "1": {"MIID": "", "MAID": "serverid:dms1", "AccessRights": 3}}},
+            {"MOID": DMDAC, "MIID": "broken", "MOData": {"1": {"MIID": "x"}}}
+        ]);
+        MirrorRecord { tree, validators: Default::default(), updated_at: 0 }
+    }
+
+    fn check(server: &str, wire: serde_json::Value) -> Result<(), AccessRefusal> {
+        let command = Command::from_json(&wire).unwrap();
+        check_command(&mirror(), server, &command)
+    }
+
+    #[test]
+    fn without_any_dmdac_every_command_is_allowed() {
+        let mirror = MirrorRecord { tree: json!([{"MOID": FUMO, "MIID": "fw", "MOData": {}}]), ..Default::default() };
+        let control = AccessControl::from_mirror(&mirror);
+        assert!(!control.is_known());
+        let delete = Command::from_json(&json!(["DELETE", "urn:oma:mo:oma-fumo:1.0/fw/State"])).unwrap();
+        assert_eq!(control.check("anyone", &delete), Ok(()));
+        assert!(!AccessControl::from_mirror(&MirrorRecord::default()).is_known());
+    }
+
+    #[test]
+    fn rights_on_a_governed_instance_are_the_union_for_our_server_id_and_star() {
+        assert!(AccessControl::from_mirror(&mirror()).is_known());
+        assert_eq!(check("dms1", json!(["GET", "urn:oma:mo:oma-fumo:1.0/fw/State"])), Ok(()));
+        assert_eq!(check("dms1", json!(["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/Update"])), Ok(()), "Execute from *");
+        assert_eq!(check("dms2", json!(["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/Update"])), Ok(()));
+        let refusal = check("dms1", json!(["DELETE", "urn:oma:mo:oma-fumo:1.0/fw/State"])).unwrap_err();
+        assert_eq!(
+            refusal,
+            AccessRefusal::MissingRight {
+                command: "DELETE",
+                server_id: "dms1".to_owned(),
+                moid: FUMO.to_owned(),
+                miid: "fw".to_owned(),
+                needed: AccessRights::WRITE,
+                granted: AccessRights::READ | AccessRights::EXECUTE,
+            }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "the device's DMDAC grants serverid:dms1 Read|Execute on urn:oma:mo:oma-fumo:1.0 instance \"fw\", and DELETE needs Write"
+        );
+        assert_eq!(refusal.http_status(), 403);
+        assert!(check("dms2", json!(["GET", "urn:oma:mo:oma-fumo:1.0/fw/State"])).is_err());
+        assert!(check("dms1", json!(["GET", "urn:oma:mo:oma-fumo:1.0/fw3/State"])).is_err(), "no entry, no right");
+        assert_eq!(
+            check("dms1", json!(["HGET", "https://dm.example.com/repo/x", "urn:oma:mo:oma-fumo:1.0/fw2/PkgName"])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn sole_instances_resolve_through_the_mirror_and_unresolvable_ones_need_one_permitted_instance() {
+        assert_eq!(check("dms1", json!(["DELETE", "urn:oma:mo:oma-scomo:1.0//Inventory"])), Ok(()));
+        assert!(check("dms2", json!(["GET", "urn:oma:mo:oma-scomo:1.0//Inventory"])).is_err());
+        assert_eq!(check("dms1", json!(["GET", "urn:oma:mo:oma-fumo:1.0/*/State"])), Ok(()));
+        assert_eq!(
+            check("dms1", json!(["GET", "urn:oma:mo:oma-fumo:1.0//State"])),
+            Ok(()),
+            "two instances: any permitted"
+        );
+        let refusal = check("dms2", json!(["GET", "urn:oma:mo:oma-fumo:1.0/*/State"])).unwrap_err();
+        assert!(matches!(refusal, AccessRefusal::NoInstancePermitted { needed, .. } if needed == AccessRights::READ));
+    }
+
+    #[test]
+    fn ungoverned_mos_and_commands_without_targets_are_not_refused() {
+        assert_eq!(check("dms2", json!(["DELETE", "urn:oma:mo:oma-dm-devinfo:1.2//Ext/X"])), Ok(()));
+        assert_eq!(check("dms2", json!(["HGET", "https://dm.example.com/repo/new_mo"])), Ok(()));
+        assert_eq!(check("dms2", json!(["SHOW", "https://dm.example.com/ui/1"])), Ok(()));
+        assert_eq!(check("dms2", json!(["DEFAULT", "https://dm.example.com/d", FUMO])), Ok(()));
+        assert_eq!(check("dms2", json!(["HPUT", "https://dm.example.com/repo/up"])), Ok(()));
+    }
+
+    #[test]
+    fn every_client_uri_of_an_hput_is_checked() {
+        let wire =
+            json!(["HPUT", "https://dm.example.com/up", "urn:oma:mo:oma-fumo:1.0/fw2/", "urn:oma:mo:oma-fumo:1.0/fw/"]);
+        assert_eq!(check("dms1", wire.clone()), Ok(()));
+        assert!(check("dms3", wire).is_err());
+    }
+
+    #[test]
+    fn delegation_by_hget_to_dmdac_needs_delegate_on_the_governed_instance() {
+        let hget = |target: &str| json!(["HGET", "https://dm.example.com/repo/acl", target]);
+        // Entry 1 governs fumo/fw, where dms1 has Read only.
+        let refusal = check("dms1", hget("urn:oma:mo:oma-dm-dmdac:1.0/fumoacl/1/AccessRights")).unwrap_err();
+        assert_eq!(
+            refusal,
+            AccessRefusal::NoDelegateRight {
+                command: "HGET",
+                server_id: "dms1".to_owned(),
+                target: "urn:oma:mo:oma-dm-dmdac:1.0/fumoacl/1/AccessRights".to_owned(),
+            }
+        );
+        // Entry 3 governs fumo/fw2, where dms1 has Delegate (11 = Read|Write|Delegate).
+        assert_eq!(check("dms1", hget("urn:oma:mo:oma-dm-dmdac:1.0/fumoacl/3")), Ok(()));
+        // A new entry: Delegate on some FUMO instance suffices; the device checks the data.
+        assert_eq!(check("dms1", hget("urn:oma:mo:oma-dm-dmdac:1.0/fumoacl/9")), Ok(()));
+        assert!(check("dms2", hget("urn:oma:mo:oma-dm-dmdac:1.0/fumoacl/9")).is_err());
+        // SCOMO: dms1 has Read|Write but no Delegate.
+        assert!(check("dms1", hget("urn:oma:mo:oma-dm-dmdac:1.0/scomoacl/1")).is_err());
+        // A DMDAC instance the device does not show us is one we may not change.
+        assert!(check("dms1", hget("urn:oma:mo:oma-dm-dmdac:1.0/otheracl/1")).is_err());
+        assert_eq!(check("dms1", json!(["DELETE", "urn:oma:mo:oma-dm-dmdac:1.0/fumoacl/3"])), Ok(()));
+        assert!(check("dms1", json!(["DELETE", "urn:oma:mo:oma-dm-dmdac:1.0/fumoacl/1"])).is_err());
+    }
+}

@@ -69,3 +69,36 @@ pub(super) fn answer_alerts(
     }
     answered
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(types: &[&str]) -> SessionConfig {
+        SessionConfig {
+            max_commands_per_package: 1,
+            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
+            session_timeout: 1,
+            inventory_max_age: 1,
+            max_attempts: 1,
+            supported_alert_mime_types: types.iter().map(|text| (*text).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn mime_types_compare_by_essence_and_an_empty_list_supports_all() {
+        let listed = config(&["text/plain", "application/json"]);
+        assert_eq!(alert_status(&listed, Some("TEXT/Plain; charset=utf-8")), StatusCode::OK);
+        assert_eq!(alert_status(&listed, Some("application/json")), StatusCode::OK);
+        assert_eq!(alert_status(&listed, Some("image/png")), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(alert_status(&listed, Some("text/plainish")), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(alert_status(&listed, None), StatusCode::OK);
+        assert_eq!(alert_status(&config(&[]), Some("image/png")), StatusCode::OK);
+    }
+
+    #[test]
+    fn no_alert_records_nothing() {
+        let answered = answer_alerts(&config(&[]), "d", "s", None, 1, 0);
+        assert!(answered.records.is_empty() && answered.statuses.is_empty() && answered.events.is_empty());
+    }
+}

@@ -392,3 +392,106 @@ fn concrete_path(uri: &ClientUri) -> Option<Vec<String>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn uri(text: &str) -> ClientUri {
+        ClientUri::parse(text).unwrap()
+    }
+
+    fn record(tree: Value, validators: &[(&str, &str)]) -> MirrorRecord {
+        MirrorRecord {
+            tree,
+            validators: validators.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn result_data_is_json_for_json_types_text_for_utf8_and_base64_otherwise() {
+        let json_part = result_data("application/dmmo+json", br#"{"MOData": {}}"#);
+        assert_eq!((json_part.value, json_part.base64), (json!({"MOData": {}}), false));
+        let vendor_json = result_data("Application/Vnd.Example+JSON; charset=utf-8", b"[1]");
+        assert_eq!(vendor_json.value, json!([1]));
+        let broken_json = result_data("application/json", b"{not json");
+        assert_eq!(broken_json.value, json!("{not json"));
+        let text = result_data("text/plain", "Grüße".as_bytes());
+        assert_eq!((text.value, text.base64), (json!("Grüße"), false));
+        let bytes = result_data("application/octet-stream", &[0xff, 0xfe]);
+        assert_eq!((bytes.value, bytes.base64), (json!("//4="), true));
+    }
+
+    #[test]
+    fn cv_is_added_for_a_named_or_sole_instance_only() {
+        let tree = json!([
+            {"MOID": "urn:oma:mo:a:1.0", "MIID": "", "MOData": {"X": 1}},
+            {"MOID": "urn:oma:mo:b:1.0", "MIID": "one", "MOData": {"X": 1}},
+            {"MOID": "urn:oma:mo:b:1.0", "MIID": "two", "MOData": {"X": 2}}
+        ]);
+        let mirror = record(tree, &[("urn:oma:mo:a:1.0/", "cvA"), ("urn:oma:mo:b:1.0/one", "cvB1")]);
+        let get = |text: &str| Command::Get(omadm_proto::command::Get::new(uri(text)));
+        let sent = |text: &str| add_cache_validators(&mirror, &get(text)).to_json();
+        assert_eq!(sent("urn:oma:mo:a:1.0//X"), json!(["GET", "urn:oma:mo:a:1.0//X?cv=cvA"]));
+        assert_eq!(sent("urn:oma:mo:b:1.0/one/"), json!(["GET", "urn:oma:mo:b:1.0/one/?cv=cvB1"]));
+        assert_eq!(sent("urn:oma:mo:b:1.0/two/"), json!(["GET", "urn:oma:mo:b:1.0/two/"]), "no validator held");
+        assert_eq!(sent("urn:oma:mo:b:1.0//"), json!(["GET", "urn:oma:mo:b:1.0//"]), "two instances: no sole one");
+        assert_eq!(sent("urn:oma:mo:b:1.0/*/X"), json!(["GET", "urn:oma:mo:b:1.0/*/X"]));
+        assert_eq!(sent("urn:oma:mo:a:1.0//?cv=mine"), json!(["GET", "urn:oma:mo:a:1.0//?cv=mine"]), "kept as given");
+        let exec = Command::from_json(&json!(["EXEC", "urn:oma:mo:a:1.0//X"])).unwrap();
+        assert_eq!(add_cache_validators(&mirror, &exec), exec, "only reads carry cv (12.2)");
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_mirror_starts_empty_and_is_only_written_when_changed() {
+        let editor = MirrorEditor::load(&record(json!("garbage"), &[]));
+        assert!(editor.into_record(5).is_none());
+        let mut editor = MirrorEditor::load(&MirrorRecord::default());
+        let data = result_data("text/plain", b"on");
+        assert!(editor.store_get_result(&uri("urn:oma:mo:c:1.0/x/A/B"), &data, b"on"));
+        let stored = editor.into_record(5).unwrap();
+        assert_eq!(stored.tree, json!([{"MOID": "urn:oma:mo:c:1.0", "MIID": "x", "MOData": {"A": {"B": "on"}}}]));
+        assert_eq!(stored.updated_at, 5);
+    }
+
+    #[test]
+    fn a_leaf_part_needs_a_uri_that_names_one_node() {
+        let mut editor = MirrorEditor::load(&MirrorRecord::default());
+        let data = result_data("text/plain", b"v");
+        for text in ["urn:oma:mo:c:1.0/*/A", "urn:oma:mo:c:1.0/x/*", "urn:oma:mo:c:1.0/x/"] {
+            assert!(!editor.store_get_result(&uri(text), &data, b"v"), "{text}");
+        }
+        assert!(editor.into_record(0).is_none());
+    }
+
+    #[test]
+    fn a_root_document_without_cv_drops_the_old_validator() {
+        let tree = json!([{"MOID": "urn:oma:mo:a:1.0", "MIID": "i", "MOData": {"X": 1}}]);
+        let mut editor = MirrorEditor::load(&record(tree, &[("urn:oma:mo:a:1.0/i", "old")]));
+        let document = json!({"MOID": "urn:oma:mo:a:1.0", "MIID": "i", "MOData": {"X": 2}});
+        let data = CommandResultData { content_type: DMMO_JSON.to_owned(), value: document, base64: false };
+        assert!(editor.store_get_result(&uri("urn:oma:mo:a:1.0/i/"), &data, b""));
+        let stored = editor.into_record(1).unwrap();
+        assert!(stored.validators.is_empty());
+        assert_eq!(stored.tree[0]["MOData"]["X"], json!(2));
+    }
+
+    #[test]
+    fn a_wildcard_get_stores_every_document_of_its_list() {
+        let mut editor = MirrorEditor::load(&MirrorRecord::default());
+        let list = json!([
+            {"MOID": "urn:oma:mo:a:1.0", "MIID": "l", "ClientURI": "urn:oma:mo:a:1.0/l/?cv=cvL", "MOData": {"X": 1}},
+            {"MOID": "urn:oma:mo:a:1.0", "MIID": "r", "ClientURI": "urn:oma:mo:a:1.0/r/?cv=cvR", "MOData": {"X": 2}},
+            {"MOData": {}}
+        ]);
+        let data = CommandResultData { content_type: DMMO_JSON.to_owned(), value: list, base64: false };
+        assert!(editor.store_get_result(&uri("urn:oma:mo:a:1.0/*/"), &data, b""));
+        let stored = editor.into_record(1).unwrap();
+        assert_eq!(stored.tree.as_array().map(Vec::len), Some(2));
+        assert_eq!(stored.validators.get("urn:oma:mo:a:1.0/l").map(String::as_str), Some("cvL"));
+        assert_eq!(stored.validators.get("urn:oma:mo:a:1.0/r").map(String::as_str), Some("cvR"));
+    }
+}

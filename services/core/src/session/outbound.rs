@@ -64,3 +64,55 @@ pub(super) fn take_queued(
     }
     taken
 }
+
+#[cfg(test)]
+mod tests {
+    use omadm_proto::command::Command;
+
+    use super::*;
+    use crate::model::CommandOrigin;
+
+    fn config(max: usize) -> SessionConfig {
+        SessionConfig {
+            max_commands_per_package: max,
+            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
+            session_timeout: 1,
+            inventory_max_age: 1,
+            max_attempts: 1,
+            supported_alert_mime_types: Vec::new(),
+        }
+    }
+
+    fn record(id: u64, state: CommandState) -> CommandRecord {
+        CommandRecord {
+            id,
+            device_id: "d".to_owned(),
+            command: Command::from_json(&serde_json::json!(["EXEC", "urn:oma:mo:a:1.0//Run"])).unwrap(),
+            origin: CommandOrigin::Operator,
+            state,
+            status: None,
+            extra: Vec::new(),
+            data: None,
+            session_id: None,
+            attempts: 0,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn takes_queued_records_in_order_up_to_the_limit_and_at_least_one() {
+        let queue = [record(1, CommandState::Done), record(2, CommandState::Queued), record(3, CommandState::Queued)];
+        let taken = take_queued(&config(0), &queue, &MirrorRecord::default(), "s", 9);
+        assert_eq!(taken.sent.iter().map(|sent| sent.command_id).collect::<Vec<_>>(), [Some(2)]);
+        assert_eq!(taken.records.len(), 1);
+        let sent = &taken.records[0];
+        assert_eq!(
+            (sent.state, sent.attempts, sent.session_id.as_deref(), sent.updated_at),
+            (CommandState::Sent, 1, Some("s"), 9)
+        );
+        let taken = take_queued(&config(5), &queue, &MirrorRecord::default(), "s", 9);
+        assert_eq!(taken.sent.len(), 2);
+        assert!(taken.events.is_empty());
+    }
+}
