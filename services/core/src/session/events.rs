@@ -7,6 +7,14 @@
 //! session.ended    sessions  session:{sid}:ended
 //! ```
 //!
+//! The session emits those four. The device edge and the operator API emit
+//! two more, built here so that every schema of docs/events.md has one source:
+//!
+//! ```text
+//! content.uploaded        results        upload:{device}:{path}:{stored_at}
+//! notification.requested  notifications  notify:{device}:{request id}
+//! ```
+//!
 //! Ids are derived from what the event is about, never from a clock or a
 //! counter of the emitter, so a step that is retried after a failed commit
 //! produces the same ids and consumers can drop repeats. Every event is keyed
@@ -31,6 +39,10 @@ pub const SESSION_ENDED: &str = "session.ended";
 pub const COMMAND_RESULT: &str = "command.result";
 /// `alert.received`: one Generic Alert item and the status it was answered with.
 pub const ALERT_RECEIVED: &str = "alert.received";
+/// `content.uploaded`: a device stored data in the Data Repository (HPUT/HPOST to `/repo/...`).
+pub const CONTENT_UPLOADED: &str = "content.uploaded";
+/// `notification.requested`: someone asked for a Package#0 to wake the device.
+pub const NOTIFICATION_REQUESTED: &str = "notification.requested";
 
 /// GET data larger than this (as JSON text) is left out of `command.result`
 /// (`data_omitted` is set): events stay small enough for any broker, and the
@@ -199,4 +211,81 @@ pub fn alert_received(alert: &AlertRecord) -> Event {
     };
     let id = format!("alert:{}:{}", alert.device_id, alert.id);
     envelope(id, ALERT_RECEIVED, Topic::Alerts, &alert.device_id, alert.received_at, payload)
+}
+
+/// Payload of `content.uploaded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentUploaded {
+    pub device_id: String,
+    /// Path below `/repo/`, ServerURI parameters as the device substituted them.
+    pub path: String,
+    /// `PUT` (HPUT) or `POST` (HPOST).
+    pub method: String,
+    pub content_type: String,
+    pub size: u64,
+    pub stored_at: Millis,
+}
+
+/// `upload:{device}:{path}:{stored_at}` on `results`.
+pub fn content_uploaded(payload: ContentUploaded) -> Event {
+    let id = format!("upload:{}:{}:{}", payload.device_id, payload.path, payload.stored_at);
+    let (key, timestamp) = (payload.device_id.clone(), payload.stored_at);
+    envelope(id, CONTENT_UPLOADED, Topic::Results, &key, timestamp, payload)
+}
+
+/// Payload of `notification.requested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRequested {
+    pub device_id: String,
+    /// Chosen by the requester, unique per device: a repeat of the same request keeps its id.
+    pub request_id: String,
+    pub requested_at: Millis,
+    /// Who asked: `operator` (the API) or `campaign`.
+    pub requested_by: String,
+    /// Ask the device to list its MOs in the Package#1 (REQ-MOS).
+    #[serde(default)]
+    pub request_mos: bool,
+}
+
+/// `notify:{device}:{request id}` on `notifications`.
+pub fn notification_requested(payload: NotificationRequested) -> Event {
+    let id = format!("notify:{}:{}", payload.device_id, payload.request_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.requested_at);
+    envelope(id, NOTIFICATION_REQUESTED, Topic::Notifications, &key, timestamp, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: serde_json::Value) -> CommandRecord {
+        CommandRecord {
+            id: 7,
+            device_id: "IMEI:1".to_owned(),
+            command: Command::from_json(&serde_json::json!(["GET", "urn:oma:mo:a:1.0//X"])).unwrap(),
+            origin: CommandOrigin::Operator,
+            state: CommandState::Done,
+            status: Some(200),
+            extra: Vec::new(),
+            data: Some(CommandResultData { content_type: "text/plain".to_owned(), value, base64: false }),
+            session_id: Some("s".to_owned()),
+            attempts: 2,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn small_data_travels_in_the_result_and_large_data_is_left_out() {
+        let small = command_result(&record(serde_json::json!("on")), 5);
+        assert_eq!(small.id, "result:IMEI:1:7:2");
+        assert_eq!((small.timestamp, small.topic, small.key.as_str()), (5, Topic::Results, "IMEI:1"));
+        assert_eq!(small.payload["data"]["value"], serde_json::json!("on"));
+        assert!(small.payload.get("data_omitted").is_none());
+
+        let large = command_result(&record(serde_json::json!("x".repeat(MAX_EVENT_DATA_BYTES))), 5);
+        assert!(large.payload.get("data").is_none());
+        assert_eq!(large.payload["data_omitted"], serde_json::json!(true));
+        assert_eq!(large.payload["status"], serde_json::json!(200));
+    }
 }
