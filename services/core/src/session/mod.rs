@@ -175,3 +175,82 @@ fn finish_session(
     batch.sessions.push(state.clone());
     batch.ended_sessions.push(summary);
 }
+
+#[cfg(test)]
+mod tests {
+    use omadm_proto::status::StatusCode;
+
+    use super::*;
+    use crate::model::{CommandState, Inventory};
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            max_commands_per_package: 1,
+            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
+            session_timeout: 30_000,
+            inventory_max_age: 1_000,
+            max_attempts: 1,
+            supported_alert_mime_types: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn status_classes_map_to_done_or_failed() {
+        let state = |code: u16| state_for_status(StatusCode::new(code).unwrap());
+        for code in [200, 201, 202, 204, 304, 1200, 1299, 1301] {
+            assert_eq!(state(code), CommandState::Done, "{code}");
+        }
+        for code in [400, 403, 404, 405, 500, 503, 1000, 1400, 1500, 1999] {
+            assert_eq!(state(code), CommandState::Failed, "{code}");
+        }
+    }
+
+    #[test]
+    fn refusals_map_to_http_statuses() {
+        assert_eq!(SessionError::Ended.http_status(), 410);
+        assert_eq!(SessionError::StatusCountMismatch { expected: 2, received: 1 }.http_status(), 400);
+        assert_eq!(SessionError::InvalidResults("x".to_owned()).http_status(), 400);
+        assert_eq!(SessionError::InvalidSessionUrl("x".to_owned()).http_status(), 500);
+        assert_eq!(
+            SessionError::StatusCountMismatch { expected: 2, received: 1 }.to_string(),
+            "1 statuses answer a Package#2 of 2 commands"
+        );
+    }
+
+    #[test]
+    fn session_urls_expiry_time_and_inventory_age() {
+        let config = config();
+        assert_eq!(
+            session_url(&config, "8f14e4").map(|url| url.to_string()),
+            Ok("https://dm.example.com/dm/s/8f14e4".to_owned())
+        );
+        assert!(session_url(&config, "[bad]").is_err());
+        let state = SessionState {
+            id: "s".to_owned(),
+            device_id: "d".to_owned(),
+            started_at: 10,
+            last_activity: 100,
+            packages: 1,
+            awaiting: Vec::new(),
+            ended: false,
+            commands_answered: 0,
+        };
+        assert_eq!(expires_at(&config, &state), 30_100);
+        let mut device = Device {
+            id: "d".to_owned(),
+            credentials: crate::auth::credentials_for("d", "omadm", "p"),
+            auth_secret: None,
+            tags: Default::default(),
+            inventory: Inventory::default(),
+            supported_objects: Vec::new(),
+            last_session_id: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert!(inventory_due(&config, &device, 0), "never read");
+        device.inventory.updated_at = Some(5_000);
+        assert!(!inventory_due(&config, &device, 5_999));
+        assert!(inventory_due(&config, &device, 6_000));
+        assert!(!inventory_due(&config, &device, 4_000), "a clock that went back does not force a read");
+    }
+}
