@@ -77,6 +77,7 @@ async fn devices_upload_with_authentication_and_never_over_others_content() {
     assert_eq!(device.upload(&server, "POST", &url).await, 204);
     assert_eq!(other.upload(&server, "PUT", &url).await, 403);
     assert_eq!(device.upload(&server, "PUT", &server.url("/repo/fw/manifest.json")).await, 403);
+    assert_eq!(device.upload(&server, "PUT", &server.url("/repo/up//x")).await, 400);
 
     let stored = server.store.get_content("up/IMEI:493005100592800/tree.json").await.unwrap().unwrap();
     assert_eq!(stored.source, ContentSource::Device);

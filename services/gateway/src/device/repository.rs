@@ -26,6 +26,23 @@ use crate::HttpError;
 
 /// Media type of an upload that names none.
 const DEFAULT_UPLOAD_TYPE: &str = "application/octet-stream";
+/// Longest path a device may upload to (the operator API allows the same).
+const MAX_UPLOAD_PATH_BYTES: usize = 1024;
+
+/// A path a device may upload to: bounded, no control characters, no empty, `.` or `..` segments
+/// (the same rule the operator API applies to operator content).
+fn check_upload_path(path: &str) -> Result<(), HttpError> {
+    if path.len() > MAX_UPLOAD_PATH_BYTES {
+        return Err(HttpError::bad_request(format!("repository path is over {MAX_UPLOAD_PATH_BYTES} bytes")));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(HttpError::bad_request("repository path contains control characters"));
+    }
+    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(HttpError::bad_request("repository path has an empty, '.' or '..' segment"));
+    }
+    Ok(())
+}
 
 /// `GET /repo/{path}`: operator content, negotiated on Accept (406 when the client accepts none of it).
 pub(crate) async fn download(
@@ -63,6 +80,7 @@ pub(crate) async fn upload(
     let path = path.into_inner();
     let span = tracing::info_span!("repo.upload", device_id = tracing::field::Empty, path = %path);
     async move {
+        check_upload_path(&path)?;
         let claimed = optional_device_id_header(&request)?;
         let device = authenticate(&shared, &request, claimed.as_deref()).await?;
         tracing::Span::current().record("device_id", device.id.as_str());
@@ -195,6 +213,16 @@ mod tests {
         assert!(!accepts_media_type("application/json;q=0", "application/json"));
         assert!(!accepts_media_type("application/json;q=nonsense", "application/json"));
         assert!(accepts_media_type(" , */*;q=0.1", "image/png"));
+    }
+
+    #[test]
+    fn upload_paths_are_bounded_and_plain() {
+        assert!(check_upload_path("up/IMEI:1/tree.json").is_ok());
+        assert!(check_upload_path("a b/%41").is_ok());
+        for bad in ["up//x", "up/../fw/manifest.json", "./x", "x/", "a\nb"] {
+            assert!(check_upload_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_upload_path(&"a".repeat(1025)).is_err());
     }
 
     #[test]
