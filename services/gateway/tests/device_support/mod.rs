@@ -16,7 +16,8 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use base64::Engine as _;
 use omadm_core::auth::{DEFAULT_REALM, credentials_for};
-use omadm_core::bus::{Bus, Event};
+use omadm_core::bus::Bus;
+use omadm_core::bus::relay::OutboxRelay;
 use omadm_core::clock;
 use omadm_core::model::{CommandOrigin, Device, Inventory, NewCommand};
 use omadm_core::session::SessionConfig;
@@ -42,6 +43,8 @@ pub struct TestServer {
     pub edge: DeviceEdge,
     pub state: web::Data<AppState>,
     pub data_dir: PathBuf,
+    /// The relay `omadm serve` runs: outbox -> bus.
+    relay: OutboxRelay,
     server: actix_web::dev::ServerHandle,
     _temp: Option<tempfile::TempDir>,
 }
@@ -135,7 +138,8 @@ impl TestServer {
         .run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        TestServer { base, store, bus, edge, state, data_dir, server: handle, _temp: None }
+        let relay = OutboxRelay::spawn(store.clone(), bus.clone());
+        TestServer { base, store, bus, edge, state, data_dir, relay, server: handle, _temp: None }
     }
 
     /// Stops accepting and lets in-flight requests finish.
@@ -178,19 +182,9 @@ impl TestServer {
         self.store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap()
     }
 
-    /// Publishes the outbox to the bus, as the relay does, and returns what was published.
-    pub async fn drain_outbox(&self) -> Vec<Event> {
-        let mut published = Vec::new();
-        loop {
-            let events = self.store.outbox(100).await.unwrap();
-            if events.is_empty() {
-                return published;
-            }
-            self.bus.publish(&events).await.unwrap();
-            let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
-            self.store.ack_outbox(&ids).await.unwrap();
-            published.extend(events);
-        }
+    /// Waits until the outbox relay has published everything committed so far to the JSONL bus.
+    pub async fn drain_outbox(&self) {
+        self.relay.drain().await.unwrap();
     }
 
     /// The events of one topic file of the JSONL bus.
