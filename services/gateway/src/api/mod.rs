@@ -18,7 +18,7 @@
 
 mod access;
 mod auth;
-mod body;
+pub mod body;
 mod commands;
 mod devices;
 mod mirror;
