@@ -30,6 +30,7 @@ pub use fumo::{
 };
 pub use sessioninfo::{BearerType, RoamingStatus, SessionInfo};
 
+use crate::command::json_kind;
 use crate::status::StatusCode;
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -123,18 +124,6 @@ macro_rules! impl_management_object {
     };
 }
 pub(crate) use impl_management_object;
-
-/// How a JSON value is named in error messages.
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 /// An interior node of MOData being read, with its path for error messages.
 pub(crate) struct Interior<'a> {

@@ -6,6 +6,7 @@
 //! so consumers drop repeats of at-least-once delivery.
 
 mod jsonl;
+pub mod relay;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -2,12 +2,14 @@
 //!
 //! `file:///var/lib/omadm` (or a plain path) opens the embedded engine; the
 //! Redis engine (`redis://...`) arrives with cluster mode. Both pass the same
-//! conformance suite (`tests/store_conformance.rs`).
+//! conformance suite (`store::conformance`, feature `conformance`; run by `tests/store_embedded.rs`).
 //!
 //! Writes that belong together are one [`WriteBatch`], applied atomically: a
 //! session step's session state, command outcomes, mirror, alerts and the
 //! events they produce (the outbox) land together or not at all.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod embedded;
 
 use async_trait::async_trait;

@@ -1,0 +1,648 @@
+//! The Store conformance suite: the promises of the [`Store`] trait, checked against any engine.
+//!
+//! Each check takes a store (fresh or shared: checks use their own device ids
+//! and tags, and only [`outbox_keeps_order_until_acknowledged`] commits events)
+//! and panics on the first broken promise. [`crate::store_conformance_tests!`]
+//! turns them into one `#[tokio::test]` each:
+//!
+//! ```text
+//! async fn fresh_store() -> (Arc<dyn Store>, tempfile::TempDir) { ... }
+//! omadm_core::store_conformance_tests!(fresh_store);
+//! ```
+//!
+//! Built for tests only (`cfg(test)` or the `conformance` feature, which the
+//! crate's own integration tests enable through their dev-dependency).
+
+// Test support: a broken promise is reported by panicking, as assertions do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use omadm_proto::command::Command;
+use omadm_proto::package::{AlertItem, SupportedObject};
+use serde_json::json;
+
+use super::{Store, WriteBatch};
+use crate::bus::{Event, SCHEMA_VERSION, Topic};
+use crate::model::{
+    AlertRecord, CommandOrigin, CommandRecord, CommandResultData, CommandState, ContentSource, Credentials, Device,
+    DeviceFilter, Inventory, MirrorRecord, NewCommand, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
+};
+
+/// Generates one `#[tokio::test]` per check; `$fresh` is an async fn returning
+/// `(Arc<dyn Store>, guard)`, the guard kept alive for the test (e.g. a TempDir).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($fresh:path) => {
+        $crate::store_conformance_tests!(@tests $fresh;
+            devices_round_trip,
+            enqueue_numbers_commands_in_order,
+            commit_keeps_queue_and_pending_count,
+            concurrent_enqueues_get_distinct_ids,
+            sessions_move_from_open_to_history,
+            mirrors_are_replaced,
+            alerts_are_numbered_and_listed_newest_first,
+            repository_round_trip,
+            outbox_keeps_order_until_acknowledged,
+            one_batch_writes_everything,
+            delete_device_removes_everything_of_the_device,
+            list_devices_filters_and_pages
+        );
+    };
+    (@tests $fresh:path; $($check:ident),+) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, _guard) = $fresh().await;
+                $crate::store::conformance::$check(store).await;
+            }
+        )+
+    };
+}
+
+/// Runs every check in turn on one store.
+pub async fn run_all(store: Arc<dyn Store>) {
+    devices_round_trip(store.clone()).await;
+    enqueue_numbers_commands_in_order(store.clone()).await;
+    commit_keeps_queue_and_pending_count(store.clone()).await;
+    concurrent_enqueues_get_distinct_ids(store.clone()).await;
+    sessions_move_from_open_to_history(store.clone()).await;
+    mirrors_are_replaced(store.clone()).await;
+    alerts_are_numbered_and_listed_newest_first(store.clone()).await;
+    repository_round_trip(store.clone()).await;
+    outbox_keeps_order_until_acknowledged(store.clone()).await;
+    one_batch_writes_everything(store.clone()).await;
+    delete_device_removes_everything_of_the_device(store.clone()).await;
+    list_devices_filters_and_pages(store).await;
+}
+
+// ---- Fixtures -------------------------------------------------------------------------------
+
+/// A device as the API registers it, with a little of everything so the JSON round trip is exercised.
+pub fn device(id: &str) -> Device {
+    Device {
+        id: id.to_owned(),
+        credentials: Credentials { realm: "omadm".to_owned(), ha1_md5: "0".repeat(32), ha1_sha256: "1".repeat(64) },
+        auth_secret: Some("notification secret".to_owned()),
+        tags: BTreeMap::from([("suite".to_owned(), "conformance".to_owned())]),
+        inventory: Inventory {
+            man: Some("ACME".to_owned()),
+            model: Some("Meter 3".to_owned()),
+            fwv: Some("1.0.0".to_owned()),
+            roaming: Some(false),
+            updated_at: Some(1_700_000_000_000),
+            ..Inventory::default()
+        },
+        supported_objects: vec![
+            serde_json::from_value::<SupportedObject>(json!({"MOID": "urn:oma:mo:oma-dm-devinfo:1.2", "MIID": ["1"]}))
+                .unwrap(),
+        ],
+        last_session_id: None,
+        created_at: 1_700_000_000_000,
+        updated_at: 1_700_000_000_000,
+    }
+}
+
+/// `["GET", uri]` for the operator.
+pub fn get_command(uri: &str) -> NewCommand {
+    NewCommand { command: Command::from_json(&json!(["GET", uri])).unwrap(), origin: CommandOrigin::Operator }
+}
+
+fn numbered_gets(count: usize) -> Vec<NewCommand> {
+    (0..count).map(|index| get_command(&format!("urn:oma:mo:oma-dm-devinfo:1.2//Ext{index}"))).collect()
+}
+
+pub fn open_session(id: &str, device_id: &str, started_at: u64) -> SessionState {
+    SessionState {
+        id: id.to_owned(),
+        device_id: device_id.to_owned(),
+        started_at,
+        last_activity: started_at,
+        packages: 1,
+        awaiting: Vec::new(),
+        ended: false,
+        commands_answered: 0,
+    }
+}
+
+pub fn ended_session(state: &SessionState, ended_at: u64, outcome: SessionOutcome) -> SessionSummary {
+    SessionSummary {
+        id: state.id.clone(),
+        device_id: state.device_id.clone(),
+        started_at: state.started_at,
+        ended_at: Some(ended_at),
+        outcome,
+        packages: state.packages,
+        commands_answered: state.commands_answered,
+    }
+}
+
+pub fn alert(device_id: &str, id: u64) -> AlertRecord {
+    AlertRecord {
+        id,
+        device_id: device_id.to_owned(),
+        session_id: "session".to_owned(),
+        received_at: 1_700_000_000_000 + id,
+        item: AlertItem {
+            alert_type: "urn:oma:at:fumo:1.0:DownloadComplete".to_owned(),
+            mime_type: Some("text/plain".to_owned()),
+            source_uri: Some("urn:oma:mo:oma-fumo:1.0//Download".to_owned()),
+            mark: None,
+            data: Some(json!(format!("alert {id}"))),
+        },
+        status: 200,
+    }
+}
+
+pub fn event(id: &str, topic: Topic, key: &str) -> Event {
+    Event {
+        id: id.to_owned(),
+        event_type: "command.result".to_owned(),
+        schema_version: SCHEMA_VERSION,
+        timestamp: 1_700_000_000_000,
+        topic,
+        key: key.to_owned(),
+        payload: json!({"device_id": key, "event": id, "nested": {"list": [1, 2, 3]}}),
+    }
+}
+
+fn mirror(marker: &str) -> MirrorRecord {
+    MirrorRecord {
+        tree: json!([{"MOID": "urn:oma:mo:oma-dm-devinfo:1.2", "MIID": "1", "Man": marker}]),
+        validators: BTreeMap::from([("urn:oma:mo:oma-dm-devinfo:1.2/1".to_owned(), format!("cv-{marker}"))]),
+        updated_at: 1_700_000_000_000,
+    }
+}
+
+async fn register(store: &Arc<dyn Store>, device: Device) {
+    store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+}
+
+async fn command(store: &Arc<dyn Store>, device_id: &str, id: u64) -> CommandRecord {
+    store.get_command(device_id, id).await.unwrap().unwrap_or_else(|| panic!("command {device_id}/{id} is missing"))
+}
+
+fn ids(records: &[CommandRecord]) -> Vec<u64> {
+    records.iter().map(|record| record.id).collect()
+}
+
+// ---- Checks ---------------------------------------------------------------------------------
+
+/// A device reads back exactly as committed, and a second commit replaces it.
+pub async fn devices_round_trip(store: Arc<dyn Store>) {
+    assert_eq!(store.get_device("conf-dev-1").await.unwrap(), None);
+    let mut registered = device("conf-dev-1");
+    register(&store, registered.clone()).await;
+    assert_eq!(store.get_device("conf-dev-1").await.unwrap(), Some(registered.clone()));
+
+    registered.tags.insert("region".to_owned(), "eu".to_owned());
+    registered.inventory.fwv = Some("2.0.0".to_owned());
+    registered.last_session_id = Some("s-1".to_owned());
+    register(&store, registered.clone()).await;
+    assert_eq!(store.get_device("conf-dev-1").await.unwrap(), Some(registered));
+    assert_eq!(store.get_device("conf-dev-1x").await.unwrap(), None, "ids are exact, not prefixes");
+}
+
+/// Ids increase from 1 per device in queue order; new commands are queued, unsent, timestamped.
+pub async fn enqueue_numbers_commands_in_order(store: Arc<dyn Store>) {
+    let device_id = "conf-queue-1";
+    assert_eq!(store.enqueue_commands(device_id, Vec::new(), 5).await.unwrap(), Vec::<u64>::new());
+    assert_eq!(store.enqueue_commands(device_id, numbered_gets(3), 10).await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(store.enqueue_commands(device_id, numbered_gets(2), 20).await.unwrap(), vec![4, 5]);
+    assert_eq!(store.enqueue_commands("conf-queue-2", numbered_gets(1), 30).await.unwrap(), vec![1]);
+
+    let first = command(&store, device_id, 1).await;
+    assert_eq!(first.device_id, device_id);
+    assert_eq!(first.command, numbered_gets(1)[0].command);
+    assert_eq!(first.origin, CommandOrigin::Operator);
+    assert_eq!(first.state, CommandState::Queued);
+    assert_eq!((first.status, first.data, first.session_id, first.attempts), (None, None, None, 0));
+    assert!(first.extra.is_empty());
+    assert_eq!((first.created_at, first.updated_at), (10, 10));
+    assert_eq!(command(&store, device_id, 5).await.created_at, 20);
+    assert_eq!(store.get_command(device_id, 6).await.unwrap(), None);
+    assert_eq!(store.get_command("conf-queue-3", 1).await.unwrap(), None);
+
+    assert_eq!(ids(&store.list_commands(device_id, None, 100).await.unwrap()), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ids(&store.list_commands(device_id, None, 2).await.unwrap()), vec![1, 2]);
+    assert_eq!(ids(&store.list_commands(device_id, Some(2), 2).await.unwrap()), vec![3, 4]);
+    assert_eq!(ids(&store.list_commands(device_id, Some(5), 2).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(ids(&store.list_commands(device_id, Some(u64::MAX), 2).await.unwrap()), Vec::<u64>::new());
+    assert_eq!(ids(&store.list_commands("conf-queue-2", None, 100).await.unwrap()), vec![1]);
+
+    assert_eq!(ids(&store.queued_commands(device_id, 100).await.unwrap()), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ids(&store.queued_commands(device_id, 3).await.unwrap()), vec![1, 2, 3]);
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 5);
+    assert_eq!(store.pending_count("conf-queue-2").await.unwrap(), 1);
+    assert_eq!(store.pending_count("conf-queue-3").await.unwrap(), 0);
+}
+
+/// Commits that change command states keep `queued_commands` and `pending_count` in step.
+pub async fn commit_keeps_queue_and_pending_count(store: Arc<dyn Store>) {
+    let device_id = "conf-states-1";
+    store.enqueue_commands(device_id, numbered_gets(4), 100).await.unwrap();
+    let update = |mut record: CommandRecord, state: CommandState, status: Option<u16>| {
+        record.state = state;
+        record.status = status;
+        record.session_id = Some("s-1".to_owned());
+        record.updated_at = 200;
+        record
+    };
+    let commit_commands = |records: Vec<CommandRecord>| {
+        let store = store.clone();
+        async move { store.commit(WriteBatch { commands: records, ..WriteBatch::default() }).await.unwrap() }
+    };
+
+    // 1 and 2 go out in a Package#2: no longer queued, still pending.
+    let sent_one = update(command(&store, device_id, 1).await, CommandState::Sent, None);
+    let sent_two = update(command(&store, device_id, 2).await, CommandState::Sent, None);
+    commit_commands(vec![sent_one.clone(), sent_two.clone()]).await;
+    assert_eq!(ids(&store.queued_commands(device_id, 10).await.unwrap()), vec![3, 4]);
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 4);
+    assert_eq!(command(&store, device_id, 1).await, sent_one);
+
+    // 1 answered 200 with data, 2 answered 404.
+    let mut done_one = update(sent_one, CommandState::Done, Some(200));
+    done_one.data =
+        Some(CommandResultData { content_type: "text/plain".to_owned(), value: json!("ACME"), base64: false });
+    done_one.extra = vec![json!("https://dm.example.com/repo/x")];
+    let failed_two = update(sent_two, CommandState::Failed, Some(404));
+    commit_commands(vec![done_one.clone(), failed_two.clone()]).await;
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 2);
+    assert_eq!(command(&store, device_id, 1).await, done_one);
+    assert_eq!(command(&store, device_id, 2).await, failed_two);
+
+    // A final record committed again (a replayed batch) changes no count.
+    commit_commands(vec![done_one]).await;
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 2);
+
+    // 4 is sent, the session dies, 4 goes back to the queue in id order, before... after 3.
+    let sent_four = update(command(&store, device_id, 4).await, CommandState::Sent, None);
+    commit_commands(vec![sent_four.clone()]).await;
+    assert_eq!(ids(&store.queued_commands(device_id, 10).await.unwrap()), vec![3]);
+    let mut requeued_four = update(sent_four, CommandState::Queued, None);
+    requeued_four.attempts = 1;
+    commit_commands(vec![requeued_four]).await;
+    assert_eq!(ids(&store.queued_commands(device_id, 10).await.unwrap()), vec![3, 4]);
+    assert_eq!(command(&store, device_id, 4).await.attempts, 1);
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 2);
+
+    // 3 expires from the queue directly.
+    let expired_three = update(command(&store, device_id, 3).await, CommandState::Expired, None);
+    commit_commands(vec![expired_three]).await;
+    assert_eq!(ids(&store.queued_commands(device_id, 10).await.unwrap()), vec![4]);
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 1);
+
+    // The history still lists every command, and numbering goes on after the last id.
+    assert_eq!(ids(&store.list_commands(device_id, None, 10).await.unwrap()), vec![1, 2, 3, 4]);
+    assert_eq!(store.enqueue_commands(device_id, numbered_gets(1), 300).await.unwrap(), vec![5]);
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 2);
+}
+
+/// Many tasks enqueueing for one device at once get distinct ids, consecutive within each call.
+pub async fn concurrent_enqueues_get_distinct_ids(store: Arc<dyn Store>) {
+    const TASKS: usize = 24;
+    const PER_TASK: usize = 5;
+    let device_id = "conf-concurrent-1";
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.enqueue_commands(device_id, numbered_gets(PER_TASK), 1).await }));
+    }
+    let mut all = BTreeSet::new();
+    for task in tasks {
+        let ids = task.await.unwrap().unwrap();
+        assert_eq!(ids.len(), PER_TASK);
+        assert!(ids.windows(2).all(|pair| pair[1] == pair[0] + 1), "one call's ids are consecutive: {ids:?}");
+        for id in ids {
+            assert!(all.insert(id), "id {id} given twice");
+        }
+    }
+    let expected: BTreeSet<u64> = (1..=(TASKS * PER_TASK) as u64).collect();
+    assert_eq!(all, expected);
+    assert_eq!(store.pending_count(device_id).await.unwrap(), (TASKS * PER_TASK) as u64);
+    assert_eq!(store.queued_commands(device_id, 1000).await.unwrap().len(), TASKS * PER_TASK);
+}
+
+/// Open sessions are found by id and listed as active; ending one moves it to the history, newest first.
+pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
+    let device_id = "conf-sessions-1";
+    assert_eq!(store.get_session("conf-s-1").await.unwrap(), None);
+    assert!(store.list_sessions(device_id, 10).await.unwrap().is_empty());
+
+    let mut first = open_session("conf-s-1", device_id, 1_000);
+    store.commit(WriteBatch { sessions: vec![first.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.get_session("conf-s-1").await.unwrap(), Some(first.clone()));
+    assert!(store.open_sessions().await.unwrap().contains(&first));
+    let listed = store.list_sessions(device_id, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].id.as_str(), listed[0].outcome, listed[0].ended_at),
+        ("conf-s-1", SessionOutcome::Active, None)
+    );
+
+    // A Package#3 updates the open session in place.
+    first.packages = 2;
+    first.last_activity = 1_500;
+    first.commands_answered = 3;
+    first.awaiting = vec![crate::model::SentCommand {
+        command_id: Some(7),
+        command: get_command("urn:oma:mo:oma-dm-devinfo:1.2//Man").command,
+    }];
+    store.commit(WriteBatch { sessions: vec![first.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.get_session("conf-s-1").await.unwrap(), Some(first.clone()));
+
+    // It ends: gone from the open sessions, in the history.
+    let first_summary = ended_session(&first, 2_000, SessionOutcome::Ended);
+    store.commit(WriteBatch { ended_sessions: vec![first_summary.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.get_session("conf-s-1").await.unwrap(), None);
+    assert!(!store.open_sessions().await.unwrap().iter().any(|session| session.id == "conf-s-1"));
+    assert_eq!(store.list_sessions(device_id, 10).await.unwrap(), vec![first_summary.clone()]);
+
+    // More sessions: one expired, one open; newest first, limited.
+    let second = open_session("conf-s-2", device_id, 3_000);
+    let second_summary = ended_session(&second, 9_000, SessionOutcome::Expired);
+    let third = open_session("conf-s-3", device_id, 5_000);
+    store
+        .commit(WriteBatch {
+            sessions: vec![second.clone(), third.clone()],
+            ended_sessions: vec![second_summary.clone()],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let listed = store.list_sessions(device_id, 10).await.unwrap();
+    let listed_ids: Vec<&str> = listed.iter().map(|summary| summary.id.as_str()).collect();
+    assert_eq!(listed_ids, vec!["conf-s-3", "conf-s-2", "conf-s-1"]);
+    assert_eq!(listed[0].outcome, SessionOutcome::Active);
+    assert_eq!(listed[1], second_summary);
+    assert_eq!(listed[2], first_summary);
+    let limited: Vec<String> =
+        store.list_sessions(device_id, 2).await.unwrap().into_iter().map(|summary| summary.id).collect();
+    assert_eq!(limited, vec!["conf-s-3", "conf-s-2"]);
+    assert_eq!(store.get_session("conf-s-2").await.unwrap(), None, "opened and ended in one batch: ended");
+    assert_eq!(store.get_session("conf-s-3").await.unwrap(), Some(third));
+    assert!(store.list_sessions("conf-sessions-2", 10).await.unwrap().is_empty());
+}
+
+/// A mirror reads back as committed and a later commit replaces it.
+pub async fn mirrors_are_replaced(store: Arc<dyn Store>) {
+    let device_id = "conf-mirror-1";
+    assert_eq!(store.get_mirror(device_id).await.unwrap(), None);
+    for marker in ["first", "second"] {
+        let record = mirror(marker);
+        store
+            .commit(WriteBatch { mirrors: vec![(device_id.to_owned(), record.clone())], ..WriteBatch::default() })
+            .await
+            .unwrap();
+        assert_eq!(store.get_mirror(device_id).await.unwrap(), Some(record));
+    }
+    assert_eq!(store.get_mirror("conf-mirror-2").await.unwrap(), None);
+}
+
+/// `next_alert_id` starts at 1 and follows committed alerts; alerts list newest first.
+pub async fn alerts_are_numbered_and_listed_newest_first(store: Arc<dyn Store>) {
+    let device_id = "conf-alerts-1";
+    assert_eq!(store.next_alert_id(device_id).await.unwrap(), 1);
+    assert!(store.list_alerts(device_id, 10).await.unwrap().is_empty());
+    store
+        .commit(WriteBatch { alerts: vec![alert(device_id, 1), alert(device_id, 2)], ..WriteBatch::default() })
+        .await
+        .unwrap();
+    assert_eq!(store.next_alert_id(device_id).await.unwrap(), 3);
+    store.commit(WriteBatch { alerts: vec![alert(device_id, 3)], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.next_alert_id(device_id).await.unwrap(), 4);
+    assert_eq!(
+        store.list_alerts(device_id, 10).await.unwrap(),
+        vec![alert(device_id, 3), alert(device_id, 2), alert(device_id, 1)]
+    );
+    assert_eq!(store.list_alerts(device_id, 2).await.unwrap(), vec![alert(device_id, 3), alert(device_id, 2)]);
+    assert_eq!(store.next_alert_id("conf-alerts-2").await.unwrap(), 1);
+}
+
+/// Content round-trips byte for byte (not UTF-8 included), is replaced, and deleted once.
+pub async fn repository_round_trip(store: Arc<dyn Store>) {
+    let path = "conf/firmware/image.bin";
+    assert_eq!(store.get_content(path).await.unwrap(), None);
+    let operator_item = RepositoryItem {
+        path: path.to_owned(),
+        content_type: "application/octet-stream".to_owned(),
+        body: vec![0, 159, 146, 150, 255, b'\n'],
+        source: ContentSource::Operator,
+        device_id: None,
+        stored_at: 10,
+    };
+    store.put_content(operator_item.clone()).await.unwrap();
+    assert_eq!(store.get_content(path).await.unwrap(), Some(operator_item));
+
+    let device_item = RepositoryItem {
+        path: path.to_owned(),
+        content_type: "application/dmmo+json".to_owned(),
+        body: br#"[{"MOID":"urn:oma:mo:oma-dm-devinfo:1.2"}]"#.to_vec(),
+        source: ContentSource::Device,
+        device_id: Some("conf-repo-1".to_owned()),
+        stored_at: 20,
+    };
+    store.put_content(device_item.clone()).await.unwrap();
+    assert_eq!(store.get_content(path).await.unwrap(), Some(device_item));
+    assert_eq!(store.get_content("conf/firmware").await.unwrap(), None, "paths are exact");
+
+    assert!(store.delete_content(path).await.unwrap());
+    assert_eq!(store.get_content(path).await.unwrap(), None);
+    assert!(!store.delete_content(path).await.unwrap());
+}
+
+/// Events wait in commit order until acknowledged; an id already waiting is not added twice.
+/// The only check that commits events: it expects the outbox empty at its start.
+pub async fn outbox_keeps_order_until_acknowledged(store: Arc<dyn Store>) {
+    assert_eq!(store.outbox_len().await.unwrap(), 0, "the outbox check needs an outbox nobody else writes");
+    assert!(store.outbox(10).await.unwrap().is_empty());
+    let first = event("conf-e-1", Topic::Results, "conf-outbox-1");
+    let second = event("conf-e-2", Topic::Alerts, "conf-outbox-1");
+    let third = event("conf-e-3", Topic::Sessions, "conf-outbox-2");
+    store.commit(WriteBatch { events: vec![first.clone(), second.clone()], ..WriteBatch::default() }).await.unwrap();
+    store.commit(WriteBatch { events: vec![third.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.outbox(10).await.unwrap(), vec![first.clone(), second.clone(), third.clone()]);
+    assert_eq!(store.outbox(2).await.unwrap(), vec![first.clone(), second.clone()]);
+    assert_eq!(store.outbox_len().await.unwrap(), 3);
+
+    // A retried batch carries the same event id: one copy waits.
+    store.commit(WriteBatch { events: vec![second.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 3);
+
+    store.ack_outbox(&["conf-e-1".to_owned(), "conf-unknown".to_owned()]).await.unwrap();
+    assert_eq!(store.outbox(10).await.unwrap(), vec![second.clone(), third.clone()]);
+    assert_eq!(store.outbox_len().await.unwrap(), 2);
+
+    // Acknowledging out of order and twice is harmless; later events still come after earlier ones.
+    store.ack_outbox(&["conf-e-3".to_owned()]).await.unwrap();
+    let fourth = event("conf-e-4", Topic::Notifications, "conf-outbox-1");
+    store.commit(WriteBatch { events: vec![fourth.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.outbox(10).await.unwrap(), vec![second, fourth]);
+    store.ack_outbox(&["conf-e-2".to_owned(), "conf-e-4".to_owned(), "conf-e-3".to_owned()]).await.unwrap();
+    store.ack_outbox(&[]).await.unwrap();
+    assert!(store.outbox(10).await.unwrap().is_empty());
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+
+    // Once acknowledged, the same id may be committed again (at-least-once upstream).
+    let again = event("conf-e-1", Topic::Results, "conf-outbox-1");
+    store.commit(WriteBatch { events: vec![again.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.outbox(10).await.unwrap(), vec![again]);
+    store.ack_outbox(&["conf-e-1".to_owned()]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
+/// One batch with every kind of write: all of it is visible after the commit.
+pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
+    let device_id = "conf-batch-1";
+    store.enqueue_commands(device_id, numbered_gets(2), 10).await.unwrap();
+    let mut sent = command(&store, device_id, 1).await;
+    sent.state = CommandState::Sent;
+    sent.attempts = 1;
+    let mut registered = device(device_id);
+    registered.last_session_id = Some("conf-batch-s".to_owned());
+    let session = open_session("conf-batch-s", device_id, 50);
+    let batch = WriteBatch {
+        devices: vec![registered.clone()],
+        sessions: vec![session.clone()],
+        ended_sessions: Vec::new(),
+        commands: vec![sent.clone()],
+        mirrors: vec![(device_id.to_owned(), mirror("batch"))],
+        alerts: vec![alert(device_id, 1)],
+        events: Vec::new(),
+    };
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.get_device(device_id).await.unwrap(), Some(registered));
+    assert_eq!(store.get_session("conf-batch-s").await.unwrap(), Some(session));
+    assert_eq!(command(&store, device_id, 1).await, sent);
+    assert_eq!(ids(&store.queued_commands(device_id, 10).await.unwrap()), vec![2]);
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 2);
+    assert_eq!(store.get_mirror(device_id).await.unwrap(), Some(mirror("batch")));
+    assert_eq!(store.list_alerts(device_id, 10).await.unwrap(), vec![alert(device_id, 1)]);
+    store.commit(WriteBatch::default()).await.unwrap();
+}
+
+/// Deleting a device removes its record, queue, sessions, mirror and alerts, and nothing of other devices.
+/// Ids are never reused: a device registered again under the same id goes on numbering.
+pub async fn delete_device_removes_everything_of_the_device(store: Arc<dyn Store>) {
+    let doomed = "conf-delete-1";
+    // A neighbour whose id extends the doomed one must survive: ranges are per device, not per prefix.
+    let neighbour = "conf-delete-10";
+    for device_id in [doomed, neighbour] {
+        register(&store, device(device_id)).await;
+        store.enqueue_commands(device_id, numbered_gets(3), 10).await.unwrap();
+        let open = open_session(&format!("{device_id}-open"), device_id, 100);
+        let ended = open_session(&format!("{device_id}-ended"), device_id, 50);
+        store
+            .commit(WriteBatch {
+                sessions: vec![open],
+                ended_sessions: vec![ended_session(&ended, 60, SessionOutcome::Ended)],
+                mirrors: vec![(device_id.to_owned(), mirror(device_id))],
+                alerts: vec![alert(device_id, 1), alert(device_id, 2)],
+                ..WriteBatch::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    assert!(store.delete_device(doomed).await.unwrap());
+    assert_eq!(store.get_device(doomed).await.unwrap(), None);
+    assert!(store.list_commands(doomed, None, 10).await.unwrap().is_empty());
+    assert!(store.queued_commands(doomed, 10).await.unwrap().is_empty());
+    assert_eq!(store.get_command(doomed, 1).await.unwrap(), None);
+    assert_eq!(store.pending_count(doomed).await.unwrap(), 0);
+    assert_eq!(store.get_session("conf-delete-1-open").await.unwrap(), None);
+    assert!(!store.open_sessions().await.unwrap().iter().any(|session| session.device_id == doomed));
+    assert!(store.list_sessions(doomed, 10).await.unwrap().is_empty());
+    assert_eq!(store.get_mirror(doomed).await.unwrap(), None);
+    assert!(store.list_alerts(doomed, 10).await.unwrap().is_empty());
+    assert!(!store.delete_device(doomed).await.unwrap(), "already gone");
+
+    assert!(store.get_device(neighbour).await.unwrap().is_some());
+    assert_eq!(ids(&store.queued_commands(neighbour, 10).await.unwrap()), vec![1, 2, 3]);
+    assert_eq!(store.pending_count(neighbour).await.unwrap(), 3);
+    assert_eq!(store.list_sessions(neighbour, 10).await.unwrap().len(), 2);
+    assert!(store.get_session("conf-delete-10-open").await.unwrap().is_some());
+    assert!(store.get_mirror(neighbour).await.unwrap().is_some());
+    assert_eq!(store.list_alerts(neighbour, 10).await.unwrap().len(), 2);
+
+    register(&store, device(doomed)).await;
+    assert_eq!(store.enqueue_commands(doomed, numbered_gets(1), 20).await.unwrap(), vec![4]);
+    assert_eq!(store.next_alert_id(doomed).await.unwrap(), 3);
+    assert_eq!(store.pending_count(doomed).await.unwrap(), 1);
+}
+
+/// 2,500 devices: paging in id order visits each once; filters on man, mod, fwv and tags match exactly.
+pub async fn list_devices_filters_and_pages(store: Arc<dyn Store>) {
+    const DEVICES: usize = 2_500;
+    let run_tag = ("suite".to_owned(), "conformance-list".to_owned());
+    let mut expected = Vec::new();
+    for index in 0..DEVICES {
+        let mut listed = device(&format!("conf-list-{index:05}"));
+        listed.tags = BTreeMap::from([run_tag.clone(), ("bucket".to_owned(), format!("b{}", index % 10))]);
+        listed.inventory.man = Some(if index % 2 == 0 { "ACME" } else { "Globex" }.to_owned());
+        listed.inventory.model = Some(format!("M{}", index % 3));
+        listed.inventory.fwv = Some(if index == 1_234 { "9.9.9" } else { "1.0.0" }.to_owned());
+        expected.push(listed);
+    }
+    for chunk in expected.chunks(500) {
+        store.commit(WriteBatch { devices: chunk.to_vec(), ..WriteBatch::default() }).await.unwrap();
+    }
+
+    let collect = |filter: DeviceFilter, limit: usize| {
+        let store = store.clone();
+        async move {
+            let mut found: Vec<String> = Vec::new();
+            let mut cursor: Option<String> = None;
+            let mut pages = 0;
+            loop {
+                let page = store.list_devices(&filter, cursor.as_deref(), limit).await.unwrap();
+                assert!(page.devices.len() <= limit, "a page holds at most limit devices");
+                assert!(page.devices.iter().all(|device| filter.matches(device)));
+                found.extend(page.devices.into_iter().map(|device| device.id));
+                pages += 1;
+                assert!(pages <= 10_000, "paging does not end");
+                match page.next {
+                    Some(next) => {
+                        assert!(cursor.as_ref().is_none_or(|previous| next > *previous), "the cursor moves forward");
+                        cursor = Some(next);
+                    }
+                    None => break,
+                }
+            }
+            assert!(found.windows(2).all(|pair| pair[0] < pair[1]), "id order, each once");
+            found
+        }
+    };
+    let expected_ids = |predicate: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..DEVICES).filter(|index| predicate(*index)).map(|index| format!("conf-list-{index:05}")).collect()
+    };
+    let suite_filter = DeviceFilter { tags: vec![run_tag.clone()], ..DeviceFilter::default() };
+
+    assert_eq!(collect(suite_filter.clone(), 100).await, expected_ids(&|_| true));
+    assert_eq!(collect(suite_filter.clone(), 7).await, expected_ids(&|_| true));
+    // Unfiltered paging sees every device, ours in order among whatever else the store holds.
+    let everything = collect(DeviceFilter::default(), 333).await;
+    let ours: Vec<String> = everything.into_iter().filter(|id| id.starts_with("conf-list-")).collect();
+    assert_eq!(ours, expected_ids(&|_| true));
+
+    let by_man = DeviceFilter { man: Some("Globex".to_owned()), ..suite_filter.clone() };
+    assert_eq!(collect(by_man, 100).await, expected_ids(&|index| index % 2 == 1));
+    let by_model_and_tag = DeviceFilter {
+        model: Some("M2".to_owned()),
+        tags: vec![run_tag.clone(), ("bucket".to_owned(), "b5".to_owned())],
+        ..DeviceFilter::default()
+    };
+    assert_eq!(collect(by_model_and_tag, 50).await, expected_ids(&|index| index % 3 == 2 && index % 10 == 5));
+    let rare = DeviceFilter { fwv: Some("9.9.9".to_owned()), ..suite_filter.clone() };
+    assert_eq!(collect(rare, 10).await, vec!["conf-list-01234".to_owned()]);
+    let none = DeviceFilter { man: Some("Initech".to_owned()), ..suite_filter };
+    assert!(collect(none, 10).await.is_empty());
+
+    // A page ends at the limit and its cursor is the last device of the page.
+    let first_page =
+        store.list_devices(&DeviceFilter { tags: vec![run_tag], ..DeviceFilter::default() }, None, 10).await.unwrap();
+    assert_eq!(first_page.devices.len(), 10);
+    assert_eq!(first_page.next.as_deref(), Some("conf-list-00009"));
+}

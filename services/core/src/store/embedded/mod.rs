@@ -1,0 +1,297 @@
+//! The embedded store: the whole Store in one redb file (`store.redb`) under the data dir.
+//!
+//! redb gives ACID transactions over copy-on-write B-trees; a write
+//! transaction's commit returns once it is fsync'd, so whatever a method
+//! returned Ok for survives `kill -9` and power loss. Reads run on tokio's
+//! blocking pool; writes go to one writer thread that commits concurrent
+//! writes together ([`writer`]). Neither ever runs on the async worker that
+//! called. The tables and their keys are described in [`tables`] and
+//! docs/store.md.
+
+mod read;
+mod tables;
+mod write;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable};
+
+use self::writer::{WriteJob, WriteOutput, Writer};
+use super::{Store, StoreError, WriteBatch};
+use crate::bus::Event;
+use crate::clock::Millis;
+use crate::metrics::metrics;
+use crate::model::{
+    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
+    SessionState, SessionSummary,
+};
+
+/// The file inside the data dir that holds every table.
+pub const DATABASE_FILE_NAME: &str = "store.redb";
+
+/// Records `list_devices` looks at per call unless told otherwise: bounds the
+/// time one request can hold a blocking thread when a filter matches few devices.
+pub const DEFAULT_LIST_SCAN_BUDGET: usize = 10_000;
+
+/// The embedded engine of [`Store`]. Cheap to share behind an `Arc`; one
+/// process at a time may open a data dir (the second gets
+/// [`StoreError::Unavailable`]).
+pub struct EmbeddedStore {
+    database: Arc<Database>,
+    writer: Writer,
+    path: PathBuf,
+    list_scan_budget: usize,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating when needed) the store in `directory`: the directory
+    /// itself and `store.redb` inside it. After a crash redb repairs the file
+    /// here, which reads it whole; that runs on a blocking thread too.
+    pub async fn open(directory: &Path) -> Result<Self, StoreError> {
+        let directory = directory.to_owned();
+        let opened = tokio::task::spawn_blocking(move || Self::open_blocking(&directory)).await;
+        let result = opened.unwrap_or_else(|join_error| Err(task_failed(join_error)));
+        if let Err(error) = &result {
+            metrics().store_errors.with_label_values(&["open"]).inc();
+            tracing::error!(%error, "cannot open the embedded store");
+        }
+        result
+    }
+
+    fn open_blocking(directory: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(directory)
+            .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", directory.display())))?;
+        let path = directory.join(DATABASE_FILE_NAME);
+        let database = Database::create(&path)?;
+        create_tables(&database)?;
+        let database = Arc::new(database);
+        let writer = Writer::start(Arc::clone(&database))?;
+        tracing::info!(path = %path.display(), "embedded store open");
+        Ok(EmbeddedStore { database, writer, path, list_scan_budget: DEFAULT_LIST_SCAN_BUDGET })
+    }
+
+    /// Sets how many records one `list_devices` call may look at (at least 1).
+    pub fn with_list_scan_budget(mut self, records: usize) -> Self {
+        self.list_scan_budget = records.max(1);
+        self
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hands a write to the writer thread; counts its failure under `operation`.
+    async fn write(&self, operation: &'static str, job: WriteJob) -> Result<WriteOutput, StoreError> {
+        let result = self.writer.submit(job).await;
+        if let Err(error) = &result {
+            metrics().store_errors.with_label_values(&[operation]).inc();
+            tracing::warn!(operation, %error, "store write failed");
+        }
+        result
+    }
+
+    /// Runs a read on the blocking pool and counts its failure under `operation`.
+    async fn run<T, Work>(&self, operation: &'static str, work: Work) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Work: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let database = Arc::clone(&self.database);
+        let joined = tokio::task::spawn_blocking(move || work(&database)).await;
+        let result = joined.unwrap_or_else(|join_error| Err(task_failed(join_error)));
+        if let Err(error) = &result {
+            metrics().store_errors.with_label_values(&[operation]).inc();
+            tracing::warn!(operation, %error, "store operation failed");
+        }
+        result
+    }
+}
+
+/// The writer answered a job with another job's kind of output: a bug, reported rather than a panic.
+fn unexpected(operation: &str, output: &WriteOutput) -> StoreError {
+    StoreError::Unavailable(format!("the store writer answered {operation} with {output:?}"))
+}
+
+fn task_failed(join_error: tokio::task::JoinError) -> StoreError {
+    StoreError::Unavailable(format!("store task did not complete: {join_error}"))
+}
+
+/// Creates every table once, so read transactions never meet a missing one,
+/// and checks the layout version of an existing file.
+fn create_tables(database: &Database) -> Result<(), StoreError> {
+    let transaction = database.begin_write()?;
+    {
+        transaction.open_table(tables::DEVICES)?;
+        transaction.open_table(tables::COMMANDS)?;
+        transaction.open_table(tables::QUEUED_COMMANDS)?;
+        transaction.open_table(tables::NEXT_COMMAND_ID)?;
+        transaction.open_table(tables::PENDING_COMMANDS)?;
+        transaction.open_table(tables::OPEN_SESSIONS)?;
+        transaction.open_table(tables::OPEN_SESSIONS_BY_DEVICE)?;
+        transaction.open_table(tables::SESSION_HISTORY)?;
+        transaction.open_table(tables::MIRRORS)?;
+        transaction.open_table(tables::ALERTS)?;
+        transaction.open_table(tables::NEXT_ALERT_ID)?;
+        transaction.open_table(tables::REPOSITORY)?;
+        transaction.open_table(tables::OUTBOX)?;
+        transaction.open_table(tables::OUTBOX_IDS)?;
+        let mut meta = transaction.open_table(tables::META)?;
+        let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
+        match stored_version {
+            None => {
+                meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
+            }
+            Some(tables::SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the store has layout version {other}, this build reads version {}",
+                    tables::SCHEMA_VERSION
+                )));
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("get_device", move |database| read::device(database, &device_id)).await
+    }
+
+    async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
+        match self.write("delete_device", WriteJob::DeleteDevice(device_id.to_owned())).await? {
+            WriteOutput::Existed(existed) => Ok(existed),
+            other => Err(unexpected("delete_device", &other)),
+        }
+    }
+
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DevicePage, StoreError> {
+        let filter = filter.clone();
+        let after = after.map(str::to_owned);
+        let scan_budget = self.list_scan_budget;
+        self.run("list_devices", move |database| {
+            read::list_devices(database, &filter, after.as_deref(), limit, scan_budget)
+        })
+        .await
+    }
+
+    async fn enqueue_commands(
+        &self,
+        device_id: &str,
+        commands: Vec<NewCommand>,
+        now: Millis,
+    ) -> Result<Vec<CommandId>, StoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let job = WriteJob::Enqueue { device_id: device_id.to_owned(), commands, now };
+        match self.write("enqueue_commands", job).await? {
+            WriteOutput::Ids(ids) => Ok(ids),
+            other => Err(unexpected("enqueue_commands", &other)),
+        }
+    }
+
+    async fn get_command(&self, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("get_command", move |database| read::command(database, &device_id, id)).await
+    }
+
+    async fn list_commands(
+        &self,
+        device_id: &str,
+        after: Option<CommandId>,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("list_commands", move |database| read::list_commands(database, &device_id, after, limit)).await
+    }
+
+    async fn queued_commands(&self, device_id: &str, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("queued_commands", move |database| read::queued_commands(database, &device_id, limit)).await
+    }
+
+    async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("pending_count", move |database| read::pending_count(database, &device_id)).await
+    }
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.run("get_session", move |database| read::session(database, &session_id)).await
+    }
+
+    async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError> {
+        self.run("open_sessions", read::open_sessions).await
+    }
+
+    async fn list_sessions(&self, device_id: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("list_sessions", move |database| read::list_sessions(database, &device_id, limit)).await
+    }
+
+    async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("get_mirror", move |database| read::mirror(database, &device_id)).await
+    }
+
+    async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("list_alerts", move |database| read::list_alerts(database, &device_id, limit)).await
+    }
+
+    async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("next_alert_id", move |database| read::next_alert_id(database, &device_id)).await
+    }
+
+    async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
+        self.write("put_content", WriteJob::PutContent(item)).await.map(|_| ())
+    }
+
+    async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
+        let path = path.to_owned();
+        self.run("get_content", move |database| read::content(database, &path)).await
+    }
+
+    async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
+        match self.write("delete_content", WriteJob::DeleteContent(path.to_owned())).await? {
+            WriteOutput::Existed(existed) => Ok(existed),
+            other => Err(unexpected("delete_content", &other)),
+        }
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write("commit", WriteJob::Commit(batch)).await.map(|_| ())
+    }
+
+    async fn outbox(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.run("outbox", move |database| read::outbox(database, limit)).await
+    }
+
+    async fn ack_outbox(&self, event_ids: &[String]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        self.write("ack_outbox", WriteJob::AckOutbox(event_ids.to_vec())).await.map(|_| ())
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.run("outbox_len", read::outbox_len).await
+    }
+}

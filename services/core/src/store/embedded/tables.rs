@@ -1,0 +1,107 @@
+//! The redb tables of the embedded store, their keys, and the JSON codec of their records.
+//!
+//! Every record is the model type's serde JSON, so the Redis engine and this
+//! one keep the same bytes. Keys are typed tuples that redb orders element by
+//! element, which gives each device a contiguous key range:
+//!
+//! ```text
+//! devices                  device id                          -> Device
+//! commands                 (device id, command id)            -> CommandRecord
+//! queued_commands          (device id, command id)            -> ()           index of state = queued
+//! next_command_id          device id                          -> u64          never reset, so ids are never reused
+//! pending_commands         device id                          -> u64          queued + sent, kept by every write
+//! open_sessions            session id                         -> SessionState
+//! open_sessions_by_device  (device id, session id)            -> ()
+//! session_history          (device id, started at, session id) -> SessionSummary
+//! mirrors                  device id                          -> MirrorRecord
+//! alerts                   (device id, alert id)              -> AlertRecord
+//! next_alert_id            device id                          -> u64          never reset
+//! repository               path                               -> RepositoryItem
+//! outbox                   sequence                           -> Event
+//! outbox_ids               event id                           -> sequence
+//! meta                     name                               -> u64          schema_version, outbox_next_sequence
+//! ```
+
+use redb::{ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::store::StoreError;
+
+/// Raised when the layout below changes incompatibly; `open` refuses other versions.
+pub const SCHEMA_VERSION: u64 = 1;
+
+pub const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+pub const COMMANDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("commands");
+pub const QUEUED_COMMANDS: TableDefinition<(&str, u64), ()> = TableDefinition::new("queued_commands");
+pub const NEXT_COMMAND_ID: TableDefinition<&str, u64> = TableDefinition::new("next_command_id");
+pub const PENDING_COMMANDS: TableDefinition<&str, u64> = TableDefinition::new("pending_commands");
+pub const OPEN_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("open_sessions");
+pub const OPEN_SESSIONS_BY_DEVICE: TableDefinition<(&str, &str), ()> = TableDefinition::new("open_sessions_by_device");
+pub const SESSION_HISTORY: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("session_history");
+pub const MIRRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("mirrors");
+pub const ALERTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("alerts");
+pub const NEXT_ALERT_ID: TableDefinition<&str, u64> = TableDefinition::new("next_alert_id");
+pub const REPOSITORY: TableDefinition<&str, &[u8]> = TableDefinition::new("repository");
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+pub const OUTBOX_IDS: TableDefinition<&str, u64> = TableDefinition::new("outbox_ids");
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub const META_SCHEMA_VERSION: &str = "schema_version";
+pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";
+
+/// `device_id` followed by NUL: the smallest string greater than `device_id`.
+/// Tuple keys compare element by element, so every `(device_id, x, ..)` sorts
+/// before `(successor, ..)` whatever `x` is, and no other device's id falls in
+/// between: `[(device_id, ""), (successor, ""))` is exactly the device's range,
+/// even when another id extends it (`IMEI:1` and `IMEI:10`).
+pub fn successor(device_id: &str) -> String {
+    format!("{device_id}\0")
+}
+
+/// A record as stored.
+pub fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|error| StoreError::Io(format!("cannot encode a record: {error}")))
+}
+
+/// A stored record; bytes that are not the expected JSON are [`StoreError::Corrupt`].
+pub fn decode<T: DeserializeOwned>(table: &str, key: &dyn std::fmt::Debug, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("{table} {key:?}: {error}")))
+}
+
+/// The counter stored under `key`, or `default` when there is none.
+pub fn counter<T>(table: &T, key: &str, default: u64) -> Result<u64, StoreError>
+where
+    T: ReadableTable<&'static str, u64>,
+{
+    Ok(table.get(key)?.map(|value| value.value()).unwrap_or(default))
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(error: redb::Error) -> Self {
+        match error {
+            redb::Error::Corrupted(reason) => StoreError::Corrupt(format!("database file: {reason}")),
+            redb::Error::Io(io) => StoreError::Io(io.to_string()),
+            redb::Error::DatabaseAlreadyOpen => {
+                StoreError::Unavailable("the store is already open in another process".to_owned())
+            }
+            redb::Error::PreviousIo => {
+                StoreError::Unavailable("an earlier I/O error left the store unusable until a restart".to_owned())
+            }
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
+/// redb has one error type per step; they all convert into [`redb::Error`].
+macro_rules! from_redb_error {
+    ($($error:ty),+) => {
+        $(impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                StoreError::from(redb::Error::from(error))
+            }
+        })+
+    };
+}
+
+from_redb_error!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);

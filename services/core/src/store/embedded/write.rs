@@ -1,0 +1,259 @@
+//! The writes of the embedded store, each applied inside a redb write transaction it is given.
+//!
+//! The writer thread ([`super::writer`]) opens the transaction, applies one
+//! write or a group of them, and commits (fsync) once for the group. Every
+//! function here takes its input by reference, so a group that fails part way
+//! can be applied again one write at a time.
+
+use std::collections::BTreeMap;
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::Deserialize;
+
+use super::tables::{
+    ALERTS, COMMANDS, DEVICES, META, META_OUTBOX_NEXT_SEQUENCE, MIRRORS, NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS,
+    OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS, QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY,
+    counter, decode, encode, successor,
+};
+use crate::clock::Millis;
+use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, RepositoryItem};
+use crate::store::{StoreError, WriteBatch};
+
+/// The one field of a stored command the queued index and the pending count depend on.
+#[derive(Deserialize)]
+struct StoredState {
+    state: CommandState,
+}
+
+fn is_pending(state: CommandState) -> bool {
+    !state.is_final()
+}
+
+pub fn enqueue_commands(
+    transaction: &WriteTransaction,
+    device_id: &str,
+    commands: &[NewCommand],
+    now: Millis,
+) -> Result<Vec<CommandId>, StoreError> {
+    if commands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = commands.len() as u64;
+    let mut ids = Vec::with_capacity(commands.len());
+    {
+        let mut next_ids = transaction.open_table(NEXT_COMMAND_ID)?;
+        let mut records = transaction.open_table(COMMANDS)?;
+        let mut queued = transaction.open_table(QUEUED_COMMANDS)?;
+        let mut pending = transaction.open_table(PENDING_COMMANDS)?;
+        let first_id = counter(&next_ids, device_id, 1)?;
+        for (id, new_command) in (first_id..).zip(commands) {
+            let record = CommandRecord {
+                id,
+                device_id: device_id.to_owned(),
+                command: new_command.command.clone(),
+                origin: new_command.origin,
+                state: CommandState::Queued,
+                status: None,
+                extra: Vec::new(),
+                data: None,
+                session_id: None,
+                attempts: 0,
+                created_at: now,
+                updated_at: now,
+            };
+            records.insert((device_id, id), encode(&record)?.as_slice())?;
+            queued.insert((device_id, id), ())?;
+            ids.push(id);
+        }
+        next_ids.insert(device_id, first_id + count)?;
+        let pending_before = counter(&pending, device_id, 0)?;
+        pending.insert(device_id, pending_before + count)?;
+    }
+    Ok(ids)
+}
+
+/// Applies a [`WriteBatch`]; being in one transaction, all of it becomes durable at its commit, or none of it.
+pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), StoreError> {
+    let devices = batch
+        .devices
+        .iter()
+        .map(|device| Ok((device.id.as_str(), encode(device)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let sessions = batch
+        .sessions
+        .iter()
+        .map(|session| Ok((session.id.as_str(), session.device_id.as_str(), encode(session)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let ended_sessions = batch
+        .ended_sessions
+        .iter()
+        .map(|summary| Ok((summary, encode(summary)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let commands =
+        batch.commands.iter().map(|record| Ok((record, encode(record)?))).collect::<Result<Vec<_>, StoreError>>()?;
+    let mirrors = batch
+        .mirrors
+        .iter()
+        .map(|(device_id, mirror)| Ok((device_id.as_str(), encode(mirror)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let alerts = batch
+        .alerts
+        .iter()
+        .map(|alert| Ok((alert.device_id.as_str(), alert.id, encode(alert)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let events = batch
+        .events
+        .iter()
+        .map(|event| Ok((event.id.as_str(), encode(event)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+    if !devices.is_empty() {
+        let mut table = transaction.open_table(DEVICES)?;
+        for (device_id, bytes) in &devices {
+            table.insert(*device_id, bytes.as_slice())?;
+        }
+    }
+    if !sessions.is_empty() || !ended_sessions.is_empty() {
+        let mut open = transaction.open_table(OPEN_SESSIONS)?;
+        let mut open_by_device = transaction.open_table(OPEN_SESSIONS_BY_DEVICE)?;
+        let mut history = transaction.open_table(SESSION_HISTORY)?;
+        for (session_id, device_id, bytes) in &sessions {
+            open.insert(*session_id, bytes.as_slice())?;
+            open_by_device.insert((*device_id, *session_id), ())?;
+        }
+        // After the upserts, so a batch that opens and ends a session leaves it ended.
+        for (summary, bytes) in &ended_sessions {
+            open.remove(summary.id.as_str())?;
+            open_by_device.remove((summary.device_id.as_str(), summary.id.as_str()))?;
+            history.insert((summary.device_id.as_str(), summary.started_at, summary.id.as_str()), bytes.as_slice())?;
+        }
+    }
+    if !commands.is_empty() {
+        let mut records = transaction.open_table(COMMANDS)?;
+        let mut queued = transaction.open_table(QUEUED_COMMANDS)?;
+        let mut pending = transaction.open_table(PENDING_COMMANDS)?;
+        let mut next_ids = transaction.open_table(NEXT_COMMAND_ID)?;
+        let mut pending_changes: BTreeMap<&str, i64> = BTreeMap::new();
+        for (record, bytes) in &commands {
+            let key = (record.device_id.as_str(), record.id);
+            let previous_state = match records.insert(key, bytes.as_slice())? {
+                Some(previous) => Some(decode::<StoredState>("commands", &key, previous.value())?.state),
+                None => None,
+            };
+            if record.state == CommandState::Queued {
+                queued.insert(key, ())?;
+            } else {
+                queued.remove(key)?;
+            }
+            let change = i64::from(is_pending(record.state)) - i64::from(previous_state.is_some_and(is_pending));
+            *pending_changes.entry(record.device_id.as_str()).or_default() += change;
+            // A record the store did not number (written directly by a batch) still keeps ids unique.
+            if record.id >= counter(&next_ids, record.device_id.as_str(), 1)? {
+                next_ids.insert(record.device_id.as_str(), record.id.saturating_add(1))?;
+            }
+        }
+        for (device_id, change) in pending_changes {
+            if change == 0 {
+                continue;
+            }
+            let before = counter(&pending, device_id, 0)?;
+            pending.insert(device_id, before.saturating_add_signed(change))?;
+        }
+    }
+    if !mirrors.is_empty() {
+        let mut table = transaction.open_table(MIRRORS)?;
+        for (device_id, bytes) in &mirrors {
+            table.insert(*device_id, bytes.as_slice())?;
+        }
+    }
+    if !alerts.is_empty() {
+        let mut table = transaction.open_table(ALERTS)?;
+        let mut next_ids = transaction.open_table(NEXT_ALERT_ID)?;
+        for (device_id, id, bytes) in &alerts {
+            table.insert((*device_id, *id), bytes.as_slice())?;
+            if *id >= counter(&next_ids, device_id, 1)? {
+                next_ids.insert(*device_id, id.saturating_add(1))?;
+            }
+        }
+    }
+    if !events.is_empty() {
+        let mut outbox = transaction.open_table(OUTBOX)?;
+        let mut outbox_ids = transaction.open_table(OUTBOX_IDS)?;
+        let mut meta = transaction.open_table(META)?;
+        let mut sequence = counter(&meta, META_OUTBOX_NEXT_SEQUENCE, 0)?;
+        for (event_id, bytes) in &events {
+            // The same id is the same event (ids are stable across retries): one copy waits.
+            if outbox_ids.get(*event_id)?.is_some() {
+                continue;
+            }
+            outbox.insert(sequence, bytes.as_slice())?;
+            outbox_ids.insert(*event_id, sequence)?;
+            sequence += 1;
+        }
+        meta.insert(META_OUTBOX_NEXT_SEQUENCE, sequence)?;
+    }
+    Ok(())
+}
+
+/// Removes the device with its commands, sessions, mirror and alerts. The id
+/// counters stay, so a device registered again under the same id never reuses
+/// a command or alert id (event ids built from them stay unique).
+pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<bool, StoreError> {
+    let end = successor(device_id);
+    let existed;
+    {
+        existed = transaction.open_table(DEVICES)?.remove(device_id)?.is_some();
+        let device_commands = (device_id, 0)..=(device_id, CommandId::MAX);
+        transaction.open_table(COMMANDS)?.retain_in::<(&str, u64), _>(device_commands.clone(), |_, _| false)?;
+        transaction.open_table(QUEUED_COMMANDS)?.retain_in::<(&str, u64), _>(device_commands, |_, _| false)?;
+        transaction.open_table(PENDING_COMMANDS)?.remove(device_id)?;
+
+        let mut open_by_device = transaction.open_table(OPEN_SESSIONS_BY_DEVICE)?;
+        let mut open = transaction.open_table(OPEN_SESSIONS)?;
+        let mut session_ids = Vec::new();
+        for entry in open_by_device.range::<(&str, &str)>((device_id, "")..(end.as_str(), ""))? {
+            session_ids.push(entry?.0.value().1.to_owned());
+        }
+        for session_id in &session_ids {
+            open.remove(session_id.as_str())?;
+        }
+        open_by_device.retain_in::<(&str, &str), _>((device_id, "")..(end.as_str(), ""), |_, _| false)?;
+        transaction
+            .open_table(SESSION_HISTORY)?
+            .retain_in::<(&str, u64, &str), _>((device_id, 0, "")..(end.as_str(), 0, ""), |_, _| false)?;
+
+        transaction.open_table(MIRRORS)?.remove(device_id)?;
+        transaction
+            .open_table(ALERTS)?
+            .retain_in::<(&str, u64), _>((device_id, 0)..=(device_id, u64::MAX), |_, _| false)?;
+    }
+    Ok(existed)
+}
+
+pub fn put_content(transaction: &WriteTransaction, item: &RepositoryItem) -> Result<(), StoreError> {
+    let bytes = encode(item)?;
+    transaction.open_table(REPOSITORY)?.insert(item.path.as_str(), bytes.as_slice())?;
+    Ok(())
+}
+
+pub fn delete_content(transaction: &WriteTransaction, path: &str) -> Result<bool, StoreError> {
+    Ok(transaction.open_table(REPOSITORY)?.remove(path)?.is_some())
+}
+
+/// Drops the events the Bus accepted; ids not in the outbox (acked twice) are ignored.
+pub fn ack_outbox(transaction: &WriteTransaction, event_ids: &[String]) -> Result<(), StoreError> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut outbox = transaction.open_table(OUTBOX)?;
+        let mut outbox_ids = transaction.open_table(OUTBOX_IDS)?;
+        for event_id in event_ids {
+            let Some(sequence) = outbox_ids.remove(event_id.as_str())?.map(|sequence| sequence.value()) else {
+                continue;
+            };
+            outbox.remove(sequence)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The embedded store against the Store conformance suite, plus what only a file-backed engine promises.
+
+// Test helpers outside #[test] functions report failures by panicking too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+
+use omadm_core::model::DeviceFilter;
+use omadm_core::store::conformance;
+use omadm_core::store::{EmbeddedStore, Store, StoreError, WriteBatch};
+use tempfile::TempDir;
+
+async fn fresh_store() -> (Arc<dyn Store>, TempDir) {
+    let directory = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(directory.path()).await.unwrap();
+    (Arc::new(store), directory)
+}
+
+omadm_core::store_conformance_tests!(fresh_store);
+
+/// Every check on one shared store: the checks do not depend on a store of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_suite_on_one_store() {
+    let (store, _directory) = fresh_store().await;
+    conformance::run_all(store).await;
+}
+
+/// Everything the suite writes, read back through the trait.
+async fn snapshot(store: &Arc<dyn Store>) -> String {
+    let mut lines = Vec::new();
+    for device_id in ["conf-dev-1", "conf-queue-1", "conf-states-1", "conf-batch-1", "conf-delete-1", "conf-delete-10"]
+    {
+        lines.push(format!("{:?}", store.get_device(device_id).await.unwrap()));
+        lines.push(format!("{:?}", store.list_commands(device_id, None, 1_000).await.unwrap()));
+        lines.push(format!("{:?}", store.queued_commands(device_id, 1_000).await.unwrap()));
+        lines.push(format!("{:?}", store.pending_count(device_id).await.unwrap()));
+        lines.push(format!("{:?}", store.list_sessions(device_id, 100).await.unwrap()));
+        lines.push(format!("{:?}", store.get_mirror(device_id).await.unwrap()));
+        lines.push(format!("{:?}", store.list_alerts(device_id, 100).await.unwrap()));
+        lines.push(format!("{:?}", store.next_alert_id(device_id).await.unwrap()));
+    }
+    let mut open = store.open_sessions().await.unwrap();
+    open.sort_by(|left, right| left.id.cmp(&right.id));
+    lines.push(format!("{open:?}"));
+    lines.push(format!("{:?}", store.list_devices(&DeviceFilter::default(), None, 5_000).await.unwrap()));
+    lines.push(format!("{:?}", store.outbox(100).await.unwrap()));
+    lines.join("\n")
+}
+
+/// Dropping the store and opening the directory again shows every write, and numbering goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_after_drop_keeps_everything() {
+    let directory = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
+    conformance::run_all(store.clone()).await;
+    let pending_event = conformance::event("reopen-e-1", omadm_core::bus::Topic::Results, "conf-dev-1");
+    store.commit(WriteBatch { events: vec![pending_event.clone()], ..WriteBatch::default() }).await.unwrap();
+    let item = omadm_core::model::RepositoryItem {
+        path: "reopen/item".to_owned(),
+        content_type: "text/plain".to_owned(),
+        body: b"kept".to_vec(),
+        source: omadm_core::model::ContentSource::Operator,
+        device_id: None,
+        stored_at: 1,
+    };
+    store.put_content(item.clone()).await.unwrap();
+    let before = snapshot(&store).await;
+    assert!(before.contains("conf-list-02499") && before.contains("reopen-e-1"), "the snapshot covers the data");
+    drop(store);
+
+    let reopened: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
+    assert_eq!(snapshot(&reopened).await, before);
+    assert_eq!(reopened.get_content("reopen/item").await.unwrap(), Some(item));
+    assert_eq!(reopened.outbox(10).await.unwrap(), vec![pending_event]);
+    let next_ids = reopened.enqueue_commands("conf-queue-1", vec![conformance::get_command("urn:x//A")], 1).await;
+    assert_eq!(next_ids.unwrap(), vec![6]);
+}
+
+/// A data dir is open in one place at a time: a second open is refused, not shared.
+#[tokio::test]
+async fn second_open_of_the_same_directory_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let first = EmbeddedStore::open(directory.path()).await.unwrap();
+    let second = EmbeddedStore::open(directory.path()).await;
+    assert!(matches!(second, Err(StoreError::Unavailable(_))), "{:?}", second.err());
+    assert!(first.path().ends_with("store.redb"));
+    drop(first);
+    EmbeddedStore::open(directory.path()).await.unwrap();
+}
+
+/// A record that is not the expected JSON is reported as corrupt (never a panic) and counted.
+#[tokio::test]
+async fn corrupt_record_is_a_typed_error() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(directory.path()).await.unwrap();
+    store.commit(WriteBatch { devices: vec![conformance::device("fine")], ..WriteBatch::default() }).await.unwrap();
+    let database_path = store.path().to_owned();
+    drop(store);
+
+    // Damage one record behind the store's back, through redb itself.
+    {
+        let database = redb::Database::create(&database_path).unwrap();
+        let transaction = database.begin_write().unwrap();
+        {
+            let devices: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("devices");
+            let mut table = transaction.open_table(devices).unwrap();
+            table.insert("broken", b"{not json".as_slice()).unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+
+    let errors_before = omadm_core::metrics::metrics().store_errors.with_label_values(&["get_device"]).get();
+    let store = EmbeddedStore::open(directory.path()).await.unwrap();
+    assert!(matches!(store.get_device("broken").await, Err(StoreError::Corrupt(_))));
+    assert!(store.get_device("fine").await.unwrap().is_some(), "other records still read");
+    assert!(matches!(store.list_devices(&DeviceFilter::default(), None, 10).await, Err(StoreError::Corrupt(_))));
+    let errors_after = omadm_core::metrics::metrics().store_errors.with_label_values(&["get_device"]).get();
+    assert_eq!(errors_after, errors_before + 1);
+}
+
+/// A filter that matches little returns short pages with a cursor instead of reading the whole registry at once.
+#[tokio::test]
+async fn list_devices_bounds_the_records_one_call_reads() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(directory.path()).await.unwrap().with_list_scan_budget(10);
+    let devices = (0..50)
+        .map(|index| {
+            let mut device = conformance::device(&format!("scan-{index:02}"));
+            device.inventory.fwv = Some(if index == 37 { "rare" } else { "common" }.to_owned());
+            device
+        })
+        .collect();
+    store.commit(WriteBatch { devices, ..WriteBatch::default() }).await.unwrap();
+
+    let rare = DeviceFilter { fwv: Some("rare".to_owned()), ..DeviceFilter::default() };
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_devices(&rare, cursor.as_deref(), 5).await.unwrap();
+        pages.push((page.devices.iter().map(|device| device.id.clone()).collect::<Vec<_>>(), page.next.clone()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<(Vec<String>, Option<String>)> = vec![
+        (vec![], Some("scan-09".to_owned())),
+        (vec![], Some("scan-19".to_owned())),
+        (vec![], Some("scan-29".to_owned())),
+        (vec!["scan-37".to_owned()], Some("scan-39".to_owned())),
+        (vec![], None),
+    ];
+    assert_eq!(pages, expected);
+
+    // Without a filter the budget is never the limit that matters: full pages.
+    let page = store.list_devices(&DeviceFilter::default(), None, 10).await.unwrap();
+    assert_eq!(page.devices.len(), 10);
+    assert_eq!(page.next.as_deref(), Some("scan-09"));
+}
+
+/// Writes submitted together share a transaction; one that fails (here: it meets a corrupt
+/// record) fails alone, and every other write of its group is still applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_fails_alone_among_concurrent_writes() {
+    let directory = tempfile::tempdir().unwrap();
+    let database_path = directory.path().join("store.redb");
+    EmbeddedStore::open(directory.path()).await.unwrap();
+    {
+        let database = redb::Database::create(&database_path).unwrap();
+        let transaction = database.begin_write().unwrap();
+        {
+            let commands: redb::TableDefinition<(&str, u64), &[u8]> = redb::TableDefinition::new("commands");
+            transaction.open_table(commands).unwrap().insert(("damaged", 1), b"garbage".as_slice()).unwrap();
+        }
+        transaction.commit().unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
+    let mut damaged_update = None;
+    store.enqueue_commands("healthy", vec![conformance::get_command("urn:x//A")], 1).await.unwrap();
+    if let Some(mut record) = store.get_command("healthy", 1).await.unwrap() {
+        record.device_id = "damaged".to_owned();
+        damaged_update = Some(record);
+    }
+    let damaged_update = damaged_update.unwrap();
+
+    let mut tasks = Vec::new();
+    for index in 0..64 {
+        let store = store.clone();
+        let damaged_update = damaged_update.clone();
+        tasks.push(tokio::spawn(async move {
+            if index == 32 {
+                store.commit(WriteBatch { commands: vec![damaged_update], ..WriteBatch::default() }).await
+            } else {
+                let device = conformance::device(&format!("group-{index:02}"));
+                store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await
+            }
+        }));
+    }
+    for (index, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if index == 32 {
+            assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+        } else {
+            result.unwrap();
+            assert!(store.get_device(&format!("group-{index:02}")).await.unwrap().is_some());
+        }
+    }
+}
