@@ -8,6 +8,7 @@
 //! - [`metrics`]: Prometheus metrics of every path, with bounded labels.
 //! - [`clock`]: the one place that reads the wall clock, so logic code takes `now` as an argument.
 
+pub mod access;
 pub mod auth;
 pub mod bus;
 pub mod clock;

@@ -2,18 +2,40 @@
 //!
 //! Each step takes the stored state, what the device sent, the device's queue
 //! head and `now`, and returns the Package#2 to answer with and the writes to
-//! commit before it leaves. No clock, no I/O: the gateway's session actor
-//! loads, calls [`step`], commits the batch, then replies.
+//! commit before it leaves. No clock, no I/O, no randomness: the gateway's
+//! session actor loads, calls [`step`], commits the batch, then replies.
 //!
-//! PLACEHOLDER: the contract below is fixed; the machine itself lands with its own change.
+//! ```text
+//! Package#1 ──Initiation──> [CONT, inventory GETs?, queued...]  or  [END]
+//! Package#3 ──Response────> [queued...]                          or  [END]
+//! silence   ──Expiry──────> unanswered commands queued again (or expired)
+//! ```
+//!
+//! One file per part: `initiation` (Package#1), `response` (Package#3),
+//! `expiry`, `outbound` (which queued commands go next), `alerts`, `mirror`
+//! (GET results, cache validators, inventory) and [`events`]. The flow and
+//! every decision are in docs/sessions.md; the event schemas in docs/events.md.
+
+mod alerts;
+pub mod events;
+mod expiry;
+mod initiation;
+mod mirror;
+mod outbound;
+mod response;
 
 use omadm_proto::multipart::MultipartResponse;
 use omadm_proto::package::{InitiationPackage, RequestPackage};
-use omadm_proto::status::StatusCode;
+use omadm_proto::uri::ServerUri;
 
 use crate::clock::Millis;
-use crate::model::{CommandRecord, Device, MirrorRecord, SessionState};
+use crate::model::{CommandRecord, Device, MirrorRecord, SessionOutcome, SessionState, SessionSummary};
 use crate::store::WriteBatch;
+
+pub use initiation::INVENTORY_MOIDS;
+pub use mirror::validator_key;
+pub use outbound::SESSION_COMMAND_REFUSED;
+pub use response::state_for_status;
 
 /// Server policy for sessions.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +100,10 @@ pub enum SessionError {
     StatusCountMismatch { expected: usize, received: usize },
     #[error("invalid GET results: {0}")]
     InvalidResults(String),
+    /// `session_url_base` + session id is not a ServerURI: a server
+    /// misconfiguration (or a session id the shell should never make).
+    #[error("the session URL {0:?} is not a valid ServerURI")]
+    InvalidSessionUrl(String),
 }
 
 impl SessionError {
@@ -86,19 +112,145 @@ impl SessionError {
         match self {
             SessionError::Ended => 410,
             SessionError::StatusCountMismatch { .. } | SessionError::InvalidResults(_) => 400,
+            SessionError::InvalidSessionUrl(_) => 500,
         }
     }
 }
 
-/// Runs one step of the session.
+/// Runs one step of the session. Pure: the same inputs give the same step.
 pub fn step(config: &SessionConfig, context: SessionContext, event: SessionEvent) -> Result<Step, SessionError> {
-    let _ = (config, context, StatusCode::OK);
     match event {
-        SessionEvent::Initiation { .. } | SessionEvent::Response { .. } => Ok(Step {
-            reply: Some(RequestPackage::new(vec![omadm_proto::command::Command::End])),
-            batch: WriteBatch::default(),
-            ended: true,
-        }),
-        SessionEvent::Expiry { .. } => Ok(Step { reply: None, batch: WriteBatch::default(), ended: true }),
+        SessionEvent::Initiation { session_id, package } => initiation::initiate(config, context, session_id, package),
+        SessionEvent::Response { state, response } => response::respond(config, context, state, response),
+        SessionEvent::Expiry { state } => expiry::expire(config, context, state),
+    }
+}
+
+/// When a session silent since its last package expires: the shell sends
+/// [`SessionEvent::Expiry`] once `now` reaches it.
+pub fn expires_at(config: &SessionConfig, state: &SessionState) -> Millis {
+    state.last_activity.saturating_add(config.session_timeout)
+}
+
+/// True when the device's inventory was never read or is older than `inventory_max_age`.
+pub fn inventory_due(config: &SessionConfig, device: &Device, now: Millis) -> bool {
+    match device.inventory.updated_at {
+        None => true,
+        Some(read_at) => now.saturating_sub(read_at) >= config.inventory_max_age,
+    }
+}
+
+/// The URL of a session, `{session_url_base}{session_id}`, as CONT carries it.
+pub fn session_url(config: &SessionConfig, session_id: &str) -> Result<ServerUri, SessionError> {
+    let url = format!("{}{session_id}", config.session_url_base);
+    ServerUri::parse(&url).map_err(|_| SessionError::InvalidSessionUrl(url))
+}
+
+/// Ends the session: its final state (ended, nothing awaited) and its
+/// summary go in the batch, with the `session.ended` event last.
+///
+/// The final state is written along with the summary so that a late
+/// Package#3 finds `ended` and is refused with 410 rather than taken for an
+/// unknown session.
+fn finish_session(
+    state: &mut SessionState,
+    outcome: SessionOutcome,
+    now: Millis,
+    batch: &mut WriteBatch,
+    commands_requeued: u32,
+    commands_expired: u32,
+) {
+    state.ended = true;
+    state.awaiting.clear();
+    let summary = SessionSummary {
+        id: state.id.clone(),
+        device_id: state.device_id.clone(),
+        started_at: state.started_at,
+        ended_at: Some(now),
+        outcome,
+        packages: state.packages,
+        commands_answered: state.commands_answered,
+    };
+    batch.events.push(events::session_ended(&summary, commands_requeued, commands_expired));
+    batch.sessions.push(state.clone());
+    batch.ended_sessions.push(summary);
+}
+
+#[cfg(test)]
+mod tests {
+    use omadm_proto::status::StatusCode;
+
+    use super::*;
+    use crate::model::{CommandState, Inventory};
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            max_commands_per_package: 1,
+            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
+            session_timeout: 30_000,
+            inventory_max_age: 1_000,
+            max_attempts: 1,
+            supported_alert_mime_types: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn status_classes_map_to_done_or_failed() {
+        let state = |code: u16| state_for_status(StatusCode::new(code).unwrap());
+        for code in [200, 201, 202, 204, 304, 1200, 1299, 1301] {
+            assert_eq!(state(code), CommandState::Done, "{code}");
+        }
+        for code in [400, 403, 404, 405, 500, 503, 1000, 1400, 1500, 1999] {
+            assert_eq!(state(code), CommandState::Failed, "{code}");
+        }
+    }
+
+    #[test]
+    fn refusals_map_to_http_statuses() {
+        assert_eq!(SessionError::Ended.http_status(), 410);
+        assert_eq!(SessionError::StatusCountMismatch { expected: 2, received: 1 }.http_status(), 400);
+        assert_eq!(SessionError::InvalidResults("x".to_owned()).http_status(), 400);
+        assert_eq!(SessionError::InvalidSessionUrl("x".to_owned()).http_status(), 500);
+        assert_eq!(
+            SessionError::StatusCountMismatch { expected: 2, received: 1 }.to_string(),
+            "1 statuses answer a Package#2 of 2 commands"
+        );
+    }
+
+    #[test]
+    fn session_urls_expiry_time_and_inventory_age() {
+        let config = config();
+        assert_eq!(
+            session_url(&config, "8f14e4").map(|url| url.to_string()),
+            Ok("https://dm.example.com/dm/s/8f14e4".to_owned())
+        );
+        assert!(session_url(&config, "[bad]").is_err());
+        let state = SessionState {
+            id: "s".to_owned(),
+            device_id: "d".to_owned(),
+            started_at: 10,
+            last_activity: 100,
+            packages: 1,
+            awaiting: Vec::new(),
+            ended: false,
+            commands_answered: 0,
+        };
+        assert_eq!(expires_at(&config, &state), 30_100);
+        let mut device = Device {
+            id: "d".to_owned(),
+            credentials: crate::auth::credentials_for("d", "omadm", "p"),
+            auth_secret: None,
+            tags: Default::default(),
+            inventory: Inventory::default(),
+            supported_objects: Vec::new(),
+            last_session_id: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        assert!(inventory_due(&config, &device, 0), "never read");
+        device.inventory.updated_at = Some(5_000);
+        assert!(!inventory_due(&config, &device, 5_999));
+        assert!(inventory_due(&config, &device, 6_000));
+        assert!(!inventory_due(&config, &device, 4_000), "a clock that went back does not force a read");
     }
 }

@@ -381,7 +381,22 @@ pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
     let limited: Vec<String> =
         store.list_sessions(device_id, 2).await.unwrap().into_iter().map(|summary| summary.id).collect();
     assert_eq!(limited, vec!["conf-s-3", "conf-s-2"]);
-    assert_eq!(store.get_session("conf-s-2").await.unwrap(), None, "opened and ended in one batch: ended");
+    // A batch that carries an ended session's final state keeps it readable (a late
+    // Package#3 gets 410, not 404), never among the open sessions.
+    assert_eq!(store.get_session("conf-s-2").await.unwrap(), Some(second.clone()), "ended with its state");
+    assert!(!store.open_sessions().await.unwrap().iter().any(|session| session.id == "conf-s-2"));
+    assert_eq!(store.get_session("conf-s-3").await.unwrap(), Some(third.clone()));
+    // Only the device's latest ended session keeps its state: the table stays one entry per device.
+    let third_summary = ended_session(&third, 10_000, SessionOutcome::Ended);
+    store
+        .commit(WriteBatch {
+            sessions: vec![third.clone()],
+            ended_sessions: vec![third_summary],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.get_session("conf-s-2").await.unwrap(), None);
     assert_eq!(store.get_session("conf-s-3").await.unwrap(), Some(third));
     assert!(store.list_sessions("conf-sessions-2", 10).await.unwrap().is_empty());
 }

@@ -108,6 +108,8 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError>;
 
     // Sessions.
+    /// An open session, or the device's most recently ended one when the batch
+    /// that ended it carried its final state (so a late Package#3 gets 410, not 404).
     async fn get_session(&self, session_id: &str) -> Result<Option<SessionState>, StoreError>;
     /// Every open session, for the expiry sweep after a restart.
     async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError>;

@@ -133,6 +133,8 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::OPEN_SESSIONS)?;
         transaction.open_table(tables::OPEN_SESSIONS_BY_DEVICE)?;
         transaction.open_table(tables::SESSION_HISTORY)?;
+        transaction.open_table(tables::ENDED_SESSIONS)?;
+        transaction.open_table(tables::LAST_ENDED_SESSION)?;
         transaction.open_table(tables::MIRRORS)?;
         transaction.open_table(tables::ALERTS)?;
         transaction.open_table(tables::NEXT_ALERT_ID)?;

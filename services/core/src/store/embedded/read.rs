@@ -5,7 +5,7 @@ use std::ops::Bound;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::tables::{
-    ALERTS, COMMANDS, DEVICES, MIRRORS, NEXT_ALERT_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX,
+    ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, MIRRORS, NEXT_ALERT_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX,
     PENDING_COMMANDS, QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, successor,
 };
 use crate::bus::Event;
@@ -117,10 +117,14 @@ pub fn pending_count(database: &Database, device_id: &str) -> Result<u64, StoreE
 pub fn session(database: &Database, session_id: &str) -> Result<Option<SessionState>, StoreError> {
     let transaction = database.begin_read()?;
     let sessions = transaction.open_table(OPEN_SESSIONS)?;
-    let Some(bytes) = sessions.get(session_id)? else {
+    if let Some(bytes) = sessions.get(session_id)? {
+        return decode("open_sessions", &session_id, bytes.value()).map(Some);
+    }
+    let ended = transaction.open_table(ENDED_SESSIONS)?;
+    let Some(bytes) = ended.get(session_id)? else {
         return Ok(None);
     };
-    decode("open_sessions", &session_id, bytes.value()).map(Some)
+    decode("ended_sessions", &session_id, bytes.value()).map(Some)
 }
 
 pub fn open_sessions(database: &Database) -> Result<Vec<SessionState>, StoreError> {

@@ -38,6 +38,10 @@ pub const NEXT_COMMAND_ID: TableDefinition<&str, u64> = TableDefinition::new("ne
 pub const PENDING_COMMANDS: TableDefinition<&str, u64> = TableDefinition::new("pending_commands");
 pub const OPEN_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("open_sessions");
 pub const OPEN_SESSIONS_BY_DEVICE: TableDefinition<(&str, &str), ()> = TableDefinition::new("open_sessions_by_device");
+/// The state of each device's most recently ended session, so a late Package#3 for it gets 410, not 404.
+pub const ENDED_SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("ended_sessions");
+/// Device id -> the id of its session in `ended_sessions` (one per device keeps the table bounded).
+pub const LAST_ENDED_SESSION: TableDefinition<&str, &str> = TableDefinition::new("last_ended_session");
 pub const SESSION_HISTORY: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("session_history");
 pub const MIRRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("mirrors");
 pub const ALERTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("alerts");

@@ -11,9 +11,9 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::Deserialize;
 
 use super::tables::{
-    ALERTS, COMMANDS, DEVICES, META, META_OUTBOX_NEXT_SEQUENCE, MIRRORS, NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS,
-    OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS, QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY,
-    counter, decode, encode, successor,
+    ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, LAST_ENDED_SESSION, META, META_OUTBOX_NEXT_SEQUENCE, MIRRORS,
+    NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS,
+    QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, encode, successor,
 };
 use crate::clock::Millis;
 use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, RepositoryItem};
@@ -121,11 +121,25 @@ pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), 
             open.insert(*session_id, bytes.as_slice())?;
             open_by_device.insert((*device_id, *session_id), ())?;
         }
+        let mut ended_states = transaction.open_table(ENDED_SESSIONS)?;
+        let mut last_ended = transaction.open_table(LAST_ENDED_SESSION)?;
         // After the upserts, so a batch that opens and ends a session leaves it ended.
         for (summary, bytes) in &ended_sessions {
             open.remove(summary.id.as_str())?;
+            let final_state =
+                sessions.iter().find(|(session_id, _, _)| *session_id == summary.id).map(|(_, _, bytes)| bytes);
             open_by_device.remove((summary.device_id.as_str(), summary.id.as_str()))?;
             history.insert((summary.device_id.as_str(), summary.started_at, summary.id.as_str()), bytes.as_slice())?;
+            // Keep the final state (when the batch carried it) of the device's latest ended session only.
+            if let Some(final_state) = final_state {
+                let previous = last_ended
+                    .insert(summary.device_id.as_str(), summary.id.as_str())?
+                    .map(|previous| previous.value().to_owned());
+                if let Some(previous) = previous.filter(|previous| previous != &summary.id) {
+                    ended_states.remove(previous.as_str())?;
+                }
+                ended_states.insert(summary.id.as_str(), final_state.as_slice())?;
+            }
         }
     }
     if !commands.is_empty() {
@@ -218,6 +232,10 @@ pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<
             open.remove(session_id.as_str())?;
         }
         open_by_device.retain_in::<(&str, &str), _>((device_id, "")..(end.as_str(), ""), |_, _| false)?;
+        let last_ended = transaction.open_table(LAST_ENDED_SESSION)?.remove(device_id)?.map(|id| id.value().to_owned());
+        if let Some(last_ended) = last_ended {
+            transaction.open_table(ENDED_SESSIONS)?.remove(last_ended.as_str())?;
+        }
         transaction
             .open_table(SESSION_HISTORY)?
             .retain_in::<(&str, u64, &str), _>((device_id, 0, "")..(end.as_str(), 0, ""), |_, _| false)?;

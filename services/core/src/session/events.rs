@@ -1,0 +1,291 @@
+//! The events a session produces (docs/events.md): typed payloads and the [`Event`] envelopes around them.
+//!
+//! ```text
+//! session.started  sessions  session:{sid}:started
+//! command.result   results   result:{device}:{command id}:{attempt}
+//! alert.received   alerts    alert:{device}:{alert id}
+//! session.ended    sessions  session:{sid}:ended
+//! ```
+//!
+//! The session emits those four. The device edge and the operator API emit
+//! two more, built here so that every schema of docs/events.md has one source:
+//!
+//! ```text
+//! content.uploaded        results        upload:{device}:{path}:{stored_at}
+//! notification.requested  notifications  notify:{device}:{request id}
+//! ```
+//!
+//! Ids are derived from what the event is about, never from a clock or a
+//! counter of the emitter, so a step that is retried after a failed commit
+//! produces the same ids and consumers can drop repeats. Every event is keyed
+//! by the device id: all of one device's events land in one partition, in order.
+
+use omadm_proto::command::Command;
+use omadm_proto::package::AlertItem;
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{Event, SCHEMA_VERSION, Topic};
+use crate::clock::Millis;
+use crate::model::{
+    AlertRecord, CommandId, CommandOrigin, CommandRecord, CommandResultData, CommandState, SessionOutcome,
+    SessionSummary,
+};
+
+/// `session.started`.
+pub const SESSION_STARTED: &str = "session.started";
+/// `session.ended`, with the outcome `ended` or `expired`.
+pub const SESSION_ENDED: &str = "session.ended";
+/// `command.result`: a queued command reached a final state.
+pub const COMMAND_RESULT: &str = "command.result";
+/// `alert.received`: one Generic Alert item and the status it was answered with.
+pub const ALERT_RECEIVED: &str = "alert.received";
+/// `content.uploaded`: a device stored data in the Data Repository (HPUT/HPOST to `/repo/...`).
+pub const CONTENT_UPLOADED: &str = "content.uploaded";
+/// `notification.requested`: someone asked for a Package#0 to wake the device.
+pub const NOTIFICATION_REQUESTED: &str = "notification.requested";
+
+/// GET data larger than this (as JSON text) is left out of `command.result`
+/// (`data_omitted` is set): events stay small enough for any broker, and the
+/// operator API serves the full data from the command record.
+pub const MAX_EVENT_DATA_BYTES: usize = 64 * 1024;
+
+/// Payload of `session.started`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStarted {
+    pub device_id: String,
+    pub session_id: String,
+    pub started_at: Millis,
+    /// Generic Alert items the Package#1 carried.
+    pub alerts: usize,
+    /// How many MOs the Package#1 listed in MOS; absent when it sent no MOS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supported_objects: Option<usize>,
+    /// True when the server asked for DevInfo and SessionInfo in this session.
+    pub inventory_requested: bool,
+    /// Queued commands put in the first Package#2.
+    pub commands_sent: usize,
+}
+
+/// Payload of `session.ended`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnded {
+    pub device_id: String,
+    pub session_id: String,
+    pub outcome: SessionOutcome,
+    pub started_at: Millis,
+    pub ended_at: Millis,
+    pub duration_ms: Millis,
+    /// Packages received (the Package#1 included).
+    pub packages: u32,
+    /// Queued commands the device answered in the session.
+    pub commands_answered: u32,
+    /// On expiry: unanswered commands put back in the queue.
+    pub commands_requeued: u32,
+    /// On expiry: unanswered commands that had used up their attempts.
+    pub commands_expired: u32,
+}
+
+/// Payload of `command.result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub device_id: String,
+    /// The session that sent the command the last time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    pub command_id: CommandId,
+    /// Which send this result is for (1 for the first).
+    pub attempt: u32,
+    pub command: Command,
+    pub origin: CommandOrigin,
+    /// `done`, `failed` or `expired`.
+    pub state: CommandState,
+    /// The device's status code; absent when the command expired unanswered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<serde_json::Value>,
+    /// The GET result, when there is one of at most [`MAX_EVENT_DATA_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<CommandResultData>,
+    /// True when there is a GET result too large to carry here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_omitted: bool,
+}
+
+/// Payload of `alert.received`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertReceived {
+    pub device_id: String,
+    pub session_id: String,
+    pub alert_id: u64,
+    /// The status answered in AlertStatus: 200, 202 or 415.
+    pub status: u16,
+    /// The importance, `informational` when the item states none.
+    pub mark: String,
+    /// The item as the device sent it (wire field names).
+    pub item: AlertItem,
+}
+
+fn envelope(
+    id: String,
+    event_type: &str,
+    topic: Topic,
+    key: &str,
+    timestamp: Millis,
+    payload: impl Serialize,
+) -> Event {
+    Event {
+        id,
+        event_type: event_type.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        timestamp,
+        topic,
+        key: key.to_owned(),
+        // Serializing these plain structs cannot fail (all map keys are strings).
+        payload: serde_json::to_value(payload).unwrap_or_default(),
+    }
+}
+
+/// `session:{sid}:started` on `sessions`.
+pub fn session_started(payload: SessionStarted) -> Event {
+    let id = format!("session:{}:started", payload.session_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.started_at);
+    envelope(id, SESSION_STARTED, Topic::Sessions, &key, timestamp, payload)
+}
+
+/// `session:{sid}:ended` on `sessions`, from the summary the batch stores.
+pub fn session_ended(summary: &SessionSummary, commands_requeued: u32, commands_expired: u32) -> Event {
+    let ended_at = summary.ended_at.unwrap_or(summary.started_at);
+    let payload = SessionEnded {
+        device_id: summary.device_id.clone(),
+        session_id: summary.id.clone(),
+        outcome: summary.outcome,
+        started_at: summary.started_at,
+        ended_at,
+        duration_ms: ended_at.saturating_sub(summary.started_at),
+        packages: summary.packages,
+        commands_answered: summary.commands_answered,
+        commands_requeued,
+        commands_expired,
+    };
+    envelope(
+        format!("session:{}:ended", summary.id),
+        SESSION_ENDED,
+        Topic::Sessions,
+        &summary.device_id,
+        ended_at,
+        payload,
+    )
+}
+
+/// `result:{device}:{command id}:{attempt}` on `results`, for a record in a final state.
+pub fn command_result(record: &CommandRecord, now: Millis) -> Event {
+    let data_size = record.data.as_ref().map(|data| serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len()));
+    let data_omitted = data_size.is_some_and(|size| size > MAX_EVENT_DATA_BYTES);
+    let payload = CommandResult {
+        device_id: record.device_id.clone(),
+        session_id: record.session_id.clone(),
+        command_id: record.id,
+        attempt: record.attempts,
+        command: record.command.clone(),
+        origin: record.origin,
+        state: record.state,
+        status: record.status,
+        extra: record.extra.clone(),
+        data: if data_omitted { None } else { record.data.clone() },
+        data_omitted,
+    };
+    let id = format!("result:{}:{}:{}", record.device_id, record.id, record.attempts);
+    envelope(id, COMMAND_RESULT, Topic::Results, &record.device_id, now, payload)
+}
+
+/// `alert:{device}:{alert id}` on `alerts`.
+pub fn alert_received(alert: &AlertRecord) -> Event {
+    let payload = AlertReceived {
+        device_id: alert.device_id.clone(),
+        session_id: alert.session_id.clone(),
+        alert_id: alert.id,
+        status: alert.status,
+        mark: alert.item.effective_mark().as_str().to_owned(),
+        item: alert.item.clone(),
+    };
+    let id = format!("alert:{}:{}", alert.device_id, alert.id);
+    envelope(id, ALERT_RECEIVED, Topic::Alerts, &alert.device_id, alert.received_at, payload)
+}
+
+/// Payload of `content.uploaded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentUploaded {
+    pub device_id: String,
+    /// Path below `/repo/`, ServerURI parameters as the device substituted them.
+    pub path: String,
+    /// `PUT` (HPUT) or `POST` (HPOST).
+    pub method: String,
+    pub content_type: String,
+    pub size: u64,
+    pub stored_at: Millis,
+}
+
+/// `upload:{device}:{path}:{stored_at}` on `results`.
+pub fn content_uploaded(payload: ContentUploaded) -> Event {
+    let id = format!("upload:{}:{}:{}", payload.device_id, payload.path, payload.stored_at);
+    let (key, timestamp) = (payload.device_id.clone(), payload.stored_at);
+    envelope(id, CONTENT_UPLOADED, Topic::Results, &key, timestamp, payload)
+}
+
+/// Payload of `notification.requested`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRequested {
+    pub device_id: String,
+    /// Chosen by the requester, unique per device: a repeat of the same request keeps its id.
+    pub request_id: String,
+    pub requested_at: Millis,
+    /// Who asked: `operator` (the API) or `campaign`.
+    pub requested_by: String,
+    /// Ask the device to list its MOs in the Package#1 (REQ-MOS).
+    #[serde(default)]
+    pub request_mos: bool,
+}
+
+/// `notify:{device}:{request id}` on `notifications`.
+pub fn notification_requested(payload: NotificationRequested) -> Event {
+    let id = format!("notify:{}:{}", payload.device_id, payload.request_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.requested_at);
+    envelope(id, NOTIFICATION_REQUESTED, Topic::Notifications, &key, timestamp, payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(value: serde_json::Value) -> CommandRecord {
+        CommandRecord {
+            id: 7,
+            device_id: "IMEI:1".to_owned(),
+            command: Command::from_json(&serde_json::json!(["GET", "urn:oma:mo:a:1.0//X"])).unwrap(),
+            origin: CommandOrigin::Operator,
+            state: CommandState::Done,
+            status: Some(200),
+            extra: Vec::new(),
+            data: Some(CommandResultData { content_type: "text/plain".to_owned(), value, base64: false }),
+            session_id: Some("s".to_owned()),
+            attempts: 2,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn small_data_travels_in_the_result_and_large_data_is_left_out() {
+        let small = command_result(&record(serde_json::json!("on")), 5);
+        assert_eq!(small.id, "result:IMEI:1:7:2");
+        assert_eq!((small.timestamp, small.topic, small.key.as_str()), (5, Topic::Results, "IMEI:1"));
+        assert_eq!(small.payload["data"]["value"], serde_json::json!("on"));
+        assert!(small.payload.get("data_omitted").is_none());
+
+        let large = command_result(&record(serde_json::json!("x".repeat(MAX_EVENT_DATA_BYTES))), 5);
+        assert!(large.payload.get("data").is_none());
+        assert_eq!(large.payload["data_omitted"], serde_json::json!(true));
+        assert_eq!(large.payload["status"], serde_json::json!(200));
+    }
+}
