@@ -14,6 +14,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::access::AccessControl;
 use omadm_core::clock::now_millis;
 use omadm_core::metrics::metrics;
 use omadm_core::model::{CommandId, CommandOrigin, CommandRecord, CommandState, NewCommand};
@@ -160,9 +161,13 @@ pub(super) async fn post_commands(
     let commands = parse_commands(&body.commands)?;
     require_device(&state, device_id).await?;
     let mirror = state.store.get_mirror(device_id).await.map_err(store_failure("get_mirror"))?;
-    for (index, command) in commands.iter().enumerate() {
-        if let Some(reason) = super::access::refusal(mirror.as_ref(), &state.config.bootstrap.server_id, command) {
-            return Err(HttpError::new(StatusCode::FORBIDDEN, format!("commands[{index}]: {reason}")));
+    if let Some(mirror) = &mirror {
+        // Read the DMDAC instances once for the whole request.
+        let access = AccessControl::from_mirror(mirror);
+        for (index, command) in commands.iter().enumerate() {
+            if let Err(refusal) = access.check(&state.config.bootstrap.server_id, command) {
+                return Err(HttpError::new(StatusCode::FORBIDDEN, format!("commands[{index}]: {refusal}")));
+            }
         }
     }
     let names: Vec<&'static str> = commands.iter().map(Command::name).collect();

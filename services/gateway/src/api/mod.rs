@@ -16,7 +16,6 @@
 //! Each handler file owns one resource family; [`ROUTES`] is the one table the
 //! routes are registered from, so the OpenAPI test can check each of them is documented.
 
-mod access;
 mod auth;
 pub mod body;
 mod commands;
