@@ -10,7 +10,7 @@
 //! ```text
 //! let server = server::run(state, edge, server::bind("127.0.0.1:0")?, ServerOptions::default()).await?;
 //! println!("listening on {}", server.local_addr());
-//! server.stop().await?;   // readyz 503, stop accepting, finish in-flight requests
+//! server.shutdown(relay).await?;   // readyz 503, stop accepting, finish in-flight requests, drain the outbox
 //! ```
 
 use std::io;
@@ -23,6 +23,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use omadm_core::bus::relay::{OutboxRelay, OutboxWaker};
 use omadm_core::metrics::{metrics, status_class};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
@@ -33,7 +34,7 @@ use crate::ops::Readiness;
 use crate::{AppState, HttpError};
 
 /// How the HTTP server treats connections; body limits live in [`crate::GatewayConfig`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Worker threads; `None` means one per CPU core.
     pub workers: Option<usize>,
@@ -45,6 +46,9 @@ pub struct ServerOptions {
     pub keep_alive: Duration,
     /// On graceful stop, in-flight requests get this long to finish before workers are stopped.
     pub shutdown_timeout: Duration,
+    /// Pokes the outbox relay; handlers that commit events get it as app data (`OutboxWaker`)
+    /// so events reach the bus at once instead of at the relay's next poll.
+    pub outbox_waker: Option<OutboxWaker>,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +59,7 @@ impl Default for ServerOptions {
             body_read_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(30),
+            outbox_waker: None,
         }
     }
 }
@@ -87,6 +92,18 @@ impl Server {
         self.wait().await
     }
 
+    /// [`Server::stop`], then hands every event committed so far to the bus and stops the relay.
+    /// Events the bus refuses stay in the outbox for the next start (logged, not an error here).
+    pub async fn shutdown(self, relay: OutboxRelay) -> io::Result<()> {
+        let stopped = self.stop().await;
+        match relay.drain().await {
+            Ok(()) => tracing::info!("outbox drained"),
+            Err(error) => tracing::warn!(%error, "outbox not drained; its events stay for the next start"),
+        }
+        relay.stop().await;
+        stopped
+    }
+
     /// Waits until the server ends (after [`Server::stop`] or a fatal error).
     pub async fn wait(self) -> io::Result<()> {
         match self.task.await {
@@ -115,10 +132,14 @@ pub async fn run(
     let app_readiness = readiness.clone();
     let max_body_bytes = state.config.max_body_bytes;
     let body_read_timeout = BodyReadTimeout(options.body_read_timeout);
+    let outbox_waker = options.outbox_waker.clone();
     let mut http_server = HttpServer::new(move || {
         let edge = edge.clone();
-        App::new()
-            .app_data(state.clone())
+        let mut app = App::new();
+        if let Some(waker) = &outbox_waker {
+            app = app.app_data(waker.clone());
+        }
+        app.app_data(state.clone())
             .app_data(app_readiness.clone())
             .app_data(body_read_timeout)
             .app_data(

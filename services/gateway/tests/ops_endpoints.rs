@@ -104,3 +104,30 @@ async fn graceful_stop_finishes_requests_in_flight_then_refuses_connections() {
     let refused = reqwest::Client::new().get(format!("{}/healthz", server.base)).send().await;
     assert!(refused.is_err(), "{refused:?}");
 }
+
+#[actix_rt::test]
+async fn shutdown_drains_the_outbox_to_the_bus() {
+    use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
+    let mut server = TestServer::start().await;
+    // A relay that never polls on its own: only the shutdown's drain can move the event.
+    let config = RelayConfig { poll_interval: Duration::from_secs(3600), ..RelayConfig::default() };
+    let relay = OutboxRelay::spawn_with(server.state.store.clone(), server.state.bus.clone(), config);
+    server.register("IMEI:1", serde_json::json!({})).await;
+    let accepted = server
+        .client
+        .post(server.url("/api/v1/devices/IMEI:1/notify"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let id = accepted.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.state.store.outbox_len().await.unwrap(), 1, "published before the shutdown");
+
+    server.shutdown(relay).await;
+    assert_eq!(server.state.store.outbox_len().await.unwrap(), 0);
+    let lines = std::fs::read_to_string(server.events_dir().join("omadm.notifications.jsonl")).unwrap();
+    assert!(lines.lines().any(|line| line.contains(&id)), "{lines}");
+}

@@ -343,6 +343,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         workers: settings.workers,
         client_request_timeout: settings.request_timeout,
         shutdown_timeout: settings.shutdown_timeout,
+        outbox_waker: Some(relay.waker()),
         ..ServerOptions::default()
     };
     let server = server::run(state, edge, listener, options).await.context("cannot start the HTTP server")?;
@@ -351,14 +352,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let stop_reason = wait_for_stop_signal().await?;
     tracing::info!(signal = stop_reason, "stopping");
-    if let Err(error) = server.stop().await {
+    if let Err(error) = server.shutdown(relay).await {
         tracing::error!(%error, "the HTTP server did not stop cleanly");
     }
-    if let Err(error) = relay.drain().await {
-        // The events stay in the outbox: the next start publishes them.
-        tracing::warn!(%error, "outbox not drained; events stay for the next start");
-    }
-    relay.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! ```
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::bus::relay::OutboxWaker;
 use omadm_core::bus::{Event, SCHEMA_VERSION, Topic};
 use omadm_core::clock::now_millis;
 use omadm_core::store::WriteBatch;
@@ -64,6 +65,9 @@ pub(super) async fn post_notify(
     let id = event.id.clone();
     let batch = WriteBatch { events: vec![event], ..WriteBatch::default() };
     state.store.commit(batch).await.map_err(store_failure("commit"))?;
+    if let Some(relay) = request.app_data::<OutboxWaker>() {
+        relay.wake();
+    }
     tracing::info!(event_id = %id, req_mos = notify.req_mos, "notification requested");
     Ok(HttpResponse::Accepted().json(NotifyAccepted { id }))
 }

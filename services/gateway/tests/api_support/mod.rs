@@ -33,6 +33,7 @@ impl TestServer {
             body_read_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
+            outbox_waker: None,
         };
         TestServer::start_with(options).await
     }
@@ -83,6 +84,18 @@ impl TestServer {
 
     pub fn server(&self) -> &Server {
         self.server.as_ref().unwrap()
+    }
+
+    /// Where the JSONL event files are.
+    pub fn events_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("events")
+    }
+
+    /// Graceful stop, then the relay drains the outbox.
+    pub async fn shutdown(&mut self, relay: omadm_core::bus::relay::OutboxRelay) {
+        if let Some(server) = self.server.take() {
+            server.shutdown(relay).await.unwrap();
+        }
     }
 
     pub async fn stop(&mut self) {
