@@ -278,6 +278,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_extractor_errors_map_to_their_status() {
+        use actix_web::error::JsonPayloadError;
+        assert_eq!(json_payload_error(&JsonPayloadError::Overflow { limit: 10 }).status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            json_payload_error(&JsonPayloadError::OverflowKnownLength { length: 11, limit: 10 }).status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(json_payload_error(&JsonPayloadError::ContentType).status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let syntax = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        assert_eq!(json_payload_error(&JsonPayloadError::Deserialize(syntax)).status, StatusCode::BAD_REQUEST);
+    }
+
+    #[actix_rt::test]
+    async fn plain_error_responses_become_json_keeping_headers() {
+        let plain = HttpResponse::PayloadTooLarge()
+            .insert_header(("Retry-After", "1"))
+            .content_type("text/plain")
+            .body("A payload reached size limit.");
+        let response = actix_web::test::TestRequest::default().to_srv_response(plain);
+        let ErrorHandlerResponse::Response(converted) = errors_as_json(response).unwrap() else {
+            panic!("expected a response");
+        };
+        assert_eq!(converted.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(converted.headers().get(header::CONTENT_TYPE).unwrap(), "application/json");
+        assert_eq!(converted.headers().get("Retry-After").unwrap(), "1");
+        let body = actix_web::body::to_bytes(converted.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, serde_json::json!({"error": "Payload Too Large"}));
+
+        // Already JSON: left alone.
+        let json = HttpError::not_found("unknown device").error_response();
+        let response = actix_web::test::TestRequest::default().to_srv_response(json);
+        let ErrorHandlerResponse::Response(kept) = errors_as_json(response).unwrap() else {
+            panic!("expected a response");
+        };
+        let body = actix_web::body::to_bytes(kept.into_body()).await.unwrap();
+        assert_eq!(&body[..], br#"{"error":"unknown device"}"#);
+    }
+
+    #[test]
     fn method_labels_are_bounded() {
         assert_eq!(method_label(&Method::GET), "GET");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
