@@ -1,8 +1,85 @@
-//! PLACEHOLDER: /metrics, /healthz and /readyz, filled in by its own change.
+//! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process runs), `/readyz` (it can serve).
+//!
+//! ```text
+//! GET /healthz -> 200 {"status": "ok"}
+//! GET /readyz  -> 200 {"status": "ready"} | 503 {"error": "shutting down"} / {"error": "store unavailable: ..."}
+//! GET /metrics -> text/plain; version=0.0.4
+//! ```
+//!
+//! Readiness answers 503 as soon as a graceful shutdown begins, so load
+//! balancers drain the node while in-flight packages finish.
 
-use actix_web::web;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::metrics::metrics;
+
+use crate::{AppState, HttpError};
+
+/// The Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long `/readyz` waits for the store before calling it unavailable.
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the node accepts new work; shared by the server (which flips it on shutdown) and `/readyz`.
+/// Registered as `web::Data<Readiness>`; without it the node counts as ready while the store answers.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    shutting_down: AtomicBool,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Readiness::default()
+    }
+
+    /// From now on `/readyz` answers 503.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
 
 /// Registers the operations endpoints (called for every worker; expects `web::Data<AppState>`).
 pub fn configure(config: &mut web::ServiceConfig) {
-    let _ = config;
+    config
+        .route("/metrics", web::get().to(get_metrics))
+        .route("/healthz", web::get().to(get_healthz))
+        .route("/readyz", web::get().to(get_readyz));
+}
+
+async fn get_metrics() -> HttpResponse {
+    HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(metrics().render())
+}
+
+async fn get_healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn get_readyz(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let shutting_down =
+        request.app_data::<web::Data<Readiness>>().is_some_and(|readiness| readiness.is_shutting_down());
+    if shutting_down {
+        return Err(HttpError::unavailable("shutting down"));
+    }
+    // A cheap call that touches the store, and keeps the outbox backlog gauge fresh.
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, state.store.outbox_len()).await {
+        Ok(Ok(backlog)) => {
+            metrics().outbox_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+            Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+        }
+        Ok(Err(error)) => {
+            metrics().store_errors.with_label_values(&["outbox_len"]).inc();
+            Err(HttpError::unavailable(format!("store unavailable: {error}")))
+        }
+        Err(_elapsed) => {
+            metrics().store_errors.with_label_values(&["outbox_len"]).inc();
+            Err(HttpError::unavailable(format!("store did not answer within {} s", STORE_PROBE_TIMEOUT.as_secs())))
+        }
+    }
 }

@@ -271,3 +271,40 @@ async fn a_new_package1_ends_the_previous_open_session_and_resends_its_commands(
     let previous = sessions.iter().find(|session| session.id == first_id).expect("the first session in the history");
     assert_eq!(previous.outcome, SessionOutcome::Expired);
 }
+
+#[actix_rt::test]
+async fn the_edge_under_the_real_server_stack() {
+    let server = TestServer::start_full_stack().await;
+    server.register(DEVICE, PASSWORD).await;
+    server.enqueue(DEVICE, serde_json::json!([["EXEC", "urn:oma:mo:example-settings:1.0//Reboot"]])).await;
+
+    // The server's error middleware keeps the challenges and the JSON reason of a 401.
+    let response = device_support::http()
+        .post(server.url("/dm"))
+        .header("Content-Type", "application/vnd.oma.dm.initiation+json")
+        .header(device_support::DEVICE_ID_HEADER, DEVICE)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers().get_all("WWW-Authenticate").iter().count(), 3);
+    device_support::assert_refused(response, 401, "authentication required").await;
+
+    let device = SimulatedDevice::new(DEVICE, PASSWORD, AuthMode::DigestSha256);
+    let transcript = device.run_session(&server, &alerting_package1()).await;
+    assert_eq!(transcript.packages.last().unwrap().commands, vec![Command::End]);
+    let sessions = server.store.list_sessions(DEVICE, 10).await.unwrap();
+    assert_eq!(sessions[0].outcome, SessionOutcome::Ended);
+
+    // The relay the server runs (woken by the edge after each commit) writes the session events to the JSONL file.
+    let mut published = Vec::new();
+    for _ in 0..50 {
+        published = server.topic_lines("sessions");
+        if published.iter().any(|event| event["type"] == "session.ended") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(published.iter().any(|event| event["type"] == "session.ended"), "{published:?}");
+    server.stop().await;
+}

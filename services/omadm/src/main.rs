@@ -1,6 +1,7 @@
 //! The `omadm` binary: every omadm role and tool behind one CLI.
 
 mod cli;
+mod serve;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Command {
     /// ClientURI: parse, and resolve against a management tree.
     #[command(subcommand)]
     Uri(cli::uri::UriCommand),
+    /// Run the DM server on this node, with embedded store and event files under the data dir.
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -35,11 +38,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Notification(command) => cli::notification::run(command),
         Command::Uri(command) => cli::uri::run(command),
+        Command::Serve(args) => return report_serve(serve::run(*args)),
     };
     match result {
         Ok(output) => print_output(&output),
         Err(error) => {
             // One line, so scripts can show it as is.
+            let message = format!("{error:#}").replace('\n', " ");
+            eprintln!("omadm: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `omadm serve` prints its own banner; only its failure is reported here, as one line.
+fn report_serve(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
             let message = format!("{error:#}").replace('\n', " ");
             eprintln!("omadm: error: {message}");
             ExitCode::FAILURE

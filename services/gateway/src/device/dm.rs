@@ -18,10 +18,10 @@ use omadm_proto::package::{InitiationPackage, PackageError, ParseLimits};
 use rand::Rng as _;
 use tracing::Instrument as _;
 
-use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{content_type, device_id_header, read_body};
 use super::session::{Package3, SessionRegistry, deliver_package3, find_session, run_step, supersede_previous};
+use super::{EdgeShared, wake_outbox_relay};
 use crate::HttpError;
 
 /// `POST /dm`: Package#1 -> Package#2.
@@ -54,6 +54,7 @@ pub(crate) async fn package1(
         tracing::Span::current().record("session_id", session_id.as_str());
         let event = SessionEvent::Initiation { session_id: session_id.clone(), package };
         let stepped = run_step(&shared, &device_id, &[], event, clock::now_millis()).await?;
+        wake_outbox_relay(&request);
         metrics().sessions_started.with_label_values::<&str>(&[]).inc();
         match stepped.next_state.filter(|state| !stepped.ended && state.id == session_id) {
             Some(state) => {
@@ -102,6 +103,7 @@ pub(crate) async fn package3(
         };
         let response = multipart::decode_response(&media_type, &body, &limits).map_err(multipart_refusal)?;
         let reply = deliver_package3(session, Package3 { device_id, response }).await?;
+        wake_outbox_relay(&request);
         tracing::info!(ended = reply.ended, "package answered");
         Ok(package2_response(reply.body))
     }

@@ -55,6 +55,14 @@ impl Default for DeviceEdgeOptions {
     }
 }
 
+/// Pokes the outbox relay, when the server gave one (`OutboxWaker` app data), so the events a
+/// request just committed reach the bus now rather than at the relay's next poll.
+pub(crate) fn wake_outbox_relay(request: &actix_web::HttpRequest) {
+    if let Some(waker) = request.app_data::<omadm_core::bus::relay::OutboxWaker>() {
+        waker.wake();
+    }
+}
+
 /// What every device handler and session actor shares, created once per process.
 pub(crate) struct EdgeShared {
     pub state: web::Data<AppState>,

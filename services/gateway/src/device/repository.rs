@@ -126,6 +126,7 @@ pub(crate) async fn upload(
             .commit(WriteBatch { events: vec![event], ..WriteBatch::default() })
             .await
             .map_err(store_failure("commit"))?;
+        super::wake_outbox_relay(&request);
         tracing::info!(bytes = body.len(), "device upload stored");
         Ok(if existing.is_some() { HttpResponse::NoContent().finish() } else { HttpResponse::Created().finish() })
     }

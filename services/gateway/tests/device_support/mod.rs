@@ -45,8 +45,15 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// The relay `omadm serve` runs: outbox -> bus.
     relay: OutboxRelay,
-    server: actix_web::dev::ServerHandle,
+    server: Running,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// The HTTP server of a test: a bare `HttpServer` with only the device routes, or the gateway's own
+/// `server::run` (middleware, JSON errors, metrics, the relay's waker) around them.
+enum Running {
+    Bare(actix_web::dev::ServerHandle),
+    FullStack(tokio::sync::Mutex<Option<omadm_gateway::server::Server>>),
 }
 
 /// The configuration the tests start from; `tweak` changes it per test.
@@ -86,6 +93,17 @@ impl TestServer {
         server
     }
 
+    /// A server over a fresh data dir, run by `omadm_gateway::server::run` as `omadm serve` runs it.
+    pub async fn start_full_stack() -> TestServer {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().to_owned();
+        let store = omadm_core::store::open(data_dir.join("store").to_str().unwrap()).await.unwrap();
+        let bus = omadm_core::bus::open(data_dir.join("events").to_str().unwrap(), "omadm.").await.unwrap();
+        let mut server = Self::start_with(store, bus, data_dir, true, true, |_, _| {}).await;
+        server._temp = Some(temp);
+        server
+    }
+
     /// A server over `data_dir`, which may hold a previous server's state (a restart).
     pub async fn start_in(
         data_dir: PathBuf,
@@ -93,19 +111,19 @@ impl TestServer {
     ) -> TestServer {
         let store = omadm_core::store::open(data_dir.join("store").to_str().unwrap()).await.unwrap();
         let bus = omadm_core::bus::open(data_dir.join("events").to_str().unwrap(), "omadm.").await.unwrap();
-        Self::start_with(store, bus, data_dir, true, tweak).await
+        Self::start_with(store, bus, data_dir, true, false, tweak).await
     }
 
     /// A new process over the same backends: a new edge and server, nothing kept in memory.
     pub async fn restart(&self, tweak: impl FnOnce(&mut GatewayConfig, &mut DeviceEdgeOptions)) -> TestServer {
         self.stop().await;
-        Self::start_with(self.store.clone(), self.bus.clone(), self.data_dir.clone(), true, tweak).await
+        Self::start_with(self.store.clone(), self.bus.clone(), self.data_dir.clone(), true, false, tweak).await
     }
 
     /// Like [`TestServer::restart`] without `recover()`: sessions are found only when a package asks for them.
     pub async fn restart_without_recover(&self) -> TestServer {
         self.stop().await;
-        Self::start_with(self.store.clone(), self.bus.clone(), self.data_dir.clone(), false, |_, _| {}).await
+        Self::start_with(self.store.clone(), self.bus.clone(), self.data_dir.clone(), false, false, |_, _| {}).await
     }
 
     async fn start_with(
@@ -113,6 +131,7 @@ impl TestServer {
         bus: Arc<dyn Bus>,
         data_dir: PathBuf,
         recover: bool,
+        full_stack: bool,
         tweak: impl FnOnce(&mut GatewayConfig, &mut DeviceEdgeOptions),
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -125,26 +144,45 @@ impl TestServer {
         if recover {
             edge.recover().await.unwrap();
         }
-        let (app_state, app_edge) = (state.clone(), edge.clone());
-        let server = HttpServer::new(move || {
-            let edge = app_edge.clone();
-            App::new().app_data(app_state.clone()).configure(move |config| edge.configure(config))
-        })
-        .workers(2)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
         let relay = OutboxRelay::spawn(store.clone(), bus.clone());
-        TestServer { base, store, bus, edge, state, data_dir, relay, server: handle, _temp: None }
+        let running = if full_stack {
+            let options = omadm_gateway::server::ServerOptions {
+                workers: Some(2),
+                outbox_waker: Some(relay.waker()),
+                shutdown_timeout: Duration::from_secs(1),
+                ..Default::default()
+            };
+            let server = omadm_gateway::server::run(state.clone(), edge.clone(), listener, options).await.unwrap();
+            Running::FullStack(tokio::sync::Mutex::new(Some(server)))
+        } else {
+            let (app_state, app_edge) = (state.clone(), edge.clone());
+            let server = HttpServer::new(move || {
+                let edge = app_edge.clone();
+                App::new().app_data(app_state.clone()).configure(move |config| edge.configure(config))
+            })
+            .workers(2)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .listen(listener)
+            .unwrap()
+            .run();
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            Running::Bare(handle)
+        };
+        TestServer { base, store, bus, edge, state, data_dir, relay, server: running, _temp: None }
     }
 
     /// Stops accepting and lets in-flight requests finish.
     pub async fn stop(&self) {
-        self.server.stop(true).await;
+        match &self.server {
+            Running::Bare(handle) => handle.stop(true).await,
+            Running::FullStack(server) => {
+                if let Some(server) = server.lock().await.take() {
+                    server.stop().await.unwrap();
+                }
+            }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

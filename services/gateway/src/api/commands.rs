@@ -1,0 +1,274 @@
+//! `/api/v1/devices/{devid}/commands`: queue DM commands for a device and follow what became of them.
+//!
+//! ```text
+//! POST /api/v1/devices/IMEI:1/commands {"commands": [["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"]]}
+//!   -> 201 {"ids": [7]}
+//! GET  /api/v1/devices/IMEI:1/commands/7
+//!   -> {"id": 7, "command": ["GET", "..."], "state": "done", "status": 200, "extra": [], "data": {...}}
+//! ```
+//!
+//! Every command is checked before any is queued (all or nothing): its syntax
+//! by omadm-proto (400 naming its position), CONT and END refused (the server
+//! runs the session flow itself), and the device's DMDAC rights as its mirror
+//! shows them (403 with the reason), so nothing is queued that the device would refuse.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::access::AccessControl;
+use omadm_core::clock::now_millis;
+use omadm_core::metrics::metrics;
+use omadm_core::model::{CommandId, CommandOrigin, CommandRecord, CommandState, NewCommand};
+use omadm_proto::command::{Command, CommandName};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::{json_body, page_limit, parse_query};
+use super::{checked_device_id, require_device, store_failure};
+use crate::{AppState, HttpError};
+
+/// Most commands one request may queue.
+const MAX_COMMANDS_PER_REQUEST: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// Body of `POST .../commands`: the Package#2 array form of each command.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsRequest {
+    /// e.g. [["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"], ["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/Update"]]
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub commands: Vec<serde_json::Value>,
+}
+
+/// Answer of `POST .../commands`: the ids given to the queued commands, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedIds {
+    pub ids: Vec<u64>,
+}
+
+/// A queued command and its outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandView {
+    pub id: u64,
+    /// The command in its Package#2 array form.
+    #[schema(value_type = Vec<String>)]
+    pub command: serde_json::Value,
+    /// queued, sent, done, failed or expired.
+    #[schema(example = "done")]
+    pub state: String,
+    /// The device's status code once answered.
+    pub status: Option<u16>,
+    /// Extra status values, e.g. the location an HGET stored at.
+    #[schema(value_type = Vec<Object>)]
+    pub extra: Vec<serde_json::Value>,
+    /// The GET result: {"content_type", "value", "base64"?}.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+    /// operator or inventory.
+    pub origin: String,
+    /// How many times it was sent.
+    pub attempts: u32,
+    /// The session that last sent it.
+    pub session_id: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl From<&CommandRecord> for CommandView {
+    fn from(record: &CommandRecord) -> Self {
+        CommandView {
+            id: record.id,
+            command: record.command.to_json(),
+            state: state_name(record.state).to_owned(),
+            status: record.status,
+            extra: record.extra.clone(),
+            data: record.data.as_ref().and_then(|data| serde_json::to_value(data).ok()),
+            origin: match record.origin {
+                CommandOrigin::Operator => "operator",
+                CommandOrigin::Inventory => "inventory",
+            }
+            .to_owned(),
+            attempts: record.attempts,
+            session_id: record.session_id.clone(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+fn state_name(state: CommandState) -> &'static str {
+    match state {
+        CommandState::Queued => "queued",
+        CommandState::Sent => "sent",
+        CommandState::Done => "done",
+        CommandState::Failed => "failed",
+        CommandState::Expired => "expired",
+    }
+}
+
+/// A page of `GET .../commands`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandPageView {
+    pub commands: Vec<CommandView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next: Option<u64>,
+}
+
+/// Parses and checks the request's commands: the first bad one refuses the whole request.
+fn parse_commands(values: &[serde_json::Value]) -> Result<Vec<Command>, HttpError> {
+    if values.is_empty() {
+        return Err(HttpError::bad_request("commands must hold at least one command"));
+    }
+    if values.len() > MAX_COMMANDS_PER_REQUEST {
+        return Err(HttpError::bad_request(format!("more than {MAX_COMMANDS_PER_REQUEST} commands in one request")));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let command = Command::from_json(value)
+                .map_err(|error| HttpError::bad_request(format!("commands[{index}]: {error}")))?;
+            match command.command_name() {
+                CommandName::Cont | CommandName::End => Err(HttpError::bad_request(format!(
+                    "commands[{index}]: {} cannot be queued: the server sends CONT and END itself to run the session",
+                    command.name()
+                ))),
+                _ => Ok(command),
+            }
+        })
+        .collect()
+}
+
+/// Queue commands for a device (all or none).
+#[utoipa::path(post, path = "/api/v1/devices/{devid}/commands", tag = "commands",
+    params(("devid" = String, Path, description = "DevID")),
+    request_body = CommandsRequest,
+    responses(
+        (status = 201, description = "Queued", body = QueuedIds),
+        (status = 400, description = "Invalid command (its position and why), or CONT/END", body = super::openapi::ErrorBody),
+        (status = 403, description = "The device's access control would refuse a command", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.post_commands", skip_all, fields(device_id = %device_id))]
+pub(super) async fn post_commands(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    device_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let device_id = checked_device_id(&device_id)?;
+    let body: CommandsRequest = json_body(&request, payload, state.config.max_body_bytes).await?;
+    let commands = parse_commands(&body.commands)?;
+    require_device(&state, device_id).await?;
+    let mirror = state.store.get_mirror(device_id).await.map_err(store_failure("get_mirror"))?;
+    if let Some(mirror) = &mirror {
+        // Read the DMDAC instances once for the whole request.
+        let access = AccessControl::from_mirror(mirror);
+        for (index, command) in commands.iter().enumerate() {
+            if let Err(refusal) = access.check(&state.config.bootstrap.server_id, command) {
+                return Err(HttpError::new(StatusCode::FORBIDDEN, format!("commands[{index}]: {refusal}")));
+            }
+        }
+    }
+    let names: Vec<&'static str> = commands.iter().map(Command::name).collect();
+    let new_commands =
+        commands.into_iter().map(|command| NewCommand { command, origin: CommandOrigin::Operator }).collect();
+    let ids = state
+        .store
+        .enqueue_commands(device_id, new_commands, now_millis())
+        .await
+        .map_err(store_failure("enqueue_commands"))?;
+    for name in names {
+        metrics().commands_queued.with_label_values(&[name, "operator"]).inc();
+    }
+    tracing::info!(count = ids.len(), "commands queued");
+    Ok(HttpResponse::Created().json(QueuedIds { ids }))
+}
+
+/// One queued command and its outcome.
+#[utoipa::path(get, path = "/api/v1/devices/{devid}/commands/{id}", tag = "commands",
+    params(("devid" = String, Path, description = "DevID"), ("id" = u64, Path, description = "Command id")),
+    responses(
+        (status = 200, description = "The command", body = CommandView),
+        (status = 400, description = "The id is not a number", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device or command", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.get_command", skip_all, fields(device_id = %path.0))]
+pub(super) async fn get_command(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, HttpError> {
+    let (device_id, command_id) = path.into_inner();
+    let device_id = checked_device_id(&device_id)?;
+    let command_id: CommandId =
+        command_id.parse().map_err(|_| HttpError::bad_request(format!("command id {command_id:?} is not a number")))?;
+    let record = state.store.get_command(device_id, command_id).await.map_err(store_failure("get_command"))?;
+    match record {
+        Some(record) => Ok(HttpResponse::Ok().json(CommandView::from(&record))),
+        None => {
+            require_device(&state, device_id).await?;
+            Err(HttpError::not_found(format!("no command {command_id} for device {device_id:?}")))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandListQuery {
+    after: Option<CommandId>,
+    limit: Option<usize>,
+}
+
+/// The device's commands in id order, one page at a time.
+#[utoipa::path(get, path = "/api/v1/devices/{devid}/commands", tag = "commands",
+    params(
+        ("devid" = String, Path, description = "DevID"),
+        ("after" = Option<u64>, Query, description = "cursor: the `next` of the previous page"),
+        ("limit" = Option<usize>, Query, description = "page size, 1 to 1000, default 100"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = CommandPageView),
+        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.list_commands", skip_all, fields(device_id = %device_id))]
+pub(super) async fn list_commands(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    device_id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let device_id = checked_device_id(&device_id)?;
+    let query: CommandListQuery = parse_query(&request)?;
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    require_device(&state, device_id).await?;
+    let records =
+        state.store.list_commands(device_id, query.after, limit).await.map_err(store_failure("list_commands"))?;
+    let next = if records.len() == limit { records.last().map(|record| record.id) } else { None };
+    let view = CommandPageView { commands: records.iter().map(CommandView::from).collect(), next };
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn commands_are_checked_in_order_with_their_position() {
+        let good = [
+            json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"]),
+            json!(["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/Update"]),
+        ];
+        assert_eq!(parse_commands(&good).unwrap().len(), 2);
+
+        let bad = [json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"]), json!(["FROB", "x"])];
+        let error = parse_commands(&bad).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.reason.starts_with("commands[1]: unknown command"), "{}", error.reason);
+
+        let cont = [json!(["CONT", "https://dms.example.com/dm/s/1"])];
+        assert!(parse_commands(&cont).unwrap_err().reason.contains("CONT cannot be queued"));
+        let end = [json!(["END"])];
+        assert!(parse_commands(&end).unwrap_err().reason.contains("END cannot be queued"));
+        assert!(parse_commands(&[]).is_err());
+    }
+}

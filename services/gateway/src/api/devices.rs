@@ -1,0 +1,440 @@
+//! `/api/v1/devices`: register, read, list (filters + cursor) and delete devices.
+//!
+//! ```text
+//! PUT /api/v1/devices/IMEI:1 {"password": "s3cret", "tags": {"fleet": "meters"}}  -> 201 (200 when it existed)
+//! GET /api/v1/devices?man=Acme&mod=X1&fwv=1.2&tag=fleet:meters&limit=100&after=IMEI:1
+//!     -> {"devices": [...], "next": "IMEI:99" | null}
+//! ```
+//!
+//! Views never carry credentials or the notification secret: only whether one is set.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::auth::credentials_for;
+use omadm_core::clock::now_millis;
+use omadm_core::model::{Device, DeviceFilter, Inventory, SessionOutcome, SessionSummary};
+use omadm_core::store::WriteBatch;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::{json_body, page_limit};
+use super::{checked_device_id, require_device, store_failure};
+use crate::{AppState, HttpError};
+
+/// Devices per page unless `limit` says otherwise.
+const DEFAULT_PAGE: usize = 100;
+/// Largest page a client may ask for.
+const MAX_PAGE: usize = 1000;
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_TAGS: usize = 64;
+const MAX_TAG_KEY_BYTES: usize = 128;
+const MAX_TAG_VALUE_BYTES: usize = 512;
+
+/// Body of `PUT /api/v1/devices/{devid}`. Fields left out of an update keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRegistration {
+    /// The device's HTTP authentication password (stored only as Digest H(A1) hashes).
+    pub password: String,
+    /// DMAcc AuthNoti/AuthSecret, used to sign this device's Package#0.
+    #[serde(default)]
+    pub auth_secret: Option<String>,
+    /// Operator labels; keys must not contain ':' (the `tag=key:value` filter splits there).
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// What the server knows of a device's identity, from DevInfo and SessionInfo.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryView {
+    pub man: Option<String>,
+    #[serde(rename = "mod")]
+    pub model: Option<String>,
+    pub dmv: Option<String>,
+    pub lang: Option<String>,
+    pub dev_type: Option<String>,
+    pub oem: Option<String>,
+    pub fwv: Option<String>,
+    pub swv: Option<String>,
+    pub hwv: Option<String>,
+    /// SessionInfo CBT: mobile, wireless, wireline or unknown.
+    pub bearer: Option<String>,
+    pub roaming: Option<bool>,
+    /// When DevInfo was last read (ms since the UNIX epoch); null until the first inventory GET answered.
+    pub updated_at: Option<u64>,
+}
+
+impl From<&Inventory> for InventoryView {
+    fn from(inventory: &Inventory) -> Self {
+        InventoryView {
+            man: inventory.man.clone(),
+            model: inventory.model.clone(),
+            dmv: inventory.dmv.clone(),
+            lang: inventory.lang.clone(),
+            dev_type: inventory.dev_type.clone(),
+            oem: inventory.oem.clone(),
+            fwv: inventory.fwv.clone(),
+            swv: inventory.swv.clone(),
+            hwv: inventory.hwv.clone(),
+            bearer: inventory.bearer.clone(),
+            roaming: inventory.roaming,
+            updated_at: inventory.updated_at,
+        }
+    }
+}
+
+/// One DM session of a device.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    /// ms since the UNIX epoch.
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    /// active, ended (END sent) or expired (the device went silent).
+    #[schema(example = "ended")]
+    pub outcome: String,
+    pub packages: u32,
+    pub commands_answered: u32,
+}
+
+impl From<&SessionSummary> for SessionView {
+    fn from(summary: &SessionSummary) -> Self {
+        let outcome = match summary.outcome {
+            SessionOutcome::Active => "active",
+            SessionOutcome::Ended => "ended",
+            SessionOutcome::Expired => "expired",
+        };
+        SessionView {
+            id: summary.id.clone(),
+            started_at: summary.started_at,
+            ended_at: summary.ended_at,
+            outcome: outcome.to_owned(),
+            packages: summary.packages,
+            commands_answered: summary.commands_answered,
+        }
+    }
+}
+
+/// A device as `GET /api/v1/devices/{devid}` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
+    pub inventory: InventoryView,
+    /// The MOS of the last Package#1 that carried one: [{"DDF", "MOID", "MIID": [...]}].
+    #[schema(value_type = Vec<Object>)]
+    pub mos: serde_json::Value,
+    /// True when a notification secret (DMAcc AuthSecret) is set; the secret itself is never shown.
+    pub has_auth_secret: bool,
+    pub last_session: Option<SessionView>,
+    /// Commands queued or sent, not yet answered.
+    pub pending_commands: u64,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A device in a list page: no per-device lookups (pending count, session) so pages stay cheap.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceSummaryView {
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
+    pub inventory: InventoryView,
+    pub last_session_id: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl From<&Device> for DeviceSummaryView {
+    fn from(device: &Device) -> Self {
+        DeviceSummaryView {
+            id: device.id.clone(),
+            tags: device.tags.clone(),
+            inventory: InventoryView::from(&device.inventory),
+            last_session_id: device.last_session_id.clone(),
+            created_at: device.created_at,
+            updated_at: device.updated_at,
+        }
+    }
+}
+
+/// A page of `GET /api/v1/devices`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevicePageView {
+    pub devices: Vec<DeviceSummaryView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// Register a device or replace its password (and tags, secret when given).
+#[utoipa::path(put, path = "/api/v1/devices/{devid}", tag = "devices",
+    params(("devid" = String, Path, description = "DevID, e.g. IMEI:493005100592800")),
+    request_body = DeviceRegistration,
+    responses(
+        (status = 201, description = "Registered", body = DeviceView),
+        (status = 200, description = "Updated", body = DeviceView),
+        (status = 400, description = "Invalid body", body = super::openapi::ErrorBody),
+        (status = 413, description = "Body over the limit", body = super::openapi::ErrorBody),
+        (status = 415, description = "Not JSON", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.put_device", skip_all, fields(device_id = %device_id))]
+pub(super) async fn put_device(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    device_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let device_id = checked_device_id(&device_id)?;
+    let registration: DeviceRegistration = json_body(&request, payload, state.config.max_body_bytes).await?;
+    check_registration(&registration)?;
+    let now = now_millis();
+    let existing = state.store.get_device(device_id).await.map_err(store_failure("get_device"))?;
+    let created = existing.is_none();
+    let credentials = credentials_for(device_id, &state.config.realm, &registration.password);
+    let device = match existing {
+        Some(mut device) => {
+            device.credentials = credentials;
+            if let Some(secret) = registration.auth_secret {
+                device.auth_secret = Some(secret);
+            }
+            if let Some(tags) = registration.tags {
+                device.tags = tags;
+            }
+            device.updated_at = now;
+            device
+        }
+        None => Device {
+            id: device_id.to_owned(),
+            credentials,
+            auth_secret: registration.auth_secret,
+            tags: registration.tags.unwrap_or_default(),
+            inventory: Inventory::default(),
+            supported_objects: Vec::new(),
+            last_session_id: None,
+            created_at: now,
+            updated_at: now,
+        },
+    };
+    let batch = WriteBatch { devices: vec![device.clone()], ..WriteBatch::default() };
+    state.store.commit(batch).await.map_err(store_failure("commit"))?;
+    tracing::info!(created, "device registered");
+    let view = device_view(&state, &device).await?;
+    if created {
+        Ok(HttpResponse::Created()
+            .insert_header(("Location", format!("{}/devices/{}", super::PREFIX, device.id)))
+            .json(view))
+    } else {
+        Ok(HttpResponse::Ok().json(view))
+    }
+}
+
+fn check_registration(registration: &DeviceRegistration) -> Result<(), HttpError> {
+    if registration.password.is_empty() {
+        return Err(HttpError::bad_request("password must not be empty"));
+    }
+    if registration.password.len() > MAX_PASSWORD_BYTES {
+        return Err(HttpError::bad_request(format!("password longer than {MAX_PASSWORD_BYTES} bytes")));
+    }
+    if registration.auth_secret.as_deref().is_some_and(str::is_empty) {
+        return Err(HttpError::bad_request("auth_secret must not be empty (leave it out instead)"));
+    }
+    let Some(tags) = &registration.tags else { return Ok(()) };
+    if tags.len() > MAX_TAGS {
+        return Err(HttpError::bad_request(format!("more than {MAX_TAGS} tags")));
+    }
+    for (key, value) in tags {
+        if key.is_empty() || key.len() > MAX_TAG_KEY_BYTES || key.contains(':') || key.chars().any(char::is_control) {
+            return Err(HttpError::bad_request(format!(
+                "invalid tag key {key:?}: 1 to {MAX_TAG_KEY_BYTES} bytes, no ':' and no control characters"
+            )));
+        }
+        if value.len() > MAX_TAG_VALUE_BYTES {
+            return Err(HttpError::bad_request(format!("tag {key:?}: value longer than {MAX_TAG_VALUE_BYTES} bytes")));
+        }
+    }
+    Ok(())
+}
+
+/// The full view: device record, last session and pending count.
+async fn device_view(state: &AppState, device: &Device) -> Result<DeviceView, HttpError> {
+    let pending_commands = state.store.pending_count(&device.id).await.map_err(store_failure("pending_count"))?;
+    let sessions = state.store.list_sessions(&device.id, 1).await.map_err(store_failure("list_sessions"))?;
+    let mut last_session = sessions.first().map(SessionView::from);
+    // An open session is not in the history yet: show it from the open-session record.
+    if let Some(session_id) = &device.last_session_id
+        && last_session.as_ref().is_none_or(|session| &session.id != session_id)
+        && let Some(open) = state.store.get_session(session_id).await.map_err(store_failure("get_session"))?
+    {
+        last_session = Some(SessionView {
+            id: open.id,
+            started_at: open.started_at,
+            ended_at: None,
+            outcome: "active".to_owned(),
+            packages: open.packages,
+            commands_answered: open.commands_answered,
+        });
+    }
+    Ok(DeviceView {
+        id: device.id.clone(),
+        tags: device.tags.clone(),
+        inventory: InventoryView::from(&device.inventory),
+        mos: serde_json::to_value(&device.supported_objects).unwrap_or(serde_json::Value::Array(Vec::new())),
+        has_auth_secret: device.auth_secret.is_some(),
+        last_session,
+        pending_commands,
+        created_at: device.created_at,
+        updated_at: device.updated_at,
+    })
+}
+
+/// One device: tags, inventory, MOS, last session, pending count.
+#[utoipa::path(get, path = "/api/v1/devices/{devid}", tag = "devices",
+    params(("devid" = String, Path, description = "DevID")),
+    responses(
+        (status = 200, description = "The device", body = DeviceView),
+        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.get_device", skip_all, fields(device_id = %device_id))]
+pub(super) async fn get_device(
+    state: web::Data<AppState>,
+    device_id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let device_id = checked_device_id(&device_id)?;
+    let device = require_device(&state, device_id).await?;
+    Ok(HttpResponse::Ok().json(device_view(&state, &device).await?))
+}
+
+/// Remove a device with its queue, sessions, mirror and alerts.
+#[utoipa::path(delete, path = "/api/v1/devices/{devid}", tag = "devices",
+    params(("devid" = String, Path, description = "DevID")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.delete_device", skip_all, fields(device_id = %device_id))]
+pub(super) async fn delete_device(
+    state: web::Data<AppState>,
+    device_id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let device_id = checked_device_id(&device_id)?;
+    if state.store.delete_device(device_id).await.map_err(store_failure("delete_device"))? {
+        tracing::info!("device deleted");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(HttpError::not_found(format!("unknown device {device_id:?}")))
+    }
+}
+
+/// The filters and cursor of `GET /api/v1/devices` (`tag` may repeat; all must match).
+#[derive(Debug, Default, PartialEq)]
+struct DeviceListQuery {
+    filter: DeviceFilter,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+fn parse_list_query(query: &str) -> Result<DeviceListQuery, HttpError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|error| HttpError::bad_request(format!("invalid query string: {error}")))?;
+    let mut parsed = DeviceListQuery::default();
+    let single = |slot: &mut Option<String>, name: &str, value: String| {
+        if slot.replace(value).is_some() {
+            return Err(HttpError::bad_request(format!("query parameter {name} given twice")));
+        }
+        Ok(())
+    };
+    for (name, value) in pairs {
+        match name.as_str() {
+            "man" => single(&mut parsed.filter.man, "man", value)?,
+            "mod" => single(&mut parsed.filter.model, "mod", value)?,
+            "fwv" => single(&mut parsed.filter.fwv, "fwv", value)?,
+            "after" => single(&mut parsed.after, "after", value)?,
+            "tag" => {
+                let Some((key, tag_value)) = value.split_once(':') else {
+                    return Err(HttpError::bad_request(format!("tag filter {value:?} must be key:value")));
+                };
+                parsed.filter.tags.push((key.to_owned(), tag_value.to_owned()));
+            }
+            "limit" => {
+                let limit = value
+                    .parse::<usize>()
+                    .map_err(|_| HttpError::bad_request(format!("limit {value:?} is not a number")))?;
+                parsed.limit = Some(limit);
+            }
+            other => {
+                return Err(HttpError::bad_request(format!(
+                    "unknown query parameter {other:?}: expected man, mod, fwv, tag, limit or after"
+                )));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Devices in id order, filtered by DevInfo values and tags, one page at a time.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
+    params(
+        ("man" = Option<String>, Query, description = "DevInfo Man equals"),
+        ("mod" = Option<String>, Query, description = "DevInfo Mod equals"),
+        ("fwv" = Option<String>, Query, description = "DevInfo FwV equals"),
+        ("tag" = Option<Vec<String>>, Query, description = "key:value, repeatable; every one must match"),
+        ("limit" = Option<usize>, Query, description = "page size, 1 to 1000, default 100"),
+        ("after" = Option<String>, Query, description = "cursor: the `next` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = DevicePageView),
+        (status = 400, description = "Invalid query", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.list_devices", skip_all)]
+pub(super) async fn list_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let query = parse_list_query(request.query_string())?;
+    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let page = state
+        .store
+        .list_devices(&query.filter, query.after.as_deref(), limit)
+        .await
+        .map_err(store_failure("list_devices"))?;
+    let view = DevicePageView { devices: page.devices.iter().map(DeviceSummaryView::from).collect(), next: page.next };
+    Ok(HttpResponse::build(StatusCode::OK).json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_query_reads_filters_and_repeated_tags() {
+        let query =
+            parse_list_query("man=Acme&mod=X%201&tag=fleet:meters&tag=region:eu:west&limit=5&after=IMEI:1").unwrap();
+        assert_eq!(query.filter.man.as_deref(), Some("Acme"));
+        assert_eq!(query.filter.model.as_deref(), Some("X 1"));
+        assert_eq!(
+            query.filter.tags,
+            vec![("fleet".to_owned(), "meters".to_owned()), ("region".to_owned(), "eu:west".to_owned())]
+        );
+        assert_eq!(query.limit, Some(5));
+        assert_eq!(query.after.as_deref(), Some("IMEI:1"));
+        assert_eq!(parse_list_query("").unwrap(), DeviceListQuery::default());
+    }
+
+    #[test]
+    fn list_query_refusals() {
+        for bad in ["color=red", "tag=fleet", "limit=ten", "man=a&man=b"] {
+            assert_eq!(parse_list_query(bad).unwrap_err().status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn registration_checks() {
+        let registration = |password: &str, tags: &[(&str, &str)]| DeviceRegistration {
+            password: password.to_owned(),
+            auth_secret: None,
+            tags: Some(tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+        };
+        assert!(check_registration(&registration("pw", &[("fleet", "meters")])).is_ok());
+        assert!(check_registration(&registration("", &[])).is_err());
+        assert!(check_registration(&registration("pw", &[("a:b", "c")])).is_err());
+        assert!(check_registration(&registration("pw", &[("", "c")])).is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! `POST /api/v1/devices/{devid}/notify`: ask for a Package#0 to wake the device up.
+//!
+//! Dispatch is the notifier's job; here the request becomes a
+//! `notification.requested` event on the notifications topic, keyed by the
+//! device id, written through the store's outbox so it is never lost once 202 is answered:
+//!
+//! ```text
+//! {"id": "notification:IMEI:1:5f0c...", "type": "notification.requested", "schema_version": 1,
+//!  "timestamp": 1700000000000, "topic": "notifications", "key": "IMEI:1",
+//!  "payload": {"device_id": "IMEI:1", "req_mos": true, "origin": "operator"}}
+//! ```
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::bus::relay::OutboxWaker;
+use omadm_core::bus::{Event, SCHEMA_VERSION, Topic};
+use omadm_core::clock::now_millis;
+use omadm_core::store::WriteBatch;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::body::{parse_json, read_body_limited};
+use super::{checked_device_id, require_device, store_failure};
+use crate::{AppState, HttpError};
+
+/// The event type the notifier consumes.
+pub const NOTIFICATION_REQUESTED: &str = "notification.requested";
+
+/// Body of `POST .../notify`; an empty body means all defaults.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRequest {
+    /// Ask the device to list its MOs (REQ-MOS) in its Package#1.
+    #[serde(default)]
+    pub req_mos: bool,
+}
+
+/// Answer of `POST .../notify`: the id of the queued event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotifyAccepted {
+    pub id: String,
+}
+
+/// Queue a DM notification (Package#0) for a device.
+#[utoipa::path(post, path = "/api/v1/devices/{devid}/notify", tag = "devices",
+    params(("devid" = String, Path, description = "DevID")),
+    request_body(content = Option<NotifyRequest>, description = "Optional; {} when left out"),
+    responses(
+        (status = 202, description = "Queued as a notification.requested event", body = NotifyAccepted),
+        (status = 400, description = "Invalid body", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.post_notify", skip_all, fields(device_id = %device_id))]
+pub(super) async fn post_notify(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    device_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let device_id = checked_device_id(&device_id)?;
+    let body = read_body_limited(&request, payload, state.config.max_body_bytes).await?;
+    let notify: NotifyRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { NotifyRequest::default() } else { parse_json(&request, &body)? };
+    require_device(&state, device_id).await?;
+    let event = notification_event(device_id, notify.req_mos, now_millis(), rand::random::<u128>());
+    let id = event.id.clone();
+    let batch = WriteBatch { events: vec![event], ..WriteBatch::default() };
+    state.store.commit(batch).await.map_err(store_failure("commit"))?;
+    if let Some(relay) = request.app_data::<OutboxWaker>() {
+        relay.wake();
+    }
+    tracing::info!(event_id = %id, req_mos = notify.req_mos, "notification requested");
+    Ok(HttpResponse::Accepted().json(NotifyAccepted { id }))
+}
+
+/// The event asking the notifier for a Package#0; `nonce` makes each request's id unique.
+fn notification_event(device_id: &str, req_mos: bool, now: u64, nonce: u128) -> Event {
+    Event {
+        id: format!("notification:{device_id}:{nonce:032x}"),
+        event_type: NOTIFICATION_REQUESTED.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        timestamp: now,
+        topic: Topic::Notifications,
+        key: device_id.to_owned(),
+        payload: serde_json::json!({"device_id": device_id, "req_mos": req_mos, "origin": "operator"}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_shape() {
+        let event = notification_event("IMEI:1", true, 1_700_000_000_000, 0xab);
+        assert_eq!(event.id, "notification:IMEI:1:000000000000000000000000000000ab");
+        assert_eq!(event.topic, Topic::Notifications);
+        assert_eq!(event.key, "IMEI:1");
+        assert_eq!(event.payload["req_mos"], true);
+        assert_eq!(event.payload["device_id"], "IMEI:1");
+    }
+}

@@ -1,0 +1,176 @@
+//! `/api/v1/repository/{path}`: what operators publish in the Data Repository (5.1.4) for devices to HGET,
+//! and what devices uploaded there by HPUT/HPOST.
+//!
+//! ```text
+//! PUT    /api/v1/repository/firmware/v2.bin  (Content-Type: application/octet-stream, body)  -> 201 | 200
+//! GET    /api/v1/repository/firmware/v2.bin  -> the bytes, with their Content-Type
+//! DELETE /api/v1/repository/firmware/v2.bin  -> 204 | 404
+//! ```
+//!
+//! Devices read the same item at `{public_url}/repo/firmware/v2.bin`.
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::clock::now_millis;
+use omadm_core::model::{ContentSource, RepositoryItem};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::body::read_body_limited;
+use super::store_failure;
+use crate::{AppState, HttpError};
+
+/// Longest repository path accepted.
+const MAX_PATH_BYTES: usize = 1024;
+/// The media type of an upload that states none.
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// What `PUT /api/v1/repository/{path}` stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RepositoryItemView {
+    /// Path below /repo/.
+    pub path: String,
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// operator or device.
+    pub source: String,
+    /// The uploading device, for device uploads.
+    pub device_id: Option<String>,
+    pub stored_at: u64,
+}
+
+impl From<&RepositoryItem> for RepositoryItemView {
+    fn from(item: &RepositoryItem) -> Self {
+        RepositoryItemView {
+            path: item.path.clone(),
+            content_type: item.content_type.clone(),
+            size: item.body.len(),
+            source: match item.source {
+                ContentSource::Operator => "operator",
+                ContentSource::Device => "device",
+            }
+            .to_owned(),
+            device_id: item.device_id.clone(),
+            stored_at: item.stored_at,
+        }
+    }
+}
+
+/// Checks a repository path: relative, no empty, `.` or `..` segments, no control characters, bounded.
+pub(crate) fn checked_repository_path(path: &str) -> Result<&str, HttpError> {
+    if path.is_empty() || path.len() > MAX_PATH_BYTES {
+        return Err(HttpError::bad_request(format!("repository path must be 1 to {MAX_PATH_BYTES} bytes")));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(HttpError::bad_request("repository path contains control characters"));
+    }
+    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(HttpError::bad_request(format!("repository path {path:?} has an empty, '.' or '..' segment")));
+    }
+    Ok(path)
+}
+
+/// Publish content in the Data Repository (any media type, up to the repository size limit).
+#[utoipa::path(put, path = "/api/v1/repository/{path}", tag = "repository",
+    params(("path" = String, Path, description = "Path below /repo/, e.g. firmware/v2.bin")),
+    request_body(content = Vec<u8>, content_type = "*/*", description = "The content, with its Content-Type"),
+    responses(
+        (status = 201, description = "Stored", body = RepositoryItemView),
+        (status = 200, description = "Replaced", body = RepositoryItemView),
+        (status = 400, description = "Invalid path", body = super::openapi::ErrorBody),
+        (status = 413, description = "Larger than the repository limit", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.put_content", skip_all, fields(path = %path))]
+pub(super) async fn put_content(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let path = checked_repository_path(&path)?;
+    let content_type = match request.headers().get(CONTENT_TYPE) {
+        None => DEFAULT_CONTENT_TYPE.to_owned(),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .filter(|text| text.contains('/'))
+            .map(str::to_owned)
+            .ok_or_else(|| HttpError::bad_request("invalid Content-Type"))?,
+    };
+    let body = read_body_limited(&request, payload, state.config.max_repository_bytes).await?;
+    let existed = state.store.get_content(path).await.map_err(store_failure("get_content"))?.is_some();
+    let item = RepositoryItem {
+        path: path.to_owned(),
+        content_type,
+        body: body.to_vec(),
+        source: ContentSource::Operator,
+        device_id: None,
+        stored_at: now_millis(),
+    };
+    let view = RepositoryItemView::from(&item);
+    state.store.put_content(item).await.map_err(store_failure("put_content"))?;
+    tracing::info!(size = view.size, replaced = existed, "repository content stored");
+    if existed { Ok(HttpResponse::Ok().json(view)) } else { Ok(HttpResponse::Created().json(view)) }
+}
+
+/// Read repository content as stored (operator or device upload).
+#[utoipa::path(get, path = "/api/v1/repository/{path}", tag = "repository",
+    params(("path" = String, Path, description = "Path below /repo/")),
+    responses(
+        (status = 200, description = "The content with its stored Content-Type", body = Vec<u8>, content_type = "*/*"),
+        (status = 404, description = "Nothing stored there", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.get_content", skip_all, fields(path = %path))]
+pub(super) async fn get_content(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let path = checked_repository_path(&path)?;
+    let item = state
+        .store
+        .get_content(path)
+        .await
+        .map_err(store_failure("get_content"))?
+        .ok_or_else(|| HttpError::not_found(format!("no repository content at {path:?}")))?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((CONTENT_TYPE, item.content_type.as_str()));
+    if let Some(device_id) = &item.device_id {
+        response.insert_header(("OMADM-DevID", device_id.as_str()));
+    }
+    Ok(response.body(item.body))
+}
+
+/// Remove repository content.
+#[utoipa::path(delete, path = "/api/v1/repository/{path}", tag = "repository",
+    params(("path" = String, Path, description = "Path below /repo/")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Nothing stored there", body = super::openapi::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.delete_content", skip_all, fields(path = %path))]
+pub(super) async fn delete_content(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let path = checked_repository_path(&path)?;
+    if state.store.delete_content(path).await.map_err(store_failure("delete_content"))? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(HttpError::not_found(format!("no repository content at {path:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_paths() {
+        assert!(checked_repository_path("firmware/v2.bin").is_ok());
+        assert!(checked_repository_path("a/b/c-[DevID].json").is_ok());
+        for bad in ["", "/abs", "a//b", "a/../b", "./a", "a/", "a\nb"] {
+            assert!(checked_repository_path(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! `omadm serve`: the whole DM server on one node, with the embedded store and the JSONL event bus.
+//!
+//! ```text
+//! $ omadm serve --listen 127.0.0.1:8080 --data-dir ./omadm-data
+//! omadm serve: listening on http://127.0.0.1:8080 (devices POST http://127.0.0.1:8080/dm)
+//! admin token: 3f9c...   (stored in ./omadm-data/admin-token)
+//! try: curl -H 'Authorization: Bearer 3f9c...' http://127.0.0.1:8080/api/v1/devices
+//! ```
+//!
+//! Settings come from flags, then `OMADM_*` environment variables, then the
+//! TOML file of `--config`, then defaults (docs/configuration.md lists each).
+//! SIGTERM or SIGINT stops it gracefully: `/readyz` turns 503, the listener
+//! closes, packages in flight finish, the outbox is drained to the bus, and
+//! the store is closed; the exit code is 0.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use omadm_core::bus::relay::OutboxRelay;
+use omadm_core::session::SessionConfig;
+use omadm_gateway::device::DeviceEdge;
+use omadm_gateway::server::{self, ServerOptions};
+use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
+use serde::Deserialize;
+
+/// Where the operator API token is kept when it is generated (0600).
+const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// Where the Digest nonce key is kept (0600).
+const NONCE_KEY_FILE: &str = "nonce-key";
+
+/// `omadm serve` flags; every one also reads an `OMADM_*` variable and a `--config` TOML field.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "OMADM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "OMADM_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Directory of the store, the event files and generated secrets [default: ./omadm-data].
+    #[arg(long, env = "OMADM_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Bearer token of the operator API [default: generated once and kept in the data dir].
+    #[arg(long, env = "OMADM_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Base URL devices reach this server at, for CONT, repository and alert URLs [default: http://{listen}].
+    #[arg(long, env = "OMADM_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Queued commands per Package#2 [default: 10].
+    #[arg(long, env = "OMADM_MAX_COMMANDS_PER_PACKAGE", value_name = "N")]
+    pub max_commands_per_package: Option<usize>,
+    /// Seconds of silence after which a session expires and its unanswered commands are queued again [default: 300].
+    #[arg(long, env = "OMADM_SESSION_TIMEOUT", value_name = "SECONDS")]
+    pub session_timeout: Option<u64>,
+    /// Seconds after which DevInfo/SessionInfo are read again at the next session [default: 86400].
+    #[arg(long, env = "OMADM_INVENTORY_MAX_AGE", value_name = "SECONDS")]
+    pub inventory_max_age: Option<u64>,
+    /// Times a command is sent without an answer before it expires [default: 5].
+    #[arg(long, env = "OMADM_MAX_ATTEMPTS", value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Generic Alert MIME types answered 200/202, comma separated; others get 415 [default: all accepted].
+    #[arg(long, env = "OMADM_ALERT_MIME_TYPES", value_name = "TYPES", value_delimiter = ',')]
+    pub alert_mime_types: Option<Vec<String>>,
+    /// Largest request body from devices and operators, in bytes [default: 1048576].
+    #[arg(long, env = "OMADM_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest repository item, in bytes [default: 16777216].
+    #[arg(long, env = "OMADM_MAX_REPOSITORY_BYTES", value_name = "BYTES")]
+    pub max_repository_bytes: Option<usize>,
+    /// Register an unknown device on its first session when it authenticates with this password [default: off].
+    #[arg(long, env = "OMADM_AUTO_REGISTER_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    pub auto_register_password: Option<String>,
+    /// Log lines as text or JSON, on stderr [default: text].
+    #[arg(long, env = "OMADM_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// HTTP authentication realm of devices [default: omadm].
+    #[arg(long, env = "OMADM_REALM", value_name = "REALM")]
+    pub realm: Option<String>,
+    /// DMAcc ServerID of this server, handed out by /bootstrap and used for DMDAC checks [default: omadm].
+    #[arg(long, env = "OMADM_SERVER_ID", value_name = "ID")]
+    pub server_id: Option<String>,
+    /// DMAcc Name handed out by /bootstrap [default: omadm].
+    #[arg(long, env = "OMADM_SERVER_NAME", value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// MOIDs this server may manage (DMAcc Permissions), comma separated [default: *].
+    #[arg(long, env = "OMADM_PERMITTED_MOIDS", value_name = "MOIDS", value_delimiter = ',')]
+    pub permitted_moids: Option<Vec<String>>,
+    /// A DEFAULT command /bootstrap hands out, as MOID=ServerURI; repeatable.
+    #[arg(
+        long = "bootstrap-default",
+        env = "OMADM_BOOTSTRAP_DEFAULTS",
+        value_name = "MOID=SERVERURI",
+        value_delimiter = ','
+    )]
+    pub bootstrap_defaults: Option<Vec<String>>,
+    /// HTTP worker threads [default: one per CPU core].
+    #[arg(long, env = "OMADM_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+    /// Seconds a client has to send a request head before it gets 408 [default: 5].
+    #[arg(long, env = "OMADM_REQUEST_TIMEOUT", value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
+    /// Seconds in-flight requests get to finish on SIGTERM [default: 30].
+    #[arg(long, env = "OMADM_SHUTDOWN_TIMEOUT", value_name = "SECONDS")]
+    pub shutdown_timeout: Option<u64>,
+    /// Prefix of event topic names (file names under {data-dir}/events) [default: omadm.].
+    #[arg(long, env = "OMADM_TOPIC_PREFIX", value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The `--config` TOML file: the same settings as the flags, snake_case, bootstrap in its own table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    public_url: Option<String>,
+    max_commands_per_package: Option<usize>,
+    session_timeout: Option<u64>,
+    inventory_max_age: Option<u64>,
+    max_attempts: Option<u32>,
+    alert_mime_types: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+    max_repository_bytes: Option<usize>,
+    auto_register_password: Option<String>,
+    log_format: Option<LogFormat>,
+    realm: Option<String>,
+    workers: Option<usize>,
+    request_timeout: Option<u64>,
+    shutdown_timeout: Option<u64>,
+    topic_prefix: Option<String>,
+    #[serde(default)]
+    bootstrap: FileBootstrap,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBootstrap {
+    server_id: Option<String>,
+    server_name: Option<String>,
+    permitted_moids: Option<Vec<String>>,
+    defaults: Option<Vec<FileDefault>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDefault {
+    moid: String,
+    server_uri: String,
+}
+
+/// Everything `omadm serve` runs with, after flags, environment, file and defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub public_url: Option<String>,
+    pub max_commands_per_package: usize,
+    pub session_timeout: Duration,
+    pub inventory_max_age: Duration,
+    pub max_attempts: u32,
+    pub alert_mime_types: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_repository_bytes: usize,
+    pub auto_register_password: Option<String>,
+    pub log_format: LogFormat,
+    pub realm: String,
+    pub bootstrap: BootstrapConfig,
+    pub workers: Option<usize>,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub topic_prefix: String,
+}
+
+/// Merges flags (with their environment variables) over the file over the defaults, and checks the result.
+fn resolve_settings(args: ServeArgs, file: FileConfig) -> anyhow::Result<Settings> {
+    let defaults: Option<Vec<(String, String)>> = match args.bootstrap_defaults {
+        Some(pairs) => Some(pairs.iter().map(|pair| parse_default(pair)).collect::<anyhow::Result<_>>()?),
+        None => file
+            .bootstrap
+            .defaults
+            .map(|defaults| defaults.into_iter().map(|default| (default.server_uri, default.moid)).collect()),
+    };
+    let settings = Settings {
+        listen: args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+        data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./omadm-data")),
+        admin_token: args.admin_token.or(file.admin_token),
+        public_url: args.public_url.or(file.public_url).map(|url| url.trim_end_matches('/').to_owned()),
+        max_commands_per_package: args.max_commands_per_package.or(file.max_commands_per_package).unwrap_or(10),
+        session_timeout: Duration::from_secs(args.session_timeout.or(file.session_timeout).unwrap_or(300)),
+        inventory_max_age: Duration::from_secs(args.inventory_max_age.or(file.inventory_max_age).unwrap_or(86_400)),
+        max_attempts: args.max_attempts.or(file.max_attempts).unwrap_or(5),
+        alert_mime_types: args.alert_mime_types.or(file.alert_mime_types).unwrap_or_default(),
+        max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(1 << 20),
+        max_repository_bytes: args.max_repository_bytes.or(file.max_repository_bytes).unwrap_or(16 << 20),
+        auto_register_password: args.auto_register_password.or(file.auto_register_password),
+        log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+        realm: args.realm.or(file.realm).unwrap_or_else(|| omadm_core::auth::DEFAULT_REALM.to_owned()),
+        bootstrap: BootstrapConfig {
+            server_id: args.server_id.or(file.bootstrap.server_id).unwrap_or_else(|| "omadm".to_owned()),
+            server_name: args.server_name.or(file.bootstrap.server_name).unwrap_or_else(|| "omadm".to_owned()),
+            permitted_moids: args
+                .permitted_moids
+                .or(file.bootstrap.permitted_moids)
+                .unwrap_or_else(|| vec!["*".to_owned()]),
+            defaults: defaults.unwrap_or_default(),
+        },
+        workers: args.workers.or(file.workers),
+        request_timeout: Duration::from_secs(args.request_timeout.or(file.request_timeout).unwrap_or(5)),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30)),
+        topic_prefix: args.topic_prefix.or(file.topic_prefix).unwrap_or_else(|| "omadm.".to_owned()),
+    };
+    check_settings(&settings)?;
+    Ok(settings)
+}
+
+fn check_settings(settings: &Settings) -> anyhow::Result<()> {
+    if settings.max_commands_per_package == 0 {
+        bail!("--max-commands-per-package must be at least 1");
+    }
+    if settings.session_timeout.is_zero() {
+        bail!("--session-timeout must be at least 1 second");
+    }
+    if settings.max_attempts == 0 {
+        bail!("--max-attempts must be at least 1");
+    }
+    if settings.max_body_bytes < 1024 {
+        bail!("--max-body-bytes must be at least 1024");
+    }
+    if settings.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
+    if settings.admin_token.as_deref().is_some_and(|token| token.trim().len() < 8) {
+        bail!("--admin-token must be at least 8 characters");
+    }
+    if settings.auto_register_password.as_deref().is_some_and(str::is_empty) {
+        bail!("--auto-register-password must not be empty");
+    }
+    if let Some(url) = &settings.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        bail!("--public-url must start with http:// or https://, got {url:?}");
+    }
+    Ok(())
+}
+
+/// `MOID=ServerURI` of `--bootstrap-default` as the (ServerURI, MOID) pair of `BootstrapConfig::defaults`.
+fn parse_default(pair: &str) -> anyhow::Result<(String, String)> {
+    match pair.split_once('=') {
+        Some((moid, server_uri)) if !moid.trim().is_empty() && !server_uri.trim().is_empty() => {
+            Ok((server_uri.trim().to_owned(), moid.trim().to_owned()))
+        }
+        _ => bail!("--bootstrap-default {pair:?} must be MOID=ServerURI"),
+    }
+}
+
+fn read_file_config(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|error| {
+        anyhow::anyhow!("invalid config file {}: {}", path.display(), error.to_string().replace('\n', " "))
+    })
+}
+
+/// Runs `omadm serve` until SIGTERM/SIGINT.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file = read_file_config(args.config.as_deref())?;
+    let settings = resolve_settings(args, file)?;
+    init_logging(settings.log_format);
+    actix_web::rt::System::new().block_on(serve(settings))
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never in files or log collectors.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
+    // A second subscriber (tests calling run twice in one process) is not an error worth failing for.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    let admin_token = match &settings.admin_token {
+        Some(token) => AdminToken::Given(token.trim().to_owned()),
+        None => AdminToken::Stored(load_or_create_secret(&settings.data_dir.join(ADMIN_TOKEN_FILE))?),
+    };
+    let nonce_key = hex::decode(load_or_create_secret(&settings.data_dir.join(NONCE_KEY_FILE))?)
+        .context("the nonce key file is not hex")?;
+
+    let store_path = settings.data_dir.join("store");
+    let store = omadm_core::store::open(&store_path.to_string_lossy())
+        .await
+        .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
+    let events_path = settings.data_dir.join("events");
+    let bus = omadm_core::bus::open(&events_path.to_string_lossy(), &settings.topic_prefix)
+        .await
+        .with_context(|| format!("cannot open the event bus at {}", events_path.display()))?;
+
+    let listener = server::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let local_addr = listener.local_addr()?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
+
+    let config = GatewayConfig {
+        public_url: public_url.clone(),
+        admin_token: admin_token.value().to_owned(),
+        realm: settings.realm.clone(),
+        nonce_key,
+        session: SessionConfig {
+            max_commands_per_package: settings.max_commands_per_package,
+            session_url_base: format!("{public_url}/dm/s/"),
+            session_timeout: duration_millis(settings.session_timeout),
+            inventory_max_age: duration_millis(settings.inventory_max_age),
+            max_attempts: settings.max_attempts,
+            supported_alert_mime_types: settings.alert_mime_types.clone(),
+        },
+        max_body_bytes: settings.max_body_bytes,
+        max_repository_bytes: settings.max_repository_bytes,
+        auto_register_password: settings.auto_register_password.clone(),
+        bootstrap: settings.bootstrap.clone(),
+    };
+    let state = actix_web::web::Data::new(AppState { store: Arc::clone(&store), bus: Arc::clone(&bus), config });
+    let relay = OutboxRelay::spawn(Arc::clone(&store), Arc::clone(&bus));
+    let edge = DeviceEdge::new(state.clone());
+    edge.recover().await.context("cannot recover the open sessions")?;
+    let options = ServerOptions {
+        workers: settings.workers,
+        client_request_timeout: settings.request_timeout,
+        shutdown_timeout: settings.shutdown_timeout,
+        outbox_waker: Some(relay.waker()),
+        ..ServerOptions::default()
+    };
+    let server = server::run(state, edge, listener, options).await.context("cannot start the HTTP server")?;
+
+    print_banner(&settings, &public_url, &admin_token);
+
+    let stop_reason = wait_for_stop_signal().await?;
+    tracing::info!(signal = stop_reason, "stopping");
+    if let Err(error) = server.shutdown(relay).await {
+        tracing::error!(%error, "the HTTP server did not stop cleanly");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The operator API token and where it came from.
+enum AdminToken {
+    Given(String),
+    Stored(String),
+}
+
+impl AdminToken {
+    fn value(&self) -> &str {
+        match self {
+            AdminToken::Given(token) | AdminToken::Stored(token) => token,
+        }
+    }
+}
+
+fn print_banner(settings: &Settings, public_url: &str, admin_token: &AdminToken) {
+    let mut stdout = std::io::stdout().lock();
+    let token_line = match admin_token {
+        AdminToken::Given(_) => "admin token: the one given by --admin-token / OMADM_ADMIN_TOKEN".to_owned(),
+        AdminToken::Stored(token) => {
+            format!("admin token: {token} (stored in {})", settings.data_dir.join(ADMIN_TOKEN_FILE).display())
+        }
+    };
+    let shown_token = match admin_token {
+        AdminToken::Given(_) => "$OMADM_ADMIN_TOKEN",
+        AdminToken::Stored(token) => token.as_str(),
+    };
+    // Best effort: a closed stdout must not stop the server.
+    let _ = writeln!(stdout, "omadm serve: listening on {public_url} (devices: POST {public_url}/dm)");
+    let _ = writeln!(stdout, "data dir: {}", settings.data_dir.display());
+    let _ = writeln!(stdout, "{token_line}");
+    let _ = writeln!(stdout, "try: curl -H 'Authorization: Bearer {shown_token}' {public_url}/api/v1/devices");
+    let _ = stdout.flush();
+}
+
+fn duration_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads a hex secret from `path`, or creates it (32 random bytes, file mode 0600) on first start.
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let secret = text.trim().to_owned();
+            if secret.is_empty() {
+                bail!("{} is empty: delete it to have a new secret generated", path.display());
+            }
+            return Ok(secret);
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_private_file(path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.
+#[cfg(unix)]
+async fn wait_for_stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => Ok("SIGTERM"),
+        _ = interrupt.recv() => Ok("SIGINT"),
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop_signal() -> anyhow::Result<&'static str> {
+    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
+    Ok("Ctrl-C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            max_commands_per_package = 3
+            session_timeout = 60
+            [bootstrap]
+            server_id = "dms.example.com"
+            defaults = [{ moid = "urn:oma:mo:oma-dm-devinfo:1.2", server_uri = "https://dms.example.com/repo/devinfo" }]
+            "#,
+        )
+        .unwrap();
+        let args = ServeArgs { listen: Some("127.0.0.1:7000".to_owned()), ..ServeArgs::default() };
+        let settings = resolve_settings(args, file).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:7000");
+        assert_eq!(settings.max_commands_per_package, 3);
+        assert_eq!(settings.session_timeout, Duration::from_secs(60));
+        assert_eq!(settings.bootstrap.server_id, "dms.example.com");
+        assert_eq!(settings.bootstrap.permitted_moids, vec!["*".to_owned()]);
+        assert_eq!(
+            settings.bootstrap.defaults,
+            vec![("https://dms.example.com/repo/devinfo".to_owned(), "urn:oma:mo:oma-dm-devinfo:1.2".to_owned())]
+        );
+        assert_eq!(settings.data_dir, PathBuf::from("./omadm-data"));
+        assert_eq!(settings.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_file_fields_and_bad_values_are_refused() {
+        assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
+        let zero = ServeArgs { max_commands_per_package: Some(0), ..ServeArgs::default() };
+        assert!(resolve_settings(zero, FileConfig::default()).is_err());
+        let bad_default = ServeArgs { bootstrap_defaults: Some(vec!["no-equals".to_owned()]), ..ServeArgs::default() };
+        assert!(resolve_settings(bad_default, FileConfig::default()).is_err());
+        let bad_url = ServeArgs { public_url: Some("dms.example.com".to_owned()), ..ServeArgs::default() };
+        assert!(resolve_settings(bad_url, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn secrets_are_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-token");
+        let first = load_or_create_secret(&path).unwrap();
+        assert_eq!(first.len(), 64);
+        assert_eq!(load_or_create_secret(&path).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+}

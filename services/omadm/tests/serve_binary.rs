@@ -1,0 +1,174 @@
+//! The built `omadm serve`: starts on a free port, prints where and how to authenticate, serves the API,
+//! stops with exit 0 on SIGTERM after draining events, and keeps token and devices across a restart.
+
+// Helpers outside #[test] functions: a failure in them is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A running `omadm serve` and what its banner said.
+struct Served {
+    child: Child,
+    base: String,
+    token: String,
+    banner: Vec<String>,
+}
+
+fn start(data_dir: &Path, extra: &[&str]) -> Served {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_omadm"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // The test's own environment must not configure the server.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OMADM_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command.spawn().expect("omadm starts");
+    let stdout = child.stdout.take().unwrap();
+    let (lines_sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    while !banner.iter().any(|line: &String| line.starts_with("try: ")) {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => banner.push(line),
+            Err(error) => {
+                let _ = child.kill();
+                panic!("no banner from omadm serve ({error}); got {banner:?}");
+            }
+        }
+    }
+    let listening = banner.iter().find_map(|line| line.strip_prefix("omadm serve: listening on ")).unwrap();
+    let base = listening.split_whitespace().next().unwrap().to_owned();
+    let token_line = banner.iter().find_map(|line| line.strip_prefix("admin token: ")).unwrap();
+    let token = token_line.split_whitespace().next().unwrap().to_owned();
+    Served { child, base, token, banner }
+}
+
+fn terminate(mut served: Served) -> std::process::ExitStatus {
+    let status = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    for _ in 0..200 {
+        if let Some(exit) = served.child.try_wait().unwrap() {
+            return exit;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = served.child.kill();
+    panic!("omadm serve did not stop within 20 s of SIGTERM");
+}
+
+#[test]
+fn serve_runs_stops_on_sigterm_and_keeps_its_state() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+
+    let first = start(data.path(), &[]);
+    assert_eq!(first.token.len(), 64, "{:?}", first.banner);
+    assert!(first.banner.iter().any(|line| line.contains(&format!("curl -H 'Authorization: Bearer {}'", first.token))));
+    let token_file = data.path().join("admin-token");
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap().trim(), first.token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    runtime.block_on(async {
+        let health = client.get(format!("{}/healthz", first.base)).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let unauthorized = client.get(format!("{}/api/v1/devices", first.base)).send().await.unwrap();
+        assert_eq!(unauthorized.status(), 401);
+        let registered = client
+            .put(format!("{}/api/v1/devices/IMEI:42", first.base))
+            .bearer_auth(&first.token)
+            .json(&json!({"password": "pw", "tags": {"fleet": "lab"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), 201);
+        let notified = client
+            .post(format!("{}/api/v1/devices/IMEI:42/notify", first.base))
+            .bearer_auth(&first.token)
+            .json(&json!({"req_mos": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(notified.status(), 202);
+    });
+    let exit = terminate(first);
+    assert!(exit.success(), "exit status {exit:?}");
+
+    // The outbox was drained to the JSONL bus before exit.
+    let notifications = std::fs::read_to_string(data.path().join("events/omadm.notifications.jsonl")).unwrap();
+    let event: Value = serde_json::from_str(notifications.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "notification.requested");
+    assert_eq!(event["key"], "IMEI:42");
+
+    // Same data dir: same token, same device.
+    let second = start(data.path(), &[]);
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    assert_eq!(second.token, token);
+    runtime.block_on(async {
+        let device: Value = client
+            .get(format!("{}/api/v1/devices/IMEI:42", second.base))
+            .bearer_auth(&second.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(device["tags"], json!({"fleet": "lab"}));
+    });
+    assert!(terminate(second).success());
+}
+
+#[test]
+fn a_given_admin_token_is_used_and_not_printed() {
+    let data = tempfile::tempdir().unwrap();
+    let served = start(data.path(), &["--admin-token", "given-token-123"]);
+    assert!(served.banner.iter().all(|line| !line.contains("given-token-123")), "{:?}", served.banner);
+    assert!(!data.path().join("admin-token").exists());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let ok =
+            client.get(format!("{}/api/v1/devices", served.base)).bearer_auth("given-token-123").send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+    });
+    assert!(terminate(served).success());
+}
+
+#[test]
+fn bad_settings_fail_with_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_omadm"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-commands-per-package", "0", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("omadm: error: --max-commands-per-package"), "{stderr}");
+}
