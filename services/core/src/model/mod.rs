@@ -13,5 +13,7 @@ pub use alert::AlertRecord;
 pub use command::{CommandId, CommandOrigin, CommandRecord, CommandResultData, CommandState, NewCommand};
 pub use device::{Credentials, Device, DeviceFilter, DevicePage, Inventory};
 pub use mirror::MirrorRecord;
-pub use repository::{ContentSource, RepositoryItem};
+pub use repository::{
+    ContentSource, MAX_REPOSITORY_PATH_BYTES, RepositoryItem, RepositoryPathError, check_repository_path,
+};
 pub use session::{SentCommand, SessionOutcome, SessionState, SessionSummary};

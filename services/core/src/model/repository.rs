@@ -40,3 +40,50 @@ mod base64_bytes {
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
+
+/// Longest repository path accepted, in bytes.
+pub const MAX_REPOSITORY_PATH_BYTES: usize = 1024;
+
+/// Why a repository path is refused: one rule for operator uploads and device uploads alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepositoryPathError {
+    #[error("repository path must be 1 to {MAX_REPOSITORY_PATH_BYTES} bytes")]
+    Length,
+    #[error("repository path contains control characters")]
+    ControlCharacter,
+    #[error("repository path {0:?} has an empty, '.' or '..' segment")]
+    Segment(String),
+}
+
+/// Checks a path below `/repo/`: bounded, printable, and without segments that
+/// would be ambiguous (empty) or walk the hierarchy (`.`, `..`).
+pub fn check_repository_path(path: &str) -> Result<(), RepositoryPathError> {
+    if path.is_empty() || path.len() > MAX_REPOSITORY_PATH_BYTES {
+        return Err(RepositoryPathError::Length);
+    }
+    if path.chars().any(char::is_control) {
+        return Err(RepositoryPathError::ControlCharacter);
+    }
+    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(RepositoryPathError::Segment(path.to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_paths() {
+        for good in ["firmware/v2.bin", "a/b/c-[DevID].json", "up/IMEI:1/tree.json", "a b/%41"] {
+            assert_eq!(check_repository_path(good), Ok(()), "{good:?}");
+        }
+        assert_eq!(check_repository_path(""), Err(RepositoryPathError::Length));
+        assert_eq!(check_repository_path(&"a".repeat(1025)), Err(RepositoryPathError::Length));
+        assert_eq!(check_repository_path("a\nb"), Err(RepositoryPathError::ControlCharacter));
+        for bad in ["a//b", "/a", "a/", "a/../b", "./a"] {
+            assert!(matches!(check_repository_path(bad), Err(RepositoryPathError::Segment(_))), "{bad:?}");
+        }
+    }
+}

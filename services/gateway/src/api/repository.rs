@@ -12,7 +12,7 @@
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::clock::now_millis;
-use omadm_core::model::{ContentSource, RepositoryItem};
+use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -21,7 +21,6 @@ use super::store_failure;
 use crate::{AppState, HttpError};
 
 /// Longest repository path accepted.
-const MAX_PATH_BYTES: usize = 1024;
 /// The media type of an upload that states none.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -59,15 +58,7 @@ impl From<&RepositoryItem> for RepositoryItemView {
 
 /// Checks a repository path: relative, no empty, `.` or `..` segments, no control characters, bounded.
 pub(crate) fn checked_repository_path(path: &str) -> Result<&str, HttpError> {
-    if path.is_empty() || path.len() > MAX_PATH_BYTES {
-        return Err(HttpError::bad_request(format!("repository path must be 1 to {MAX_PATH_BYTES} bytes")));
-    }
-    if path.chars().any(char::is_control) {
-        return Err(HttpError::bad_request("repository path contains control characters"));
-    }
-    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
-        return Err(HttpError::bad_request(format!("repository path {path:?} has an empty, '.' or '..' segment")));
-    }
+    check_repository_path(path).map_err(|error| HttpError::bad_request(error.to_string()))?;
     Ok(path)
 }
 

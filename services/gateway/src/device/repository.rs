@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::bus::{Event, SCHEMA_VERSION, Topic};
 use omadm_core::clock;
 use omadm_core::metrics::metrics;
-use omadm_core::model::{ContentSource, RepositoryItem};
+use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
 use omadm_core::store::WriteBatch;
 use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
@@ -26,22 +26,11 @@ use crate::HttpError;
 
 /// Media type of an upload that names none.
 const DEFAULT_UPLOAD_TYPE: &str = "application/octet-stream";
-/// Longest path a device may upload to (the operator API allows the same).
-const MAX_UPLOAD_PATH_BYTES: usize = 1024;
 
 /// A path a device may upload to: bounded, no control characters, no empty, `.` or `..` segments
 /// (the same rule the operator API applies to operator content).
 fn check_upload_path(path: &str) -> Result<(), HttpError> {
-    if path.len() > MAX_UPLOAD_PATH_BYTES {
-        return Err(HttpError::bad_request(format!("repository path is over {MAX_UPLOAD_PATH_BYTES} bytes")));
-    }
-    if path.chars().any(char::is_control) {
-        return Err(HttpError::bad_request("repository path contains control characters"));
-    }
-    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
-        return Err(HttpError::bad_request("repository path has an empty, '.' or '..' segment"));
-    }
-    Ok(())
+    check_repository_path(path).map_err(|error| HttpError::bad_request(error.to_string()))
 }
 
 /// `GET /repo/{path}`: operator content, negotiated on Accept (406 when the client accepts none of it).
