@@ -47,4 +47,6 @@ pub struct BootstrapConfig {
     pub permitted_moids: Vec<String>,
     /// DEFAULT commands: (ServerURI, MOID) pairs.
     pub defaults: Vec<(String, String)>,
+    /// DMAcc `Push/GCM` (D.2.3): how the device registers for push notifications; none when not offered.
+    pub gcm: Option<omadm_proto::mo::GcmPush>,
 }

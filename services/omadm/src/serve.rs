@@ -24,6 +24,7 @@ use omadm_core::session::SessionConfig;
 use omadm_gateway::device::DeviceEdge;
 use omadm_gateway::server::{self, ServerOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
+use omadm_proto::mo::GcmPush;
 use serde::Deserialize;
 
 /// Where the operator API token is kept when it is generated (0600).
@@ -96,6 +97,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub bootstrap_defaults: Option<Vec<String>>,
+    /// GCM sender ID handed out by /bootstrap as DMAcc Push/GCM/SenderID (D.2.3); setting it offers GCM push.
+    #[arg(long, env = "OMADM_GCM_SENDER_ID", value_name = "ID")]
+    pub gcm_sender_id: Option<String>,
+    /// Push/GCM/RegURL: where devices register their GCM RegId (required with --gcm-sender-id).
+    #[arg(long, env = "OMADM_GCM_REG_URL", value_name = "URL")]
+    pub gcm_reg_url: Option<String>,
+    /// Push/GCM/UnRegURL: where devices unregister (required with --gcm-sender-id).
+    #[arg(long, env = "OMADM_GCM_UNREG_URL", value_name = "URL")]
+    pub gcm_unreg_url: Option<String>,
+    /// Push/GCM/RegParams: extra registration parameters, already URI-query encoded.
+    #[arg(long, env = "OMADM_GCM_REG_PARAMS", value_name = "QUERY")]
+    pub gcm_reg_params: Option<String>,
     /// HTTP worker threads [default: one per CPU core].
     #[arg(long, env = "OMADM_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
@@ -150,6 +163,17 @@ struct FileBootstrap {
     server_name: Option<String>,
     permitted_moids: Option<Vec<String>>,
     defaults: Option<Vec<FileDefault>>,
+    gcm: Option<FileGcm>,
+}
+
+/// `[bootstrap.gcm]`: DMAcc Push/GCM handed out by /bootstrap.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGcm {
+    sender_id: Option<String>,
+    reg_url: Option<String>,
+    unreg_url: Option<String>,
+    reg_params: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +209,7 @@ pub struct Settings {
 
 /// Merges flags (with their environment variables) over the file over the defaults, and checks the result.
 fn resolve_settings(args: ServeArgs, file: FileConfig) -> anyhow::Result<Settings> {
+    let gcm = resolve_gcm(&args, file.bootstrap.gcm.as_ref())?;
     let defaults: Option<Vec<(String, String)>> = match args.bootstrap_defaults {
         Some(pairs) => Some(pairs.iter().map(|pair| parse_default(pair)).collect::<anyhow::Result<_>>()?),
         None => file
@@ -215,6 +240,7 @@ fn resolve_settings(args: ServeArgs, file: FileConfig) -> anyhow::Result<Setting
                 .or(file.bootstrap.permitted_moids)
                 .unwrap_or_else(|| vec!["*".to_owned()]),
             defaults: defaults.unwrap_or_default(),
+            gcm,
         },
         workers: args.workers.or(file.workers),
         request_timeout: Duration::from_secs(args.request_timeout.or(file.request_timeout).unwrap_or(5)),
@@ -223,6 +249,28 @@ fn resolve_settings(args: ServeArgs, file: FileConfig) -> anyhow::Result<Setting
     };
     check_settings(&settings)?;
     Ok(settings)
+}
+
+/// Push/GCM of the bootstrap account: offered when a sender ID is set, which then needs both URLs.
+fn resolve_gcm(args: &ServeArgs, file: Option<&FileGcm>) -> anyhow::Result<Option<GcmPush>> {
+    let pick = |flag: &Option<String>, field: fn(&FileGcm) -> &Option<String>| {
+        flag.clone().or_else(|| file.and_then(|file| field(file).clone()))
+    };
+    let Some(sender_id) = pick(&args.gcm_sender_id, |file| &file.sender_id) else {
+        return Ok(None);
+    };
+    let (Some(registration_url), Some(unregistration_url)) =
+        (pick(&args.gcm_reg_url, |file| &file.reg_url), pick(&args.gcm_unreg_url, |file| &file.unreg_url))
+    else {
+        bail!("--gcm-sender-id needs --gcm-reg-url and --gcm-unreg-url");
+    };
+    Ok(Some(GcmPush {
+        sender_id,
+        registration_url,
+        unregistration_url,
+        registration_parameters: pick(&args.gcm_reg_params, |file| &file.reg_params),
+        extensions: None,
+    }))
 }
 
 fn check_settings(settings: &Settings) -> anyhow::Result<()> {
@@ -480,6 +528,22 @@ mod tests {
         );
         assert_eq!(settings.data_dir, PathBuf::from("./omadm-data"));
         assert_eq!(settings.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn gcm_push_is_offered_only_when_complete() {
+        assert_eq!(resolve_settings(ServeArgs::default(), FileConfig::default()).unwrap().bootstrap.gcm, None);
+        let file: FileConfig = toml::from_str(
+            "[bootstrap.gcm]\nsender_id = \"42\"\nreg_url = \"https://dm.example.com/gcm/reg\"\nunreg_url = \"https://dm.example.com/gcm/unreg\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs { gcm_reg_params: Some("fleet=meters".to_owned()), ..ServeArgs::default() };
+        let gcm = resolve_settings(args, file).unwrap().bootstrap.gcm.unwrap();
+        assert_eq!(gcm.sender_id, "42");
+        assert_eq!(gcm.registration_url, "https://dm.example.com/gcm/reg");
+        assert_eq!(gcm.registration_parameters.as_deref(), Some("fleet=meters"));
+        let incomplete = ServeArgs { gcm_sender_id: Some("42".to_owned()), ..ServeArgs::default() };
+        assert!(resolve_settings(incomplete, FileConfig::default()).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use omadm_core::clock;
 use omadm_core::metrics::metrics;
 use omadm_core::store::WriteBatch;
 use omadm_proto::command::Command;
-use omadm_proto::mo::{DmAccount, ManagementObject as _, NotificationAuth, NotificationAuthType, Permission};
+use omadm_proto::mo::{DmAccount, ManagementObject as _, NotificationAuth, NotificationAuthType, Permission, Push};
 use omadm_proto::package::media::DMMO_JSON;
 use rand::Rng as _;
 use serde::Deserialize;
@@ -115,7 +115,11 @@ pub(crate) fn bootstrap_document(config: &BootstrapConfig, secret: String) -> Re
         name: config.server_name.clone(),
         permissions,
         notification_auth: Some(NotificationAuth { auth_type: NotificationAuthType::Sha256Digest, secret }),
-        push: None,
+        push: config.gcm.clone().map(|gcm| Push {
+            gcm: Some(gcm),
+            extensions: None,
+            other_mechanisms: serde_json::Map::new(),
+        }),
     };
     account.check_bootstrap().map_err(|error| error.to_string())?;
     let defaults = config
@@ -140,7 +144,7 @@ pub(crate) fn bootstrap_document(config: &BootstrapConfig, secret: String) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omadm_proto::mo::ManagementObject;
+    use omadm_proto::mo::{GcmPush, ManagementObject};
 
     fn config() -> BootstrapConfig {
         BootstrapConfig {
@@ -148,6 +152,7 @@ mod tests {
             server_name: "omadm".into(),
             permitted_moids: vec!["*".into(), "urn:oma:mo:oma-dm-devinfo:1.2".into()],
             defaults: vec![("https://dm.example.com/repo/scomo".into(), "urn:oma:mo:oma-scomo:1.0".into())],
+            gcm: None,
         }
     }
 
@@ -165,6 +170,23 @@ mod tests {
             document["CMD"],
             serde_json::json!([["DEFAULT", "https://dm.example.com/repo/scomo", "urn:oma:mo:oma-scomo:1.0"]])
         );
+    }
+
+    #[test]
+    fn push_configuration_is_offered_when_set() {
+        assert!(bootstrap_document(&config(), "s".into()).unwrap()["MO"][0]["MOData"].get("Push").is_none());
+        let gcm = GcmPush {
+            sender_id: "1234567890".into(),
+            registration_url: "https://dm.example.com/push/gcm/register".into(),
+            unregistration_url: "https://dm.example.com/push/gcm/unregister".into(),
+            registration_parameters: Some("fleet=meters".into()),
+            extensions: None,
+        };
+        let with_push = BootstrapConfig { gcm: Some(gcm.clone()), ..config() };
+        let document = bootstrap_document(&with_push, "s".into()).unwrap();
+        let account = DmAccount::from_dmmo_document(&document["MO"][0]).unwrap();
+        assert_eq!(account.push.and_then(|push| push.gcm), Some(gcm));
+        assert_eq!(document["MO"][0]["MOData"]["Push"]["GCM"]["SenderID"], "1234567890");
     }
 
     #[test]

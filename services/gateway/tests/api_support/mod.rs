@@ -65,6 +65,7 @@ impl TestServer {
                 server_name: "test".to_owned(),
                 permitted_moids: vec!["*".to_owned()],
                 defaults: Vec::new(),
+                gcm: None,
             },
         };
         let state = web::Data::new(AppState { store, bus, config });

@@ -79,6 +79,7 @@ pub fn base_config(base: &str) -> GatewayConfig {
             server_name: "omadm test server".to_owned(),
             permitted_moids: vec!["*".to_owned()],
             defaults: vec![(format!("{base}/repo/defaults/scomo"), "urn:oma:mo:oma-scomo:1.0".to_owned())],
+            gcm: None,
         },
     }
 }
