@@ -1,0 +1,309 @@
+//! The pure decision on a received Package#0: which account it is for, whether its signature holds, whether it is a repeat.
+//!
+//! No I/O and no clock: the caller passes the package bytes and `now`, and
+//! gets back an [`AcceptedNotification`] or a typed [`DropReason`]. Package#0
+//! has no reply, so a dropped notification is simply ignored (5.2.1.2).
+
+use std::collections::{HashMap, VecDeque};
+
+use omadm_proto::notification::{self, ConnectionType, DecodeError, Notification, PushError, VerifyError, WspError};
+
+/// Seconds a signature may be old (or ahead, as clock skew) before it is dropped, unless configured otherwise.
+pub const DEFAULT_MAX_AGE_SECONDS: u32 = 24 * 60 * 60;
+/// NOTIFICATION-IDs remembered per server for duplicate detection, unless configured otherwise.
+pub const DEFAULT_REMEMBERED_IDS_PER_SERVER: usize = 64;
+
+/// One DM account of the device as far as notifications care: its ServerID and its `AuthNoti/AuthSecret`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAccount {
+    pub server_id: String,
+    /// `None` (or an empty string, which the spec treats alike) when no AuthSecret is provisioned.
+    pub auth_secret: Option<String>,
+}
+
+impl ServerAccount {
+    pub fn new(server_id: impl Into<String>, auth_secret: Option<String>) -> Self {
+        Self { server_id: server_id.into(), auth_secret }
+    }
+
+    /// The secret when one is provisioned; an empty secret counts as none.
+    fn provisioned_secret(&self) -> Option<&str> {
+        self.auth_secret.as_deref().filter(|secret| !secret.is_empty())
+    }
+}
+
+/// The device's freshness and duplicate policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotificationPolicy {
+    /// Drop a signed notification older than this (spec: MAY), or dated further than this ahead of `now`.
+    /// `None` turns the time check off.
+    pub max_age_seconds: Option<u32>,
+    /// How many NOTIFICATION-IDs are remembered per server; older ones are forgotten first.
+    pub remembered_ids_per_server: usize,
+}
+
+impl Default for NotificationPolicy {
+    fn default() -> Self {
+        Self {
+            max_age_seconds: Some(DEFAULT_MAX_AGE_SECONDS),
+            remembered_ids_per_server: DEFAULT_REMEMBERED_IDS_PER_SERVER,
+        }
+    }
+}
+
+/// A notification that passed every check: the rest of the client starts a session with `server_id` from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedNotification {
+    /// The account's ServerID (taken from the account when the package names no server).
+    pub server_id: String,
+    pub notification_id: Option<u16>,
+    /// REQ-MOS: Package#1 must carry the supported MOs.
+    pub request_mos: bool,
+    /// PREFERRED-CON-TYPE in priority order; empty when the server expressed no preference.
+    pub preferred_connection_types: Vec<ConnectionType>,
+    /// The SHA256-DIGEST time when the notification was signed.
+    pub signed_at: Option<u32>,
+}
+
+/// Why a received notification was ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DropReason {
+    #[error("datagram is not a DM notification WAP Push: {0}")]
+    NotAWapPush(#[from] WspError),
+    #[error("push message carries no Package#0: {0}")]
+    NotAPushMessage(#[from] PushError),
+    #[error("malformed Package#0: {0}")]
+    Malformed(#[from] DecodeError),
+    #[error("notification is from server {server_id:?}, for which the device has no account")]
+    UnknownServer { server_id: String },
+    #[error("notification names no server and the device has {account_count} accounts, not exactly one")]
+    NoServerId { account_count: usize },
+    #[error("notification from {server_id:?} is signed but the account has no AuthSecret")]
+    MissingSecret { server_id: String },
+    #[error("notification from {server_id:?} is unsigned but the account has an AuthSecret")]
+    Unsigned { server_id: String },
+    #[error("notification from {server_id:?} has a wrong SHA256-DIGEST")]
+    WrongDigest { server_id: String },
+    #[error("notification from {server_id:?} is too old: signed at {signed_at}, now {now}, maximum age {max_age} s")]
+    TooOld { server_id: String, signed_at: u32, now: u32, max_age: u32 },
+    #[error("notification from {server_id:?} is signed at {signed_at}, more than {max_age} s after now ({now})")]
+    FromTheFuture { server_id: String, signed_at: u32, now: u32, max_age: u32 },
+    #[error("notification {notification_id} from {server_id:?} was already received")]
+    Duplicate { server_id: String, notification_id: u16 },
+    #[error("nobody takes accepted notifications any more (the receiving channel is closed)")]
+    ReceiverClosed,
+}
+
+/// The kind of a [`DropReason`], without its data: a bounded label for counters and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropKind {
+    NotAWapPush,
+    NotAPushMessage,
+    Malformed,
+    UnknownServer,
+    NoServerId,
+    MissingSecret,
+    Unsigned,
+    WrongDigest,
+    TooOld,
+    FromTheFuture,
+    Duplicate,
+    ReceiverClosed,
+}
+
+impl DropKind {
+    /// Every kind, in the order of [`DropKind::index`].
+    pub const ALL: [DropKind; 12] = [
+        DropKind::NotAWapPush,
+        DropKind::NotAPushMessage,
+        DropKind::Malformed,
+        DropKind::UnknownServer,
+        DropKind::NoServerId,
+        DropKind::MissingSecret,
+        DropKind::Unsigned,
+        DropKind::WrongDigest,
+        DropKind::TooOld,
+        DropKind::FromTheFuture,
+        DropKind::Duplicate,
+        DropKind::ReceiverClosed,
+    ];
+
+    /// Position in [`DropKind::ALL`], for counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// snake_case name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropKind::NotAWapPush => "not_a_wap_push",
+            DropKind::NotAPushMessage => "not_a_push_message",
+            DropKind::Malformed => "malformed",
+            DropKind::UnknownServer => "unknown_server",
+            DropKind::NoServerId => "no_server_id",
+            DropKind::MissingSecret => "missing_secret",
+            DropKind::Unsigned => "unsigned",
+            DropKind::WrongDigest => "wrong_digest",
+            DropKind::TooOld => "too_old",
+            DropKind::FromTheFuture => "from_the_future",
+            DropKind::Duplicate => "duplicate",
+            DropKind::ReceiverClosed => "receiver_closed",
+        }
+    }
+}
+
+impl DropReason {
+    pub fn kind(&self) -> DropKind {
+        match self {
+            DropReason::NotAWapPush(_) => DropKind::NotAWapPush,
+            DropReason::NotAPushMessage(_) => DropKind::NotAPushMessage,
+            DropReason::Malformed(_) => DropKind::Malformed,
+            DropReason::UnknownServer { .. } => DropKind::UnknownServer,
+            DropReason::NoServerId { .. } => DropKind::NoServerId,
+            DropReason::MissingSecret { .. } => DropKind::MissingSecret,
+            DropReason::Unsigned { .. } => DropKind::Unsigned,
+            DropReason::WrongDigest { .. } => DropKind::WrongDigest,
+            DropReason::TooOld { .. } => DropKind::TooOld,
+            DropReason::FromTheFuture { .. } => DropKind::FromTheFuture,
+            DropReason::Duplicate { .. } => DropKind::Duplicate,
+            DropReason::ReceiverClosed => DropKind::ReceiverClosed,
+        }
+    }
+}
+
+/// The last NOTIFICATION-IDs accepted from one server, oldest first.
+#[derive(Debug, Default)]
+struct RecentIds(VecDeque<u16>);
+
+impl RecentIds {
+    fn contains(&self, notification_id: u16) -> bool {
+        self.0.contains(&notification_id)
+    }
+
+    fn remember(&mut self, notification_id: u16, capacity: usize) {
+        if capacity == 0 {
+            return;
+        }
+        while self.0.len() >= capacity {
+            self.0.pop_front();
+        }
+        self.0.push_back(notification_id);
+    }
+}
+
+/// The device's accounts, policy and duplicate memory; decides on each received Package#0.
+///
+/// Memory is bounded: at most `remembered_ids_per_server` ids for each account.
+#[derive(Debug)]
+pub struct NotificationFilter {
+    accounts: Vec<ServerAccount>,
+    policy: NotificationPolicy,
+    recent_ids_by_server: HashMap<String, RecentIds>,
+}
+
+impl NotificationFilter {
+    pub fn new(accounts: Vec<ServerAccount>, policy: NotificationPolicy) -> Self {
+        Self { accounts, policy, recent_ids_by_server: HashMap::new() }
+    }
+
+    pub fn accounts(&self) -> &[ServerAccount] {
+        &self.accounts
+    }
+
+    pub fn policy(&self) -> NotificationPolicy {
+        self.policy
+    }
+
+    /// Replaces the accounts (after a bootstrap or a DMAcc change); the duplicate memory of
+    /// servers still present is kept, that of removed servers forgotten.
+    pub fn replace_accounts(&mut self, accounts: Vec<ServerAccount>) {
+        self.recent_ids_by_server.retain(|server_id, _| accounts.iter().any(|account| &account.server_id == server_id));
+        self.accounts = accounts;
+    }
+
+    /// Decides on a WSP Push PDU (Appendix D.1) as received in a UDP datagram.
+    pub fn receive_wap_push(&mut self, pdu: &[u8], now: u32) -> Result<AcceptedNotification, DropReason> {
+        let package = notification::unwrap_push(pdu)?;
+        self.receive_package(package, now)
+    }
+
+    /// Decides on push-message text (Appendix D.2.5): `{"SMS": "<base64>"}` or the bare base64.
+    pub fn receive_push_text(&mut self, text: &str, now: u32) -> Result<AcceptedNotification, DropReason> {
+        let package = notification::from_push_text(text)?;
+        self.receive_package(&package, now)
+    }
+
+    /// Decides on a parsed push message (Appendix D.2.5).
+    pub fn receive_push_message(
+        &mut self,
+        message: &serde_json::Value,
+        now: u32,
+    ) -> Result<AcceptedNotification, DropReason> {
+        let package = notification::from_push_message(message)?;
+        self.receive_package(&package, now)
+    }
+
+    /// Decides on the Package#0 bytes: decode, find the account, verify the
+    /// signature, drop repeats. Only an accepted notification is remembered, so
+    /// forged packages cannot push genuine ids out of the duplicate memory.
+    pub fn receive_package(&mut self, package: &[u8], now: u32) -> Result<AcceptedNotification, DropReason> {
+        let decoded = Notification::decode(package)?;
+        let account = self.account_for(decoded.server_id.as_deref())?;
+        let server_id = account.server_id.clone();
+        let verified = match account.provisioned_secret() {
+            Some(secret) => notification::verify(package, Some(secret.as_bytes()), now, self.policy.max_age_seconds)
+                .map_err(|error| drop_reason_for_verify_error(error, &server_id))?,
+            // 5.2.1.2: without a secret a signed notification MUST be ignored.
+            None if decoded.digest.is_some() => return Err(DropReason::MissingSecret { server_id }),
+            // Nothing provisioned to check against: the account accepts unsigned notifications.
+            None => decoded,
+        };
+        if let Some(notification_id) = verified.notification_id {
+            let capacity = self.policy.remembered_ids_per_server;
+            let recent = self.recent_ids_by_server.entry(server_id.clone()).or_default();
+            if recent.contains(notification_id) {
+                return Err(DropReason::Duplicate { server_id, notification_id });
+            }
+            recent.remember(notification_id, capacity);
+        }
+        Ok(AcceptedNotification {
+            server_id,
+            notification_id: verified.notification_id,
+            request_mos: verified.request_mos,
+            preferred_connection_types: verified
+                .preferred_connection_types
+                .map(|types| types.as_slice().to_vec())
+                .unwrap_or_default(),
+            signed_at: verified.digest.map(|digest| digest.time),
+        })
+    }
+
+    /// The account named by SERVER-ID, or the only account when the package names none.
+    fn account_for(&self, server_id: Option<&str>) -> Result<&ServerAccount, DropReason> {
+        match server_id {
+            Some(server_id) => self
+                .accounts
+                .iter()
+                .find(|account| account.server_id == server_id)
+                .ok_or_else(|| DropReason::UnknownServer { server_id: server_id.to_owned() }),
+            None => match self.accounts.as_slice() {
+                [only] => Ok(only),
+                accounts => Err(DropReason::NoServerId { account_count: accounts.len() }),
+            },
+        }
+    }
+}
+
+fn drop_reason_for_verify_error(error: VerifyError, server_id: &str) -> DropReason {
+    let server_id = server_id.to_owned();
+    match error {
+        VerifyError::Malformed(error) => DropReason::Malformed(error),
+        VerifyError::NoDigest => DropReason::Unsigned { server_id },
+        VerifyError::MissingSecret => DropReason::MissingSecret { server_id },
+        VerifyError::WrongDigest => DropReason::WrongDigest { server_id },
+        VerifyError::TooOld { signed_at, now, max_age } => DropReason::TooOld { server_id, signed_at, now, max_age },
+        VerifyError::FromTheFuture { signed_at, now, max_age } => {
+            DropReason::FromTheFuture { server_id, signed_at, now, max_age }
+        }
+    }
+}
