@@ -307,3 +307,253 @@ fn drop_reason_for_verify_error(error: VerifyError, server_id: &str) -> DropReas
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omadm_proto::notification::PreferredConnectionTypes;
+
+    const SERVER: &str = "com.example.dm";
+    const OTHER_SERVER: &str = "org.example.other";
+    const SECRET: &str = "AuthSecret";
+    const NOW: u32 = 1_700_000_000;
+
+    fn signed_account() -> ServerAccount {
+        ServerAccount::new(SERVER, Some(SECRET.into()))
+    }
+
+    fn notification(server_id: Option<&str>, notification_id: Option<u16>) -> Notification {
+        Notification {
+            server_id: server_id.map(str::to_owned),
+            notification_id,
+            request_mos: true,
+            preferred_connection_types: Some(
+                PreferredConnectionTypes::new(vec![ConnectionType::Wireless, ConnectionType::AnyAvailable]).unwrap(),
+            ),
+            ..Notification::default()
+        }
+    }
+
+    fn signed(notification: &Notification, secret: &str, time: u32) -> Vec<u8> {
+        notification.encode_signed(secret.as_bytes(), time).unwrap()
+    }
+
+    fn filter(accounts: Vec<ServerAccount>) -> NotificationFilter {
+        NotificationFilter::new(accounts, NotificationPolicy::default())
+    }
+
+    #[test]
+    fn a_valid_signed_notification_is_accepted_with_its_fields() {
+        let mut filter = filter(vec![signed_account()]);
+        let package = signed(&notification(Some(SERVER), Some(7)), SECRET, NOW - 5);
+        let accepted = filter.receive_package(&package, NOW).unwrap();
+        assert_eq!(
+            accepted,
+            AcceptedNotification {
+                server_id: SERVER.into(),
+                notification_id: Some(7),
+                request_mos: true,
+                preferred_connection_types: vec![ConnectionType::Wireless, ConnectionType::AnyAvailable],
+                signed_at: Some(NOW - 5),
+            }
+        );
+    }
+
+    #[test]
+    fn the_account_with_the_named_server_id_verifies_among_several() {
+        let mut filter = filter(vec![ServerAccount::new(OTHER_SERVER, Some("other secret".into())), signed_account()]);
+        let package = signed(&notification(Some(SERVER), Some(1)), SECRET, NOW);
+        assert_eq!(filter.receive_package(&package, NOW).unwrap().server_id, SERVER);
+        let with_the_other_secret = signed(&notification(Some(SERVER), Some(2)), "other secret", NOW);
+        assert_eq!(
+            filter.receive_package(&with_the_other_secret, NOW),
+            Err(DropReason::WrongDigest { server_id: SERVER.into() })
+        );
+    }
+
+    #[test]
+    fn without_server_id_the_only_account_is_used() {
+        let mut filter = filter(vec![signed_account()]);
+        let package = signed(&notification(None, Some(3)), SECRET, NOW);
+        assert_eq!(filter.receive_package(&package, NOW).unwrap().server_id, SERVER);
+    }
+
+    #[test]
+    fn without_server_id_and_several_accounts_it_is_dropped() {
+        let mut filter = filter(vec![signed_account(), ServerAccount::new(OTHER_SERVER, None)]);
+        let package = signed(&notification(None, Some(3)), SECRET, NOW);
+        assert_eq!(filter.receive_package(&package, NOW), Err(DropReason::NoServerId { account_count: 2 }));
+        let mut without_accounts = self::filter(vec![]);
+        assert_eq!(without_accounts.receive_package(&package, NOW), Err(DropReason::NoServerId { account_count: 0 }));
+    }
+
+    #[test]
+    fn an_unknown_server_is_dropped() {
+        let mut filter = filter(vec![signed_account()]);
+        let package = signed(&notification(Some("evil.example"), Some(1)), SECRET, NOW);
+        assert_eq!(
+            filter.receive_package(&package, NOW),
+            Err(DropReason::UnknownServer { server_id: "evil.example".into() })
+        );
+    }
+
+    #[test]
+    fn unsigned_is_accepted_only_when_no_secret_is_provisioned() {
+        let package = notification(Some(SERVER), Some(1)).encode().unwrap();
+        let mut without_secret = filter(vec![ServerAccount::new(SERVER, None)]);
+        let accepted = without_secret.receive_package(&package, NOW).unwrap();
+        assert_eq!((accepted.server_id.as_str(), accepted.signed_at), (SERVER, None));
+        let mut with_empty_secret = filter(vec![ServerAccount::new(SERVER, Some(String::new()))]);
+        assert!(with_empty_secret.receive_package(&package, NOW).is_ok());
+        let mut with_secret = filter(vec![signed_account()]);
+        assert_eq!(with_secret.receive_package(&package, NOW), Err(DropReason::Unsigned { server_id: SERVER.into() }));
+    }
+
+    #[test]
+    fn signed_without_a_provisioned_secret_is_dropped() {
+        let package = signed(&notification(Some(SERVER), Some(1)), SECRET, NOW);
+        for secret in [None, Some(String::new())] {
+            let mut filter = filter(vec![ServerAccount::new(SERVER, secret)]);
+            assert_eq!(
+                filter.receive_package(&package, NOW),
+                Err(DropReason::MissingSecret { server_id: SERVER.into() })
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_digest_or_a_tampered_package_is_dropped() {
+        let mut filter = filter(vec![signed_account()]);
+        let wrong_secret = signed(&notification(Some(SERVER), Some(1)), "not the secret", NOW);
+        assert_eq!(
+            filter.receive_package(&wrong_secret, NOW),
+            Err(DropReason::WrongDigest { server_id: SERVER.into() })
+        );
+        let mut tampered = signed(&notification(Some(SERVER), Some(1)), SECRET, NOW);
+        // Header 2, SERVER-ID 2+14, PREFERRED-CON-TYPE 2+2, then NOTIFICATION-ID's option header 2 and
+        // value 00 01: byte 25 turns id 1 into id 0, a well-formed package the digest no longer covers.
+        assert_eq!(tampered[24..26], [0, 1]);
+        tampered[25] = 0;
+        assert_eq!(filter.receive_package(&tampered, NOW), Err(DropReason::WrongDigest { server_id: SERVER.into() }));
+        // Neither attempt used up id 1: the genuine notification still goes through.
+        let genuine = signed(&notification(Some(SERVER), Some(1)), SECRET, NOW);
+        assert!(filter.receive_package(&genuine, NOW).is_ok());
+    }
+
+    #[test]
+    fn too_old_and_future_signatures_are_dropped_by_policy() {
+        let policy = NotificationPolicy { max_age_seconds: Some(300), ..NotificationPolicy::default() };
+        let mut filter = NotificationFilter::new(vec![signed_account()], policy);
+        let at_the_limit = signed(&notification(Some(SERVER), Some(1)), SECRET, NOW - 300);
+        assert!(filter.receive_package(&at_the_limit, NOW).is_ok());
+        let too_old = signed(&notification(Some(SERVER), Some(2)), SECRET, NOW - 301);
+        assert_eq!(
+            filter.receive_package(&too_old, NOW),
+            Err(DropReason::TooOld { server_id: SERVER.into(), signed_at: NOW - 301, now: NOW, max_age: 300 })
+        );
+        let skewed = signed(&notification(Some(SERVER), Some(3)), SECRET, NOW + 300);
+        assert!(filter.receive_package(&skewed, NOW).is_ok());
+        let future = signed(&notification(Some(SERVER), Some(4)), SECRET, NOW + 301);
+        assert_eq!(
+            filter.receive_package(&future, NOW),
+            Err(DropReason::FromTheFuture { server_id: SERVER.into(), signed_at: NOW + 301, now: NOW, max_age: 300 })
+        );
+    }
+
+    #[test]
+    fn without_a_max_age_old_signatures_are_accepted() {
+        let policy = NotificationPolicy { max_age_seconds: None, ..NotificationPolicy::default() };
+        let mut filter = NotificationFilter::new(vec![signed_account()], policy);
+        let ancient = signed(&notification(Some(SERVER), Some(1)), SECRET, 1);
+        assert!(filter.receive_package(&ancient, NOW).is_ok());
+        assert_eq!(NotificationPolicy::default().max_age_seconds, Some(DEFAULT_MAX_AGE_SECONDS));
+    }
+
+    #[test]
+    fn a_repeated_notification_id_is_dropped_per_server() {
+        let mut filter = filter(vec![signed_account(), ServerAccount::new(OTHER_SERVER, None)]);
+        let first = signed(&notification(Some(SERVER), Some(9)), SECRET, NOW);
+        assert!(filter.receive_package(&first, NOW).is_ok());
+        // A re-signed copy (another time) with the same id is still a repeat.
+        let again = signed(&notification(Some(SERVER), Some(9)), SECRET, NOW + 1);
+        assert_eq!(
+            filter.receive_package(&again, NOW + 1),
+            Err(DropReason::Duplicate { server_id: SERVER.into(), notification_id: 9 })
+        );
+        // The same id from another server is another notification.
+        let other = notification(Some(OTHER_SERVER), Some(9)).encode().unwrap();
+        assert!(filter.receive_package(&other, NOW).is_ok());
+        // Without NOTIFICATION-ID there is nothing to compare: each is accepted.
+        let without_id = signed(&notification(Some(SERVER), None), SECRET, NOW);
+        assert!(filter.receive_package(&without_id, NOW).is_ok());
+        assert!(filter.receive_package(&without_id, NOW).is_ok());
+    }
+
+    #[test]
+    fn the_duplicate_memory_is_bounded_and_forgets_the_oldest() {
+        let policy = NotificationPolicy { remembered_ids_per_server: 3, ..NotificationPolicy::default() };
+        let mut filter = NotificationFilter::new(vec![signed_account()], policy);
+        for id in 1..=4 {
+            let package = signed(&notification(Some(SERVER), Some(id)), SECRET, NOW);
+            assert!(filter.receive_package(&package, NOW).is_ok());
+        }
+        let remembered = signed(&notification(Some(SERVER), Some(4)), SECRET, NOW);
+        assert_eq!(filter.receive_package(&remembered, NOW).unwrap_err().kind(), DropKind::Duplicate);
+        let forgotten = signed(&notification(Some(SERVER), Some(1)), SECRET, NOW);
+        assert!(filter.receive_package(&forgotten, NOW).is_ok());
+        assert!(filter.recent_ids_by_server.get(SERVER).unwrap().0.len() <= 3);
+    }
+
+    #[test]
+    fn replacing_accounts_applies_to_later_notifications() {
+        let mut filter = filter(vec![signed_account()]);
+        let package = signed(&notification(Some(OTHER_SERVER), Some(1)), "new secret", NOW);
+        assert_eq!(filter.receive_package(&package, NOW).unwrap_err().kind(), DropKind::UnknownServer);
+        filter.replace_accounts(vec![ServerAccount::new(OTHER_SERVER, Some("new secret".into()))]);
+        assert!(filter.receive_package(&package, NOW).is_ok());
+        assert_eq!(filter.accounts().len(), 1);
+        assert!(!filter.recent_ids_by_server.contains_key(SERVER));
+    }
+
+    #[test]
+    fn malformed_bytes_are_dropped_as_malformed() {
+        let mut filter = filter(vec![signed_account()]);
+        for garbage in [&b""[..], &b"\x21"[..], &b"\x10\x00"[..], &b"\x21\x00\x10\x05srv"[..]] {
+            assert_eq!(filter.receive_package(garbage, NOW).unwrap_err().kind(), DropKind::Malformed, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn transports_unwrap_before_the_checks() {
+        let mut filter = filter(vec![signed_account()]);
+        let package = signed(&notification(Some(SERVER), Some(1)), SECRET, NOW);
+        let pdu = notification::wrap_push(&package, 0x2a);
+        assert!(filter.receive_wap_push(&pdu, NOW).is_ok());
+        assert_eq!(filter.receive_wap_push(&package, NOW).unwrap_err().kind(), DropKind::NotAWapPush);
+
+        let second = signed(&notification(Some(SERVER), Some(2)), SECRET, NOW);
+        let message = notification::to_push_message(&second);
+        assert!(filter.receive_push_message(&message, NOW).is_ok());
+        let third = signed(&notification(Some(SERVER), Some(3)), SECRET, NOW);
+        assert!(filter.receive_push_text(&notification::encode_base64(&third), NOW).is_ok());
+        assert_eq!(
+            filter.receive_push_message(&serde_json::json!({"sms": "IQA="}), NOW).unwrap_err().kind(),
+            DropKind::NotAPushMessage
+        );
+        assert_eq!(filter.receive_push_text("{not json", NOW).unwrap_err().kind(), DropKind::NotAPushMessage);
+        // Duplicates are per (SERVER-ID, NOTIFICATION-ID) whatever the transport.
+        assert_eq!(
+            filter.receive_push_text(&notification::encode_base64(&package), NOW).unwrap_err().kind(),
+            DropKind::Duplicate
+        );
+    }
+
+    #[test]
+    fn every_drop_kind_has_a_distinct_index_and_name() {
+        for (position, kind) in DropKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), position);
+        }
+        let names: std::collections::HashSet<_> = DropKind::ALL.iter().map(|kind| kind.name()).collect();
+        assert_eq!(names.len(), DropKind::ALL.len());
+    }
+}
