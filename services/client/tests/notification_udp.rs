@@ -1,6 +1,9 @@
 //! Package#0 over real UDP on loopback: WSP-pushed notifications sent to the listener come out of the channel
 //! exactly when they pass the filter; duplicates and garbage are dropped without stopping the listener.
 
+// Test helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
