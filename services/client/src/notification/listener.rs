@@ -14,7 +14,7 @@ use super::{NotificationInbox, NotificationSource};
 /// The port IP devices listen on for WAP Push (IANA `wap-push`), 2948.
 pub const DEFAULT_NOTIFICATION_PORT: u16 = omadm_proto::notification::WAP_PUSH_PORT;
 
-/// Largest UDP payload; a datagram is read whole, so the buffer must hold any of them.
+/// Largest UDP payload; a datagram is read whole (the rest of a longer one would be lost), so the buffer holds any.
 const MAX_DATAGRAM_LENGTH: usize = 65_535;
 
 /// A running UDP listener. [`stop`](Self::stop) ends it; dropping the handle ends it too.
@@ -56,22 +56,29 @@ impl UdpNotificationListener {
 /// Receives datagrams until told to stop (or the handle is dropped, or nobody takes notifications any more).
 /// A bad datagram is dropped, logged and counted by the inbox; the loop goes on.
 async fn receive_until_stopped(inbox: NotificationInbox, socket: UdpSocket, mut stop: oneshot::Receiver<()>) {
-    let mut buffer = vec![0u8; MAX_DATAGRAM_LENGTH];
     loop {
-        let received = match unless_stopped(&mut stop, socket.recv_from(&mut buffer)).await {
+        // Waiting for readiness rather than in recv_from keeps an idle listener free of a
+        // receive buffer: a simulator runs one listener per device, 100,000 of them.
+        match unless_stopped(&mut stop, socket.readable()).await {
             None => break,
-            Some(received) => received,
-        };
-        let (length, peer) = match received {
+            Some(Err(error)) => {
+                tracing::warn!(device_id = inbox.device_id(), %error, "notification socket failed");
+                break;
+            }
+            Some(Ok(())) => {}
+        }
+        let mut buffer = vec![0u8; MAX_DATAGRAM_LENGTH];
+        let (length, peer) = match socket.try_recv_from(&mut buffer) {
             Ok(received) => received,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(error) => {
                 // ICMP errors surface here on some systems; they concern one peer, not the socket.
                 tracing::debug!(device_id = inbox.device_id(), %error, "notification socket receive error");
                 continue;
             }
         };
-        let datagram = buffer.get(..length).unwrap_or_default();
-        let delivery = inbox.deliver_wap_push(datagram, NotificationSource::Udp(peer));
+        buffer.truncate(length);
+        let delivery = inbox.deliver_wap_push(&buffer, NotificationSource::Udp(peer));
         match unless_stopped(&mut stop, delivery).await {
             None => break,
             Some(Err(super::DropReason::ReceiverClosed)) => break,
