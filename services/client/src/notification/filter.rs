@@ -14,11 +14,22 @@ pub const DEFAULT_MAX_AGE_SECONDS: u32 = 24 * 60 * 60;
 pub const DEFAULT_REMEMBERED_IDS_PER_SERVER: usize = 64;
 
 /// One DM account of the device as far as notifications care: its ServerID and its `AuthNoti/AuthSecret`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` output hides the secret, so logging an inbox or a filter never leaks it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ServerAccount {
     pub server_id: String,
     /// `None` (or an empty string, which the spec treats alike) when no AuthSecret is provisioned.
     pub auth_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ServerAccount {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServerAccount")
+            .field("server_id", &self.server_id)
+            .field("auth_secret", &self.auth_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl ServerAccount {
@@ -546,6 +557,13 @@ mod tests {
             filter.receive_push_text(&notification::encode_base64(&package), NOW).unwrap_err().kind(),
             DropKind::Duplicate
         );
+    }
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let shown = format!("{:?}", filter(vec![signed_account()]));
+        assert!(shown.contains(SERVER) && shown.contains("<redacted>"), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
     }
 
     #[test]
