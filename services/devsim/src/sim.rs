@@ -1,0 +1,257 @@
+//! The simulation shell: one lightweight tokio task per device (no thread per device), sessions bounded by a
+//! fleet-wide semaphore, a UDP notification listener per device on its own loopback address, and progress output.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use omadm_client::device::{Device, DeviceError, ServerAccount};
+use omadm_client::notification::{self, NotificationInbox, NotificationPolicy, UdpNotificationListener};
+use omadm_client::session::{SessionError, SessionRequest, run_session};
+use omadm_client::transport::Transport;
+use omadm_proto::mo::DevInfo;
+use omadm_proto::package::AlertItem;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::fumo::{self, FirmwareBehaviour};
+use crate::profile::{DeviceSpec, FleetProfile, notify_address};
+use crate::report::{Collector, Report, SessionOutcome};
+use crate::schedule::Bounds;
+
+/// The Generic Alert type of the random alerts devices send (a private type: servers store it as is).
+pub const RANDOM_ALERT_TYPE: &str = "urn:oma:at:devsim:1.0:Random";
+
+/// Everything a run needs besides the fleet.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Base URL of the server; Package#1 goes to `<server>/dm`.
+    pub server: String,
+    pub server_id: String,
+    pub bounds: Bounds,
+    pub concurrency: usize,
+    /// `Some(port)`: each device listens for Package#0 on its loopback address at this port.
+    pub notify_port: Option<u16>,
+    pub firmware: FirmwareBehaviour,
+    pub alert_rate: f64,
+    /// Show progress (a bar on a terminal, plain lines otherwise).
+    pub progress: bool,
+}
+
+/// State every device task shares.
+struct Shared {
+    config: RunConfig,
+    http: reqwest::Client,
+    sessions: Semaphore,
+    collector: Arc<Collector>,
+    started: Instant,
+    stop: AtomicBool,
+}
+
+/// The error kind a failed session is counted under in the report.
+pub fn error_kind(error: &SessionError) -> String {
+    match error {
+        SessionError::Transport(_) => "transport".to_owned(),
+        SessionError::Refused { status, .. } => format!("http_{status}"),
+        SessionError::BadPackage(_) => "bad_package".to_owned(),
+        SessionError::Encode(_) => "encode".to_owned(),
+        SessionError::NoContinuation => "no_continuation".to_owned(),
+        SessionError::TooManyPackages => "too_many_packages".to_owned(),
+    }
+}
+
+/// Builds the simulated device for `spec`.
+pub fn build_device(
+    spec: &DeviceSpec,
+    profile: &FleetProfile,
+    config: &RunConfig,
+    collector: &Arc<Collector>,
+) -> Result<Device, DeviceError> {
+    let devinfo = DevInfo {
+        device_id: spec.device_id.clone(),
+        manufacturer: profile.manufacturer.clone(),
+        model: spec.model.clone(),
+        dm_client_version: "2.0".into(),
+        language: "en-US".into(),
+        device_type: "simulated".into(),
+        oem: profile.manufacturer.clone(),
+        firmware_version: spec.fwv.clone(),
+        software_version: spec.fwv.clone(),
+        hardware_version: "sim".into(),
+        bearer: None,
+        extensions: None,
+    };
+    let account = ServerAccount {
+        server_id: config.server_id.clone(),
+        package1_url: format!("{}/dm", config.server.trim_end_matches('/')),
+    };
+    let mut device = Device::new(devinfo, &profile.password, account)?;
+    fumo::install(&mut device, config.firmware, collector)?;
+    Ok(device)
+}
+
+/// Runs the fleet and returns the report (registration, if wanted, is done before by the caller).
+pub async fn run(profile: FleetProfile, config: RunConfig, collector: Arc<Collector>) -> Report {
+    let shared = Arc::new(Shared {
+        http: reqwest::Client::new(),
+        sessions: Semaphore::new(config.concurrency.max(1)),
+        collector: Arc::clone(&collector),
+        started: Instant::now(),
+        stop: AtomicBool::new(false),
+        config,
+    });
+    let profile = Arc::new(profile);
+    let progress = shared.config.progress.then(|| spawn_progress(Arc::clone(&shared), profile.devices));
+    let mut devices = JoinSet::new();
+    for index in 0..profile.devices {
+        let spec = profile.device(index);
+        let span = tracing::info_span!("devsim.device", device_id = %spec.device_id);
+        devices.spawn(play_device(spec, Arc::clone(&profile), Arc::clone(&shared)).instrument(span));
+    }
+    while devices.join_next().await.is_some() {}
+    shared.stop.store(true, Ordering::Relaxed);
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    collector.report(profile.devices, shared.started.elapsed())
+}
+
+async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<Shared>) {
+    let mut device = match build_device(&spec, &profile, &shared.config, &shared.collector) {
+        Ok(device) => device,
+        Err(error) => {
+            tracing::warn!(device_id = %spec.device_id, %error, "cannot build the device");
+            shared.collector.record_session(SessionOutcome::Failed { kind: "device_setup".into() });
+            return;
+        }
+    };
+    let transport = Transport::with_client(shared.http.clone(), device.credentials.clone());
+    let accounts = vec![notification::ServerAccount::new(shared.config.server_id.clone(), None)];
+    let (inbox, mut accepted) = NotificationInbox::new(&spec.device_id, accounts, NotificationPolicy::default(), 4);
+    let listener: Option<UdpNotificationListener> = match shared.config.notify_port {
+        Some(port) => {
+            let address = SocketAddr::new(notify_address(spec.index).into(), port);
+            match inbox.listen_udp(address).await {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(device_id = %spec.device_id, %address, %error, "cannot listen for notifications");
+                    shared.collector.record_error("notify_bind");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let bounds = shared.config.bounds;
+    tokio::time::sleep(bounds.first_start_offset(spec.index, profile.devices)).await;
+    let mut own_sessions = 0;
+    loop {
+        let elapsed = shared.started.elapsed();
+        if bounds.may_start_own_session(own_sessions, elapsed) {
+            own_sessions += 1;
+            // The first session announces the device's MOs, as a device does after boot.
+            one_session(&mut device, &transport, &shared, own_sessions == 1).await;
+            if own_sessions < bounds.sessions_per_device && !bounds.interval.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(bounds.interval) => {}
+                    Some(notification) = accepted.recv(), if listener.is_some() => {
+                        shared.collector.record_notification();
+                        one_session(&mut device, &transport, &shared, notification.request_mos).await;
+                    }
+                }
+            }
+            continue;
+        }
+        // Own sessions done: wait for notifications until the deadline, if there is one and a listener.
+        let (Some(duration), Some(_)) = (bounds.duration, listener.as_ref()) else { break };
+        let Some(remaining) = duration.checked_sub(elapsed) else { break };
+        match tokio::time::timeout(remaining, accepted.recv()).await {
+            Ok(Some(notification)) => {
+                shared.collector.record_notification();
+                one_session(&mut device, &transport, &shared, notification.request_mos).await;
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if let Some(listener) = listener {
+        listener.stop().await;
+    }
+}
+
+async fn one_session(device: &mut Device, transport: &Transport, shared: &Shared, request_mos: bool) {
+    let Ok(_permit) = shared.sessions.acquire().await else { return };
+    let mut request = SessionRequest { request_mos, alerts: Vec::new() };
+    if shared.config.alert_rate > 0.0 && rand::random::<f64>() < shared.config.alert_rate {
+        let mut alert = AlertItem::new(RANDOM_ALERT_TYPE);
+        alert.data = Some(serde_json::json!({ "value": rand::random::<u32>() }));
+        request.alerts.push(alert);
+    }
+    let started = Instant::now();
+    let outcome = match run_session(device, transport, request).await {
+        Ok(report) => SessionOutcome::Ok {
+            packages: report.packages as u64,
+            statuses: report.commands.iter().map(|command| command.status.as_u16()).collect(),
+            exchanges: report.exchange_durations,
+            session: started.elapsed(),
+        },
+        Err(error) => {
+            tracing::warn!(device_id = %device.credentials.device_id, %error, "session failed");
+            SessionOutcome::Failed { kind: error_kind(&error) }
+        }
+    };
+    shared.collector.record_session(outcome);
+}
+
+/// Progress until the run stops: a live bar on a terminal, a plain line every 5 s otherwise (both on stderr).
+fn spawn_progress(shared: Arc<Shared>, devices: u32) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let expected = u64::from(devices) * u64::from(shared.config.bounds.sessions_per_device);
+        let terminal = std::io::stderr().is_terminal();
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(expected);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} sessions {per_sec} {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        let period = if terminal { Duration::from_millis(200) } else { Duration::from_secs(5) };
+        loop {
+            let stopping = shared.stop.load(Ordering::Relaxed);
+            let (ok, failed) = shared.collector.progress();
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(ok + failed);
+                    bar.set_message(format!("failed {failed}"));
+                }
+                None => eprintln!(
+                    "omadm-devsim: {:.0}s sessions ok {ok} failed {failed} of {expected}",
+                    shared.started.elapsed().as_secs_f64()
+                ),
+            }
+            if stopping {
+                if let Some(bar) = &bar {
+                    bar.finish();
+                }
+                return;
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_are_bounded_names() {
+        assert_eq!(error_kind(&SessionError::NoContinuation), "no_continuation");
+        assert_eq!(error_kind(&SessionError::Refused { status: 401, reason: "x".into() }), "http_401");
+        assert_eq!(error_kind(&SessionError::TooManyPackages), "too_many_packages");
+    }
+}
