@@ -1,0 +1,277 @@
+//! omadm-devsim against the real `omadm serve` binary over sockets: a 1,000-device run with registration,
+//! the FUMO path reported through the server, and a session started by a Package#0 over real UDP on loopback.
+
+// Test helpers: a failure in them is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use omadm_proto::notification::Notification;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "devsim-test-token";
+
+/// The `omadm` binary next to this test's target directory (built by `cargo build -p omadm`).
+fn omadm_binary() -> PathBuf {
+    let test_exe = std::env::current_exe().unwrap();
+    // target/debug/deps/fleet-<hash> -> target/debug/omadm
+    let debug_dir = test_exe.parent().and_then(Path::parent).unwrap();
+    let binary = debug_dir.join(format!("omadm{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo).args(["build", "-p", "omadm", "--bin", "omadm"]).status().unwrap();
+        assert!(status.success(), "cargo build -p omadm failed");
+    }
+    assert!(binary.exists(), "{} missing: run cargo build -p omadm", binary.display());
+    binary
+}
+
+/// A running `omadm serve`, killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// The child is waited on by Served's Drop (or the test panics with it still owned there).
+#[allow(clippy::zombie_processes)]
+fn serve(data_dir: &Path) -> Served {
+    let mut command = Command::new(omadm_binary());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", TOKEN, "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OMADM_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap();
+        if let Some(rest) = line.strip_prefix("omadm serve: listening on ") {
+            let base = rest.split_whitespace().next().unwrap().to_owned();
+            return Served { child, base };
+        }
+    }
+}
+
+fn devsim(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_omadm-devsim"));
+    command
+        .args(args)
+        .env_remove("OMADM_ADMIN_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn report_of(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(&stdout).unwrap_or_else(|error| {
+        panic!("no JSON report ({error}): {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
+    })
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn api(method: reqwest::Method, url: String, body: Option<Value>) -> Value {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, url).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_registered_devices_all_finish_their_sessions() {
+    let data = tempfile::tempdir().unwrap();
+    let served = serve(data.path());
+    let report_file = data.path().join("report.json");
+    let port = free_udp_port().to_string();
+    let report_path = report_file.to_str().unwrap();
+    let args = [
+        "--server",
+        &served.base,
+        "--devices",
+        "1000",
+        "--id-prefix",
+        "fleet-",
+        "--register",
+        "--admin-token",
+        TOKEN,
+        "--concurrency",
+        "32",
+        "--sessions-per-device",
+        "1",
+        "--notify-port",
+        &port,
+        "--report",
+        report_path,
+    ];
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let output =
+        tokio::task::spawn_blocking(move || devsim(&args.iter().map(String::as_str).collect::<Vec<_>>()).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let report = report_of(&output);
+    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(report["devices"], 1000);
+    assert_eq!(report["registered"], 1000, "{report}");
+    assert_eq!(report["sessions_ok"], 1000, "{report}");
+    assert_eq!(report["sessions_failed"], 0, "{report}");
+    assert_eq!(report["errors"], json!({}), "{report}");
+    assert!(report["packages"].as_u64().unwrap() >= 1000, "{report}");
+    assert!(report["sessions_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    for which in ["exchange", "session"] {
+        let latency = &report["latency_ms"][which];
+        let (p50, p99, max) =
+            (latency["p50"].as_f64().unwrap(), latency["p99"].as_f64().unwrap(), latency["max"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{which}: {latency}");
+    }
+    // Every status the devices gave is a success.
+    for (status, _) in report["commands_by_status"].as_object().unwrap() {
+        assert!(status.starts_with('2'), "{report}");
+    }
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
+    assert_eq!(written, report);
+
+    // The server saw them: registered, and each with one ended session.
+    let device = api(reqwest::Method::GET, format!("{}/api/v1/devices/fleet-000999", served.base), None).await;
+    assert_eq!(device["inventory"]["mod"], "SIM-1", "{device}");
+    assert_eq!(device["last_session"]["outcome"], "ended", "{device}");
+    let sessions =
+        api(reqwest::Method::GET, format!("{}/api/v1/devices/fleet-000500/sessions", served.base), None).await;
+    assert_eq!(sessions.to_string().matches("\"outcome\"").count(), 1, "{sessions}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firmware_update_reports_its_result_code_to_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let served = serve(data.path());
+    let device_id = "fw-000000";
+    api(reqwest::Method::PUT, format!("{}/api/v1/devices/{device_id}", served.base), Some(json!({"password": "pw"})))
+        .await;
+    api(
+        reqwest::Method::POST,
+        format!("{}/api/v1/devices/{device_id}/commands", served.base),
+        Some(json!({"commands": [["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/DownloadAndUpdate"]]})),
+    )
+    .await;
+    let base = served.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        devsim(&[
+            "--server",
+            &base,
+            "--devices",
+            "1",
+            "--id-prefix",
+            "fw-",
+            "--password",
+            "pw",
+            "--no-notify",
+            "--fw-fail-rate",
+            "1",
+            "--fw-duration-ms",
+            "20",
+        ])
+        .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let report = report_of(&output);
+    assert!(output.status.success(), "{report}");
+    assert_eq!(report["firmware"], json!({"succeeded": 0, "failed": 1}), "{report}");
+    let alerts = api(reqwest::Method::GET, format!("{}/api/v1/devices/{device_id}/alerts", served.base), None).await;
+    let text = alerts.to_string();
+    assert!(text.contains("org.openmobilealliance.dm.firmwareupdate.downloadandupdate"), "{text}");
+    assert!(text.contains("410"), "{text}");
+    let commands =
+        api(reqwest::Method::GET, format!("{}/api/v1/devices/{device_id}/commands", served.base), None).await;
+    assert!(commands.to_string().contains("\"status\":200"), "{commands}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package0_over_udp_starts_a_session_and_repeats_are_dropped() {
+    let data = tempfile::tempdir().unwrap();
+    let served = serve(data.path());
+    let port = free_udp_port();
+    let child = devsim(&[
+        "--server",
+        &served.base,
+        "--devices",
+        "2",
+        "--id-prefix",
+        "nt-",
+        "--register",
+        "--admin-token",
+        TOKEN,
+        "--sessions-per-device",
+        "0",
+        "--duration",
+        "4",
+        "--notify-port",
+        &port.to_string(),
+    ])
+    .spawn()
+    .unwrap();
+    let package = Notification {
+        server_id: Some("omadm".into()),
+        notification_id: Some(7),
+        request_mos: true,
+        ..Notification::default()
+    }
+    .encode()
+    .unwrap();
+    let pdu = omadm_proto::notification::wrap_push(&package, 1);
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Device 1 listens on 127.0.0.3; resend (same NOTIFICATION-ID) until it is surely bound: repeats are dropped.
+    for _ in 0..10 {
+        sender.send_to(&pdu, ("127.0.0.3", port)).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let report = report_of(&output);
+    assert!(output.status.success(), "{report}");
+    assert_eq!(report["notifications_received"], 1, "{report}");
+    assert_eq!(report["sessions_ok"], 1, "{report}");
+    assert_eq!(report["registered"], 2, "{report}");
+    let sessions = api(reqwest::Method::GET, format!("{}/api/v1/devices/nt-000001/sessions", served.base), None).await;
+    assert_eq!(sessions.to_string().matches("\"outcome\"").count(), 1, "{sessions}");
+    let none = api(reqwest::Method::GET, format!("{}/api/v1/devices/nt-000000/sessions", served.base), None).await;
+    assert_eq!(none.to_string().matches("\"outcome\"").count(), 0, "{none}");
+}
