@@ -17,10 +17,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::fumo::{self, FirmwareBehaviour};
+use crate::fumo::{self, FirmwareBehaviour, PendingUpdate};
 use crate::profile::{DeviceSpec, FleetProfile, notify_address};
 use crate::report::{Collector, Report, SessionOutcome};
 use crate::schedule::Bounds;
+use omadm_proto::mo::FumoResultCode;
 
 /// The Generic Alert type of the random alerts devices send (a private type: servers store it as is).
 pub const RANDOM_ALERT_TYPE: &str = "urn:oma:at:devsim:1.0:Random";
@@ -63,13 +64,12 @@ pub fn error_kind(error: &SessionError) -> String {
     }
 }
 
-/// Builds the simulated device for `spec`.
+/// Builds the simulated device for `spec`, with its FUMO instance and where EXEC'd updates wait.
 pub fn build_device(
     spec: &DeviceSpec,
     profile: &FleetProfile,
     config: &RunConfig,
-    collector: &Arc<Collector>,
-) -> Result<Device, DeviceError> {
+) -> Result<(Device, PendingUpdate), DeviceError> {
     let devinfo = DevInfo {
         device_id: spec.device_id.clone(),
         manufacturer: profile.manufacturer.clone(),
@@ -89,8 +89,8 @@ pub fn build_device(
         package1_url: format!("{}/dm", config.server.trim_end_matches('/')),
     };
     let mut device = Device::new(devinfo, &profile.password, account)?;
-    fumo::install(&mut device, config.firmware, collector)?;
-    Ok(device)
+    let pending = fumo::install(&mut device)?;
+    Ok((device, pending))
 }
 
 /// Runs the fleet and returns the report (registration, if wanted, is done before by the caller).
@@ -120,8 +120,8 @@ pub async fn run(profile: FleetProfile, config: RunConfig, collector: Arc<Collec
 }
 
 async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<Shared>) {
-    let mut device = match build_device(&spec, &profile, &shared.config, &shared.collector) {
-        Ok(device) => device,
+    let (mut device, pending_update) = match build_device(&spec, &profile, &shared.config) {
+        Ok(built) => built,
         Err(error) => {
             tracing::warn!(device_id = %spec.device_id, %error, "cannot build the device");
             shared.collector.record_session(SessionOutcome::Failed { kind: "device_setup".into() });
@@ -153,13 +153,13 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
         if bounds.may_start_own_session(own_sessions, elapsed) {
             own_sessions += 1;
             // The first session announces the device's MOs, as a device does after boot.
-            one_session(&mut device, &transport, &shared, own_sessions == 1).await;
+            one_session(&mut device, &transport, &shared, own_sessions == 1, &pending_update).await;
             if own_sessions < bounds.sessions_per_device && !bounds.interval.is_zero() {
                 tokio::select! {
                     () = tokio::time::sleep(bounds.interval) => {}
                     Some(notification) = accepted.recv(), if listener.is_some() => {
                         shared.collector.record_notification();
-                        one_session(&mut device, &transport, &shared, notification.request_mos).await;
+                        one_session(&mut device, &transport, &shared, notification.request_mos, &pending_update).await;
                     }
                 }
             }
@@ -171,7 +171,7 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
         match tokio::time::timeout(remaining, accepted.recv()).await {
             Ok(Some(notification)) => {
                 shared.collector.record_notification();
-                one_session(&mut device, &transport, &shared, notification.request_mos).await;
+                one_session(&mut device, &transport, &shared, notification.request_mos, &pending_update).await;
             }
             Ok(None) | Err(_) => break,
         }
@@ -181,9 +181,34 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
     }
 }
 
-async fn one_session(device: &mut Device, transport: &Transport, shared: &Shared, request_mos: bool) {
+/// One session, then, while the server EXEC'd a firmware operation in it, the update and the session that
+/// reports its result.
+async fn one_session(
+    device: &mut Device,
+    transport: &Transport,
+    shared: &Shared,
+    request_mos: bool,
+    pending_update: &PendingUpdate,
+) {
+    session(device, transport, shared, request_mos, Vec::new()).await;
+    loop {
+        let next = pending_update.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let Some((operation, client_uri)) = next else { return };
+        let (code, alert) = fumo::run_update(device, transport, operation, &client_uri, shared.config.firmware).await;
+        shared.collector.record_firmware(code == FumoResultCode::SUCCESSFUL);
+        session(device, transport, shared, false, vec![alert]).await;
+    }
+}
+
+async fn session(
+    device: &mut Device,
+    transport: &Transport,
+    shared: &Shared,
+    request_mos: bool,
+    alerts: Vec<AlertItem>,
+) {
     let Ok(_permit) = shared.sessions.acquire().await else { return };
-    let mut request = SessionRequest { request_mos, alerts: Vec::new() };
+    let mut request = SessionRequest { request_mos, alerts };
     if shared.config.alert_rate > 0.0 && rand::random::<f64>() < shared.config.alert_rate {
         let mut alert = AlertItem::new(RANDOM_ALERT_TYPE);
         alert.data = Some(serde_json::json!({ "value": rand::random::<u32>() }));

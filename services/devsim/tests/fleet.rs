@@ -185,10 +185,28 @@ async fn a_firmware_update_reports_its_result_code_to_the_server() {
     let device_id = "fw-000000";
     api(reqwest::Method::PUT, format!("{}/api/v1/devices/{device_id}", served.base), Some(json!({"password": "pw"})))
         .await;
+    let client = reqwest::Client::new();
+    let put = |path: &str, content_type: &str, body: Vec<u8>| {
+        client
+            .put(format!("{}/api/v1/repository/{path}", served.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert!(put("fw/r2.bin", "application/octet-stream", vec![7; 4096]).await.unwrap().status().is_success());
+    let fumo = json!({"MOID": "urn:oma:mo:oma-fumo:1.0", "MIID": "fw", "MOData": {
+        "PkgName": "R2", "PkgVersion": "2.0.0", "Download": {}, "Update": {},
+        "DownloadAndUpdate": {"PkgURL": format!("{}/repo/fw/r2.bin", served.base)}, "State": 10}});
+    let response = put("fw/r2.json", "application/dmmo+json", serde_json::to_vec(&fumo).unwrap()).await.unwrap();
+    assert!(response.status().is_success());
     api(
         reqwest::Method::POST,
         format!("{}/api/v1/devices/{device_id}/commands", served.base),
-        Some(json!({"commands": [["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/DownloadAndUpdate"]]})),
+        Some(json!({"commands": [
+            ["HGET", format!("{}/repo/fw/r2.json", served.base), "urn:oma:mo:oma-fumo:1.0/fw/"],
+            ["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/DownloadAndUpdate"]
+        ]})),
     )
     .await;
     let base = served.base.clone();
@@ -215,14 +233,19 @@ async fn a_firmware_update_reports_its_result_code_to_the_server() {
     .unwrap();
     let report = report_of(&output);
     assert!(output.status.success(), "{report}");
+    // 410 (update failed) comes only after a successful download: no PkgURL gives 411, a failed download 412/500.
     assert_eq!(report["firmware"], json!({"succeeded": 0, "failed": 1}), "{report}");
+    // The EXEC's session, then the one reporting the result.
+    assert_eq!(report["sessions_ok"], 2, "{report}");
     let alerts = api(reqwest::Method::GET, format!("{}/api/v1/devices/{device_id}/alerts", served.base), None).await;
     let text = alerts.to_string();
     assert!(text.contains("org.openmobilealliance.dm.firmwareupdate.downloadandupdate"), "{text}");
     assert!(text.contains("410"), "{text}");
     let commands =
         api(reqwest::Method::GET, format!("{}/api/v1/devices/{device_id}/commands", served.base), None).await;
-    assert!(commands.to_string().contains("\"status\":200"), "{commands}");
+    let statuses: Vec<&Value> =
+        commands["commands"].as_array().unwrap().iter().map(|command| &command["status"]).collect();
+    assert!(statuses.contains(&&json!(202)), "{commands}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
