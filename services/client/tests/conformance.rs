@@ -320,3 +320,31 @@ async fn once_the_inventory_is_fresh_a_session_has_no_commands() {
     assert_eq!(sessions.len(), 3);
     server.handle.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn client_initiated_bootstrap_then_a_session() {
+    let server = TestServer::start().await;
+    let device_id = "IMEI:490154203237520";
+    server.register(device_id, "s3cret").await;
+    let account = ServerAccount { server_id: "factory".to_owned(), package1_url: "http://127.0.0.1:9/none".to_owned() };
+    let mut device = Device::new(devinfo(device_id), "s3cret", account).unwrap();
+    device.network.mcc = Some("240".to_owned());
+    let transport = Transport::new(device.credentials.clone()).unwrap();
+    let outcome = omadm_client::bootstrap::client_initiated(&mut device, &transport, &server.base).await.unwrap();
+    assert_eq!(outcome.server_id, SERVER_ID);
+    assert_eq!(outcome.defaults, vec!["urn:oma:mo:example-jit:1.0".to_owned()]);
+    assert_eq!(device.account.package1_url, server.url("/dm"));
+    let installed = device.tree.instance("urn:oma:mo:oma-dm-dmacc:2.0", SERVER_ID).unwrap();
+    assert!(installed.get(&["AuthNoti", "AuthSecret"]).is_some());
+    // The installed account works: a session runs against the server it names.
+    run_session(&mut device, &transport, SessionRequest::default()).await.unwrap();
+
+    // A wrong password is refused and installs nothing.
+    let account = ServerAccount { server_id: "factory".to_owned(), package1_url: "http://127.0.0.1:9/none".to_owned() };
+    let mut intruder = Device::new(devinfo(device_id), "wrong", account).unwrap();
+    let transport = Transport::new(intruder.credentials.clone()).unwrap();
+    let error = omadm_client::bootstrap::client_initiated(&mut intruder, &transport, &server.base).await.unwrap_err();
+    assert!(matches!(error, omadm_client::bootstrap::BootstrapError::Refused { status: 401 }), "{error}");
+    assert!(intruder.tree.instance("urn:oma:mo:oma-dm-dmacc:2.0", SERVER_ID).is_none());
+    server.handle.stop(true).await;
+}
