@@ -193,7 +193,7 @@ async fn every_command_succeeds_against_the_server() {
                 ["HGET", format!("{repo}/settings.json"), "urn:oma:mo:example-settings:1.0/cfg/"],
                 ["HGET", format!("{repo}/settings.json")],
                 ["HGET", format!("{repo}/motd.txt"), "urn:oma:mo:example-settings:1.0/cfg/Motd"],
-                ["HPUT", format!("{repo}/up/[DevID]/tree.json"), "urn:oma:mo:example-settings:1.0/cfg/"],
+                ["HPUT", format!("{repo}/up/[DevID]/[MCC]/tree.json"), "urn:oma:mo:example-settings:1.0/cfg/"],
                 ["HPOST", format!("{repo}/up/[DevID]/devinfo.json"), "urn:oma:mo:oma-dm-devinfo:1.2//FwV"],
                 ["EXEC", "urn:oma:mo:example-settings:1.0/cfg/Reboot", format!("{repo}/alerts/[DevID]")],
                 ["EXEC", "urn:oma:mo:example-settings:1.0/cfg/Reboot"],
@@ -228,7 +228,7 @@ async fn every_command_succeeds_against_the_server() {
     assert!(device.tree.instance("urn:oma:mo:example-jit:1.0", "").is_some());
 
     // Uploads and the posted alert landed in the repository under the substituted paths.
-    let upload = server.store.get_content(&format!("up/{device_id}/tree.json")).await.unwrap().unwrap();
+    let upload = server.store.get_content(&format!("up/{device_id}/-1/tree.json")).await.unwrap().unwrap();
     let uploaded: serde_json::Value = serde_json::from_slice(&upload.body).unwrap();
     assert_eq!(uploaded[0]["MOData"]["Volume"], 7);
     assert!(server.store.get_content(&format!("up/{device_id}/devinfo.json")).await.unwrap().is_some());
@@ -316,6 +316,8 @@ async fn once_the_inventory_is_fresh_a_session_has_no_commands() {
         let report = run_session(&mut device, &transport, SessionRequest::default()).await.unwrap();
         assert!(report.commands.is_empty(), "{report:?}");
     }
+    // One challenge for three sessions: the cached Digest challenge is answered up front with the next nc.
+    assert_eq!(transport.challenges_answered(), 1);
     let sessions = server.store.list_sessions("dev-idle", 10).await.unwrap();
     assert_eq!(sessions.len(), 3);
     server.handle.stop(true).await;
