@@ -525,6 +525,7 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         commands: vec![sent.clone()],
         mirrors: vec![(device_id.to_owned(), mirror("batch"))],
         alerts: vec![alert(device_id, 1)],
+        contents: vec![upload(device_id)],
         events: Vec::new(),
     };
     store.commit(batch).await.unwrap();
@@ -535,7 +536,20 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
     assert_eq!(store.pending_count(device_id).await.unwrap(), 2);
     assert_eq!(store.get_mirror(device_id).await.unwrap(), Some(mirror("batch")));
     assert_eq!(store.list_alerts(device_id, 10).await.unwrap(), vec![alert(device_id, 1)]);
+    assert_eq!(store.get_content(&upload(device_id).path).await.unwrap(), Some(upload(device_id)));
     store.commit(WriteBatch::default()).await.unwrap();
+}
+
+/// A device upload to the Data Repository.
+fn upload(device_id: &str) -> RepositoryItem {
+    RepositoryItem {
+        path: format!("up/{device_id}/tree.json"),
+        content_type: "application/dmmo+json".to_owned(),
+        body: br#"{"MOID": "urn:oma:mo:oma-dm-devinfo:1.2", "MIID": "", "MOData": {}}"#.to_vec(),
+        source: crate::model::ContentSource::Device,
+        device_id: Some(device_id.to_owned()),
+        stored_at: 77,
+    }
 }
 
 /// Deleting a device removes its record, queue, sessions, mirror and alerts, and nothing of other devices.

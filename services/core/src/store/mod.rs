@@ -52,6 +52,8 @@ pub struct WriteBatch {
     pub mirrors: Vec<(String, MirrorRecord)>,
     /// Alerts to append (their ids are set by the caller from `next_alert_id`).
     pub alerts: Vec<AlertRecord>,
+    /// Data Repository items to create or replace (a device upload lands with its event).
+    pub contents: Vec<RepositoryItem>,
     /// Events to hand to the Bus once the batch is durable (the outbox).
     pub events: Vec<Event>,
 }
@@ -64,6 +66,7 @@ impl WriteBatch {
             && self.commands.is_empty()
             && self.mirrors.is_empty()
             && self.alerts.is_empty()
+            && self.contents.is_empty()
             && self.events.is_empty()
     }
 }

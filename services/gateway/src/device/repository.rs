@@ -108,11 +108,9 @@ pub(crate) async fn upload(
             device_id: Some(device.id.clone()),
             stored_at: now,
         };
-        // The content and its event are two writes (the batch has no content field): the event
-        // follows the content, so a crash between them loses the event, never the data.
-        store.put_content(item).await.map_err(store_failure("put_content"))?;
+        // The content and its event land in one atomic write.
         store
-            .commit(WriteBatch { events: vec![event], ..WriteBatch::default() })
+            .commit(WriteBatch { contents: vec![item], events: vec![event], ..WriteBatch::default() })
             .await
             .map_err(store_failure("commit"))?;
         super::wake_outbox_relay(&request);

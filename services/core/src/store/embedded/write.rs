@@ -101,6 +101,11 @@ pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), 
         .iter()
         .map(|alert| Ok((alert.device_id.as_str(), alert.id, encode(alert)?)))
         .collect::<Result<Vec<_>, StoreError>>()?;
+    let contents = batch
+        .contents
+        .iter()
+        .map(|item| Ok((item.path.as_str(), encode(item)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
     let events = batch
         .events
         .iter()
@@ -188,6 +193,12 @@ pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), 
             if *id >= counter(&next_ids, device_id, 1)? {
                 next_ids.insert(*device_id, id.saturating_add(1))?;
             }
+        }
+    }
+    if !contents.is_empty() {
+        let mut repository = transaction.open_table(REPOSITORY)?;
+        for (path, bytes) in &contents {
+            repository.insert(*path, bytes.as_slice())?;
         }
     }
     if !events.is_empty() {

@@ -1,1 +1,0 @@
-//! PLACEHOLDER: Package#0 reception (UDP WAP Push, push messages), filled in by its own change.
