@@ -34,6 +34,13 @@ pub struct SessionRequest {
     pub alerts: Vec<AlertItem>,
 }
 
+impl SessionRequest {
+    /// The session a valid Package#0 asks for: MOS when it carried REQ-MOS.
+    pub fn for_notification(notification: &crate::notification::AcceptedNotification) -> SessionRequest {
+        SessionRequest { request_mos: notification.request_mos, alerts: Vec::new() }
+    }
+}
+
 /// The status the device gave one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandReport {
