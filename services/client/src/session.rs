@@ -232,6 +232,15 @@ mod tests {
     }
 
     #[test]
+    fn a_session_can_run_on_any_tokio_worker() {
+        fn assert_send<T: Send>(_: &T) {}
+        let mut device = crate::device::tests::sample_device();
+        let transport = offline_transport();
+        let session = run_session(&mut device, &transport, SessionRequest::default());
+        assert_send(&session);
+    }
+
+    #[test]
     fn refusals_carry_the_servers_reason() {
         let reply =
             HttpReply { status: 410, content_type: None, body: br#"{"error": "session ended"}"#.to_vec().into() };
