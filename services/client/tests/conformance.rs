@@ -350,3 +350,46 @@ async fn client_initiated_bootstrap_then_a_session() {
     assert!(intruder.tree.instance("urn:oma:mo:oma-dm-dmacc:2.0", SERVER_ID).is_none());
     server.handle.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn a_valid_notification_over_udp_starts_a_session_with_mos() {
+    use omadm_client::notification::{NotificationInbox, NotificationPolicy, system_clock};
+    use omadm_proto::notification::{Notification, wrap_push};
+
+    let server = TestServer::start().await;
+    let device_id = "IMEI:490154203237521";
+    server.register(device_id, "s3cret").await;
+    let account = ServerAccount { server_id: "factory".to_owned(), package1_url: "http://127.0.0.1:9/none".to_owned() };
+    let mut device = Device::new(devinfo(device_id), "s3cret", account).unwrap();
+    let transport = Transport::new(device.credentials.clone()).unwrap();
+    omadm_client::bootstrap::client_initiated(&mut device, &transport, &server.base).await.unwrap();
+    // The AuthNoti secret the bootstrap installed is what the inbox verifies Package#0 with.
+    let accounts = device.notification_accounts();
+    let secret = accounts.iter().find(|account| account.server_id == SERVER_ID).unwrap().auth_secret.clone().unwrap();
+    let (inbox, mut accepted) = NotificationInbox::new(device_id, accounts, NotificationPolicy::default(), 8);
+    let listener = inbox.listen_udp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+
+    let sign = |secret: &str, id: u16| {
+        let package = Notification {
+            server_id: Some(SERVER_ID.into()),
+            notification_id: Some(id),
+            request_mos: true,
+            ..Notification::default()
+        };
+        wrap_push(&package.encode_signed(secret.as_bytes(), system_clock()).unwrap(), 1)
+    };
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A forged one (wrong secret) is dropped; the genuine one comes out.
+    socket.send_to(&sign("not the secret", 1), listener.local_address()).await.unwrap();
+    socket.send_to(&sign(&secret, 2), listener.local_address()).await.unwrap();
+    let notification = tokio::time::timeout(std::time::Duration::from_secs(5), accepted.recv()).await.unwrap().unwrap();
+    assert_eq!(notification.notification_id, Some(2));
+    assert!(notification.request_mos);
+
+    assert!(server.store.get_device(device_id).await.unwrap().unwrap().supported_objects.is_empty());
+    run_session(&mut device, &transport, SessionRequest::for_notification(&notification)).await.unwrap();
+    let registered = server.store.get_device(device_id).await.unwrap().unwrap();
+    assert!(!registered.supported_objects.is_empty(), "REQ-MOS made the device send its MOs");
+    listener.stop().await;
+    server.handle.stop(true).await;
+}
