@@ -156,6 +156,12 @@ pub async fn answer_package2(
                 (None, CommandOutcome::status(error.status_code()))
             }
         };
+        tracing::debug!(
+            position = index + 1,
+            command = name.map_or("invalid", CommandName::as_str),
+            status = u16::from(outcome.status.code),
+            "command answered"
+        );
         if outcome.ends_session {
             return None;
         }
