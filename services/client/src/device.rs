@@ -244,6 +244,21 @@ impl Device {
         by_moid.into_values().collect()
     }
 
+    /// The accounts Package#0 is checked against: every readable DMAcc instance with its AuthNoti secret.
+    pub fn notification_accounts(&self) -> Vec<crate::notification::ServerAccount> {
+        self.tree
+            .instances_of(DmAccount::MOID)
+            .filter_map(|instance| {
+                let document = DmmoDocument::from_instance(instance);
+                DmAccount::from_mo_data(&Value::Object(document.mo_data)).ok()
+            })
+            .map(|account| {
+                let secret = account.notification_auth.map(|auth| auth.secret);
+                crate::notification::ServerAccount::new(account.server_id, secret)
+            })
+            .collect()
+    }
+
     /// The DevInfo of the tree, when it holds a readable one.
     pub fn devinfo(&self) -> Option<DevInfo> {
         let instance = self.tree.instance(DevInfo::MOID, "")?;
@@ -306,6 +321,27 @@ pub(crate) mod tests {
         let mut device = sample_device();
         device.store("urn:oma:mo:example:1.0", "miid1", json!({"A": 1})).unwrap();
         assert_eq!(device.fresh_miid("urn:oma:mo:example:1.0"), "miid2");
+    }
+
+    #[test]
+    fn notification_accounts_carry_the_authnoti_secret() {
+        let mut device = sample_device();
+        let mut account = DmAccount {
+            server_id: "dms2".into(),
+            name: "second".into(),
+            permissions: BTreeMap::from([("1".to_owned(), Permission::new("*"))]),
+            notification_auth: None,
+            push: None,
+        };
+        account.notification_auth = Some(omadm_proto::mo::NotificationAuth {
+            auth_type: omadm_proto::mo::NotificationAuthType::Sha256Digest,
+            secret: "00ff".into(),
+        });
+        device.install_account(&account).unwrap();
+        let accounts = device.notification_accounts();
+        let ids: Vec<(&str, Option<&str>)> =
+            accounts.iter().map(|a| (a.server_id.as_str(), a.auth_secret.as_deref())).collect();
+        assert_eq!(ids, vec![("dms1", None), ("dms2", Some("00ff"))]);
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! The protocol itself (packages, URIs, tree, multipart) is omadm-proto's. Decisions: docs/client.md.
 
 pub mod access;
+pub mod bootstrap;
 pub mod command;
 pub mod device;
 pub mod notification;

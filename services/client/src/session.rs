@@ -34,6 +34,13 @@ pub struct SessionRequest {
     pub alerts: Vec<AlertItem>,
 }
 
+impl SessionRequest {
+    /// The session a valid Package#0 asks for: MOS when it carried REQ-MOS.
+    pub fn for_notification(notification: &crate::notification::AcceptedNotification) -> SessionRequest {
+        SessionRequest { request_mos: notification.request_mos, alerts: Vec::new() }
+    }
+}
+
 /// The status the device gave one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandReport {
@@ -149,6 +156,12 @@ pub async fn answer_package2(
                 (None, CommandOutcome::status(error.status_code()))
             }
         };
+        tracing::debug!(
+            position = index + 1,
+            command = name.map_or("invalid", CommandName::as_str),
+            status = u16::from(outcome.status.code),
+            "command answered"
+        );
         if outcome.ends_session {
             return None;
         }
@@ -222,6 +235,15 @@ mod tests {
         let mut report = SessionReport::default();
         assert!(answer_package2(&mut context, &package, &mut report).await.is_none());
         assert_eq!(report.commands.len(), 1);
+    }
+
+    #[test]
+    fn a_session_can_run_on_any_tokio_worker() {
+        fn assert_send<T: Send>(_: &T) {}
+        let mut device = crate::device::tests::sample_device();
+        let transport = offline_transport();
+        let session = run_session(&mut device, &transport, SessionRequest::default());
+        assert_send(&session);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Package#3 is never authenticated: the server binds the session URL to the device.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -51,6 +52,8 @@ pub struct Transport {
     credentials: Credentials,
     /// The last Digest challenge, answered pre-emptively with the next nonce count.
     cached_digest: Mutex<Option<digest_auth::WwwAuthenticateHeader>>,
+    /// How many 401 challenges this transport had to answer (a measure of round trips spent on authentication).
+    challenges_answered: AtomicU64,
 }
 
 impl Transport {
@@ -66,11 +69,16 @@ impl Transport {
 
     /// A transport over a shared reqwest client (a fleet of simulated devices shares one pool).
     pub fn with_client(http: reqwest::Client, credentials: Credentials) -> Transport {
-        Transport { http, credentials, cached_digest: Mutex::new(None) }
+        Transport { http, credentials, cached_digest: Mutex::new(None), challenges_answered: AtomicU64::new(0) }
     }
 
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// How many times a request had to be repeated to answer a 401 challenge.
+    pub fn challenges_answered(&self) -> u64 {
+        self.challenges_answered.load(Ordering::Relaxed)
     }
 
     /// Sends a request with HTTP authentication: pre-emptive Digest when a challenge is cached, else none; on a
@@ -89,6 +97,7 @@ impl Transport {
         if first.0.status != 401 {
             return Ok(first.0);
         }
+        self.challenges_answered.fetch_add(1, Ordering::Relaxed);
         let authorization = self.answer_challenge(&first.1, &method, &parsed)?;
         Ok(self.send(method, url, content_type, accept, body, Some(authorization)).await?.0)
     }

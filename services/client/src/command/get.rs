@@ -64,6 +64,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn get_resolves_x_names_by_node_values() {
+        let mut device = crate::device::tests::sample_device();
+        let moid = "urn:oma:mo:example-sensors:1.0";
+        device.store(moid, "left", serde_json::json!({"ID": "GPS", "Setting": "A1"})).unwrap();
+        device.store(moid, "right", serde_json::json!({"ID": "Temperature", "Setting": "B2"})).unwrap();
+        let outcome = run(&mut device, &format!("{moid}/(x)/Setting?nv=(x)/ID:Temperature")).await;
+        let document: Value = serde_json::from_slice(&outcome.part.unwrap().1).unwrap();
+        assert_eq!(document["MOData"]["Setting"], "B2");
+        assert_eq!(document["MIID"], "right");
+        let none = run(&mut device, &format!("{moid}/(x)/Setting?nv=(x)/ID:Pressure")).await;
+        assert_eq!(none.code(), StatusCode::NOT_FOUND);
+        // An empty mo-inst with two instances is ambiguous: 400.
+        assert_eq!(run(&mut device, &format!("{moid}//ID")).await.code(), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
     async fn get_with_a_current_validator_is_304_and_unknown_nodes_404() {
         let mut device = crate::device::tests::sample_device();
         let validator =

@@ -5,16 +5,16 @@
 //! media type becomes one leaf (`chr` when UTF-8, `bin` otherwise) and cannot make an instance (415).
 
 use omadm_proto::command::Hget;
-use omadm_proto::mo::{DelegationAccessControl, Operation};
+use omadm_proto::mo::DelegationAccessControl;
 use omadm_proto::package::CommandStatus;
 use omadm_proto::package::media::{DMMO_JSON, is_media_type};
 use omadm_proto::status::StatusCode;
-use omadm_proto::tree::{DmmoDocument, InteriorNode, LeafValue, Node};
+use omadm_proto::tree::{DmmoDocument, InteriorNode, LeafValue, MoInstance, Node};
 use reqwest::Method;
 use serde_json::Value;
 
 use super::{CommandContext, CommandOutcome, Target, ensure_default_instance, status_for_http, target_of};
-use crate::access::{check_delegation, check_operation};
+use crate::access::{check_command, check_delegation};
 use crate::device::Device;
 
 /// What HGET asks the repository for: MO data first, anything else after.
@@ -32,16 +32,11 @@ pub async fn execute(context: &mut CommandContext<'_>, hget: &Hget) -> CommandOu
         }
         None => None,
     };
-    if let Some(target) = &target {
-        if target.instance_exists {
-            let operation =
-                if target.moid == DelegationAccessControl::MOID { Operation::Delegate } else { Operation::Write };
-            // Delegate on DMDAC is checked against the instances it governs, below, once the data is known.
-            if operation == Operation::Write {
-                if let Err(code) = check_operation(context.device, &target.moid, &target.miid, operation) {
-                    return CommandOutcome::status(code);
-                }
-            }
+    // Write on an existing instance; for a DMDAC instance, Delegate on every instance its current entries name.
+    // The entries the new data would add are checked once the data is known.
+    if let Some(target) = target.as_ref().filter(|target| target.instance_exists) {
+        if let Err(code) = check_command(context.device, "HGET", &target.moid, &target.miid) {
+            return CommandOutcome::status(code);
         }
     }
     let url = hget.server_uri().substitute(&context.device.server_uri_params());
@@ -99,17 +94,25 @@ fn store_at(device: &mut Device, target: &Target, is_mo_data: bool, body: &[u8])
             Err(_) => Node::Leaf(LeafValue::Bin(body.to_vec())),
         }
     };
+    // The change is made on a copy of the instance, checked, then swapped in: a refused edit changes nothing.
+    let mut changed = match device.tree.instance(&target.moid, &target.miid) {
+        Some(instance) => instance.clone(),
+        None => MoInstance::new(target.moid.clone(), target.miid.clone()).map_err(|error| error.status_code())?,
+    };
+    changed.set_node(&target.path, node).map_err(|error| error.status_code())?;
     if target.moid == DelegationAccessControl::MOID {
-        // A node of a DMDAC instance: re-check the whole instance after the change, below, is too late; refuse
-        // partial edits of access control unless the server may delegate everything the instance governs.
-        crate::access::check_command(device, "HGET", &target.moid, &target.miid)?;
+        check_access_control_change(device, &target.moid, &DmmoDocument::from_instance(&changed))?;
+    }
+    let previous = device.tree.remove_instance(&target.moid, &target.miid);
+    if let Err(error) = device.tree.insert_instance(changed) {
+        if let Some(previous) = previous {
+            device.tree.insert_instance(previous).map_err(|error| error.status_code())?;
+        }
+        return Err(error.status_code());
     }
     if !target.instance_exists {
-        device.tree.create_instance(&target.moid, &target.miid).map_err(|error| error.status_code())?;
         device.record_creator(&target.moid, &target.miid);
     }
-    let instance = device.tree.instance_mut(&target.moid, &target.miid).ok_or(StatusCode::NOT_FOUND)?;
-    instance.set_node(&target.path, node).map_err(|error| error.status_code())?;
     Ok(())
 }
 
@@ -135,18 +138,14 @@ fn create_instance(device: &mut Device, is_mo_data: bool, body: &[u8]) -> Result
 }
 
 /// HGET of a DMDAC instance hands out rights: the server needs Delegate on every instance the new entries name
-/// (and on those the replaced instance named, checked by the caller through `check_command`).
+/// (those the replaced instance named are checked before the fetch, through `check_command`).
 fn check_access_control_change(device: &Device, moid: &str, document: &DmmoDocument) -> Result<(), StatusCode> {
     if moid != DelegationAccessControl::MOID {
         return Ok(());
     }
     let access_control = DelegationAccessControl::from_mo_data(&Value::Object(document.mo_data.clone()))
         .map_err(|error| error.status_code())?;
-    check_delegation(device, &access_control)?;
-    if let Some(miid) = document.miid.as_deref() {
-        crate::access::check_command(device, "HGET", moid, miid)?;
-    }
-    Ok(())
+    check_delegation(device, &access_control)
 }
 
 #[cfg(test)]
@@ -193,6 +192,36 @@ mod tests {
             "1": {"MIID": "dms1", "MAID": "serverid:dms1", "AccessRights": 15}}});
         assert_eq!(create_instance(&mut device, true, &bytes(grab)), Err(StatusCode::FORBIDDEN));
         assert_eq!(create_instance(&mut device, false, b"x"), Err(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+
+    #[test]
+    fn a_node_edit_of_dmdac_that_grants_rights_is_refused_and_changes_nothing() {
+        let mut device = crate::device::tests::sample_device();
+        let miid = crate::device::DMACC_PROTECTION_MIID;
+        let place = target(&device, &format!("{}/{miid}/1/AccessRights", DelegationAccessControl::MOID));
+        let before = device.tree.instance(DelegationAccessControl::MOID, miid).cloned();
+        assert_eq!(store_at(&mut device, &place, false, b"15"), Err(StatusCode::FORBIDDEN));
+        assert_eq!(device.tree.instance(DelegationAccessControl::MOID, miid).cloned(), before);
+        // Pointing the entry at another instance of the DMAcc MO needs Delegate there too: refused.
+        let place = target(&device, &format!("{}/{miid}/1/MIID", DelegationAccessControl::MOID));
+        assert_eq!(store_at(&mut device, &place, false, b"other"), Err(StatusCode::FORBIDDEN));
+        assert_eq!(device.tree.instance(DelegationAccessControl::MOID, miid).cloned(), before);
+    }
+
+    #[test]
+    fn a_creator_may_delegate_rights_on_its_instance() {
+        let mut device = crate::device::tests::sample_device();
+        let mine = json!({"MOID": "urn:oma:mo:example:1.0", "MIID": "mine", "MOData": {"A": 1}});
+        create_instance(&mut device, true, &bytes(mine)).unwrap();
+        let share = json!({"MOID": DelegationAccessControl::MOID, "MIID": "share", "MOData": {
+            "MOID": "urn:oma:mo:example:1.0", "1": {"MIID": "mine", "MAID": "serverid:other", "AccessRights": 1}}});
+        let status = create_instance(&mut device, true, &bytes(share)).unwrap();
+        assert_eq!(status.location(), Some("urn:oma:mo:oma-dm-dmdac:1.0/share/"));
+        // The MO is now governed: dms1 keeps full rights as creator, another server only reads.
+        assert_eq!(check_command(&device, "DELETE", "urn:oma:mo:example:1.0", "mine"), Ok(()));
+        device.account.server_id = "other".into();
+        assert_eq!(check_command(&device, "GET", "urn:oma:mo:example:1.0", "mine"), Ok(()));
+        assert_eq!(check_command(&device, "DELETE", "urn:oma:mo:example:1.0", "mine"), Err(StatusCode::FORBIDDEN));
     }
 
     #[test]
