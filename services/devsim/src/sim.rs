@@ -50,6 +50,8 @@ struct Shared {
     collector: Arc<Collector>,
     started: Instant,
     stop: AtomicBool,
+    /// Wakes the progress task at once when the run ends (a stored permit, so a wake-up is never missed).
+    stopped: tokio::sync::Notify,
 }
 
 /// The error kind a failed session is counted under in the report.
@@ -101,6 +103,7 @@ pub async fn run(profile: FleetProfile, config: RunConfig, collector: Arc<Collec
         collector: Arc::clone(&collector),
         started: Instant::now(),
         stop: AtomicBool::new(false),
+        stopped: tokio::sync::Notify::new(),
         config,
     });
     let profile = Arc::new(profile);
@@ -112,11 +115,13 @@ pub async fn run(profile: FleetProfile, config: RunConfig, collector: Arc<Collec
         devices.spawn(play_device(spec, Arc::clone(&profile), Arc::clone(&shared)).instrument(span));
     }
     while devices.join_next().await.is_some() {}
+    let elapsed = shared.started.elapsed();
     shared.stop.store(true, Ordering::Relaxed);
+    shared.stopped.notify_one();
     if let Some(progress) = progress {
         let _ = progress.await;
     }
-    collector.report(profile.devices, shared.started.elapsed())
+    collector.report(profile.devices, elapsed)
 }
 
 async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<Shared>) {
@@ -264,7 +269,10 @@ fn spawn_progress(shared: Arc<Shared>, devices: u32) -> tokio::task::JoinHandle<
                 }
                 return;
             }
-            tokio::time::sleep(period).await;
+            tokio::select! {
+                () = tokio::time::sleep(period) => {}
+                () = shared.stopped.notified() => {}
+            }
         }
     })
 }
