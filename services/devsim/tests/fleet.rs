@@ -298,3 +298,64 @@ async fn a_package0_over_udp_starts_a_session_and_repeats_are_dropped() {
     let none = api(reqwest::Method::GET, format!("{}/api/v1/devices/nt-000000/sessions", served.base), None).await;
     assert_eq!(none.to_string().matches("\"outcome\"").count(), 0, "{none}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistered_devices_fail_with_401_and_the_exit_code_says_so() {
+    let data = tempfile::tempdir().unwrap();
+    let served = serve(data.path());
+    let base = served.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        devsim(&["--server", &base, "--devices", "3", "--id-prefix", "unknown-", "--no-notify"]).output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let report = report_of(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert_eq!(report["sessions_ok"], 0, "{report}");
+    assert_eq!(report["sessions_failed"], 3, "{report}");
+    assert_eq!(report["errors"], json!({"http_401": 3}), "{report}");
+}
+
+#[test]
+fn help_documents_every_flag_and_bad_flags_are_usage_errors() {
+    let output = Command::new(env!("CARGO_BIN_EXE_omadm-devsim")).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--server",
+        "--devices",
+        "--id-prefix",
+        "--password",
+        "--register",
+        "--admin-token",
+        "--model",
+        "--fwv",
+        "--profile",
+        "--sessions-per-device",
+        "--session-interval-ms",
+        "--concurrency",
+        "--duration",
+        "--notify-port",
+        "--no-notify",
+        "--server-id",
+        "--fw-fail-rate",
+        "--fw-duration-ms",
+        "--alert-rate",
+        "--report",
+    ] {
+        assert!(help.contains(&format!("{flag} ")), "{flag} missing from --help:\n{help}");
+    }
+    // Only on notification, with no time bound, would never end: refused before anything runs.
+    let unbounded = Command::new(env!("CARGO_BIN_EXE_omadm-devsim"))
+        .args(["--server", "http://127.0.0.1:9", "--sessions-per-device", "0", "--no-notify"])
+        .output()
+        .unwrap();
+    assert_eq!(unbounded.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unbounded.stderr).contains("--duration"));
+    let too_many = Command::new(env!("CARGO_BIN_EXE_omadm-devsim"))
+        .args(["--server", "x", "--devices", "100001"])
+        .output()
+        .unwrap();
+    assert_eq!(too_many.status.code(), Some(2));
+}
