@@ -331,7 +331,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // tracing-actix-web logs every 4xx at warn; at fleet scale those are expected (each Digest
+    // session starts with a 401 challenge) and counted in omadm_http_responses_total instead.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tracing_actix_web::middleware=error"));
     // Colours only for a person at a terminal, never in files or log collectors.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
