@@ -454,7 +454,7 @@ async fn notify_queues_an_event_through_the_outbox() {
     assert_eq!(event.event_type, "notification.requested");
     assert_eq!(event.topic, Topic::Notifications);
     assert_eq!(event.key, "IMEI:1");
-    assert_eq!(event.payload["req_mos"], true);
+    assert_eq!(event.payload["request_mos"], true);
     assert_eq!(outbox.len(), 2);
 
     let notify = |device: &str| server.api(Method::POST, &format!("/api/v1/devices/{device}/notify"));

@@ -104,7 +104,7 @@ async fn devices_upload_with_authentication_and_never_over_others_content() {
     // One event per stored upload.
     server.drain_outbox().await;
     let uploads: Vec<_> =
-        server.topic_lines("results").into_iter().filter(|event| event["type"] == "repository.uploaded").collect();
+        server.topic_lines("results").into_iter().filter(|event| event["type"] == "content.uploaded").collect();
     assert_eq!(uploads.len(), 2);
     assert_eq!(uploads[0]["key"], DEVICE);
     assert_eq!(uploads[0]["payload"]["method"], "PUT");

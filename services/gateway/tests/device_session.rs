@@ -144,10 +144,10 @@ async fn full_session_with_digest_then_every_result_is_stored_and_published() {
     assert!(sessions_topic.contains(&"session.ended".to_owned()), "{sessions_topic:?}");
     assert_eq!(types("alerts").len(), 2, "{:?}", types("alerts"));
     let results = server.topic_lines("results");
-    assert!(results.iter().any(|event| event["type"] == "repository.uploaded"
+    assert!(results.iter().any(|event| event["type"] == "content.uploaded"
         && event["payload"]["path"] == "up/IMEI:493005100592800/settings.json"
         && event["key"] == DEVICE));
-    assert!(results.iter().filter(|event| event["type"] != "repository.uploaded").count() >= ids.len());
+    assert!(results.iter().filter(|event| event["type"] != "content.uploaded").count() >= ids.len());
     let metrics = omadm_core::metrics::metrics().render();
     assert!(metrics.contains("omadm_command_results_total{class=\"2xx\",command=\"EXEC\"}"), "{metrics}");
     assert!(metrics.contains("omadm_alerts_total{status=\"415\"}"), "{metrics}");

@@ -5,15 +5,17 @@
 //! device id, written through the store's outbox so it is never lost once 202 is answered:
 //!
 //! ```text
-//! {"id": "notification:IMEI:1:5f0c...", "type": "notification.requested", "schema_version": 1,
+//! {"id": "notify:IMEI:1:5f0c...", "type": "notification.requested", "schema_version": 1,
 //!  "timestamp": 1700000000000, "topic": "notifications", "key": "IMEI:1",
-//!  "payload": {"device_id": "IMEI:1", "req_mos": true, "origin": "operator"}}
+//!  "payload": {"device_id": "IMEI:1", "request_id": "5f0c...", "requested_at": 1700000000000,
+//!              "requested_by": "operator", "request_mos": true}}
 //! ```
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use omadm_core::bus::Event;
 use omadm_core::bus::relay::OutboxWaker;
-use omadm_core::bus::{Event, SCHEMA_VERSION, Topic};
 use omadm_core::clock::now_millis;
+use omadm_core::session::events::{NotificationRequested, notification_requested};
 use omadm_core::store::WriteBatch;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,9 +23,6 @@ use utoipa::ToSchema;
 use super::body::{parse_json, read_body_limited};
 use super::{checked_device_id, require_device, store_failure};
 use crate::{AppState, HttpError};
-
-/// The event type the notifier consumes.
-pub const NOTIFICATION_REQUESTED: &str = "notification.requested";
 
 /// Body of `POST .../notify`; an empty body means all defaults.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -72,30 +71,30 @@ pub(super) async fn post_notify(
     Ok(HttpResponse::Accepted().json(NotifyAccepted { id }))
 }
 
-/// The event asking the notifier for a Package#0; `nonce` makes each request's id unique.
+/// The event asking the notifier for a Package#0 (docs/events.md); `nonce` makes each request's id unique.
 fn notification_event(device_id: &str, req_mos: bool, now: u64, nonce: u128) -> Event {
-    Event {
-        id: format!("notification:{device_id}:{nonce:032x}"),
-        event_type: NOTIFICATION_REQUESTED.to_owned(),
-        schema_version: SCHEMA_VERSION,
-        timestamp: now,
-        topic: Topic::Notifications,
-        key: device_id.to_owned(),
-        payload: serde_json::json!({"device_id": device_id, "req_mos": req_mos, "origin": "operator"}),
-    }
+    notification_requested(NotificationRequested {
+        device_id: device_id.to_owned(),
+        request_id: format!("{nonce:032x}"),
+        requested_at: now,
+        requested_by: "operator".to_owned(),
+        request_mos: req_mos,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omadm_core::bus::Topic;
 
     #[test]
     fn event_shape() {
         let event = notification_event("IMEI:1", true, 1_700_000_000_000, 0xab);
-        assert_eq!(event.id, "notification:IMEI:1:000000000000000000000000000000ab");
+        assert_eq!(event.id, "notify:IMEI:1:000000000000000000000000000000ab");
         assert_eq!(event.topic, Topic::Notifications);
         assert_eq!(event.key, "IMEI:1");
-        assert_eq!(event.payload["req_mos"], true);
+        assert_eq!(event.payload["request_mos"], true);
+        assert_eq!(event.payload["requested_by"], "operator");
         assert_eq!(event.payload["device_id"], "IMEI:1");
     }
 }

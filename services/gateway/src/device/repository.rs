@@ -11,12 +11,12 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
-use omadm_core::bus::{Event, SCHEMA_VERSION, Topic};
+use omadm_core::bus::Event;
 use omadm_core::clock;
 use omadm_core::metrics::metrics;
 use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
+use omadm_core::session::events::{ContentUploaded, content_uploaded};
 use omadm_core::store::WriteBatch;
-use sha2::{Digest as _, Sha256};
 use tracing::Instrument as _;
 
 use super::EdgeShared;
@@ -121,25 +121,16 @@ pub(crate) async fn upload(
     .await
 }
 
-/// `repository.uploaded` on the results topic: what a consumer needs to fetch it through the API.
+/// `content.uploaded` on the results topic (docs/events.md): what a consumer needs to fetch it through the API.
 fn uploaded_event(device_id: &str, path: &str, media_type: &str, body: &[u8], method: &str, now: u64) -> Event {
-    let sha256 = hex::encode(Sha256::digest(body));
-    Event {
-        id: format!("repository.uploaded:{device_id}:{path}:{now}:{}", sha256.get(..16).unwrap_or_default()),
-        event_type: "repository.uploaded".to_owned(),
-        schema_version: SCHEMA_VERSION,
-        timestamp: now,
-        topic: Topic::Results,
-        key: device_id.to_owned(),
-        payload: serde_json::json!({
-            "device_id": device_id,
-            "path": path,
-            "content_type": media_type,
-            "size": body.len(),
-            "sha256": sha256,
-            "method": method,
-        }),
-    }
+    content_uploaded(ContentUploaded {
+        device_id: device_id.to_owned(),
+        path: path.to_owned(),
+        method: method.to_owned(),
+        content_type: media_type.to_owned(),
+        size: body.len() as u64,
+        stored_at: now,
+    })
 }
 
 /// True when an `Accept` header value lets the client receive `media_type`
@@ -186,6 +177,7 @@ pub fn accepts_media_type(accept: &str, media_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omadm_core::bus::Topic;
 
     #[test]
     fn negotiation_follows_the_most_specific_range() {
@@ -216,12 +208,12 @@ mod tests {
     #[test]
     fn upload_event_names_the_device_and_the_content() {
         let event = uploaded_event("IMEI:1", "up/IMEI:1/tree.json", "application/json", b"{}", "PUT", 42);
-        assert_eq!(event.event_type, "repository.uploaded");
+        assert_eq!(event.event_type, "content.uploaded");
         assert_eq!(event.topic, Topic::Results);
         assert_eq!(event.key, "IMEI:1");
         assert_eq!(event.payload["size"], 2);
         assert_eq!(event.payload["path"], "up/IMEI:1/tree.json");
         assert_eq!(event.payload["method"], "PUT");
-        assert_eq!(event.payload["sha256"], hex::encode(Sha256::digest(b"{}")));
+        assert_eq!(event.id, "upload:IMEI:1:up/IMEI:1/tree.json:42");
     }
 }
