@@ -62,7 +62,9 @@ async fn devsim(args: Args) -> anyhow::Result<bool> {
     if args.register {
         let token = args.admin_token.as_deref().context("--register needs --admin-token")?;
         let http = reqwest::Client::new();
-        let failed = register_fleet(&http, &args.server, token, &profile, args.concurrency, &collector).await;
+        let notify_port = (!args.no_notify).then_some(args.notify_port);
+        let failed =
+            register_fleet(&http, &args.server, token, &profile, args.concurrency, notify_port, &collector).await;
         if failed > 0 {
             eprintln!("omadm-devsim: {failed} of {} registrations failed", profile.devices);
             registration_failed = true;

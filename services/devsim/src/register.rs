@@ -16,6 +16,7 @@ pub async fn register_fleet(
     admin_token: &str,
     profile: &FleetProfile,
     concurrency: usize,
+    notify_port: Option<u16>,
     collector: &Arc<Collector>,
 ) -> u64 {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -26,10 +27,15 @@ pub async fn register_fleet(
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
         let device_id = profile.device(index).device_id;
         let url = format!("{base}/api/v1/devices/{device_id}");
-        let request = http
-            .put(url)
-            .bearer_auth(admin_token)
-            .json(&serde_json::json!({ "password": profile.password, "tags": { "source": "devsim" } }));
+        // Each simulated device listens on its own loopback address, as IP devices do on theirs.
+        let notify_address =
+            notify_port.map(|port| std::net::SocketAddr::from((crate::profile::notify_address(index), port)));
+        let registration = serde_json::json!({
+            "password": profile.password,
+            "tags": { "source": "devsim" },
+            "notify_address": notify_address,
+        });
+        let request = http.put(url).bearer_auth(admin_token).json(&registration);
         let collector = Arc::clone(collector);
         tasks.spawn(async move {
             let _permit = permit;

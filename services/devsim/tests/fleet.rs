@@ -16,17 +16,19 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "devsim-test-token";
 
-/// The `omadm` binary next to this test's target directory (built by `cargo build -p omadm`).
+/// The `omadm` binary next to this test's target directory, built (or brought up to date) once per run
+/// so a test never drives a stale server.
 fn omadm_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let test_exe = std::env::current_exe().unwrap();
     // target/debug/deps/fleet-<hash> -> target/debug/omadm
     let debug_dir = test_exe.parent().and_then(Path::parent).unwrap();
     let binary = debug_dir.join(format!("omadm{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
+    BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo).args(["build", "-p", "omadm", "--bin", "omadm"]).status().unwrap();
         assert!(status.success(), "cargo build -p omadm failed");
-    }
+    });
     assert!(binary.exists(), "{} missing: run cargo build -p omadm", binary.display());
     binary
 }
@@ -173,6 +175,9 @@ async fn a_thousand_registered_devices_all_finish_their_sessions() {
     let device = api(reqwest::Method::GET, format!("{}/api/v1/devices/fleet-000999", served.base), None).await;
     assert_eq!(device["inventory"]["mod"], "SIM-1", "{device}");
     assert_eq!(device["last_session"]["outcome"], "ended", "{device}");
+    // Registered with its own notification address: 127.x.y.z at the fleet's notify port.
+    let address = format!("{}:{port}", omadm_devsim::profile::notify_address(999));
+    assert_eq!(device["notify_address"], address.as_str(), "{device}");
     let sessions =
         api(reqwest::Method::GET, format!("{}/api/v1/devices/fleet-000500/sessions", served.base), None).await;
     assert_eq!(sessions.to_string().matches("\"outcome\"").count(), 1, "{sessions}");

@@ -98,15 +98,18 @@ async fn device_registration_read_list_and_delete() {
     assert_eq!(device["last_session"], Value::Null);
     assert!(device["inventory"].as_object().unwrap().contains_key("fwv"));
 
-    // Update: new tags, secret kept.
+    assert_eq!(device["notify_address"], Value::Null);
+
+    // Update: new tags and notification address, secret kept.
     let updated = server
         .api(Method::PUT, "/api/v1/devices/IMEI:1")
-        .json(&json!({"password": "other", "tags": {"fleet": "cars"}}));
+        .json(&json!({"password": "other", "tags": {"fleet": "cars"}, "notify_address": "127.0.0.9:2948"}));
     let updated = updated.send().await.unwrap();
     assert_eq!(updated.status(), 200);
     let device: Value = updated.json().await.unwrap();
     assert_eq!(device["tags"], json!({"fleet": "cars"}));
     assert_eq!(device["has_auth_secret"], true);
+    assert_eq!(device["notify_address"], "127.0.0.9:2948");
     // The password changed: the stored hash is the new one.
     let stored = server.state.store.get_device("IMEI:1").await.unwrap().unwrap();
     assert_eq!(stored.credentials, omadm_core::auth::credentials_for("IMEI:1", "omadm", "other"));
@@ -164,6 +167,10 @@ async fn device_bad_input() {
     expect_error(put().json(&json!({"tags": {}})).send().await.unwrap(), 400).await;
     expect_error(put().json(&json!({"password": ""})).send().await.unwrap(), 400).await;
     expect_error(put().json(&json!({"password": "pw", "tags": {"a:b": "c"}})).send().await.unwrap(), 400).await;
+    let reason =
+        expect_error(put().json(&json!({"password": "pw", "notify_address": "nowhere"})).send().await.unwrap(), 400)
+            .await;
+    assert!(reason.contains("notify_address") || reason.contains("socket address"), "{reason}");
     expect_error(put().header("content-type", "text/plain").body("{\"password\": \"pw\"}").send().await.unwrap(), 415)
         .await;
     expect_error(put().header(json_type.0, json_type.1).send().await.unwrap(), 400).await;

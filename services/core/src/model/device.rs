@@ -27,6 +27,10 @@ pub struct Device {
     /// The MOS array of the last Package#1 that carried one.
     #[serde(default)]
     pub supported_objects: Vec<SupportedObject>,
+    /// Where the device receives Package#0 as connectionless WAP Push over UDP
+    /// (Appendix D.1: IP devices listen on port 2948), as it registered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_address: Option<std::net::SocketAddr>,
     /// The most recent session, ended or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_session_id: Option<String>,

@@ -243,6 +243,7 @@ mod tests {
             tags: Default::default(),
             inventory: Inventory::default(),
             supported_objects: Vec::new(),
+            notify_address: None,
             last_session_id: None,
             created_at: 0,
             updated_at: 0,

@@ -98,6 +98,7 @@ pub fn device(id: &str) -> Device {
             serde_json::from_value::<SupportedObject>(json!({"MOID": "urn:oma:mo:oma-dm-devinfo:1.2", "MIID": ["1"]}))
                 .unwrap(),
         ],
+        notify_address: None,
         last_session_id: None,
         created_at: 1_700_000_000_000,
         updated_at: 1_700_000_000_000,

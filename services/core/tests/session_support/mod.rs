@@ -59,6 +59,7 @@ pub fn new_device(now: Millis) -> Device {
         tags: BTreeMap::new(),
         inventory: Inventory::default(),
         supported_objects: Vec::new(),
+        notify_address: None,
         last_session_id: None,
         created_at: now,
         updated_at: now,

@@ -44,6 +44,10 @@ pub struct DeviceRegistration {
     /// Operator labels; keys must not contain ':' (the `tag=key:value` filter splits there).
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// Where the device receives Package#0 over UDP (WAP Push, Appendix D.1), e.g. `198.51.100.7:2948`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub notify_address: Option<std::net::SocketAddr>,
 }
 
 /// What the server knows of a device's identity, from DevInfo and SessionInfo.
@@ -128,6 +132,9 @@ pub struct DeviceView {
     pub mos: serde_json::Value,
     /// True when a notification secret (DMAcc AuthSecret) is set; the secret itself is never shown.
     pub has_auth_secret: bool,
+    /// Where the device receives Package#0 over UDP, when it registered one.
+    #[schema(value_type = Option<String>)]
+    pub notify_address: Option<std::net::SocketAddr>,
     pub last_session: Option<SessionView>,
     /// Commands queued or sent, not yet answered.
     pub pending_commands: u64,
@@ -201,6 +208,9 @@ pub(super) async fn put_device(
             if let Some(tags) = registration.tags {
                 device.tags = tags;
             }
+            if let Some(address) = registration.notify_address {
+                device.notify_address = Some(address);
+            }
             device.updated_at = now;
             device
         }
@@ -211,6 +221,7 @@ pub(super) async fn put_device(
             tags: registration.tags.unwrap_or_default(),
             inventory: Inventory::default(),
             supported_objects: Vec::new(),
+            notify_address: registration.notify_address,
             last_session_id: None,
             created_at: now,
             updated_at: now,
@@ -281,6 +292,7 @@ async fn device_view(state: &AppState, device: &Device) -> Result<DeviceView, Ht
         inventory: InventoryView::from(&device.inventory),
         mos: serde_json::to_value(&device.supported_objects).unwrap_or(serde_json::Value::Array(Vec::new())),
         has_auth_secret: device.auth_secret.is_some(),
+        notify_address: device.notify_address,
         last_session,
         pending_commands,
         created_at: device.created_at,
@@ -431,6 +443,7 @@ mod tests {
             password: password.to_owned(),
             auth_secret: None,
             tags: Some(tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+            notify_address: None,
         };
         assert!(check_registration(&registration("pw", &[("fleet", "meters")])).is_ok());
         assert!(check_registration(&registration("", &[])).is_err());

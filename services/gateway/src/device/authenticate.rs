@@ -131,6 +131,7 @@ async fn register(
         tags: Default::default(),
         inventory: Inventory::default(),
         supported_objects: Vec::new(),
+        notify_address: None,
         last_session_id: None,
         created_at: now,
         updated_at: now,
