@@ -1,8 +1,8 @@
 //! The Store: everything the server must not lose, behind one trait with engines chosen by URL.
 //!
-//! `file:///var/lib/omadm` (or a plain path) opens the embedded engine; the
-//! Redis engine (`redis://...`) arrives with cluster mode. Both pass the same
-//! conformance suite (`store::conformance`, feature `conformance`; run by `tests/store_embedded.rs`).
+//! `file:///var/lib/omadm` (or a plain path) opens the embedded engine;
+//! `redis://host:port` the Redis engine. Both pass the same conformance suite
+//! (`store::conformance`, feature `conformance`; run by `tests/store_embedded.rs` and `tests/store_redis.rs`).
 //!
 //! Writes that belong together are one [`WriteBatch`], applied atomically: a
 //! session step's session state, command outcomes, mirror, alerts and the
@@ -11,6 +11,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod embedded;
+mod redis;
 
 use async_trait::async_trait;
 
@@ -21,6 +22,7 @@ use crate::model::{
 };
 
 pub use embedded::EmbeddedStore;
+pub use redis::RedisStore;
 
 /// Why a store operation failed. None of these is the caller's fault: the
 /// HTTP edge answers 503 and counts them in `omadm_store_errors_total`.
@@ -141,8 +143,12 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_len(&self) -> Result<u64, StoreError>;
 }
 
-/// Opens the store named by `url`: `file:///path` or a bare path for the embedded engine.
+/// Opens the store named by `url`: `file:///path` or a bare path for the embedded engine,
+/// `redis://host:port[/db]` for the Redis engine.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("redis://") {
+        return Ok(std::sync::Arc::new(RedisStore::connect(url).await?));
+    }
     let path = url.strip_prefix("file://").unwrap_or(url);
     if path.contains("://") {
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
