@@ -14,7 +14,7 @@ use omadm_client::transport::Transport;
 use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::clock;
 use omadm_core::model::{
-    CommandOrigin, CommandRecord, ContentSource, Device as ServerDevice, Inventory, NewCommand, RepositoryItem,
+    CommandOrigin, CommandRecord, ContentSource, Device as ServerDevice, NewCommand, RepositoryItem,
 };
 use omadm_core::session::SessionConfig;
 use omadm_core::store::{Store, WriteBatch};
@@ -90,18 +90,7 @@ impl TestServer {
 
     async fn register(&self, device_id: &str, password: &str) {
         let now = clock::now_millis();
-        let device = ServerDevice {
-            id: device_id.to_owned(),
-            credentials: credentials_for(device_id, DEFAULT_REALM, password),
-            auth_secret: None,
-            tags: Default::default(),
-            inventory: Inventory::default(),
-            supported_objects: Vec::new(),
-            notify_address: None,
-            last_session_id: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let device = ServerDevice::new(device_id, credentials_for(device_id, DEFAULT_REALM, password), now);
         self.store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
     }
 

@@ -100,6 +100,24 @@ pub struct DevicePage {
     pub next: Option<String>,
 }
 
+impl Device {
+    /// A device just registered: its credentials and nothing learned yet.
+    pub fn new(id: impl Into<String>, credentials: Credentials, now: Millis) -> Self {
+        Device {
+            id: id.into(),
+            credentials,
+            auth_secret: None,
+            tags: BTreeMap::new(),
+            inventory: Inventory::default(),
+            supported_objects: Vec::new(),
+            notify_address: None,
+            last_session_id: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 impl DeviceFilter {
     /// True when `device` satisfies every given field.
     pub fn matches(&self, device: &Device) -> bool {

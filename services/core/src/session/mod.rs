@@ -181,7 +181,7 @@ mod tests {
     use omadm_proto::status::StatusCode;
 
     use super::*;
-    use crate::model::{CommandState, Inventory};
+    use crate::model::CommandState;
 
     fn config() -> SessionConfig {
         SessionConfig {
@@ -236,18 +236,7 @@ mod tests {
             commands_answered: 0,
         };
         assert_eq!(expires_at(&config, &state), 30_100);
-        let mut device = Device {
-            id: "d".to_owned(),
-            credentials: crate::auth::credentials_for("d", "omadm", "p"),
-            auth_secret: None,
-            tags: Default::default(),
-            inventory: Inventory::default(),
-            supported_objects: Vec::new(),
-            notify_address: None,
-            last_session_id: None,
-            created_at: 0,
-            updated_at: 0,
-        };
+        let mut device = Device::new("d", crate::auth::credentials_for("d", "omadm", "p"), 0);
         assert!(inventory_due(&config, &device, 0), "never read");
         device.inventory.updated_at = Some(5_000);
         assert!(!inventory_due(&config, &device, 5_999));

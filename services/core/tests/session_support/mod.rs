@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use omadm_core::bus::Event;
 use omadm_core::clock::Millis;
 use omadm_core::model::{
-    AlertRecord, CommandId, CommandOrigin, CommandRecord, CommandState, Device, Inventory, MirrorRecord, SessionState,
+    AlertRecord, CommandId, CommandOrigin, CommandRecord, CommandState, Device, MirrorRecord, SessionState,
     SessionSummary,
 };
 use omadm_core::session::{SessionConfig, SessionContext, SessionError, SessionEvent, Step, step};
@@ -52,18 +52,7 @@ pub fn command(wire: Value) -> Command {
 }
 
 pub fn new_device(now: Millis) -> Device {
-    Device {
-        id: DEVICE_ID.to_owned(),
-        credentials: omadm_core::auth::credentials_for(DEVICE_ID, "omadm", "secret"),
-        auth_secret: None,
-        tags: BTreeMap::new(),
-        inventory: Inventory::default(),
-        supported_objects: Vec::new(),
-        notify_address: None,
-        last_session_id: None,
-        created_at: now,
-        updated_at: now,
-    }
+    Device::new(DEVICE_ID, omadm_core::auth::credentials_for(DEVICE_ID, "omadm", "secret"), now)
 }
 
 /// The DevInfo, SessionInfo and FUMO instances of the simulated device.

@@ -215,16 +215,10 @@ pub(super) async fn put_device(
             device
         }
         None => Device {
-            id: device_id.to_owned(),
-            credentials,
             auth_secret: registration.auth_secret,
             tags: registration.tags.unwrap_or_default(),
-            inventory: Inventory::default(),
-            supported_objects: Vec::new(),
             notify_address: registration.notify_address,
-            last_session_id: None,
-            created_at: now,
-            updated_at: now,
+            ..Device::new(device_id, credentials, now)
         },
     };
     let batch = WriteBatch { devices: vec![device.clone()], ..WriteBatch::default() };

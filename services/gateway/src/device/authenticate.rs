@@ -11,7 +11,7 @@ use actix_web::http::header::AUTHORIZATION;
 use omadm_core::auth::{self, AuthError, Authorization, VerifyRequest};
 use omadm_core::clock;
 use omadm_core::metrics::metrics;
-use omadm_core::model::{Device, Inventory};
+use omadm_core::model::Device;
 use omadm_core::store::WriteBatch;
 
 use super::EdgeShared;
@@ -124,18 +124,7 @@ async fn register(
     if let Some(device) = store.get_device(device_id).await? {
         return Ok(device);
     }
-    let device = Device {
-        id: device_id.to_owned(),
-        credentials,
-        auth_secret: None,
-        tags: Default::default(),
-        inventory: Inventory::default(),
-        supported_objects: Vec::new(),
-        notify_address: None,
-        last_session_id: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let device = Device::new(device_id, credentials, now);
     store.commit(WriteBatch { devices: vec![device.clone()], ..WriteBatch::default() }).await?;
     tracing::info!(device_id, "device registered by the factory password");
     Ok(device)

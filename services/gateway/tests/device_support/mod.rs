@@ -19,7 +19,7 @@ use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::bus::Bus;
 use omadm_core::bus::relay::OutboxRelay;
 use omadm_core::clock;
-use omadm_core::model::{CommandOrigin, Device, Inventory, NewCommand};
+use omadm_core::model::{CommandOrigin, Device, NewCommand};
 use omadm_core::session::SessionConfig;
 use omadm_core::store::{Store, WriteBatch};
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
@@ -193,18 +193,7 @@ impl TestServer {
     /// Registers `device_id` with `password`, as the operator API would.
     pub async fn register(&self, device_id: &str, password: &str) {
         let now = clock::now_millis();
-        let device = Device {
-            id: device_id.to_owned(),
-            credentials: credentials_for(device_id, DEFAULT_REALM, password),
-            auth_secret: None,
-            tags: Default::default(),
-            inventory: Inventory::default(),
-            supported_objects: Vec::new(),
-            notify_address: None,
-            last_session_id: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let device = Device::new(device_id, credentials_for(device_id, DEFAULT_REALM, password), now);
         self.store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
     }
 
