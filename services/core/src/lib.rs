@@ -3,6 +3,7 @@
 //! - [`model`]: devices, queued commands, sessions, alerts and repository content as stored.
 //! - [`store`]: the `Store` trait (state) and its engines, chosen by URL.
 //! - [`bus`]: the `Bus` trait (events for Kafka topics) and its engines.
+//! - [`cluster`]: node membership, rendezvous ownership of devices, leases and fencing, pure.
 //! - [`session`]: the DM session state machine, pure: state + event + now -> next state + effects.
 //! - [`auth`]: device credentials (stored hashed) and HTTP Basic/Digest verification, pure.
 //! - [`metrics`]: Prometheus metrics of every path, with bounded labels.
@@ -12,6 +13,7 @@ pub mod access;
 pub mod auth;
 pub mod bus;
 pub mod clock;
+pub mod cluster;
 pub mod metrics;
 pub mod model;
 pub mod session;

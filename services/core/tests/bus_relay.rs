@@ -66,7 +66,7 @@ async fn drain_publishes_every_committed_event_as_committed_in_order() {
     assert_eq!(read_events(bus.topic_path(Topic::Results).unwrap()), on_topic(Topic::Results));
     assert_eq!(read_events(bus.topic_path(Topic::Alerts).unwrap()), on_topic(Topic::Alerts));
     assert_eq!(store.outbox_len().await.unwrap(), 0);
-    assert!(store.outbox(10).await.unwrap().is_empty());
+    assert!(store.outbox(0, 10).await.unwrap().is_empty());
     relay.drain().await.unwrap();
     assert_eq!(
         read_events(bus.topic_path(Topic::Results).unwrap()),

@@ -60,7 +60,7 @@ async fn a_failing_bus_keeps_events_in_the_outbox_until_it_recovers() {
     relay.notify();
     let drained = relay.drain().await;
     assert!(matches!(drained, Err(RelayError::Bus(_))), "{drained:?}");
-    assert_eq!(store.outbox(100).await.unwrap(), committed, "nothing acknowledged, order kept");
+    assert_eq!(store.outbox(0, 100).await.unwrap(), committed, "nothing acknowledged, order kept");
     // The relay keeps retrying on its own, with backoff, and keeps failing.
     eventually("more failed retries", async || {
         metrics().bus_errors.with_label_values(&["results"]).get() >= errors_before + 4

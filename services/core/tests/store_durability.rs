@@ -112,11 +112,14 @@ async fn kill_9_between_commits_loses_nothing_acknowledged() {
     assert!(acknowledged_batches.len() >= ACKS_BEFORE_KILL / 2, "the child ran: {acknowledged_batches:?}");
 
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
-    let outbox_ids: Vec<String> = store.outbox(1_000_000).await.unwrap().into_iter().map(|event| event.id).collect();
+    let outbox_ids: Vec<String> = store.outbox(0, 1_000_000).await.unwrap().into_iter().map(|event| event.id).collect();
     for (writer, round) in &acknowledged_batches {
         let queue = format!("durable-{writer}");
         assert!(store.get_device(&format!("{queue}-{round}")).await.unwrap().is_some(), "device {writer}/{round}");
-        assert!(store.get_session(&format!("session-{writer}-{round}")).await.unwrap().is_some(), "session {round}");
+        assert!(
+            store.get_session(&queue, &format!("session-{writer}-{round}")).await.unwrap().is_some(),
+            "session {round}"
+        );
         let alerts = store.list_alerts(&queue, 1_000_000).await.unwrap();
         assert!(alerts.iter().any(|alert| alert.id == *round), "alert of batch {writer}/{round}");
         assert!(outbox_ids.contains(&format!("event-{writer}-{round}")), "event of batch {writer}/{round}");

@@ -43,7 +43,7 @@ async fn snapshot(store: &Arc<dyn Store>) -> String {
     open.sort_by(|left, right| left.id.cmp(&right.id));
     lines.push(format!("{open:?}"));
     lines.push(format!("{:?}", store.list_devices(&DeviceFilter::default(), None, 5_000).await.unwrap()));
-    lines.push(format!("{:?}", store.outbox(100).await.unwrap()));
+    lines.push(format!("{:?}", store.outbox(0, 100).await.unwrap()));
     lines.join("\n")
 }
 
@@ -71,7 +71,7 @@ async fn reopen_after_drop_keeps_everything() {
     let reopened: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
     assert_eq!(snapshot(&reopened).await, before);
     assert_eq!(reopened.get_content("reopen/item").await.unwrap(), Some(item));
-    assert_eq!(reopened.outbox(10).await.unwrap(), vec![pending_event]);
+    assert_eq!(reopened.outbox(0, 10).await.unwrap(), vec![pending_event]);
     let next_ids = reopened.enqueue_commands("conf-queue-1", vec![conformance::get_command("urn:x//A")], 1).await;
     assert_eq!(next_ids.unwrap(), vec![6]);
 }

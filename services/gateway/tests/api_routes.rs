@@ -456,7 +456,7 @@ async fn notify_queues_an_event_through_the_outbox() {
     let bare = server.api(Method::POST, "/api/v1/devices/IMEI:1/notify").send().await.unwrap();
     assert_eq!(bare.status(), 202);
 
-    let outbox = server.state.store.outbox(10).await.unwrap();
+    let outbox = server.state.store.outbox(0, 10).await.unwrap();
     let event = outbox.iter().find(|event| event.id == id).expect("the event is in the outbox");
     assert_eq!(event.event_type, "notification.requested");
     assert_eq!(event.topic, Topic::Notifications);
@@ -468,7 +468,7 @@ async fn notify_queues_an_event_through_the_outbox() {
     expect_error(notify("IMEI:404").json(&json!({})).send().await.unwrap(), 404).await;
     expect_error(notify("IMEI:1").json(&json!({"req_mos": "yes"})).send().await.unwrap(), 400).await;
     expect_error(notify("IMEI:1").json(&json!({"urgent": true})).send().await.unwrap(), 400).await;
-    assert_eq!(server.state.store.outbox(10).await.unwrap().len(), 2);
+    assert_eq!(server.state.store.outbox(0, 10).await.unwrap().len(), 2);
 }
 
 #[actix_rt::test]

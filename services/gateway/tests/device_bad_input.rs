@@ -200,7 +200,7 @@ async fn package3_mistakes_leave_the_session_usable() {
     assert_refused(response, 400, "GET").await;
 
     // Still the same session, still awaiting the same commands: the right answer is accepted.
-    let state = server.store.get_session(url.rsplit('/').next().unwrap()).await.unwrap().unwrap();
+    let state = server.store.get_session(DEVICE, url.rsplit('/').next().unwrap()).await.unwrap().unwrap();
     assert_eq!(state.awaiting.len(), count);
     assert_eq!(state.packages, 1);
     let mut transcript = device_support::SessionTranscript::default();

@@ -131,7 +131,7 @@ async fn full_session_with_digest_then_every_result_is_stored_and_published() {
     assert_eq!(sessions[0].id, session_id);
     assert_eq!(sessions[0].outcome, SessionOutcome::Ended);
     assert_eq!(sessions[0].packages as usize, transcript.packages.len());
-    assert!(server.store.get_session(&session_id).await.unwrap().is_none_or(|state| state.ended));
+    assert!(server.store.get_session(DEVICE, &session_id).await.unwrap().is_none_or(|state| state.ended));
     assert_eq!(server.edge.active_sessions(), 0);
 
     // The events, once the relay drained the outbox into the JSONL files.

@@ -145,4 +145,9 @@ impl Bus for JsonlBus {
         }
         result
     }
+
+    async fn subscribe(&self, _group: &str, _topics: &[Topic]) -> Result<Box<dyn super::Subscription>, BusError> {
+        // CONTRACT STUB: consumer groups on JSONL files come with the Kafka engine.
+        Err(BusError::Unavailable("consumer groups are not implemented on JSONL files yet".to_owned()))
+    }
 }

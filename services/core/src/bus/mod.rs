@@ -1,9 +1,14 @@
 //! The Bus: events for analytics and the other roles, one topic per concern, behind one trait.
 //!
 //! `file:///var/lib/omadm/events` (or a plain path) appends one JSON line per
-//! event to a file per topic; the Kafka engine (`kafka://host:9092`) arrives
-//! with cluster mode. Every event carries an id that is stable across retries,
-//! so consumers drop repeats of at-least-once delivery.
+//! event to a file per topic; `kafka://host:9092[,host:9092...]` produces to
+//! Kafka (idempotent, acks=all, keyed by [`Event::key`]). Every event carries an
+//! id that is stable across retries, so consumers drop repeats of at-least-once
+//! delivery.
+//!
+//! Roles that consume (campaigns, notifier, tests) [`Bus::subscribe`] as a
+//! consumer group and [`Subscription::commit`] after processing: what was not
+//! committed is delivered again to the group's next subscription.
 
 mod jsonl;
 pub mod relay;
@@ -75,6 +80,29 @@ pub enum BusError {
     Unavailable(String),
     #[error("unsupported bus URL {0:?}")]
     UnsupportedUrl(String),
+    /// A record on the bus is not an event of ours (it is skipped and committed past).
+    #[error("undecodable record on {topic}: {reason}")]
+    Corrupt { topic: String, reason: String },
+}
+
+/// One event handed to a consumer, with where it sits on its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub event: Event,
+    /// The partition within the topic (0 for engines without partitions).
+    pub partition: i32,
+    /// Position within the partition; committing a delivery commits everything before it too.
+    pub offset: i64,
+}
+
+/// A consumer group's view of some topics. Deliveries of one partition come in order.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next deliveries, at most `max`; waits up to `wait` for the first one and
+    /// returns an empty batch when none came.
+    async fn next_batch(&mut self, max: usize, wait: std::time::Duration) -> Result<Vec<Delivery>, BusError>;
+    /// Marks `deliveries` (and everything before each of them in its partition) as processed by the group.
+    async fn commit(&mut self, deliveries: &[Delivery]) -> Result<(), BusError>;
 }
 
 /// Where events go. `publish` returns once every event is durable on the bus
@@ -82,6 +110,9 @@ pub enum BusError {
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, events: &[Event]) -> Result<(), BusError>;
+    /// Joins consumer group `group` on `topics`. A new group starts at the oldest
+    /// retained event; a known group resumes after its last commit.
+    async fn subscribe(&self, group: &str, topics: &[Topic]) -> Result<Box<dyn Subscription>, BusError>;
 }
 
 /// Opens the bus named by `url`: `file:///path` or a bare path for JSONL files.

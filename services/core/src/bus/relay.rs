@@ -221,7 +221,8 @@ impl Relay {
     async fn publish_pending(&self) -> Result<(), RelayError> {
         let batch_size = self.config.batch_size.max(1);
         loop {
-            let events = self.store.outbox(batch_size).await.map_err(|error| RelayError::Store(error.to_string()))?;
+            let events =
+                self.store.outbox(0, batch_size).await.map_err(|error| RelayError::Store(error.to_string()))?;
             if events.is_empty() {
                 metrics().outbox_backlog.set(0);
                 return Ok(());
@@ -232,7 +233,7 @@ impl Relay {
                 return Err(RelayError::Bus(error.to_string()));
             }
             let event_ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
-            self.store.ack_outbox(&event_ids).await.map_err(|error| RelayError::Store(error.to_string()))?;
+            self.store.ack_outbox(0, &event_ids).await.map_err(|error| RelayError::Store(error.to_string()))?;
             tracing::debug!(events = events.len(), "outbox events published");
             self.update_backlog().await;
             if self.shared.stopping() {

@@ -329,12 +329,12 @@ pub async fn concurrent_enqueues_get_distinct_ids(store: Arc<dyn Store>) {
 /// Open sessions are found by id and listed as active; ending one moves it to the history, newest first.
 pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
     let device_id = "conf-sessions-1";
-    assert_eq!(store.get_session("conf-s-1").await.unwrap(), None);
+    assert_eq!(store.get_session(device_id, "conf-s-1").await.unwrap(), None);
     assert!(store.list_sessions(device_id, 10).await.unwrap().is_empty());
 
     let mut first = open_session("conf-s-1", device_id, 1_000);
     store.commit(WriteBatch { sessions: vec![first.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.get_session("conf-s-1").await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_session(device_id, "conf-s-1").await.unwrap(), Some(first.clone()));
     assert!(store.open_sessions().await.unwrap().contains(&first));
     let listed = store.list_sessions(device_id, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -352,12 +352,12 @@ pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
         command: get_command("urn:oma:mo:oma-dm-devinfo:1.2//Man").command,
     }];
     store.commit(WriteBatch { sessions: vec![first.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.get_session("conf-s-1").await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_session(device_id, "conf-s-1").await.unwrap(), Some(first.clone()));
 
     // It ends: gone from the open sessions, in the history.
     let first_summary = ended_session(&first, 2_000, SessionOutcome::Ended);
     store.commit(WriteBatch { ended_sessions: vec![first_summary.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.get_session("conf-s-1").await.unwrap(), None);
+    assert_eq!(store.get_session(device_id, "conf-s-1").await.unwrap(), None);
     assert!(!store.open_sessions().await.unwrap().iter().any(|session| session.id == "conf-s-1"));
     assert_eq!(store.list_sessions(device_id, 10).await.unwrap(), vec![first_summary.clone()]);
 
@@ -384,9 +384,9 @@ pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
     assert_eq!(limited, vec!["conf-s-3", "conf-s-2"]);
     // A batch that carries an ended session's final state keeps it readable (a late
     // Package#3 gets 410, not 404), never among the open sessions.
-    assert_eq!(store.get_session("conf-s-2").await.unwrap(), Some(second.clone()), "ended with its state");
+    assert_eq!(store.get_session(device_id, "conf-s-2").await.unwrap(), Some(second.clone()), "ended with its state");
     assert!(!store.open_sessions().await.unwrap().iter().any(|session| session.id == "conf-s-2"));
-    assert_eq!(store.get_session("conf-s-3").await.unwrap(), Some(third.clone()));
+    assert_eq!(store.get_session(device_id, "conf-s-3").await.unwrap(), Some(third.clone()));
     // Only the device's latest ended session keeps its state: the table stays one entry per device.
     let third_summary = ended_session(&third, 10_000, SessionOutcome::Ended);
     store
@@ -397,8 +397,8 @@ pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(store.get_session("conf-s-2").await.unwrap(), None);
-    assert_eq!(store.get_session("conf-s-3").await.unwrap(), Some(third));
+    assert_eq!(store.get_session(device_id, "conf-s-2").await.unwrap(), None);
+    assert_eq!(store.get_session(device_id, "conf-s-3").await.unwrap(), Some(third));
     assert!(store.list_sessions("conf-sessions-2", 10).await.unwrap().is_empty());
 }
 
@@ -473,39 +473,39 @@ pub async fn repository_round_trip(store: Arc<dyn Store>) {
 /// The only check that commits events: it expects the outbox empty at its start.
 pub async fn outbox_keeps_order_until_acknowledged(store: Arc<dyn Store>) {
     assert_eq!(store.outbox_len().await.unwrap(), 0, "the outbox check needs an outbox nobody else writes");
-    assert!(store.outbox(10).await.unwrap().is_empty());
+    assert!(store.outbox(0, 10).await.unwrap().is_empty());
     let first = event("conf-e-1", Topic::Results, "conf-outbox-1");
     let second = event("conf-e-2", Topic::Alerts, "conf-outbox-1");
     let third = event("conf-e-3", Topic::Sessions, "conf-outbox-2");
     store.commit(WriteBatch { events: vec![first.clone(), second.clone()], ..WriteBatch::default() }).await.unwrap();
     store.commit(WriteBatch { events: vec![third.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.outbox(10).await.unwrap(), vec![first.clone(), second.clone(), third.clone()]);
-    assert_eq!(store.outbox(2).await.unwrap(), vec![first.clone(), second.clone()]);
+    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![first.clone(), second.clone(), third.clone()]);
+    assert_eq!(store.outbox(0, 2).await.unwrap(), vec![first.clone(), second.clone()]);
     assert_eq!(store.outbox_len().await.unwrap(), 3);
 
     // A retried batch carries the same event id: one copy waits.
     store.commit(WriteBatch { events: vec![second.clone()], ..WriteBatch::default() }).await.unwrap();
     assert_eq!(store.outbox_len().await.unwrap(), 3);
 
-    store.ack_outbox(&["conf-e-1".to_owned(), "conf-unknown".to_owned()]).await.unwrap();
-    assert_eq!(store.outbox(10).await.unwrap(), vec![second.clone(), third.clone()]);
+    store.ack_outbox(0, &["conf-e-1".to_owned(), "conf-unknown".to_owned()]).await.unwrap();
+    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![second.clone(), third.clone()]);
     assert_eq!(store.outbox_len().await.unwrap(), 2);
 
     // Acknowledging out of order and twice is harmless; later events still come after earlier ones.
-    store.ack_outbox(&["conf-e-3".to_owned()]).await.unwrap();
+    store.ack_outbox(0, &["conf-e-3".to_owned()]).await.unwrap();
     let fourth = event("conf-e-4", Topic::Notifications, "conf-outbox-1");
     store.commit(WriteBatch { events: vec![fourth.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.outbox(10).await.unwrap(), vec![second, fourth]);
-    store.ack_outbox(&["conf-e-2".to_owned(), "conf-e-4".to_owned(), "conf-e-3".to_owned()]).await.unwrap();
-    store.ack_outbox(&[]).await.unwrap();
-    assert!(store.outbox(10).await.unwrap().is_empty());
+    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![second, fourth]);
+    store.ack_outbox(0, &["conf-e-2".to_owned(), "conf-e-4".to_owned(), "conf-e-3".to_owned()]).await.unwrap();
+    store.ack_outbox(0, &[]).await.unwrap();
+    assert!(store.outbox(0, 10).await.unwrap().is_empty());
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 
     // Once acknowledged, the same id may be committed again (at-least-once upstream).
     let again = event("conf-e-1", Topic::Results, "conf-outbox-1");
     store.commit(WriteBatch { events: vec![again.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.outbox(10).await.unwrap(), vec![again]);
-    store.ack_outbox(&["conf-e-1".to_owned()]).await.unwrap();
+    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![again]);
+    store.ack_outbox(0, &["conf-e-1".to_owned()]).await.unwrap();
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 }
 
@@ -528,10 +528,11 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         alerts: vec![alert(device_id, 1)],
         contents: vec![upload(device_id)],
         events: Vec::new(),
+        fence: None,
     };
     store.commit(batch).await.unwrap();
     assert_eq!(store.get_device(device_id).await.unwrap(), Some(registered));
-    assert_eq!(store.get_session("conf-batch-s").await.unwrap(), Some(session));
+    assert_eq!(store.get_session(device_id, "conf-batch-s").await.unwrap(), Some(session));
     assert_eq!(command(&store, device_id, 1).await, sent);
     assert_eq!(ids(&store.queued_commands(device_id, 10).await.unwrap()), vec![2]);
     assert_eq!(store.pending_count(device_id).await.unwrap(), 2);
@@ -582,7 +583,7 @@ pub async fn delete_device_removes_everything_of_the_device(store: Arc<dyn Store
     assert!(store.queued_commands(doomed, 10).await.unwrap().is_empty());
     assert_eq!(store.get_command(doomed, 1).await.unwrap(), None);
     assert_eq!(store.pending_count(doomed).await.unwrap(), 0);
-    assert_eq!(store.get_session("conf-delete-1-open").await.unwrap(), None);
+    assert_eq!(store.get_session(doomed, "conf-delete-1-open").await.unwrap(), None);
     assert!(!store.open_sessions().await.unwrap().iter().any(|session| session.device_id == doomed));
     assert!(store.list_sessions(doomed, 10).await.unwrap().is_empty());
     assert_eq!(store.get_mirror(doomed).await.unwrap(), None);
@@ -593,7 +594,7 @@ pub async fn delete_device_removes_everything_of_the_device(store: Arc<dyn Store
     assert_eq!(ids(&store.queued_commands(neighbour, 10).await.unwrap()), vec![1, 2, 3]);
     assert_eq!(store.pending_count(neighbour).await.unwrap(), 3);
     assert_eq!(store.list_sessions(neighbour, 10).await.unwrap().len(), 2);
-    assert!(store.get_session("conf-delete-10-open").await.unwrap().is_some());
+    assert!(store.get_session(neighbour, "conf-delete-10-open").await.unwrap().is_some());
     assert!(store.get_mirror(neighbour).await.unwrap().is_some());
     assert_eq!(store.list_alerts(neighbour, 10).await.unwrap().len(), 2);
 

@@ -6,7 +6,14 @@
 //!
 //! Writes that belong together are one [`WriteBatch`], applied atomically: a
 //! session step's session state, command outcomes, mirror, alerts and the
-//! events they produce (the outbox) land together or not at all.
+//! events they produce (the outbox) land together or not at all. On Redis
+//! Cluster a batch is atomic per device (all of a device's keys share a slot);
+//! a batch that spans devices or global records is applied device by device.
+//!
+//! Cluster coordination lives here too, because it is shared state: node
+//! membership ([`Store::heartbeat`]), the per-device session lease granted by
+//! [`Store::load_session`] and checked by [`WriteBatch::fence`]
+//! (see [`crate::cluster`]).
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -16,6 +23,8 @@ mod redis;
 use async_trait::async_trait;
 
 use crate::bus::Event;
+use crate::clock::Millis;
+use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
     SessionState, SessionSummary,
@@ -36,6 +45,56 @@ pub enum StoreError {
     Unavailable(String),
     #[error("unsupported store URL {0:?}")]
     UnsupportedUrl(String),
+    /// The batch's [`Fence`] no longer holds: another node took the device's
+    /// lease. Nothing was written; the step must not be answered.
+    #[error("the lease of device {device_id:?} moved to another node; nothing written")]
+    Fenced { device_id: String },
+    /// The outbox shard this batch's events go to holds its bound of unpublished
+    /// events (the bus has been down for long): nothing was written.
+    #[error("the outbox is full ({len} events waiting); nothing written")]
+    OutboxFull { len: u64 },
+}
+
+/// Knobs of a store engine that the URL does not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Unpublished events one outbox shard may hold; a commit that would go past it fails with `OutboxFull`.
+    pub outbox_limit_per_shard: u64,
+}
+
+impl Default for StoreOptions {
+    /// One million events per shard.
+    fn default() -> Self {
+        StoreOptions { outbox_limit_per_shard: 1_000_000 }
+    }
+}
+
+/// What one session step reads, in one round trip where the engine can.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSnapshot {
+    /// The lease the load granted or renewed.
+    pub lease: Lease,
+    pub device: Device,
+    pub mirror: MirrorRecord,
+    /// The first `queue_limit` queued commands, in queue order.
+    pub queued: Vec<CommandRecord>,
+    /// The records of the awaited command ids that still exist, in the order asked.
+    pub awaiting: Vec<CommandRecord>,
+    /// The id the next alert of this device gets.
+    pub next_alert_id: u64,
+}
+
+/// The answer of [`Store::load_session`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionLoad {
+    /// No such device (nothing was leased).
+    UnknownDevice,
+    /// A live node other than the asker holds the device's lease: the step belongs there.
+    LeaseHeld {
+        node_id: String,
+        epoch: u64,
+    },
+    Loaded(Box<SessionSnapshot>),
 }
 
 /// Writes applied in one atomic step. Empty fields change nothing.
@@ -58,6 +117,9 @@ pub struct WriteBatch {
     pub contents: Vec<RepositoryItem>,
     /// Events to hand to the Bus once the batch is durable (the outbox).
     pub events: Vec<Event>,
+    /// For a session step: the lease the step was loaded under. The batch is
+    /// applied only while it still holds (else `StoreError::Fenced`).
+    pub fence: Option<Fence>,
 }
 
 impl WriteBatch {
@@ -70,6 +132,7 @@ impl WriteBatch {
             && self.alerts.is_empty()
             && self.contents.is_empty()
             && self.events.is_empty()
+            && self.fence.is_none()
     }
 }
 
@@ -113,9 +176,21 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError>;
 
     // Sessions.
-    /// An open session, or the device's most recently ended one when the batch
+    /// An open session of the device, or its most recently ended one when the batch
     /// that ended it carried its final state (so a late Package#3 gets 410, not 404).
-    async fn get_session(&self, session_id: &str) -> Result<Option<SessionState>, StoreError>;
+    async fn get_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError>;
+    /// Everything a session step of `device_id` reads, after granting (or renewing)
+    /// the device's lease to `lease.node_id`: granted when nobody holds it, when the
+    /// asker holds it (same epoch, renewed for `lease.ttl`), or when the holder is not
+    /// in `lease.live_nodes` (taken over, epoch + 1). Otherwise `LeaseHeld`.
+    /// Nothing is leased for an unknown device.
+    async fn load_session(
+        &self,
+        device_id: &str,
+        awaiting: &[CommandId],
+        queue_limit: usize,
+        lease: &LeaseRequest,
+    ) -> Result<SessionLoad, StoreError>;
     /// Every open session, for the expiry sweep after a restart.
     async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError>;
     /// The device's most recent sessions, newest first.
@@ -135,23 +210,49 @@ pub trait Store: Send + Sync + 'static {
 
     // Atomic writes and the outbox.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
-    /// Up to `limit` events committed but not yet acknowledged by the Bus, oldest first.
-    async fn outbox(&self, limit: usize) -> Result<Vec<Event>, StoreError>;
-    /// Drops events the Bus has accepted.
-    async fn ack_outbox(&self, event_ids: &[String]) -> Result<(), StoreError>;
-    /// Events waiting in the outbox (for the backlog metric).
-    async fn outbox_len(&self) -> Result<u64, StoreError>;
+    /// How many shards the outbox has (numbered from 0): 1, or one per Redis Cluster slot.
+    fn outbox_shards(&self) -> u32 {
+        1
+    }
+    /// The shard an event with this key (`Event::key`, a device id) is written to.
+    fn outbox_shard_of(&self, _event_key: &str) -> u32 {
+        0
+    }
+    /// Up to `limit` events of one shard committed but not yet acknowledged by the Bus, in commit order.
+    async fn outbox(&self, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// Drops events of one shard that the Bus has accepted.
+    async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError>;
+    /// Events waiting in each of `shards` (same order), for the relay's sweep.
+    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError>;
+    /// Events waiting in the whole outbox (for the backlog metric).
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        let shards: Vec<u32> = (0..self.outbox_shards()).collect();
+        Ok(self.outbox_lengths(&shards).await?.iter().sum())
+    }
+
+    // Cluster membership.
+    /// Registers `node` (or refreshes it) as alive until `now + ttl`, and returns
+    /// every node alive at `now`, itself included, ordered by id.
+    async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError>;
+    /// Removes `node_id` from the live nodes at once (clean shutdown).
+    async fn leave(&self, node_id: &str) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `url`: `file:///path` or a bare path for the embedded engine,
-/// `redis://host:port[/db]` for the Redis engine.
+/// Opens the store named by `url` with [`StoreOptions::default`].
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    if url.starts_with("redis://") {
-        return Ok(std::sync::Arc::new(RedisStore::connect(url).await?));
+    open_with(url, &StoreOptions::default()).await
+}
+
+/// Opens the store named by `url`: `file:///path` or a bare path for the embedded engine;
+/// `redis://host:port[/db]` for one Redis server; `redis+cluster://host:port,host:port,...`
+/// (or several comma-separated `redis://` URLs) for Redis Cluster.
+pub async fn open_with(url: &str, options: &StoreOptions) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("redis://") || url.starts_with("redis+cluster://") {
+        return Ok(std::sync::Arc::new(RedisStore::connect_with(url, options).await?));
     }
     let path = url.strip_prefix("file://").unwrap_or(url);
     if path.contains("://") {
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
     }
-    Ok(std::sync::Arc::new(EmbeddedStore::open(std::path::Path::new(path)).await?))
+    Ok(std::sync::Arc::new(EmbeddedStore::open_with(std::path::Path::new(path), options).await?))
 }

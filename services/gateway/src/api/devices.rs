@@ -269,7 +269,8 @@ async fn device_view(state: &AppState, device: &Device) -> Result<DeviceView, Ht
     // An open session is not in the history yet: show it from the open-session record.
     if let Some(session_id) = &device.last_session_id
         && last_session.as_ref().is_none_or(|session| &session.id != session_id)
-        && let Some(open) = state.store.get_session(session_id).await.map_err(store_failure("get_session"))?
+        && let Some(open) =
+            state.store.get_session(&device.id, session_id).await.map_err(store_failure("get_session"))?
     {
         last_session = Some(SessionView {
             id: open.id,

@@ -283,7 +283,8 @@ pub(crate) async fn supersede_previous(
             Err(_) => Ok(()),
         };
     }
-    let stored = shared.state.store.get_session(previous_session_id).await.map_err(store_failure("get_session"))?;
+    let stored =
+        shared.state.store.get_session(device_id, previous_session_id).await.map_err(store_failure("get_session"))?;
     match stored {
         Some(state) if !state.ended && state.device_id == device_id => {
             tracing::info!(previous_session_id, "ending the device's previous open session");
@@ -434,7 +435,7 @@ async fn rehydrate(
     device_id: &str,
 ) -> Result<Addr<SessionActor>, HttpError> {
     let store = &shared.state.store;
-    match store.get_session(session_id).await.map_err(store_failure("get_session"))? {
+    match store.get_session(device_id, session_id).await.map_err(store_failure("get_session"))? {
         Some(state) if state.device_id != device_id => {
             Err(HttpError::new(StatusCode::FORBIDDEN, "the session belongs to another device"))
         }

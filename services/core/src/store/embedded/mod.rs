@@ -20,9 +20,10 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable};
 
 use self::writer::{WriteJob, WriteOutput, Writer};
-use super::{Store, StoreError, WriteBatch};
+use super::{SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, WriteBatch};
 use crate::bus::Event;
 use crate::clock::Millis;
+use crate::cluster::{Lease, LeaseRequest, NodeInfo};
 use crate::metrics::metrics;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
@@ -50,6 +51,11 @@ impl EmbeddedStore {
     /// Opens (creating when needed) the store in `directory`: the directory
     /// itself and `store.redb` inside it. After a crash redb repairs the file
     /// here, which reads it whole; that runs on a blocking thread too.
+    pub async fn open_with(directory: &Path, _options: &StoreOptions) -> Result<Self, StoreError> {
+        // CONTRACT STUB: options (outbox bound) not applied yet.
+        Self::open(directory).await
+    }
+
     pub async fn open(directory: &Path) -> Result<Self, StoreError> {
         let directory = directory.to_owned();
         let opened = tokio::task::spawn_blocking(move || Self::open_blocking(&directory)).await;
@@ -230,7 +236,7 @@ impl Store for EmbeddedStore {
         self.run("pending_count", move |database| read::pending_count(database, &device_id)).await
     }
 
-    async fn get_session(&self, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+    async fn get_session(&self, _device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
         let session_id = session_id.to_owned();
         self.run("get_session", move |database| read::session(database, &session_id)).await
     }
@@ -282,18 +288,57 @@ impl Store for EmbeddedStore {
         self.write("commit", WriteJob::Commit(batch)).await.map(|_| ())
     }
 
-    async fn outbox(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+    async fn load_session(
+        &self,
+        device_id: &str,
+        awaiting: &[CommandId],
+        queue_limit: usize,
+        lease: &LeaseRequest,
+    ) -> Result<SessionLoad, StoreError> {
+        // CONTRACT STUB: separate reads, no lease table yet.
+        let Some(device) = self.get_device(device_id).await? else { return Ok(SessionLoad::UnknownDevice) };
+        let mirror = self.get_mirror(device_id).await?.unwrap_or_default();
+        let queued = self.queued_commands(device_id, queue_limit).await?;
+        let mut awaiting_records = Vec::new();
+        for id in awaiting {
+            if let Some(record) = self.get_command(device_id, *id).await? {
+                awaiting_records.push(record);
+            }
+        }
+        let next_alert_id = self.next_alert_id(device_id).await?;
+        let lease = Lease { device_id: device_id.to_owned(), node_id: lease.node_id.clone(), epoch: 1 };
+        Ok(SessionLoad::Loaded(Box::new(SessionSnapshot {
+            lease,
+            device,
+            mirror,
+            queued,
+            awaiting: awaiting_records,
+            next_alert_id,
+        })))
+    }
+
+    async fn outbox(&self, _shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.run("outbox", move |database| read::outbox(database, limit)).await
     }
 
-    async fn ack_outbox(&self, event_ids: &[String]) -> Result<(), StoreError> {
+    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
+        let total = self.run("outbox_len", read::outbox_len).await?;
+        Ok(shards.iter().map(|shard| if *shard == 0 { total } else { 0 }).collect())
+    }
+
+    async fn heartbeat(&self, node: &NodeInfo, _ttl: Millis, _now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
+        // CONTRACT STUB: one node only.
+        Ok(vec![node.clone()])
+    }
+
+    async fn leave(&self, _node_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn ack_outbox(&self, _shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
         if event_ids.is_empty() {
             return Ok(());
         }
         self.write("ack_outbox", WriteJob::AckOutbox(event_ids.to_vec())).await.map(|_| ())
-    }
-
-    async fn outbox_len(&self) -> Result<u64, StoreError> {
-        self.run("outbox_len", read::outbox_len).await
     }
 }

@@ -66,6 +66,11 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects to `url` (`redis://[user:password@]host:port[/db]`) with the default key prefix.
     /// A server that cannot be reached gives [`StoreError::Unavailable`].
+    pub async fn connect_with(url: &str, _options: &super::StoreOptions) -> Result<Self, StoreError> {
+        // CONTRACT STUB: Redis Cluster URLs and options come with the cluster engine.
+        Self::connect(url).await
+    }
+
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with_prefix(url, DEFAULT_KEY_PREFIX).await
     }
@@ -400,7 +405,55 @@ impl Store for RedisStore {
         Ok(count)
     }
 
-    async fn get_session(&self, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+    async fn load_session(
+        &self,
+        device_id: &str,
+        awaiting: &[CommandId],
+        queue_limit: usize,
+        lease: &crate::cluster::LeaseRequest,
+    ) -> Result<super::SessionLoad, StoreError> {
+        // CONTRACT STUB: separate round trips, no lease yet.
+        let Some(device) = self.get_device(device_id).await? else { return Ok(super::SessionLoad::UnknownDevice) };
+        let mirror = self.get_mirror(device_id).await?.unwrap_or_default();
+        let queued = self.queued_commands(device_id, queue_limit).await?;
+        let mut awaiting_records = Vec::new();
+        for id in awaiting {
+            if let Some(record) = self.get_command(device_id, *id).await? {
+                awaiting_records.push(record);
+            }
+        }
+        let next_alert_id = self.next_alert_id(device_id).await?;
+        let lease = crate::cluster::Lease { device_id: device_id.to_owned(), node_id: lease.node_id.clone(), epoch: 1 };
+        Ok(super::SessionLoad::Loaded(Box::new(super::SessionSnapshot {
+            lease,
+            device,
+            mirror,
+            queued,
+            awaiting: awaiting_records,
+            next_alert_id,
+        })))
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &crate::cluster::NodeInfo,
+        _ttl: Millis,
+        _now: Millis,
+    ) -> Result<Vec<crate::cluster::NodeInfo>, StoreError> {
+        // CONTRACT STUB: membership comes with the cluster engine.
+        Ok(vec![node.clone()])
+    }
+
+    async fn leave(&self, _node_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
+        let (count,): (u64,) = self.query("outbox_len", &single(redis::Cmd::zcard(self.keys.outbox_order()))).await?;
+        Ok(shards.iter().map(|shard| if *shard == 0 { count } else { 0 }).collect())
+    }
+
+    async fn get_session(&self, _device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
         let mut lookup = redis::pipe();
         lookup.hget(self.keys.open_sessions(), session_id).hget(self.keys.ended_sessions(), session_id);
         let (open, ended): (Option<Vec<u8>>, Option<Vec<u8>>) = self.query("get_session", &lookup).await?;
@@ -498,7 +551,7 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn outbox(&self, limit: usize) -> Result<Vec<Event>, StoreError> {
+    async fn outbox(&self, _shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -515,7 +568,7 @@ impl Store for RedisStore {
         Self::decode_all("outbox", &self.keys.outbox_events(), values)
     }
 
-    async fn ack_outbox(&self, event_ids: &[String]) -> Result<(), StoreError> {
+    async fn ack_outbox(&self, _shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
         if event_ids.is_empty() {
             return Ok(());
         }
@@ -525,10 +578,5 @@ impl Store for RedisStore {
         pipeline.hdel(self.keys.outbox_events(), event_ids).ignore();
         let () = self.query("ack_outbox", &pipeline).await?;
         Ok(())
-    }
-
-    async fn outbox_len(&self) -> Result<u64, StoreError> {
-        let (count,): (u64,) = self.query("outbox_len", &single(redis::Cmd::zcard(self.keys.outbox_order()))).await?;
-        Ok(count)
     }
 }
