@@ -3,7 +3,8 @@
 //! A [`device::Device`] is a management tree (DevInfo, DMAcc, DMDAC, SessionInfo, ...), its credentials,
 //! network identity and server account, plus the device maker's plug-ins (executable nodes for EXEC, a
 //! browser for SHOW). [`session::run_session`] runs a DM session against the server over HTTP
-//! ([`transport::Transport`]: Digest SHA-256/MD5 or Basic, plain HTTP in this build); each DM command executes
+//! ([`transport::Transport`]: Digest SHA-256/MD5 or Basic, plain HTTP in this build, retries and failover
+//! between equivalent server URLs as [`retry`] decides); each DM command executes
 //! in its own file under [`command`]; [`access`] applies the DMDAC rights of 11.3; [`notification`] receives
 //! Package#0 over UDP (WAP Push) or a push message; [`bootstrap`] provisions the DM account.
 //!
@@ -28,5 +29,6 @@ pub mod bootstrap;
 pub mod command;
 pub mod device;
 pub mod notification;
+pub mod retry;
 pub mod session;
 pub mod transport;

@@ -6,16 +6,21 @@
 //! `digest_auth` crate), else Basic. The last Digest challenge is kept and answered pre-emptively on the next
 //! authenticated request (nonce count incremented), so a session costs one round trip when the nonce is fresh.
 //! Package#3 is never authenticated: the server binds the session URL to the device.
+//!
+//! Every request is retried as [`crate::retry::RetryPolicy`] says: a 503 or 429 after its `Retry-After` (capped),
+//! a request that got no answer at once on the next base URL of [`crate::retry::ServerList`] when the device knows
+//! several, with a backoff once every base was tried. The body is the same bytes on every attempt.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Url};
 
 use crate::device::Credentials;
+use crate::retry::{RetryPolicy, ServerList, ServerSelection};
 
 /// The header naming the device on every request (5.1.2).
 pub const DEVICE_ID_HEADER: &str = "OMADM-DevID";
@@ -45,6 +50,19 @@ pub struct HttpReply {
     pub body: bytes::Bytes,
 }
 
+/// What a transport did beyond one request per exchange, for reports and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Requests repeated to answer a 401 challenge.
+    pub challenges_answered: u64,
+    /// Requests sent again after a 503/429 or after no answer.
+    pub retries: u64,
+    /// Retries that went to another base URL than the attempt before (the server did not answer).
+    pub failovers: u64,
+    /// 503 and 429 answers received (each followed by a retry while the budget lasted).
+    pub unavailable_answers: u64,
+}
+
 /// One device's HTTP client.
 #[derive(Debug)]
 pub struct Transport {
@@ -52,8 +70,22 @@ pub struct Transport {
     credentials: Credentials,
     /// The last Digest challenge, answered pre-emptively with the next nonce count.
     cached_digest: Mutex<Option<digest_auth::WwwAuthenticateHeader>>,
-    /// How many 401 challenges this transport had to answer (a measure of round trips spent on authentication).
+    retry: RetryPolicy,
+    /// The equivalent base URLs of the server, when the device knows more than the URLs it is given.
+    servers: Option<Arc<ServerList>>,
     challenges_answered: AtomicU64,
+    retries: AtomicU64,
+    failovers: AtomicU64,
+    unavailable_answers: AtomicU64,
+}
+
+/// How an attempt is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authentication {
+    /// Package#3 and repository reads: never.
+    Off,
+    /// The cached Digest challenge, answered afresh on each attempt (a new nonce count each time).
+    Preemptive,
 }
 
 impl Transport {
@@ -69,11 +101,38 @@ impl Transport {
 
     /// A transport over a shared reqwest client (a fleet of simulated devices shares one pool).
     pub fn with_client(http: reqwest::Client, credentials: Credentials) -> Transport {
-        Transport { http, credentials, cached_digest: Mutex::new(None), challenges_answered: AtomicU64::new(0) }
+        Transport {
+            http,
+            credentials,
+            cached_digest: Mutex::new(None),
+            retry: RetryPolicy::default(),
+            servers: None,
+            challenges_answered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
+            unavailable_answers: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the retry policy ([`RetryPolicy::default`] unless set).
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Transport {
+        self.retry = retry;
+        self
+    }
+
+    /// Lets requests to any of `servers` fail over to the others (and, with
+    /// [`crate::retry::ServerSelection::RandomPerRequest`], spread over them).
+    pub fn with_servers(mut self, servers: Arc<ServerList>) -> Transport {
+        self.servers = Some(servers);
+        self
     }
 
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// How many times a request had to be repeated to answer a 401 challenge.
@@ -81,8 +140,18 @@ impl Transport {
         self.challenges_answered.load(Ordering::Relaxed)
     }
 
+    /// Counters of this transport's lifetime.
+    pub fn stats(&self) -> TransportStats {
+        TransportStats {
+            challenges_answered: self.challenges_answered.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            failovers: self.failovers.load(Ordering::Relaxed),
+            unavailable_answers: self.unavailable_answers.load(Ordering::Relaxed),
+        }
+    }
+
     /// Sends a request with HTTP authentication: pre-emptive Digest when a challenge is cached, else none; on a
-    /// 401, once more with the answer to the best challenge.
+    /// 401, once more with the answer to the best challenge. Both sends retry as [`Transport::send_plain`] does.
     pub async fn send_authenticated(
         &self,
         method: Method,
@@ -92,17 +161,20 @@ impl Transport {
         body: Vec<u8>,
     ) -> Result<HttpReply, TransportError> {
         let parsed = parse_url(url)?;
-        let preemptive = self.cached_answer(&method, &parsed)?;
-        let first = self.send(method.clone(), url, content_type, accept, body.clone(), preemptive).await?;
+        let request = RequestParts { method: &method, url, content_type, accept, body: body.into() };
+        let first = self.exchange(&request, Authentication::Preemptive, None).await?;
         if first.0.status != 401 {
             return Ok(first.0);
         }
         self.challenges_answered.fetch_add(1, Ordering::Relaxed);
         let authorization = self.answer_challenge(&first.1, &method, &parsed)?;
-        Ok(self.send(method, url, content_type, accept, body, Some(authorization)).await?.0)
+        Ok(self.exchange(&request, Authentication::Preemptive, Some(authorization)).await?.0)
     }
 
-    /// Sends a request without authentication (Package#3, repository GET).
+    /// Sends a request without authentication (Package#3, repository GET). A 503 or 429 is sent again after its
+    /// `Retry-After` (capped), and a request that got no answer (refused, reset, timed out) is sent again, to the
+    /// next known base URL when there is one; the body is the same bytes each time, so a Package#3 is
+    /// retransmitted byte-identical. The last answer or error is returned once the retry budget is spent.
     pub async fn send_plain(
         &self,
         method: Method,
@@ -112,33 +184,105 @@ impl Transport {
         body: Vec<u8>,
     ) -> Result<HttpReply, TransportError> {
         parse_url(url)?;
-        Ok(self.send(method, url, content_type, accept, body, None).await?.0)
+        let request = RequestParts { method: &method, url, content_type, accept, body: body.into() };
+        Ok(self.exchange(&request, Authentication::Off, None).await?.0)
     }
 
+    /// One request with its retries. `first_authorization` is the header of the first attempt (an answer to a
+    /// fresh challenge); later attempts answer the cached challenge again.
+    async fn exchange(
+        &self,
+        request: &RequestParts<'_>,
+        authentication: Authentication,
+        first_authorization: Option<String>,
+    ) -> Result<(HttpReply, HeaderMap), TransportError> {
+        let servers = self.servers.as_deref();
+        let mut base = servers.and_then(|list| list.first_choice(request.url, Instant::now(), draw()));
+        let mut backoff = self.retry.backoff;
+        let mut first_authorization = first_authorization;
+        // Consecutive attempts that got no answer: after one round over every known base, wait before the next.
+        let mut silent_in_a_row = 0usize;
+        let mut attempt = 0u32;
+        loop {
+            let target = match (servers, base) {
+                (Some(list), Some(index)) => list.rewrite(request.url, index),
+                _ => request.url.to_owned(),
+            };
+            let authorization = match (authentication, first_authorization.take()) {
+                (Authentication::Off, _) => None,
+                (Authentication::Preemptive, Some(answer)) => Some(answer),
+                (Authentication::Preemptive, None) => self.cached_answer(request.method, &parse_url(&target)?)?,
+            };
+            let outcome = self.send(request, &target, authorization).await;
+            let may_retry = attempt < self.retry.max_retries;
+            match outcome {
+                Ok((reply, headers)) => {
+                    let retry_after = headers.get(RETRY_AFTER).and_then(|value| value.to_str().ok());
+                    let Some(wait) = self.retry.wait_for_status(reply.status, retry_after, backoff) else {
+                        return Ok((reply, headers));
+                    };
+                    self.unavailable_answers.fetch_add(1, Ordering::Relaxed);
+                    if !may_retry {
+                        return Ok((reply, headers));
+                    }
+                    if retry_after.is_none() {
+                        backoff = self.retry.next_backoff(backoff);
+                    }
+                    tracing::debug!(url = %target, status = reply.status, wait_ms = wait.as_millis() as u64, attempt, "server unavailable, retrying");
+                    silent_in_a_row = 0;
+                    tokio::time::sleep(wait).await;
+                    if let (Some(list), Some(_)) = (servers, base)
+                        && list.selection() == ServerSelection::RandomPerRequest
+                    {
+                        base = Some(draw() % list.bases().len().max(1));
+                    }
+                }
+                Err(error) if may_retry && is_unanswered(&error) => {
+                    silent_in_a_row += 1;
+                    let known = servers.map_or(1, |list| list.bases().len().max(1));
+                    if let (Some(list), Some(failed)) = (servers, base) {
+                        let next = list.after_failure(failed, Instant::now(), self.retry.down_for, draw());
+                        if next != failed {
+                            self.failovers.fetch_add(1, Ordering::Relaxed);
+                        }
+                        base = Some(next);
+                    }
+                    tracing::debug!(url = %target, %error, attempt, "no answer, retrying");
+                    if silent_in_a_row % known == 0 {
+                        tokio::time::sleep(backoff).await;
+                        backoff = self.retry.next_backoff(backoff);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+            attempt += 1;
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One attempt: the request as is to `url`.
     async fn send(
         &self,
-        method: Method,
+        request: &RequestParts<'_>,
         url: &str,
-        content_type: Option<&str>,
-        accept: Option<&str>,
-        body: Vec<u8>,
         authorization: Option<String>,
     ) -> Result<(HttpReply, HeaderMap), TransportError> {
         let http_error = |source| TransportError::Http { url: url.to_owned(), source };
-        let mut request = self.http.request(method, url).header(DEVICE_ID_HEADER, &self.credentials.device_id);
-        if let Some(content_type) = content_type {
-            request = request.header(CONTENT_TYPE, content_type);
+        let mut builder =
+            self.http.request(request.method.clone(), url).header(DEVICE_ID_HEADER, &self.credentials.device_id);
+        if let Some(content_type) = request.content_type {
+            builder = builder.header(CONTENT_TYPE, content_type);
         }
-        if let Some(accept) = accept {
-            request = request.header(ACCEPT, accept);
+        if let Some(accept) = request.accept {
+            builder = builder.header(ACCEPT, accept);
         }
         if let Some(authorization) = authorization {
-            request = request.header(AUTHORIZATION, authorization);
+            builder = builder.header(AUTHORIZATION, authorization);
         }
-        if !body.is_empty() {
-            request = request.body(body);
+        if !request.body.is_empty() {
+            builder = builder.body(request.body.clone());
         }
-        let response = request.send().await.map_err(http_error)?;
+        let response = builder.send().await.map_err(http_error)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let content_type = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
@@ -200,6 +344,30 @@ impl Transport {
         let answer = prompt.respond(&context).map_err(|error| TransportError::Digest(error.to_string()))?;
         Ok(answer.to_header_string())
     }
+}
+
+/// The parts of a request that stay the same over its attempts.
+struct RequestParts<'a> {
+    method: &'a Method,
+    url: &'a str,
+    content_type: Option<&'a str>,
+    accept: Option<&'a str>,
+    /// Shared, not copied, between attempts: every attempt sends these very bytes.
+    body: bytes::Bytes,
+}
+
+/// True when the request got no usable answer (refused, reset, timed out, cut mid-body), as opposed to an
+/// answer or a request this client could not even build.
+fn is_unanswered(error: &TransportError) -> bool {
+    match error {
+        TransportError::Http { source, .. } => !source.is_builder() && !source.is_redirect() && !source.is_status(),
+        _ => false,
+    }
+}
+
+/// A random number for picking a server.
+fn draw() -> usize {
+    rand::random::<u32>() as usize
 }
 
 fn parse_url(url: &str) -> Result<Url, TransportError> {
