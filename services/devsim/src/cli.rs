@@ -8,9 +8,21 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "omadm-devsim", version, about)]
 pub struct Args {
-    /// Base URL of the DM server, e.g. http://127.0.0.1:8080 (Package#1 goes to <URL>/dm).
-    #[arg(long, value_name = "URL")]
-    pub server: String,
+    /// Base URL of the DM server, e.g. http://127.0.0.1:8080 (Package#1 goes to <URL>/dm). Repeat it, or give a
+    /// comma list, for one server reachable at several addresses (cluster nodes): device i starts at server
+    /// i mod n and fails over to the others when one does not answer.
+    #[arg(long = "server", value_name = "URL", required = true, value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// Send every request to a server drawn at random among --server URLs (a load balancer without affinity,
+    /// so one session's packages land on different cluster nodes).
+    #[arg(long)]
+    pub random_server: bool,
+    /// Times a device sends one request again after a 503/429 or after no answer, before the session fails.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_retries: u32,
+    /// Longest Retry-After a device honours, in seconds (longer ones are cut to this).
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub max_retry_after: u64,
     /// Number of simulated devices (up to 100,000 in one process).
     #[arg(long, default_value_t = 100)]
     pub devices: u32,

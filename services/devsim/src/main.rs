@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use omadm_client::retry::{RetryPolicy, ServerSelection};
 use omadm_devsim::cli::Args;
 use omadm_devsim::fumo::FirmwareBehaviour;
 use omadm_devsim::profile::FleetProfile;
@@ -64,14 +65,20 @@ async fn devsim(args: Args) -> anyhow::Result<bool> {
         let http = reqwest::Client::new();
         let notify_port = (!args.no_notify).then_some(args.notify_port);
         let failed =
-            register_fleet(&http, &args.server, token, &profile, args.concurrency, notify_port, &collector).await;
+            register_fleet(&http, &args.servers, token, &profile, args.concurrency, notify_port, &collector).await;
         if failed > 0 {
             eprintln!("omadm-devsim: {failed} of {} registrations failed", profile.devices);
             registration_failed = true;
         }
     }
     let config = RunConfig {
-        server: args.server.clone(),
+        servers: args.servers.clone(),
+        selection: if args.random_server { ServerSelection::RandomPerRequest } else { ServerSelection::Sticky },
+        retry: RetryPolicy {
+            max_retries: args.max_retries,
+            max_retry_after: Duration::from_secs(args.max_retry_after),
+            ..RetryPolicy::default()
+        },
         server_id: args.server_id.clone(),
         bounds,
         concurrency: args.concurrency,

@@ -8,11 +8,12 @@ use tokio::task::JoinSet;
 use crate::profile::FleetProfile;
 use crate::report::Collector;
 
-/// Registers every device of `profile`; failures are counted in the collector as `register_<status>` or
+/// Registers every device of `profile`, device i through server i mod n of `servers` (any node of a cluster
+/// serves the operator API), or the next one when that server does not answer; failures are counted in the collector as `register_<status>` or
 /// `register_transport`. Returns how many failed.
 pub async fn register_fleet(
     http: &reqwest::Client,
-    server: &str,
+    servers: &[String],
     admin_token: &str,
     profile: &FleetProfile,
     concurrency: usize,
@@ -21,12 +22,20 @@ pub async fn register_fleet(
 ) -> u64 {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
-    let base = server.trim_end_matches('/').to_owned();
+    let bases: Vec<String> = servers.iter().map(|server| server.trim_end_matches('/').to_owned()).collect();
     let mut failed = 0;
     for index in 0..profile.devices {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
         let device_id = profile.device(index).device_id;
-        let url = format!("{base}/api/v1/devices/{device_id}");
+        if bases.is_empty() {
+            break;
+        }
+        // Device i starts at server i mod n and tries the next ones when a server does not answer.
+        let start = index as usize % bases.len();
+        let urls: Vec<String> = (0..bases.len())
+            .filter_map(|offset| bases.get((start + offset) % bases.len()))
+            .map(|base| format!("{base}/api/v1/devices/{device_id}"))
+            .collect();
         // Each simulated device listens on its own loopback address, as IP devices do on theirs.
         let notify_address =
             notify_port.map(|port| std::net::SocketAddr::from((crate::profile::notify_address(index), port)));
@@ -35,15 +44,20 @@ pub async fn register_fleet(
             "tags": { "source": "devsim" },
             "notify_address": notify_address,
         });
-        let request = http.put(url).bearer_auth(admin_token).json(&registration);
+        let http = http.clone();
+        let admin_token = admin_token.to_owned();
         let collector = Arc::clone(collector);
         tasks.spawn(async move {
             let _permit = permit;
-            let kind = match request.send().await {
-                Ok(response) if response.status().is_success() => None,
-                Ok(response) => Some(format!("register_{}", response.status().as_u16())),
-                Err(_) => Some("register_transport".to_owned()),
-            };
+            let mut kind = Some("register_transport".to_owned());
+            for url in urls {
+                match http.put(url).bearer_auth(&admin_token).json(&registration).send().await {
+                    Ok(response) if response.status().is_success() => kind = None,
+                    Ok(response) => kind = Some(format!("register_{}", response.status().as_u16())),
+                    Err(_) => continue,
+                }
+                break;
+            }
             match kind {
                 None => {
                     collector.record_registered();
@@ -64,4 +78,25 @@ pub async fn register_fleet(
         failed += u64::from(done.unwrap_or(true));
     }
     failed
+}
+
+/// The server device `index` starts with: server index mod n (`None` without servers).
+pub fn server_for(servers: &[String], index: u32) -> Option<&String> {
+    if servers.is_empty() {
+        return None;
+    }
+    servers.get(index as usize % servers.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_are_spread_round_robin() {
+        let servers = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let picked: Vec<&str> = (0..5).filter_map(|index| server_for(&servers, index)).map(String::as_str).collect();
+        assert_eq!(picked, ["a", "b", "c", "a", "b"]);
+        assert_eq!(server_for(&[], 3), None);
+    }
 }

@@ -5,6 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use omadm_client::transport::TransportStats;
 use serde::Serialize;
 
 /// Percentiles of one latency, in milliseconds.
@@ -48,6 +49,12 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     pub notifications_received: u64,
     pub firmware: FirmwareCounts,
+    /// Requests the devices sent again (after a 503/429, or after no answer).
+    pub retries: u64,
+    /// Retries sent to another server URL than the attempt before (a server did not answer).
+    pub failovers: u64,
+    /// 503 and 429 answers the devices received.
+    pub unavailable_answers: u64,
 }
 
 /// One finished session, as the simulator records it.
@@ -70,6 +77,7 @@ struct Tallies {
     registered: u64,
     notifications_received: u64,
     firmware: FirmwareCounts,
+    transport: TransportStats,
 }
 
 /// Highest latency the histograms hold: one hour, in microseconds (higher values are clamped).
@@ -121,6 +129,7 @@ impl Collector {
                 registered: 0,
                 notifications_received: 0,
                 firmware: FirmwareCounts::default(),
+                transport: TransportStats::default(),
             }),
         })
     }
@@ -171,6 +180,16 @@ impl Collector {
         });
     }
 
+    /// Adds one device's transport counters (when the device is done).
+    pub fn record_transport(&self, stats: TransportStats) {
+        self.with(|tallies| {
+            tallies.transport.retries += stats.retries;
+            tallies.transport.failovers += stats.failovers;
+            tallies.transport.unavailable_answers += stats.unavailable_answers;
+            tallies.transport.challenges_answered += stats.challenges_answered;
+        });
+    }
+
     /// (sessions ok, sessions failed), for the progress line.
     pub fn progress(&self) -> (u64, u64) {
         self.with(|tallies| (tallies.sessions_ok, tallies.sessions_failed))
@@ -197,6 +216,9 @@ impl Collector {
             errors: tallies.errors.clone(),
             notifications_received: tallies.notifications_received,
             firmware: tallies.firmware.clone(),
+            retries: tallies.transport.retries,
+            failovers: tallies.transport.failovers,
+            unavailable_answers: tallies.transport.unavailable_answers,
         })
     }
 }
@@ -239,6 +261,9 @@ mod tests {
         collector.record_session(SessionOutcome::Failed { kind: "transport".into() });
         collector.record_error("register");
         collector.record_firmware(false);
+        let stats = TransportStats { retries: 3, failovers: 1, unavailable_answers: 2, challenges_answered: 1 };
+        collector.record_transport(stats);
+        collector.record_transport(stats);
         let report = collector.report(3, Duration::from_secs(1));
         assert_eq!(report.sessions_ok, 2);
         assert_eq!(report.sessions_failed, 1);
@@ -246,8 +271,18 @@ mod tests {
         assert_eq!(report.commands_by_status, BTreeMap::from([("200".into(), 3), ("404".into(), 1)]));
         assert_eq!(report.errors, BTreeMap::from([("register".into(), 1), ("transport".into(), 1)]));
         assert_eq!(report.firmware, FirmwareCounts { succeeded: 0, failed: 1 });
+        assert_eq!((report.retries, report.failovers, report.unavailable_answers), (6, 2, 4));
         let json = serde_json::to_value(&report).unwrap();
-        for key in ["sessions_ok", "sessions_failed", "packages", "commands_by_status", "sessions_per_s", "errors"] {
+        for key in [
+            "sessions_ok",
+            "sessions_failed",
+            "packages",
+            "commands_by_status",
+            "sessions_per_s",
+            "errors",
+            "retries",
+            "failovers",
+        ] {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert!(json["latency_ms"]["exchange"]["p99"].is_number());

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use omadm_client::device::{Device, DeviceError, ServerAccount};
 use omadm_client::notification::{self, NotificationInbox, NotificationPolicy, UdpNotificationListener};
+use omadm_client::retry::{RetryPolicy, ServerList, ServerSelection};
 use omadm_client::session::{SessionError, SessionRequest, run_session};
 use omadm_client::transport::Transport;
 use omadm_proto::mo::DevInfo;
@@ -29,8 +30,13 @@ pub const RANDOM_ALERT_TYPE: &str = "urn:oma:at:devsim:1.0:Random";
 /// Everything a run needs besides the fleet.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Base URL of the server; Package#1 goes to `<server>/dm`.
-    pub server: String,
+    /// Base URLs of the server (one, or the nodes of a cluster); device i's Package#1 goes to
+    /// `<servers[i mod n]>/dm` and its requests fail over to the others.
+    pub servers: Vec<String>,
+    /// Stay on a server until it stops answering, or draw one per request.
+    pub selection: ServerSelection,
+    /// How each device retries a request (503/429 with Retry-After, no answer).
+    pub retry: RetryPolicy,
     pub server_id: String,
     pub bounds: Bounds,
     pub concurrency: usize,
@@ -86,9 +92,10 @@ pub fn build_device(
         bearer: None,
         extensions: None,
     };
+    let server = crate::register::server_for(&config.servers, spec.index).map_or("", |server| server.as_str());
     let account = ServerAccount {
         server_id: config.server_id.clone(),
-        package1_url: format!("{}/dm", config.server.trim_end_matches('/')),
+        package1_url: format!("{}/dm", server.trim_end_matches('/')),
     };
     let mut device = Device::new(devinfo, &profile.password, account)?;
     let pending = fumo::install(&mut device)?;
@@ -98,7 +105,12 @@ pub fn build_device(
 /// Runs the fleet and returns the report (registration, if wanted, is done before by the caller).
 pub async fn run(profile: FleetProfile, config: RunConfig, collector: Arc<Collector>) -> Report {
     let shared = Arc::new(Shared {
-        http: reqwest::Client::new(),
+        // A device whose server vanished mid-request gives up on it after 30 s and retries elsewhere.
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new()),
         sessions: Semaphore::new(config.concurrency.max(1)),
         collector: Arc::clone(&collector),
         started: Instant::now(),
@@ -133,7 +145,10 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
             return;
         }
     };
-    let transport = Transport::with_client(shared.http.clone(), device.credentials.clone());
+    let servers = Arc::new(ServerList::new(shared.config.servers.iter().cloned(), shared.config.selection));
+    let transport = Transport::with_client(shared.http.clone(), device.credentials.clone())
+        .with_retry_policy(shared.config.retry.clone())
+        .with_servers(servers);
     let accounts = vec![notification::ServerAccount::new(shared.config.server_id.clone(), None)];
     let (inbox, mut accepted) = NotificationInbox::new(&spec.device_id, accounts, NotificationPolicy::default(), 4);
     let listener: Option<UdpNotificationListener> = match shared.config.notify_port {
@@ -184,6 +199,7 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
     if let Some(listener) = listener {
         listener.stop().await;
     }
+    shared.collector.record_transport(transport.stats());
 }
 
 /// One session, then, while the server EXEC'd a firmware operation in it, the update and the session that

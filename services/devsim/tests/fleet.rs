@@ -322,6 +322,56 @@ async fn unregistered_devices_fail_with_401_and_the_exit_code_says_so() {
     assert_eq!(report["errors"], json!({"http_401": 3}), "{report}");
 }
 
+/// A base URL nothing listens on: a port that was bound, then released.
+fn refused_base() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_spread_over_several_addresses_fail_over_from_a_dead_one() {
+    let data = tempfile::tempdir().unwrap();
+    let served = serve(data.path());
+    let dead = refused_base();
+    for (prefix, extra) in [("sticky-", None), ("random-", Some("--random-server"))] {
+        let servers = format!("{},{dead}", served.base);
+        let mut args = vec![
+            "--server",
+            &servers,
+            "--devices",
+            "40",
+            "--id-prefix",
+            prefix,
+            "--register",
+            "--admin-token",
+            TOKEN,
+            "--sessions-per-device",
+            "2",
+            "--no-notify",
+        ];
+        args.extend(extra);
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let output =
+            tokio::task::spawn_blocking(move || devsim(&args.iter().map(String::as_str).collect::<Vec<_>>()).output())
+                .await
+                .unwrap()
+                .unwrap();
+        let report = report_of(&output);
+        assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(report["registered"], 40, "{report}");
+        assert_eq!(report["sessions_ok"], 80, "{report}");
+        // Half the devices start at the dead address: each fails over once, then passes it over for a while.
+        let failovers = report["failovers"].as_u64().unwrap();
+        if extra.is_none() {
+            assert_eq!(failovers, 20, "{report}");
+        } else {
+            assert!(failovers >= 1, "{report}");
+        }
+        assert_eq!(report["retries"], report["failovers"], "{report}");
+        assert_eq!(report["unavailable_answers"], 0, "{report}");
+    }
+}
+
 #[test]
 fn help_documents_every_flag_and_bad_flags_are_usage_errors() {
     let output = Command::new(env!("CARGO_BIN_EXE_omadm-devsim")).arg("--help").output().unwrap();
@@ -348,6 +398,9 @@ fn help_documents_every_flag_and_bad_flags_are_usage_errors() {
         "--fw-duration-ms",
         "--alert-rate",
         "--report",
+        "--random-server",
+        "--max-retries",
+        "--max-retry-after",
     ] {
         assert!(help.contains(&format!("{flag} ")), "{flag} missing from --help:\n{help}");
     }
