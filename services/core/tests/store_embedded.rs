@@ -7,16 +7,20 @@ use std::sync::Arc;
 
 use omadm_core::model::DeviceFilter;
 use omadm_core::store::conformance;
-use omadm_core::store::{EmbeddedStore, Store, StoreError, WriteBatch};
+use omadm_core::store::{EmbeddedStore, Store, StoreError, StoreOptions, WriteBatch};
 use tempfile::TempDir;
 
 async fn fresh_store() -> (Arc<dyn Store>, TempDir) {
+    fresh_store_with(StoreOptions::default()).await
+}
+
+async fn fresh_store_with(options: StoreOptions) -> (Arc<dyn Store>, TempDir) {
     let directory = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(directory.path()).await.unwrap();
+    let store = EmbeddedStore::open_with(directory.path(), &options).await.unwrap();
     (Arc::new(store), directory)
 }
 
-omadm_core::store_conformance_tests!(fresh_store);
+omadm_core::store_conformance_tests!(fresh_store, fresh_store_with);
 
 /// Every check on one shared store: the checks do not depend on a store of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
