@@ -42,9 +42,7 @@ pub fn load_session(
         });
         let epoch = match holder {
             Some((node_id, epoch, _)) if node_id == request.node_id => epoch,
-            Some((node_id, epoch, expires_at))
-                if expires_at > request.now && request.live_nodes.iter().any(|live| *live == node_id) =>
-            {
+            Some((node_id, epoch, expires_at)) if expires_at > request.now && request.live_nodes.contains(&node_id) => {
                 return Ok(SessionLoad::LeaseHeld { node_id, epoch });
             }
             // Free, expired, or held by a node the asker knows to be gone: a new epoch.
