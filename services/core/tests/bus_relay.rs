@@ -28,6 +28,7 @@ fn quick_config() -> RelayConfig {
         poll_interval: Duration::from_secs(3_600),
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
+        ..RelayConfig::default()
     }
 }
 
