@@ -232,3 +232,33 @@ async fn a_broker_restart_keeps_devices_served_and_the_outbox_drains_after_it() 
         expected_during.len(),
     );
 }
+
+/// The harness itself: Redis comes back on its port with what it acknowledged, the broker on its port.
+#[test]
+fn the_harness_restarts_redis_with_its_data_and_the_broker_on_the_same_ports() {
+    use std::io::{Read, Write};
+    let command = |port: u16, line: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        stream.write_all(line.as_bytes()).unwrap();
+        let mut answer = [0u8; 64];
+        let read = stream.read(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer[..read]).into_owned()
+    };
+    let mut redis = cluster_support::RedisServer::start();
+    assert_eq!(command(redis.port, "SET harness kept\r\n"), "+OK\r\n");
+    redis.stop();
+    assert!(!redis.ping(), "Redis still answers after stop");
+    redis.restart();
+    assert_eq!(command(redis.port, "GET harness\r\n"), "$4\r\nkept\r\n");
+
+    let mut broker = cluster_support::Broker::start();
+    if !broker.is_local() {
+        return;
+    }
+    let port: u16 = broker.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    broker.stop();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the broker still listens after stop");
+    broker.restart();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
