@@ -40,6 +40,10 @@ pub struct Metrics {
     pub events_published: IntCounterVec,
     /// Events waiting in the outbox.
     pub outbox_backlog: IntGauge,
+    /// Requests the Redis store engine sent, by store `operation` (load_session, commit...).
+    pub redis_round_trips: IntCounterVec,
+    /// Session lease decisions, by `outcome`: granted, renewed, taken_over, held (load_session), fenced (commit).
+    pub store_leases: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -105,6 +109,12 @@ impl Metrics {
             bus_errors: counter("omadm_bus_errors_total", "Bus publish failures.", &["topic"]),
             events_published: counter("omadm_events_published_total", "Events published.", &["topic"]),
             outbox_backlog: gauge("omadm_outbox_backlog", "Events waiting in the outbox."),
+            redis_round_trips: counter(
+                "omadm_redis_round_trips_total",
+                "Requests the Redis store engine sent, by store operation.",
+                &["operation"],
+            ),
+            store_leases: counter("omadm_store_leases_total", "Session lease decisions, by outcome.", &["outcome"]),
             registry,
         }
     }

@@ -1,0 +1,221 @@
+//! Checks of the Redis engine beyond the conformance suite, run on a standalone server and on a cluster alike.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use omadm_core::bus::Topic;
+use omadm_core::clock::now_millis;
+use omadm_core::cluster::{Fence, Lease, LeaseRequest};
+use omadm_core::model::{CommandState, SentCommand, SessionOutcome};
+use omadm_core::store::conformance::{alert, device, ended_session, event, get_command, open_session};
+use omadm_core::store::{RedisStore, SessionLoad, Store, StoreError, WriteBatch};
+
+const TTL: u64 = 60_000;
+
+pub fn request(node: &str, live: &[&str]) -> LeaseRequest {
+    LeaseRequest {
+        node_id: node.to_owned(),
+        ttl: TTL,
+        live_nodes: live.iter().map(|id| (*id).to_owned()).collect(),
+        now: now_millis(),
+    }
+}
+
+async fn granted(
+    store: &RedisStore,
+    device_id: &str,
+    awaiting: &[u64],
+    request: &LeaseRequest,
+) -> Box<omadm_core::store::SessionSnapshot> {
+    match store.load_session(device_id, awaiting, 10, request).await.unwrap() {
+        SessionLoad::Loaded(snapshot) => snapshot,
+        other => panic!("expected a grant for {}, got {other:?}", request.node_id),
+    }
+}
+
+/// Two stores are two gateway nodes on the same Redis: a lease held by one is
+/// refused to the other while it is live, taken over when it is not; the old
+/// holder's commit is then fenced and writes nothing; concurrent loads from
+/// both nodes leave exactly one holder.
+pub async fn fencing_across_two_nodes(node_a: &RedisStore, node_b: &RedisStore) {
+    let (a, b) = ("node-a", "node-b");
+    let device_id = "fence-two-nodes";
+    node_a.commit(WriteBatch { devices: vec![device(device_id)], ..WriteBatch::default() }).await.unwrap();
+    node_a
+        .enqueue_commands(
+            device_id,
+            vec![get_command("urn:oma:mo:oma-dm-devinfo:1.2//Man"), get_command("urn:oma:mo:oma-dm-devinfo:1.2//Mod")],
+            1,
+        )
+        .await
+        .unwrap();
+    let session = open_session("fence-two-nodes-s", device_id, 100);
+
+    let first = granted(node_a, device_id, &[], &request(a, &[a, b])).await;
+    let held = node_b.load_session(device_id, &[], 10, &request(b, &[a, b])).await.unwrap();
+    assert_eq!(held, SessionLoad::LeaseHeld { node_id: a.to_owned(), epoch: first.lease.epoch });
+    node_a
+        .commit(WriteBatch {
+            sessions: vec![session.clone()],
+            fence: Some(Fence::of(&first.lease, TTL, false)),
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+
+    // Node b believes a dead: it takes the lease over with the next epoch.
+    let taken = granted(node_b, device_id, &[], &request(b, &[b])).await;
+    assert_eq!(
+        taken.lease,
+        Lease { device_id: device_id.to_owned(), node_id: b.to_owned(), epoch: first.lease.epoch + 1 }
+    );
+    assert_eq!(taken.queued.len(), 2);
+
+    // Node a, not knowing, commits its step: fenced, nothing written, no event.
+    let mut stale_step = session.clone();
+    stale_step.packages = 2;
+    let mut sent = taken.queued[0].clone();
+    sent.state = CommandState::Sent;
+    let stale = WriteBatch {
+        sessions: vec![stale_step],
+        commands: vec![sent.clone()],
+        events: vec![event("fence-two-nodes-e", Topic::Results, device_id)],
+        fence: Some(Fence::of(&first.lease, TTL, false)),
+        ..WriteBatch::default()
+    };
+    let shard = node_a.outbox_shard_of(device_id);
+    let waiting = node_a.outbox_lengths(&[shard]).await.unwrap();
+    match node_a.commit(stale).await {
+        Err(StoreError::Fenced { device_id: fenced }) => assert_eq!(fenced, device_id),
+        other => panic!("the old holder must be fenced, got {other:?}"),
+    }
+    assert_eq!(node_b.get_session(device_id, &session.id).await.unwrap(), Some(session.clone()));
+    assert_eq!(node_b.get_command(device_id, sent.id).await.unwrap().unwrap().state, CommandState::Queued);
+    assert_eq!(node_b.outbox_lengths(&[shard]).await.unwrap(), waiting);
+
+    // The new holder's step applies.
+    let mut step = session.clone();
+    step.packages = 2;
+    node_b
+        .commit(WriteBatch {
+            sessions: vec![step.clone()],
+            commands: vec![sent.clone()],
+            fence: Some(Fence::of(&taken.lease, TTL, false)),
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(node_a.get_session(device_id, &session.id).await.unwrap(), Some(step));
+
+    // Both nodes race for a fresh device: one wins, every other load meets its lease.
+    let raced = "fence-race";
+    node_a.commit(WriteBatch { devices: vec![device(raced)], ..WriteBatch::default() }).await.unwrap();
+    let loads = (0..20).map(|index| {
+        let (store, node) = if index % 2 == 0 { (node_a, a) } else { (node_b, b) };
+        async move { (node, store.load_session(raced, &[], 10, &request(node, &[a, b])).await.unwrap()) }
+    });
+    let results = futures_util::future::join_all(loads).await;
+    let winners: BTreeSet<(String, u64)> = results
+        .iter()
+        .map(|(node, load)| match load {
+            SessionLoad::Loaded(snapshot) => {
+                assert_eq!(snapshot.lease.node_id, *node);
+                (snapshot.lease.node_id.clone(), snapshot.lease.epoch)
+            }
+            SessionLoad::LeaseHeld { node_id, epoch } => (node_id.clone(), *epoch),
+            SessionLoad::UnknownDevice => panic!("the device is registered"),
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "one holder under one epoch: {winners:?}");
+}
+
+/// A Package#3 exchange on the owner: `load_session` then `commit` (session,
+/// command outcomes, mirror, alert, events, lease renewal) are 2 requests to
+/// Redis; so is the last exchange that ends the session and releases the lease.
+pub async fn package_exchange_is_two_round_trips(store: &RedisStore) {
+    let device_id = "hot-path-1";
+    let node = "hot-node";
+    store.commit(WriteBatch { devices: vec![device(device_id)], ..WriteBatch::default() }).await.unwrap();
+    store
+        .enqueue_commands(device_id, (0..4).map(|_| get_command("urn:oma:mo:oma-dm-devinfo:1.2//Man")).collect(), 1)
+        .await
+        .unwrap();
+    let mut session = open_session("hot-path-s", device_id, 100);
+    store.commit(WriteBatch { sessions: vec![session.clone()], ..WriteBatch::default() }).await.unwrap();
+
+    let mut awaiting: Vec<u64> = Vec::new();
+    for package in 0..3 {
+        let before = store.round_trips();
+        let snapshot = granted(store, device_id, &awaiting, &request(node, &[node])).await;
+        let last = package == 2;
+        let mut batch = WriteBatch::default();
+        for mut answered in snapshot.awaiting.clone() {
+            answered.state = CommandState::Done;
+            answered.status = Some(200);
+            batch.events.push(event(&format!("hot-result-{}", answered.id), Topic::Results, device_id));
+            batch.commands.push(answered);
+        }
+        session.awaiting.clear();
+        awaiting.clear();
+        if !last {
+            for mut next in snapshot.queued.iter().take(2).cloned() {
+                next.state = CommandState::Sent;
+                session.awaiting.push(SentCommand { command_id: Some(next.id), command: next.command.clone() });
+                awaiting.push(next.id);
+                batch.commands.push(next);
+            }
+        }
+        session.packages += 1;
+        batch.sessions.push(session.clone());
+        batch.mirrors.push((device_id.to_owned(), snapshot.mirror.clone()));
+        batch.alerts.push(alert(device_id, snapshot.next_alert_id));
+        if last {
+            batch.ended_sessions.push(ended_session(&session, 900, SessionOutcome::Ended));
+        }
+        batch.fence = Some(Fence::of(&snapshot.lease, TTL, last));
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.round_trips() - before, 2, "package {package}: load_session + commit");
+    }
+    assert_eq!(store.pending_count(device_id).await.unwrap(), 0);
+    let shard = store.outbox_shard_of(device_id);
+    assert_eq!(store.outbox_lengths(&[shard]).await.unwrap(), vec![4]);
+    assert_eq!(store.list_sessions(device_id, 1).await.unwrap()[0].outcome, SessionOutcome::Ended);
+    // The lease was released with the last commit: another node gets it at once.
+    let next = granted(store, device_id, &[], &request("other-node", &["other-node", node])).await;
+    assert_eq!(next.lease.node_id, "other-node");
+}
+
+/// `open_sessions` finds the open sessions of devices all over the keyspace and none of the ended ones.
+pub async fn open_sessions_of_many_devices(store: Arc<dyn Store>) {
+    let mut expected = BTreeSet::new();
+    for index in 0..60 {
+        let device_id = format!("open-many-{index}");
+        let state = open_session(&format!("open-many-s-{index}"), &device_id, 10);
+        let mut batch = WriteBatch { sessions: vec![state.clone()], ..WriteBatch::default() };
+        if index % 3 == 0 {
+            batch.ended_sessions.push(ended_session(&state, 20, SessionOutcome::Expired));
+        } else {
+            expected.insert(state.id.clone());
+        }
+        store.commit(batch).await.unwrap();
+    }
+    // A device whose last open session ends leaves the index.
+    let closing = open_session("open-many-s-1", "open-many-1", 10);
+    store
+        .commit(WriteBatch {
+            ended_sessions: vec![ended_session(&closing, 30, SessionOutcome::Ended)],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    expected.remove("open-many-s-1");
+    let found: BTreeSet<String> = store
+        .open_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|state| state.id.starts_with("open-many-s-"))
+        .map(|state| state.id)
+        .collect();
+    assert_eq!(found, expected);
+}
