@@ -126,3 +126,12 @@ async fn prefix_with_braces_is_refused() {
     let result = RedisStore::connect_with_prefix(&server.url(), "a{b}").await;
     assert!(matches!(result, Err(StoreError::UnsupportedUrl(_))), "{:?}", result.err());
 }
+
+/// Package#3 exchange rates for the docs (`cargo test -p omadm-core --test NAME -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn exchange_rates() {
+    let server = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+    support::redis_checks::exchange_rates(store, "standalone", 32, 200).await;
+}

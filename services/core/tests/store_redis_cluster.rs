@@ -94,8 +94,7 @@ async fn slots_and_outbox_keys_agree_with_the_cluster() {
         store.commit(WriteBatch { events: vec![event], ..WriteBatch::default() }).await.unwrap();
         let port = cluster.port_serving(slot);
         let keys = cli(port, &["--scan", "--pattern", "omadm:*outbox-order"]);
-        let ours: Vec<&str> =
-            keys.lines().filter(|key| cluster.key_slot(key) == slot).collect();
+        let ours: Vec<&str> = keys.lines().filter(|key| cluster.key_slot(key) == slot).collect();
         assert_eq!(ours.len(), 1, "one outbox of slot {slot} on its node: {keys}");
         assert_eq!(cli(port, &["ZRANGE", ours[0], "0", "-1"]).trim(), format!("slot-e-{device_id}"));
     }
@@ -257,4 +256,13 @@ fn wait_cluster_ok(ports: &[u16]) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Package#3 exchange rates for the docs (`cargo test -p omadm-core --test NAME -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn exchange_rates() {
+    let cluster = start_cluster().await;
+    let store = Arc::new(RedisStore::connect(&cluster.url()).await.unwrap());
+    support::redis_checks::exchange_rates(store, "cluster", 32, 200).await;
 }

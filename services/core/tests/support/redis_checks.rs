@@ -219,3 +219,52 @@ pub async fn open_sessions_of_many_devices(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(found, expected);
 }
+
+/// Package#3 exchanges per second (load_session + commit of a step with a session, a command
+/// outcome, an event and the fence), from one caller and from `concurrency` callers on their own
+/// devices. Prints the rates; run by hand for the numbers in docs/cluster-keyspace.md.
+pub async fn exchange_rates(
+    store: Arc<RedisStore>,
+    label: &'static str,
+    concurrency: usize,
+    exchanges_per_caller: usize,
+) {
+    for callers in [1, concurrency] {
+        let started = std::time::Instant::now();
+        let tasks = (0..callers).map(|caller| {
+            let store = Arc::clone(&store);
+            async move {
+                let device_id = format!("rate-{label}-{callers}-{caller}");
+                store.commit(WriteBatch { devices: vec![device(&device_id)], ..WriteBatch::default() }).await.unwrap();
+                let commands = (0..exchanges_per_caller).map(|_| get_command("urn:oma:mo:oma-dm-devinfo:1.2//Man"));
+                store.enqueue_commands(&device_id, commands.collect(), 1).await.unwrap();
+                let mut session = open_session(&format!("{device_id}-s"), &device_id, 1);
+                for exchange in 0..exchanges_per_caller {
+                    let snapshot = granted(&store, &device_id, &[], &request("rate-node", &["rate-node"])).await;
+                    let mut sent = snapshot.queued[0].clone();
+                    sent.state = CommandState::Done;
+                    session.packages += 1;
+                    let batch = WriteBatch {
+                        sessions: vec![session.clone()],
+                        commands: vec![sent],
+                        events: vec![event(&format!("{device_id}-e-{exchange}"), Topic::Results, &device_id)],
+                        fence: Some(Fence::of(&snapshot.lease, TTL, false)),
+                        ..WriteBatch::default()
+                    };
+                    store.commit(batch).await.unwrap();
+                }
+            }
+        });
+        let handles: Vec<_> = tasks.map(tokio::spawn).collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        // The rate includes each caller's registration and enqueue (3 requests) before its exchanges.
+        let rate = (callers * exchanges_per_caller) as f64 / elapsed.as_secs_f64();
+        println!(
+            "{label}: {callers} callers, {} exchanges in {elapsed:?}: {rate:.0} exchanges/s",
+            callers * exchanges_per_caller
+        );
+    }
+}

@@ -245,7 +245,7 @@ impl Counted {
         let mut cluster = cluster.clone();
         self.count();
         let reply = cluster
-            .route_command(&redis::cmd("CLUSTER").arg("SLOTS"), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .route_command(redis::cmd("CLUSTER").arg("SLOTS"), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
             .await?;
         let mut owners = vec![usize::MAX; usize::from(SLOTS)];
         let mut nodes: Vec<Vec<u8>> = Vec::new();

@@ -408,9 +408,12 @@ impl Store for RedisStore {
             if ids.is_empty() {
                 return Ok(DevicePage { devices: page, next: None });
             }
-            let device_keys: Vec<String> = ids.iter().map(|id| self.keys.device(id)).collect();
-            // On a cluster the client splits the MGET by slot and sends the parts at once.
-            let records: Vec<Option<Vec<u8>>> = self.call("list_devices", redis::cmd("MGET").arg(&device_keys)).await?;
+            // One pipeline on a server; on a cluster one per node, sent at once.
+            let reads = ids
+                .iter()
+                .map(|id| (Self::slot_of_shard(self.keys.shard_of_device(id)), Cmd::get(self.keys.device(id))))
+                .collect();
+            let records = self.per_slot("list_devices", reads).await?.into_iter().map(bytes);
             let chunk_was_full = ids.len() == LIST_CHUNK;
             for (id, bytes) in ids.into_iter().zip(records) {
                 // Another record exists: stop here with a cursor when the page is full or the budget spent.
