@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use omadm_core::bus::Topic;
 use omadm_core::model::{CommandState, ContentSource, RepositoryItem, SessionOutcome};
 use omadm_core::store::conformance::{self, alert, device, event, get_command, open_session};
-use omadm_core::store::{RedisStore, Store, StoreError, WriteBatch};
+use omadm_core::store::{RedisStore, Store, StoreError, StoreOptions, WriteBatch};
 use support::redis_cluster::{RedisCluster, cli};
 
 /// A store on a cluster of its own, so every check starts from an empty keyspace.
@@ -31,7 +31,14 @@ async fn start_cluster() -> RedisCluster {
     tokio::task::spawn_blocking(RedisCluster::start).await.unwrap()
 }
 
-omadm_core::store_conformance_tests!(fresh_store);
+/// The same, opened with `options`.
+async fn fresh_store_with(options: StoreOptions) -> (Arc<dyn Store>, RedisCluster) {
+    let cluster = start_cluster().await;
+    let store = RedisStore::connect_with(&cluster.url(), &options).await.unwrap();
+    (Arc::new(store), cluster)
+}
+
+omadm_core::store_conformance_tests!(fresh_store, fresh_store_with);
 
 /// Every check on one shared store, and two stores under different prefixes do not see each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,6 +189,13 @@ async fn package_exchange_is_two_round_trips() {
 async fn open_sessions_of_many_devices() {
     let (store, _cluster) = fresh_store().await;
     support::redis_checks::open_sessions_of_many_devices(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_still_admits_its_holder() {
+    let cluster = start_cluster().await;
+    let store = RedisStore::connect(&cluster.url()).await.unwrap();
+    support::redis_checks::a_lapsed_lease_still_admits_its_holder(&store).await;
 }
 
 /// Reading the length of all 16,384 outbox shards is one pipeline per node (plus CLUSTER SLOTS).

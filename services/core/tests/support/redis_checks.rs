@@ -185,6 +185,56 @@ pub async fn package_exchange_is_two_round_trips(store: &RedisStore) {
     assert_eq!(next.lease.node_id, "other-node");
 }
 
+/// A lease whose PX ran out while nobody took it over: its holder's commit still applies (no
+/// other node can have written: a grant to one raises the epoch) and brings the lease back; the
+/// holder loading again keeps its epoch. Once another node was granted it, the old fence is stale.
+pub async fn a_lapsed_lease_still_admits_its_holder(store: &RedisStore) {
+    let device_id = "lapsed-1";
+    let (a, b) = ("lapsed-node-a", "lapsed-node-b");
+    store.commit(WriteBatch { devices: vec![device(device_id)], ..WriteBatch::default() }).await.unwrap();
+    let short = LeaseRequest { ttl: 300, ..request(a, &[a, b]) };
+    let first = granted(store, device_id, &[], &short).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    let session = open_session("lapsed-s", device_id, 1);
+    let batch = WriteBatch {
+        sessions: vec![session.clone()],
+        fence: Some(Fence::of(&first.lease, TTL, false)),
+        ..WriteBatch::default()
+    };
+    store.commit(batch).await.unwrap();
+    assert_eq!(store.get_session(device_id, &session.id).await.unwrap(), Some(session));
+    let held = store.load_session(device_id, &[], 10, &request(b, &[a, b])).await.unwrap();
+    assert_eq!(
+        held,
+        SessionLoad::LeaseHeld { node_id: a.to_owned(), epoch: first.lease.epoch },
+        "renewed by the commit"
+    );
+
+    // Lapsed again, the holder loads again: same epoch.
+    let again = granted(store, device_id, &[], &short).await;
+    assert_eq!(again.lease, first.lease);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(granted(store, device_id, &[], &request(a, &[a, b])).await.lease, first.lease);
+
+    // Lapsed, and another node is granted it meanwhile: the old fence is stale.
+    let other = "lapsed-2";
+    store.commit(WriteBatch { devices: vec![device(other)], ..WriteBatch::default() }).await.unwrap();
+    let lapsing = granted(store, other, &[], &LeaseRequest { ttl: 300, ..request(a, &[a, b]) }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let taken = granted(store, other, &[], &request(b, &[a, b])).await;
+    assert_eq!(taken.lease.epoch, lapsing.lease.epoch + 1);
+    let stale = WriteBatch { fence: Some(Fence::of(&lapsing.lease, TTL, false)), ..WriteBatch::default() };
+    assert!(matches!(store.commit(stale).await, Err(StoreError::Fenced { .. })));
+
+    // Deleting the device drops its holder: the last fence is stale, the epoch goes on.
+    assert!(store.delete_device(device_id).await.unwrap());
+    let stale = WriteBatch { fence: Some(Fence::of(&first.lease, TTL, false)), ..WriteBatch::default() };
+    assert!(matches!(store.commit(stale).await, Err(StoreError::Fenced { .. })));
+    store.commit(WriteBatch { devices: vec![device(device_id)], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(granted(store, device_id, &[], &request(b, &[a, b])).await.lease.epoch, first.lease.epoch + 1);
+}
+
 /// `open_sessions` finds the open sessions of devices all over the keyspace and none of the ended ones.
 pub async fn open_sessions_of_many_devices(store: Arc<dyn Store>) {
     let mut expected = BTreeSet::new();

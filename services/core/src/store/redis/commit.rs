@@ -54,7 +54,7 @@ impl ScriptOps {
         let epoch = fence.epoch.to_string();
         self.op(
             "FENCE",
-            &[&keys.lease(&fence.device_id), &keys.lease_epoch(&fence.device_id)],
+            &[&keys.lease(&fence.device_id), &keys.fencing(&fence.device_id)],
             &[fence.node_id.as_bytes(), epoch.as_bytes(), ttl.as_bytes(), mode.as_str().as_bytes()],
         );
     }

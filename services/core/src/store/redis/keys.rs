@@ -83,13 +83,14 @@ impl Keys {
     pub fn last_alert_id(&self, device_id: &str) -> String {
         self.device_key(device_id, "last-alert-id")
     }
-    /// STRING with PX: the id of the node holding the device's session lease.
+    /// STRING with PX: the id of the node holding the device's session lease, while the lease runs.
     pub fn lease(&self, device_id: &str) -> String {
         self.device_key(device_id, "lease")
     }
-    /// STRING counter: the fencing epoch of the device's lease (INCR at each grant); never expires.
-    pub fn lease_epoch(&self, device_id: &str) -> String {
-        self.device_key(device_id, "lease-epoch")
+    /// HASH, never expires: `epoch` (the fencing epoch, HINCRBY at each grant to a new holder) and
+    /// `holder` (the node the last grant went to; removed on release). Fences are checked against it.
+    pub fn fencing(&self, device_id: &str) -> String {
+        self.device_key(device_id, "fencing")
     }
 
     /// How many outbox shards there are: one per hash slot on Redis Cluster, else one.
@@ -154,7 +155,7 @@ mod tests {
                 keys.queued(device_id),
                 keys.sessions(device_id),
                 keys.lease(device_id),
-                keys.lease_epoch(device_id),
+                keys.fencing(device_id),
                 keys.outbox_events(keys.shard_of_device(device_id)),
                 keys.outbox_order(keys.shard_of_device(device_id)),
                 keys.open_devices(keys.shard_of_device(device_id)),

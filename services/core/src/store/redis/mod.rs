@@ -358,7 +358,7 @@ impl Store for RedisStore {
         let keys = &self.keys;
         let shard = keys.shard_of_device(device_id);
         let mut invocation = DELETE_DEVICE.prepare_invoke();
-        invocation.key(keys.device(device_id)).key(keys.open_devices(shard));
+        invocation.key(keys.device(device_id)).key(keys.open_devices(shard)).key(keys.fencing(device_id));
         // The id counters and the lease epoch stay: a device registered again never reuses a
         // command or alert id, and a node still holding an old fence stays fenced.
         for key in [
@@ -531,7 +531,7 @@ impl Store for RedisStore {
         let mut invocation = LOAD_SESSION.prepare_invoke();
         invocation
             .key(keys.lease(device_id))
-            .key(keys.lease_epoch(device_id))
+            .key(keys.fencing(device_id))
             .key(keys.device(device_id))
             .key(keys.mirror(device_id))
             .key(keys.queued(device_id))

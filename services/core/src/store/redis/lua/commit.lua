@@ -2,6 +2,8 @@
 -- KEYS: every key the ops name. ARGV: ops, each an op code, then its key arguments
 -- (as indexes into KEYS), then its other arguments.
 -- Every check (FENCE, OUTBOX bound) runs before any write, so a refused group writes nothing.
+-- FENCE lease fencing node epoch ttl mode: checks the device's fencing record (HASH holder, epoch),
+-- then renews the lease (PX, never shortened), releases it, or only checks.
 -- Returns {'OK'}, {'FENCED'} or {'FULL', events waiting in the shard}.
 
 local ARITY = {
@@ -26,13 +28,16 @@ local function arity(i)
   return count
 end
 
--- Checks. FENCE lease epoch node epoch ttl mode: the device's lease is held by node under epoch.
+-- Checks. FENCE: the device's lease is held by node under epoch.
 -- OUTBOX events order sequence limit count id event ...: the new events fit under the shard's bound.
 local i = 1
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'FENCE' then
-    if redis.call('GET', key(ARGV[i + 1])) ~= ARGV[i + 3] or redis.call('GET', key(ARGV[i + 2])) ~= ARGV[i + 4] then
+    -- The fencing record, not the lease's PX: a lease that lapsed while nobody took it over saw no
+    -- other writer (a grant to another node raises the epoch), so its holder may still commit.
+    local fencing = key(ARGV[i + 2])
+    if redis.call('HGET', fencing, 'holder') ~= ARGV[i + 3] or redis.call('HGET', fencing, 'epoch') ~= ARGV[i + 4] then
       return {'FENCED'}
     end
   elseif op == 'OUTBOX' then
@@ -94,11 +99,12 @@ while i <= #ARGV do
       end
     end
   elseif op == 'FENCE' then
-    local mode = ARGV[a + 5]
+    local mode, lease = ARGV[a + 5], key(ARGV[a])
     if mode == 'release' then
-      redis.call('DEL', key(ARGV[a]))
-    elseif mode == 'renew' then
-      redis.call('PEXPIRE', key(ARGV[a]), ARGV[a + 4])
+      redis.call('DEL', lease)
+      redis.call('HDEL', key(ARGV[a + 1]), 'holder')
+    elseif mode == 'renew' and redis.call('PTTL', lease) < tonumber(ARGV[a + 4]) then
+      redis.call('SET', lease, ARGV[a + 2], 'PX', ARGV[a + 4])
     end
   end
   i = a + arity(i)
