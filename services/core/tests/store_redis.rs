@@ -141,6 +141,14 @@ async fn prefix_with_braces_is_refused() {
     assert!(matches!(result, Err(StoreError::UnsupportedUrl(_))), "{:?}", result.err());
 }
 
+/// The requests of every Store call, as docs/cluster-keyspace.md lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_of_every_call() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    support::redis_checks::round_trips_of_every_call(&store).await;
+}
+
 /// Package#3 exchange rates for the docs (`cargo test -p omadm-core --test NAME -- --ignored --nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]

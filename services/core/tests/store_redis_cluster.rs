@@ -272,6 +272,14 @@ fn wait_cluster_ok(ports: &[u16]) {
     }
 }
 
+/// The requests of every Store call, as docs/cluster-keyspace.md lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_of_every_call() {
+    let cluster = start_cluster().await;
+    let store = RedisStore::connect(&cluster.url()).await.unwrap();
+    support::redis_checks::round_trips_of_every_call(&store).await;
+}
+
 /// Package#3 exchange rates for the docs (`cargo test -p omadm-core --test NAME -- --ignored --nocapture`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]

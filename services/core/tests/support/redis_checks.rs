@@ -318,3 +318,84 @@ pub async fn exchange_rates(
         );
     }
 }
+
+/// The requests each Store call sends (docs/cluster-keyspace.md lists them): checked, not assumed.
+/// On a cluster, calls that read many slots send `CLUSTER SLOTS` and one pipeline per node (1 to 3 here).
+pub async fn round_trips_of_every_call(store: &RedisStore) {
+    let cluster = store.is_cluster();
+    let per_node = |count: u64| if cluster { (2..=4).contains(&count) } else { count == 1 };
+    let device_id = "trips-1";
+    // Three devices, in three different slots on a cluster.
+    let mut spread: Vec<String> = Vec::new();
+    for index in 0.. {
+        let candidate = format!("trips-spread-{index}");
+        let shard = store.outbox_shard_of(&candidate);
+        if !cluster || spread.iter().all(|known| store.outbox_shard_of(known) != shard) {
+            spread.push(candidate);
+        }
+        if spread.len() == 3 {
+            break;
+        }
+    }
+    let node = omadm_core::cluster::NodeInfo { id: "trips-node".to_owned(), internal_url: "http://x".to_owned() };
+
+    macro_rules! trips {
+        ($call:expr) => {{
+            let before = store.round_trips();
+            let _ = $call.await.unwrap();
+            store.round_trips() - before
+        }};
+    }
+    // A device registered outside a session step: the index first on a cluster (a step of its own).
+    let register = WriteBatch { devices: vec![device(device_id)], ..WriteBatch::default() };
+    assert_eq!(trips!(store.commit(register)), if cluster { 2 } else { 1 }, "commit registering a device");
+    assert_eq!(trips!(store.get_device(device_id)), 1, "get_device");
+    assert_eq!(
+        trips!(store.enqueue_commands(device_id, vec![get_command("urn:oma:mo:oma-dm-devinfo:1.2//Man")], 1)),
+        2
+    );
+    assert_eq!(trips!(store.get_command(device_id, 1)), 1, "get_command");
+    assert_eq!(trips!(store.list_commands(device_id, None, 10)), 1, "list_commands");
+    assert_eq!(trips!(store.queued_commands(device_id, 10)), 1, "queued_commands");
+    assert_eq!(trips!(store.pending_count(device_id)), 1, "pending_count");
+    assert_eq!(trips!(store.get_session(device_id, "trips-s")), 1, "get_session");
+    assert_eq!(trips!(store.load_session(device_id, &[1], 10, &request("trips-node", &["trips-node"]))), 1);
+    assert_eq!(trips!(store.list_sessions(device_id, 10)), 1, "list_sessions");
+    assert_eq!(trips!(store.get_mirror(device_id)), 1, "get_mirror");
+    assert_eq!(trips!(store.list_alerts(device_id, 10)), 1, "list_alerts");
+    assert_eq!(trips!(store.next_alert_id(device_id)), 1, "next_alert_id");
+    let item = omadm_core::model::RepositoryItem {
+        path: "trips/x".to_owned(),
+        content_type: "text/plain".to_owned(),
+        body: b"x".to_vec(),
+        source: omadm_core::model::ContentSource::Operator,
+        device_id: None,
+        stored_at: 1,
+    };
+    assert_eq!(trips!(store.put_content(item)), 1, "put_content");
+    assert_eq!(trips!(store.get_content("trips/x")), 1, "get_content");
+    assert_eq!(trips!(store.delete_content("trips/x")), 1, "delete_content");
+    assert_eq!(trips!(store.heartbeat(&node, TTL, now_millis())), 1, "heartbeat");
+    assert_eq!(trips!(store.leave("trips-node")), 1, "leave");
+
+    // Three devices' sessions and events in one batch: one script per slot on a cluster.
+    let mut batch = WriteBatch::default();
+    for spread_id in &spread {
+        batch.sessions.push(open_session(&format!("{spread_id}-s"), spread_id, 1));
+        batch.events.push(event(&format!("{spread_id}-e"), Topic::Results, spread_id));
+    }
+    assert_eq!(trips!(store.commit(batch)), if cluster { 3 } else { 1 }, "commit across 3 slots");
+    let shard = store.outbox_shard_of(&spread[0]);
+    assert_eq!(trips!(store.outbox(shard, 10)), 1, "outbox");
+    assert_eq!(trips!(store.ack_outbox(shard, &[format!("{}-e", spread[0])])), 1, "ack_outbox");
+    let shards: Vec<u32> = spread.iter().map(|id| store.outbox_shard_of(id)).collect();
+    assert!(per_node(trips!(store.outbox_lengths(&shards))), "outbox_lengths");
+    let open_sessions = trips!(store.open_sessions());
+    assert!(
+        if cluster { (4..=8).contains(&open_sessions) } else { open_sessions == 2 },
+        "open_sessions: {open_sessions}"
+    );
+    let listed = trips!(store.list_devices(&Default::default(), None, 10));
+    assert!(if cluster { (3..=5).contains(&listed) } else { listed == 2 }, "list_devices: {listed}");
+    assert_eq!(trips!(store.delete_device(device_id)), if cluster { 2 } else { 1 }, "delete_device");
+}
