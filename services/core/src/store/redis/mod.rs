@@ -111,6 +111,10 @@ impl RedisStore {
             tracing::warn!(%error, "cannot connect the redis store");
         })?;
         let cluster = matches!(connection, Connection::Cluster(_));
+        if cluster {
+            // The table of outbox shard tags, computed once per process, off the async workers.
+            let _ = tokio::task::spawn_blocking(|| slot::tag_of_slot(0)).await;
+        }
         let store = RedisStore {
             connection,
             keys: Keys::new(prefix, cluster),
