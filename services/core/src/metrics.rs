@@ -44,6 +44,10 @@ pub struct Metrics {
     pub outbox_backlog: IntGauge,
     /// Commits refused because their outbox shard was full (`StoreError::OutboxFull`); counted by the caller.
     pub outbox_full: IntCounter,
+    /// Requests the Redis store engine sent, by store `operation` (load_session, commit...).
+    pub redis_round_trips: IntCounterVec,
+    /// Session lease decisions, by `outcome`: granted, renewed, taken_over, held (load_session), fenced (commit).
+    pub store_leases: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -118,6 +122,12 @@ impl Metrics {
                 "omadm_outbox_full_total",
                 "Commits refused because their outbox shard held its bound of events.",
             ),
+            redis_round_trips: counter(
+                "omadm_redis_round_trips_total",
+                "Requests the Redis store engine sent, by store operation.",
+                &["operation"],
+            ),
+            store_leases: counter("omadm_store_leases_total", "Session lease decisions, by outcome.", &["outcome"]),
             registry,
         }
     }
