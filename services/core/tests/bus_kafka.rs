@@ -29,14 +29,20 @@ use serde_json::Value;
 use support::event_schemas::{check_documented_value, documented, events_of_sessions};
 use support::kafka_broker::{KafkaBroker, unique_prefix};
 
-fn options(prefix: &str) -> BusOptions {
-    BusOptions { topic_prefix: prefix.to_owned(), partitions: 3, ..BusOptions::default() }
+/// Three partitions (so that order per key is tested across several) and what the broker needs.
+fn options(broker: &KafkaBroker, prefix: &str) -> BusOptions {
+    BusOptions {
+        topic_prefix: prefix.to_owned(),
+        partitions: 3,
+        kafka_settings: broker.client_settings(),
+        ..BusOptions::default()
+    }
 }
 
 /// A bus under a prefix of its own, on a broker of its own (unless external).
 async fn fresh_bus() -> (Arc<dyn Bus>, KafkaBroker) {
     let broker = KafkaBroker::start();
-    let bus = omadm_core::bus::open_with(&broker.url(), &options(&unique_prefix())).await.unwrap();
+    let bus = omadm_core::bus::open_with(&broker.url(), &options(&broker, &unique_prefix())).await.unwrap();
     (bus, broker)
 }
 
@@ -72,7 +78,7 @@ fn raw_producer(broker: &KafkaBroker, prefix: &str) -> RawProducer {
 async fn corrupt_records_are_skipped_and_committed_past() {
     let broker = KafkaBroker::start();
     let prefix = unique_prefix();
-    let bus = omadm_core::bus::open_with(&broker.url(), &options(&prefix)).await.unwrap();
+    let bus = omadm_core::bus::open_with(&broker.url(), &options(&broker, &prefix)).await.unwrap();
     conformance::corrupt_records_are_skipped_and_committed_past(bus, &raw_producer(&broker, &prefix)).await;
 }
 
@@ -107,7 +113,7 @@ async fn read_raw(broker: &KafkaBroker, topics: &[String], count: usize) -> Vec<
 async fn records_are_documented_events_with_key_headers_and_timestamp() {
     let broker = KafkaBroker::start();
     let prefix = unique_prefix();
-    let bus = KafkaBus::connect(broker.brokers(), &options(&prefix)).await.unwrap();
+    let bus = KafkaBus::connect(broker.brokers(), &options(&broker, &prefix)).await.unwrap();
     let mut events = events_of_sessions();
     events.push(content_uploaded(ContentUploaded {
         device_id: "IMEI:1".to_owned(),
@@ -164,7 +170,7 @@ async fn records_are_documented_events_with_key_headers_and_timestamp() {
 async fn topics_are_created_with_the_configured_partitions() {
     let broker = KafkaBroker::start();
     let prefix = unique_prefix();
-    let options = BusOptions { partitions: 4, client_id: "omadm-test".to_owned(), ..options(&prefix) };
+    let options = BusOptions { partitions: 4, client_id: "omadm-test".to_owned(), ..options(&broker, &prefix) };
     let bus = KafkaBus::connect(broker.brokers(), &options).await.unwrap();
     let again = KafkaBus::connect(broker.brokers(), &options).await.unwrap();
     again.publish(&[conformance::event("created-1", Topic::Alerts, "IMEI:1", 1)]).await.unwrap();
@@ -218,8 +224,8 @@ async fn a_dead_broker_is_unavailable_and_the_bus_recovers_when_it_is_back() {
     }
     let prefix = unique_prefix();
     // Short delivery timeouts, through the operator's settings, so that failing takes seconds.
-    let mut options = options(&prefix);
-    options.kafka_settings = vec![("message.timeout.ms".to_owned(), "1500".to_owned())];
+    let mut options = options(&broker, &prefix);
+    options.kafka_settings.push(("message.timeout.ms".to_owned(), "1500".to_owned()));
     let bus = KafkaBus::connect(broker.brokers(), &options).await.unwrap();
     bus.publish(&[conformance::event("dead-0", Topic::Sessions, "IMEI:dead", 0)]).await.unwrap();
     let failed_before = metrics().bus_records_sent.with_label_values(&["sessions", "failed"]).get();
@@ -245,4 +251,26 @@ async fn a_dead_broker_is_unavailable_and_the_bus_recovers_when_it_is_back() {
     }
     let mut subscription = bus.subscribe("dead-group", &[Topic::Sessions]).await.unwrap();
     assert_eq!(take(subscription.as_mut(), 1).await[0].event, lost);
+}
+
+/// One event per publish call waits for its acknowledgement each time: prints that rate beside the batch rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_one_event_per_call() {
+    const EVENTS: u64 = 300;
+    let (bus, _broker) = fresh_bus().await;
+    let started = Instant::now();
+    for index in 0..EVENTS {
+        bus.publish(&[conformance::event(&format!("single-{index}"), Topic::Alerts, "IMEI:1", index)]).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "published {EVENTS} events one per call in {:.3} s: {:.0} events/s",
+        elapsed.as_secs_f64(),
+        EVENTS as f64 / elapsed.as_secs_f64()
+    );
+    let mut subscription = bus.subscribe("single-group", &[Topic::Alerts]).await.unwrap();
+    let deliveries = take(subscription.as_mut(), EVENTS as usize).await;
+    let sequences: Vec<u64> =
+        deliveries.iter().map(|delivery| delivery.event.payload["sequence"].as_u64().unwrap()).collect();
+    assert_eq!(sequences, (0..EVENTS).collect::<Vec<_>>());
 }

@@ -74,7 +74,13 @@ struct TopicReader {
     /// The next line a new subscription of the group would read.
     committed: Position,
     outstanding: VecDeque<ReadLine>,
+    /// Where the last line read starts and its checksum: if those bytes changed, the file was rotated
+    /// and written again (even up to the same length), and is read again from its start.
+    last_line: Option<(u64, u32)>,
 }
+
+/// Checksums of lines already read, to notice a file rewritten under the reader.
+const LINE_CHECKSUM: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 impl JsonlSubscription {
     /// Joins `group` on `topics`, whose files are `topic_paths`; creates the group's directory.
@@ -176,8 +182,15 @@ impl TopicReader {
             Err(error) if error.kind() == ErrorKind::NotFound => Position::default(),
             Err(error) => return Err(BusError::Io(format!("cannot read {}: {error}", offset_path.display()))),
         };
-        let mut reader =
-            TopicReader { topic, path, offset_path, read: committed, committed, outstanding: VecDeque::new() };
+        let mut reader = TopicReader {
+            topic,
+            path,
+            offset_path,
+            read: committed,
+            committed,
+            outstanding: VecDeque::new(),
+            last_line: None,
+        };
         if !reader.starts_a_line(committed.byte)? {
             tracing::warn!(path = %reader.path.display(), "the committed position is not in the file any more; the group reads it from its start");
             reader.restart()?;
@@ -208,6 +221,7 @@ impl TopicReader {
     fn restart(&mut self) -> Result<(), BusError> {
         self.outstanding.clear();
         self.read = Position::default();
+        self.last_line = None;
         self.store_committed(Position::default())
     }
 
@@ -221,8 +235,8 @@ impl TopicReader {
             Err(error) => return Err(io_error(error)),
         };
         let length = file.metadata().map_err(io_error)?.len();
-        if length < self.read.byte {
-            tracing::warn!(path = %self.path.display(), "the topic file was cut shorter; reading it from its start");
+        if length < self.read.byte || !self.last_line_unchanged(&file).map_err(io_error)? {
+            tracing::warn!(path = %self.path.display(), "the topic file was cut or rewritten; reading it from its start");
             self.restart()?;
         }
         if length == self.read.byte || batch.len() >= max {
@@ -240,6 +254,7 @@ impl TopicReader {
             let Some(content) = line.strip_suffix(b"\n") else { break };
             let number = self.read.line;
             let end = self.read.byte + size as u64;
+            self.last_line = Some((self.read.byte, LINE_CHECKSUM.checksum(&line)));
             match decode_record(self.topic, content) {
                 Ok(event) => {
                     metrics().bus_events_consumed.with_label_values(&[self.topic.name()]).inc();
@@ -262,6 +277,16 @@ impl TopicReader {
             self.store_committed(position)?;
         }
         Ok(())
+    }
+
+    /// Whether the last line read is still in the file as it was read.
+    fn last_line_unchanged(&self, file: &File) -> std::io::Result<bool> {
+        let Some((start, checksum)) = self.last_line else { return Ok(true) };
+        let mut bytes = Vec::new();
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(start))?;
+        reader.take(self.read.byte.saturating_sub(start)).read_to_end(&mut bytes)?;
+        Ok(LINE_CHECKSUM.checksum(&bytes) == checksum)
     }
 
     /// Commits every line up to `line` (and the corrupt ones right after it).

@@ -44,7 +44,8 @@ const PRODUCER_SETTINGS: &[(&str, &str)] = &[
     ("partitioner", "murmur2_random"),
     // How long librdkafka tries one record before failing it to us; bounds one attempt of `publish`.
     ("message.timeout.ms", "20000"),
-    ("linger.ms", "5"),
+    // `publish` hands librdkafka whole batches at once: waiting for more records would only add latency.
+    ("linger.ms", "0"),
 ];
 
 /// The producer of a [`super::KafkaBus`].
