@@ -80,17 +80,24 @@ impl KafkaBroker {
         self.local.is_none()
     }
 
-    /// librdkafka settings the clients of this broker need (`BusOptions::kafka_settings`).
+    /// librdkafka settings the clients of this broker need (`BusOptions::kafka_settings`), then
+    /// those of `OMADM_TEST_KAFKA_SETTINGS` (`key=value,key=value`, e.g. to measure producer settings).
     ///
     /// tansu 0.6.0 (memory engine) answers a fetch from an offset inside a
     /// record batch with the batches after it only: a group that committed in
     /// the middle of a batch would never get the rest of it. One record per
     /// batch keeps every offset at a batch start. Apache Kafka needs nothing.
     pub fn client_settings(&self) -> Vec<(String, String)> {
-        match self.local {
+        let mut settings = match self.local {
             Some(_) => vec![("batch.num.messages".to_owned(), "1".to_owned())],
             None => Vec::new(),
+        };
+        let extra = std::env::var("OMADM_TEST_KAFKA_SETTINGS").unwrap_or_default();
+        for pair in extra.split(',').filter(|pair| !pair.trim().is_empty()) {
+            let (key, value) = pair.split_once('=').expect("OMADM_TEST_KAFKA_SETTINGS holds key=value pairs");
+            settings.push((key.trim().to_owned(), value.trim().to_owned()));
         }
+        settings
     }
 
     /// Kills the broker (SIGKILL) and waits for it to exit. Its memory engine loses every topic.
