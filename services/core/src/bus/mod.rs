@@ -127,7 +127,7 @@ pub struct BusOptions {
     pub topic_prefix: String,
     /// Partitions of each topic the Kafka engine creates (existing topics are left as they are).
     pub partitions: i32,
-    /// Replicas of each partition the Kafka engine creates; -1 takes the broker's `default.replication.factor`.
+    /// Replicas of each partition the Kafka engine creates: 3 on a production cluster.
     pub replication_factor: i32,
     /// The Kafka `client.id`, shown in broker logs and quotas: e.g. the node id.
     pub client_id: String,
