@@ -5,7 +5,9 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Every metric of the process. Obtain it with [`metrics()`].
 pub struct Metrics {
@@ -38,8 +40,14 @@ pub struct Metrics {
     pub bus_errors: IntCounterVec,
     /// Events published, by `topic`.
     pub events_published: IntCounterVec,
-    /// Events waiting in the outbox.
+    /// Events waiting in the outbox shards this node relays (summed over nodes: the whole outbox).
     pub outbox_backlog: IntGauge,
+    /// Commits refused because their outbox shard was full (`StoreError::OutboxFull`); counted by the caller.
+    pub outbox_full: IntCounter,
+    /// Requests the Redis store engine sent, by store `operation` (load_session, commit...).
+    pub redis_round_trips: IntCounterVec,
+    /// Session lease decisions, by `outcome`: granted, renewed, taken_over, held (load_session), fenced (commit).
+    pub store_leases: IntCounterVec,
     /// Kafka records sent, by `topic` and `outcome`: `acknowledged`, `retried` (failed, sent again) or `failed`.
     pub bus_records_sent: IntCounterVec,
     /// Kafka delivery failures, by `topic` and `error`: `timed_out`, `queue_full`, `broker`, `rejected`, `fatal`.
@@ -70,6 +78,11 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric());
+            let _ = registry.register(Box::new(metric.clone()));
+            metric
+        };
+        let plain_counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric());
             let _ = registry.register(Box::new(metric.clone()));
             metric
         };
@@ -116,7 +129,17 @@ impl Metrics {
             store_errors: counter("omadm_store_errors_total", "Store operation failures.", &["operation"]),
             bus_errors: counter("omadm_bus_errors_total", "Bus publish failures.", &["topic"]),
             events_published: counter("omadm_events_published_total", "Events published.", &["topic"]),
-            outbox_backlog: gauge("omadm_outbox_backlog", "Events waiting in the outbox."),
+            outbox_backlog: gauge("omadm_outbox_backlog", "Events waiting in the outbox shards this node relays."),
+            outbox_full: plain_counter(
+                "omadm_outbox_full_total",
+                "Commits refused because their outbox shard held its bound of events.",
+            ),
+            redis_round_trips: counter(
+                "omadm_redis_round_trips_total",
+                "Requests the Redis store engine sent, by store operation.",
+                &["operation"],
+            ),
+            store_leases: counter("omadm_store_leases_total", "Session lease decisions, by outcome.", &["outcome"]),
             bus_records_sent: counter(
                 "omadm_bus_records_sent_total",
                 "Kafka records sent, by topic and outcome.",
@@ -186,7 +209,9 @@ mod tests {
         let metrics = metrics();
         metrics.sessions_started.with_label_values::<&str>(&[]).inc();
         metrics.packages.with_label_values(&["1", "in"]).inc();
+        metrics.outbox_full.inc();
         let text = metrics.render();
+        assert!(text.contains("omadm_outbox_full_total 1"), "{text}");
         assert!(text.contains("omadm_sessions_started_total 1"), "{text}");
         assert!(text.contains("omadm_packages_total{direction=\"in\",package=\"1\"} 1"), "{text}");
         assert!(text.contains("omadm_sessions_active 0"), "{text}");
