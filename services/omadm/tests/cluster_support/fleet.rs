@@ -154,7 +154,8 @@ pub struct ResultsSeen {
     pub by_command: BTreeMap<(String, u64), BTreeSet<String>>,
 }
 
-/// Consumes `results` in a new consumer group until every (device, command) of `expected` has a result event,
+/// Consumes `results` from the oldest event, in a new consumer group that never commits (so it fetches whole
+/// record batches from start to end), until every (device, command) of `expected` has a result event,
 /// or until `within` passes (the caller compares and reports what is missing).
 pub async fn consume_results(
     bus_url: &str,
@@ -184,9 +185,6 @@ pub async fn consume_results(
             let device_id = event.payload["device_id"].as_str().unwrap_or_default().to_owned();
             let command_id = event.payload["command_id"].as_u64().unwrap_or_default();
             seen.by_command.entry((device_id, command_id)).or_default().insert(event.id.clone());
-        }
-        if !batch.is_empty() {
-            subscription.commit(&batch).await.unwrap();
         }
         if expected.iter().all(|key| seen.by_command.contains_key(key)) {
             break;
