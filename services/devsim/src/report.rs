@@ -55,6 +55,18 @@ pub struct Report {
     pub failovers: u64,
     /// 503 and 429 answers the devices received.
     pub unavailable_answers: u64,
+    /// The first failed sessions ([`MAX_FAILURE_SAMPLES`] at most): which device, and the error it met.
+    pub failure_samples: Vec<FailureSample>,
+}
+
+/// How many failed sessions the report names.
+pub const MAX_FAILURE_SAMPLES: usize = 10;
+
+/// One failed session, named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureSample {
+    pub device_id: String,
+    pub error: String,
 }
 
 /// One finished session, as the simulator records it.
@@ -78,6 +90,7 @@ struct Tallies {
     notifications_received: u64,
     firmware: FirmwareCounts,
     transport: TransportStats,
+    failure_samples: Vec<FailureSample>,
 }
 
 /// Highest latency the histograms hold: one hour, in microseconds (higher values are clamped).
@@ -130,6 +143,7 @@ impl Collector {
                 notifications_received: 0,
                 firmware: FirmwareCounts::default(),
                 transport: TransportStats::default(),
+                failure_samples: Vec::new(),
             }),
         })
     }
@@ -180,6 +194,17 @@ impl Collector {
         });
     }
 
+    /// Names a failed session in the report, while there is room for it.
+    pub fn record_failure_sample(&self, device_id: &str, error: &str) {
+        self.with(|tallies| {
+            if tallies.failure_samples.len() < MAX_FAILURE_SAMPLES {
+                tallies
+                    .failure_samples
+                    .push(FailureSample { device_id: device_id.to_owned(), error: error.to_owned() });
+            }
+        });
+    }
+
     /// Adds one device's transport counters (when the device is done).
     pub fn record_transport(&self, stats: TransportStats) {
         self.with(|tallies| {
@@ -219,6 +244,7 @@ impl Collector {
             retries: tallies.transport.retries,
             failovers: tallies.transport.failovers,
             unavailable_answers: tallies.transport.unavailable_answers,
+            failure_samples: tallies.failure_samples.clone(),
         })
     }
 }
@@ -264,6 +290,9 @@ mod tests {
         let stats = TransportStats { retries: 3, failovers: 1, unavailable_answers: 2, challenges_answered: 1 };
         collector.record_transport(stats);
         collector.record_transport(stats);
+        for index in 0..12 {
+            collector.record_failure_sample(&format!("d{index}"), "the server answered HTTP 410: gone");
+        }
         let report = collector.report(3, Duration::from_secs(1));
         assert_eq!(report.sessions_ok, 2);
         assert_eq!(report.sessions_failed, 1);
@@ -272,6 +301,8 @@ mod tests {
         assert_eq!(report.errors, BTreeMap::from([("register".into(), 1), ("transport".into(), 1)]));
         assert_eq!(report.firmware, FirmwareCounts { succeeded: 0, failed: 1 });
         assert_eq!((report.retries, report.failovers, report.unavailable_answers), (6, 2, 4));
+        assert_eq!(report.failure_samples.len(), MAX_FAILURE_SAMPLES);
+        assert_eq!(report.failure_samples[0].device_id, "d0");
         let json = serde_json::to_value(&report).unwrap();
         for key in [
             "sessions_ok",

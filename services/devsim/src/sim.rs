@@ -245,6 +245,7 @@ async fn session(
         },
         Err(error) => {
             tracing::warn!(device_id = %device.credentials.device_id, %error, "session failed");
+            shared.collector.record_failure_sample(&device.credentials.device_id, &error.to_string());
             SessionOutcome::Failed { kind: error_kind(&error) }
         }
     };
