@@ -468,3 +468,30 @@ async fn a_lost_package2_is_recovered_by_resending_the_same_package3() {
     assert!(answered_gets >= 5, "{report:?}");
     gateway.handle.stop(true).await;
 }
+
+#[actix_rt::test]
+async fn a_lost_end_is_recovered_by_resending_the_last_package3() {
+    let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    // Five GETs two per package: three Package#3s; the answer to the last one (the END) is lost.
+    let script = vec![
+        (Some("/dm/s/"), Action::Forward),
+        (Some("/dm/s/"), Action::Forward),
+        (Some("/dm/s/"), Action::ForwardThenDrop),
+    ];
+    let front = ScriptServer::start(script, Action::Forward, Some(upstream)).await;
+    let gateway = start_gateway(listener, &front.base).await;
+    let device_id = "IMEI:35000003";
+    gateway.register_with_gets(device_id, 5).await;
+    let account = ServerAccount { server_id: SERVER_ID.to_owned(), package1_url: format!("{}/dm", front.base) };
+    let mut device = Device::new(devinfo(device_id), "s3cret", account).unwrap();
+    let transport = Transport::new(device.credentials.clone()).unwrap();
+    let report = run_session(&mut device, &transport, SessionRequest::default()).await.unwrap();
+    assert_eq!(report.packages, 4, "{report:?}");
+    let package3s: Vec<Seen> = front.seen().into_iter().filter(|seen| seen.path.starts_with("/dm/s/")).collect();
+    assert_eq!(package3s.len(), 4, "{package3s:?}");
+    assert_eq!(package3s[2].body, package3s[3].body);
+    let records = gateway.commands(device_id).await;
+    assert!(records.iter().all(|record| record.status == Some(200) && record.attempts == 1), "{records:?}");
+    gateway.handle.stop(true).await;
+}
