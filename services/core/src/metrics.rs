@@ -5,7 +5,9 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Every metric of the process. Obtain it with [`metrics()`].
 pub struct Metrics {
@@ -38,10 +40,10 @@ pub struct Metrics {
     pub bus_errors: IntCounterVec,
     /// Events published, by `topic`.
     pub events_published: IntCounterVec,
-    /// Events waiting in the outbox.
+    /// Events waiting in the outbox shards this node relays (summed over nodes: the whole outbox).
     pub outbox_backlog: IntGauge,
-    /// Commits refused because their outbox shard was full (the bus has been down for long).
-    pub outbox_full: IntCounterVec,
+    /// Commits refused because their outbox shard was full (`StoreError::OutboxFull`); counted by the caller.
+    pub outbox_full: IntCounter,
     /// Device requests this node tried to forward to another node, by `outcome`: `relayed` (the owner
     /// answered), `owner_unreachable` (handled here instead), `refused` (the owner refused the internal
     /// token), `hop_limit` (a lease held elsewhere after the last allowed hop).
@@ -73,6 +75,11 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric());
+            let _ = registry.register(Box::new(metric.clone()));
+            metric
+        };
+        let plain_counter = |name: &str, help: &str| {
+            let metric = IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric());
             let _ = registry.register(Box::new(metric.clone()));
             metric
         };
@@ -119,8 +126,11 @@ impl Metrics {
             store_errors: counter("omadm_store_errors_total", "Store operation failures.", &["operation"]),
             bus_errors: counter("omadm_bus_errors_total", "Bus publish failures.", &["topic"]),
             events_published: counter("omadm_events_published_total", "Events published.", &["topic"]),
-            outbox_backlog: gauge("omadm_outbox_backlog", "Events waiting in the outbox."),
-            outbox_full: counter("omadm_outbox_full_total", "Commits refused because the outbox was full.", &[]),
+            outbox_backlog: gauge("omadm_outbox_backlog", "Events waiting in the outbox shards this node relays."),
+            outbox_full: plain_counter(
+                "omadm_outbox_full_total",
+                "Commits refused because their outbox shard held its bound of events.",
+            ),
             forwards: counter(
                 "omadm_forwards_total",
                 "Device requests forwarded to another node, by outcome.",
@@ -184,7 +194,9 @@ mod tests {
         let metrics = metrics();
         metrics.sessions_started.with_label_values::<&str>(&[]).inc();
         metrics.packages.with_label_values(&["1", "in"]).inc();
+        metrics.outbox_full.inc();
         let text = metrics.render();
+        assert!(text.contains("omadm_outbox_full_total 1"), "{text}");
         assert!(text.contains("omadm_sessions_started_total 1"), "{text}");
         assert!(text.contains("omadm_packages_total{direction=\"in\",package=\"1\"} 1"), "{text}");
         assert!(text.contains("omadm_sessions_active 0"), "{text}");

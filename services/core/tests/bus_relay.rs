@@ -28,6 +28,7 @@ fn quick_config() -> RelayConfig {
         poll_interval: Duration::from_secs(3_600),
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
+        ..RelayConfig::default()
     }
 }
 
@@ -85,7 +86,7 @@ async fn a_poke_or_the_interval_moves_new_events() {
 
     let poked = event("poked", Topic::Results, "IMEI:1");
     store.commit(WriteBatch { events: vec![poked.clone()], ..WriteBatch::default() }).await.unwrap();
-    relay.waker().wake();
+    relay.waker().wake_shard(store.outbox_shard_of("IMEI:1"));
     eventually("the poked event", async || read_events(&results) == vec![poked.clone()]).await;
     eventually("an empty outbox", async || store.outbox_len().await.unwrap() == 0).await;
     relay.stop().await;

@@ -52,6 +52,7 @@ async fn a_failing_bus_keeps_events_in_the_outbox_until_it_recovers() {
             poll_interval: Duration::from_secs(3_600),
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
+            ..RelayConfig::default()
         },
     );
 

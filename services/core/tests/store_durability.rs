@@ -14,9 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use omadm_core::bus::Topic;
+use omadm_core::cluster::{Fence, LeaseRequest};
 use omadm_core::model::CommandState;
 use omadm_core::store::conformance::{alert, device, event, get_command, open_session};
-use omadm_core::store::{EmbeddedStore, Store, WriteBatch};
+use omadm_core::store::{EmbeddedStore, SessionLoad, Store, StoreError, WriteBatch};
 
 /// Where the child writes; its presence makes `writer_child` the writer.
 const CHILD_DIRECTORY: &str = "OMADM_DURABILITY_CHILD_DIRECTORY";
@@ -24,6 +25,8 @@ const CHILD_DIRECTORY: &str = "OMADM_DURABILITY_CHILD_DIRECTORY";
 const ACKS_BEFORE_KILL: usize = 200;
 /// Concurrent writers in the child.
 const WRITERS: u64 = 4;
+/// The device whose lease the child moves between two nodes.
+const LEASED_DEVICE: &str = "durable-leased";
 
 /// The child process, not a test of its own: without the environment variable it has nothing to do.
 /// Several writers at once, so the kill also lands in group commits.
@@ -35,6 +38,24 @@ async fn writer_child() {
     };
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(std::path::Path::new(&directory)).await.unwrap());
     let mut writers = Vec::new();
+    // Two nodes taking the lease of one device from each other: every grant is a new epoch.
+    store.commit(WriteBatch { devices: vec![device(LEASED_DEVICE)], ..WriteBatch::default() }).await.unwrap();
+    let lease_store = store.clone();
+    writers.push(tokio::spawn(async move {
+        for round in 0u64.. {
+            let node = if round % 2 == 0 { "node-even" } else { "node-odd" };
+            let request = LeaseRequest {
+                node_id: node.to_owned(),
+                ttl: 60_000,
+                live_nodes: vec![node.to_owned()],
+                now: omadm_core::clock::now_millis(),
+            };
+            match lease_store.load_session(LEASED_DEVICE, &[], 1, &request).await.unwrap() {
+                SessionLoad::Loaded(snapshot) => println!("ACK epoch {node} {}", snapshot.lease.epoch),
+                other => panic!("{other:?}"),
+            }
+        }
+    }));
     for writer in 0..WRITERS {
         let store = store.clone();
         writers.push(tokio::spawn(async move {
@@ -67,6 +88,8 @@ struct Acknowledged {
     batches: Vec<(u64, u64)>,
     /// (writer, command id)
     commands: Vec<(u64, u64)>,
+    /// (node, epoch) of the lease grants.
+    epochs: Vec<(String, u64)>,
 }
 
 impl Acknowledged {
@@ -79,6 +102,9 @@ impl Acknowledged {
             self.batches.push(pair(rest));
         } else if let Some(rest) = line.strip_prefix("ACK command ") {
             self.commands.push(pair(rest));
+        } else if let Some(rest) = line.strip_prefix("ACK epoch ") {
+            let (node, epoch) = rest.split_once(' ').unwrap();
+            self.epochs.push((node.to_owned(), epoch.parse().unwrap()));
         }
     }
 }
@@ -108,7 +134,7 @@ async fn kill_9_between_commits_loses_nothing_acknowledged() {
     for line in lines {
         acks.record(&line.unwrap());
     }
-    let Acknowledged { batches: acknowledged_batches, commands: acknowledged_commands } = acks;
+    let Acknowledged { batches: acknowledged_batches, commands: acknowledged_commands, epochs } = acks;
     assert!(acknowledged_batches.len() >= ACKS_BEFORE_KILL / 2, "the child ran: {acknowledged_batches:?}");
 
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
@@ -140,4 +166,24 @@ async fn kill_9_between_commits_loses_nothing_acknowledged() {
         let next = store.enqueue_commands(&queue, vec![get_command("urn:x//A")], 0).await.unwrap();
         assert_eq!(next, vec![queued.len() as u64 + 1]);
     }
+
+    // Epochs never go back after a crash: the next grant is above every acknowledged
+    // one, and the last acknowledged holder's fence no longer holds.
+    assert!(!epochs.is_empty(), "the child granted leases");
+    assert!(epochs.windows(2).all(|pair| pair[1].1 == pair[0].1 + 1), "each take-over a new epoch");
+    let (last_node, last_epoch) = epochs.last().cloned().unwrap();
+    let request = LeaseRequest {
+        node_id: "node-after".to_owned(),
+        ttl: 60_000,
+        live_nodes: vec!["node-after".to_owned()],
+        now: 0,
+    };
+    let SessionLoad::Loaded(snapshot) = store.load_session(LEASED_DEVICE, &[], 1, &request).await.unwrap() else {
+        panic!("the leased device is registered");
+    };
+    assert!(snapshot.lease.epoch > last_epoch, "{} after {last_epoch}", snapshot.lease.epoch);
+    let stale =
+        Fence { device_id: LEASED_DEVICE.to_owned(), node_id: last_node, epoch: last_epoch, ttl: 1, release: false };
+    let refused = store.commit(WriteBatch { fence: Some(stale), ..WriteBatch::default() }).await;
+    assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
 }

@@ -5,18 +5,24 @@
 
 use std::sync::Arc;
 
+use omadm_core::bus::Topic;
+use omadm_core::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use omadm_core::model::DeviceFilter;
 use omadm_core::store::conformance;
-use omadm_core::store::{EmbeddedStore, Store, StoreError, WriteBatch};
+use omadm_core::store::{EmbeddedStore, SessionLoad, Store, StoreError, StoreOptions, WriteBatch};
 use tempfile::TempDir;
 
 async fn fresh_store() -> (Arc<dyn Store>, TempDir) {
+    fresh_store_with(StoreOptions::default()).await
+}
+
+async fn fresh_store_with(options: StoreOptions) -> (Arc<dyn Store>, TempDir) {
     let directory = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(directory.path()).await.unwrap();
+    let store = EmbeddedStore::open_with(directory.path(), &options).await.unwrap();
     (Arc::new(store), directory)
 }
 
-omadm_core::store_conformance_tests!(fresh_store);
+omadm_core::store_conformance_tests!(fresh_store, fresh_store_with);
 
 /// Every check on one shared store: the checks do not depend on a store of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,4 +211,120 @@ async fn a_failing_write_fails_alone_among_concurrent_writes() {
             assert!(store.get_device(&format!("group-{index:02}")).await.unwrap().is_some());
         }
     }
+}
+
+fn lease_request(node: &str, live: &[&str], now: u64) -> LeaseRequest {
+    LeaseRequest {
+        node_id: node.to_owned(),
+        ttl: conformance::LONG_TTL,
+        live_nodes: live.iter().map(|id| (*id).to_owned()).collect(),
+        now,
+    }
+}
+
+async fn granted(store: &Arc<dyn Store>, device_id: &str, request: &LeaseRequest) -> Lease {
+    match store.load_session(device_id, &[], 10, request).await.unwrap() {
+        SessionLoad::Loaded(snapshot) => snapshot.lease,
+        other => panic!("expected a grant, got {other:?}"),
+    }
+}
+
+/// Commits turned down (stale fence, full outbox) among concurrent commits fail
+/// alone and write nothing; every other commit of their groups is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_commits_fail_alone_among_concurrent_commits() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = StoreOptions { outbox_limit_per_shard: 5 };
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open_with(directory.path(), &options).await.unwrap());
+    let events: Vec<_> =
+        (0..5).map(|index| conformance::event(&format!("full-{index}"), Topic::Results, "k")).collect();
+    store.commit(WriteBatch { events, ..WriteBatch::default() }).await.unwrap();
+    store.commit(WriteBatch { devices: vec![conformance::device("leased")], ..WriteBatch::default() }).await.unwrap();
+    let stale = granted(&store, "leased", &lease_request("a", &["a"], 1)).await;
+    let current = granted(&store, "leased", &lease_request("b", &["b"], 1)).await;
+
+    let mut tasks = Vec::new();
+    for index in 0..90 {
+        let store = store.clone();
+        let (stale, current) = (stale.clone(), current.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut batch = WriteBatch {
+                devices: vec![conformance::device(&format!("group-{index:02}"))],
+                ..WriteBatch::default()
+            };
+            match index % 3 {
+                0 => batch.fence = Some(Fence::of(&stale, 1_000, false)),
+                1 => batch.events = vec![conformance::event(&format!("over-{index}"), Topic::Results, "k")],
+                _ => batch.fence = Some(Fence::of(&current, 1_000, false)),
+            }
+            store.commit(batch).await
+        }));
+    }
+    for (index, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        let written = store.get_device(&format!("group-{index:02}")).await.unwrap().is_some();
+        match index % 3 {
+            0 => assert!(matches!(result, Err(StoreError::Fenced { .. })), "{index}: {result:?}"),
+            1 => assert!(matches!(result, Err(StoreError::OutboxFull { len: 5 })), "{index}: {result:?}"),
+            _ => result.unwrap(),
+        }
+        assert_eq!(written, index % 3 == 2, "device of commit {index}");
+    }
+    assert_eq!(store.outbox_len().await.unwrap(), 5);
+}
+
+/// Leases, epochs and registered nodes are in the file: a reopened store keeps the
+/// holder, its fence, and numbers the next epoch after every one granted before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_epochs_and_nodes_survive_reopen() {
+    let directory = tempfile::tempdir().unwrap();
+    let now = omadm_core::clock::now_millis();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
+    store.commit(WriteBatch { devices: vec![conformance::device("kept")], ..WriteBatch::default() }).await.unwrap();
+    granted(&store, "kept", &lease_request("a", &["a"], now)).await;
+    let lease = granted(&store, "kept", &lease_request("b", &["b"], now)).await;
+    let node = NodeInfo { id: "b".to_owned(), internal_url: "http://127.0.0.1:9".to_owned() };
+    store.heartbeat(&node, conformance::LONG_TTL, now).await.unwrap();
+    drop(store);
+
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
+    let held = store.load_session("kept", &[], 10, &lease_request("a", &["a", "b"], now)).await.unwrap();
+    assert_eq!(held, SessionLoad::LeaseHeld { node_id: "b".to_owned(), epoch: lease.epoch });
+    let other = NodeInfo { id: "c".to_owned(), internal_url: "http://127.0.0.1:10".to_owned() };
+    assert_eq!(store.heartbeat(&other, conformance::LONG_TTL, now).await.unwrap(), vec![node, other]);
+    let release = WriteBatch { fence: Some(Fence::of(&lease, 1_000, true)), ..WriteBatch::default() };
+    store.commit(release).await.unwrap();
+    drop(store);
+
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
+    assert_eq!(granted(&store, "kept", &lease_request("a", &["a", "b"], now)).await.epoch, lease.epoch + 1);
+}
+
+/// Deleting a device drops its lease but not its epoch: the old holder's fence never holds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_device_keeps_its_epoch() {
+    let (store, _directory) = fresh_store().await;
+    store.commit(WriteBatch { devices: vec![conformance::device("gone")], ..WriteBatch::default() }).await.unwrap();
+    let lease = granted(&store, "gone", &lease_request("a", &["a"], 1)).await;
+    assert!(store.delete_device("gone").await.unwrap());
+    store.commit(WriteBatch { devices: vec![conformance::device("gone")], ..WriteBatch::default() }).await.unwrap();
+    let old_fence = WriteBatch { fence: Some(Fence::of(&lease, 1_000, false)), ..WriteBatch::default() };
+    assert!(matches!(store.commit(old_fence).await, Err(StoreError::Fenced { .. })));
+    assert_eq!(granted(&store, "gone", &lease_request("a", &["a"], 1)).await.epoch, lease.epoch + 1);
+}
+
+/// This engine fences by holder and epoch: a lease that lapsed while nobody took
+/// it over still lets its holder commit (no other node can have written), and
+/// that commit renews it from the wall clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_nobody_took_still_admits_its_holder() {
+    let (store, _directory) = fresh_store().await;
+    store.commit(WriteBatch { devices: vec![conformance::device("lapsed")], ..WriteBatch::default() }).await.unwrap();
+    let request = LeaseRequest { ttl: 10, ..lease_request("a", &["a"], 1_000) };
+    let lease = granted(&store, "lapsed", &request).await;
+    let step = WriteBatch { fence: Some(Fence::of(&lease, conformance::LONG_TTL, false)), ..WriteBatch::default() };
+    store.commit(step).await.unwrap();
+    let now = omadm_core::clock::now_millis();
+    let held = store.load_session("lapsed", &[], 10, &lease_request("b", &["a", "b"], now)).await.unwrap();
+    assert_eq!(held, SessionLoad::LeaseHeld { node_id: "a".to_owned(), epoch: lease.epoch });
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omadm_core::store::conformance;
-use omadm_core::store::{RedisStore, Store, StoreError, WriteBatch};
+use omadm_core::store::{RedisStore, Store, StoreError, StoreOptions, WriteBatch};
 use support::redis_server::RedisServer;
 
 /// A store on a server of its own, so every check starts from an empty keyspace.
@@ -21,7 +21,14 @@ async fn fresh_store() -> (Arc<dyn Store>, RedisServer) {
     (Arc::new(store), server)
 }
 
-omadm_core::store_conformance_tests!(fresh_store);
+/// The same, opened with `options`.
+async fn fresh_store_with(options: StoreOptions) -> (Arc<dyn Store>, RedisServer) {
+    let server = RedisServer::start();
+    let store = RedisStore::connect_with(&server.url(), &options).await.unwrap();
+    (Arc::new(store), server)
+}
+
+omadm_core::store_conformance_tests!(fresh_store, fresh_store_with);
 
 /// Every check on one shared store, and two stores under different prefixes do not see each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,7 @@ impl From<omadm_core::store::StoreError> for HttpError {
         use omadm_core::store::StoreError;
         match &error {
             StoreError::OutboxFull { .. } => {
-                omadm_core::metrics::metrics().outbox_full.with_label_values::<&str>(&[]).inc();
+                omadm_core::metrics::metrics().outbox_full.inc();
                 tracing::warn!(%error, "commit refused: the outbox is full");
                 HttpError::unavailable(format!("events cannot be accepted now: {error}"))
             }

@@ -51,8 +51,8 @@ pub struct ServerOptions {
     pub keep_alive: Duration,
     /// On graceful stop, in-flight requests get this long to finish before workers are stopped.
     pub shutdown_timeout: Duration,
-    /// Pokes the outbox relay; handlers that commit events get it as app data (`OutboxWaker`)
-    /// so events reach the bus at once instead of at the relay's next poll.
+    /// Pokes the outbox relay; handlers that commit events get it as app data (`OutboxWaker`), and session
+    /// steps wake the shards of their events, so events reach the bus at once instead of at the next sweep.
     pub outbox_waker: Option<OutboxWaker>,
 }
 
@@ -133,6 +133,9 @@ pub async fn run(
     options: ServerOptions,
 ) -> io::Result<Server> {
     let local_addr = listener.local_addr()?;
+    if let Some(waker) = &options.outbox_waker {
+        edge.set_outbox_waker(waker.clone());
+    }
     let readiness = web::Data::new(Readiness::new());
     let app_readiness = readiness.clone();
     let max_body_bytes = state.config.max_body_bytes;
@@ -192,6 +195,9 @@ pub async fn run_internal(
     options: ServerOptions,
 ) -> io::Result<Server> {
     let local_addr = listener.local_addr()?;
+    if let Some(waker) = &options.outbox_waker {
+        edge.set_outbox_waker(waker.clone());
+    }
     let readiness = web::Data::new(Readiness::new());
     let max_body_bytes = state.config.max_body_bytes;
     let outbox_waker = options.outbox_waker.clone();

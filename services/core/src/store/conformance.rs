@@ -1,14 +1,29 @@
 //! The Store conformance suite: the promises of the [`Store`] trait, checked against any engine.
 //!
-//! Each check takes a store (fresh or shared: checks use their own device ids
-//! and tags, and only [`outbox_keeps_order_until_acknowledged`] commits events)
-//! and panics on the first broken promise. [`crate::store_conformance_tests!`]
-//! turns them into one `#[tokio::test]` each:
+//! Each check takes a store (fresh or shared: checks use their own device ids,
+//! node ids and tags, and only [`outbox_keeps_order_until_acknowledged`] leaves
+//! events committed while it runs) and panics on the first broken promise.
+//! [`crate::store_conformance_tests!`] turns them into one `#[tokio::test]` each;
+//! it takes two factories, the second opening a store with given [`StoreOptions`]
+//! (for [`outbox_refuses_commits_past_its_bound`], which needs a small bound):
 //!
 //! ```text
 //! async fn fresh_store() -> (Arc<dyn Store>, tempfile::TempDir) { ... }
-//! omadm_core::store_conformance_tests!(fresh_store);
+//! async fn fresh_store_with(options: StoreOptions) -> (Arc<dyn Store>, tempfile::TempDir) { ... }
+//! omadm_core::store_conformance_tests!(fresh_store, fresh_store_with);
 //! ```
+//!
+//! The outbox may have several shards (one per Redis Cluster slot): checks read
+//! and acknowledge events in `store.outbox_shard_of(event key)` and expect
+//! commit order within a shard only.
+//!
+//! Time. Leases and membership judge expiry by the `now` the caller passes
+//! (`LeaseRequest::now`, `heartbeat`'s `now`), and a commit's fence renews a
+//! lease by the store's own clock. An engine may also let the entry expire by
+//! itself (Redis: `PX`). So the checks that let a lease or a node expire use
+//! the wall clock for `now`, a short real ttl ([`SHORT_TTL`]) and really sleep
+//! past it: `now` then moves by more than the ttl too, and both kinds of engine
+//! see the expiry. These checks take about a second each.
 //!
 //! Built for tests only (`cfg(test)` or the `conformance` feature, which the
 //! crate's own integration tests enable through their dev-dependency).
@@ -23,18 +38,27 @@ use omadm_proto::command::Command;
 use omadm_proto::package::{AlertItem, SupportedObject};
 use serde_json::json;
 
-use super::{Store, WriteBatch};
+use super::{SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, WriteBatch};
 use crate::bus::{Event, SCHEMA_VERSION, Topic};
+use crate::clock::{Millis, now_millis};
+use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::model::{
     AlertRecord, CommandOrigin, CommandRecord, CommandResultData, CommandState, ContentSource, Credentials, Device,
     DeviceFilter, Inventory, MirrorRecord, NewCommand, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
 };
 
-/// Generates one `#[tokio::test]` per check; `$fresh` is an async fn returning
-/// `(Arc<dyn Store>, guard)`, the guard kept alive for the test (e.g. a TempDir).
+/// Generates one `#[tokio::test]` per check. `$fresh` is an async fn returning
+/// `(Arc<dyn Store>, guard)`, the guard kept alive for the test (e.g. a TempDir);
+/// `$fresh_with` is an async fn taking [`StoreOptions`] and returning the same,
+/// for the checks that need a store opened with particular options.
 #[macro_export]
 macro_rules! store_conformance_tests {
-    ($fresh:path) => {
+    ($fresh:path, $fresh_with:path) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn outbox_refuses_commits_past_its_bound() {
+            let (store, _guard) = $fresh_with($crate::store::conformance::small_outbox_options()).await;
+            $crate::store::conformance::outbox_refuses_commits_past_its_bound(store).await;
+        }
         $crate::store_conformance_tests!(@tests $fresh;
             devices_round_trip,
             enqueue_numbers_commands_in_order,
@@ -47,7 +71,14 @@ macro_rules! store_conformance_tests {
             outbox_keeps_order_until_acknowledged,
             one_batch_writes_everything,
             delete_device_removes_everything_of_the_device,
-            list_devices_filters_and_pages
+            list_devices_filters_and_pages,
+            load_session_reads_what_a_step_needs,
+            unknown_device_is_not_leased,
+            leases_are_granted_renewed_held_and_taken_over,
+            lease_expires_after_its_ttl,
+            stale_fence_writes_nothing,
+            current_fence_applies_renews_and_releases,
+            membership_follows_heartbeats_and_leaves
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -61,7 +92,9 @@ macro_rules! store_conformance_tests {
     };
 }
 
-/// Runs every check in turn on one store.
+/// Runs every check that takes any store in turn on one store: all but
+/// [`outbox_refuses_commits_past_its_bound`], which needs a store opened with
+/// [`small_outbox_options`].
 pub async fn run_all(store: Arc<dyn Store>) {
     devices_round_trip(store.clone()).await;
     enqueue_numbers_commands_in_order(store.clone()).await;
@@ -74,7 +107,14 @@ pub async fn run_all(store: Arc<dyn Store>) {
     outbox_keeps_order_until_acknowledged(store.clone()).await;
     one_batch_writes_everything(store.clone()).await;
     delete_device_removes_everything_of_the_device(store.clone()).await;
-    list_devices_filters_and_pages(store).await;
+    list_devices_filters_and_pages(store.clone()).await;
+    load_session_reads_what_a_step_needs(store.clone()).await;
+    unknown_device_is_not_leased(store.clone()).await;
+    leases_are_granted_renewed_held_and_taken_over(store.clone()).await;
+    lease_expires_after_its_ttl(store.clone()).await;
+    stale_fence_writes_nothing(store.clone()).await;
+    current_fence_applies_renews_and_releases(store.clone()).await;
+    membership_follows_heartbeats_and_leaves(store).await;
 }
 
 // ---- Fixtures -------------------------------------------------------------------------------
@@ -336,6 +376,7 @@ pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
     let mut first = open_session("conf-s-1", device_id, 1_000);
     store.commit(WriteBatch { sessions: vec![first.clone()], ..WriteBatch::default() }).await.unwrap();
     assert_eq!(store.get_session(device_id, "conf-s-1").await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_session("conf-sessions-2", "conf-s-1").await.unwrap(), None, "another device's session");
     assert!(store.open_sessions().await.unwrap().contains(&first));
     let listed = store.list_sessions(device_id, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -386,6 +427,7 @@ pub async fn sessions_move_from_open_to_history(store: Arc<dyn Store>) {
     // A batch that carries an ended session's final state keeps it readable (a late
     // Package#3 gets 410, not 404), never among the open sessions.
     assert_eq!(store.get_session(device_id, "conf-s-2").await.unwrap(), Some(second.clone()), "ended with its state");
+    assert_eq!(store.get_session("conf-sessions-2", "conf-s-2").await.unwrap(), None, "another device's session");
     assert!(!store.open_sessions().await.unwrap().iter().any(|session| session.id == "conf-s-2"));
     assert_eq!(store.get_session(device_id, "conf-s-3").await.unwrap(), Some(third.clone()));
     // Only the device's latest ended session keeps its state: the table stays one entry per device.
@@ -470,44 +512,64 @@ pub async fn repository_round_trip(store: Arc<dyn Store>) {
     assert!(!store.delete_content(path).await.unwrap());
 }
 
-/// Events wait in commit order until acknowledged; an id already waiting is not added twice.
-/// The only check that commits events: it expects the outbox empty at its start.
+/// Events wait in commit order (per outbox shard) until acknowledged; an id already waiting is not added twice.
+/// The only check that leaves events committed: it expects the outbox empty at its start.
 pub async fn outbox_keeps_order_until_acknowledged(store: Arc<dyn Store>) {
     assert_eq!(store.outbox_len().await.unwrap(), 0, "the outbox check needs an outbox nobody else writes");
-    assert!(store.outbox(0, 10).await.unwrap().is_empty());
     let first = event("conf-e-1", Topic::Results, "conf-outbox-1");
     let second = event("conf-e-2", Topic::Alerts, "conf-outbox-1");
     let third = event("conf-e-3", Topic::Sessions, "conf-outbox-2");
+    let one = store.outbox_shard_of("conf-outbox-1");
+    let two = store.outbox_shard_of("conf-outbox-2");
+    assert!(one < store.outbox_shards() && two < store.outbox_shards(), "shards are numbered from 0");
+    assert_eq!(store.outbox_shard_of("conf-outbox-1"), one, "a key always goes to the same shard");
+    assert!(store.outbox(one, 10).await.unwrap().is_empty());
     store.commit(WriteBatch { events: vec![first.clone(), second.clone()], ..WriteBatch::default() }).await.unwrap();
     store.commit(WriteBatch { events: vec![third.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![first.clone(), second.clone(), third.clone()]);
-    assert_eq!(store.outbox(0, 2).await.unwrap(), vec![first.clone(), second.clone()]);
+    assert_outbox(&store, &[first.clone(), second.clone(), third.clone()]).await;
+    assert_eq!(store.outbox(one, 2).await.unwrap(), vec![first.clone(), second.clone()]);
     assert_eq!(store.outbox_len().await.unwrap(), 3);
 
     // A retried batch carries the same event id: one copy waits.
     store.commit(WriteBatch { events: vec![second.clone()], ..WriteBatch::default() }).await.unwrap();
     assert_eq!(store.outbox_len().await.unwrap(), 3);
 
-    store.ack_outbox(0, &["conf-e-1".to_owned(), "conf-unknown".to_owned()]).await.unwrap();
-    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![second.clone(), third.clone()]);
+    store.ack_outbox(one, &["conf-e-1".to_owned(), "conf-unknown".to_owned()]).await.unwrap();
+    assert_outbox(&store, &[second.clone(), third.clone()]).await;
     assert_eq!(store.outbox_len().await.unwrap(), 2);
 
     // Acknowledging out of order and twice is harmless; later events still come after earlier ones.
-    store.ack_outbox(0, &["conf-e-3".to_owned()]).await.unwrap();
+    store.ack_outbox(two, &["conf-e-3".to_owned()]).await.unwrap();
     let fourth = event("conf-e-4", Topic::Notifications, "conf-outbox-1");
     store.commit(WriteBatch { events: vec![fourth.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![second, fourth]);
-    store.ack_outbox(0, &["conf-e-2".to_owned(), "conf-e-4".to_owned(), "conf-e-3".to_owned()]).await.unwrap();
-    store.ack_outbox(0, &[]).await.unwrap();
-    assert!(store.outbox(0, 10).await.unwrap().is_empty());
+    assert_outbox(&store, &[second, fourth]).await;
+    store.ack_outbox(one, &["conf-e-2".to_owned(), "conf-e-4".to_owned()]).await.unwrap();
+    store.ack_outbox(two, &["conf-e-3".to_owned()]).await.unwrap();
+    store.ack_outbox(one, &[]).await.unwrap();
+    assert!(store.outbox(one, 10).await.unwrap().is_empty());
+    assert!(store.outbox(two, 10).await.unwrap().is_empty());
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 
     // Once acknowledged, the same id may be committed again (at-least-once upstream).
     let again = event("conf-e-1", Topic::Results, "conf-outbox-1");
     store.commit(WriteBatch { events: vec![again.clone()], ..WriteBatch::default() }).await.unwrap();
-    assert_eq!(store.outbox(0, 10).await.unwrap(), vec![again]);
-    store.ack_outbox(0, &["conf-e-1".to_owned()]).await.unwrap();
+    assert_eq!(store.outbox(one, 10).await.unwrap(), vec![again]);
+    assert_eq!(store.outbox_lengths(&[one]).await.unwrap(), vec![1]);
+    store.ack_outbox(one, &["conf-e-1".to_owned()]).await.unwrap();
     assert_eq!(store.outbox_len().await.unwrap(), 0);
+}
+
+/// Each shard that `expected` (in commit order) touches holds exactly its events, in that order.
+async fn assert_outbox(store: &Arc<dyn Store>, expected: &[Event]) {
+    let shards: BTreeSet<u32> = expected.iter().map(|event| store.outbox_shard_of(&event.key)).collect();
+    let shard_list: Vec<u32> = shards.iter().copied().collect();
+    let lengths = store.outbox_lengths(&shard_list).await.unwrap();
+    for (shard, length) in shard_list.into_iter().zip(lengths) {
+        let in_shard: Vec<Event> =
+            expected.iter().filter(|event| store.outbox_shard_of(&event.key) == shard).cloned().collect();
+        assert_eq!(store.outbox(shard, 100).await.unwrap(), in_shard, "outbox shard {shard}");
+        assert_eq!(length, in_shard.len() as u64, "outbox_lengths of shard {shard}");
+    }
 }
 
 /// One batch with every kind of write: all of it is visible after the commit.
@@ -677,4 +739,367 @@ pub async fn list_devices_filters_and_pages(store: Arc<dyn Store>) {
         store.list_devices(&DeviceFilter { tags: vec![run_tag], ..DeviceFilter::default() }, None, 10).await.unwrap();
     assert_eq!(first_page.devices.len(), 10);
     assert_eq!(first_page.next.as_deref(), Some("conf-list-00009"));
+}
+
+// ---- Sessions, leases, fencing, membership --------------------------------------------------
+
+/// A real ttl short enough to wait out in a test (see the module doc on time).
+pub const SHORT_TTL: Millis = 300;
+/// A ttl no check outlives.
+pub const LONG_TTL: Millis = 60_000;
+/// The outbox bound of the store given to [`outbox_refuses_commits_past_its_bound`].
+pub const SMALL_OUTBOX_LIMIT: u64 = 3;
+
+/// The options [`outbox_refuses_commits_past_its_bound`] needs its store opened with.
+pub fn small_outbox_options() -> StoreOptions {
+    StoreOptions { outbox_limit_per_shard: SMALL_OUTBOX_LIMIT }
+}
+
+/// What `node` asks for at the wall clock's `now`, believing `live` alive.
+pub fn lease_request(node: &str, live: &[&str], ttl: Millis) -> LeaseRequest {
+    LeaseRequest {
+        node_id: node.to_owned(),
+        ttl,
+        live_nodes: live.iter().map(|id| (*id).to_owned()).collect(),
+        now: now_millis(),
+    }
+}
+
+async fn load(store: &Arc<dyn Store>, device_id: &str, request: &LeaseRequest) -> SessionLoad {
+    store.load_session(device_id, &[], 10, request).await.unwrap()
+}
+
+/// The snapshot of a load that must have been granted.
+fn loaded(load: SessionLoad) -> SessionSnapshot {
+    match load {
+        SessionLoad::Loaded(snapshot) => *snapshot,
+        other => panic!("expected the lease to be granted, got {other:?}"),
+    }
+}
+
+async fn lease_of(store: &Arc<dyn Store>, device_id: &str, request: &LeaseRequest) -> Lease {
+    loaded(load(store, device_id, request).await).lease
+}
+
+/// Sleeps past [`SHORT_TTL`] so a lease or node given it has expired by any clock.
+async fn outlive_short_ttl() {
+    tokio::time::sleep(std::time::Duration::from_millis(SHORT_TTL * 2)).await;
+}
+
+/// The snapshot holds the device, its mirror (default when none), the head of
+/// its queue (at most `queue_limit`, queue order), the awaited records in the
+/// order asked (missing ids skipped) and the next alert id.
+pub async fn load_session_reads_what_a_step_needs(store: Arc<dyn Store>) {
+    let device_id = "conf-load-1";
+    let registered = device(device_id);
+    register(&store, registered.clone()).await;
+    store.enqueue_commands(device_id, numbered_gets(5), 10).await.unwrap();
+    let mut sent = Vec::new();
+    for id in [1, 2] {
+        let mut record = command(&store, device_id, id).await;
+        record.state = CommandState::Sent;
+        record.session_id = Some("conf-load-s".to_owned());
+        sent.push(record);
+    }
+    store.commit(WriteBatch { commands: sent.clone(), ..WriteBatch::default() }).await.unwrap();
+
+    let request = lease_request("conf-load-node-a", &["conf-load-node-a"], LONG_TTL);
+    let snapshot = loaded(store.load_session(device_id, &[2, 99, 1], 2, &request).await.unwrap());
+    assert_eq!(snapshot.lease.device_id, device_id);
+    assert_eq!(snapshot.lease.node_id, "conf-load-node-a");
+    assert!(snapshot.lease.epoch >= 1);
+    assert_eq!(snapshot.device, registered);
+    assert_eq!(snapshot.mirror, MirrorRecord::default(), "no mirror yet: the default");
+    assert_eq!(ids(&snapshot.queued), vec![3, 4], "the queue head, at most queue_limit");
+    assert_eq!(snapshot.awaiting, vec![sent[1].clone(), sent[0].clone()], "in the order asked, 99 skipped");
+    assert_eq!(snapshot.next_alert_id, 1);
+
+    store
+        .commit(WriteBatch {
+            mirrors: vec![(device_id.to_owned(), mirror("loaded"))],
+            alerts: vec![alert(device_id, 1), alert(device_id, 2)],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+    let again = loaded(store.load_session(device_id, &[], 10, &request).await.unwrap());
+    assert_eq!(again.lease, snapshot.lease, "the same node again: the same lease");
+    assert_eq!(again.mirror, mirror("loaded"));
+    assert_eq!(ids(&again.queued), vec![3, 4, 5]);
+    assert!(again.awaiting.is_empty());
+    assert_eq!(again.next_alert_id, 3);
+}
+
+/// An unknown device gets `UnknownDevice` and nothing is leased: once the device
+/// is registered, another node gets its lease at once.
+pub async fn unknown_device_is_not_leased(store: Arc<dyn Store>) {
+    let device_id = "conf-unknown-1";
+    let nodes = ["conf-unknown-node-a", "conf-unknown-node-b"];
+    let first = store.load_session(device_id, &[1], 10, &lease_request(nodes[0], &nodes, LONG_TTL)).await.unwrap();
+    assert_eq!(first, SessionLoad::UnknownDevice);
+    register(&store, device(device_id)).await;
+    let lease = lease_of(&store, device_id, &lease_request(nodes[1], &nodes, LONG_TTL)).await;
+    assert_eq!(lease.node_id, nodes[1]);
+    assert!(lease.epoch >= 1);
+}
+
+/// First grant: epoch >= 1. The holder again: the same epoch (renewal). Another
+/// node while the holder is live: `LeaseHeld`. Another node that believes the
+/// holder dead: granted, epoch + 1 (take-over), and the old holder now meets `LeaseHeld`.
+pub async fn leases_are_granted_renewed_held_and_taken_over(store: Arc<dyn Store>) {
+    let device_id = "conf-lease-1";
+    let (a, b) = ("conf-lease-node-a", "conf-lease-node-b");
+    register(&store, device(device_id)).await;
+
+    let first = lease_of(&store, device_id, &lease_request(a, &[a, b], LONG_TTL)).await;
+    assert_eq!((first.device_id.as_str(), first.node_id.as_str()), (device_id, a));
+    assert!(first.epoch >= 1, "epochs start at 1: {first:?}");
+    let renewed = lease_of(&store, device_id, &lease_request(a, &[a, b], LONG_TTL)).await;
+    assert_eq!(renewed, first, "the holder again: same epoch");
+
+    let held = load(&store, device_id, &lease_request(b, &[a, b], LONG_TTL)).await;
+    assert_eq!(held, SessionLoad::LeaseHeld { node_id: a.to_owned(), epoch: first.epoch });
+    // Refused loads change nothing: the holder still renews under its epoch.
+    assert_eq!(lease_of(&store, device_id, &lease_request(a, &[a, b], LONG_TTL)).await, first);
+
+    let taken = lease_of(&store, device_id, &lease_request(b, &[b], LONG_TTL)).await;
+    assert_eq!((taken.node_id.as_str(), taken.epoch), (b, first.epoch + 1), "take-over from a node not live");
+    let held = load(&store, device_id, &lease_request(a, &[a, b], LONG_TTL)).await;
+    assert_eq!(held, SessionLoad::LeaseHeld { node_id: b.to_owned(), epoch: first.epoch + 1 });
+    assert_eq!(lease_of(&store, device_id, &lease_request(b, &[a, b], LONG_TTL)).await, taken);
+
+    // Leases are per device.
+    let other = "conf-lease-2";
+    register(&store, device(other)).await;
+    assert_eq!(lease_of(&store, other, &lease_request(a, &[a, b], LONG_TTL)).await.node_id, a);
+}
+
+/// A lease not renewed within its ttl (the next load's `now` is past it, and
+/// real time passed too) goes to another node, with epoch + 1, even while the
+/// holder is believed live.
+pub async fn lease_expires_after_its_ttl(store: Arc<dyn Store>) {
+    let device_id = "conf-expiry-1";
+    let (a, b) = ("conf-expiry-node-a", "conf-expiry-node-b");
+    register(&store, device(device_id)).await;
+    let first_request = lease_request(a, &[a, b], SHORT_TTL);
+    let first = lease_of(&store, device_id, &first_request).await;
+    assert!(matches!(
+        load(&store, device_id, &lease_request(b, &[a, b], LONG_TTL)).await,
+        SessionLoad::LeaseHeld { .. }
+    ));
+
+    outlive_short_ttl().await;
+    let request = lease_request(b, &[a, b], LONG_TTL);
+    assert!(request.now > first_request.now + SHORT_TTL, "now moved past the ttl");
+    let taken = lease_of(&store, device_id, &request).await;
+    assert_eq!((taken.node_id.as_str(), taken.epoch), (b, first.epoch + 1));
+}
+
+/// A session step's writes for [`stale_fence_writes_nothing`] and [`current_fence_applies_renews_and_releases`].
+fn step_batch(device_id: &str, session: &SessionState, queued: CommandRecord, marker: &str) -> WriteBatch {
+    let mut updated_device = device(device_id);
+    updated_device.tags.insert("step".to_owned(), marker.to_owned());
+    let mut next_session = session.clone();
+    next_session.packages += 1;
+    next_session.last_activity += 100;
+    let mut sent = queued;
+    sent.state = CommandState::Sent;
+    sent.session_id = Some(session.id.clone());
+    sent.attempts += 1;
+    WriteBatch {
+        devices: vec![updated_device],
+        sessions: vec![next_session],
+        commands: vec![sent],
+        mirrors: vec![(device_id.to_owned(), mirror(marker))],
+        alerts: vec![alert(device_id, 1)],
+        contents: vec![upload(device_id)],
+        ..WriteBatch::default()
+    }
+}
+
+/// What a step can change, read through the trait.
+async fn step_view(store: &Arc<dyn Store>, device_id: &str, session_id: &str) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.get_device(device_id).await.unwrap(),
+        store.get_session(device_id, session_id).await.unwrap(),
+        store.list_commands(device_id, None, 100).await.unwrap(),
+        store.pending_count(device_id).await.unwrap(),
+        store.get_mirror(device_id).await.unwrap(),
+        store.list_alerts(device_id, 10).await.unwrap(),
+        store.next_alert_id(device_id).await.unwrap(),
+        store.get_content(&upload(device_id).path).await.unwrap(),
+    )
+}
+
+/// A commit whose fence carries an epoch the lease has left (another node took
+/// it over) fails with `Fenced` and writes nothing of its batch, events included.
+pub async fn stale_fence_writes_nothing(store: Arc<dyn Store>) {
+    let device_id = "conf-fence-1";
+    let (a, b) = ("conf-fence-node-a", "conf-fence-node-b");
+    register(&store, device(device_id)).await;
+    store.enqueue_commands(device_id, numbered_gets(2), 10).await.unwrap();
+    let session = open_session("conf-fence-s", device_id, 100);
+    store
+        .commit(WriteBatch {
+            sessions: vec![session.clone()],
+            mirrors: vec![(device_id.to_owned(), mirror("before"))],
+            ..WriteBatch::default()
+        })
+        .await
+        .unwrap();
+
+    let stale = lease_of(&store, device_id, &lease_request(a, &[a, b], LONG_TTL)).await;
+    let current = lease_of(&store, device_id, &lease_request(b, &[b], LONG_TTL)).await;
+    assert_eq!(current.epoch, stale.epoch + 1);
+    let shard = store.outbox_shard_of(device_id);
+    let outbox_before = store.outbox_lengths(&[shard]).await.unwrap();
+    let before = step_view(&store, device_id, &session.id).await;
+
+    let mut batch = step_batch(device_id, &session, command(&store, device_id, 1).await, "stale");
+    batch.events = vec![event("conf-fence-e-1", Topic::Results, device_id)];
+    for release in [false, true] {
+        batch.fence = Some(Fence::of(&stale, LONG_TTL, release));
+        match store.commit(batch.clone()).await {
+            Err(StoreError::Fenced { device_id: fenced }) => assert_eq!(fenced, device_id),
+            other => panic!("a stale epoch must be fenced, got {other:?}"),
+        }
+        assert_eq!(step_view(&store, device_id, &session.id).await, before, "nothing of the batch written");
+        assert_eq!(store.outbox_lengths(&[shard]).await.unwrap(), outbox_before, "no event written");
+    }
+    // The right epoch under another node's name is no better.
+    batch.fence = Some(Fence { node_id: a.to_owned(), ..Fence::of(&current, LONG_TTL, false) });
+    assert!(matches!(store.commit(batch).await, Err(StoreError::Fenced { .. })));
+    assert_eq!(step_view(&store, device_id, &session.id).await, before);
+    // The refused commits did not move the lease.
+    let held = load(&store, device_id, &lease_request(a, &[a, b], LONG_TTL)).await;
+    assert_eq!(held, SessionLoad::LeaseHeld { node_id: b.to_owned(), epoch: current.epoch });
+}
+
+/// A commit under the current epoch applies, and renews the lease for the
+/// fence's ttl; with `release` the lease is dropped (the next node gets epoch + 1)
+/// and the old fence no longer holds.
+pub async fn current_fence_applies_renews_and_releases(store: Arc<dyn Store>) {
+    let device_id = "conf-fence-2";
+    let (a, b) = ("conf-renew-node-a", "conf-renew-node-b");
+    register(&store, device(device_id)).await;
+    store.enqueue_commands(device_id, numbered_gets(2), 10).await.unwrap();
+    let session = open_session("conf-renew-s", device_id, 100);
+    store.commit(WriteBatch { sessions: vec![session.clone()], ..WriteBatch::default() }).await.unwrap();
+
+    // Granted for a short ttl; a commit half way through renews it for long.
+    let lease = lease_of(&store, device_id, &lease_request(a, &[a, b], SHORT_TTL)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(SHORT_TTL / 2)).await;
+    let mut batch = step_batch(device_id, &session, command(&store, device_id, 1).await, "applied");
+    batch.fence = Some(Fence::of(&lease, LONG_TTL, false));
+    store.commit(batch.clone()).await.unwrap();
+    assert_eq!(store.get_session(device_id, &session.id).await.unwrap().as_ref(), batch.sessions.first());
+    assert_eq!(store.get_device(device_id).await.unwrap().as_ref(), batch.devices.first());
+    assert_eq!(command(&store, device_id, 1).await, batch.commands[0]);
+    assert_eq!(ids(&store.queued_commands(device_id, 10).await.unwrap()), vec![2]);
+    assert_eq!(store.get_mirror(device_id).await.unwrap(), Some(mirror("applied")));
+    assert_eq!(store.next_alert_id(device_id).await.unwrap(), 2);
+
+    // Past the first ttl, the lease still holds: the commit renewed it.
+    outlive_short_ttl().await;
+    let held = load(&store, device_id, &lease_request(b, &[a, b], LONG_TTL)).await;
+    assert_eq!(held, SessionLoad::LeaseHeld { node_id: a.to_owned(), epoch: lease.epoch });
+
+    // The session ends and releases the lease with its last commit.
+    let mut last = WriteBatch {
+        ended_sessions: vec![ended_session(&batch.sessions[0], 500, SessionOutcome::Ended)],
+        ..WriteBatch::default()
+    };
+    last.fence = Some(Fence::of(&lease, LONG_TTL, true));
+    store.commit(last.clone()).await.unwrap();
+    assert_eq!(store.list_sessions(device_id, 10).await.unwrap()[0].outcome, SessionOutcome::Ended);
+    let next = lease_of(&store, device_id, &lease_request(b, &[a, b], LONG_TTL)).await;
+    assert_eq!((next.node_id.as_str(), next.epoch), (b, lease.epoch + 1), "released: the next node gets it");
+    assert!(matches!(store.commit(last).await, Err(StoreError::Fenced { .. })), "the released fence is stale");
+    // A fence with nothing else to write still checks and renews.
+    let only_fence = WriteBatch { fence: Some(Fence::of(&next, LONG_TTL, false)), ..WriteBatch::default() };
+    store.commit(only_fence).await.unwrap();
+}
+
+fn node(id: &str, internal_url: &str) -> NodeInfo {
+    NodeInfo { id: id.to_owned(), internal_url: internal_url.to_owned() }
+}
+
+/// The nodes of this check among whatever else the store holds.
+fn ours(nodes: &[NodeInfo]) -> Vec<NodeInfo> {
+    assert!(nodes.windows(2).all(|pair| pair[0].id < pair[1].id), "ordered by id, each once: {nodes:?}");
+    nodes.iter().filter(|node| node.id.starts_with("conf-member-")).cloned().collect()
+}
+
+/// `heartbeat` registers a node and returns every live node by id, itself
+/// included; a node whose ttl passed (by the `now` given, and real time) is not
+/// returned; `leave` removes a node at once; a later heartbeat brings it back.
+pub async fn membership_follows_heartbeats_and_leaves(store: Arc<dyn Store>) {
+    let a = node("conf-member-a", "http://127.0.0.1:1001");
+    let b = node("conf-member-b", "http://127.0.0.1:1002");
+    let short = node("conf-member-c", "http://127.0.0.1:1003");
+    assert_eq!(ours(&store.heartbeat(&b, LONG_TTL, now_millis()).await.unwrap()), vec![b.clone()]);
+    assert_eq!(ours(&store.heartbeat(&a, LONG_TTL, now_millis()).await.unwrap()), vec![a.clone(), b.clone()]);
+    let with_short = store.heartbeat(&short, SHORT_TTL, now_millis()).await.unwrap();
+    assert_eq!(ours(&with_short), vec![a.clone(), b.clone(), short.clone()]);
+
+    outlive_short_ttl().await;
+    assert_eq!(ours(&store.heartbeat(&a, LONG_TTL, now_millis()).await.unwrap()), vec![a.clone(), b.clone()]);
+
+    store.leave(&b.id).await.unwrap();
+    store.leave("conf-member-unknown").await.unwrap();
+    assert_eq!(ours(&store.heartbeat(&a, LONG_TTL, now_millis()).await.unwrap()), vec![a.clone()]);
+
+    // Back after leaving, and a heartbeat carries the node's current address.
+    let moved_b = node("conf-member-b", "http://127.0.0.1:2002");
+    assert_eq!(ours(&store.heartbeat(&moved_b, LONG_TTL, now_millis()).await.unwrap()), vec![a.clone(), moved_b]);
+    store.leave(&a.id).await.unwrap();
+    store.leave(&b.id).await.unwrap();
+    assert_eq!(ours(&store.heartbeat(&short, SHORT_TTL, now_millis()).await.unwrap()), vec![short.clone()]);
+    store.leave(&short.id).await.unwrap();
+}
+
+/// A store opened with [`small_outbox_options`] refuses a commit that would put
+/// more than [`SMALL_OUTBOX_LIMIT`] events in a shard, with `OutboxFull { len }`
+/// (the events waiting) and nothing written; commits without events still pass;
+/// once events are acknowledged it accepts again.
+pub async fn outbox_refuses_commits_past_its_bound(store: Arc<dyn Store>) {
+    let key = "conf-bound-1";
+    let shard = store.outbox_shard_of(key);
+    let events: Vec<Event> =
+        (1..=5).map(|index| event(&format!("conf-bound-e-{index}"), Topic::Results, key)).collect();
+    store.commit(WriteBatch { events: events[..2].to_vec(), ..WriteBatch::default() }).await.unwrap();
+
+    let over = WriteBatch {
+        devices: vec![device(key)],
+        mirrors: vec![(key.to_owned(), mirror("bound"))],
+        events: events[2..4].to_vec(),
+        ..WriteBatch::default()
+    };
+    match store.commit(over.clone()).await {
+        Err(StoreError::OutboxFull { len }) => assert_eq!(len, 2),
+        other => panic!("2 waiting + 2 new > {SMALL_OUTBOX_LIMIT} must be refused, got {other:?}"),
+    }
+    assert_eq!(store.get_device(key).await.unwrap(), None, "nothing of the batch written");
+    assert_eq!(store.get_mirror(key).await.unwrap(), None);
+    assert_eq!(store.outbox(shard, 10).await.unwrap(), events[..2].to_vec());
+
+    // Up to the bound is fine; past it is not.
+    store.commit(WriteBatch { events: events[2..3].to_vec(), ..WriteBatch::default() }).await.unwrap();
+    match store.commit(WriteBatch { events: events[3..4].to_vec(), ..WriteBatch::default() }).await {
+        Err(StoreError::OutboxFull { len }) => assert_eq!(len, SMALL_OUTBOX_LIMIT),
+        other => panic!("a full shard must refuse, got {other:?}"),
+    }
+    // Writes without events are not held up by a full outbox.
+    register(&store, device(key)).await;
+    assert!(store.get_device(key).await.unwrap().is_some());
+
+    store.ack_outbox(shard, &[events[0].id.clone(), events[1].id.clone()]).await.unwrap();
+    store.commit(over).await.unwrap();
+    assert_eq!(store.get_mirror(key).await.unwrap(), Some(mirror("bound")));
+    assert_eq!(store.outbox(shard, 10).await.unwrap(), events[2..4].to_vec());
+    assert_eq!(store.outbox_lengths(&[shard]).await.unwrap(), vec![2]);
+    let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+    store.ack_outbox(shard, &ids).await.unwrap();
+    assert_eq!(store.outbox_lengths(&[shard]).await.unwrap(), vec![0]);
 }

@@ -14,9 +14,10 @@ pub mod forward;
 pub mod membership;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use omadm_core::bus::relay::ShardOwnership;
 use omadm_core::clock::Millis;
 use omadm_core::cluster::{LeaseRequest, NodeInfo, rendezvous_owner};
 use omadm_core::metrics::metrics;
@@ -171,6 +172,12 @@ impl Cluster {
     /// Whether this node relays outbox shard `shard`.
     pub fn owns_shard(&self, shard: u32) -> bool {
         self.owner_of(&format!("shard:{shard}")).id == self.me.id
+    }
+
+    /// The relay's view of [`Cluster::owns_shard`], following membership as it changes.
+    pub fn shard_ownership(self: &Arc<Self>) -> ShardOwnership {
+        let cluster = Arc::clone(self);
+        ShardOwnership::new(move |shard| cluster.owns_shard(shard))
     }
 
     /// What this node asks the Store for when it loads a device for a session step.

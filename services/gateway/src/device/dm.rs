@@ -33,7 +33,7 @@ use super::session::{
     Package3, SessionRegistry, SessionTarget, StepError, StepInput, deliver_package3, find_session, package3_digest,
     replay_ended, run_step, supersede_previous,
 };
-use super::{EdgeShared, wake_outbox_relay};
+use super::EdgeShared;
 use crate::HttpError;
 use crate::cluster::Route;
 use crate::cluster::forward::{ForwardError, MAX_HOPS, hops_of};
@@ -73,10 +73,7 @@ pub(crate) async fn package1(
         let package = InitiationPackage::parse(&body, &limits).map_err(package_refusal)?;
 
         match start_session(&shared, &device_id, device.last_session_id.as_deref(), package).await {
-            Ok(reply) => {
-                wake_outbox_relay(&request);
-                Ok(package2_response(reply))
-            }
+            Ok(reply) => Ok(package2_response(reply)),
             Err(StepError::Elsewhere { node_id }) => {
                 forward_to_lease_holder(&shared, &request, body, hops, &node_id).await
             }
@@ -168,7 +165,6 @@ pub(crate) async fn package3(
         let message = Package3 { device_id, response, package3_sha256 };
         match deliver_package3(session, message).await {
             Ok(reply) => {
-                wake_outbox_relay(&request);
                 tracing::info!(ended = reply.ended, "package answered");
                 Ok(package2_response(reply.body))
             }

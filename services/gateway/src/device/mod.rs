@@ -78,6 +78,8 @@ pub(crate) struct EdgeShared {
     pub device_locks: locks::KeyedLocks,
     /// This node's view of the cluster (a cluster of one for `omadm serve`).
     pub cluster: Arc<Cluster>,
+    /// Pokes the outbox relay with the shard of each event a step commits (set by the server).
+    pub outbox_waker: std::sync::OnceLock<omadm_core::bus::relay::OutboxWaker>,
 }
 
 /// The device-facing routes and the registry of session actors, created once per process.
@@ -105,6 +107,7 @@ impl DeviceEdge {
                 sessions: session::SessionRegistry::default(),
                 device_locks: locks::KeyedLocks::default(),
                 cluster,
+                outbox_waker: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -112,6 +115,11 @@ impl DeviceEdge {
     /// This node's view of the cluster.
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.shared.cluster
+    }
+
+    /// From now on every step that commits events wakes the relay for their shards (the first waker set stays).
+    pub fn set_outbox_waker(&self, waker: omadm_core::bus::relay::OutboxWaker) {
+        let _ = self.shared.outbox_waker.set(waker);
     }
 
     /// Registers the device routes (called for every worker).

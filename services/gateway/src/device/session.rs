@@ -492,6 +492,9 @@ pub(crate) async fn run_step(shared: &EdgeShared, device_id: &str, input: StepIn
         Ok(()) => {
             for shard in &shards {
                 shared.cluster.outbox_accepted(*shard);
+                if let Some(waker) = shared.outbox_waker.get() {
+                    waker.wake_shard(*shard);
+                }
             }
         }
         Err(StoreError::Fenced { .. }) => {

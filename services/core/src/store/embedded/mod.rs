@@ -7,7 +7,13 @@
 //! writes together ([`writer`]). Neither ever runs on the async worker that
 //! called. The tables and their keys are described in [`tables`] and
 //! docs/store.md.
+//!
+//! Cluster coordination ([`coordination`]) lives in the same file: session
+//! leases with their fencing epochs and node membership, so `load_session`
+//! (lease + reads) and a fenced `commit` (check + writes + renewal) are each
+//! one transaction. The outbox has one shard; `open_with` bounds it.
 
+mod coordination;
 mod read;
 mod tables;
 mod write;
@@ -19,11 +25,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable};
 
-use self::writer::{WriteJob, WriteOutput, Writer};
-use super::{SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, WriteBatch};
+use self::writer::{WriteJob, WriteOutput, Writer, WriterSettings};
+use super::{SessionLoad, Store, StoreError, StoreOptions, WriteBatch};
 use crate::bus::Event;
 use crate::clock::Millis;
-use crate::cluster::{Lease, LeaseRequest, NodeInfo};
+use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::metrics::metrics;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
@@ -51,14 +57,10 @@ impl EmbeddedStore {
     /// Opens (creating when needed) the store in `directory`: the directory
     /// itself and `store.redb` inside it. After a crash redb repairs the file
     /// here, which reads it whole; that runs on a blocking thread too.
-    pub async fn open_with(directory: &Path, _options: &StoreOptions) -> Result<Self, StoreError> {
-        // CONTRACT STUB: options (outbox bound) not applied yet.
-        Self::open(directory).await
-    }
-
-    pub async fn open(directory: &Path) -> Result<Self, StoreError> {
+    pub async fn open_with(directory: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         let directory = directory.to_owned();
-        let opened = tokio::task::spawn_blocking(move || Self::open_blocking(&directory)).await;
+        let settings = WriterSettings { outbox_limit: options.outbox_limit_per_shard };
+        let opened = tokio::task::spawn_blocking(move || Self::open_blocking(&directory, settings)).await;
         let result = opened.unwrap_or_else(|join_error| Err(task_failed(join_error)));
         if let Err(error) = &result {
             metrics().store_errors.with_label_values(&["open"]).inc();
@@ -67,14 +69,19 @@ impl EmbeddedStore {
         result
     }
 
-    fn open_blocking(directory: &Path) -> Result<Self, StoreError> {
+    /// [`EmbeddedStore::open_with`] the default [`StoreOptions`].
+    pub async fn open(directory: &Path) -> Result<Self, StoreError> {
+        Self::open_with(directory, &StoreOptions::default()).await
+    }
+
+    fn open_blocking(directory: &Path, settings: WriterSettings) -> Result<Self, StoreError> {
         std::fs::create_dir_all(directory)
             .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", directory.display())))?;
         let path = directory.join(DATABASE_FILE_NAME);
         let database = Database::create(&path)?;
         create_tables(&database)?;
         let database = Arc::new(database);
-        let writer = Writer::start(Arc::clone(&database))?;
+        let writer = Writer::start(Arc::clone(&database), settings)?;
         tracing::info!(path = %path.display(), "embedded store open");
         Ok(EmbeddedStore { database, writer, path, list_scan_budget: DEFAULT_LIST_SCAN_BUDGET })
     }
@@ -91,13 +98,22 @@ impl EmbeddedStore {
     }
 
     /// Hands a write to the writer thread; counts its failure under `operation`.
+    /// A refusal (`Fenced`, `OutboxFull`) comes back as that error, not counted:
+    /// the store worked, the caller's write was not allowed.
     async fn write(&self, operation: &'static str, job: WriteJob) -> Result<WriteOutput, StoreError> {
         let result = self.writer.submit(job).await;
-        if let Err(error) = &result {
-            metrics().store_errors.with_label_values(&[operation]).inc();
-            tracing::warn!(operation, %error, "store write failed");
+        match result {
+            Ok(WriteOutput::Refused(refusal)) => {
+                tracing::debug!(operation, %refusal, "store write refused");
+                Err(refusal)
+            }
+            Err(error) => {
+                metrics().store_errors.with_label_values(&[operation]).inc();
+                tracing::warn!(operation, %error, "store write failed");
+                Err(error)
+            }
+            Ok(output) => Ok(output),
         }
-        result
     }
 
     /// Runs a read on the blocking pool and counts its failure under `operation`.
@@ -147,6 +163,9 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::REPOSITORY)?;
         transaction.open_table(tables::OUTBOX)?;
         transaction.open_table(tables::OUTBOX_IDS)?;
+        transaction.open_table(tables::LEASES)?;
+        transaction.open_table(tables::LEASE_EPOCHS)?;
+        transaction.open_table(tables::NODES)?;
         let mut meta = transaction.open_table(tables::META)?;
         let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
         match stored_version {
@@ -236,9 +255,10 @@ impl Store for EmbeddedStore {
         self.run("pending_count", move |database| read::pending_count(database, &device_id)).await
     }
 
-    async fn get_session(&self, _device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+    async fn get_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+        let device_id = device_id.to_owned();
         let session_id = session_id.to_owned();
-        self.run("get_session", move |database| read::session(database, &session_id)).await
+        self.run("get_session", move |database| read::session(database, &device_id, &session_id)).await
     }
 
     async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError> {
@@ -295,29 +315,23 @@ impl Store for EmbeddedStore {
         queue_limit: usize,
         lease: &LeaseRequest,
     ) -> Result<SessionLoad, StoreError> {
-        // CONTRACT STUB: separate reads, no lease table yet.
-        let Some(device) = self.get_device(device_id).await? else { return Ok(SessionLoad::UnknownDevice) };
-        let mirror = self.get_mirror(device_id).await?.unwrap_or_default();
-        let queued = self.queued_commands(device_id, queue_limit).await?;
-        let mut awaiting_records = Vec::new();
-        for id in awaiting {
-            if let Some(record) = self.get_command(device_id, *id).await? {
-                awaiting_records.push(record);
-            }
+        let job = WriteJob::LoadSession {
+            device_id: device_id.to_owned(),
+            awaiting: awaiting.to_vec(),
+            queue_limit,
+            request: lease.clone(),
+        };
+        match self.write("load_session", job).await? {
+            WriteOutput::Session(load) => Ok(load),
+            other => Err(unexpected("load_session", &other)),
         }
-        let next_alert_id = self.next_alert_id(device_id).await?;
-        let lease = Lease { device_id: device_id.to_owned(), node_id: lease.node_id.clone(), epoch: 1 };
-        Ok(SessionLoad::Loaded(Box::new(SessionSnapshot {
-            lease,
-            device,
-            mirror,
-            queued,
-            awaiting: awaiting_records,
-            next_alert_id,
-        })))
     }
 
-    async fn outbox(&self, _shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
+    /// One shard (0): other shards are empty.
+    async fn outbox(&self, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
+        if shard != 0 {
+            return Ok(Vec::new());
+        }
         self.run("outbox", move |database| read::outbox(database, limit)).await
     }
 
@@ -326,17 +340,19 @@ impl Store for EmbeddedStore {
         Ok(shards.iter().map(|shard| if *shard == 0 { total } else { 0 }).collect())
     }
 
-    async fn heartbeat(&self, node: &NodeInfo, _ttl: Millis, _now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
-        // CONTRACT STUB: one node only.
-        Ok(vec![node.clone()])
+    async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
+        match self.write("heartbeat", WriteJob::Heartbeat { node: node.clone(), ttl, now }).await? {
+            WriteOutput::Nodes(nodes) => Ok(nodes),
+            other => Err(unexpected("heartbeat", &other)),
+        }
     }
 
-    async fn leave(&self, _node_id: &str) -> Result<(), StoreError> {
-        Ok(())
+    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
+        self.write("leave", WriteJob::Leave(node_id.to_owned())).await.map(|_| ())
     }
 
-    async fn ack_outbox(&self, _shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
-        if event_ids.is_empty() {
+    async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
+        if event_ids.is_empty() || shard != 0 {
             return Ok(());
         }
         self.write("ack_outbox", WriteJob::AckOutbox(event_ids.to_vec())).await.map(|_| ())

@@ -95,8 +95,21 @@ pub fn list_commands(
 /// Reads the queued index, not the device's history: the cost is `limit` lookups.
 pub fn queued_commands(database: &Database, device_id: &str, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
     let transaction = database.begin_read()?;
-    let queued = transaction.open_table(QUEUED_COMMANDS)?;
-    let commands = transaction.open_table(COMMANDS)?;
+    queued_in(&transaction.open_table(QUEUED_COMMANDS)?, &transaction.open_table(COMMANDS)?, device_id, limit)
+}
+
+/// The first `limit` queued commands of the device in `queued` (the index) and `commands`,
+/// from a read or a write transaction.
+pub fn queued_in<Queued, Commands>(
+    queued: &Queued,
+    commands: &Commands,
+    device_id: &str,
+    limit: usize,
+) -> Result<Vec<CommandRecord>, StoreError>
+where
+    Queued: ReadableTable<(&'static str, u64), ()>,
+    Commands: ReadableTable<(&'static str, u64), &'static [u8]>,
+{
     let mut records = Vec::new();
     for entry in queued.range::<(&str, u64)>((device_id, 0)..=(device_id, CommandId::MAX))?.take(limit) {
         let (key, _) = entry?;
@@ -114,17 +127,20 @@ pub fn pending_count(database: &Database, device_id: &str) -> Result<u64, StoreE
     counter(&transaction.open_table(PENDING_COMMANDS)?, device_id, 0)
 }
 
-pub fn session(database: &Database, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+/// The open session, or the kept final state of an ended one, when it belongs to `device_id`.
+pub fn session(database: &Database, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
     let transaction = database.begin_read()?;
     let sessions = transaction.open_table(OPEN_SESSIONS)?;
-    if let Some(bytes) = sessions.get(session_id)? {
-        return decode("open_sessions", &session_id, bytes.value()).map(Some);
-    }
-    let ended = transaction.open_table(ENDED_SESSIONS)?;
-    let Some(bytes) = ended.get(session_id)? else {
-        return Ok(None);
+    let state: SessionState = if let Some(bytes) = sessions.get(session_id)? {
+        decode("open_sessions", &session_id, bytes.value())?
+    } else {
+        let ended = transaction.open_table(ENDED_SESSIONS)?;
+        let Some(bytes) = ended.get(session_id)? else {
+            return Ok(None);
+        };
+        decode("ended_sessions", &session_id, bytes.value())?
     };
-    decode("ended_sessions", &session_id, bytes.value()).map(Some)
+    Ok(Some(state).filter(|state| state.device_id == device_id))
 }
 
 pub fn open_sessions(database: &Database) -> Result<Vec<SessionState>, StoreError> {
@@ -206,6 +222,7 @@ pub fn content(database: &Database, path: &str) -> Result<Option<RepositoryItem>
     decode("repository", &path, bytes.value()).map(Some)
 }
 
+/// The oldest `limit` events of the outbox (the engine's one shard).
 pub fn outbox(database: &Database, limit: usize) -> Result<Vec<Event>, StoreError> {
     let transaction = database.begin_read()?;
     let outbox = transaction.open_table(OUTBOX)?;

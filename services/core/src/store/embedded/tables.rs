@@ -20,6 +20,9 @@
 //! outbox                   sequence                           -> Event
 //! outbox_ids               event id                           -> sequence
 //! meta                     name                               -> u64          schema_version, outbox_next_sequence
+//! leases                   device id                          -> (node id, epoch, expires at)
+//! lease_epochs             device id                          -> u64          last epoch granted; never reset
+//! nodes                    node id                            -> (internal url, expires at)
 //! ```
 
 use redb::{ReadableTable, TableDefinition};
@@ -50,6 +53,13 @@ pub const REPOSITORY: TableDefinition<&str, &[u8]> = TableDefinition::new("repos
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 pub const OUTBOX_IDS: TableDefinition<&str, u64> = TableDefinition::new("outbox_ids");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The device's session lease: holder node id, fencing epoch, expiry (ms since the epoch).
+pub const LEASES: TableDefinition<&str, (&str, u64, u64)> = TableDefinition::new("leases");
+/// The last epoch granted per device. Kept when a lease is released or its device deleted,
+/// so the next grant is always a higher epoch and an old fence never holds again.
+pub const LEASE_EPOCHS: TableDefinition<&str, u64> = TableDefinition::new("lease_epochs");
+/// Live gateway nodes: internal URL and when the registration expires.
+pub const NODES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("nodes");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";

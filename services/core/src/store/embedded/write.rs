@@ -5,16 +5,18 @@
 //! function here takes its input by reference, so a group that fails part way
 //! can be applied again one write at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::Deserialize;
 
+use super::coordination;
 use super::tables::{
     ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, LAST_ENDED_SESSION, META, META_OUTBOX_NEXT_SEQUENCE, MIRRORS,
     NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS,
     QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, encode, successor,
 };
+use crate::bus::Event;
 use crate::clock::Millis;
 use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, RepositoryItem};
 use crate::store::{StoreError, WriteBatch};
@@ -72,8 +74,51 @@ pub fn enqueue_commands(
     Ok(ids)
 }
 
+/// What became of a batch inside a transaction that goes on.
+#[derive(Debug)]
+pub enum Applied {
+    Done,
+    /// Turned down before anything of it was written (`Fenced`, `OutboxFull`):
+    /// the transaction stays good for the other writes of its group.
+    Refused(StoreError),
+}
+
 /// Applies a [`WriteBatch`]; being in one transaction, all of it becomes durable at its commit, or none of it.
-pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), StoreError> {
+/// The fence and the outbox bound are checked first, before anything is written.
+pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch, outbox_limit: u64) -> Result<Applied, StoreError> {
+    if let Some(fence) = &batch.fence
+        && !coordination::fence_holds(transaction, fence)?
+    {
+        return Ok(Applied::Refused(StoreError::Fenced { device_id: fence.device_id.clone() }));
+    }
+    if let Some(waiting) = outbox_overflow(transaction, &batch.events, outbox_limit)? {
+        return Ok(Applied::Refused(StoreError::OutboxFull { len: waiting }));
+    }
+    apply_batch(transaction, batch)?;
+    if let Some(fence) = &batch.fence {
+        coordination::renew_or_release(transaction, fence)?;
+    }
+    Ok(Applied::Done)
+}
+
+/// The events waiting, when adding the new ones of `events` (ids not already waiting) would pass `limit`.
+fn outbox_overflow(transaction: &WriteTransaction, events: &[Event], limit: u64) -> Result<Option<u64>, StoreError> {
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let outbox_ids = transaction.open_table(OUTBOX_IDS)?;
+    let mut new_ids = BTreeSet::new();
+    for event in events {
+        if outbox_ids.get(event.id.as_str())?.is_none() {
+            new_ids.insert(event.id.as_str());
+        }
+    }
+    let waiting = transaction.open_table(OUTBOX)?.len()?;
+    let fits = new_ids.is_empty() || waiting.saturating_add(new_ids.len() as u64) <= limit;
+    Ok(if fits { None } else { Some(waiting) })
+}
+
+fn apply_batch(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), StoreError> {
     let devices = batch
         .devices
         .iter()
@@ -220,9 +265,10 @@ pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), 
     Ok(())
 }
 
-/// Removes the device with its commands, sessions, mirror and alerts. The id
-/// counters stay, so a device registered again under the same id never reuses
-/// a command or alert id (event ids built from them stay unique).
+/// Removes the device with its commands, sessions, mirror, alerts and lease. The id
+/// counters and the lease epoch stay, so a device registered again under the same
+/// id never reuses a command or alert id (event ids built from them stay unique)
+/// and no fence of its former sessions holds again.
 pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<bool, StoreError> {
     let end = successor(device_id);
     let existed;
@@ -255,6 +301,7 @@ pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<
         transaction
             .open_table(ALERTS)?
             .retain_in::<(&str, u64), _>((device_id, 0)..=(device_id, u64::MAX), |_, _| false)?;
+        coordination::forget_lease(transaction, device_id)?;
     }
     Ok(existed)
 }

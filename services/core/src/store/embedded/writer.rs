@@ -8,6 +8,8 @@
 //! answered only after the commit that made it durable. A group whose apply
 //! step fails (a corrupt record, a value over redb's limit) is rolled back and
 //! applied again one write per transaction, so only the faulty write fails.
+//! A write the store turns down (a stale fence, a full outbox) is checked before
+//! it writes anything: it is answered with its refusal and the group goes on.
 //!
 //! The thread is a blocking thread of its own, never a tokio worker.
 
@@ -17,10 +19,12 @@ use std::thread::JoinHandle;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::write;
+use super::coordination;
+use super::write::{self, Applied};
 use crate::clock::Millis;
+use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::model::{CommandId, NewCommand, RepositoryItem};
-use crate::store::{StoreError, WriteBatch};
+use crate::store::{SessionLoad, StoreError, WriteBatch};
 
 /// At most this many writes share one transaction.
 pub const MAX_GROUP: usize = 256;
@@ -30,11 +34,28 @@ const QUEUE_CAPACITY: usize = 4_096;
 /// One write of the Store trait.
 pub enum WriteJob {
     Commit(WriteBatch),
-    Enqueue { device_id: String, commands: Vec<NewCommand>, now: Millis },
+    Enqueue {
+        device_id: String,
+        commands: Vec<NewCommand>,
+        now: Millis,
+    },
     DeleteDevice(String),
     PutContent(RepositoryItem),
     DeleteContent(String),
     AckOutbox(Vec<String>),
+    /// A session step's load: the lease decision and the reads in one transaction.
+    LoadSession {
+        device_id: String,
+        awaiting: Vec<CommandId>,
+        queue_limit: usize,
+        request: LeaseRequest,
+    },
+    Heartbeat {
+        node: NodeInfo,
+        ttl: Millis,
+        now: Millis,
+    },
+    Leave(String),
 }
 
 /// What a write returns.
@@ -43,6 +64,17 @@ pub enum WriteOutput {
     Done,
     Ids(Vec<CommandId>),
     Existed(bool),
+    Session(SessionLoad),
+    Nodes(Vec<NodeInfo>),
+    /// The write was turned down and wrote nothing (`Fenced`, `OutboxFull`); its group went on.
+    Refused(StoreError),
+}
+
+/// What the writer applies writes with.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    /// `StoreOptions::outbox_limit_per_shard` (the engine has one shard).
+    pub outbox_limit: u64,
 }
 
 struct Request {
@@ -59,11 +91,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(database: Arc<Database>) -> Result<Self, StoreError> {
+    pub fn start(database: Arc<Database>, settings: WriterSettings) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("omadm-store-writer".to_owned())
-            .spawn(move || run(&database, receiver))
+            .spawn(move || run(&database, settings, receiver))
             .map_err(|error| StoreError::Unavailable(format!("cannot start the store writer: {error}")))?;
         Ok(Writer { sender: Some(sender), thread: Some(thread) })
     }
@@ -90,7 +122,7 @@ impl Drop for Writer {
     }
 }
 
-fn run(database: &Database, mut receiver: mpsc::Receiver<Request>) {
+fn run(database: &Database, settings: WriterSettings, mut receiver: mpsc::Receiver<Request>) {
     while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -99,13 +131,13 @@ fn run(database: &Database, mut receiver: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        apply_group(database, group);
+        apply_group(database, settings, group);
     }
 }
 
-fn apply_group(database: &Database, group: Vec<Request>) {
+fn apply_group(database: &Database, settings: WriterSettings, group: Vec<Request>) {
     if group.len() > 1 {
-        match apply_together(database, &group) {
+        match apply_together(database, settings, &group) {
             Together::Committed(outputs) => {
                 for (request, output) in group.into_iter().zip(outputs) {
                     let _ = request.reply.send(Ok(output));
@@ -124,7 +156,7 @@ fn apply_group(database: &Database, group: Vec<Request>) {
         }
     }
     for request in group {
-        let result = apply_alone(database, &request.job);
+        let result = apply_alone(database, settings, &request.job);
         let _ = request.reply.send(result);
     }
 }
@@ -136,14 +168,14 @@ enum Together {
     CommitFailed(StoreError),
 }
 
-fn apply_together(database: &Database, group: &[Request]) -> Together {
+fn apply_together(database: &Database, settings: WriterSettings, group: &[Request]) -> Together {
     let transaction = match database.begin_write() {
         Ok(transaction) => transaction,
         Err(error) => return Together::CommitFailed(error.into()),
     };
     let mut outputs = Vec::with_capacity(group.len());
     for request in group {
-        match apply(&transaction, &request.job) {
+        match apply(&transaction, settings, &request.job) {
             Ok(output) => outputs.push(output),
             // Dropping the transaction rolls it back.
             Err(_) => return Together::ApplyFailed,
@@ -155,16 +187,19 @@ fn apply_together(database: &Database, group: &[Request]) -> Together {
     }
 }
 
-fn apply_alone(database: &Database, job: &WriteJob) -> Result<WriteOutput, StoreError> {
+fn apply_alone(database: &Database, settings: WriterSettings, job: &WriteJob) -> Result<WriteOutput, StoreError> {
     let transaction = database.begin_write()?;
-    let output = apply(&transaction, job)?;
+    let output = apply(&transaction, settings, job)?;
     transaction.commit()?;
     Ok(output)
 }
 
-fn apply(transaction: &WriteTransaction, job: &WriteJob) -> Result<WriteOutput, StoreError> {
+fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJob) -> Result<WriteOutput, StoreError> {
     match job {
-        WriteJob::Commit(batch) => write::commit(transaction, batch).map(|()| WriteOutput::Done),
+        WriteJob::Commit(batch) => match write::commit(transaction, batch, settings.outbox_limit)? {
+            Applied::Done => Ok(WriteOutput::Done),
+            Applied::Refused(refusal) => Ok(WriteOutput::Refused(refusal)),
+        },
         WriteJob::Enqueue { device_id, commands, now } => {
             write::enqueue_commands(transaction, device_id, commands, *now).map(WriteOutput::Ids)
         }
@@ -172,5 +207,13 @@ fn apply(transaction: &WriteTransaction, job: &WriteJob) -> Result<WriteOutput, 
         WriteJob::PutContent(item) => write::put_content(transaction, item).map(|()| WriteOutput::Done),
         WriteJob::DeleteContent(path) => write::delete_content(transaction, path).map(WriteOutput::Existed),
         WriteJob::AckOutbox(event_ids) => write::ack_outbox(transaction, event_ids).map(|()| WriteOutput::Done),
+        WriteJob::LoadSession { device_id, awaiting, queue_limit, request } => {
+            coordination::load_session(transaction, device_id, awaiting, *queue_limit, request)
+                .map(WriteOutput::Session)
+        }
+        WriteJob::Heartbeat { node, ttl, now } => {
+            coordination::heartbeat(transaction, node, *ttl, *now).map(WriteOutput::Nodes)
+        }
+        WriteJob::Leave(node_id) => coordination::leave(transaction, node_id).map(|()| WriteOutput::Done),
     }
 }
