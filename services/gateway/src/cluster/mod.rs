@@ -44,6 +44,9 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// A forwarded request must be answered within this time, else the owner counts as unreachable.
     pub forward_timeout: Duration,
+    /// The store admits this process only (the embedded engine locks its file): the node is the whole
+    /// cluster whatever the heartbeats say, so a restart does not wait for its previous life's registration to lapse.
+    pub sole_process: bool,
 }
 
 impl ClusterConfig {
@@ -57,6 +60,7 @@ impl ClusterConfig {
             node_ttl: Duration::from_secs(5),
             lease_ttl: Duration::from_secs(30),
             forward_timeout: Duration::from_secs(10),
+            sole_process: true,
         }
     }
 }
@@ -209,6 +213,9 @@ impl Cluster {
 
     /// Takes the node list of an accepted heartbeat; returns the ids that were live before and are gone now.
     pub(crate) fn apply_heartbeat(&self, mut nodes: Vec<NodeInfo>) -> Vec<String> {
+        if self.config.sole_process {
+            nodes.retain(|node| node.id == self.me.id);
+        }
         if !nodes.iter().any(|node| node.id == self.me.id) {
             nodes.push(self.me.clone());
         }
@@ -286,6 +293,7 @@ mod tests {
         Cluster::new(ClusterConfig {
             node_id: id.to_owned(),
             internal_url: format!("http://{id}.internal"),
+            sole_process: false,
             ..ClusterConfig::single_node()
         })
     }
@@ -321,6 +329,13 @@ mod tests {
         // Suspecting oneself is meaningless.
         a.suspect("a");
         assert!(a.live_nodes().contains(&node("a")));
+    }
+
+    #[test]
+    fn a_sole_process_ignores_other_registrations() {
+        let alone = Cluster::single_node();
+        alone.apply_heartbeat(vec![node("previous-life"), alone.me().clone()]);
+        assert_eq!(alone.live_nodes(), vec![alone.me().clone()]);
     }
 
     #[test]

@@ -27,13 +27,13 @@ use omadm_proto::package::{InitiationPackage, PackageError, ParseLimits};
 use rand::Rng as _;
 use tracing::Instrument as _;
 
+use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{LazyBody, content_type, device_id_header};
 use super::session::{
     Package3, SessionRegistry, SessionTarget, StepError, StepInput, deliver_package3, find_session, package3_digest,
     replay_ended, run_step, supersede_previous,
 };
-use super::EdgeShared;
 use crate::HttpError;
 use crate::cluster::Route;
 use crate::cluster::forward::{ForwardError, MAX_HOPS, hops_of};
