@@ -57,6 +57,10 @@ pub struct Metrics {
     pub replayed_packages: IntCounterVec,
     /// Live gateway nodes in this node's view (suspects excluded).
     pub live_nodes: IntGauge,
+    /// Requests the Redis store engine sent, by store `operation` (load_session, commit...).
+    pub redis_round_trips: IntCounterVec,
+    /// Session lease decisions, by `outcome`: granted, renewed, taken_over, held (load_session), fenced (commit).
+    pub store_leases: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -152,6 +156,12 @@ impl Metrics {
                 &[],
             ),
             live_nodes: gauge("omadm_cluster_live_nodes", "Live gateway nodes in this node's view."),
+            redis_round_trips: counter(
+                "omadm_redis_round_trips_total",
+                "Requests the Redis store engine sent, by store operation.",
+                &["operation"],
+            ),
+            store_leases: counter("omadm_store_leases_total", "Session lease decisions, by outcome.", &["outcome"]),
             registry,
         }
     }

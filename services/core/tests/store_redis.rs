@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support {
+    pub mod redis_checks;
     pub mod redis_server;
 }
 
@@ -98,4 +99,61 @@ async fn reconnects_after_the_server_restarts() {
     }
     // The server keeps nothing across restarts here (no persistence); what is written after is read back.
     assert_eq!(store.get_device("re-3").await.unwrap(), Some(conformance::device("re-3")));
+}
+
+/// Two stores on one server are two gateway nodes: leases, take-over and fencing between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_across_two_nodes() {
+    let server = RedisServer::start();
+    let node_a = RedisStore::connect(&server.url()).await.unwrap();
+    let node_b = RedisStore::connect(&server.url()).await.unwrap();
+    support::redis_checks::fencing_across_two_nodes(&node_a, &node_b).await;
+}
+
+/// load_session + commit: two requests per Package#3 exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_exchange_is_two_round_trips() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    assert!(!store.is_cluster());
+    assert_eq!(store.outbox_shards(), 1);
+    support::redis_checks::package_exchange_is_two_round_trips(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_sessions_of_many_devices() {
+    let (store, _server) = fresh_store().await;
+    support::redis_checks::open_sessions_of_many_devices(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_still_admits_its_holder() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    support::redis_checks::a_lapsed_lease_still_admits_its_holder(&store).await;
+}
+
+/// A prefix with braces would move keys to other slots: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_with_braces_is_refused() {
+    let server = RedisServer::start();
+    let result = RedisStore::connect_with_prefix(&server.url(), "a{b}").await;
+    assert!(matches!(result, Err(StoreError::UnsupportedUrl(_))), "{:?}", result.err());
+}
+
+/// The requests of every Store call, as docs/cluster-keyspace.md lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_of_every_call() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    support::redis_checks::round_trips_of_every_call(&store).await;
+}
+
+/// Package#3 exchange rates for the docs (`cargo test -p omadm-core --test NAME -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn exchange_rates() {
+    let server = RedisServer::start();
+    let store = Arc::new(RedisStore::connect(&server.url()).await.unwrap());
+    support::redis_checks::exchange_rates(store, "standalone", 32, 200).await;
 }

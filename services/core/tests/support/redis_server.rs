@@ -3,8 +3,12 @@
 //! Never the Redis a machine may already run (e.g. on 6379): each server gets
 //! a port the OS just handed out, no persistence and a temp dir.
 
+// Each test crate uses part of the support module.
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,16 +17,35 @@ use tempfile::TempDir;
 pub struct RedisServer {
     port: u16,
     directory: TempDir,
+    extra_args: Vec<String>,
     child: Option<Child>,
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl RedisServer {
     /// Starts a server and waits until it answers PING.
     pub fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = RedisServer { port, directory: tempfile::tempdir().unwrap(), child: None };
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts a server with more command-line arguments (e.g. the cluster ones).
+    pub fn start_with(extra_args: Vec<String>) -> RedisServer {
+        let mut server =
+            RedisServer { port: free_port(), directory: tempfile::tempdir().unwrap(), extra_args, child: None };
         server.restart();
         server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn directory(&self) -> &Path {
+        self.directory.path()
     }
 
     pub fn url(&self) -> String {
@@ -37,13 +60,15 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (after [`RedisServer::kill`]).
+    /// Starts the server again on the same port and dir (after [`RedisServer::kill`]).
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.directory.path())
+            .args(&self.extra_args)
+            .current_dir(self.directory.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

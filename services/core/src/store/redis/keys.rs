@@ -1,19 +1,30 @@
-//! The Redis key names of the store; the layout is described in docs/store.md ("Redis engine").
+//! The Redis key names of the store; the layout is described in docs/store.md and docs/cluster-keyspace.md.
 //!
 //! Every key of one device carries the hash tag `{device id}`, so on Redis
-//! Cluster one device's keys share a slot and a per-device MULTI stays in one
-//! slot. Keys that are not per device (the device index, session lookups, the
-//! repository, the outbox) carry no device tag.
+//! Cluster one device's keys share a slot and one Lua script can update them
+//! all. Keys of one outbox shard carry the shard's tag: `{outbox}` on a
+//! standalone server (one shard), on Redis Cluster a tag of the shard's own
+//! slot ([`super::slot::tag_of_slot`]), so a device's events and its state
+//! are in the same slot. The few global keys (device index, repository,
+//! membership) are written in steps of their own.
+
+use super::slot::{self, SLOTS};
 
 /// Builds the key names under one prefix (a deployment, or one test).
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    cluster: bool,
 }
 
 impl Keys {
-    pub fn new(prefix: &str) -> Self {
-        Keys { prefix: prefix.to_owned() }
+    /// `cluster`: one outbox shard per hash slot (Redis Cluster) rather than one.
+    pub fn new(prefix: &str, cluster: bool) -> Self {
+        Keys { prefix: prefix.to_owned(), cluster }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     fn device_key(&self, device_id: &str, what: &str) -> String {
@@ -44,9 +55,9 @@ impl Keys {
     pub fn last_command_id(&self, device_id: &str) -> String {
         self.device_key(device_id, "last-command-id")
     }
-    /// SET: ids of the device's open sessions.
-    pub fn open_sessions_of_device(&self, device_id: &str) -> String {
-        self.device_key(device_id, "open-sessions")
+    /// HASH: session id -> state (JSON) of the device's open sessions.
+    pub fn sessions(&self, device_id: &str) -> String {
+        self.device_key(device_id, "sessions")
     }
     /// HASH: session id -> summary (JSON) of the device's ended sessions.
     pub fn history(&self, device_id: &str) -> String {
@@ -56,9 +67,9 @@ impl Keys {
     pub fn history_order(&self, device_id: &str) -> String {
         self.device_key(device_id, "history-order")
     }
-    /// STRING: id of the device's latest ended session whose final state is kept.
-    pub fn last_ended(&self, device_id: &str) -> String {
-        self.device_key(device_id, "last-ended")
+    /// STRING: the final state (JSON) of the device's latest ended session, when its batch carried it.
+    pub fn ended(&self, device_id: &str) -> String {
+        self.device_key(device_id, "ended")
     }
     /// STRING: the device's MO mirror (JSON).
     pub fn mirror(&self, device_id: &str) -> String {
@@ -72,33 +83,95 @@ impl Keys {
     pub fn last_alert_id(&self, device_id: &str) -> String {
         self.device_key(device_id, "last-alert-id")
     }
+    /// STRING with PX: the id of the node holding the device's session lease, while the lease runs.
+    pub fn lease(&self, device_id: &str) -> String {
+        self.device_key(device_id, "lease")
+    }
+    /// HASH, never expires: `epoch` (the fencing epoch, HINCRBY at each grant to a new holder) and
+    /// `holder` (the node the last grant went to; removed on release). Fences are checked against it.
+    pub fn fencing(&self, device_id: &str) -> String {
+        self.device_key(device_id, "fencing")
+    }
+
+    /// How many outbox shards there are: one per hash slot on Redis Cluster, else one.
+    pub fn shards(&self) -> u32 {
+        if self.cluster { u32::from(SLOTS) } else { 1 }
+    }
+    /// The shard of a device's events and of its entry in the open-sessions index: its slot on Redis Cluster.
+    pub fn shard_of_device(&self, device_id: &str) -> u32 {
+        if self.cluster { u32::from(slot::key_slot(self.device(device_id).as_bytes())) } else { 0 }
+    }
+    fn shard_key(&self, shard: u32, what: &str) -> String {
+        let tag = if self.cluster { slot::tag_of_slot(u16::try_from(shard).unwrap_or(0) % SLOTS) } else { "outbox" };
+        format!("{}:{{{tag}}}:{what}", self.prefix)
+    }
+    /// HASH: event id -> event (JSON) waiting in the shard for the Bus.
+    pub fn outbox_events(&self, shard: u32) -> String {
+        self.shard_key(shard, "outbox-events")
+    }
+    /// ZSET: the shard's waiting event ids scored by their sequence (commit order).
+    pub fn outbox_order(&self, shard: u32) -> String {
+        self.shard_key(shard, "outbox-order")
+    }
+    /// STRING counter: the shard's last outbox sequence number.
+    pub fn outbox_sequence(&self, shard: u32) -> String {
+        self.shard_key(shard, "outbox-sequence")
+    }
+    /// SET: ids of the shard's devices that have open sessions (for `open_sessions`).
+    pub fn open_devices(&self, shard: u32) -> String {
+        self.shard_key(shard, "open-devices")
+    }
 
     /// ZSET: every device id with score 0, paged in id order with ZRANGEBYLEX.
     pub fn device_index(&self) -> String {
         format!("{}:devices", self.prefix)
     }
-    /// HASH: session id -> open session state (JSON), for lookups by session id and the expiry sweep.
-    pub fn open_sessions(&self) -> String {
-        format!("{}:open-sessions", self.prefix)
-    }
-    /// HASH: session id -> final state (JSON) of each device's latest ended session.
-    pub fn ended_sessions(&self) -> String {
-        format!("{}:ended-sessions", self.prefix)
-    }
     /// STRING: one Data Repository item (JSON).
     pub fn content(&self, path: &str) -> String {
         format!("{}:content:{path}", self.prefix)
     }
-    /// HASH: event id -> event (JSON) waiting for the Bus.
-    pub fn outbox_events(&self) -> String {
-        format!("{}:outbox:events", self.prefix)
+    /// ZSET: live node ids scored by the time their heartbeat expires.
+    pub fn nodes(&self) -> String {
+        format!("{}:{{cluster}}:nodes", self.prefix)
     }
-    /// ZSET: waiting event ids scored by their outbox sequence (commit order).
-    pub fn outbox_order(&self) -> String {
-        format!("{}:outbox:order", self.prefix)
+    /// HASH: node id -> internal URL.
+    pub fn node_urls(&self) -> String {
+        format!("{}:{{cluster}}:node-urls", self.prefix)
     }
-    /// STRING counter: the last outbox sequence number.
-    pub fn outbox_sequence(&self) -> String {
-        format!("{}:outbox:sequence", self.prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis::slot::key_slot;
+
+    #[test]
+    fn a_device_keys_and_its_outbox_share_a_slot() {
+        let keys = Keys::new("omadm", true);
+        for device_id in ["IMEI:1", "IMEI:10", "dev-x", "a:b:c"] {
+            let slot = key_slot(keys.device(device_id).as_bytes());
+            for key in [
+                keys.commands(device_id),
+                keys.queued(device_id),
+                keys.sessions(device_id),
+                keys.lease(device_id),
+                keys.fencing(device_id),
+                keys.outbox_events(keys.shard_of_device(device_id)),
+                keys.outbox_order(keys.shard_of_device(device_id)),
+                keys.open_devices(keys.shard_of_device(device_id)),
+            ] {
+                assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
+            }
+            assert_eq!(keys.shard_of_device(device_id), u32::from(slot));
+        }
+        assert_eq!(key_slot(keys.nodes().as_bytes()), key_slot(keys.node_urls().as_bytes()));
+    }
+
+    #[test]
+    fn standalone_has_one_shard() {
+        let keys = Keys::new("omadm", false);
+        assert_eq!(keys.shards(), 1);
+        assert_eq!(keys.shard_of_device("IMEI:1"), 0);
+        assert_eq!(keys.outbox_order(0), "omadm:{outbox}:outbox-order");
     }
 }

@@ -1,30 +1,41 @@
-//! The Redis engine of the Store: the same promises as the embedded engine, on a shared Redis server.
+//! The Redis engine of the Store: the same promises as the embedded engine, on a standalone Redis or a Redis Cluster.
 //!
-//! One [`ConnectionManager`] (a multiplexed connection that reconnects by
-//! itself) carries every call; writes that belong together go as one
-//! MULTI/EXEC pipeline, so `commit` of a session step is one round trip.
-//! Counters that must only grow and the outbox sequence are small Lua
-//! snippets (EVAL) inside that same MULTI, so nothing needs a read before the
-//! write. Records are the same serde JSON as the embedded engine. The key
-//! layout ([`keys`]) and the round trips per call are in docs/store.md.
-//! Redis Cluster is not supported yet: the per-device keys carry a hash tag
-//! for it, but a commit touches keys of several slots.
+//! One connection ([`connection::Connection`]: a reconnecting multiplexed
+//! connection to one server, or the async Redis Cluster client) carries every
+//! call. Every key of a device carries the hash tag `{device id}` ([`keys`]),
+//! so on Redis Cluster one device's keys share a slot and one Lua script can
+//! read or write them all atomically: `load_session` (lease grant and every
+//! read of a session step) and `commit` (fence check, outbox bound, writes,
+//! events, lease renewal, one script per slot group, see [`commit`]) are one
+//! round trip each, the two round trips of a Package#3 exchange on its owner.
+//! Events go to the outbox shard of their key's slot (16,384 shards on a
+//! cluster, one on a standalone server), in the same script as the state they
+//! describe. Records are the same serde JSON as the embedded engine. The
+//! keyspace, what is atomic where and the round trips of every call are in
+//! docs/cluster-keyspace.md and docs/store.md.
 
+mod commit;
+mod connection;
 mod keys;
+mod slot;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Pipeline, RedisError};
+use futures_util::future::join_all;
+use redis::{Cmd, FromRedisValue, Pipeline, Script, ScriptInvocation, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::commit::{CommitPlan, FenceMode, GlobalWrite, ScriptOps};
+use self::connection::{Connection, Counted, parse_target, unavailable};
 use self::keys::Keys;
-use super::{Store, StoreError, WriteBatch};
+use super::{SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, WriteBatch};
 use crate::bus::Event;
 use crate::clock::Millis;
+use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::metrics::metrics;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, CommandState, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
@@ -40,73 +51,137 @@ const LIST_SCAN_BUDGET: usize = 10_000;
 /// Device ids fetched per round trip while `list_devices` scans.
 const LIST_CHUNK: usize = 500;
 
-/// Raises a counter to ARGV[1] when it is lower (ids written by a batch keep later ids unique).
-const RAISE_COUNTER: &str = "local current = tonumber(redis.call('GET', KEYS[1]) or '0') \
-     if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end return 0";
+static COMMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/commit.lua")));
+static LOAD_SESSION: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/load_session.lua")));
+static COMMAND_PAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/command_page.lua")));
+static LIST_SESSIONS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list_sessions.lua")));
+static DELETE_DEVICE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/delete_device.lua")));
+static OUTBOX_READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/outbox_read.lua")));
+static OUTBOX_ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/outbox_ack.lua")));
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 
-/// Keeps the final state of the device's latest ended session only: drops the previous one.
-/// KEYS: last-ended, ended-sessions; ARGV: session id, state JSON.
-const KEEP_LAST_ENDED: &str = "local previous = redis.call('GET', KEYS[1]) \
-     if previous and previous ~= ARGV[1] then redis.call('HDEL', KEYS[2], previous) end \
-     redis.call('SET', KEYS[1], ARGV[1]) redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) return 0";
-
-/// Appends events to the outbox in order; an id already waiting is not added twice.
-/// KEYS: events hash, order zset, sequence counter; ARGV: id, JSON, id, JSON...
-const OUTBOX_APPEND: &str = "for index = 1, #ARGV, 2 do \
-     if redis.call('HSETNX', KEYS[1], ARGV[index], ARGV[index + 1]) == 1 then \
-     redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[index]) end end return 0";
+/// Every script, loaded into the server (every node of a cluster) when the store connects.
+static SCRIPTS: [&LazyLock<Script>; 8] =
+    [&COMMIT, &LOAD_SESSION, &COMMAND_PAGE, &LIST_SESSIONS, &DELETE_DEVICE, &OUTBOX_READ, &OUTBOX_ACK, &HEARTBEAT];
 
 /// The Redis engine of [`Store`]. Cheap to share behind an `Arc`; any number
 /// of processes may use the same Redis with the same prefix.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     keys: Keys,
+    options: StoreOptions,
+    /// Requests sent so far (see [`RedisStore::round_trips`]).
+    requests: Arc<AtomicU64>,
+}
+
+/// How one slot group's script answered.
+enum GroupOutcome {
+    Applied,
+    Fenced,
+    OutboxFull(u64),
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[user:password@]host:port[/db]`) with the default key prefix.
-    /// A server that cannot be reached gives [`StoreError::Unavailable`].
-    pub async fn connect_with(url: &str, _options: &super::StoreOptions) -> Result<Self, StoreError> {
-        // CONTRACT STUB: Redis Cluster URLs and options come with the cluster engine.
-        Self::connect(url).await
+    /// Connects to `url` with the default key prefix: `redis://[user:password@]host:port[/db]` for
+    /// one server; `redis+cluster://[user:password@]host:port,host:port,...` or several comma-separated
+    /// `redis://` URLs for the seed nodes of a Redis Cluster. A server that cannot be reached gives
+    /// [`StoreError::Unavailable`]; a URL the client rejects [`StoreError::UnsupportedUrl`].
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        Self::open(url, DEFAULT_KEY_PREFIX, options).await
     }
 
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with_prefix(url, DEFAULT_KEY_PREFIX).await
+        Self::open(url, DEFAULT_KEY_PREFIX, &StoreOptions::default()).await
     }
 
-    /// Connects with every key under `prefix` (several stores may share one Redis database).
+    /// Connects with every key under `prefix` (several stores may share one Redis or one cluster).
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|error| {
-            StoreError::UnsupportedUrl(format!("{}: {error}", url.split('@').next_back().unwrap_or(url)))
-        })?;
-        // Few, short retries: a request should get its 503 quickly; the manager reconnects on the next call.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(500)
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(5));
-        let connection = ConnectionManager::new_with_config(client, config).await.map_err(|error| {
-            metrics().store_errors.with_label_values(&["open"]).inc();
-            unavailable(error)
-        })?;
-        tracing::info!(prefix, "redis store connected");
-        Ok(RedisStore { connection, keys: Keys::new(prefix) })
+        Self::open(url, prefix, &StoreOptions::default()).await
     }
 
-    /// Runs a pipeline (or a single command) and counts its failure under `operation`.
-    async fn query<T: redis::FromRedisValue>(
-        &self,
-        operation: &'static str,
-        pipeline: &Pipeline,
-    ) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        let result = pipeline.query_async(&mut connection).await.map_err(unavailable);
-        if let Err(error) = &result {
-            metrics().store_errors.with_label_values(&[operation]).inc();
-            tracing::warn!(operation, %error, "redis store operation failed");
+    /// Connects with every key under `prefix` and the given options. The prefix must not
+    /// contain braces (they would change the keys' hash tags).
+    pub async fn open(url: &str, prefix: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        if prefix.contains(['{', '}']) {
+            return Err(StoreError::UnsupportedUrl(format!("the key prefix {prefix:?} must not contain braces")));
         }
-        result
+        let target = parse_target(url)?;
+        let connection = Connection::open(&target).await.inspect_err(|error| {
+            metrics().store_errors.with_label_values(&["open"]).inc();
+            tracing::warn!(%error, "cannot connect the redis store");
+        })?;
+        let cluster = matches!(connection, Connection::Cluster(_));
+        if cluster {
+            // The table of outbox shard tags, computed once per process, off the async workers.
+            let _ = tokio::task::spawn_blocking(|| slot::tag_of_slot(0)).await;
+        }
+        let store = RedisStore {
+            connection,
+            keys: Keys::new(prefix, cluster),
+            options: options.clone(),
+            requests: Arc::new(AtomicU64::new(0)),
+        };
+        store.load_scripts().await?;
+        tracing::info!(prefix, cluster, "redis store connected");
+        Ok(store)
+    }
+
+    /// Loads every script now, so that calls go out as one EVALSHA each from the start. A server
+    /// that lost them (a restart, a new cluster node) answers NOSCRIPT and gets them again
+    /// (SCRIPT LOAD, then the EVALSHA again: two more requests, once).
+    async fn load_scripts(&self) -> Result<(), StoreError> {
+        let loads = SCRIPTS.iter().map(|script| {
+            let mut connection = self.counted("open");
+            async move { script.prepare_invoke().load_async(&mut connection).await }
+        });
+        for loaded in join_all(loads).await {
+            loaded.map_err(|error| Self::failed("open", error))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the store runs on Redis Cluster (one outbox shard per slot).
+    pub fn is_cluster(&self) -> bool {
+        self.keys.is_cluster()
+    }
+
+    /// How many requests this store has sent to Redis so far (each pipeline or script call is one;
+    /// concurrent calls to several nodes count one each). Also `omadm_redis_round_trips_total{operation}`.
+    pub fn round_trips(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn counted(&self, operation: &'static str) -> Counted {
+        Counted::new(self.connection.clone(), operation, Arc::clone(&self.requests))
+    }
+
+    /// Counts and logs a failure of `operation`.
+    fn failed(operation: &'static str, error: redis::RedisError) -> StoreError {
+        metrics().store_errors.with_label_values(&[operation]).inc();
+        tracing::warn!(operation, %error, "redis store operation failed");
+        unavailable(error)
+    }
+
+    async fn call<T: FromRedisValue>(&self, operation: &'static str, command: &Cmd) -> Result<T, StoreError> {
+        command.query_async(&mut self.counted(operation)).await.map_err(|error| Self::failed(operation, error))
+    }
+
+    /// A pipeline whose commands all touch one slot.
+    async fn pipeline<T: FromRedisValue>(&self, operation: &'static str, pipeline: &Pipeline) -> Result<T, StoreError> {
+        pipeline.query_async(&mut self.counted(operation)).await.map_err(|error| Self::failed(operation, error))
+    }
+
+    async fn script(&self, operation: &'static str, invocation: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        invocation.invoke_async(&mut self.counted(operation)).await.map_err(|error| Self::failed(operation, error))
+    }
+
+    async fn per_slot(&self, operation: &'static str, requests: Vec<(u16, Cmd)>) -> Result<Vec<Value>, StoreError> {
+        self.counted(operation).per_slot(requests).await.map_err(|error| Self::failed(operation, error))
+    }
+
+    /// The slot of a shard number (shards are slots on a cluster; one shard, any slot, otherwise).
+    fn slot_of_shard(shard: u32) -> u16 {
+        u16::try_from(shard).unwrap_or(0)
     }
 
     /// Decodes a record read back, counting a corrupt one under `operation`.
@@ -117,106 +192,123 @@ impl RedisStore {
         })
     }
 
-    fn decode_all<T: DeserializeOwned>(
+    /// Decodes every record of `values` (all must be present: a missing one is a broken index).
+    fn decode_records<T: DeserializeOwned>(
         operation: &'static str,
         key: &str,
-        values: Vec<Option<Vec<u8>>>,
+        values: Vec<Value>,
     ) -> Result<Vec<T>, StoreError> {
-        values.into_iter().flatten().map(|bytes| Self::decode(operation, key, &bytes)).collect()
+        values
+            .into_iter()
+            .map(|value| match bytes(value) {
+                Some(bytes) => Self::decode(operation, key, &bytes),
+                None => Err(StoreError::Corrupt(format!("an index of {key} names a missing record"))),
+            })
+            .collect()
     }
 
-    /// The command records of `ids`, in that order; an id with no record is a broken index.
-    async fn commands_by_id(
-        &self,
-        operation: &'static str,
-        device_id: &str,
-        ids: &[u64],
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+    /// Runs one slot group's `commit.lua`.
+    async fn run_group(&self, operation: &'static str, ops: &ScriptOps) -> Result<GroupOutcome, StoreError> {
+        let mut invocation = COMMIT.prepare_invoke();
+        for key in &ops.keys {
+            invocation.key(key);
         }
-        let key = self.keys.commands(device_id);
-        let mut fetch = redis::pipe();
-        fetch.cmd("HMGET").arg(&key).arg(ids);
-        let (values,): (Vec<Option<Vec<u8>>>,) = self.query(operation, &fetch).await?;
-        if values.iter().any(Option::is_none) {
-            return Err(StoreError::Corrupt(format!("an index of {key} names a missing command")));
+        for arg in &ops.args {
+            invocation.arg(arg.as_slice());
         }
-        Self::decode_all(operation, &key, values)
+        let reply = array(self.script(operation, &invocation).await?)?;
+        let mut items = reply.into_iter();
+        match items.next().and_then(string).as_deref() {
+            Some("OK") => Ok(GroupOutcome::Applied),
+            Some("FENCED") => Ok(GroupOutcome::Fenced),
+            Some("FULL") => Ok(GroupOutcome::OutboxFull(items.next().map(integer).transpose()?.unwrap_or(0))),
+            other => Err(StoreError::Unavailable(format!("redis: commit script answered {other:?}"))),
+        }
     }
 
-    /// Adds the writes of `batch` to a MULTI pipeline.
-    fn add_batch(&self, pipeline: &mut Pipeline, batch: &WriteBatch) -> Result<(), StoreError> {
-        let keys = &self.keys;
-        for device in &batch.devices {
-            pipeline.set(keys.device(&device.id), encode(device)?).ignore();
-            pipeline.zadd(keys.device_index(), &device.id, 0).ignore();
-        }
-        for session in &batch.sessions {
-            pipeline.hset(keys.open_sessions(), &session.id, encode(session)?).ignore();
-            pipeline.sadd(keys.open_sessions_of_device(&session.device_id), &session.id).ignore();
-        }
-        // After the upserts, so a batch that opens and ends a session leaves it ended.
-        for summary in &batch.ended_sessions {
-            pipeline.hdel(keys.open_sessions(), &summary.id).ignore();
-            pipeline.srem(keys.open_sessions_of_device(&summary.device_id), &summary.id).ignore();
-            pipeline.hset(keys.history(&summary.device_id), &summary.id, encode(summary)?).ignore();
-            pipeline.zadd(keys.history_order(&summary.device_id), &summary.id, summary.started_at).ignore();
-            if let Some(final_state) = batch.sessions.iter().find(|session| session.id == summary.id) {
-                pipeline
-                    .cmd("EVAL")
-                    .arg(KEEP_LAST_ENDED)
-                    .arg(2)
-                    .arg(keys.last_ended(&summary.device_id))
-                    .arg(keys.ended_sessions())
-                    .arg(&summary.id)
-                    .arg(encode(final_state)?)
-                    .ignore();
-            }
-        }
-        for record in &batch.commands {
-            let device_id = record.device_id.as_str();
-            pipeline.hset(keys.commands(device_id), record.id, encode(record)?).ignore();
-            pipeline.zadd(keys.command_ids(device_id), record.id, record.id).ignore();
-            if record.state == CommandState::Queued {
-                pipeline.zadd(keys.queued(device_id), record.id, record.id).ignore();
-            } else {
-                pipeline.zrem(keys.queued(device_id), record.id).ignore();
-            }
-            if record.state.is_final() {
-                pipeline.srem(keys.pending(device_id), record.id).ignore();
-            } else {
-                pipeline.sadd(keys.pending(device_id), record.id).ignore();
-            }
-            pipeline.cmd("EVAL").arg(RAISE_COUNTER).arg(1).arg(keys.last_command_id(device_id)).arg(record.id).ignore();
-        }
-        for (device_id, mirror) in &batch.mirrors {
-            pipeline.set(keys.mirror(device_id), encode(mirror)?).ignore();
-        }
-        for alert in &batch.alerts {
-            let key = keys.alerts(&alert.device_id);
-            pipeline.zrembyscore(&key, alert.id, alert.id).ignore();
-            pipeline.zadd(&key, encode(alert)?, alert.id).ignore();
-            pipeline
-                .cmd("EVAL")
-                .arg(RAISE_COUNTER)
-                .arg(1)
-                .arg(keys.last_alert_id(&alert.device_id))
-                .arg(alert.id)
-                .ignore();
-        }
-        for item in &batch.contents {
-            pipeline.set(keys.content(&item.path), encode(item)?).ignore();
-        }
-        if !batch.events.is_empty() {
-            let append = pipeline.cmd("EVAL").arg(OUTBOX_APPEND).arg(3);
-            append.arg(keys.outbox_events()).arg(keys.outbox_order()).arg(keys.outbox_sequence());
-            for event in &batch.events {
-                append.arg(&event.id).arg(encode(event)?);
-            }
-            append.ignore();
+    /// The global step of a cluster commit: each write to its own key, all at once.
+    async fn run_global(&self, writes: &[GlobalWrite]) -> Result<(), StoreError> {
+        let sends = writes.iter().map(|write| async move {
+            let command = match write {
+                GlobalWrite::IndexDevices(ids) => {
+                    let mut command = redis::cmd("ZADD");
+                    command.arg(self.keys.device_index());
+                    for id in ids {
+                        command.arg(0).arg(id);
+                    }
+                    command
+                }
+                GlobalWrite::Content(key, json) => redis::Cmd::set(key, json.as_slice()),
+            };
+            self.call::<Value>("commit", &command).await
+        });
+        for result in join_all(sends).await {
+            result?;
         }
         Ok(())
+    }
+
+    /// Applies a plan: on a cluster the fence pre-check (only when there are global writes),
+    /// the global step, the fence's group, then the other groups at once.
+    async fn apply(&self, plan: CommitPlan, fence: Option<&Fence>) -> Result<(), StoreError> {
+        let fenced = |fence: Option<&Fence>| StoreError::Fenced {
+            device_id: fence.map(|fence| fence.device_id.clone()).unwrap_or_default(),
+        };
+        if let (Some(fence), false) = (fence, plan.global.is_empty()) {
+            // Global keys live in other slots: the fence is checked before they are written too.
+            let mut check = ScriptOps::default();
+            check.fence(&self.keys, fence, FenceMode::Check);
+            if let GroupOutcome::Fenced = self.run_group("commit", &check).await? {
+                metrics().store_leases.with_label_values(&["fenced"]).inc();
+                return Err(fenced(Some(fence)));
+            }
+        }
+        if !plan.global.is_empty() {
+            self.run_global(&plan.global).await?;
+        }
+        let mut groups = plan.groups;
+        if let Some(ops) = plan.fence_group.and_then(|shard| groups.remove(&shard)) {
+            match self.run_group("commit", &ops).await? {
+                GroupOutcome::Applied => {}
+                GroupOutcome::Fenced => {
+                    metrics().store_leases.with_label_values(&["fenced"]).inc();
+                    return Err(fenced(fence));
+                }
+                GroupOutcome::OutboxFull(len) => return Err(StoreError::OutboxFull { len }),
+            }
+        }
+        let outcomes = join_all(groups.values().map(|ops| self.run_group("commit", ops))).await;
+        let mut full = None;
+        for outcome in outcomes {
+            match outcome? {
+                GroupOutcome::Applied => {}
+                GroupOutcome::OutboxFull(len) => full = Some(len),
+                GroupOutcome::Fenced => return Err(fenced(fence)),
+            }
+        }
+        match full {
+            Some(len) => Err(StoreError::OutboxFull { len }),
+            None => Ok(()),
+        }
+    }
+
+    /// A page of command records from one of the device's id indexes.
+    async fn command_page(
+        &self,
+        operation: &'static str,
+        index: String,
+        device_id: &str,
+        lowest: String,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let commands = self.keys.commands(device_id);
+        let mut invocation = COMMAND_PAGE.prepare_invoke();
+        invocation.key(&index).key(&commands).arg(lowest).arg(limit);
+        let values = array(self.script(operation, &invocation).await?)?;
+        Self::decode_records(operation, &commands, values)
     }
 }
 
@@ -224,59 +316,82 @@ fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|error| StoreError::Io(format!("cannot encode a record: {error}")))
 }
 
-/// Every Redis failure is the backend's, not the caller's: the edge answers 503.
-fn unavailable(error: RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {error}"))
+/// The bytes of a bulk or simple string reply; `None` for nil.
+fn bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) | Value::VerbatimString { text, .. } => Some(text.into_bytes()),
+        Value::Int(number) => Some(number.to_string().into_bytes()),
+        Value::Okay => Some(b"OK".to_vec()),
+        _ => None,
+    }
 }
 
-fn single(command: redis::Cmd) -> Pipeline {
-    let mut pipeline = redis::pipe();
-    pipeline.add_command(command);
-    pipeline
+fn string(value: Value) -> Option<String> {
+    bytes(value).and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+fn integer(value: Value) -> Result<u64, StoreError> {
+    let unexpected = |value: &Value| StoreError::Unavailable(format!("redis: expected a number, got {value:?}"));
+    match value {
+        Value::Int(number) => u64::try_from(number).map_err(|_| unexpected(&Value::Int(number))),
+        Value::Nil => Ok(0),
+        other => string(other.clone()).and_then(|text| text.parse().ok()).ok_or_else(|| unexpected(&other)),
+    }
+}
+
+/// The items of an array reply (nil is empty).
+fn array(value: Value) -> Result<Vec<Value>, StoreError> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(StoreError::Unavailable(format!("redis: expected an array, got {other:?}"))),
+    }
 }
 
 #[async_trait]
 impl Store for RedisStore {
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
         let key = self.keys.device(device_id);
-        let (bytes,): (Option<Vec<u8>>,) = self.query("get_device", &single(redis::Cmd::get(&key))).await?;
+        let bytes: Option<Vec<u8>> = self.call("get_device", &Cmd::get(&key)).await?;
         bytes.map(|bytes| Self::decode("get_device", &key, &bytes)).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip(self))]
     async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
         let keys = &self.keys;
-        // First what other keys name: the device's open sessions and its kept final state.
-        let mut lookup = redis::pipe();
-        lookup.smembers(keys.open_sessions_of_device(device_id)).get(keys.last_ended(device_id));
-        let (open_session_ids, last_ended): (Vec<String>, Option<String>) =
-            self.query("delete_device", &lookup).await?;
-        let mut removal = redis::pipe();
-        removal.atomic();
-        removal.del(keys.device(device_id));
-        removal.zrem(keys.device_index(), device_id).ignore();
-        if !open_session_ids.is_empty() {
-            removal.hdel(keys.open_sessions(), &open_session_ids).ignore();
+        let shard = keys.shard_of_device(device_id);
+        let mut invocation = DELETE_DEVICE.prepare_invoke();
+        invocation.key(keys.device(device_id)).key(keys.open_devices(shard)).key(keys.fencing(device_id));
+        // The id counters and the lease epoch stay: a device registered again never reuses a
+        // command or alert id, and a node still holding an old fence stays fenced.
+        for key in [
+            keys.commands(device_id),
+            keys.command_ids(device_id),
+            keys.queued(device_id),
+            keys.pending(device_id),
+            keys.sessions(device_id),
+            keys.history(device_id),
+            keys.history_order(device_id),
+            keys.ended(device_id),
+            keys.mirror(device_id),
+            keys.alerts(device_id),
+            keys.lease(device_id),
+        ] {
+            invocation.key(key);
         }
-        if let Some(last_ended) = &last_ended {
-            removal.hdel(keys.ended_sessions(), last_ended).ignore();
+        invocation.arg(device_id);
+        if keys.is_cluster() {
+            invocation.arg("0");
+        } else {
+            invocation.key(keys.device_index()).arg("1");
         }
-        // The id counters stay: a device registered again never reuses a command or alert id.
-        removal
-            .del(&[
-                keys.commands(device_id),
-                keys.command_ids(device_id),
-                keys.queued(device_id),
-                keys.pending(device_id),
-                keys.open_sessions_of_device(device_id),
-                keys.history(device_id),
-                keys.history_order(device_id),
-                keys.last_ended(device_id),
-                keys.mirror(device_id),
-                keys.alerts(device_id),
-            ])
-            .ignore();
-        let (deleted,): (u64,) = self.query("delete_device", &removal).await?;
-        Ok(deleted > 0)
+        let existed = integer(self.script("delete_device", &invocation).await?)? > 0;
+        if keys.is_cluster() {
+            // The record is gone first: a crash here leaves an index entry that listing skips.
+            let _: Value = self.call("delete_device", &Cmd::zrem(keys.device_index(), device_id)).await?;
+        }
+        Ok(existed)
     }
 
     async fn list_devices(
@@ -292,16 +407,17 @@ impl Store for RedisStore {
         let mut scanned = 0;
         loop {
             let lower = cursor.as_ref().map_or_else(|| "-".to_owned(), |cursor| format!("({cursor}"));
-            let mut range = redis::pipe();
-            range.zrangebylex_limit(self.keys.device_index(), lower, "+", 0, LIST_CHUNK as isize);
-            let (ids,): (Vec<String>,) = self.query("list_devices", &range).await?;
+            let range = Cmd::zrangebylex_limit(self.keys.device_index(), lower, "+", 0, LIST_CHUNK as isize);
+            let ids: Vec<String> = self.call("list_devices", &range).await?;
             if ids.is_empty() {
                 return Ok(DevicePage { devices: page, next: None });
             }
-            let device_keys: Vec<String> = ids.iter().map(|id| self.keys.device(id)).collect();
-            let mut fetch = redis::pipe();
-            fetch.mget(&device_keys);
-            let (records,): (Vec<Option<Vec<u8>>>,) = self.query("list_devices", &fetch).await?;
+            // One pipeline on a server; on a cluster one per node, sent at once.
+            let reads = ids
+                .iter()
+                .map(|id| (Self::slot_of_shard(self.keys.shard_of_device(id)), Cmd::get(self.keys.device(id))))
+                .collect();
+            let records = self.per_slot("list_devices", reads).await?.into_iter().map(bytes);
             let chunk_was_full = ids.len() == LIST_CHUNK;
             for (id, bytes) in ids.into_iter().zip(records) {
                 // Another record exists: stop here with a cursor when the page is full or the budget spent.
@@ -310,7 +426,7 @@ impl Store for RedisStore {
                 }
                 scanned += 1;
                 last_scanned = Some(id.clone());
-                // Deleted between the two round trips: not listed.
+                // Deleted between the two round trips (or indexed by a registration that did not finish): skipped.
                 let Some(bytes) = bytes else { continue };
                 let device: Device = Self::decode("list_devices", &id, &bytes)?;
                 if filter.matches(&device) {
@@ -324,6 +440,7 @@ impl Store for RedisStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip(self, commands))]
     async fn enqueue_commands(
         &self,
         device_id: &str,
@@ -334,13 +451,10 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let count = commands.len() as u64;
-        // Reserve the ids first (atomic INCRBY): concurrent enqueues get distinct ids.
-        let (last_id,): (u64,) = self
-            .query("enqueue_commands", &single(redis::Cmd::incr(self.keys.last_command_id(device_id), count)))
-            .await?;
-        let first_id = last_id.saturating_sub(count) + 1;
-        let mut writes = redis::pipe();
-        writes.atomic();
+        // INCRBY reserves the ids: concurrent enqueues get distinct ones; a failure after it only skips ids.
+        let last: u64 = self.call("enqueue_commands", &Cmd::incr(self.keys.last_command_id(device_id), count)).await?;
+        let first_id = last.saturating_sub(count) + 1;
+        let mut ops = ScriptOps::default();
         let mut ids = Vec::with_capacity(commands.len());
         for (id, new_command) in (first_id..).zip(commands) {
             let record = CommandRecord {
@@ -357,19 +471,21 @@ impl Store for RedisStore {
                 created_at: now,
                 updated_at: now,
             };
-            writes.hset(self.keys.commands(device_id), id, encode(&record)?).ignore();
-            writes.zadd(self.keys.command_ids(device_id), id, id).ignore();
-            writes.zadd(self.keys.queued(device_id), id, id).ignore();
-            writes.sadd(self.keys.pending(device_id), id).ignore();
+            let id_text = id.to_string();
+            let id_bytes = id_text.as_bytes();
+            ops.op("HSET", &[&self.keys.commands(device_id)], &[id_bytes, &encode(&record)?]);
+            ops.op("ZADD", &[&self.keys.command_ids(device_id)], &[id_bytes, id_bytes]);
+            ops.op("ZADD", &[&self.keys.queued(device_id)], &[id_bytes, id_bytes]);
+            ops.op("SADD", &[&self.keys.pending(device_id)], &[id_bytes]);
             ids.push(id);
         }
-        let () = self.query("enqueue_commands", &writes).await?;
+        self.run_group("enqueue_commands", &ops).await?;
         Ok(ids)
     }
 
     async fn get_command(&self, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {
         let key = self.keys.commands(device_id);
-        let (bytes,): (Option<Vec<u8>>,) = self.query("get_command", &single(redis::Cmd::hget(&key, id))).await?;
+        let bytes: Option<Vec<u8>> = self.call("get_command", &Cmd::hget(&key, id)).await?;
         bytes.map(|bytes| Self::decode("get_command", &key, &bytes)).transpose()
     }
 
@@ -379,112 +495,146 @@ impl Store for RedisStore {
         after: Option<CommandId>,
         limit: usize,
     ) -> Result<Vec<CommandRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let lower = after.map_or_else(|| "-inf".to_owned(), |after| format!("({after}"));
-        let mut range = redis::pipe();
-        range.zrangebyscore_limit(self.keys.command_ids(device_id), lower, "+inf", 0, limit as isize);
-        let (ids,): (Vec<u64>,) = self.query("list_commands", &range).await?;
-        self.commands_by_id("list_commands", device_id, &ids).await
+        let lowest = after.map_or_else(|| "-inf".to_owned(), |after| format!("({after}"));
+        self.command_page("list_commands", self.keys.command_ids(device_id), device_id, lowest, limit).await
     }
 
     async fn queued_commands(&self, device_id: &str, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut range = redis::pipe();
-        range.zrange(self.keys.queued(device_id), 0, limit as isize - 1);
-        let (ids,): (Vec<u64>,) = self.query("queued_commands", &range).await?;
-        self.commands_by_id("queued_commands", device_id, &ids).await
+        self.command_page("queued_commands", self.keys.queued(device_id), device_id, "-inf".to_owned(), limit).await
     }
 
     async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError> {
-        let (count,): (u64,) =
-            self.query("pending_count", &single(redis::Cmd::scard(self.keys.pending(device_id)))).await?;
-        Ok(count)
+        self.call("pending_count", &Cmd::scard(self.keys.pending(device_id))).await
     }
 
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+        let sessions = self.keys.sessions(device_id);
+        let mut lookup = redis::pipe();
+        lookup.hget(&sessions, session_id).get(self.keys.ended(device_id));
+        let (open, ended): (Option<Vec<u8>>, Option<Vec<u8>>) = self.pipeline("get_session", &lookup).await?;
+        if let Some(bytes) = open {
+            return Self::decode("get_session", &sessions, &bytes).map(Some);
+        }
+        let Some(bytes) = ended else { return Ok(None) };
+        let state: SessionState = Self::decode("get_session", &self.keys.ended(device_id), &bytes)?;
+        Ok((state.id == session_id).then_some(state))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, awaiting, lease), fields(node_id = %lease.node_id))]
     async fn load_session(
         &self,
         device_id: &str,
         awaiting: &[CommandId],
         queue_limit: usize,
-        lease: &crate::cluster::LeaseRequest,
-    ) -> Result<super::SessionLoad, StoreError> {
-        // CONTRACT STUB: separate round trips, no lease yet.
-        let Some(device) = self.get_device(device_id).await? else { return Ok(super::SessionLoad::UnknownDevice) };
-        let mirror = self.get_mirror(device_id).await?.unwrap_or_default();
-        let queued = self.queued_commands(device_id, queue_limit).await?;
-        let mut awaiting_records = Vec::new();
-        for id in awaiting {
-            if let Some(record) = self.get_command(device_id, *id).await? {
-                awaiting_records.push(record);
-            }
+        lease: &LeaseRequest,
+    ) -> Result<SessionLoad, StoreError> {
+        const OPERATION: &str = "load_session";
+        let keys = &self.keys;
+        let commands = keys.commands(device_id);
+        let mut invocation = LOAD_SESSION.prepare_invoke();
+        invocation
+            .key(keys.lease(device_id))
+            .key(keys.fencing(device_id))
+            .key(keys.device(device_id))
+            .key(keys.mirror(device_id))
+            .key(keys.queued(device_id))
+            .key(&commands)
+            .key(keys.last_alert_id(device_id));
+        invocation.arg(&lease.node_id).arg(lease.ttl.max(1)).arg(queue_limit).arg(lease.live_nodes.len());
+        for node in &lease.live_nodes {
+            invocation.arg(node);
         }
-        let next_alert_id = self.next_alert_id(device_id).await?;
-        let lease = crate::cluster::Lease { device_id: device_id.to_owned(), node_id: lease.node_id.clone(), epoch: 1 };
-        Ok(super::SessionLoad::Loaded(Box::new(super::SessionSnapshot {
-            lease,
-            device,
-            mirror,
-            queued,
-            awaiting: awaiting_records,
-            next_alert_id,
-        })))
-    }
-
-    async fn heartbeat(
-        &self,
-        node: &crate::cluster::NodeInfo,
-        _ttl: Millis,
-        _now: Millis,
-    ) -> Result<Vec<crate::cluster::NodeInfo>, StoreError> {
-        // CONTRACT STUB: membership comes with the cluster engine.
-        Ok(vec![node.clone()])
-    }
-
-    async fn leave(&self, _node_id: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
-        let (count,): (u64,) = self.query("outbox_len", &single(redis::Cmd::zcard(self.keys.outbox_order()))).await?;
-        Ok(shards.iter().map(|shard| if *shard == 0 { count } else { 0 }).collect())
-    }
-
-    async fn get_session(&self, _device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
-        let mut lookup = redis::pipe();
-        lookup.hget(self.keys.open_sessions(), session_id).hget(self.keys.ended_sessions(), session_id);
-        let (open, ended): (Option<Vec<u8>>, Option<Vec<u8>>) = self.query("get_session", &lookup).await?;
-        open.or(ended).map(|bytes| Self::decode("get_session", session_id, &bytes)).transpose()
+        for id in awaiting {
+            invocation.arg(*id);
+        }
+        let mut reply = array(self.script(OPERATION, &invocation).await?)?.into_iter();
+        let mut next = || reply.next().unwrap_or(Value::Nil);
+        match string(next()).as_deref() {
+            Some("UNKNOWN") => Ok(SessionLoad::UnknownDevice),
+            Some("HELD") => {
+                let node_id = string(next()).unwrap_or_default();
+                let epoch = integer(next())?;
+                metrics().store_leases.with_label_values(&["held"]).inc();
+                Ok(SessionLoad::LeaseHeld { node_id, epoch })
+            }
+            Some("LOADED") => {
+                let epoch = integer(next())?;
+                let outcome = match string(next()).as_deref() {
+                    Some("renewed") => "renewed",
+                    Some("taken_over") => "taken_over",
+                    _ => "granted",
+                };
+                metrics().store_leases.with_label_values(&[outcome]).inc();
+                let device_key = keys.device(device_id);
+                let Some(device_bytes) = bytes(next()) else {
+                    return Err(StoreError::Unavailable("redis: load_session lost the device record".to_owned()));
+                };
+                let device = Self::decode(OPERATION, &device_key, &device_bytes)?;
+                let mirror = match bytes(next()) {
+                    Some(bytes) => Self::decode(OPERATION, &keys.mirror(device_id), &bytes)?,
+                    None => MirrorRecord::default(),
+                };
+                let queued = Self::decode_records(OPERATION, &commands, array(next())?)?;
+                // Awaited ids without a record are skipped (the command was deleted with its device's history).
+                let awaiting = array(next())?
+                    .into_iter()
+                    .filter_map(bytes)
+                    .map(|bytes| Self::decode(OPERATION, &commands, &bytes))
+                    .collect::<Result<Vec<CommandRecord>, StoreError>>()?;
+                let next_alert_id = integer(next())?.saturating_add(1);
+                let lease = Lease { device_id: device_id.to_owned(), node_id: lease.node_id.clone(), epoch };
+                Ok(SessionLoad::Loaded(Box::new(SessionSnapshot {
+                    lease,
+                    device,
+                    mirror,
+                    queued,
+                    awaiting,
+                    next_alert_id,
+                })))
+            }
+            other => Err(StoreError::Unavailable(format!("redis: load_session script answered {other:?}"))),
+        }
     }
 
     async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError> {
-        let key = self.keys.open_sessions();
-        let (values,): (Vec<Vec<u8>>,) = self.query("open_sessions", &single(redis::Cmd::hvals(&key))).await?;
-        values.iter().map(|bytes| Self::decode("open_sessions", &key, bytes)).collect()
+        const OPERATION: &str = "open_sessions";
+        let indexes: Vec<(u16, Cmd)> = (0..self.keys.shards())
+            .map(|shard| (Self::slot_of_shard(shard), Cmd::smembers(self.keys.open_devices(shard))))
+            .collect();
+        let mut device_ids = BTreeSet::new();
+        for members in self.per_slot(OPERATION, indexes).await? {
+            device_ids.extend(array(members)?.into_iter().filter_map(string));
+        }
+        let reads: Vec<(u16, Cmd)> = device_ids
+            .iter()
+            .map(|device_id| {
+                let shard = self.keys.shard_of_device(device_id);
+                (Self::slot_of_shard(shard), Cmd::hvals(self.keys.sessions(device_id)))
+            })
+            .collect();
+        let mut states = Vec::new();
+        for (device_id, values) in device_ids.iter().zip(self.per_slot(OPERATION, reads).await?) {
+            let key = self.keys.sessions(device_id);
+            states.extend(Self::decode_records::<SessionState>(OPERATION, &key, array(values)?)?);
+        }
+        Ok(states)
     }
 
     async fn list_sessions(&self, device_id: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+        const OPERATION: &str = "list_sessions";
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut lookup = redis::pipe();
-        lookup.smembers(self.keys.open_sessions_of_device(device_id)).zrevrange(
-            self.keys.history_order(device_id),
-            0,
-            limit as isize - 1,
-        );
-        let (open_ids, ended_ids): (BTreeSet<String>, Vec<String>) = self.query("list_sessions", &lookup).await?;
-        let mut fetch = redis::pipe();
-        // HMGET needs a field: the empty one (never a session id) keeps an empty list valid.
-        fetch.cmd("HMGET").arg(self.keys.open_sessions()).arg(&open_ids).arg("");
-        fetch.cmd("HMGET").arg(self.keys.history(device_id)).arg(&ended_ids).arg("");
-        let (open, ended): (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>) = self.query("list_sessions", &fetch).await?;
-        let open: Vec<SessionState> = Self::decode_all("list_sessions", &self.keys.open_sessions(), open)?;
-        let mut summaries: Vec<SessionSummary> =
-            Self::decode_all("list_sessions", &self.keys.history(device_id), ended)?;
+        let keys = &self.keys;
+        let mut invocation = LIST_SESSIONS.prepare_invoke();
+        invocation.key(keys.sessions(device_id)).key(keys.history_order(device_id)).key(keys.history(device_id));
+        invocation.arg(limit);
+        let mut reply = array(self.script(OPERATION, &invocation).await?)?.into_iter();
+        let open = array(reply.next().unwrap_or(Value::Nil))?;
+        let ended = array(reply.next().unwrap_or(Value::Nil))?;
+        let open: Vec<SessionState> = Self::decode_records(OPERATION, &keys.sessions(device_id), open)?;
+        let mut summaries: Vec<SessionSummary> = Self::decode_records(OPERATION, &keys.history(device_id), ended)?;
         summaries.extend(open.into_iter().map(|state| SessionSummary {
             id: state.id,
             device_id: state.device_id,
@@ -501,7 +651,7 @@ impl Store for RedisStore {
 
     async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
         let key = self.keys.mirror(device_id);
-        let (bytes,): (Option<Vec<u8>>,) = self.query("get_mirror", &single(redis::Cmd::get(&key))).await?;
+        let bytes: Option<Vec<u8>> = self.call("get_mirror", &Cmd::get(&key)).await?;
         bytes.map(|bytes| Self::decode("get_mirror", &key, &bytes)).transpose()
     }
 
@@ -510,73 +660,119 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let key = self.keys.alerts(device_id);
-        let mut range = redis::pipe();
-        range.zrevrange(&key, 0, limit as isize - 1);
-        let (values,): (Vec<Vec<u8>>,) = self.query("list_alerts", &range).await?;
+        let values: Vec<Vec<u8>> = self.call("list_alerts", &Cmd::zrevrange(&key, 0, limit as isize - 1)).await?;
         values.iter().map(|bytes| Self::decode("list_alerts", &key, bytes)).collect()
     }
 
     async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
-        let (last,): (Option<u64>,) =
-            self.query("next_alert_id", &single(redis::Cmd::get(self.keys.last_alert_id(device_id)))).await?;
+        let last: Option<u64> = self.call("next_alert_id", &Cmd::get(self.keys.last_alert_id(device_id))).await?;
         Ok(last.unwrap_or(0).saturating_add(1))
     }
 
     async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
-        let () =
-            self.query("put_content", &single(redis::Cmd::set(self.keys.content(&item.path), encode(&item)?))).await?;
+        let () = self.call("put_content", &Cmd::set(self.keys.content(&item.path), encode(&item)?)).await?;
         Ok(())
     }
 
     async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
         let key = self.keys.content(path);
-        let (bytes,): (Option<Vec<u8>>,) = self.query("get_content", &single(redis::Cmd::get(&key))).await?;
+        let bytes: Option<Vec<u8>> = self.call("get_content", &Cmd::get(&key)).await?;
         bytes.map(|bytes| Self::decode("get_content", &key, &bytes)).transpose()
     }
 
     async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
-        let (deleted,): (u64,) =
-            self.query("delete_content", &single(redis::Cmd::del(self.keys.content(path)))).await?;
+        let deleted: u64 = self.call("delete_content", &Cmd::del(self.keys.content(path))).await?;
         Ok(deleted > 0)
     }
 
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(device_id = batch.fence.as_ref().map(|fence| fence.device_id.as_str()))
+    )]
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        self.add_batch(&mut pipeline, &batch)?;
-        let () = self.query("commit", &pipeline).await?;
+        let plan = commit::plan(&self.keys, &batch, self.options.outbox_limit_per_shard)?;
+        let result = self.apply(plan, batch.fence.as_ref()).await;
+        match &result {
+            Err(StoreError::OutboxFull { len }) => tracing::warn!(len, "outbox shard full: commit refused"),
+            Err(StoreError::Fenced { device_id }) => tracing::info!(device_id, "stale fence: commit refused"),
+            _ => {}
+        }
+        result
+    }
+
+    fn outbox_shards(&self) -> u32 {
+        self.keys.shards()
+    }
+
+    fn outbox_shard_of(&self, event_key: &str) -> u32 {
+        self.keys.shard_of_device(event_key)
+    }
+
+    async fn outbox(&self, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 || shard >= self.keys.shards() {
+            return Ok(Vec::new());
+        }
+        let events = self.keys.outbox_events(shard);
+        let mut invocation = OUTBOX_READ.prepare_invoke();
+        invocation.key(self.keys.outbox_order(shard)).key(&events).arg(limit);
+        let values = array(self.script("outbox", &invocation).await?)?;
+        // Read atomically with the order: every id has its event.
+        Self::decode_records("outbox", &events, values)
+    }
+
+    async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
+        if event_ids.is_empty() || shard >= self.keys.shards() {
+            return Ok(());
+        }
+        let mut invocation = OUTBOX_ACK.prepare_invoke();
+        invocation.key(self.keys.outbox_order(shard)).key(self.keys.outbox_events(shard));
+        for id in event_ids {
+            invocation.arg(id);
+        }
+        self.script("ack_outbox", &invocation).await?;
         Ok(())
     }
 
-    async fn outbox(&self, _shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut range = redis::pipe();
-        range.zrange(self.keys.outbox_order(), 0, limit as isize - 1);
-        let (ids,): (Vec<String>,) = self.query("outbox", &range).await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut fetch = redis::pipe();
-        fetch.cmd("HMGET").arg(self.keys.outbox_events()).arg(&ids);
-        let (values,): (Vec<Option<Vec<u8>>>,) = self.query("outbox", &fetch).await?;
-        // An event acknowledged between the two round trips is simply not returned.
-        Self::decode_all("outbox", &self.keys.outbox_events(), values)
+    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
+        let existing: Vec<u32> = shards.iter().copied().filter(|shard| *shard < self.keys.shards()).collect();
+        let requests = existing
+            .iter()
+            .map(|shard| (Self::slot_of_shard(*shard), Cmd::zcard(self.keys.outbox_order(*shard))))
+            .collect();
+        let mut lengths = self.per_slot("outbox_len", requests).await?.into_iter();
+        shards
+            .iter()
+            .map(
+                |shard| if *shard < self.keys.shards() { integer(lengths.next().unwrap_or(Value::Nil)) } else { Ok(0) },
+            )
+            .collect()
     }
 
-    async fn ack_outbox(&self, _shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
-        if event_ids.is_empty() {
-            return Ok(());
-        }
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        pipeline.zrem(self.keys.outbox_order(), event_ids).ignore();
-        pipeline.hdel(self.keys.outbox_events(), event_ids).ignore();
-        let () = self.query("ack_outbox", &pipeline).await?;
+    async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
+        let mut invocation = HEARTBEAT.prepare_invoke();
+        invocation.key(self.keys.nodes()).key(self.keys.node_urls());
+        invocation.arg(&node.id).arg(&node.internal_url).arg(now.saturating_add(ttl)).arg(now);
+        let mut reply = array(self.script("heartbeat", &invocation).await?)?.into_iter();
+        let ids = array(reply.next().unwrap_or(Value::Nil))?;
+        let urls = array(reply.next().unwrap_or(Value::Nil))?;
+        let mut nodes: Vec<NodeInfo> = ids
+            .into_iter()
+            .zip(urls)
+            .filter_map(|(id, url)| Some(NodeInfo { id: string(id)?, internal_url: string(url)? }))
+            .collect();
+        nodes.sort_by(|left, right| left.id.cmp(&right.id));
+        Ok(nodes)
+    }
+
+    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
+        let mut ops = ScriptOps::default();
+        ops.op("ZREM", &[&self.keys.nodes()], &[node_id.as_bytes()]);
+        ops.op("HDEL", &[&self.keys.node_urls()], &[node_id.as_bytes()]);
+        self.run_group("leave", &ops).await?;
         Ok(())
     }
 }

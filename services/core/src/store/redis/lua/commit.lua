@@ -1,0 +1,112 @@
+-- Applies one slot group of a WriteBatch atomically (the op list is built by commit.rs).
+-- KEYS: every key the ops name. ARGV: ops, each an op code, then its key arguments
+-- (as indexes into KEYS), then its other arguments.
+-- Every check (FENCE, OUTBOX bound) runs before any write, so a refused group writes nothing.
+-- FENCE lease fencing node epoch ttl mode: checks the device's fencing record (HASH holder, epoch),
+-- then renews the lease (PX, never shortened), releases it, or only checks.
+-- Returns {'OK'}, {'FENCED'} or {'FULL', events waiting in the shard}.
+
+local ARITY = {
+  SET = 2, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
+  RAISE = 2, OPEN = 3, FENCE = 6,
+}
+
+local function key(index)
+  return KEYS[tonumber(index)]
+end
+
+-- How many arguments follow the op code at i (OUTBOX carries a count of id/event pairs).
+local function arity(i)
+  local op = ARGV[i]
+  if op == 'OUTBOX' then
+    return 5 + 2 * tonumber(ARGV[i + 5])
+  end
+  local count = ARITY[op]
+  if count == nil then
+    error('unknown commit op ' .. tostring(op))
+  end
+  return count
+end
+
+-- Checks. FENCE: the device's lease is held by node under epoch.
+-- OUTBOX events order sequence limit count id event ...: the new events fit under the shard's bound.
+local i = 1
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'FENCE' then
+    -- The fencing record, not the lease's PX: a lease that lapsed while nobody took it over saw no
+    -- other writer (a grant to another node raises the epoch), so its holder may still commit.
+    local fencing = key(ARGV[i + 2])
+    if redis.call('HGET', fencing, 'holder') ~= ARGV[i + 3] or redis.call('HGET', fencing, 'epoch') ~= ARGV[i + 4] then
+      return {'FENCED'}
+    end
+  elseif op == 'OUTBOX' then
+    local events = key(ARGV[i + 1])
+    local waiting = redis.call('ZCARD', key(ARGV[i + 2]))
+    local new = 0
+    for j = i + 6, i + 5 + 2 * tonumber(ARGV[i + 5]), 2 do
+      if redis.call('HEXISTS', events, ARGV[j]) == 0 then
+        new = new + 1
+      end
+    end
+    if waiting + new > tonumber(ARGV[i + 4]) then
+      return {'FULL', waiting}
+    end
+  end
+  i = i + 1 + arity(i)
+end
+
+-- Writes, in order.
+i = 1
+while i <= #ARGV do
+  local op = ARGV[i]
+  local a = i + 1
+  if op == 'SET' then
+    redis.call('SET', key(ARGV[a]), ARGV[a + 1])
+  elseif op == 'HSET' then
+    redis.call('HSET', key(ARGV[a]), ARGV[a + 1], ARGV[a + 2])
+  elseif op == 'HDEL' then
+    redis.call('HDEL', key(ARGV[a]), ARGV[a + 1])
+  elseif op == 'ZADD' then
+    redis.call('ZADD', key(ARGV[a]), ARGV[a + 1], ARGV[a + 2])
+  elseif op == 'ZREM' then
+    redis.call('ZREM', key(ARGV[a]), ARGV[a + 1])
+  elseif op == 'SADD' then
+    redis.call('SADD', key(ARGV[a]), ARGV[a + 1])
+  elseif op == 'SREM' then
+    redis.call('SREM', key(ARGV[a]), ARGV[a + 1])
+  elseif op == 'ZREMSCORE' then
+    redis.call('ZREMRANGEBYSCORE', key(ARGV[a]), ARGV[a + 1], ARGV[a + 1])
+  elseif op == 'RAISE' then
+    -- A counter only grows: ids a batch wrote stay below the next one handed out.
+    local counter = key(ARGV[a])
+    if tonumber(ARGV[a + 1]) > tonumber(redis.call('GET', counter) or '0') then
+      redis.call('SET', counter, ARGV[a + 1])
+    end
+  elseif op == 'OPEN' then
+    -- OPEN sessions index device: the shard's index lists the device while it has open sessions.
+    if redis.call('EXISTS', key(ARGV[a])) == 1 then
+      redis.call('SADD', key(ARGV[a + 1]), ARGV[a + 2])
+    else
+      redis.call('SREM', key(ARGV[a + 1]), ARGV[a + 2])
+    end
+  elseif op == 'OUTBOX' then
+    -- An id already waiting is the same event (a retried batch): one copy waits.
+    local events, order, sequence = key(ARGV[a]), key(ARGV[a + 1]), key(ARGV[a + 2])
+    for j = a + 5, a + 4 + 2 * tonumber(ARGV[a + 4]), 2 do
+      if redis.call('HSETNX', events, ARGV[j], ARGV[j + 1]) == 1 then
+        redis.call('ZADD', order, redis.call('INCR', sequence), ARGV[j])
+      end
+    end
+  elseif op == 'FENCE' then
+    local mode, lease = ARGV[a + 5], key(ARGV[a])
+    if mode == 'release' then
+      redis.call('DEL', lease)
+      redis.call('HDEL', key(ARGV[a + 1]), 'holder')
+    elseif mode == 'renew' and redis.call('PTTL', lease) < tonumber(ARGV[a + 4]) then
+      redis.call('SET', lease, ARGV[a + 2], 'PX', ARGV[a + 4])
+    end
+  end
+  i = a + arity(i)
+end
+return {'OK'}
