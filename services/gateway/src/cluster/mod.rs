@@ -100,6 +100,9 @@ struct View {
     membership_running: bool,
     /// Outbox shards that refused a commit as full, with the length they had then.
     full_shards: HashMap<u32, u64>,
+    /// Which shards this node owns, computed for the live node ids they were computed for
+    /// (the relay asks for every shard at each sweep: 16,384 on Redis Cluster).
+    shard_owners: (Vec<String>, HashMap<u32, bool>),
 }
 
 impl Cluster {
@@ -144,8 +147,12 @@ impl Cluster {
 
     /// The nodes this node believes alive, itself always included, ordered by id.
     pub fn live_nodes(&self) -> Vec<NodeInfo> {
-        let suspicion = self.suspicion();
         let mut view = self.view();
+        self.live_nodes_of(&mut view)
+    }
+
+    fn live_nodes_of(&self, view: &mut View) -> Vec<NodeInfo> {
+        let suspicion = self.suspicion();
         view.suspects.retain(|_, since| since.elapsed() < suspicion);
         let mut nodes: Vec<NodeInfo> =
             view.nodes.iter().filter(|node| !view.suspects.contains_key(&node.id)).cloned().collect();
@@ -175,7 +182,19 @@ impl Cluster {
 
     /// Whether this node relays outbox shard `shard`.
     pub fn owns_shard(&self, shard: u32) -> bool {
-        self.owner_of(&format!("shard:{shard}")).id == self.me.id
+        let mut view = self.view();
+        let nodes = self.live_nodes_of(&mut view);
+        if view.shard_owners.0.len() != nodes.len()
+            || view.shard_owners.0.iter().zip(&nodes).any(|(known, node)| *known != node.id)
+        {
+            view.shard_owners = (nodes.iter().map(|node| node.id.clone()).collect(), HashMap::new());
+        }
+        if let Some(owned) = view.shard_owners.1.get(&shard) {
+            return *owned;
+        }
+        let owned = rendezvous_owner(&nodes, &format!("shard:{shard}")).is_none_or(|owner| owner.id == self.me.id);
+        view.shard_owners.1.insert(shard, owned);
+        owned
     }
 
     /// The relay's view of [`Cluster::owns_shard`], following membership as it changes.
@@ -319,8 +338,12 @@ mod tests {
         }
         assert_eq!(owners.len(), 3, "{owners:?}");
 
+        let shards_of_a = (0..64).filter(|shard| a.owns_shard(*shard)).count();
+        assert!((5..40).contains(&shards_of_a), "{shards_of_a}");
         a.suspect("b");
         assert_eq!(a.live_nodes(), vec![node("a"), node("c")]);
+        // b's shards moved: a owns more than before, and the cache followed.
+        assert!((0..64).filter(|shard| a.owns_shard(*shard)).count() > shards_of_a);
         for index in 0..300 {
             assert_ne!(a.owner_of(&format!("IMEI:{index}")).id, "b");
         }
