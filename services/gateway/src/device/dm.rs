@@ -97,7 +97,8 @@ async fn start_session(
     let session_id = new_session_id();
     tracing::Span::current().record("session_id", session_id.as_str());
     let event = SessionEvent::Initiation { session_id: session_id.clone(), package };
-    let input = StepInput { event, now: clock::now_millis(), known_epoch: None, package3_sha256: None };
+    let input =
+        StepInput { event, now: clock::now_millis(), known_epoch: None, package3_sha256: None, answered_here: true };
     let stepped = run_step(shared, device_id, input).await?;
     metrics().sessions_started.with_label_values::<&str>(&[]).inc();
     match stepped.next_state.filter(|state| !stepped.ended && state.id == session_id) {
@@ -149,19 +150,19 @@ pub(crate) async fn package3(
         metrics().packages.with_label_values(&["3", "in"]).inc();
         metrics().package_bytes.with_label_values(&["3"]).observe(body.len() as f64);
         let package3_sha256 = package3_digest(&body);
-        let session = match target {
-            SessionTarget::Actor(address) => address,
-            SessionTarget::Ended(state) => {
-                let reply = replay_ended(&state, &package3_sha256)?;
-                return Ok(package2_response(reply.body));
-            }
-        };
         let limits = MultipartLimits {
             max_body_bytes: config.max_body_bytes as u64,
             max_part_bytes: config.max_body_bytes as u64,
             package: ParseLimits { max_bytes: config.max_body_bytes, ..ParseLimits::DEFAULT },
         };
         let response = multipart::decode_response(&media_type, &body, &limits).map_err(multipart_refusal)?;
+        let session = match target {
+            SessionTarget::Actor(address) => address,
+            SessionTarget::Ended(state) => {
+                let reply = replay_ended(&state, &response, &package3_sha256)?;
+                return Ok(package2_response(reply.body));
+            }
+        };
         let message = Package3 { device_id, response, package3_sha256 };
         match deliver_package3(session, message).await {
             Ok(reply) => {

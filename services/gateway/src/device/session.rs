@@ -18,7 +18,10 @@
 //!
 //! The state keeps the digest of the last Package#3 and the Package#2 it
 //! produced: a retransmission (its Package#2 was lost, possibly with the
-//! node that sent it) gets that Package#2 again without a second step.
+//! node that sent it) gets that Package#2 again without a second step. A
+//! Package#3 carries no sequence number, and a device may answer two
+//! consecutive Package#2s with the same bytes (`[[200], [200]]`), so a digest
+//! match alone is not proof (see [`replay_for`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -95,8 +98,10 @@ impl SessionRegistry {
         }
         let session_id = state.id.clone();
         let device_id = state.device_id.clone();
+        let answered_here = lease_epoch.is_some();
         let address =
-            SessionActor { shared: shared.clone(), state, lease_epoch, expiry: None, finished: false }.start();
+            SessionActor { shared: shared.clone(), state, lease_epoch, answered_here, expiry: None, finished: false }
+                .start();
         map.by_device.insert(device_id.clone(), session_id.clone());
         map.by_session.insert(session_id, RegisteredSession { address: address.clone(), device_id });
         address
@@ -184,6 +189,9 @@ pub(crate) struct SessionActor {
     state: SessionState,
     /// The lease epoch under which `state` is known to be the stored one; `None` after a rehydration.
     lease_epoch: Option<u64>,
+    /// This actor sent (or re-sent) the state's last Package#2: a Package#3 with the same bytes as the
+    /// last one and as many statuses as that Package#2 has commands is taken as its answer, not a retransmission.
+    answered_here: bool,
     expiry: Option<SpawnHandle>,
     /// Ended, expired or moved to another node: every further package gets 410 until the actor is gone.
     finished: bool,
@@ -263,13 +271,14 @@ impl Handler<Package3> for SessionActor {
         let state = self.state.clone();
         let finished = self.finished;
         let known_epoch = self.lease_epoch;
+        let answered_here = self.answered_here;
         let span = tracing::info_span!("session.package3", device_id = %state.device_id, session_id = %state.id);
         let work = async move {
             if message.device_id != state.device_id {
                 return Err(HttpError::new(StatusCode::FORBIDDEN, "the session belongs to another device").into());
             }
             if finished || state.ended {
-                return match replayed(&state, &message.package3_sha256, known_epoch) {
+                return match replay_for(&state, &message.response, &message.package3_sha256, true, known_epoch) {
                     Some(stepped) => Ok(stepped),
                     None => Err(session_gone().into()),
                 };
@@ -292,6 +301,7 @@ impl Handler<Package3> for SessionActor {
                 now,
                 known_epoch,
                 package3_sha256: Some(message.package3_sha256),
+                answered_here,
             };
             let stepped = run_step(&shared, &device_id, input).await?;
             if !stepped.replayed {
@@ -307,6 +317,8 @@ impl Handler<Package3> for SessionActor {
                     if stepped.lease_epoch.is_some() {
                         actor.lease_epoch = stepped.lease_epoch;
                     }
+                    // Whether stepped or re-sent, the Package#2 of the state left from here.
+                    actor.answered_here = true;
                     let reply = PackageReply { body: stepped.reply, ended: stepped.ended };
                     match stepped.next_state {
                         Some(next) if !stepped.ended && !next.ended && next.id == actor.state.id => {
@@ -409,6 +421,8 @@ pub(crate) struct StepInput {
     pub known_epoch: Option<u64>,
     /// For a Package#3: [`package3_digest`] of its body.
     pub package3_sha256: Option<String>,
+    /// The caller's actor sent the last Package#2 of the event's state (see [`replay_for`]).
+    pub answered_here: bool,
 }
 
 /// A committed (or replayed) step.
@@ -427,13 +441,13 @@ pub(crate) struct Stepped {
 /// One step of a session under the device's lock and lease: load, step, encode, commit.
 /// A `SessionError` becomes its HTTP status and nothing is written.
 pub(crate) async fn run_step(shared: &EdgeShared, device_id: &str, input: StepInput) -> Result<Stepped, StepError> {
-    let StepInput { mut event, now, known_epoch, package3_sha256 } = input;
+    let StepInput { mut event, now, known_epoch, package3_sha256, answered_here } = input;
     let session_id = match &event {
         SessionEvent::Initiation { session_id, .. } => session_id.clone(),
         SessionEvent::Response { state, .. } | SessionEvent::Expiry { state } => state.id.clone(),
     };
     let is_expiry = matches!(event, SessionEvent::Expiry { .. });
-    if let Some(stepped) = replayed_event(&event, package3_sha256.as_deref(), known_epoch) {
+    if let Some(stepped) = replayed_event(&event, package3_sha256.as_deref(), !answered_here, known_epoch) {
         return Ok(stepped);
     }
     let _device_guard = shared.device_locks.lock(device_id).await;
@@ -450,8 +464,11 @@ pub(crate) async fn run_step(shared: &EdgeShared, device_id: &str, input: StepIn
             return Err(session_gone().into());
         };
         let awaiting_moved = awaited_ids_of(&stored.awaiting) != awaited_ids_of(&state.awaiting);
+        // A state another node moved on has a Package#2 this actor never sent.
+        let sent_elsewhere = !answered_here || stored != *state;
         set_event_state(&mut event, stored);
-        if let Some(stepped) = replayed_event(&event, package3_sha256.as_deref(), Some(snapshot.lease.epoch)) {
+        let epoch = Some(snapshot.lease.epoch);
+        if let Some(stepped) = replayed_event(&event, package3_sha256.as_deref(), sent_elsewhere, epoch) {
             return Ok(stepped);
         }
         if event_state(&event).is_some_and(|state| state.ended) {
@@ -568,16 +585,44 @@ fn awaited_ids_of(awaiting: &[SentCommand]) -> Vec<CommandId> {
     awaiting.iter().filter_map(|sent| sent.command_id).collect()
 }
 
-/// The Package#2 already sent for this very Package#3, when the event's state has it.
-fn replayed_event(event: &SessionEvent, package3_sha256: Option<&str>, lease_epoch: Option<u64>) -> Option<Stepped> {
+/// The Package#2 already sent for this very Package#3, when the event's state has it (see [`replay_for`]).
+fn replayed_event(
+    event: &SessionEvent,
+    package3_sha256: Option<&str>,
+    sent_elsewhere: bool,
+    lease_epoch: Option<u64>,
+) -> Option<Stepped> {
     match (event, package3_sha256) {
-        (SessionEvent::Response { state, .. }, Some(digest)) => replayed(state, digest, lease_epoch),
+        (SessionEvent::Response { state, response }, Some(digest)) => {
+            replay_for(state, response, digest, sent_elsewhere, lease_epoch)
+        }
         _ => None,
     }
 }
 
-fn replayed(state: &SessionState, package3_sha256: &str, lease_epoch: Option<u64>) -> Option<Stepped> {
+/// Whether a Package#3 whose body has `package3_sha256` is a retransmission of the one that
+/// produced `state`, and then that Package#2 again.
+///
+/// The digest must match. When the Package#3 has as many statuses as `state` awaits, it could
+/// also be the device's answer to that Package#2 that happens to have the same bytes: it is taken
+/// for a retransmission only when `sent_elsewhere` (the Package#2 left from another node or process,
+/// which may have died before it reached the device), and once: the actor that re-sends the
+/// Package#2 takes the next such Package#3 as the answer. The cost of a wrong guess there is one
+/// Package#2 run twice by the device (at least once, as after any failover), where the other guess
+/// would record statuses against the wrong commands. An ended state awaits nothing: any match is a
+/// retransmission of its last Package#3.
+fn replay_for(
+    state: &SessionState,
+    response: &MultipartResponse,
+    package3_sha256: &str,
+    sent_elsewhere: bool,
+    lease_epoch: Option<u64>,
+) -> Option<Stepped> {
     let replay = state.replay.as_ref().filter(|replay| replay.package3_sha256 == package3_sha256)?;
+    let could_answer_state = response.package.statuses.len() == state.awaiting.len();
+    if could_answer_state && !sent_elsewhere {
+        return None;
+    }
     metrics().replayed_packages.with_label_values::<&str>(&[]).inc();
     tracing::info!("retransmitted Package#3: answering with the Package#2 already sent");
     Some(Stepped {
@@ -598,6 +643,7 @@ async fn expire_session(shared: &EdgeShared, state: SessionState, known_epoch: O
         now: clock::now_millis(),
         known_epoch,
         package3_sha256: None,
+        answered_here: true,
     };
     match run_step(shared, &device_id, input).await {
         Ok(_) => Ok(()),
@@ -680,8 +726,12 @@ async fn rehydrate(shared: &Arc<EdgeShared>, session_id: &str, device_id: &str) 
 }
 
 /// For an ended session: its last Package#2 when `package3_sha256` is the Package#3 it answered, else 410.
-pub(crate) fn replay_ended(state: &SessionState, package3_sha256: &str) -> Result<PackageReply, HttpError> {
-    match replayed(state, package3_sha256, None) {
+pub(crate) fn replay_ended(
+    state: &SessionState,
+    response: &MultipartResponse,
+    package3_sha256: &str,
+) -> Result<PackageReply, HttpError> {
+    match replay_for(state, response, package3_sha256, true, None) {
         Some(stepped) => Ok(PackageReply { body: stepped.reply, ended: true }),
         None => Err(session_gone()),
     }
