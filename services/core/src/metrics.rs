@@ -61,6 +61,18 @@ pub struct Metrics {
     pub redis_round_trips: IntCounterVec,
     /// Session lease decisions, by `outcome`: granted, renewed, taken_over, held (load_session), fenced (commit).
     pub store_leases: IntCounterVec,
+    /// Kafka records sent, by `topic` and `outcome`: `acknowledged`, `retried` (failed, sent again) or `failed`.
+    pub bus_records_sent: IntCounterVec,
+    /// Kafka delivery failures, by `topic` and `error`: `timed_out`, `queue_full`, `broker`, `rejected`, `fatal`.
+    pub bus_delivery_failures: IntCounterVec,
+    /// Time for one `publish` call to return, in seconds, by `engine` (`jsonl`, `kafka`).
+    pub bus_publish_duration: HistogramVec,
+    /// Events handed to consumers, by `topic`.
+    pub bus_events_consumed: IntCounterVec,
+    /// Records on the bus that are not events of their topic, skipped by consumers, by `topic`.
+    pub bus_corrupt_records: IntCounterVec,
+    /// Consumer failures, by `engine` and `operation` (`fetch`, `commit`).
+    pub bus_consumer_errors: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -162,6 +174,33 @@ impl Metrics {
                 &["operation"],
             ),
             store_leases: counter("omadm_store_leases_total", "Session lease decisions, by outcome.", &["outcome"]),
+            bus_records_sent: counter(
+                "omadm_bus_records_sent_total",
+                "Kafka records sent, by topic and outcome.",
+                &["topic", "outcome"],
+            ),
+            bus_delivery_failures: counter(
+                "omadm_bus_delivery_failures_total",
+                "Kafka delivery failures, by topic and error class.",
+                &["topic", "error"],
+            ),
+            bus_publish_duration: histogram(
+                "omadm_bus_publish_duration_seconds",
+                "Time for one publish call to return.",
+                &["engine"],
+                LATENCY_BUCKETS,
+            ),
+            bus_events_consumed: counter("omadm_bus_events_consumed_total", "Events handed to consumers.", &["topic"]),
+            bus_corrupt_records: counter(
+                "omadm_bus_corrupt_records_total",
+                "Records that are not events of their topic, skipped by consumers.",
+                &["topic"],
+            ),
+            bus_consumer_errors: counter(
+                "omadm_bus_consumer_errors_total",
+                "Bus consumer failures, by engine and operation.",
+                &["engine", "operation"],
+            ),
             registry,
         }
     }

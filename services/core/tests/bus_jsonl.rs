@@ -1,11 +1,16 @@
-//! The JSONL bus over real files: one whole JSON line per event, one file per topic, durable appends.
+//! The JSONL bus over real files: one whole JSON line per event, one file per topic, durable appends;
+//! consumer groups with their commits in files; the Bus conformance suite.
 
 // Test helpers outside #[test] functions report failures by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use omadm_core::bus::conformance::{self, RawAppender, assert_nothing_more, take};
 use omadm_core::bus::{Bus, BusError, Event, JsonlBus, SCHEMA_VERSION, Topic};
 use omadm_core::metrics::metrics;
 use serde_json::{Value, json};
@@ -171,4 +176,156 @@ async fn a_failing_file_is_an_error_counted_and_healed_by_the_next_publish() {
     bus.publish(&retried).await.unwrap();
     assert_eq!(read_events(&path), retried);
     assert_eq!(metrics().events_published.with_label_values(&["campaigns"]).get(), published_before + 2);
+}
+
+/// A bus in a directory of its own.
+async fn fresh_bus() -> (Arc<dyn Bus>, tempfile::TempDir) {
+    let directory = tempfile::tempdir().unwrap();
+    let bus = omadm_core::bus::open(&format!("file://{}", directory.path().display()), "omadm.").await.unwrap();
+    (bus, directory)
+}
+
+mod suite {
+    omadm_core::bus_conformance_tests!(super::fresh_bus);
+}
+
+/// Appends lines to the topic files directly, as another writer (or a damaged disk) could.
+struct RawLines {
+    directory: PathBuf,
+}
+
+#[async_trait]
+impl RawAppender for RawLines {
+    async fn append_raw(&self, topic: Topic, _key: &str, value: &[u8]) {
+        let path = self.directory.join(format!("omadm.{}.jsonl", topic.name()));
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(value).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_lines_are_skipped_and_committed_past() {
+    let directory = tempfile::tempdir().unwrap();
+    let bus = Arc::new(JsonlBus::open(directory.path(), "omadm.").await.unwrap());
+    let raw = RawLines { directory: directory.path().to_owned() };
+    conformance::corrupt_records_are_skipped_and_committed_past(bus, &raw).await;
+}
+
+/// A group's commit is a small file beside the topics: the next line to read and the byte it starts at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_kept_in_offset_files() {
+    let directory = tempfile::tempdir().unwrap();
+    let bus = JsonlBus::open(directory.path(), "omadm.").await.unwrap();
+    let published = vec![event("o-1", Topic::Alerts, "IMEI:1"), event("o-2", Topic::Alerts, "IMEI:1")];
+    bus.publish(&published).await.unwrap();
+    let mut subscription = bus.subscribe("reporting/eu west", &[Topic::Alerts]).await.unwrap();
+    let deliveries = take(subscription.as_mut(), 2).await;
+    assert_eq!((deliveries[0].partition, deliveries[0].offset), (0, 0));
+    assert_eq!((deliveries[1].partition, deliveries[1].offset), (0, 1));
+    subscription.commit(&deliveries[..1]).await.unwrap();
+
+    // The group's name is kept readable but cannot leave its directory.
+    let offset_path = directory.path().join("consumers/reporting%2Feu%20west/omadm.alerts.offset");
+    let first_line_length =
+        std::fs::read_to_string(bus.topic_path(Topic::Alerts).unwrap()).unwrap().find('\n').unwrap() + 1;
+    let stored: Value = serde_json::from_slice(&std::fs::read(&offset_path).unwrap()).unwrap();
+    assert_eq!(stored, json!({"line": 1, "byte": first_line_length}));
+    subscription.commit(&deliveries).await.unwrap();
+    let stored: Value = serde_json::from_slice(&std::fs::read(&offset_path).unwrap()).unwrap();
+    assert_eq!(stored["line"], json!(2));
+    assert!(!directory.path().join("consumers/reporting%2Feu%20west/omadm.alerts.offset.tmp").exists());
+}
+
+/// A line still being written (no newline yet) is not delivered until it is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_being_written_waits_for_its_newline() {
+    let directory = tempfile::tempdir().unwrap();
+    let bus = JsonlBus::open(directory.path(), "omadm.").await.unwrap();
+    let path = bus.topic_path(Topic::Results).unwrap().to_owned();
+    let whole = serde_json::to_string(&event("w-1", Topic::Results, "IMEI:1")).unwrap();
+    let (head, tail) = whole.split_at(whole.len() / 2);
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(head.as_bytes()).unwrap();
+
+    let mut subscription = bus.subscribe("partial", &[Topic::Results]).await.unwrap();
+    assert_nothing_more(subscription.as_mut(), Duration::from_millis(300)).await;
+    file.write_all(tail.as_bytes()).unwrap();
+    file.write_all(b"\n").unwrap();
+    let deliveries = take(subscription.as_mut(), 1).await;
+    assert_eq!(deliveries[0].event.id, "w-1");
+}
+
+/// A publish of this process wakes a waiting subscription at once; another process's append is seen by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_subscription_sees_appends_soon() {
+    let directory = tempfile::tempdir().unwrap();
+    let bus = Arc::new(JsonlBus::open(directory.path(), "omadm.").await.unwrap());
+    let mut subscription = bus.subscribe("wake", &[Topic::Sessions]).await.unwrap();
+    let publisher = bus.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        publisher.publish(&[event("wake-1", Topic::Sessions, "IMEI:1")]).await.unwrap();
+    });
+    let started = Instant::now();
+    let batch = subscription.next_batch(10, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(5), "woken after {:?}", started.elapsed());
+
+    let raw = RawLines { directory: directory.path().to_owned() };
+    let line = serde_json::to_vec(&event("wake-2", Topic::Sessions, "IMEI:1")).unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        raw.append_raw(Topic::Sessions, "IMEI:1", &line).await;
+    });
+    let batch = subscription.next_batch(10, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(batch[0].event.id, "wake-2");
+}
+
+/// A topic file cut shorter than the group's commit (copytruncate rotation) is read again from its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_file_is_read_from_its_start() {
+    let directory = tempfile::tempdir().unwrap();
+    let bus = JsonlBus::open(directory.path(), "omadm.").await.unwrap();
+    bus.publish(&[event("t-1", Topic::Notifications, "IMEI:1"), event("t-2", Topic::Notifications, "IMEI:1")])
+        .await
+        .unwrap();
+    let mut subscription = bus.subscribe("rotation", &[Topic::Notifications]).await.unwrap();
+    let deliveries = take(subscription.as_mut(), 2).await;
+    subscription.commit(&deliveries).await.unwrap();
+    drop(subscription);
+
+    std::fs::File::options()
+        .write(true)
+        .open(bus.topic_path(Topic::Notifications).unwrap())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    bus.publish(&[event("t-3", Topic::Notifications, "IMEI:1")]).await.unwrap();
+    let mut subscription = bus.subscribe("rotation", &[Topic::Notifications]).await.unwrap();
+    let deliveries = take(subscription.as_mut(), 1).await;
+    assert_eq!((deliveries[0].event.id.as_str(), deliveries[0].offset), ("t-3", 0));
+
+    // Cut while subscribed: the reader notices too.
+    subscription.commit(&deliveries).await.unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(bus.topic_path(Topic::Notifications).unwrap())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    bus.publish(&[event("t-4", Topic::Notifications, "IMEI:1")]).await.unwrap();
+    let deliveries = take(subscription.as_mut(), 1).await;
+    assert_eq!(deliveries[0].event.id, "t-4");
+}
+
+/// An empty group name is refused; the same topic named twice is read once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_arguments() {
+    let (bus, _directory) = fresh_bus().await;
+    assert!(matches!(bus.subscribe("", &[Topic::Alerts]).await, Err(BusError::Io(_))));
+    bus.publish(&[event("twice-1", Topic::Alerts, "IMEI:1")]).await.unwrap();
+    let mut subscription = bus.subscribe("twice", &[Topic::Alerts, Topic::Alerts]).await.unwrap();
+    assert_eq!(take(subscription.as_mut(), 1).await[0].event.id, "twice-1");
+    assert_nothing_more(subscription.as_mut(), Duration::from_millis(200)).await;
 }

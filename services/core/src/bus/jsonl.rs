@@ -14,6 +14,11 @@
 //! and the file is reopened at the next publish, so a full disk or a replaced
 //! file heals without a restart. Files grow without bound: rotate them with
 //! `copytruncate` (appends go on at the new end).
+//!
+//! Consumer groups read the same files and keep their commits beside them
+//! ([`subscription`]).
+
+mod subscription;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -22,14 +27,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
-use super::{Bus, BusError, Event, Topic};
+use super::{Bus, BusError, Event, Subscription, Topic};
 use crate::metrics::metrics;
+use subscription::JsonlSubscription;
 
 /// The JSONL engine of [`Bus`].
 pub struct JsonlBus {
     directory: PathBuf,
     topics: Arc<HashMap<Topic, TopicFile>>,
+    /// Wakes this process's subscriptions after each publish.
+    appended: Arc<Notify>,
 }
 
 /// One topic's file, guarded so that one publisher writes at a time.
@@ -58,7 +67,7 @@ impl JsonlBus {
             let file = open_for_append(&path)?;
             topics.insert(topic, TopicFile { path, open: Mutex::new(Some(file)) });
         }
-        Ok(JsonlBus { directory, topics: Arc::new(topics) })
+        Ok(JsonlBus { directory, topics: Arc::new(topics), appended: Arc::new(Notify::new()) })
     }
 
     /// The directory holding the topic files.
@@ -112,6 +121,7 @@ impl Bus for JsonlBus {
         if events.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         // Encoded here (cheap, no I/O), grouped by topic in publish order.
         let mut lines_by_topic: HashMap<Topic, (Vec<u8>, u64)> = HashMap::new();
         for event in events {
@@ -140,14 +150,26 @@ impl Bus for JsonlBus {
         let result = written.unwrap_or_else(|join_error| {
             Err(BusError::Unavailable(format!("bus task did not complete: {join_error}")))
         });
-        if let Err(error) = &result {
-            tracing::warn!(%error, "publishing events failed");
+        match &result {
+            Ok(()) => self.appended.notify_waiters(),
+            Err(error) => tracing::warn!(%error, "publishing events failed"),
         }
+        super::observe_publish("jsonl", started);
         result
     }
 
-    async fn subscribe(&self, _group: &str, _topics: &[Topic]) -> Result<Box<dyn super::Subscription>, BusError> {
-        // CONTRACT STUB: consumer groups on JSONL files come with the Kafka engine.
-        Err(BusError::Unavailable("consumer groups are not implemented on JSONL files yet".to_owned()))
+    async fn subscribe(&self, group: &str, topics: &[Topic]) -> Result<Box<dyn Subscription>, BusError> {
+        let mut topic_paths: Vec<(Topic, PathBuf)> = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let path = self
+                .topic_path(*topic)
+                .ok_or_else(|| BusError::Unavailable(format!("no file for topic {}", topic.name())))?;
+            if !topic_paths.iter().any(|(known, _)| known == topic) {
+                topic_paths.push((*topic, path.to_owned()));
+            }
+        }
+        let subscription =
+            JsonlSubscription::join(&self.directory, group, topic_paths, Arc::clone(&self.appended)).await?;
+        Ok(Box::new(subscription))
     }
 }

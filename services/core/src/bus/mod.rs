@@ -1,16 +1,20 @@
 //! The Bus: events for analytics and the other roles, one topic per concern, behind one trait.
 //!
 //! `file:///var/lib/omadm/events` (or a plain path) appends one JSON line per
-//! event to a file per topic; `kafka://host:9092[,host:9092...]` produces to
-//! Kafka (idempotent, acks=all, keyed by [`Event::key`]). Every event carries an
-//! id that is stable across retries, so consumers drop repeats of at-least-once
-//! delivery.
+//! event to a file per topic ([`JsonlBus`]); `kafka://host:9092[,host:9092...]`
+//! produces to Kafka ([`KafkaBus`]: idempotent, acks=all, keyed by
+//! [`Event::key`], docs/kafka.md). Every event carries an id that is stable
+//! across retries, so consumers drop repeats of at-least-once delivery.
 //!
 //! Roles that consume (campaigns, notifier, tests) [`Bus::subscribe`] as a
 //! consumer group and [`Subscription::commit`] after processing: what was not
-//! committed is delivered again to the group's next subscription.
+//! committed is delivered again to the group's next subscription. Both engines
+//! pass one conformance suite (`bus::conformance`, feature `conformance`).
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod jsonl;
+mod kafka;
 pub mod relay;
 
 use async_trait::async_trait;
@@ -19,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 
 pub use jsonl::JsonlBus;
+pub use kafka::KafkaBus;
 
 /// The current version of every event schema (docs/events.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -115,11 +120,74 @@ pub trait Bus: Send + Sync + 'static {
     async fn subscribe(&self, group: &str, topics: &[Topic]) -> Result<Box<dyn Subscription>, BusError>;
 }
 
+/// How a bus is opened, beyond its URL. The JSONL engine reads only the prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusOptions {
+    /// Put before every topic name: `omadm.` makes `omadm.results`.
+    pub topic_prefix: String,
+    /// Partitions of each topic the Kafka engine creates (existing topics are left as they are).
+    pub partitions: i32,
+    /// Replicas of each partition the Kafka engine creates: 3 on a production cluster.
+    pub replication_factor: i32,
+    /// The Kafka `client.id`, shown in broker logs and quotas: e.g. the node id.
+    pub client_id: String,
+    /// librdkafka settings applied after ours, e.g. `security.protocol=SASL_SSL`.
+    pub kafka_settings: Vec<(String, String)>,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        BusOptions {
+            topic_prefix: "omadm.".to_owned(),
+            partitions: 6,
+            replication_factor: 1,
+            client_id: "omadm".to_owned(),
+            kafka_settings: Vec::new(),
+        }
+    }
+}
+
 /// Opens the bus named by `url`: `file:///path` or a bare path for JSONL files.
 pub async fn open(url: &str, topic_prefix: &str) -> Result<std::sync::Arc<dyn Bus>, BusError> {
+    open_with(url, &BusOptions { topic_prefix: topic_prefix.to_owned(), ..BusOptions::default() }).await
+}
+
+/// Opens the bus named by `url`: `file:///path` or a bare path for JSONL files,
+/// `kafka://host:port[,host:port...]` for Kafka.
+pub async fn open_with(url: &str, options: &BusOptions) -> Result<std::sync::Arc<dyn Bus>, BusError> {
+    if let Some(brokers) = url.strip_prefix("kafka://") {
+        return Ok(std::sync::Arc::new(KafkaBus::connect(brokers, options).await?));
+    }
     let path = url.strip_prefix("file://").unwrap_or(url);
     if path.contains("://") {
         return Err(BusError::UnsupportedUrl(url.to_owned()));
     }
-    Ok(std::sync::Arc::new(JsonlBus::open(std::path::Path::new(path), topic_prefix).await?))
+    Ok(std::sync::Arc::new(JsonlBus::open(std::path::Path::new(path), &options.topic_prefix).await?))
+}
+
+/// Reads one record (a JSONL line or a Kafka value) found on `topic` back into an event.
+///
+/// A record that is not an event, or an event of another topic, is
+/// [`BusError::Corrupt`]: consumers skip it rather than stop on it.
+fn decode_record(topic: Topic, bytes: &[u8]) -> Result<Event, BusError> {
+    let corrupt = |reason: String| BusError::Corrupt { topic: topic.name().to_owned(), reason };
+    let event: Event = serde_json::from_slice(bytes).map_err(|error| corrupt(error.to_string()))?;
+    if event.topic != topic {
+        return Err(corrupt(format!("event {} names topic {}", event.id, event.topic.name())));
+    }
+    Ok(event)
+}
+
+/// Records how long one `publish` call of `engine` took.
+fn observe_publish(engine: &'static str, started: std::time::Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    crate::metrics::metrics().bus_publish_duration.with_label_values(&[engine]).observe(seconds);
+}
+
+impl Topic {
+    /// The topic whose full name is `full_name` under `prefix` (`omadm.results` -> Results).
+    fn from_full_name(prefix: &str, full_name: &str) -> Option<Topic> {
+        let name = full_name.strip_prefix(prefix)?;
+        Topic::ALL.into_iter().find(|topic| topic.name() == name)
+    }
 }
