@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use omadm_core::bus::BusOptions;
 use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
 use omadm_core::session::SessionConfig;
 use omadm_gateway::cluster::{Cluster, ClusterConfig, random_node_id};
@@ -137,6 +138,21 @@ pub struct ServeArgs {
     /// [serve default: {data-dir}/events; required by gateway].
     #[arg(long, env = "OMADM_KAFKA", value_name = "BROKERS")]
     pub kafka: Option<String>,
+    /// Partitions of each topic created on Kafka (existing topics are left as they are) [default: 6].
+    #[arg(long, env = "OMADM_KAFKA_PARTITIONS", value_name = "N")]
+    pub kafka_partitions: Option<i32>,
+    /// Replicas of each partition created on Kafka [default: 1; 3 on a production cluster].
+    #[arg(long, env = "OMADM_KAFKA_REPLICATION", value_name = "N")]
+    pub kafka_replication: Option<i32>,
+    /// A librdkafka setting as KEY=VALUE (security.protocol=SASL_SSL...), applied after omadm's; repeatable.
+    #[arg(
+        long = "kafka-setting",
+        env = "OMADM_KAFKA_SETTINGS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub kafka_settings: Option<Vec<String>>,
     /// Address of the internal listener, where peers forward device requests [default: none, peers never forward here].
     #[arg(long, env = "OMADM_INTERNAL_LISTEN", value_name = "HOST:PORT")]
     pub internal_listen: Option<String>,
@@ -219,6 +235,9 @@ struct FileConfig {
     topic_prefix: Option<String>,
     redis: Option<String>,
     kafka: Option<String>,
+    kafka_partitions: Option<i32>,
+    kafka_replication: Option<i32>,
+    kafka_settings: Option<Vec<String>>,
     internal_listen: Option<String>,
     internal_url: Option<String>,
     node_id: Option<String>,
@@ -287,6 +306,9 @@ pub struct Settings {
     pub redis: Option<String>,
     /// The bus URL given by --kafka; `None` for the JSONL files under the data dir.
     pub bus: Option<String>,
+    pub kafka_partitions: i32,
+    pub kafka_replication: i32,
+    pub kafka_settings: Vec<(String, String)>,
     pub internal_listen: Option<String>,
     pub internal_url: Option<String>,
     pub node_id: Option<String>,
@@ -341,6 +363,15 @@ fn resolve_settings(args: ServeArgs, file: FileConfig, role: Role) -> anyhow::Re
         role,
         redis: args.redis.or(file.redis).map(|url| redis_url(&url)),
         bus: args.kafka.or(file.kafka).map(|brokers| bus_url(&brokers)),
+        kafka_partitions: args.kafka_partitions.or(file.kafka_partitions).unwrap_or(6),
+        kafka_replication: args.kafka_replication.or(file.kafka_replication).unwrap_or(1),
+        kafka_settings: args
+            .kafka_settings
+            .or(file.kafka_settings)
+            .unwrap_or_default()
+            .iter()
+            .map(|pair| parse_kafka_setting(pair))
+            .collect::<anyhow::Result<_>>()?,
         internal_listen: args.internal_listen.or(file.internal_listen),
         internal_url: args.internal_url.or(file.internal_url).map(|url| url.trim_end_matches('/').to_owned()),
         node_id: args.node_id.or(file.node_id),
@@ -433,6 +464,9 @@ fn check_settings(settings: &Settings) -> anyhow::Result<()> {
     if settings.lease_ttl.is_zero() || settings.forward_timeout.is_zero() {
         bail!("--lease-ttl-ms and --forward-timeout-ms must be above 0");
     }
+    if settings.kafka_partitions < 1 || settings.kafka_replication < 1 {
+        bail!("--kafka-partitions and --kafka-replication must be at least 1");
+    }
     if settings.outbox_limit == 0 {
         bail!("--outbox-limit must be at least 1");
     }
@@ -452,6 +486,14 @@ fn check_settings(settings: &Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `KEY=VALUE` of `--kafka-setting`.
+fn parse_kafka_setting(pair: &str) -> anyhow::Result<(String, String)> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => bail!("--kafka-setting {pair:?} must be KEY=VALUE"),
+    }
 }
 
 /// `--redis` as a store URL: a bare `host:port` means `redis://host:port`.
@@ -551,7 +593,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(url) => url.clone(),
         None => settings.data_dir.join("events").to_string_lossy().into_owned(),
     };
-    let bus = omadm_core::bus::open(&bus_url, &settings.topic_prefix)
+    let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
+    let bus_options = BusOptions {
+        topic_prefix: settings.topic_prefix.clone(),
+        partitions: settings.kafka_partitions,
+        replication_factor: settings.kafka_replication,
+        client_id: format!("omadm-{node_id}"),
+        kafka_settings: settings.kafka_settings.clone(),
+    };
+    let bus = omadm_core::bus::open_with(&bus_url, &bus_options)
         .await
         .with_context(|| format!("cannot open the event bus at {}", shown_url(&bus_url)))?;
 
@@ -595,7 +645,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         bootstrap: settings.bootstrap.clone(),
     };
     let cluster = Arc::new(Cluster::new(ClusterConfig {
-        node_id: settings.node_id.clone().unwrap_or_else(random_node_id),
+        node_id,
         internal_url: internal_url.clone(),
         internal_token,
         heartbeat_interval: settings.heartbeat_interval,
