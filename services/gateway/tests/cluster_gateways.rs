@@ -10,11 +10,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cluster_support::redis_server::RedisServer;
-use cluster_support::{BeforeCommit, DEVICE_ID_HEADER, PASSWORD, TestCluster, TestDevice, package2, session_path};
+use cluster_support::{
+    BeforeCommit, DEVICE_ID_HEADER, Node, PASSWORD, TestCluster, TestDevice, package2, session_path,
+};
+use omadm_core::bus::relay::OutboxRelay;
 use omadm_core::clock;
 use omadm_core::cluster::LeaseRequest;
 use omadm_core::metrics::metrics;
-use omadm_core::model::{CommandId, CommandState};
+use omadm_core::model::{CommandId, CommandOrigin, CommandState, NewCommand};
+use omadm_core::store::WriteBatch;
 use omadm_proto::command::Command;
 use omadm_proto::package::InitiationPackage;
 use omadm_proto::package::media::INITIATION_JSON;
@@ -329,4 +333,66 @@ async fn after_a_failover_the_same_answer_as_the_last_one_is_taken_for_a_retrans
     let (last, _) = package2(device.package3(a, &path, &answer).await).await;
     assert!(last.ends_session(), "{last:?}");
     each_result_recorded_once(&cluster, &device_id, &commands).await;
+}
+
+#[actix_rt::test]
+async fn a_full_outbox_gives_503_and_not_ready_until_the_relay_drains_it() {
+    let redis = RedisServer::start();
+    let options = omadm_core::store::StoreOptions { outbox_limit_per_shard: 4 };
+    let store = omadm_core::store::open_with(&redis.url(), &options).await.unwrap();
+    let events = tempfile::tempdir().unwrap();
+    let bus = omadm_core::bus::open(events.path().to_str().unwrap(), "omadm.").await.unwrap();
+    // No relay: the bus is as good as down, and the outbox fills up.
+    let node = Node::start_with("node-a", store.clone(), bus.clone(), false).await;
+    let device_id = "IMEI:full-outbox";
+    let device = omadm_core::model::Device::new(
+        device_id,
+        omadm_core::auth::credentials_for(device_id, omadm_core::auth::DEFAULT_REALM, PASSWORD),
+        clock::now_millis(),
+    );
+    store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+    let commands: Vec<NewCommand> = (0..6)
+        .map(|index| NewCommand {
+            command: Command::from_json(&serde_json::json!(["EXEC", format!("urn:oma:mo:test:1.0//Op{index}")]))
+                .unwrap(),
+            origin: CommandOrigin::Operator,
+        })
+        .collect();
+    store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap();
+    let full_before = metrics().outbox_full.get();
+    let device = TestDevice::new(device_id);
+    let (mut reply, _) = package2(device.package1(&node).await).await;
+    let path = session_path(&reply);
+
+    let mut refused = None;
+    for _ in 0..6 {
+        let answer = TestDevice::answer(&reply);
+        let response = device.package3(&node, &path, &answer).await;
+        if response.status() == 503 {
+            refused = Some((response, answer));
+            break;
+        }
+        (reply, _) = package2(response).await;
+    }
+    let (response, answer) = refused.expect("the outbox never filled up");
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(metrics().outbox_full.get() > full_before);
+    let not_ready = device.client().get(node.url("/readyz")).send().await.unwrap();
+    assert_eq!(not_ready.status(), 503);
+    assert_eq!(not_ready.json::<serde_json::Value>().await.unwrap()["error"], "the outbox is full");
+
+    // The broker is back: the outbox drains, readiness returns by itself, and the refused package goes through.
+    let relay = OutboxRelay::spawn(store.clone(), bus.clone());
+    relay.drain().await.unwrap();
+    let ready = device.client().get(node.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let (next, _) = package2(device.package3(&node, &path, &answer).await).await;
+    let mut reply = next;
+    while !reply.ends_session() {
+        // This node has no waker of that relay: each step's events are drained before the next step.
+        relay.drain().await.unwrap();
+        (reply, _) = package2(device.package3(&node, &path, &TestDevice::answer(&reply)).await).await;
+    }
+    let records = store.list_commands(device_id, None, 10).await.unwrap();
+    assert!(records.iter().all(|record| record.state == CommandState::Done && record.attempts == 1), "{records:?}");
 }

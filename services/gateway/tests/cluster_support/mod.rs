@@ -103,12 +103,17 @@ struct Running {
     public: Server,
     internal: Server,
     membership: Membership,
-    relay: OutboxRelay,
+    relay: Option<OutboxRelay>,
 }
 
 impl Node {
     /// Starts node `id` on `store` (its own connection), publishing to `bus`.
     pub async fn start(id: &str, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Node {
+        Self::start_with(id, store, bus, true).await
+    }
+
+    /// Like [`Node::start`]; without `relay` nothing moves the outbox to the bus (as while the broker is down).
+    pub async fn start_with(id: &str, store: Arc<dyn Store>, bus: Arc<dyn Bus>, relay: bool) -> Node {
         let public_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let internal_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", public_listener.local_addr().unwrap());
@@ -118,11 +123,11 @@ impl Node {
         let edge = DeviceEdge::clustered(state.clone(), DeviceEdgeOptions::default(), cluster.clone());
         let membership = edge.join_cluster().await.unwrap();
         let relay_config = RelayConfig { ownership: cluster.shard_ownership(), ..RelayConfig::default() };
-        let relay = OutboxRelay::spawn_with(store.clone(), bus, relay_config);
+        let relay = relay.then(|| OutboxRelay::spawn_with(store.clone(), bus, relay_config));
         edge.recover().await.unwrap();
         let options = ServerOptions {
             workers: Some(1),
-            outbox_waker: Some(relay.waker()),
+            outbox_waker: relay.as_ref().map(OutboxRelay::waker),
             shutdown_timeout: Duration::from_secs(1),
             ..ServerOptions::default()
         };
