@@ -701,12 +701,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A backend URL for messages: without the password a `redis://user:password@host` may carry.
+/// A backend URL (or comma list of URLs) for messages: without the passwords `redis://user:password@host` may carry.
 fn shown_url(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
-        _ => url.to_owned(),
-    }
+    url.split(',')
+        .map(|part| match (part.split_once("://"), part.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The operator API token and where it came from.
@@ -879,6 +882,57 @@ mod tests {
         assert!(resolve_settings(bad_default, FileConfig::default(), Role::Serve).is_err());
         let bad_url = ServeArgs { public_url: Some("dms.example.com".to_owned()), ..ServeArgs::default() };
         assert!(resolve_settings(bad_url, FileConfig::default(), Role::Serve).is_err());
+    }
+
+    #[test]
+    fn a_gateway_needs_shared_backends_and_names_what_is_missing() {
+        let error = resolve_settings(ServeArgs::default(), FileConfig::default(), Role::Gateway).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "omadm gateway needs --redis, --kafka, --admin-token, --public-url, --internal-listen"
+        );
+        let file: FileConfig = toml::from_str(
+            r#"
+            redis = "10.0.0.2:6379"
+            kafka = "10.0.0.5:9092,10.0.0.6:9092"
+            internal_listen = "10.0.0.7:8081"
+            public_url = "https://dm.example.com/"
+            kafka_settings = ["security.protocol=SASL_SSL"]
+            node_ttl_ms = 8000
+            "#,
+        )
+        .unwrap();
+        let args = ServeArgs { admin_token: Some("0123456789abcdef".to_owned()), ..ServeArgs::default() };
+        let settings = resolve_settings(args, file, Role::Gateway).unwrap();
+        assert_eq!(settings.redis.as_deref(), Some("redis://10.0.0.2:6379"));
+        assert_eq!(settings.bus.as_deref(), Some("kafka://10.0.0.5:9092,10.0.0.6:9092"));
+        assert_eq!(settings.public_url.as_deref(), Some("https://dm.example.com"));
+        assert_eq!(settings.kafka_settings, vec![("security.protocol".to_owned(), "SASL_SSL".to_owned())]);
+        assert_eq!(settings.node_ttl, Duration::from_secs(8));
+        assert_eq!(settings.heartbeat_interval, Duration::from_secs(1));
+        // URLs with a scheme are kept as given.
+        assert_eq!(redis_url("redis+cluster://a:1,b:2"), "redis+cluster://a:1,b:2");
+        assert_eq!(bus_url("file:///tmp/events"), "file:///tmp/events");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let ttl_below_interval =
+            ServeArgs { heartbeat_interval_ms: Some(2_000), node_ttl_ms: Some(1_000), ..ServeArgs::default() };
+        assert!(resolve_settings(ttl_below_interval, FileConfig::default(), Role::Serve).is_err());
+        let short_token = ServeArgs { internal_token: Some("short".to_owned()), ..ServeArgs::default() };
+        assert!(resolve_settings(short_token, FileConfig::default(), Role::Serve).is_err());
+        let not_hex = ServeArgs { nonce_key: Some("zz".to_owned()), ..ServeArgs::default() };
+        assert!(resolve_settings(not_hex, FileConfig::default(), Role::Serve).is_err());
+        let bad_setting = ServeArgs { kafka_settings: Some(vec!["novalue".to_owned()]), ..ServeArgs::default() };
+        assert!(resolve_settings(bad_setting, FileConfig::default(), Role::Serve).is_err());
+        // Every node derives the same secrets from the same admin token, different ones per purpose.
+        assert_eq!(derived_secret("token-1", "internal"), derived_secret("token-1", "internal"));
+        assert_ne!(derived_secret("token-1", "internal"), derived_secret("token-1", "nonce-key"));
+        assert_ne!(derived_secret("token-1", "internal"), derived_secret("token-2", "internal"));
+        assert_eq!(shown_url("redis://user:secret@10.0.0.2:6379"), "redis://***@10.0.0.2:6379");
+        assert_eq!(shown_url("redis://10.0.0.2:6379"), "redis://10.0.0.2:6379");
+        assert_eq!(shown_url("redis://:pw@a:1,redis://:pw@b:2"), "redis://***@a:1,redis://***@b:2");
     }
 
     #[test]
