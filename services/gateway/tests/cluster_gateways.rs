@@ -9,6 +9,7 @@ mod cluster_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use cluster_support::redis_cluster::RedisCluster;
 use cluster_support::redis_server::RedisServer;
 use cluster_support::{
     BeforeCommit, DEVICE_ID_HEADER, Node, PASSWORD, TestCluster, TestDevice, package2, session_path,
@@ -158,6 +159,27 @@ async fn a_session_goes_on_after_its_owner_dies_and_each_result_is_recorded_once
     let sessions = cluster.store().list_sessions(&device_id, 5).await.unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].outcome, omadm_core::model::SessionOutcome::Ended);
+}
+
+#[actix_rt::test]
+async fn on_redis_cluster_a_forwarded_session_survives_its_owners_death() {
+    let redis = RedisCluster::start();
+    let cluster = TestCluster::start(&redis.url(), &["node-a", "node-b", "node-c"]).await;
+    assert_eq!(cluster.store().outbox_shards(), 16_384);
+    let device_id = cluster.register_device_owned_by("node-b", "rc").await;
+    let commands = cluster.enqueue_execs(&device_id, 6).await;
+    let device = TestDevice::new(&device_id);
+    let (a, b) = (cluster.node("node-a"), cluster.node("node-b"));
+
+    // Package#1 and the first Package#3 at A, forwarded to B.
+    let (first, _) = package2(device.package1(a).await).await;
+    assert_eq!(b.edge.active_sessions(), 1);
+    let path = session_path(&first);
+    let (second, _) = package2(device.package3(a, &path, &TestDevice::answer(&first)).await).await;
+    b.kill().await;
+    // The rest at C, which takes the session over; the relays of A and C publish the shards they own.
+    run_to_end(&cluster, &device, &path, second, |_| "node-c").await;
+    each_result_recorded_once(&cluster, &device_id, &commands).await;
 }
 
 #[actix_rt::test]

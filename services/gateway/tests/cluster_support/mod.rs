@@ -10,6 +10,7 @@
 // Test scaffolding: a failed setup step should fail the test loudly.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+pub mod redis_cluster;
 pub mod redis_server;
 
 use std::net::TcpListener;

@@ -15,6 +15,7 @@ use tempfile::TempDir;
 pub struct RedisServer {
     port: u16,
     durable: bool,
+    extra: Vec<String>,
     directory: TempDir,
     child: Option<Child>,
 }
@@ -30,11 +31,25 @@ impl RedisServer {
         Self::start_with(true)
     }
 
-    fn start_with(durable: bool) -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = RedisServer { port, durable, directory: tempfile::tempdir().unwrap(), child: None };
+    /// Starts a server that keeps nothing across restarts, with `extra` arguments (`--cluster-enabled yes`...).
+    pub fn start_with_args(extra: Vec<String>) -> RedisServer {
+        let port = free_port();
+        let mut server =
+            RedisServer { port, durable: false, extra, directory: tempfile::tempdir().unwrap(), child: None };
         server.restart();
         server
+    }
+
+    fn start_with(durable: bool) -> RedisServer {
+        let port = free_port();
+        let mut server =
+            RedisServer { port, durable, extra: Vec::new(), directory: tempfile::tempdir().unwrap(), child: None };
+        server.restart();
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn url(&self) -> String {
@@ -60,6 +75,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(persistence)
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.directory.path())
             .stdout(Stdio::null())
@@ -83,6 +99,11 @@ impl RedisServer {
         let mut answer = [0_u8; 7];
         stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
     }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Drop for RedisServer {
