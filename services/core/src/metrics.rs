@@ -44,6 +44,19 @@ pub struct Metrics {
     pub outbox_backlog: IntGauge,
     /// Commits refused because their outbox shard was full (`StoreError::OutboxFull`); counted by the caller.
     pub outbox_full: IntCounter,
+    /// Device requests this node tried to forward to another node, by `outcome`: `relayed` (the owner
+    /// answered), `owner_unreachable` (handled here instead), `refused` (the owner refused the internal
+    /// token), `hop_limit` (a lease held elsewhere after the last allowed hop).
+    pub forwards: IntCounterVec,
+    /// Session steps for which this node took a device's session over from another lease
+    /// (rehydrated from the store, or the lease epoch moved since this node's last step).
+    pub lease_takeovers: IntCounterVec,
+    /// Session steps whose commit the store refused because the lease had moved (nothing written).
+    pub fenced_steps: IntCounterVec,
+    /// Retransmitted Package#3s answered with the Package#2 already sent, without a second step.
+    pub replayed_packages: IntCounterVec,
+    /// Live gateway nodes in this node's view (suspects excluded).
+    pub live_nodes: IntGauge,
     /// Requests the Redis store engine sent, by store `operation` (load_session, commit...).
     pub redis_round_trips: IntCounterVec,
     /// Session lease decisions, by `outcome`: granted, renewed, taken_over, held (load_session), fenced (commit).
@@ -134,6 +147,27 @@ impl Metrics {
                 "omadm_outbox_full_total",
                 "Commits refused because their outbox shard held its bound of events.",
             ),
+            forwards: counter(
+                "omadm_forwards_total",
+                "Device requests forwarded to another node, by outcome.",
+                &["outcome"],
+            ),
+            lease_takeovers: counter(
+                "omadm_lease_takeovers_total",
+                "Session steps that took a device's session over from another lease.",
+                &[],
+            ),
+            fenced_steps: counter(
+                "omadm_fenced_steps_total",
+                "Session steps refused because the device's lease had moved.",
+                &[],
+            ),
+            replayed_packages: counter(
+                "omadm_replayed_packages_total",
+                "Retransmitted Package#3s answered with the Package#2 already sent.",
+                &[],
+            ),
+            live_nodes: gauge("omadm_cluster_live_nodes", "Live gateway nodes in this node's view."),
             redis_round_trips: counter(
                 "omadm_redis_round_trips_total",
                 "Requests the Redis store engine sent, by store operation.",

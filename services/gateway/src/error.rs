@@ -32,16 +32,36 @@ impl HttpError {
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, reason).with_header("Retry-After", "5")
     }
+    /// The request belongs to another node right now (the device's session moved): retrying soon reaches it.
+    pub fn retry_soon(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, reason).with_header("Retry-After", "1")
+    }
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_owned(), value.into()));
         self
     }
 }
 
+/// Every store failure is 503 with `Retry-After`: a full outbox (the bus has been down
+/// for long) is counted in `omadm_outbox_full_total`, a moved lease asks for a retry at once.
 impl From<omadm_core::store::StoreError> for HttpError {
     fn from(error: omadm_core::store::StoreError) -> Self {
-        tracing::error!(%error, "store failure");
-        HttpError::unavailable(format!("storage unavailable: {error}"))
+        use omadm_core::store::StoreError;
+        match &error {
+            StoreError::OutboxFull { .. } => {
+                omadm_core::metrics::metrics().outbox_full.inc();
+                tracing::warn!(%error, "commit refused: the outbox is full");
+                HttpError::unavailable(format!("events cannot be accepted now: {error}"))
+            }
+            StoreError::Fenced { .. } => {
+                tracing::warn!(%error, "commit refused: the lease moved");
+                HttpError::retry_soon(error.to_string())
+            }
+            _ => {
+                tracing::error!(%error, "store failure");
+                HttpError::unavailable(format!("storage unavailable: {error}"))
+            }
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! omadm-gateway: the HTTP edge of the server, thin shells around omadm-core.
 //!
 //! - [`device`]: `/dm` and `/dm/s/{sid}` (session actors), `/repo/{path}`, `/bootstrap`.
+//! - [`cluster`]: membership, ownership of devices and outbox shards, forwarding to the owner.
 //! - [`api`]: the operator API under `/api/v1` with its OpenAPI document.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`server`]: the actix-web server: workers, limits, tracing, graceful shutdown.
+//! - [`server`]: the actix-web servers (public and internal listener): workers, limits, tracing, graceful shutdown.
 //!
 //! Handlers parse, call core (store, bus, session machine), and answer; no
 //! protocol or domain logic lives here.
 
 pub mod api;
+pub mod cluster;
 pub mod device;
 mod error;
 pub mod ops;

@@ -3,11 +3,16 @@
 //! ```text
 //! GET /healthz -> 200 {"status": "ok"}
 //! GET /readyz  -> 200 {"status": "ready"} | 503 {"error": "shutting down"} / {"error": "store unavailable: ..."}
+//!                                           / {"error": "the outbox is full"} / {"error": "no heartbeat accepted ..."}
 //! GET /metrics -> text/plain; version=0.0.4
 //! ```
 //!
 //! Readiness answers 503 as soon as a graceful shutdown begins, so load
-//! balancers drain the node while in-flight packages finish.
+//! balancers drain the node while in-flight packages finish; while the store
+//! does not answer (probed at each call, with a timeout); while a commit of
+//! this node found its outbox shard full (until the relay drained it below
+//! that length); and in a cluster while this node's heartbeats do not get
+//! through. Each condition clears by itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,6 +20,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::metrics::metrics;
 
+use crate::cluster::Cluster;
 use crate::{AppState, HttpError};
 
 /// The Prometheus text exposition format.
@@ -67,19 +73,43 @@ async fn get_readyz(request: HttpRequest, state: web::Data<AppState>) -> Result<
     if shutting_down {
         return Err(HttpError::unavailable("shutting down"));
     }
-    // A cheap call that touches the store, and keeps the outbox backlog gauge fresh.
-    match tokio::time::timeout(STORE_PROBE_TIMEOUT, state.store.outbox_len()).await {
-        Ok(Ok(backlog)) => {
-            metrics().outbox_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
-            Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
-        }
+    // One request that touches the store (one outbox shard's length; the relay keeps the backlog gauge).
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, state.store.outbox_lengths(&[0])).await {
+        Ok(Ok(_)) => {}
         Ok(Err(error)) => {
-            metrics().store_errors.with_label_values(&["outbox_len"]).inc();
-            Err(HttpError::unavailable(format!("store unavailable: {error}")))
+            metrics().store_errors.with_label_values(&["outbox_lengths"]).inc();
+            return Err(HttpError::unavailable(format!("store unavailable: {error}")));
         }
         Err(_elapsed) => {
-            metrics().store_errors.with_label_values(&["outbox_len"]).inc();
-            Err(HttpError::unavailable(format!("store did not answer within {} s", STORE_PROBE_TIMEOUT.as_secs())))
+            metrics().store_errors.with_label_values(&["outbox_lengths"]).inc();
+            return Err(HttpError::unavailable(format!(
+                "store did not answer within {} s",
+                STORE_PROBE_TIMEOUT.as_secs()
+            )));
+        }
+    }
+    if let Some(cluster) = request.app_data::<web::Data<Cluster>>() {
+        probe_full_shards(cluster, &state).await;
+        if let Some(reason) = cluster.degraded() {
+            return Err(HttpError::unavailable(reason));
+        }
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+}
+
+/// Outbox shards that refused a commit as full count as drained once they hold fewer events than then.
+async fn probe_full_shards(cluster: &Cluster, state: &AppState) {
+    let full = cluster.full_shards();
+    if full.is_empty() {
+        return;
+    }
+    let shards: Vec<u32> = full.iter().map(|(shard, _)| *shard).collect();
+    let Ok(Ok(lengths)) = tokio::time::timeout(STORE_PROBE_TIMEOUT, state.store.outbox_lengths(&shards)).await else {
+        return;
+    };
+    for ((shard, refused_at), now) in full.iter().zip(lengths) {
+        if now < *refused_at {
+            cluster.shard_drained(*shard);
         }
     }
 }

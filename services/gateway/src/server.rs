@@ -1,4 +1,5 @@
-//! The HTTP server of one node: the device edge, the operator API and the operations endpoints on one listener.
+//! The HTTP servers of one node: the device edge, the operator API and the operations endpoints on the public
+//! listener; the DM routes for requests forwarded by peers, and `/healthz`, on the internal listener.
 //!
 //! Around every route: a tracing span per request (with the `OMADM-DevID`
 //! header as `device_id`), HTTP metrics by route pattern (never the raw
@@ -12,6 +13,10 @@
 //! println!("listening on {}", server.local_addr());
 //! server.shutdown(relay).await?;   // readyz 503, stop accepting, finish in-flight requests, drain the outbox
 //! ```
+//!
+//! The internal listener ([`run_internal`]) refuses every request but `/healthz`
+//! that lacks the cluster's token (`OMADM-Internal-Token`) with 403 and
+//! `OMADM-Internal-Refused`, so a peer tells a misconfiguration from a device's 403.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -46,8 +51,8 @@ pub struct ServerOptions {
     pub keep_alive: Duration,
     /// On graceful stop, in-flight requests get this long to finish before workers are stopped.
     pub shutdown_timeout: Duration,
-    /// Pokes the outbox relay; handlers that commit events get it as app data (`OutboxWaker`)
-    /// so events reach the bus at once instead of at the relay's next poll.
+    /// Pokes the outbox relay; handlers that commit events get it as app data (`OutboxWaker`), and session
+    /// steps wake the shards of their events, so events reach the bus at once instead of at the next sweep.
     pub outbox_waker: Option<OutboxWaker>,
 }
 
@@ -128,6 +133,9 @@ pub async fn run(
     options: ServerOptions,
 ) -> io::Result<Server> {
     let local_addr = listener.local_addr()?;
+    if let Some(waker) = &options.outbox_waker {
+        edge.set_outbox_waker(waker.clone());
+    }
     let readiness = web::Data::new(Readiness::new());
     let app_readiness = readiness.clone();
     let max_body_bytes = state.config.max_body_bytes;
@@ -176,6 +184,76 @@ pub async fn run(
     let task = tokio::spawn(server);
     tracing::info!(%local_addr, "HTTP server listening");
     Ok(Server { local_addr, handle, readiness, task })
+}
+
+/// Starts the internal listener of a cluster node on `listener`: the DM routes of `edge` for requests
+/// forwarded by peers (token checked) and `/healthz`. Stop it with [`Server::stop`] after the public one.
+pub async fn run_internal(
+    state: web::Data<AppState>,
+    edge: DeviceEdge,
+    listener: TcpListener,
+    options: ServerOptions,
+) -> io::Result<Server> {
+    let local_addr = listener.local_addr()?;
+    if let Some(waker) = &options.outbox_waker {
+        edge.set_outbox_waker(waker.clone());
+    }
+    let readiness = web::Data::new(Readiness::new());
+    let max_body_bytes = state.config.max_body_bytes;
+    let outbox_waker = options.outbox_waker.clone();
+    let mut http_server = HttpServer::new(move || {
+        let edge = edge.clone();
+        let mut app = App::new();
+        if let Some(waker) = &outbox_waker {
+            app = app.app_data(waker.clone());
+        }
+        app.app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_body_bytes))
+            .app_data(web::PathConfig::default().error_handler(|error, _request| {
+                HttpError::bad_request(format!("invalid path parameter: {error}")).into()
+            }))
+            .wrap(ErrorHandlers::new().default_handler(errors_as_json))
+            .wrap(from_fn(require_internal_token))
+            .wrap(TracingLogger::<DeviceRootSpan>::new())
+            .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }))
+            .configure(move |config| edge.configure_internal(config))
+            .default_service(web::to(no_such_route))
+    })
+    .client_request_timeout(options.client_request_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(options.keep_alive)
+    .shutdown_timeout(options.shutdown_timeout.as_secs())
+    .disable_signals();
+    if let Some(workers) = options.workers {
+        http_server = http_server.workers(workers);
+    }
+    let server = http_server.listen(listener)?.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(%local_addr, "internal listener ready");
+    Ok(Server { local_addr, handle, readiness, task })
+}
+
+/// Lets through `/healthz` and requests that carry the cluster's internal token; 403 otherwise.
+async fn require_internal_token(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    use crate::cluster::Cluster;
+    use crate::cluster::forward::{INTERNAL_REFUSED_HEADER, INTERNAL_TOKEN_HEADER, token_matches};
+    let allowed = request.path() == "/healthz"
+        || request.app_data::<web::Data<Cluster>>().is_some_and(|cluster| {
+            let given = request.headers().get(INTERNAL_TOKEN_HEADER).map(|value| value.as_bytes());
+            token_matches(&cluster.config().internal_token, given)
+        });
+    if allowed {
+        return Ok(next.call(request).await?.map_into_left_body());
+    }
+    tracing::warn!(path = request.path(), "internal request without the cluster's token refused");
+    let refusal = HttpError::new(StatusCode::FORBIDDEN, "the internal listener needs the cluster's token")
+        .with_header(INTERNAL_REFUSED_HEADER, "token")
+        .error_response();
+    Ok(request.into_response(refusal).map_into_right_body())
 }
 
 /// Request spans carry the device (`OMADM-DevID`) and leave `session_id` for the device edge to record.

@@ -26,8 +26,11 @@ enum Command {
     /// ClientURI: parse, and resolve against a management tree.
     #[command(subcommand)]
     Uri(cli::uri::UriCommand),
-    /// Run the DM server on this node, with embedded store and event files under the data dir.
+    /// Run the DM server on this node, with embedded store and event files under the data dir
+    /// (or on shared Redis and Kafka with --redis and --kafka).
     Serve(Box<serve::ServeArgs>),
+    /// Run one gateway node of a cluster (device edge, operator API, outbox relay) on shared Redis and Kafka.
+    Gateway(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -38,7 +41,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Notification(command) => cli::notification::run(command),
         Command::Uri(command) => cli::uri::run(command),
-        Command::Serve(args) => return report_serve(serve::run(*args)),
+        Command::Serve(args) => return report_serve(serve::run(*args, serve::Role::Serve)),
+        Command::Gateway(args) => return report_serve(serve::run(*args, serve::Role::Gateway)),
     };
     match result {
         Ok(output) => print_output(&output),
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `omadm serve` prints its own banner; only its failure is reported here, as one line.
+/// `omadm serve` and `omadm gateway` print their own banner; only its failure is reported here, as one line.
 fn report_serve(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,17 +1,24 @@
-//! `omadm serve`: the whole DM server on one node, with the embedded store and the JSONL event bus.
+//! `omadm serve` and `omadm gateway`: the DM server on one node, alone (embedded store, JSONL events) or in a cluster.
 //!
 //! ```text
 //! $ omadm serve --listen 127.0.0.1:8080 --data-dir ./omadm-data
 //! omadm serve: listening on http://127.0.0.1:8080 (devices POST http://127.0.0.1:8080/dm)
 //! admin token: 3f9c...   (stored in ./omadm-data/admin-token)
 //! try: curl -H 'Authorization: Bearer 3f9c...' http://127.0.0.1:8080/api/v1/devices
+//!
+//! $ omadm gateway --listen 0.0.0.0:8080 --internal-listen 10.0.0.7:8081 --redis redis://10.0.0.2:6379 \
+//!     --kafka 10.0.0.3:9092 --admin-token "$TOKEN" --public-url https://dm.example.com
 //! ```
 //!
+//! Both run the same roles (device edge, operator API, outbox relay) through
+//! the same code: `serve` on the data dir unless `--redis`/`--kafka` name
+//! shared backends; `gateway` always on shared backends, as one node of a
+//! cluster (membership, ownership, forwarding; docs/cluster-gateway.md).
 //! Settings come from flags, then `OMADM_*` environment variables, then the
 //! TOML file of `--config`, then defaults (docs/configuration.md lists each).
-//! SIGTERM or SIGINT stops it gracefully: `/readyz` turns 503, the listener
-//! closes, packages in flight finish, the outbox is drained to the bus, and
-//! the store is closed; the exit code is 0.
+//! SIGTERM or SIGINT stops it gracefully: `/readyz` turns 503, the listeners
+//! close, packages in flight finish, the node leaves the cluster, the outbox
+//! is drained to the bus, and the store is closed; the exit code is 0.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,9 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use omadm_core::bus::relay::OutboxRelay;
+use omadm_core::bus::BusOptions;
+use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
 use omadm_core::session::SessionConfig;
-use omadm_gateway::device::DeviceEdge;
+use omadm_gateway::cluster::{Cluster, ClusterConfig, random_node_id};
+use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
 use omadm_gateway::server::{self, ServerOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
 use omadm_proto::mo::GcmPush;
@@ -121,6 +130,78 @@ pub struct ServeArgs {
     /// Prefix of event topic names (file names under {data-dir}/events) [default: omadm.].
     #[arg(long, env = "OMADM_TOPIC_PREFIX", value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
+    /// Shared store: redis://HOST:PORT, redis+cluster://HOST:PORT,HOST:PORT, or a comma list of redis:// URLs
+    /// [serve default: the embedded store under the data dir; required by gateway].
+    #[arg(long, env = "OMADM_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+    /// Shared event bus: Kafka brokers HOST:PORT[,HOST:PORT] (or kafka://...), or file:///DIR for JSONL files
+    /// [serve default: {data-dir}/events; required by gateway].
+    #[arg(long, env = "OMADM_KAFKA", value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// Partitions of each topic created on Kafka (existing topics are left as they are) [default: 6].
+    #[arg(long, env = "OMADM_KAFKA_PARTITIONS", value_name = "N")]
+    pub kafka_partitions: Option<i32>,
+    /// Replicas of each partition created on Kafka [default: 1; 3 on a production cluster].
+    #[arg(long, env = "OMADM_KAFKA_REPLICATION", value_name = "N")]
+    pub kafka_replication: Option<i32>,
+    /// A librdkafka setting as KEY=VALUE (security.protocol=SASL_SSL...), applied after omadm's; repeatable.
+    #[arg(
+        long = "kafka-setting",
+        env = "OMADM_KAFKA_SETTINGS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub kafka_settings: Option<Vec<String>>,
+    /// Address of the internal listener, where peers forward device requests [default: none, peers never forward here].
+    #[arg(long, env = "OMADM_INTERNAL_LISTEN", value_name = "HOST:PORT")]
+    pub internal_listen: Option<String>,
+    /// Base URL peers reach the internal listener at [default: http://{internal-listen}].
+    #[arg(long, env = "OMADM_INTERNAL_URL", value_name = "URL")]
+    pub internal_url: Option<String>,
+    /// This node's id in the cluster [default: random per process].
+    #[arg(long, env = "OMADM_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Shared secret of the internal listeners [default: derived from the admin token].
+    #[arg(long, env = "OMADM_INTERNAL_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
+    /// Key of the HTTP Digest nonces, hex, the same on every node [default: {data-dir}/nonce-key, or derived from
+    /// the admin token with --redis].
+    #[arg(long, env = "OMADM_NONCE_KEY", value_name = "HEX", hide_env_values = true)]
+    pub nonce_key: Option<String>,
+    /// Milliseconds between heartbeats of this node [default: 1000].
+    #[arg(long, env = "OMADM_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Milliseconds without a heartbeat after which a node counts as gone [default: 5000].
+    #[arg(long, env = "OMADM_NODE_TTL_MS", value_name = "MS")]
+    pub node_ttl_ms: Option<u64>,
+    /// Milliseconds a device's session lease lasts after its last renewal [default: 30000].
+    #[arg(long, env = "OMADM_LEASE_TTL_MS", value_name = "MS")]
+    pub lease_ttl_ms: Option<u64>,
+    /// Milliseconds a forwarded request may take before its owner counts as unreachable [default: 10000].
+    #[arg(long, env = "OMADM_FORWARD_TIMEOUT_MS", value_name = "MS")]
+    pub forward_timeout_ms: Option<u64>,
+    /// Unpublished events one outbox shard may hold before commits are refused (503) [default: 1000000].
+    #[arg(long, env = "OMADM_OUTBOX_LIMIT", value_name = "EVENTS")]
+    pub outbox_limit: Option<u64>,
+}
+
+/// Which command runs: the same roles, different defaults and requirements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `omadm serve`: everything on one node; the data dir unless shared backends are named.
+    Serve,
+    /// `omadm gateway`: one node of a cluster on shared backends.
+    Gateway,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Gateway => "gateway",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -152,6 +233,21 @@ struct FileConfig {
     request_timeout: Option<u64>,
     shutdown_timeout: Option<u64>,
     topic_prefix: Option<String>,
+    redis: Option<String>,
+    kafka: Option<String>,
+    kafka_partitions: Option<i32>,
+    kafka_replication: Option<i32>,
+    kafka_settings: Option<Vec<String>>,
+    internal_listen: Option<String>,
+    internal_url: Option<String>,
+    node_id: Option<String>,
+    internal_token: Option<String>,
+    nonce_key: Option<String>,
+    heartbeat_interval_ms: Option<u64>,
+    node_ttl_ms: Option<u64>,
+    lease_ttl_ms: Option<u64>,
+    forward_timeout_ms: Option<u64>,
+    outbox_limit: Option<u64>,
     #[serde(default)]
     bootstrap: FileBootstrap,
 }
@@ -205,10 +301,28 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub topic_prefix: String,
+    pub role: Role,
+    /// The store URL given by --redis; `None` for the embedded store under the data dir.
+    pub redis: Option<String>,
+    /// The bus URL given by --kafka; `None` for the JSONL files under the data dir.
+    pub bus: Option<String>,
+    pub kafka_partitions: i32,
+    pub kafka_replication: i32,
+    pub kafka_settings: Vec<(String, String)>,
+    pub internal_listen: Option<String>,
+    pub internal_url: Option<String>,
+    pub node_id: Option<String>,
+    pub internal_token: Option<String>,
+    pub nonce_key: Option<Vec<u8>>,
+    pub heartbeat_interval: Duration,
+    pub node_ttl: Duration,
+    pub lease_ttl: Duration,
+    pub forward_timeout: Duration,
+    pub outbox_limit: u64,
 }
 
 /// Merges flags (with their environment variables) over the file over the defaults, and checks the result.
-fn resolve_settings(args: ServeArgs, file: FileConfig) -> anyhow::Result<Settings> {
+fn resolve_settings(args: ServeArgs, file: FileConfig, role: Role) -> anyhow::Result<Settings> {
     let gcm = resolve_gcm(&args, file.bootstrap.gcm.as_ref())?;
     let defaults: Option<Vec<(String, String)>> = match args.bootstrap_defaults {
         Some(pairs) => Some(pairs.iter().map(|pair| parse_default(pair)).collect::<anyhow::Result<_>>()?),
@@ -246,6 +360,36 @@ fn resolve_settings(args: ServeArgs, file: FileConfig) -> anyhow::Result<Setting
         request_timeout: Duration::from_secs(args.request_timeout.or(file.request_timeout).unwrap_or(5)),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout.or(file.shutdown_timeout).unwrap_or(30)),
         topic_prefix: args.topic_prefix.or(file.topic_prefix).unwrap_or_else(|| "omadm.".to_owned()),
+        role,
+        redis: args.redis.or(file.redis).map(|url| redis_url(&url)),
+        bus: args.kafka.or(file.kafka).map(|brokers| bus_url(&brokers)),
+        kafka_partitions: args.kafka_partitions.or(file.kafka_partitions).unwrap_or(6),
+        kafka_replication: args.kafka_replication.or(file.kafka_replication).unwrap_or(1),
+        kafka_settings: args
+            .kafka_settings
+            .or(file.kafka_settings)
+            .unwrap_or_default()
+            .iter()
+            .map(|pair| parse_kafka_setting(pair))
+            .collect::<anyhow::Result<_>>()?,
+        internal_listen: args.internal_listen.or(file.internal_listen),
+        internal_url: args.internal_url.or(file.internal_url).map(|url| url.trim_end_matches('/').to_owned()),
+        node_id: args.node_id.or(file.node_id),
+        internal_token: args.internal_token.or(file.internal_token),
+        nonce_key: match args.nonce_key.or(file.nonce_key) {
+            Some(text) => Some(hex::decode(text.trim()).context("--nonce-key must be hex")?),
+            None => None,
+        },
+        heartbeat_interval: Duration::from_millis(
+            args.heartbeat_interval_ms.or(file.heartbeat_interval_ms).unwrap_or(1_000),
+        ),
+        node_ttl: Duration::from_millis(args.node_ttl_ms.or(file.node_ttl_ms).unwrap_or(5_000)),
+        lease_ttl: Duration::from_millis(args.lease_ttl_ms.or(file.lease_ttl_ms).unwrap_or(30_000)),
+        forward_timeout: Duration::from_millis(args.forward_timeout_ms.or(file.forward_timeout_ms).unwrap_or(10_000)),
+        outbox_limit: args
+            .outbox_limit
+            .or(file.outbox_limit)
+            .unwrap_or(omadm_core::store::StoreOptions::default().outbox_limit_per_shard),
     };
     check_settings(&settings)?;
     Ok(settings)
@@ -300,7 +444,79 @@ fn check_settings(settings: &Settings) -> anyhow::Result<()> {
     {
         bail!("--public-url must start with http:// or https://, got {url:?}");
     }
+    if let Some(url) = &settings.internal_url
+        && !url.starts_with("http://")
+    {
+        bail!("--internal-url must start with http://, got {url:?}");
+    }
+    if settings.internal_token.as_deref().is_some_and(|token| token.trim().len() < 16) {
+        bail!("--internal-token must be at least 16 characters");
+    }
+    if settings.nonce_key.as_ref().is_some_and(|key| key.len() < 16) {
+        bail!("--nonce-key must be at least 16 bytes (32 hex digits)");
+    }
+    if settings.node_id.as_deref().is_some_and(|id| id.trim().is_empty() || id.chars().any(char::is_whitespace)) {
+        bail!("--node-id must be non-empty without spaces");
+    }
+    if settings.heartbeat_interval.is_zero() || settings.node_ttl <= settings.heartbeat_interval {
+        bail!("--node-ttl-ms must be longer than --heartbeat-interval-ms, and both above 0");
+    }
+    if settings.lease_ttl.is_zero() || settings.forward_timeout.is_zero() {
+        bail!("--lease-ttl-ms and --forward-timeout-ms must be above 0");
+    }
+    if settings.kafka_partitions < 1 || settings.kafka_replication < 1 {
+        bail!("--kafka-partitions and --kafka-replication must be at least 1");
+    }
+    if settings.outbox_limit == 0 {
+        bail!("--outbox-limit must be at least 1");
+    }
+    if settings.role == Role::Gateway {
+        let missing: Vec<&str> = [
+            ("--redis", settings.redis.is_none()),
+            ("--kafka", settings.bus.is_none()),
+            ("--admin-token", settings.admin_token.is_none()),
+            ("--public-url", settings.public_url.is_none()),
+            ("--internal-listen", settings.internal_listen.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, absent)| absent.then_some(flag))
+        .collect();
+        if !missing.is_empty() {
+            bail!("omadm gateway needs {}", missing.join(", "));
+        }
+    }
     Ok(())
+}
+
+/// `KEY=VALUE` of `--kafka-setting`.
+fn parse_kafka_setting(pair: &str) -> anyhow::Result<(String, String)> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => bail!("--kafka-setting {pair:?} must be KEY=VALUE"),
+    }
+}
+
+/// `--redis` as a store URL: a bare `host:port` means `redis://host:port`.
+fn redis_url(given: &str) -> String {
+    let given = given.trim();
+    if given.contains("://") { given.to_owned() } else { format!("redis://{given}") }
+}
+
+/// `--kafka` as a bus URL: bare brokers (`host:9092,host:9092`) mean `kafka://host:9092,host:9092`.
+fn bus_url(given: &str) -> String {
+    let given = given.trim();
+    if given.contains("://") { given.to_owned() } else { format!("kafka://{given}") }
+}
+
+/// A secret every node derives alike from the admin token they share, for `purpose`.
+fn derived_secret(admin_token: &str, purpose: &str) -> Vec<u8> {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"omadm:");
+    hasher.update(purpose.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(admin_token.as_bytes());
+    hasher.finalize().to_vec()
 }
 
 /// `MOID=ServerURI` of `--bootstrap-default` as the (ServerURI, MOID) pair of `BootstrapConfig::defaults`.
@@ -321,10 +537,10 @@ fn read_file_config(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     })
 }
 
-/// Runs `omadm serve` until SIGTERM/SIGINT.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs `omadm serve` or `omadm gateway` until SIGTERM/SIGINT.
+pub fn run(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let file = read_file_config(args.config.as_deref())?;
-    let settings = resolve_settings(args, file)?;
+    let settings = resolve_settings(args, file, role)?;
     init_logging(settings.log_format);
     actix_web::rt::System::new().block_on(serve(settings))
 }
@@ -346,27 +562,69 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    let uses_data_dir = settings.redis.is_none() || settings.bus.is_none() || settings.admin_token.is_none();
+    if uses_data_dir {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    }
     let admin_token = match &settings.admin_token {
         Some(token) => AdminToken::Given(token.trim().to_owned()),
         None => AdminToken::Stored(load_or_create_secret(&settings.data_dir.join(ADMIN_TOKEN_FILE))?),
     };
-    let nonce_key = hex::decode(load_or_create_secret(&settings.data_dir.join(NONCE_KEY_FILE))?)
-        .context("the nonce key file is not hex")?;
+    // Every node must check the nonces every other node issues: a shared store means a shared key.
+    let nonce_key = match (&settings.nonce_key, &settings.redis) {
+        (Some(key), _) => key.clone(),
+        (None, Some(_)) => derived_secret(admin_token.value(), "nonce-key"),
+        (None, None) => hex::decode(load_or_create_secret(&settings.data_dir.join(NONCE_KEY_FILE))?)
+            .context("the nonce key file is not hex")?,
+    };
+    let internal_token =
+        settings.internal_token.clone().unwrap_or_else(|| hex::encode(derived_secret(admin_token.value(), "internal")));
 
-    let store_path = settings.data_dir.join("store");
-    let store = omadm_core::store::open(&store_path.to_string_lossy())
+    let store_options = omadm_core::store::StoreOptions { outbox_limit_per_shard: settings.outbox_limit };
+    let store_url = match &settings.redis {
+        Some(url) => url.clone(),
+        None => settings.data_dir.join("store").to_string_lossy().into_owned(),
+    };
+    let store = omadm_core::store::open_with(&store_url, &store_options)
         .await
-        .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
-    let events_path = settings.data_dir.join("events");
-    let bus = omadm_core::bus::open(&events_path.to_string_lossy(), &settings.topic_prefix)
+        .with_context(|| format!("cannot open the store at {}", shown_url(&store_url)))?;
+    let bus_url = match &settings.bus {
+        Some(url) => url.clone(),
+        None => settings.data_dir.join("events").to_string_lossy().into_owned(),
+    };
+    let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
+    let bus_options = BusOptions {
+        topic_prefix: settings.topic_prefix.clone(),
+        partitions: settings.kafka_partitions,
+        replication_factor: settings.kafka_replication,
+        client_id: format!("omadm-{node_id}"),
+        kafka_settings: settings.kafka_settings.clone(),
+    };
+    let bus = omadm_core::bus::open_with(&bus_url, &bus_options)
         .await
-        .with_context(|| format!("cannot open the event bus at {}", events_path.display()))?;
+        .with_context(|| format!("cannot open the event bus at {}", shown_url(&bus_url)))?;
 
     let listener = server::bind(&settings.listen).with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local_addr = listener.local_addr()?;
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
+    let internal_listener = match &settings.internal_listen {
+        Some(address) => {
+            Some(server::bind(address).with_context(|| format!("cannot listen on {address} (--internal-listen)"))?)
+        }
+        None => None,
+    };
+    let internal_url = match (&settings.internal_url, &internal_listener) {
+        (Some(url), _) => url.clone(),
+        (None, Some(listener)) => {
+            let address = listener.local_addr()?;
+            if address.ip().is_unspecified() {
+                bail!("--internal-listen {address} is every interface: say with --internal-url where peers reach it");
+            }
+            format!("http://{address}")
+        }
+        (None, None) => String::new(),
+    };
 
     let config = GatewayConfig {
         public_url: public_url.clone(),
@@ -386,9 +644,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         auto_register_password: settings.auto_register_password.clone(),
         bootstrap: settings.bootstrap.clone(),
     };
+    let cluster = Arc::new(Cluster::new(ClusterConfig {
+        node_id,
+        internal_url: internal_url.clone(),
+        internal_token,
+        heartbeat_interval: settings.heartbeat_interval,
+        node_ttl: settings.node_ttl,
+        lease_ttl: settings.lease_ttl,
+        forward_timeout: settings.forward_timeout,
+        // The embedded store locks its file: no other process shares it.
+        sole_process: settings.redis.is_none(),
+    }));
     let state = actix_web::web::Data::new(AppState { store: Arc::clone(&store), bus: Arc::clone(&bus), config });
-    let relay = OutboxRelay::spawn(Arc::clone(&store), Arc::clone(&bus));
-    let edge = DeviceEdge::new(state.clone());
+    let edge = DeviceEdge::clustered(state.clone(), DeviceEdgeOptions::default(), Arc::clone(&cluster));
+    let membership = edge.join_cluster().await.context("cannot join the cluster: the store does not answer")?;
+    let relay_config = RelayConfig { ownership: cluster.shard_ownership(), ..RelayConfig::default() };
+    let relay = OutboxRelay::spawn_with(Arc::clone(&store), Arc::clone(&bus), relay_config);
     edge.recover().await.context("cannot recover the open sessions")?;
     let options = ServerOptions {
         workers: settings.workers,
@@ -397,17 +668,48 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         outbox_waker: Some(relay.waker()),
         ..ServerOptions::default()
     };
+    let internal = match internal_listener {
+        Some(listener) => Some(
+            server::run_internal(state.clone(), edge.clone(), listener, options.clone())
+                .await
+                .context("cannot start the internal listener")?,
+        ),
+        None => None,
+    };
     let server = server::run(state, edge, listener, options).await.context("cannot start the HTTP server")?;
 
-    print_banner(&settings, &public_url, &admin_token);
+    print_banner(&settings, &public_url, &admin_token, &cluster, &internal_url);
 
     let stop_reason = wait_for_stop_signal().await?;
     tracing::info!(signal = stop_reason, "stopping");
-    if let Err(error) = server.shutdown(relay).await {
+    // Finish what is in flight, then let peers take this node's devices, then hand the events over.
+    if let Err(error) = server.stop().await {
         tracing::error!(%error, "the HTTP server did not stop cleanly");
     }
+    if let Some(internal) = internal
+        && let Err(error) = internal.stop().await
+    {
+        tracing::error!(%error, "the internal listener did not stop cleanly");
+    }
+    membership.leave().await;
+    match relay.drain().await {
+        Ok(()) => tracing::info!("outbox drained"),
+        Err(error) => tracing::warn!(%error, "outbox not drained; its events stay for the next start"),
+    }
+    relay.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A backend URL (or comma list of URLs) for messages: without the passwords `redis://user:password@host` may carry.
+fn shown_url(url: &str) -> String {
+    url.split(',')
+        .map(|part| match (part.split_once("://"), part.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The operator API token and where it came from.
@@ -424,7 +726,13 @@ impl AdminToken {
     }
 }
 
-fn print_banner(settings: &Settings, public_url: &str, admin_token: &AdminToken) {
+fn print_banner(
+    settings: &Settings,
+    public_url: &str,
+    admin_token: &AdminToken,
+    cluster: &Cluster,
+    internal_url: &str,
+) {
     let mut stdout = std::io::stdout().lock();
     let token_line = match admin_token {
         AdminToken::Given(_) => "admin token: the one given by --admin-token / OMADM_ADMIN_TOKEN".to_owned(),
@@ -436,9 +744,22 @@ fn print_banner(settings: &Settings, public_url: &str, admin_token: &AdminToken)
         AdminToken::Given(_) => "$OMADM_ADMIN_TOKEN",
         AdminToken::Stored(token) => token.as_str(),
     };
+    let role = settings.role.name();
     // Best effort: a closed stdout must not stop the server.
-    let _ = writeln!(stdout, "omadm serve: listening on {public_url} (devices: POST {public_url}/dm)");
-    let _ = writeln!(stdout, "data dir: {}", settings.data_dir.display());
+    let _ = writeln!(stdout, "omadm {role}: listening on {public_url} (devices: POST {public_url}/dm)");
+    match (&settings.redis, &settings.bus) {
+        (None, None) => {
+            let _ = writeln!(stdout, "data dir: {}", settings.data_dir.display());
+        }
+        (redis, bus) => {
+            let store = redis.as_deref().map_or_else(|| "data dir".to_owned(), shown_url);
+            let events = bus.as_deref().map_or_else(|| "data dir".to_owned(), shown_url);
+            let _ = writeln!(stdout, "store: {store}; events: {events}");
+        }
+    }
+    let internal =
+        if internal_url.is_empty() { "no internal listener".to_owned() } else { format!("internal {internal_url}") };
+    let _ = writeln!(stdout, "node: {} ({internal}, {} live nodes)", cluster.node_id(), cluster.live_nodes().len());
     let _ = writeln!(stdout, "{token_line}");
     let _ = writeln!(stdout, "try: curl -H 'Authorization: Bearer {shown_token}' {public_url}/api/v1/devices");
     let _ = stdout.flush();
@@ -519,7 +840,7 @@ mod tests {
         )
         .unwrap();
         let args = ServeArgs { listen: Some("127.0.0.1:7000".to_owned()), ..ServeArgs::default() };
-        let settings = resolve_settings(args, file).unwrap();
+        let settings = resolve_settings(args, file, Role::Serve).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:7000");
         assert_eq!(settings.max_commands_per_package, 3);
         assert_eq!(settings.session_timeout, Duration::from_secs(60));
@@ -535,29 +856,83 @@ mod tests {
 
     #[test]
     fn gcm_push_is_offered_only_when_complete() {
-        assert_eq!(resolve_settings(ServeArgs::default(), FileConfig::default()).unwrap().bootstrap.gcm, None);
+        assert_eq!(
+            resolve_settings(ServeArgs::default(), FileConfig::default(), Role::Serve).unwrap().bootstrap.gcm,
+            None
+        );
         let file: FileConfig = toml::from_str(
             "[bootstrap.gcm]\nsender_id = \"42\"\nreg_url = \"https://dm.example.com/gcm/reg\"\nunreg_url = \"https://dm.example.com/gcm/unreg\"\n",
         )
         .unwrap();
         let args = ServeArgs { gcm_reg_params: Some("fleet=meters".to_owned()), ..ServeArgs::default() };
-        let gcm = resolve_settings(args, file).unwrap().bootstrap.gcm.unwrap();
+        let gcm = resolve_settings(args, file, Role::Serve).unwrap().bootstrap.gcm.unwrap();
         assert_eq!(gcm.sender_id, "42");
         assert_eq!(gcm.registration_url, "https://dm.example.com/gcm/reg");
         assert_eq!(gcm.registration_parameters.as_deref(), Some("fleet=meters"));
         let incomplete = ServeArgs { gcm_sender_id: Some("42".to_owned()), ..ServeArgs::default() };
-        assert!(resolve_settings(incomplete, FileConfig::default()).is_err());
+        assert!(resolve_settings(incomplete, FileConfig::default(), Role::Serve).is_err());
     }
 
     #[test]
     fn unknown_file_fields_and_bad_values_are_refused() {
         assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
         let zero = ServeArgs { max_commands_per_package: Some(0), ..ServeArgs::default() };
-        assert!(resolve_settings(zero, FileConfig::default()).is_err());
+        assert!(resolve_settings(zero, FileConfig::default(), Role::Serve).is_err());
         let bad_default = ServeArgs { bootstrap_defaults: Some(vec!["no-equals".to_owned()]), ..ServeArgs::default() };
-        assert!(resolve_settings(bad_default, FileConfig::default()).is_err());
+        assert!(resolve_settings(bad_default, FileConfig::default(), Role::Serve).is_err());
         let bad_url = ServeArgs { public_url: Some("dms.example.com".to_owned()), ..ServeArgs::default() };
-        assert!(resolve_settings(bad_url, FileConfig::default()).is_err());
+        assert!(resolve_settings(bad_url, FileConfig::default(), Role::Serve).is_err());
+    }
+
+    #[test]
+    fn a_gateway_needs_shared_backends_and_names_what_is_missing() {
+        let error = resolve_settings(ServeArgs::default(), FileConfig::default(), Role::Gateway).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "omadm gateway needs --redis, --kafka, --admin-token, --public-url, --internal-listen"
+        );
+        let file: FileConfig = toml::from_str(
+            r#"
+            redis = "10.0.0.2:6379"
+            kafka = "10.0.0.5:9092,10.0.0.6:9092"
+            internal_listen = "10.0.0.7:8081"
+            public_url = "https://dm.example.com/"
+            kafka_settings = ["security.protocol=SASL_SSL"]
+            node_ttl_ms = 8000
+            "#,
+        )
+        .unwrap();
+        let args = ServeArgs { admin_token: Some("0123456789abcdef".to_owned()), ..ServeArgs::default() };
+        let settings = resolve_settings(args, file, Role::Gateway).unwrap();
+        assert_eq!(settings.redis.as_deref(), Some("redis://10.0.0.2:6379"));
+        assert_eq!(settings.bus.as_deref(), Some("kafka://10.0.0.5:9092,10.0.0.6:9092"));
+        assert_eq!(settings.public_url.as_deref(), Some("https://dm.example.com"));
+        assert_eq!(settings.kafka_settings, vec![("security.protocol".to_owned(), "SASL_SSL".to_owned())]);
+        assert_eq!(settings.node_ttl, Duration::from_secs(8));
+        assert_eq!(settings.heartbeat_interval, Duration::from_secs(1));
+        // URLs with a scheme are kept as given.
+        assert_eq!(redis_url("redis+cluster://a:1,b:2"), "redis+cluster://a:1,b:2");
+        assert_eq!(bus_url("file:///tmp/events"), "file:///tmp/events");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let ttl_below_interval =
+            ServeArgs { heartbeat_interval_ms: Some(2_000), node_ttl_ms: Some(1_000), ..ServeArgs::default() };
+        assert!(resolve_settings(ttl_below_interval, FileConfig::default(), Role::Serve).is_err());
+        let short_token = ServeArgs { internal_token: Some("short".to_owned()), ..ServeArgs::default() };
+        assert!(resolve_settings(short_token, FileConfig::default(), Role::Serve).is_err());
+        let not_hex = ServeArgs { nonce_key: Some("zz".to_owned()), ..ServeArgs::default() };
+        assert!(resolve_settings(not_hex, FileConfig::default(), Role::Serve).is_err());
+        let bad_setting = ServeArgs { kafka_settings: Some(vec!["novalue".to_owned()]), ..ServeArgs::default() };
+        assert!(resolve_settings(bad_setting, FileConfig::default(), Role::Serve).is_err());
+        // Every node derives the same secrets from the same admin token, different ones per purpose.
+        assert_eq!(derived_secret("token-1", "internal"), derived_secret("token-1", "internal"));
+        assert_ne!(derived_secret("token-1", "internal"), derived_secret("token-1", "nonce-key"));
+        assert_ne!(derived_secret("token-1", "internal"), derived_secret("token-2", "internal"));
+        assert_eq!(shown_url("redis://user:secret@10.0.0.2:6379"), "redis://***@10.0.0.2:6379");
+        assert_eq!(shown_url("redis://10.0.0.2:6379"), "redis://10.0.0.2:6379");
+        assert_eq!(shown_url("redis://:pw@a:1,redis://:pw@b:2"), "redis://***@a:1,redis://***@b:2");
     }
 
     #[test]

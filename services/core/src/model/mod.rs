@@ -16,4 +16,4 @@ pub use mirror::MirrorRecord;
 pub use repository::{
     ContentSource, MAX_REPOSITORY_PATH_BYTES, RepositoryItem, RepositoryPathError, check_repository_path,
 };
-pub use session::{SentCommand, SessionOutcome, SessionState, SessionSummary};
+pub use session::{PackageReplay, SentCommand, SessionOutcome, SessionState, SessionSummary};

@@ -25,6 +25,19 @@ pub struct SessionState {
     /// Commands answered in this session.
     #[serde(default)]
     pub commands_answered: u32,
+    /// The last Package#3 and the Package#2 it produced, so a retransmitted
+    /// Package#3 (its Package#2 was lost) gets the same answer without a second step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<PackageReplay>,
+}
+
+/// What a retransmission of the last Package#3 is answered with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageReplay {
+    /// SHA-256 of the Package#3 body as received, hex.
+    pub package3_sha256: String,
+    /// The Package#2 sent for it, as sent.
+    pub package2: String,
 }
 
 /// One command of the last Package#2.

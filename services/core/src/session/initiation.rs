@@ -64,6 +64,7 @@ pub(super) fn initiate(
         awaiting: Vec::new(),
         ended: false,
         commands_answered: 0,
+        replay: None,
     };
     batch.events.push(session_started(SessionStarted {
         device_id: device.id.clone(),

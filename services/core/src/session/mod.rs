@@ -234,6 +234,7 @@ mod tests {
             awaiting: Vec::new(),
             ended: false,
             commands_answered: 0,
+            replay: None,
         };
         assert_eq!(expires_at(&config, &state), 30_100);
         let mut device = Device::new("d", crate::auth::credentials_for("d", "omadm", "p"), 0);

@@ -164,6 +164,7 @@ pub fn open_session(id: &str, device_id: &str, started_at: u64) -> SessionState 
         awaiting: Vec::new(),
         ended: false,
         commands_answered: 0,
+        replay: None,
     }
 }
 

@@ -77,3 +77,28 @@ pub(crate) async fn read_body(
         Ok(Ok(Ok(bytes))) => Ok(bytes),
     }
 }
+
+/// A request body read at most once, when the handler first needs it (forwarding may need it before authentication).
+pub(crate) struct LazyBody {
+    payload: Option<web::Payload>,
+    read: Option<Bytes>,
+}
+
+impl LazyBody {
+    pub fn new(payload: web::Payload) -> Self {
+        LazyBody { payload: Some(payload), read: None }
+    }
+
+    /// The body, read with [`read_body`] on the first call.
+    pub async fn bytes(&mut self, request: &HttpRequest, limit: usize, timeout: Duration) -> Result<Bytes, HttpError> {
+        if let Some(bytes) = &self.read {
+            return Ok(bytes.clone());
+        }
+        let Some(payload) = self.payload.take() else {
+            return Err(HttpError::bad_request("the body could not be read: its first read failed"));
+        };
+        let bytes = read_body(request, payload, limit, timeout).await?;
+        self.read = Some(bytes.clone());
+        Ok(bytes)
+    }
+}

@@ -4,12 +4,21 @@
 //! with an unguessable id; its Package#2 starts with CONT to `/dm/s/{sid}`
 //! when more packages follow. Package#3s are bound to the session by that id
 //! and the `OMADM-DevID` check, and are not authenticated again.
+//!
+//! In a cluster, a request this node has no actor for goes to the device's
+//! owner (the rendezvous owner among the live nodes) over its internal
+//! listener, and the owner's answer is relayed; when the owner cannot be
+//! reached this node handles it itself. When the Store says another live
+//! node holds the device's lease, the request goes there (one more hop at
+//! most). See docs/cluster-gateway.md.
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 use omadm_core::clock;
+use omadm_core::cluster::NodeInfo;
 use omadm_core::metrics::metrics;
 use omadm_core::session::SessionEvent;
 use omadm_proto::multipart::{self, MultipartError, MultipartLimits};
@@ -18,11 +27,16 @@ use omadm_proto::package::{InitiationPackage, PackageError, ParseLimits};
 use rand::Rng as _;
 use tracing::Instrument as _;
 
+use super::EdgeShared;
 use super::authenticate::authenticate;
-use super::body::{content_type, device_id_header, read_body};
-use super::session::{Package3, SessionRegistry, deliver_package3, find_session, run_step, supersede_previous};
-use super::{EdgeShared, wake_outbox_relay};
+use super::body::{LazyBody, content_type, device_id_header};
+use super::session::{
+    Package3, SessionRegistry, SessionTarget, StepError, StepInput, deliver_package3, find_session, package3_digest,
+    replay_ended, run_step, supersede_previous,
+};
 use crate::HttpError;
+use crate::cluster::Route;
+use crate::cluster::forward::{ForwardError, MAX_HOPS, hops_of};
 
 /// `POST /dm`: Package#1 -> Package#2.
 pub(crate) async fn package1(
@@ -39,37 +53,65 @@ pub(crate) async fn package1(
         }
         let device_id = device_id_header(&request)?;
         tracing::Span::current().record("device_id", device_id.as_str());
-        let device = authenticate(&shared, &request, Some(&device_id)).await?;
+        let hops = hops_of(&request);
         let config = &shared.state.config;
-        let body = read_body(&request, payload, config.max_body_bytes, shared.options.body_read_timeout).await?;
+        let mut body = LazyBody::new(payload);
+        if hops == 0
+            && !shared.sessions.has_device(&device_id)
+            && let Route::Forward(owner) = shared.cluster.route(&device_id)
+        {
+            let bytes = body.bytes(&request, config.max_body_bytes, shared.options.body_read_timeout).await?;
+            if let Some(response) = forward_to_owner(&shared, &owner, &request, bytes, 1).await? {
+                return Ok(response);
+            }
+        }
+        let device = authenticate(&shared, &request, Some(&device_id)).await?;
+        let body = body.bytes(&request, config.max_body_bytes, shared.options.body_read_timeout).await?;
         metrics().packages.with_label_values(&["1", "in"]).inc();
         metrics().package_bytes.with_label_values(&["1"]).observe(body.len() as f64);
         let limits = ParseLimits { max_bytes: config.max_body_bytes, ..ParseLimits::DEFAULT };
         let package = InitiationPackage::parse(&body, &limits).map_err(package_refusal)?;
 
-        if let Some(previous) = &device.last_session_id {
-            supersede_previous(&shared, &device_id, previous).await?;
-        }
-        let session_id = new_session_id();
-        tracing::Span::current().record("session_id", session_id.as_str());
-        let event = SessionEvent::Initiation { session_id: session_id.clone(), package };
-        let stepped = run_step(&shared, &device_id, &[], event, clock::now_millis()).await?;
-        wake_outbox_relay(&request);
-        metrics().sessions_started.with_label_values::<&str>(&[]).inc();
-        match stepped.next_state.filter(|state| !stepped.ended && state.id == session_id) {
-            Some(state) => {
-                SessionRegistry::adopt(&shared, state);
+        match start_session(&shared, &device_id, device.last_session_id.as_deref(), package).await {
+            Ok(reply) => Ok(package2_response(reply)),
+            Err(StepError::Elsewhere { node_id }) => {
+                forward_to_lease_holder(&shared, &request, body, hops, &node_id).await
             }
-            None if !stepped.ended => {
-                tracing::error!("the session machine kept the session open but wrote no state for it");
-            }
-            None => {}
+            Err(error) => Err(error.into_http()),
         }
-        tracing::info!(ended = stepped.ended, "session started");
-        Ok(package2_response(stepped.reply))
     }
     .instrument(span)
     .await
+}
+
+/// Ends the device's previous session, runs the Initiation step and starts the new session's actor.
+async fn start_session(
+    shared: &Arc<EdgeShared>,
+    device_id: &str,
+    previous_session_id: Option<&str>,
+    package: InitiationPackage,
+) -> Result<Vec<u8>, StepError> {
+    if let Some(previous) = previous_session_id {
+        supersede_previous(shared, device_id, previous).await?;
+    }
+    let session_id = new_session_id();
+    tracing::Span::current().record("session_id", session_id.as_str());
+    let event = SessionEvent::Initiation { session_id: session_id.clone(), package };
+    let input =
+        StepInput { event, now: clock::now_millis(), known_epoch: None, package3_sha256: None, answered_here: true };
+    let stepped = run_step(shared, device_id, input).await?;
+    metrics().sessions_started.with_label_values::<&str>(&[]).inc();
+    match stepped.next_state.filter(|state| !stepped.ended && state.id == session_id) {
+        Some(state) => {
+            SessionRegistry::adopt(shared, state, stepped.lease_epoch);
+        }
+        None if !stepped.ended => {
+            tracing::error!("the session machine kept the session open but wrote no state for it");
+        }
+        None => {}
+    }
+    tracing::info!(ended = stepped.ended, "session started");
+    Ok(stepped.reply)
 }
 
 /// `POST /dm/s/{sid}`: Package#3 -> Package#2.
@@ -91,24 +133,93 @@ pub(crate) async fn package3(
         }
         let device_id = device_id_header(&request)?;
         tracing::Span::current().record("device_id", device_id.as_str());
-        let session = find_session(&shared, &session_id, &device_id).await?;
+        let hops = hops_of(&request);
         let config = &shared.state.config;
-        let body = read_body(&request, payload, config.max_body_bytes, shared.options.body_read_timeout).await?;
+        let mut body = LazyBody::new(payload);
+        if hops == 0
+            && shared.sessions.get(&session_id).is_none()
+            && let Route::Forward(owner) = shared.cluster.route(&device_id)
+        {
+            let bytes = body.bytes(&request, config.max_body_bytes, shared.options.body_read_timeout).await?;
+            if let Some(response) = forward_to_owner(&shared, &owner, &request, bytes, 1).await? {
+                return Ok(response);
+            }
+        }
+        let target = find_session(&shared, &session_id, &device_id).await?;
+        let body = body.bytes(&request, config.max_body_bytes, shared.options.body_read_timeout).await?;
         metrics().packages.with_label_values(&["3", "in"]).inc();
         metrics().package_bytes.with_label_values(&["3"]).observe(body.len() as f64);
+        let package3_sha256 = package3_digest(&body);
         let limits = MultipartLimits {
             max_body_bytes: config.max_body_bytes as u64,
             max_part_bytes: config.max_body_bytes as u64,
             package: ParseLimits { max_bytes: config.max_body_bytes, ..ParseLimits::DEFAULT },
         };
         let response = multipart::decode_response(&media_type, &body, &limits).map_err(multipart_refusal)?;
-        let reply = deliver_package3(session, Package3 { device_id, response }).await?;
-        wake_outbox_relay(&request);
-        tracing::info!(ended = reply.ended, "package answered");
-        Ok(package2_response(reply.body))
+        let session = match target {
+            SessionTarget::Actor(address) => address,
+            SessionTarget::Ended(state) => {
+                let reply = replay_ended(&state, &response, &package3_sha256)?;
+                return Ok(package2_response(reply.body));
+            }
+        };
+        let message = Package3 { device_id, response, package3_sha256 };
+        match deliver_package3(session, message).await {
+            Ok(reply) => {
+                tracing::info!(ended = reply.ended, "package answered");
+                Ok(package2_response(reply.body))
+            }
+            Err(StepError::Elsewhere { node_id }) => {
+                forward_to_lease_holder(&shared, &request, body, hops, &node_id).await
+            }
+            Err(error) => Err(error.into_http()),
+        }
     }
     .instrument(span)
     .await
+}
+
+/// Hands the request to its owner as hop `hop` and relays the answer; `None` when the owner
+/// cannot be reached (it is suspect from now on) and this node should handle the request itself.
+async fn forward_to_owner(
+    shared: &EdgeShared,
+    owner: &NodeInfo,
+    request: &HttpRequest,
+    body: Bytes,
+    hop: u32,
+) -> Result<Option<HttpResponse>, HttpError> {
+    match shared.cluster.forwarder().forward(owner, request, body, hop).await {
+        Ok(response) => Ok(Some(response)),
+        Err(ForwardError::Unreachable { node_id, reason }) => {
+            tracing::warn!(node_id, reason, "the device's owner is unreachable; handling the request here");
+            shared.cluster.suspect(&node_id);
+            Ok(None)
+        }
+        Err(ForwardError::Refused { node_id }) => Err(HttpError::unavailable(format!(
+            "node {node_id} refused this node's internal token (cluster misconfigured)"
+        ))),
+    }
+}
+
+/// The Store says live node `node_id` holds the device's lease: the request goes there, unless it has
+/// made its last hop already (503, the device retries).
+async fn forward_to_lease_holder(
+    shared: &EdgeShared,
+    request: &HttpRequest,
+    body: Bytes,
+    hops: u32,
+    node_id: &str,
+) -> Result<HttpResponse, HttpError> {
+    let holder = shared.cluster.peer(node_id).filter(|node| !node.internal_url.is_empty());
+    let Some(holder) = holder.filter(|_| hops < MAX_HOPS) else {
+        metrics().forwards.with_label_values(&["hop_limit"]).inc();
+        return Err(StepError::Elsewhere { node_id: node_id.to_owned() }.into_http());
+    };
+    match forward_to_owner(shared, &holder, request, body, hops + 1).await? {
+        Some(response) => Ok(response),
+        // Suspect now: the device's retry takes the lease over here.
+        None => Err(StepError::Elsewhere { node_id: node_id.to_owned() }.into_http()),
+    }
 }
 
 fn package2_response(body: Vec<u8>) -> HttpResponse {

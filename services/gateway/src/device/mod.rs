@@ -14,6 +14,10 @@
 //! parse with omadm-proto, and hand the package to the session machine
 //! (`omadm_core::session::step`) through [`session`], which commits the
 //! step's batch before the Package#2 leaves. See docs/device-edge.md.
+//!
+//! In a cluster ([`DeviceEdge::clustered`]) the same routes forward what
+//! belongs to another node (see `dm`), and [`DeviceEdge::configure_internal`]
+//! serves them on the internal listener for requests forwarded by peers.
 
 mod authenticate;
 mod body;
@@ -30,6 +34,7 @@ use actix_web::web;
 use omadm_core::clock::Millis;
 
 use crate::AppState;
+use crate::cluster::{Cluster, Membership};
 
 pub use repository::accepts_media_type;
 
@@ -71,6 +76,10 @@ pub(crate) struct EdgeShared {
     pub sessions: session::SessionRegistry,
     /// One package (or bootstrap, or expiry) of a device at a time: loads, step and commit never interleave.
     pub device_locks: locks::KeyedLocks,
+    /// This node's view of the cluster (a cluster of one for `omadm serve`).
+    pub cluster: Arc<Cluster>,
+    /// Pokes the outbox relay with the shard of each event a step commits (set by the server).
+    pub outbox_waker: std::sync::OnceLock<omadm_core::bus::relay::OutboxWaker>,
 }
 
 /// The device-facing routes and the registry of session actors, created once per process.
@@ -84,21 +93,40 @@ impl DeviceEdge {
         Self::with_options(state, DeviceEdgeOptions::default())
     }
 
+    /// A node of its own: it owns every device and never forwards.
     pub fn with_options(state: web::Data<AppState>, options: DeviceEdgeOptions) -> Self {
+        Self::clustered(state, options, Arc::new(Cluster::single_node()))
+    }
+
+    /// A node of `cluster`: requests of devices it does not own go to their owners.
+    pub fn clustered(state: web::Data<AppState>, options: DeviceEdgeOptions, cluster: Arc<Cluster>) -> Self {
         DeviceEdge {
             shared: Arc::new(EdgeShared {
                 state,
                 options,
                 sessions: session::SessionRegistry::default(),
                 device_locks: locks::KeyedLocks::default(),
+                cluster,
+                outbox_waker: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// This node's view of the cluster.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.shared.cluster
+    }
+
+    /// From now on every step that commits events wakes the relay for their shards (the first waker set stays).
+    pub fn set_outbox_waker(&self, waker: omadm_core::bus::relay::OutboxWaker) {
+        let _ = self.shared.outbox_waker.set(waker);
     }
 
     /// Registers the device routes (called for every worker).
     pub fn configure(&self, config: &mut web::ServiceConfig) {
         config
             .app_data(web::Data::from(self.shared.clone()))
+            .app_data(web::Data::from(self.shared.cluster.clone()))
             .service(web::resource("/dm").route(web::post().to(dm::package1)))
             .service(web::resource("/dm/s/{sid}").route(web::post().to(dm::package3)))
             .service(
@@ -110,18 +138,49 @@ impl DeviceEdge {
             .service(web::resource("/bootstrap").route(web::get().to(bootstrap::bootstrap)));
     }
 
-    /// After a restart: re-arms the expiry of every session the store still holds open.
+    /// Registers the routes of the internal listener: the DM routes, for requests peers forward here
+    /// (the server checks their token first).
+    pub fn configure_internal(&self, config: &mut web::ServiceConfig) {
+        config
+            .app_data(web::Data::from(self.shared.clone()))
+            .app_data(web::Data::from(self.shared.cluster.clone()))
+            .app_data(crate::cluster::forward::InternalListener)
+            .service(web::resource("/dm").route(web::post().to(dm::package1)))
+            .service(web::resource("/dm/s/{sid}").route(web::post().to(dm::package3)));
+    }
+
+    /// After a start: re-arms the expiry of every open session whose device this node owns.
     /// Call it from within the actix system (the actors run on the calling arbiter).
     pub async fn recover(&self) -> Result<(), omadm_core::store::StoreError> {
+        let adopted = self.adopt_orphans().await?;
+        tracing::info!(open_sessions = adopted, "re-armed the expiry of open sessions");
+        Ok(())
+    }
+
+    /// Starts an actor for every open session whose device this node owns and that has none here,
+    /// so its expiry runs even if the device never comes back (after a restart, or when a node left).
+    /// An actor whose session turns out to be held by a live peer stops at its first step.
+    pub async fn adopt_orphans(&self) -> Result<usize, omadm_core::store::StoreError> {
         let open = self.shared.state.store.open_sessions().await.inspect_err(|_| {
             omadm_core::metrics::metrics().store_errors.with_label_values(&["open_sessions"]).inc();
         })?;
-        let count = open.len();
+        let me = self.shared.cluster.node_id().to_owned();
+        let mut adopted = 0;
         for state in open.into_iter().filter(|state| !state.ended) {
-            session::SessionRegistry::adopt(&self.shared, state);
+            if self.shared.sessions.get(&state.id).is_some() || self.shared.cluster.owner_of(&state.device_id).id != me
+            {
+                continue;
+            }
+            session::SessionRegistry::adopt(&self.shared, state, None);
+            adopted += 1;
         }
-        tracing::info!(open_sessions = count, "re-armed the expiry of open sessions");
-        Ok(())
+        Ok(adopted)
+    }
+
+    /// Joins the cluster: a first heartbeat, then the membership task (see [`Membership`]).
+    /// Call it from within the actix system, before [`DeviceEdge::recover`].
+    pub async fn join_cluster(&self) -> Result<Membership, omadm_core::store::StoreError> {
+        Membership::start(self.shared.cluster.clone(), self.shared.state.store.clone(), self.clone()).await
     }
 
     /// Sessions with a live actor in this process.

@@ -249,6 +249,7 @@ mod tests {
             awaiting: Vec::new(),
             ended: false,
             commands_answered: 0,
+            replay: None,
         }
     }
 

@@ -1,0 +1,482 @@
+//! What the cluster tests share: gateway nodes in this process on one real redis-server, and a small DM device.
+//!
+//! Each node is what `omadm gateway` runs: its own store connection, a
+//! public and an internal listener on 127.0.0.1, membership (heartbeats),
+//! and the outbox relay of the shards it owns, all relays publishing to one
+//! JSONL bus. "Killing" a node stops its listeners, heartbeats and relay at
+//! once without leaving the cluster, as SIGKILL would; its peers find out by
+//! a refused connection or a lapsed heartbeat.
+
+// Test scaffolding: a failed setup step should fail the test loudly.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+pub mod redis_cluster;
+pub mod redis_server;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::web;
+use async_trait::async_trait;
+use base64::Engine as _;
+use omadm_core::auth::{DEFAULT_REALM, credentials_for};
+use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
+use omadm_core::bus::{Bus, Event};
+use omadm_core::clock::{self, Millis};
+use omadm_core::cluster::{LeaseRequest, NodeInfo, rendezvous_owner};
+use omadm_core::model::{
+    AlertRecord, CommandId, CommandOrigin, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
+    RepositoryItem, SessionState, SessionSummary,
+};
+use omadm_core::session::SessionConfig;
+use omadm_core::store::{SessionLoad, Store, StoreError, WriteBatch};
+use omadm_gateway::cluster::{Cluster, ClusterConfig, Membership};
+use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
+use omadm_gateway::server::{self, Server, ServerOptions};
+use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
+use omadm_proto::command::Command;
+use omadm_proto::package::media::{INITIATION_JSON, REQUEST_JSON, RESPONSE_JSON};
+use omadm_proto::package::{CommandStatus, InitiationPackage, RequestPackage, ResponsePackage};
+use omadm_proto::status::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+
+pub const DEVICE_ID_HEADER: &str = "OMADM-DevID";
+pub const PASSWORD: &str = "s3cret";
+pub const ADMIN_TOKEN: &str = "cluster-admin-token";
+pub const INTERNAL_TOKEN: &str = "cluster-internal-token-0123456789";
+
+/// The timings of the test nodes: quick heartbeats, so a dead node is noticed within 1.5 s.
+pub fn cluster_config(node_id: &str, internal_url: &str) -> ClusterConfig {
+    ClusterConfig {
+        node_id: node_id.to_owned(),
+        internal_url: internal_url.to_owned(),
+        internal_token: INTERNAL_TOKEN.to_owned(),
+        heartbeat_interval: Duration::from_millis(200),
+        node_ttl: Duration::from_millis(1500),
+        lease_ttl: Duration::from_secs(10),
+        forward_timeout: Duration::from_secs(5),
+        sole_process: false,
+    }
+}
+
+fn gateway_config(base: &str) -> GatewayConfig {
+    GatewayConfig {
+        public_url: base.to_owned(),
+        admin_token: ADMIN_TOKEN.to_owned(),
+        realm: DEFAULT_REALM.to_owned(),
+        // The same on every node: a nonce one node issues verifies on another.
+        nonce_key: b"cluster nonce key, shared".to_vec(),
+        session: SessionConfig {
+            max_commands_per_package: 2,
+            session_url_base: format!("{base}/dm/s/"),
+            session_timeout: 60_000,
+            inventory_max_age: 24 * 3600 * 1000,
+            max_attempts: 3,
+            supported_alert_mime_types: Vec::new(),
+        },
+        max_body_bytes: 64 * 1024,
+        max_repository_bytes: 256 * 1024,
+        auto_register_password: None,
+        bootstrap: BootstrapConfig {
+            server_id: "omadm-cluster-test".to_owned(),
+            server_name: "omadm cluster test".to_owned(),
+            permitted_moids: vec!["*".to_owned()],
+            defaults: Vec::new(),
+            gcm: None,
+        },
+    }
+}
+
+/// One gateway node.
+pub struct Node {
+    pub id: String,
+    /// Public base URL (`http://127.0.0.1:port`).
+    pub base: String,
+    pub internal_base: String,
+    pub store: Arc<dyn Store>,
+    pub edge: DeviceEdge,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    public: Server,
+    internal: Server,
+    membership: Membership,
+    relay: Option<OutboxRelay>,
+}
+
+impl Node {
+    /// Starts node `id` on `store` (its own connection), publishing to `bus`.
+    pub async fn start(id: &str, store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Node {
+        Self::start_with(id, store, bus, true).await
+    }
+
+    /// Like [`Node::start`]; without `relay` nothing moves the outbox to the bus (as while the broker is down).
+    pub async fn start_with(id: &str, store: Arc<dyn Store>, bus: Arc<dyn Bus>, relay: bool) -> Node {
+        let public_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let internal_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", public_listener.local_addr().unwrap());
+        let internal_base = format!("http://{}", internal_listener.local_addr().unwrap());
+        let cluster = Arc::new(Cluster::new(cluster_config(id, &internal_base)));
+        let state = web::Data::new(AppState { store: store.clone(), bus: bus.clone(), config: gateway_config(&base) });
+        let edge = DeviceEdge::clustered(state.clone(), DeviceEdgeOptions::default(), cluster.clone());
+        let membership = edge.join_cluster().await.unwrap();
+        let relay_config = RelayConfig { ownership: cluster.shard_ownership(), ..RelayConfig::default() };
+        let relay = relay.then(|| OutboxRelay::spawn_with(store.clone(), bus, relay_config));
+        edge.recover().await.unwrap();
+        let options = ServerOptions {
+            workers: Some(1),
+            outbox_waker: relay.as_ref().map(OutboxRelay::waker),
+            shutdown_timeout: Duration::from_secs(1),
+            ..ServerOptions::default()
+        };
+        let internal =
+            server::run_internal(state.clone(), edge.clone(), internal_listener, options.clone()).await.unwrap();
+        let public = server::run(state, edge.clone(), public_listener, options).await.unwrap();
+        let running = Running { public, internal, membership, relay };
+        Node { id: id.to_owned(), base, internal_base, store, edge, running: Mutex::new(Some(running)) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        self.edge.cluster()
+    }
+
+    /// Stops everything at once without leaving the cluster, as SIGKILL would (nothing is drained).
+    pub async fn kill(&self) {
+        let running = self.running.lock().unwrap().take();
+        if let Some(running) = running {
+            running.membership.abandon().await;
+            drop(running.relay);
+            running.public.stop().await.unwrap();
+            running.internal.stop().await.unwrap();
+        }
+    }
+
+    /// Waits until this node's view holds exactly `count` live nodes.
+    pub async fn wait_for_live_nodes(&self, count: usize) {
+        for _ in 0..100 {
+            if self.cluster().live_nodes().len() == count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{} sees {:?}, not {count} nodes", self.id, self.cluster().live_nodes());
+    }
+}
+
+/// The nodes of a test and their backends.
+pub struct TestCluster {
+    pub nodes: Vec<Node>,
+    pub redis_url: String,
+    pub bus: Arc<dyn Bus>,
+    pub events_dir: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Nodes named `ids` on the Redis at `redis_url`, every one seeing all the others.
+    pub async fn start(redis_url: &str, ids: &[&str]) -> TestCluster {
+        Self::start_with(redis_url, ids, |_, store| store).await
+    }
+
+    /// Like [`TestCluster::start`], with the store of each node (by id) replaced by what `wrap` makes of it.
+    pub async fn start_with(
+        redis_url: &str,
+        ids: &[&str],
+        wrap: impl Fn(&str, Arc<dyn Store>) -> Arc<dyn Store>,
+    ) -> TestCluster {
+        let temp = tempfile::tempdir().unwrap();
+        let events_dir = temp.path().join("events");
+        let bus = omadm_core::bus::open(events_dir.to_str().unwrap(), "omadm.").await.unwrap();
+        let mut nodes = Vec::new();
+        for id in ids {
+            let store = wrap(id, omadm_core::store::open(redis_url).await.unwrap());
+            nodes.push(Node::start(id, store, bus.clone()).await);
+        }
+        for node in &nodes {
+            node.wait_for_live_nodes(ids.len()).await;
+        }
+        TestCluster { nodes, redis_url: redis_url.to_owned(), bus, events_dir, _temp: temp }
+    }
+
+    pub fn node(&self, id: &str) -> &Node {
+        self.nodes.iter().find(|node| node.id == id).unwrap()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.nodes[0].store
+    }
+
+    /// A device id whose rendezvous owner among all the nodes is `owner`, registered with [`PASSWORD`].
+    pub async fn register_device_owned_by(&self, owner: &str, tag: &str) -> String {
+        let infos: Vec<NodeInfo> =
+            self.nodes.iter().map(|node| NodeInfo { id: node.id.clone(), internal_url: String::new() }).collect();
+        let device_id = (0..10_000)
+            .map(|index| format!("IMEI:{tag}{index}"))
+            .find(|device_id| rendezvous_owner(&infos, device_id).map(|node| node.id.as_str()) == Some(owner))
+            .unwrap();
+        let device = Device::new(&device_id, credentials_for(&device_id, DEFAULT_REALM, PASSWORD), clock::now_millis());
+        self.store().commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+        device_id
+    }
+
+    /// Queues `count` EXEC commands for `device_id`; returns their ids.
+    pub async fn enqueue_execs(&self, device_id: &str, count: usize) -> Vec<CommandId> {
+        let commands = (0..count)
+            .map(|index| NewCommand {
+                command: Command::from_json(&serde_json::json!(["EXEC", format!("urn:oma:mo:test:1.0//Op{index}")]))
+                    .unwrap(),
+                origin: CommandOrigin::Operator,
+            })
+            .collect();
+        self.store().enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap()
+    }
+
+    /// The `command.result` events published so far (every relay writes to the one JSONL bus).
+    pub fn result_events(&self) -> Vec<serde_json::Value> {
+        let path = self.events_dir.join("omadm.results.jsonl");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|event| event["type"] == "command.result")
+            .collect()
+    }
+
+    /// Waits until the results of `device_id` on the bus name `expected` distinct commands.
+    pub async fn wait_for_results(&self, device_id: &str, expected: usize) -> Vec<serde_json::Value> {
+        for _ in 0..100 {
+            let events: Vec<serde_json::Value> =
+                self.result_events().into_iter().filter(|event| event["key"] == device_id).collect();
+            let mut ids: Vec<&str> = events.iter().map(|event| event["id"].as_str().unwrap()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.len() >= expected {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the results of {device_id} did not all reach the bus");
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
+}
+
+/// A device that answers every command: 404 to GETs (it has no such node), 200 to anything else.
+pub struct TestDevice {
+    pub id: String,
+    client: reqwest::Client,
+}
+
+impl TestDevice {
+    pub fn new(id: &str) -> Self {
+        TestDevice { id: id.to_owned(), client: http() }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    fn basic(&self) -> String {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{PASSWORD}", self.id));
+        format!("Basic {token}")
+    }
+
+    /// POSTs a Package#1 with Basic credentials to `node`.
+    pub async fn package1(&self, node: &Node) -> reqwest::Response {
+        let body = InitiationPackage { supported_objects: None, alert: None }.to_json_bytes().unwrap();
+        self.client
+            .post(node.url("/dm"))
+            .header(CONTENT_TYPE, INITIATION_JSON)
+            .header(DEVICE_ID_HEADER, &self.id)
+            .header(AUTHORIZATION, self.basic())
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The Package#3 answering `reply`, encoded.
+    pub fn answer(reply: &RequestPackage) -> Vec<u8> {
+        let statuses = reply
+            .commands
+            .iter()
+            .map(|command| match command {
+                Command::Get(_) => CommandStatus::new(StatusCode::NOT_FOUND),
+                _ => CommandStatus::new(StatusCode::OK),
+            })
+            .collect();
+        ResponsePackage::new(statuses).to_json_bytes().unwrap()
+    }
+
+    /// POSTs a Package#3 body to the session `path` (`/dm/s/{sid}`) on `node`.
+    pub async fn package3(&self, node: &Node, path: &str, body: &[u8]) -> reqwest::Response {
+        self.client
+            .post(node.url(path))
+            .header(CONTENT_TYPE, RESPONSE_JSON)
+            .header(DEVICE_ID_HEADER, &self.id)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The Package#2 of a 200 answer, and its raw bytes.
+pub async fn package2(response: reqwest::Response) -> (RequestPackage, Vec<u8>) {
+    let status = response.status();
+    let content_type = response.headers().get(CONTENT_TYPE).map(|value| value.to_str().unwrap().to_owned());
+    let body = response.bytes().await.unwrap().to_vec();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(content_type.as_deref(), Some(REQUEST_JSON));
+    (RequestPackage::parse(&body, &Default::default()).unwrap(), body)
+}
+
+/// The path of the session URL the CONT of a first Package#2 names (`/dm/s/{sid}`).
+pub fn session_path(first: &RequestPackage) -> String {
+    let Some(Command::Cont(cont)) = first.commands.first() else { panic!("CONT first: {first:?}") };
+    let url = cont.server_uri().to_string();
+    let start = url.find("/dm/s/").unwrap();
+    url[start..].to_owned()
+}
+
+/// A store that lets a test run something against the real store right before the next commit of a device
+/// (another node's load taking the device's lease over, as happens when this node was presumed dead).
+pub struct BeforeCommit {
+    inner: Arc<dyn Store>,
+    hook: Mutex<Option<(String, LeaseRequest)>>,
+}
+
+impl BeforeCommit {
+    pub fn wrap(inner: Arc<dyn Store>) -> Arc<BeforeCommit> {
+        Arc::new(BeforeCommit { inner, hook: Mutex::new(None) })
+    }
+
+    /// Right before the next fenced commit of `device_id`, `request` loads the device (and takes its lease).
+    pub fn take_over_before_next_commit(&self, device_id: &str, request: LeaseRequest) {
+        *self.hook.lock().unwrap() = Some((device_id.to_owned(), request));
+    }
+}
+
+#[async_trait]
+impl Store for BeforeCommit {
+    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
+        self.inner.get_device(device_id).await
+    }
+    async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
+        self.inner.delete_device(device_id).await
+    }
+    async fn list_devices(
+        &self,
+        filter: &DeviceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DevicePage, StoreError> {
+        self.inner.list_devices(filter, after, limit).await
+    }
+    async fn enqueue_commands(
+        &self,
+        device_id: &str,
+        commands: Vec<NewCommand>,
+        now: Millis,
+    ) -> Result<Vec<CommandId>, StoreError> {
+        self.inner.enqueue_commands(device_id, commands, now).await
+    }
+    async fn get_command(&self, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {
+        self.inner.get_command(device_id, id).await
+    }
+    async fn list_commands(
+        &self,
+        device_id: &str,
+        after: Option<CommandId>,
+        limit: usize,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        self.inner.list_commands(device_id, after, limit).await
+    }
+    async fn queued_commands(&self, device_id: &str, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
+        self.inner.queued_commands(device_id, limit).await
+    }
+    async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError> {
+        self.inner.pending_count(device_id).await
+    }
+    async fn get_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
+        self.inner.get_session(device_id, session_id).await
+    }
+    async fn load_session(
+        &self,
+        device_id: &str,
+        awaiting: &[CommandId],
+        queue_limit: usize,
+        lease: &LeaseRequest,
+    ) -> Result<SessionLoad, StoreError> {
+        self.inner.load_session(device_id, awaiting, queue_limit, lease).await
+    }
+    async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError> {
+        self.inner.open_sessions().await
+    }
+    async fn list_sessions(&self, device_id: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+        self.inner.list_sessions(device_id, limit).await
+    }
+    async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
+        self.inner.get_mirror(device_id).await
+    }
+    async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
+        self.inner.list_alerts(device_id, limit).await
+    }
+    async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
+        self.inner.next_alert_id(device_id).await
+    }
+    async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
+        self.inner.put_content(item).await
+    }
+    async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
+        self.inner.get_content(path).await
+    }
+    async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
+        self.inner.delete_content(path).await
+    }
+    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let hook = {
+            let mut hook = self.hook.lock().unwrap();
+            let due = match (&*hook, &batch.fence) {
+                (Some((device_id, _)), Some(fence)) => *device_id == fence.device_id,
+                _ => false,
+            };
+            if due { hook.take() } else { None }
+        };
+        if let Some((device_id, request)) = hook {
+            let taken = self.inner.load_session(&device_id, &[], 1, &request).await.unwrap();
+            assert!(matches!(taken, SessionLoad::Loaded(_)), "the take-over did not get the lease: {taken:?}");
+        }
+        self.inner.commit(batch).await
+    }
+    fn outbox_shards(&self) -> u32 {
+        self.inner.outbox_shards()
+    }
+    fn outbox_shard_of(&self, event_key: &str) -> u32 {
+        self.inner.outbox_shard_of(event_key)
+    }
+    async fn outbox(&self, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.outbox(shard, limit).await
+    }
+    async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
+        self.inner.ack_outbox(shard, event_ids).await
+    }
+    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
+        self.inner.outbox_lengths(shards).await
+    }
+    async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
+        self.inner.heartbeat(node, ttl, now).await
+    }
+    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
+        self.inner.leave(node_id).await
+    }
+}
