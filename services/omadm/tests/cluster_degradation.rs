@@ -163,6 +163,7 @@ async fn a_broker_restart_keeps_devices_served_and_the_outbox_drains_after_it() 
     let seen = fleet::consume_results(
         &cluster.broker.bus_url(),
         &cluster.topic_prefix,
+        &cluster.broker.client_settings(),
         &expected_before,
         Duration::from_secs(60),
     )
@@ -229,6 +230,7 @@ async fn a_broker_restart_keeps_devices_served_and_the_outbox_drains_after_it() 
     let seen = fleet::consume_results(
         &cluster.broker.bus_url(),
         &cluster.topic_prefix,
+        &cluster.broker.client_settings(),
         &expected_during,
         Duration::from_secs(60),
     )

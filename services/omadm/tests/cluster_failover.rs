@@ -107,9 +107,14 @@ async fn a_node_killed_mid_run_loses_no_session_and_no_result() {
     assert!(expected.len() >= queued, "{} final commands, {queued} queued by the operator", expected.len());
 
     // The bus: one distinct result id per final command, nothing else.
-    let seen =
-        fleet::consume_results(&cluster.broker.bus_url(), &cluster.topic_prefix, &expected, Duration::from_secs(90))
-            .await;
+    let seen = fleet::consume_results(
+        &cluster.broker.bus_url(),
+        &cluster.topic_prefix,
+        &cluster.broker.client_settings(),
+        &expected,
+        Duration::from_secs(90),
+    )
+    .await;
     let missing: Vec<&(String, u64)> = expected.iter().filter(|key| !seen.by_command.contains_key(*key)).collect();
     assert!(
         missing.is_empty(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omadm_client::retry::{RetryPolicy, ServerSelection};
-use omadm_core::bus::Topic;
+use omadm_core::bus::{BusOptions, Topic};
 use omadm_devsim::fumo::FirmwareBehaviour;
 use omadm_devsim::profile::FleetProfile;
 use omadm_devsim::report::{Collector, Report};
@@ -160,10 +160,20 @@ pub struct ResultsSeen {
 pub async fn consume_results(
     bus_url: &str,
     topic_prefix: &str,
+    settings: &[String],
     expected: &BTreeSet<(String, u64)>,
     within: Duration,
 ) -> ResultsSeen {
-    let bus = omadm_core::bus::open(bus_url, topic_prefix)
+    let options = BusOptions {
+        topic_prefix: topic_prefix.to_owned(),
+        kafka_settings: settings
+            .iter()
+            .filter_map(|setting| setting.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect(),
+        ..BusOptions::default()
+    };
+    let bus = omadm_core::bus::open_with(bus_url, &options)
         .await
         .unwrap_or_else(|error| panic!("cannot open the bus {bus_url}: {error}"));
     let group = format!("cluster-test-{}", super::free_port());

@@ -5,6 +5,9 @@
 //! restart Redis or the broker on the same port, and read `/metrics`. Every wait has a deadline and fails with
 //! the process's own log tail, so a test says what was missing instead of hanging.
 //!
+//! `CLUSTER_TEST_LOG` sets the gateways' `RUST_LOG` (default `warn`); with `CLUSTER_TEST_KEEP` set, a failed
+//! test leaves the gateways' logs in a temp dir it names.
+//!
 //! The broker: `OMADM_TEST_KAFKA=host:port` uses an external one (Apache Kafka, say) and starts nothing; else
 //! tansu from `OMADM_TANSU`, else `~/.cache/omadm-tools/tansu-0.6.0/bin/tansu`, else `tansu` on PATH, with the
 //! storage engine of `OMADM_TANSU_STORAGE` (default `memory://tansu/`).
@@ -211,6 +214,19 @@ impl Broker {
         self.local.is_some()
     }
 
+    /// librdkafka settings every client of the test uses, as `key=value`: tansu 0.6.0 serves a fetch from inside
+    /// a record batch only from the next batch on, so its producers send one record per batch; plus whatever
+    /// `OMADM_TEST_KAFKA_SETTINGS` (comma separated) adds, e.g. security settings of an external broker.
+    pub fn client_settings(&self) -> Vec<String> {
+        let mut settings = Vec::new();
+        if self.is_local() {
+            settings.push("batch.num.messages=1".to_owned());
+        }
+        let extra = std::env::var("OMADM_TEST_KAFKA_SETTINGS").unwrap_or_default();
+        settings.extend(extra.split(',').map(str::trim).filter(|setting| !setting.is_empty()).map(str::to_owned));
+        settings
+    }
+
     /// Stops the broker (SIGTERM, SIGKILL after 5 s). Panics for an external broker: a test that needs this
     /// must check [`Broker::is_local`] first.
     pub fn stop(&mut self) {
@@ -322,8 +338,23 @@ pub struct Cluster {
     pub broker: Broker,
     pub gateways: Vec<Gateway>,
     pub topic_prefix: String,
-    dir: tempfile::TempDir,
+    /// The gateways' logs; kept after a failed test when `CLUSTER_TEST_KEEP` is set.
+    dir: Option<tempfile::TempDir>,
     http: reqwest::Client,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for gateway in &mut self.gateways {
+            gateway.kill();
+        }
+        if std::thread::panicking()
+            && std::env::var_os("CLUSTER_TEST_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("cluster harness: gateway logs kept in {}", dir.keep().display());
+        }
+    }
 }
 
 impl Cluster {
@@ -336,7 +367,7 @@ impl Cluster {
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
         // A prefix of its own, so runs against one external broker do not read each other's events.
         let topic_prefix = format!("omadm{}.", free_port());
-        let mut cluster = Cluster { redis, broker, gateways: Vec::new(), topic_prefix, dir, http };
+        let mut cluster = Cluster { redis, broker, gateways: Vec::new(), topic_prefix, dir: Some(dir), http };
         for index in 0..nodes {
             let gateway = cluster.launch_gateway(&format!("node-{}", index + 1), extra);
             cluster.gateways.push(gateway);
@@ -351,7 +382,8 @@ impl Cluster {
         let (port, internal_port) = (free_port(), free_port());
         let base = format!("http://127.0.0.1:{port}");
         let internal_base = format!("http://127.0.0.1:{internal_port}");
-        let log = self.dir.path().join(format!("{node_id}.log"));
+        let dir = self.dir.as_ref().map_or_else(std::env::temp_dir, |dir| dir.path().to_owned());
+        let log = dir.join(format!("{node_id}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_omadm"));
         command
             .arg("gateway")
@@ -359,6 +391,7 @@ impl Cluster {
             .args(["--internal-listen", &format!("127.0.0.1:{internal_port}")])
             .args(["--redis", &self.redis.url()])
             .args(["--kafka", &self.broker.bootstrap])
+            .args(self.broker.client_settings().iter().flat_map(|setting| ["--kafka-setting", setting.as_str()]))
             .args(["--admin-token", ADMIN_TOKEN])
             .args(["--public-url", &base])
             .args(["--node-id", node_id])
