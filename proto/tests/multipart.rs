@@ -3,7 +3,9 @@
 #[path = "packages_strategies.rs"]
 mod strategies;
 
-use omadm_proto::multipart::{MultipartLimits, MultipartResponse, decode_response, derive_boundary, encode_response};
+use omadm_proto::multipart::{
+    MultipartError, MultipartLimits, MultipartResponse, decode_response, derive_boundary, encode_response,
+};
 use omadm_proto::package::media::RESPONSE_JSON;
 use proptest::prelude::*;
 use strategies::{response_package, response_with_parts};
@@ -60,7 +62,11 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
     ) {
-        let encoded = encode_response(&package, &parts, "B").unwrap();
+        // A short boundary reaches more parser paths; the rare content that contains it cannot be encoded with it.
+        let encoded = match encode_response(&package, &parts, "B") {
+            Err(MultipartError::BoundaryInContent) => return Ok(()),
+            other => other.unwrap(),
+        };
         let truncated = encoded.body.get(..cut.index(encoded.body.len() + 1)).unwrap_or_default();
         let _ = decode_response(&encoded.content_type, truncated, &limits());
         let mut flipped = encoded.body.clone();

@@ -658,7 +658,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = actix_web::web::Data::new(AppState { store: Arc::clone(&store), bus: Arc::clone(&bus), config });
     let edge = DeviceEdge::clustered(state.clone(), DeviceEdgeOptions::default(), Arc::clone(&cluster));
     let membership = edge.join_cluster().await.context("cannot join the cluster: the store does not answer")?;
-    let relay_config = RelayConfig { ownership: cluster.shard_ownership(), ..RelayConfig::default() };
+    // Steps wake the shards they wrote at once; the sweep only finds what a dead or departed node left behind.
+    // On Redis Cluster a sweep reads the lengths of thousands of shards, so it runs less often there.
+    let sweep_interval = if store.outbox_shards() > 1 {
+        std::time::Duration::from_secs(2)
+    } else {
+        RelayConfig::default().poll_interval
+    };
+    let relay_config =
+        RelayConfig { ownership: cluster.shard_ownership(), poll_interval: sweep_interval, ..RelayConfig::default() };
     let relay = OutboxRelay::spawn_with(Arc::clone(&store), Arc::clone(&bus), relay_config);
     edge.recover().await.context("cannot recover the open sessions")?;
     let options = ServerOptions {
