@@ -97,8 +97,14 @@ async fn start_session(
     let session_id = new_session_id();
     tracing::Span::current().record("session_id", session_id.as_str());
     let event = SessionEvent::Initiation { session_id: session_id.clone(), package };
-    let input =
-        StepInput { event, now: clock::now_millis(), known_epoch: None, package3_sha256: None, answered_here: true };
+    let input = StepInput {
+        event,
+        now: clock::now_millis(),
+        known_epoch: None,
+        package3_sha256: None,
+        answered_here: true,
+        superseded: previous_session_id.map(str::to_owned),
+    };
     let stepped = run_step(shared, device_id, input).await?;
     metrics().sessions_started.with_label_values::<&str>(&[]).inc();
     match stepped.next_state.filter(|state| !stepped.ended && state.id == session_id) {
@@ -163,8 +169,24 @@ pub(crate) async fn package3(
                 return Ok(package2_response(reply.body));
             }
         };
-        let message = Package3 { device_id, response, package3_sha256 };
-        match deliver_package3(session, message).await {
+        let received_at = std::time::Instant::now();
+        let message =
+            Package3 { device_id: device_id.clone(), response, package3_sha256: package3_sha256.clone(), received_at };
+        let mut delivered = deliver_package3(session, message).await;
+        if matches!(delivered, Err(StepError::ActorStopped)) {
+            // The session ended (or expired) while this package waited for its actor: answer from the store.
+            let response = multipart::decode_response(&media_type, &body, &limits).map_err(multipart_refusal)?;
+            delivered = match find_session(&shared, &session_id, &device_id).await? {
+                SessionTarget::Ended(state) => {
+                    replay_ended(&state, &response, &package3_sha256).map_err(StepError::from)
+                }
+                SessionTarget::Actor(address) => {
+                    let message = Package3 { device_id, response, package3_sha256, received_at };
+                    deliver_package3(address, message).await
+                }
+            };
+        }
+        match delivered {
             Ok(reply) => {
                 tracing::info!(ended = reply.ended, "package answered");
                 Ok(package2_response(reply.body))

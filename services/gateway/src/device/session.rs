@@ -99,9 +99,16 @@ impl SessionRegistry {
         let session_id = state.id.clone();
         let device_id = state.device_id.clone();
         let answered_here = lease_epoch.is_some();
-        let address =
-            SessionActor { shared: shared.clone(), state, lease_epoch, answered_here, expiry: None, finished: false }
-                .start();
+        let address = SessionActor {
+            shared: shared.clone(),
+            state,
+            lease_epoch,
+            answered_here,
+            replied_at: None,
+            expiry: None,
+            finished: false,
+        }
+        .start();
         map.by_device.insert(device_id.clone(), session_id.clone());
         map.by_session.insert(session_id, RegisteredSession { address: address.clone(), device_id });
         address
@@ -128,6 +135,8 @@ pub(crate) enum StepError {
     Elsewhere { node_id: String },
     /// The lease moved to another node while the step ran; nothing was written.
     Fenced,
+    /// The session's actor stopped before it took the package: look the session up again.
+    ActorStopped,
 }
 
 impl From<HttpError> for StepError {
@@ -145,6 +154,7 @@ impl StepError {
                 HttpError::retry_soon(format!("the device's session is held by node {node_id}; retry"))
             }
             StepError::Fenced => HttpError::retry_soon("the device's session moved to another node; retry"),
+            StepError::ActorStopped => session_gone(),
         }
     }
 
@@ -157,6 +167,7 @@ impl StepError {
         match self {
             StepError::Http(error) => error.status,
             StepError::Elsewhere { .. } | StepError::Fenced => StatusCode::SERVICE_UNAVAILABLE,
+            StepError::ActorStopped => StatusCode::GONE,
         }
     }
 }
@@ -169,6 +180,9 @@ pub(crate) struct Package3 {
     pub response: MultipartResponse,
     /// [`package3_digest`] of the body as received.
     pub package3_sha256: String,
+    /// When this node received the request. A Package#3 received before the actor produced its
+    /// last Package#2 cannot be the answer to it: it is a retransmission that overtook its original.
+    pub received_at: std::time::Instant,
 }
 
 /// The device opened a new session: this one ends now (as an expiry), so its
@@ -192,6 +206,8 @@ pub(crate) struct SessionActor {
     /// This actor sent (or re-sent) the state's last Package#2: a Package#3 with the same bytes as the
     /// last one and as many statuses as that Package#2 has commands is taken as its answer, not a retransmission.
     answered_here: bool,
+    /// When the actor produced its last Package#2.
+    replied_at: Option<std::time::Instant>,
     expiry: Option<SpawnHandle>,
     /// Ended, expired or moved to another node: every further package gets 410 until the actor is gone.
     finished: bool,
@@ -271,7 +287,9 @@ impl Handler<Package3> for SessionActor {
         let state = self.state.clone();
         let finished = self.finished;
         let known_epoch = self.lease_epoch;
-        let answered_here = self.answered_here;
+        // A Package#3 that arrived before the last Package#2 was produced was sent before the device saw it.
+        let overtook_reply = self.replied_at.is_some_and(|replied_at| message.received_at < replied_at);
+        let answered_here = self.answered_here && !overtook_reply;
         let span = tracing::info_span!("session.package3", device_id = %state.device_id, session_id = %state.id);
         let work = async move {
             if message.device_id != state.device_id {
@@ -302,6 +320,7 @@ impl Handler<Package3> for SessionActor {
                 known_epoch,
                 package3_sha256: Some(message.package3_sha256),
                 answered_here,
+                superseded: None,
             };
             let stepped = run_step(&shared, &device_id, input).await?;
             if !stepped.replayed {
@@ -319,11 +338,17 @@ impl Handler<Package3> for SessionActor {
                     }
                     // Whether stepped or re-sent, the Package#2 of the state left from here.
                     actor.answered_here = true;
+                    actor.replied_at = Some(std::time::Instant::now());
                     let reply = PackageReply { body: stepped.reply, ended: stepped.ended };
                     match stepped.next_state {
                         Some(next) if !stepped.ended && !next.ended && next.id == actor.state.id => {
                             actor.state = next;
                             actor.arm_remaining(context);
+                        }
+                        Some(last) if last.id == actor.state.id => {
+                            // Kept for a retransmission of the last Package#3 that reaches the actor before it stops.
+                            actor.state = last;
+                            actor.finish(context);
                         }
                         _ => actor.finish(context),
                     }
@@ -339,6 +364,22 @@ impl Handler<Package3> for SessionActor {
                 }
             },
         )))
+    }
+}
+
+/// The session was ended by another step of its device (under the device's lock): stop without writing.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Forget;
+
+impl Handler<Forget> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Forget, context: &mut Self::Context) {
+        if let Some(handle) = self.expiry.take() {
+            context.cancel_future(handle);
+        }
+        self.finish(context);
     }
 }
 
@@ -423,6 +464,8 @@ pub(crate) struct StepInput {
     pub package3_sha256: Option<String>,
     /// The caller's actor sent the last Package#2 of the event's state (see [`replay_for`]).
     pub answered_here: bool,
+    /// For an Initiation: the previous session of the device that the caller already ended.
+    pub superseded: Option<String>,
 }
 
 /// A committed (or replayed) step.
@@ -441,12 +484,7 @@ pub(crate) struct Stepped {
 /// One step of a session under the device's lock and lease: load, step, encode, commit.
 /// A `SessionError` becomes its HTTP status and nothing is written.
 pub(crate) async fn run_step(shared: &EdgeShared, device_id: &str, input: StepInput) -> Result<Stepped, StepError> {
-    let StepInput { mut event, now, known_epoch, package3_sha256, answered_here } = input;
-    let session_id = match &event {
-        SessionEvent::Initiation { session_id, .. } => session_id.clone(),
-        SessionEvent::Response { state, .. } | SessionEvent::Expiry { state } => state.id.clone(),
-    };
-    let is_expiry = matches!(event, SessionEvent::Expiry { .. });
+    let StepInput { mut event, now, known_epoch, package3_sha256, answered_here, superseded } = input;
     if let Some(stepped) = replayed_event(&event, package3_sha256.as_deref(), !answered_here, known_epoch) {
         return Ok(stepped);
     }
@@ -478,6 +516,54 @@ pub(crate) async fn run_step(shared: &EdgeShared, device_id: &str, input: StepIn
             snapshot = load(shared, device_id, &awaited_ids(&event), &lease_request).await?;
         }
     }
+    if let SessionEvent::Initiation { session_id: new_session_id, .. } = &event
+        && let Some(previous) = snapshot.device.last_session_id.clone()
+        && previous != *new_session_id
+        && superseded.as_deref() != Some(previous.as_str())
+        && end_concurrent_session(shared, device_id, &previous, &lease_request, now).await?
+    {
+        snapshot = load(shared, device_id, &[], &lease_request).await?;
+    }
+    apply_step(shared, snapshot, event, now, package3_sha256).await
+}
+
+/// Another Package#1 of the device opened `previous` while this one waited for the device's lock
+/// (a device that retried its Package#1, the first still in flight): it ends now, under the same lock,
+/// so its sent commands go back to the queue for the new session. `true` when it was open.
+async fn end_concurrent_session(
+    shared: &EdgeShared,
+    device_id: &str,
+    previous: &str,
+    lease_request: &omadm_core::cluster::LeaseRequest,
+    now: Millis,
+) -> Result<bool, StepError> {
+    let stored = shared.state.store.get_session(device_id, previous).await.map_err(store_failure("get_session"))?;
+    let Some(state) = stored.filter(|state| !state.ended && state.device_id == device_id) else {
+        return Ok(false);
+    };
+    tracing::info!(previous_session_id = previous, "ending the device's concurrent open session");
+    if let Some((address, _)) = shared.sessions.get(previous) {
+        address.do_send(Forget);
+    }
+    let expiry = SessionEvent::Expiry { state };
+    let snapshot = load(shared, device_id, &awaited_ids(&expiry), lease_request).await?;
+    apply_step(shared, snapshot, expiry, now, None).await?;
+    Ok(true)
+}
+
+/// Steps the session machine on a loaded snapshot, encodes the reply and commits the batch under the lease's fence.
+async fn apply_step(
+    shared: &EdgeShared,
+    snapshot: SessionSnapshot,
+    event: SessionEvent,
+    now: Millis,
+    package3_sha256: Option<String>,
+) -> Result<Stepped, StepError> {
+    let session_id = match &event {
+        SessionEvent::Initiation { session_id, .. } => session_id.clone(),
+        SessionEvent::Response { state, .. } | SessionEvent::Expiry { state } => state.id.clone(),
+    };
+    let is_expiry = matches!(event, SessionEvent::Expiry { .. });
     let SessionSnapshot { lease, device, mirror, queued, awaiting, next_alert_id } = snapshot;
     let context = SessionContext { device, mirror, queued, awaiting, next_alert_id, now };
     let step = session::step(&shared.state.config.session, context, event).map_err(session_refusal)?;
@@ -644,6 +730,7 @@ async fn expire_session(shared: &EdgeShared, state: SessionState, known_epoch: O
         known_epoch,
         package3_sha256: None,
         answered_here: true,
+        superseded: None,
     };
     match run_step(shared, &device_id, input).await {
         Ok(_) => Ok(()),
@@ -700,8 +787,9 @@ pub(crate) async fn deliver_package3(
 ) -> Result<PackageReply, StepError> {
     match address.send(message).await {
         Ok(result) => result,
-        // The actor stopped between lookup and delivery: the session just ended or expired.
-        Err(MailboxError::Closed) | Err(MailboxError::Timeout) => Err(session_gone().into()),
+        // The actor stopped between lookup and delivery: the session just ended or expired, and
+        // the store has its final state (a retransmission of its last Package#3 is answered from it).
+        Err(MailboxError::Closed) | Err(MailboxError::Timeout) => Err(StepError::ActorStopped),
     }
 }
 
