@@ -141,7 +141,7 @@ async fn prefix_with_braces_is_refused() {
     assert!(matches!(result, Err(StoreError::UnsupportedUrl(_))), "{:?}", result.err());
 }
 
-/// The requests of every Store call, as docs/cluster-keyspace.md lists them.
+/// The requests of every Store call, as docs/cluster.md lists them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_of_every_call() {
     let server = RedisServer::start();

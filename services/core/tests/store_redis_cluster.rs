@@ -272,7 +272,7 @@ fn wait_cluster_ok(ports: &[u16]) {
     }
 }
 
-/// The requests of every Store call, as docs/cluster-keyspace.md lists them.
+/// The requests of every Store call, as docs/cluster.md lists them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_of_every_call() {
     let cluster = start_cluster().await;

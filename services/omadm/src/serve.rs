@@ -13,7 +13,7 @@
 //! Both run the same roles (device edge, operator API, outbox relay) through
 //! the same code: `serve` on the data dir unless `--redis`/`--kafka` name
 //! shared backends; `gateway` always on shared backends, as one node of a
-//! cluster (membership, ownership, forwarding; docs/cluster-gateway.md).
+//! cluster (membership, ownership, forwarding; docs/cluster.md).
 //! Settings come from flags, then `OMADM_*` environment variables, then the
 //! TOML file of `--config`, then defaults (docs/configuration.md lists each).
 //! SIGTERM or SIGINT stops it gracefully: `/readyz` turns 503, the listeners

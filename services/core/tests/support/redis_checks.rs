@@ -272,7 +272,7 @@ pub async fn open_sessions_of_many_devices(store: Arc<dyn Store>) {
 
 /// Package#3 exchanges per second (load_session + commit of a step with a session, a command
 /// outcome, an event and the fence), from one caller and from `concurrency` callers on their own
-/// devices. Prints the rates; run by hand for the numbers in docs/cluster-keyspace.md.
+/// devices. Prints the rates; run by hand for the numbers in docs/cluster.md.
 pub async fn exchange_rates(
     store: Arc<RedisStore>,
     label: &'static str,
@@ -319,7 +319,7 @@ pub async fn exchange_rates(
     }
 }
 
-/// The requests each Store call sends (docs/cluster-keyspace.md lists them): checked, not assumed.
+/// The requests each Store call sends (docs/cluster.md lists them): checked, not assumed.
 /// On a cluster, calls that read many slots send `CLUSTER SLOTS` and one pipeline per node (1 to 3 here).
 pub async fn round_trips_of_every_call(store: &RedisStore) {
     let cluster = store.is_cluster();

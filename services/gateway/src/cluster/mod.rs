@@ -8,7 +8,7 @@
 //! out of this node's view until it has had a node TTL to heartbeat again,
 //! so this node takes its devices over meanwhile (the lease and the fence of
 //! the Store make that safe). A single node (`omadm serve`) is a cluster of
-//! one: it owns everything and never forwards. See docs/cluster-gateway.md.
+//! one: it owns everything and never forwards. See docs/cluster.md.
 
 pub mod forward;
 pub mod membership;

@@ -10,7 +10,7 @@
 //! listener, and the owner's answer is relayed; when the owner cannot be
 //! reached this node handles it itself. When the Store says another live
 //! node holds the device's lease, the request goes there (one more hop at
-//! most). See docs/cluster-gateway.md.
+//! most). See docs/cluster.md.
 
 use std::sync::Arc;
 

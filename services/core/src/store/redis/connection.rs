@@ -9,7 +9,7 @@
 //! a SCRIPT LOAD and a second EVALSHA when the server does not know the script
 //! yet) run the same on either. [`Counted`] counts each request it sends per
 //! store operation (`omadm_redis_round_trips_total`), which is how the round
-//! trips in docs/cluster-keyspace.md were checked.
+//! trips in docs/cluster.md were checked.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The Redis key names of the store; the layout is described in docs/store.md and docs/cluster-keyspace.md.
+//! The Redis key names of the store; the layout is described in docs/store.md and docs/cluster.md.
 //!
 //! Every key of one device carries the hash tag `{device id}`, so on Redis
 //! Cluster one device's keys share a slot and one Lua script can update them

@@ -12,7 +12,7 @@
 //! cluster, one on a standalone server), in the same script as the state they
 //! describe. Records are the same serde JSON as the embedded engine. The
 //! keyspace, what is atomic where and the round trips of every call are in
-//! docs/cluster-keyspace.md and docs/store.md.
+//! docs/cluster.md and docs/store.md.
 
 mod commit;
 mod connection;
