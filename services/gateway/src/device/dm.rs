@@ -170,8 +170,14 @@ pub(crate) async fn package3(
             }
         };
         let received_at = std::time::Instant::now();
-        let message =
-            Package3 { device_id: device_id.clone(), response, package3_sha256: package3_sha256.clone(), received_at };
+        let forwarded = hops > 0;
+        let message = Package3 {
+            device_id: device_id.clone(),
+            response,
+            package3_sha256: package3_sha256.clone(),
+            received_at,
+            forwarded,
+        };
         let mut delivered = deliver_package3(session, message).await;
         if matches!(delivered, Err(StepError::ActorStopped)) {
             // The session ended (or expired) while this package waited for its actor: answer from the store.
@@ -181,7 +187,7 @@ pub(crate) async fn package3(
                     replay_ended(&state, &response, &package3_sha256).map_err(StepError::from)
                 }
                 SessionTarget::Actor(address) => {
-                    let message = Package3 { device_id, response, package3_sha256, received_at };
+                    let message = Package3 { device_id, response, package3_sha256, received_at, forwarded };
                     deliver_package3(address, message).await
                 }
             };

@@ -183,6 +183,9 @@ pub(crate) struct Package3 {
     /// When this node received the request. A Package#3 received before the actor produced its
     /// last Package#2 cannot be the answer to it: it is a retransmission that overtook its original.
     pub received_at: std::time::Instant,
+    /// Another node forwarded the request: its Package#2 goes back through that node, which may die
+    /// before relaying it, so a later Package#3 with the same bytes may be its retransmission.
+    pub forwarded: bool,
 }
 
 /// The device opened a new session: this one ends now (as an expiry), so its
@@ -290,6 +293,7 @@ impl Handler<Package3> for SessionActor {
         // A Package#3 that arrived before the last Package#2 was produced was sent before the device saw it.
         let overtook_reply = self.replied_at.is_some_and(|replied_at| message.received_at < replied_at);
         let answered_here = self.answered_here && !overtook_reply;
+        let relayed_elsewhere = message.forwarded;
         let span = tracing::info_span!("session.package3", device_id = %state.device_id, session_id = %state.id);
         let work = async move {
             if message.device_id != state.device_id {
@@ -331,13 +335,14 @@ impl Handler<Package3> for SessionActor {
             Ok(stepped)
         };
         AtomicResponse::new(Box::pin(tracing::Instrument::instrument(work, span).into_actor(self).map(
-            |outcome: Result<Stepped, StepError>, actor, context| match outcome {
+            move |outcome: Result<Stepped, StepError>, actor, context| match outcome {
                 Ok(stepped) => {
                     if stepped.lease_epoch.is_some() {
                         actor.lease_epoch = stepped.lease_epoch;
                     }
-                    // Whether stepped or re-sent, the Package#2 of the state left from here.
-                    actor.answered_here = true;
+                    // Whether stepped or re-sent, the Package#2 of the state left from here (unless
+                    // through a forwarding node, which may not have passed it on).
+                    actor.answered_here = !relayed_elsewhere;
                     actor.replied_at = Some(std::time::Instant::now());
                     let reply = PackageReply { body: stepped.reply, ended: stepped.ended };
                     match stepped.next_state {
