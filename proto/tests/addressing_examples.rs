@@ -1,4 +1,4 @@
-//! Every addressing example of spec 6.1.3, against the tree NOTES.md gives for the missing Figure 5
+//! Every addressing example of spec 6.1.3, against the tree docs/protocol-decisions.md gives for the missing Figure 5
 //! (fixtures/spec/addressing_tree.json): moroot1 is instance `left`, moroot2 is instance `right`.
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.

@@ -107,7 +107,7 @@ fn sessioninfo_exactly_as_appendix_e_sends_it() {
     assert_eq!(session.to_mo_data(), json!({"CBT": 1, "ROAMING": 0}));
 }
 
-/// A bootstrap document (NOTES.md "Other gaps"): DMAcc as dmmo+json with
+/// A bootstrap document (docs/protocol-decisions.md "Other gaps"): DMAcc as dmmo+json with
 /// ServerID, Name, Permissions, AuthNoti and Push/GCM.
 fn bootstrap_document() -> Value {
     json!({

@@ -1,5 +1,5 @@
 //! Fuzz target: load a management tree from arbitrary bytes (as a JSON list of dmmo+json
-//! instances), and resolve the same bytes as a ClientURI against the NOTES.md tree. Never panics;
+//! instances), and resolve the same bytes as a ClientURI against the docs/protocol-decisions.md tree. Never panics;
 //! a tree that loads must serialize and load back equal.
 #![no_main]
 
@@ -9,11 +9,11 @@ use libfuzzer_sys::fuzz_target;
 use omadm_proto::tree::{DmmoDocument, ManagementTree};
 use omadm_proto::uri::ClientUri;
 
-const NOTES_TREE: &[u8] = include_bytes!("../../tests/fixtures/spec/addressing_tree.json");
+const ADDRESSING_TREE: &[u8] = include_bytes!("../../tests/fixtures/spec/addressing_tree.json");
 
 fn notes_tree() -> &'static ManagementTree {
     static TREE: OnceLock<ManagementTree> = OnceLock::new();
-    TREE.get_or_init(|| ManagementTree::from_dmmo_slice(NOTES_TREE).unwrap_or_default())
+    TREE.get_or_init(|| ManagementTree::from_dmmo_slice(ADDRESSING_TREE).unwrap_or_default())
 }
 
 fuzz_target!(|data: &[u8]| {

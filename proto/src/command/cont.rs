@@ -10,7 +10,7 @@ use crate::uri::ServerUri;
 /// ```
 ///
 /// This project's server sends CONT first in a session's first Package#2 to
-/// name the session (NOTES.md).
+/// name the session (docs/protocol-decisions.md).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cont {
     server_uri: ServerUri,

@@ -8,7 +8,7 @@
 //! {"MOID": "urn:oma:mo:oma-sessioninfomo:1.0", "MIID": "", "MOData": {"CBT": 1, "ROAMING": 0}}
 //! ```
 //!
-//! Reading is lenient (NOTES.md): an `int` may arrive as a digit string, a `chr` as a
+//! Reading is lenient (docs/protocol-decisions.md): an `int` may arrive as a digit string, a `chr` as a
 //! number, a missing optional node is fine, unknown nodes are ignored, and MOData that
 //! wraps the instance root in one extra object named after the MO (Appendix E sends
 //! `{"SessionInfoMO": {"CBT": 1, ...}}`) is unwrapped. A missing required node, or a

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! The schema names the list `"Cmd"`, every example `"CMD"`: emitted as
-//! `"CMD"`, either accepted, both at once refused. `"AlertStatus"` (NOTES.md)
+//! `"CMD"`, either accepted, both at once refused. `"AlertStatus"` (docs/protocol-decisions.md)
 //! answers each Generic Alert item of the package being answered, in order;
 //! it is left out when empty.
 

@@ -424,7 +424,7 @@ fn optional_string(object: &Map<String, Value>, field: &'static str) -> Result<O
     }
 }
 
-/// `MIID` or `MIIDS`, each a string or an array of at most one string (6.3.3 vs 7.5, NOTES.md).
+/// `MIID` or `MIIDS`, each a string or an array of at most one string (6.3.3 vs 7.5, docs/protocol-decisions.md).
 fn read_miid(object: &Map<String, Value>) -> Result<Option<String>, DmmoError> {
     let mut found: Option<String> = None;
     for field in ["MIID", "MIIDS"] {

@@ -262,7 +262,7 @@ fn check_size(node_count: usize, height: usize, limits: &TreeLimits) -> Result<(
     Ok(())
 }
 
-/// A MOID must be what a ClientURI accepts before its first "/" (spec 6.1.1, NOTES.md).
+/// A MOID must be what a ClientURI accepts before its first "/" (spec 6.1.1, docs/protocol-decisions.md).
 pub(crate) fn check_moid(moid: &str) -> Result<(), TreeError> {
     let valid = !moid.contains(['/', '?']) && ClientUri::parse(&format!("{moid}//")).is_ok_and(|uri| uri.moid == moid);
     if valid { Ok(()) } else { Err(TreeError::InvalidMoid(moid.to_owned())) }

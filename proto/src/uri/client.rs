@@ -11,7 +11,7 @@
 //!
 //! `urn:oma:mo:moid:1.0/(x)/Data/*/Value?nv=(x)/ID:GPS&lv=2` parses into a
 //! [`ClientUri`] and prints back to the same text. The MOID is everything before
-//! the first "/" (NOTES.md), so `urn:oma:mo:moid:1.0//` is the root of the only
+//! the first "/" (docs/protocol-decisions.md), so `urn:oma:mo:moid:1.0//` is the root of the only
 //! instance of that MOID.
 
 use std::fmt;

@@ -36,7 +36,7 @@ pub struct GatewayConfig {
     pub bootstrap: BootstrapConfig,
 }
 
-/// What `/bootstrap` hands to a device (8.2, NOTES.md "Other gaps").
+/// What `/bootstrap` hands to a device (8.2, docs/protocol-decisions.md "Other gaps").
 #[derive(Debug, Clone)]
 pub struct BootstrapConfig {
     /// DMAcc ServerID.

@@ -1,4 +1,4 @@
-//! `omadm uri parse|resolve` run as a process, against the NOTES.md tree of the 6.1.3 examples.
+//! `omadm uri parse|resolve` run as a process, against the docs/protocol-decisions.md tree of the 6.1.3 examples.
 
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]

@@ -2,7 +2,7 @@
 """Independent Package#0 (OMA DM 2.0 DM Notification) encoder and verifier.
 
 Written from the protocol text alone (sections 5.2.1 and 7.1, as read in
-NOTES.md), sharing nothing with omadm's Rust code, so that the two can check
+docs/protocol-decisions.md), sharing nothing with omadm's Rust code, so that the two can check
 each other:
 
   header  : 16 bits big-endian = VER(4) = 2 | OC(5) = option count | RESERVED(7) = 0

@@ -86,7 +86,7 @@ pub(super) fn initiate(
         finish_session(&mut state, SessionOutcome::Ended, now, &mut batch, 0, 0);
         return Ok(Step { reply: Some(reply), batch, ended: true });
     }
-    // NOTES.md: CONT first in the first Package#2 names the session; the
+    // docs/protocol-decisions.md: CONT first in the first Package#2 names the session; the
     // client keeps using that URL for the whole session (5.4.8), so later
     // Package#2s do not repeat it.
     let cont = Command::Cont(Cont::new(session_url(config, &session_id)?));

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::HttpError;
 
-/// The header that carries DevInfo/DevID in Package#1 and #3 (5.1, NOTES.md).
+/// The header that carries DevInfo/DevID in Package#1 and #3 (5.1, docs/protocol-decisions.md).
 pub(crate) const DEVICE_ID_HEADER: &str = "OMADM-DevID";
 
 /// Longest DevID accepted; real ones (IMEI:, MEID:, ESN:, vendor ids) are far shorter.

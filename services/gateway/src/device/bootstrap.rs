@@ -1,4 +1,4 @@
-//! `GET /bootstrap?DevID=..&MCC=..&MNC=..`: client-initiated bootstrap (8.2, NOTES.md "Other gaps").
+//! `GET /bootstrap?DevID=..&MCC=..&MNC=..`: client-initiated bootstrap (8.2, docs/protocol-decisions.md "Other gaps").
 //!
 //! Served only to an authenticated device (same HTTP auth as Package#1), as
 //! `application/dmmo+json`:
