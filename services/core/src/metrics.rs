@@ -73,6 +73,12 @@ pub struct Metrics {
     pub bus_corrupt_records: IntCounterVec,
     /// Consumer failures, by `engine` and `operation` (`fetch`, `commit`).
     pub bus_consumer_errors: IntCounterVec,
+    /// JSONL topic files rotated into segments, by `topic`.
+    pub bus_segments_rotated: IntCounterVec,
+    /// JSONL segments deleted past retention, by `topic`.
+    pub bus_segments_deleted: IntCounterVec,
+    /// Records a consumer group never read because retention deleted them first, by `topic`.
+    pub bus_consumer_skipped_records: IntCounterVec,
 }
 
 /// The process-wide metrics.
@@ -200,6 +206,21 @@ impl Metrics {
                 "omadm_bus_consumer_errors_total",
                 "Bus consumer failures, by engine and operation.",
                 &["engine", "operation"],
+            ),
+            bus_segments_rotated: counter(
+                "omadm_bus_segments_rotated_total",
+                "JSONL topic files rotated into segments.",
+                &["topic"],
+            ),
+            bus_segments_deleted: counter(
+                "omadm_bus_segments_deleted_total",
+                "JSONL segments deleted past retention.",
+                &["topic"],
+            ),
+            bus_consumer_skipped_records: counter(
+                "omadm_bus_consumer_skipped_records_total",
+                "Records a consumer group never read because retention deleted them first.",
+                &["topic"],
             ),
             registry,
         }

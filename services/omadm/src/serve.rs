@@ -600,6 +600,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         replication_factor: settings.kafka_replication,
         client_id: format!("omadm-{node_id}"),
         kafka_settings: settings.kafka_settings.clone(),
+        ..BusOptions::default()
     };
     let bus = omadm_core::bus::open_with(&bus_url, &bus_options)
         .await

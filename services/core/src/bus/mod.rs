@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 
-pub use jsonl::JsonlBus;
+pub use jsonl::{JsonlBus, JsonlRetention};
 pub use kafka::KafkaBus;
 
 /// The current version of every event schema (docs/events.md).
@@ -133,6 +133,8 @@ pub struct BusOptions {
     pub client_id: String,
     /// librdkafka settings applied after ours, e.g. `security.protocol=SASL_SSL`.
     pub kafka_settings: Vec<(String, String)>,
+    /// When the JSONL engine rotates a topic's file and how many segments it keeps.
+    pub jsonl_retention: JsonlRetention,
 }
 
 impl Default for BusOptions {
@@ -143,6 +145,7 @@ impl Default for BusOptions {
             replication_factor: 1,
             client_id: "omadm".to_owned(),
             kafka_settings: Vec::new(),
+            jsonl_retention: JsonlRetention::default(),
         }
     }
 }
@@ -162,7 +165,10 @@ pub async fn open_with(url: &str, options: &BusOptions) -> Result<std::sync::Arc
     if path.contains("://") {
         return Err(BusError::UnsupportedUrl(url.to_owned()));
     }
-    Ok(std::sync::Arc::new(JsonlBus::open(std::path::Path::new(path), &options.topic_prefix).await?))
+    let directory = std::path::Path::new(path);
+    Ok(std::sync::Arc::new(
+        JsonlBus::open_with_retention(directory, &options.topic_prefix, options.jsonl_retention).await?,
+    ))
 }
 
 /// Reads one record (a JSONL line or a Kafka value) found on `topic` back into an event.
