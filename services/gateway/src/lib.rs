@@ -4,6 +4,7 @@
 //! - [`cluster`]: membership, ownership of devices and outbox shards, forwarding to the owner.
 //! - [`api`]: the operator API under `/api/v1` with its OpenAPI document.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`path`]: strict percent-decoding of request paths (400 for invalid UTF-8).
 //! - [`server`]: the actix-web servers (public and internal listener): workers, limits, tracing, graceful shutdown.
 //!
 //! Handlers parse, call core (store, bus, session machine), and answer; no
@@ -14,6 +15,7 @@ pub mod cluster;
 pub mod device;
 mod error;
 pub mod ops;
+pub mod path;
 pub mod server;
 mod state;
 

@@ -7,6 +7,41 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 
+/// Longest DevID accepted, in bytes (real ones, IMEI:, MEID:, MAC: or vendor serials, are far shorter).
+pub const MAX_DEVICE_ID_BYTES: usize = 256;
+
+/// The device-id rule as one sentence, for error messages and the API document.
+pub const DEVICE_ID_RULE: &str = "a device id is 1 to 256 visible ASCII characters (no spaces or control characters)";
+
+/// The same rule as a regular expression (the OpenAPI `pattern` of `{devid}`).
+pub const DEVICE_ID_PATTERN: &str = "^[!-~]{1,256}$";
+
+/// Why a device id is refused: the one rule the operator API and the device edge (`OMADM-DevID`) share.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceIdError {
+    #[error("empty device id: {DEVICE_ID_RULE}")]
+    Empty,
+    #[error("device id of {0} bytes: {DEVICE_ID_RULE}")]
+    TooLong(usize),
+    #[error("device id {0:?} has a character that is not visible ASCII: {DEVICE_ID_RULE}")]
+    NotVisibleAscii(String),
+}
+
+/// Checks a DevID: 1 to [`MAX_DEVICE_ID_BYTES`] visible ASCII characters (`!` to `~`), the form the
+/// `OMADM-DevID` header can carry, so the API never registers a device that could not connect.
+pub fn check_device_id(device_id: &str) -> Result<(), DeviceIdError> {
+    if device_id.is_empty() {
+        return Err(DeviceIdError::Empty);
+    }
+    if device_id.len() > MAX_DEVICE_ID_BYTES {
+        return Err(DeviceIdError::TooLong(device_id.len()));
+    }
+    if !device_id.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(DeviceIdError::NotVisibleAscii(device_id.to_owned()));
+    }
+    Ok(())
+}
+
 /// A device known to the server, keyed by its DevID (the `OMADM-DevID` header).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Device {
@@ -126,5 +161,33 @@ impl DeviceFilter {
             && field(&self.model, &device.inventory.model)
             && field(&self.fwv, &device.inventory.fwv)
             && self.tags.iter().all(|(key, value)| device.tags.get(key) == Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_are_visible_ascii_of_bounded_length() {
+        for good in ["IMEI:493005100592800", "MAC:00-11-22", "a", "x/y", &"d".repeat(MAX_DEVICE_ID_BYTES)] {
+            assert_eq!(check_device_id(good), Ok(()), "{good:?}");
+        }
+        assert_eq!(check_device_id(""), Err(DeviceIdError::Empty));
+        assert_eq!(check_device_id(&"d".repeat(257)), Err(DeviceIdError::TooLong(257)));
+        for bad in ["dévice", "dev 1", "\u{1F4F1}", "dev\t1", "dev\u{7f}"] {
+            assert!(matches!(check_device_id(bad), Err(DeviceIdError::NotVisibleAscii(_))), "{bad:?}");
+        }
+        assert!(check_device_id("dev 1").unwrap_err().to_string().contains(DEVICE_ID_RULE));
+    }
+
+    #[test]
+    fn the_pattern_says_what_the_check_does() {
+        // The pattern's class [!-~] is exactly the bytes is_ascii_graphic accepts.
+        let graphic: Vec<u8> = (0u8..=127).filter(u8::is_ascii_graphic).collect();
+        assert_eq!(graphic.first(), Some(&b'!'));
+        assert_eq!(graphic.last(), Some(&b'~'));
+        assert_eq!(graphic.len(), usize::from(b'~' - b'!') + 1);
+        assert!(DEVICE_ID_PATTERN.contains(&MAX_DEVICE_ID_BYTES.to_string()));
     }
 }

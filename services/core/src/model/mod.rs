@@ -11,9 +11,14 @@ mod session;
 
 pub use alert::AlertRecord;
 pub use command::{CommandId, CommandOrigin, CommandRecord, CommandResultData, CommandState, NewCommand};
-pub use device::{Credentials, Device, DeviceFilter, DevicePage, Inventory};
+pub use device::{
+    Credentials, DEVICE_ID_PATTERN, DEVICE_ID_RULE, Device, DeviceFilter, DeviceIdError, DevicePage, Inventory,
+    MAX_DEVICE_ID_BYTES, check_device_id,
+};
 pub use mirror::MirrorRecord;
 pub use repository::{
-    ContentSource, MAX_REPOSITORY_PATH_BYTES, RepositoryItem, RepositoryPathError, check_repository_path,
+    ContentSource, DEVICE_UPLOAD_FOLDER, MAX_REPOSITORY_PATH_BYTES, RepositoryItem, RepositoryPathError, UploadGrant,
+    UploadMethod, UploadRefusal, check_repository_path, check_upload, device_upload_prefix, own_folder_grant,
+    upload_issued_in_session,
 };
 pub use session::{PackageReplay, SentCommand, SessionOutcome, SessionState, SessionSummary};

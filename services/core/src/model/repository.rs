@@ -1,8 +1,11 @@
 //! Content of the Data Repository (5.1.4): what operators publish for HGET and what devices upload by HPUT/HPOST.
 
+use omadm_proto::command::Command;
+use omadm_proto::uri::ServerUriParameter;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
+use crate::model::SessionState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepositoryItem {
@@ -70,6 +73,101 @@ pub fn check_repository_path(path: &str) -> Result<(), RepositoryPathError> {
     Ok(())
 }
 
+/// The folder of device uploads: each device owns `up/<DevID>/` (HPUT/HPOST ServerURIs such as
+/// `{public-url}/repo/up/[DevID]/tree.json` land there once the device substitutes `[DevID]`).
+pub const DEVICE_UPLOAD_FOLDER: &str = "up";
+
+/// The path prefix a device may upload below without a command naming the path: `up/<DevID>/`.
+pub fn device_upload_prefix(device_id: &str) -> String {
+    format!("{DEVICE_UPLOAD_FOLDER}/{device_id}/")
+}
+
+/// The HTTP method of a device upload: PUT answers HPUT, POST answers HPOST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMethod {
+    Put,
+    Post,
+}
+
+/// Whether the server sent the device to this very URL: an HPUT (for PUT) or HPOST (for POST) of the
+/// session's last Package#2 whose ServerURI, with the parameters the device substituted (`[DevID]`
+/// being its own), is `path_and_query` (the request target as received, still percent-encoded).
+pub fn upload_issued_in_session(
+    session: &SessionState,
+    device_id: &str,
+    method: UploadMethod,
+    path_and_query: &str,
+) -> bool {
+    if session.ended || session.device_id != device_id {
+        return false;
+    }
+    session.awaiting.iter().any(|sent| {
+        let server_uri = match (&sent.command, method) {
+            (Command::Hput(hput), UploadMethod::Put) | (Command::Hpost(hput), UploadMethod::Post) => hput.server_uri(),
+            _ => return false,
+        };
+        let Some(params) = server_uri.match_substituted(path_and_query) else { return false };
+        !server_uri.parameters().contains(&ServerUriParameter::DevId) || params.dev_id.as_deref() == Some(device_id)
+    })
+}
+
+/// Why the server sent the device where it uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadGrant {
+    /// The path is below the device's own `up/<DevID>/`.
+    OwnFolder,
+    /// An HPUT/HPOST of the device's open session names exactly this URL.
+    IssuedCommand,
+    /// Neither: the device chose the path itself.
+    None,
+}
+
+/// Why a device upload is refused (403): devices write only where the server sent them, and never over
+/// operator content or another device's upload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadRefusal {
+    #[error("the path holds operator content, which devices cannot replace")]
+    OperatorContent,
+    #[error("the path holds another device's upload")]
+    AnotherDevice,
+    #[error(
+        "devices upload only below their own folder {prefix:?} or to the exact ServerURI of an HPUT/HPOST \
+         of their open session; {path:?} is neither"
+    )]
+    NotSent { path: String, prefix: String },
+}
+
+/// Decides a device upload to `path`: what is stored there now, and whether the server sent the device there.
+pub fn check_upload(
+    device_id: &str,
+    path: &str,
+    existing: Option<&RepositoryItem>,
+    grant: UploadGrant,
+) -> Result<(), UploadRefusal> {
+    if let Some(existing) = existing {
+        if existing.source == ContentSource::Operator {
+            return Err(UploadRefusal::OperatorContent);
+        }
+        if existing.device_id.as_deref() != Some(device_id) {
+            return Err(UploadRefusal::AnotherDevice);
+        }
+    }
+    match grant {
+        UploadGrant::OwnFolder | UploadGrant::IssuedCommand => Ok(()),
+        UploadGrant::None => {
+            Err(UploadRefusal::NotSent { path: path.to_owned(), prefix: device_upload_prefix(device_id) })
+        }
+    }
+}
+
+/// [`UploadGrant::OwnFolder`] when `path` is below the device's `up/<DevID>/` (and names something in it).
+pub fn own_folder_grant(device_id: &str, path: &str) -> UploadGrant {
+    match path.strip_prefix(&device_upload_prefix(device_id)) {
+        Some(rest) if !rest.is_empty() => UploadGrant::OwnFolder,
+        _ => UploadGrant::None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +183,74 @@ mod tests {
         for bad in ["a//b", "/a", "a/", "a/../b", "./a"] {
             assert!(matches!(check_repository_path(bad), Err(RepositoryPathError::Segment(_))), "{bad:?}");
         }
+    }
+
+    fn session_awaiting(commands: &[serde_json::Value]) -> SessionState {
+        SessionState {
+            id: "s1".to_owned(),
+            device_id: "IMEI:1".to_owned(),
+            started_at: 0,
+            last_activity: 0,
+            packages: 1,
+            awaiting: commands
+                .iter()
+                .map(|json| crate::model::SentCommand {
+                    command_id: Some(1),
+                    command: Command::from_json(json).unwrap(),
+                })
+                .collect(),
+            ended: false,
+            commands_answered: 0,
+            replay: None,
+        }
+    }
+
+    #[test]
+    fn uploads_go_to_the_exact_server_uri_of_an_issued_command() {
+        let session = session_awaiting(&[
+            serde_json::json!(["HPUT", "https://dm.example.com/repo/cfg/[DevID].json", "urn:oma:mo:x:1.0//"]),
+            serde_json::json!(["HPOST", "https://dm.example.com/repo/log", "urn:oma:mo:x:1.0//"]),
+        ]);
+        let issued = |method, target| upload_issued_in_session(&session, "IMEI:1", method, target);
+        assert!(issued(UploadMethod::Put, "/repo/cfg/IMEI%3A1.json"));
+        assert!(!issued(UploadMethod::Put, "/repo/cfg/IMEI%3A2.json"), "another device's substitution");
+        assert!(!issued(UploadMethod::Post, "/repo/cfg/IMEI%3A1.json"), "PUT was sent, not POST");
+        assert!(issued(UploadMethod::Post, "/repo/log"));
+        assert!(!issued(UploadMethod::Post, "/repo/log/more"));
+        assert!(!issued(UploadMethod::Put, "/repo/fw/manifest.json"));
+        assert!(!upload_issued_in_session(&session, "IMEI:2", UploadMethod::Post, "/repo/log"));
+        let ended = SessionState { ended: true, ..session.clone() };
+        assert!(!upload_issued_in_session(&ended, "IMEI:1", UploadMethod::Post, "/repo/log"));
+    }
+
+    #[test]
+    fn uploads_never_replace_operator_content_or_another_device() {
+        let item = |source, device_id: Option<&str>| RepositoryItem {
+            path: "up/IMEI:1/x".to_owned(),
+            content_type: "application/json".to_owned(),
+            body: Vec::new(),
+            source,
+            device_id: device_id.map(str::to_owned),
+            stored_at: 0,
+        };
+        assert_eq!(own_folder_grant("IMEI:1", "up/IMEI:1/tree.json"), UploadGrant::OwnFolder);
+        assert_eq!(own_folder_grant("IMEI:1", "up/IMEI:1/"), UploadGrant::None);
+        assert_eq!(own_folder_grant("IMEI:1", "up/IMEI:12/tree.json"), UploadGrant::None);
+        assert_eq!(own_folder_grant("IMEI:1", "fw/IMEI:1/tree.json"), UploadGrant::None);
+        assert_eq!(check_upload("IMEI:1", "up/IMEI:1/x", None, UploadGrant::OwnFolder), Ok(()));
+        let mine = item(ContentSource::Device, Some("IMEI:1"));
+        assert_eq!(check_upload("IMEI:1", "up/IMEI:1/x", Some(&mine), UploadGrant::OwnFolder), Ok(()));
+        let operator = item(ContentSource::Operator, None);
+        assert_eq!(
+            check_upload("IMEI:1", "up/IMEI:1/x", Some(&operator), UploadGrant::OwnFolder),
+            Err(UploadRefusal::OperatorContent)
+        );
+        let other = item(ContentSource::Device, Some("IMEI:2"));
+        assert_eq!(
+            check_upload("IMEI:1", "cfg/x", Some(&other), UploadGrant::IssuedCommand),
+            Err(UploadRefusal::AnotherDevice)
+        );
+        let refusal = check_upload("IMEI:1", "up/IMEI:2/x", None, UploadGrant::None).unwrap_err();
+        assert!(refusal.to_string().contains("\"up/IMEI:1/\""), "{refusal}");
     }
 }

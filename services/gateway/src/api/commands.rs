@@ -145,9 +145,9 @@ fn parse_commands(values: &[serde_json::Value]) -> Result<Vec<Command>, HttpErro
     request_body = CommandsRequest,
     responses(
         (status = 201, description = "Queued", body = QueuedIds),
-        (status = 400, description = "Invalid command (its position and why), or CONT/END", body = super::openapi::ErrorBody),
-        (status = 403, description = "The device's access control would refuse a command", body = super::openapi::ErrorBody),
-        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+        (status = 400, description = "Invalid command (its position and why), or CONT/END", body = super::schema::ErrorBody),
+        (status = 403, description = "The device's access control would refuse a command", body = super::schema::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.post_commands", skip_all, fields(device_id = %device_id))]
 pub(super) async fn post_commands(
@@ -190,8 +190,8 @@ pub(super) async fn post_commands(
     params(("devid" = String, Path, description = "DevID"), ("id" = u64, Path, description = "Command id")),
     responses(
         (status = 200, description = "The command", body = CommandView),
-        (status = 400, description = "The id is not a number", body = super::openapi::ErrorBody),
-        (status = 404, description = "Unknown device or command", body = super::openapi::ErrorBody),
+        (status = 400, description = "The id is not a number", body = super::schema::ErrorBody),
+        (status = 404, description = "Unknown device or command", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.get_command", skip_all, fields(device_id = %path.0))]
 pub(super) async fn get_command(
@@ -228,7 +228,7 @@ struct CommandListQuery {
     ),
     responses(
         (status = 200, description = "One page", body = CommandPageView),
-        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.list_commands", skip_all, fields(device_id = %device_id))]
 pub(super) async fn list_commands(

@@ -8,18 +8,15 @@
 //!
 //! Views never carry credentials or the notification secret: only whether one is set.
 
-use std::collections::BTreeMap;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::auth::credentials_for;
 use omadm_core::clock::now_millis;
-use omadm_core::model::{Device, DeviceFilter, Inventory, SessionOutcome, SessionSummary};
+use omadm_core::model::{Device, DeviceFilter};
 use omadm_core::store::WriteBatch;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::body::{json_body, page_limit};
+use super::schema::{DevicePageView, DeviceRegistration, DeviceSummaryView, DeviceView, InventoryView, SessionView};
 use super::{checked_device_id, require_device, store_failure};
 use crate::{AppState, HttpError};
 
@@ -32,148 +29,6 @@ const MAX_TAGS: usize = 64;
 const MAX_TAG_KEY_BYTES: usize = 128;
 const MAX_TAG_VALUE_BYTES: usize = 512;
 
-/// Body of `PUT /api/v1/devices/{devid}`. Fields left out of an update keep their value.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceRegistration {
-    /// The device's HTTP authentication password (stored only as Digest H(A1) hashes).
-    pub password: String,
-    /// DMAcc AuthNoti/AuthSecret, used to sign this device's Package#0.
-    #[serde(default)]
-    pub auth_secret: Option<String>,
-    /// Operator labels; keys must not contain ':' (the `tag=key:value` filter splits there).
-    #[serde(default)]
-    pub tags: Option<BTreeMap<String, String>>,
-    /// Where the device receives Package#0 over UDP (WAP Push, Appendix D.1), e.g. `198.51.100.7:2948`.
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub notify_address: Option<std::net::SocketAddr>,
-}
-
-/// What the server knows of a device's identity, from DevInfo and SessionInfo.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InventoryView {
-    pub man: Option<String>,
-    #[serde(rename = "mod")]
-    pub model: Option<String>,
-    pub dmv: Option<String>,
-    pub lang: Option<String>,
-    pub dev_type: Option<String>,
-    pub oem: Option<String>,
-    pub fwv: Option<String>,
-    pub swv: Option<String>,
-    pub hwv: Option<String>,
-    /// SessionInfo CBT: mobile, wireless, wireline or unknown.
-    pub bearer: Option<String>,
-    pub roaming: Option<bool>,
-    /// When DevInfo was last read (ms since the UNIX epoch); null until the first inventory GET answered.
-    pub updated_at: Option<u64>,
-}
-
-impl From<&Inventory> for InventoryView {
-    fn from(inventory: &Inventory) -> Self {
-        InventoryView {
-            man: inventory.man.clone(),
-            model: inventory.model.clone(),
-            dmv: inventory.dmv.clone(),
-            lang: inventory.lang.clone(),
-            dev_type: inventory.dev_type.clone(),
-            oem: inventory.oem.clone(),
-            fwv: inventory.fwv.clone(),
-            swv: inventory.swv.clone(),
-            hwv: inventory.hwv.clone(),
-            bearer: inventory.bearer.clone(),
-            roaming: inventory.roaming,
-            updated_at: inventory.updated_at,
-        }
-    }
-}
-
-/// One DM session of a device.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionView {
-    pub id: String,
-    /// ms since the UNIX epoch.
-    pub started_at: u64,
-    pub ended_at: Option<u64>,
-    /// active, ended (END sent) or expired (the device went silent).
-    #[schema(example = "ended")]
-    pub outcome: String,
-    pub packages: u32,
-    pub commands_answered: u32,
-}
-
-impl From<&SessionSummary> for SessionView {
-    fn from(summary: &SessionSummary) -> Self {
-        let outcome = match summary.outcome {
-            SessionOutcome::Active => "active",
-            SessionOutcome::Ended => "ended",
-            SessionOutcome::Expired => "expired",
-        };
-        SessionView {
-            id: summary.id.clone(),
-            started_at: summary.started_at,
-            ended_at: summary.ended_at,
-            outcome: outcome.to_owned(),
-            packages: summary.packages,
-            commands_answered: summary.commands_answered,
-        }
-    }
-}
-
-/// A device as `GET /api/v1/devices/{devid}` shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceView {
-    pub id: String,
-    pub tags: BTreeMap<String, String>,
-    pub inventory: InventoryView,
-    /// The MOS of the last Package#1 that carried one: [{"DDF", "MOID", "MIID": [...]}].
-    #[schema(value_type = Vec<Object>)]
-    pub mos: serde_json::Value,
-    /// True when a notification secret (DMAcc AuthSecret) is set; the secret itself is never shown.
-    pub has_auth_secret: bool,
-    /// Where the device receives Package#0 over UDP, when it registered one.
-    #[schema(value_type = Option<String>)]
-    pub notify_address: Option<std::net::SocketAddr>,
-    pub last_session: Option<SessionView>,
-    /// Commands queued or sent, not yet answered.
-    pub pending_commands: u64,
-    pub created_at: u64,
-    pub updated_at: u64,
-}
-
-/// A device in a list page: no per-device lookups (pending count, session) so pages stay cheap.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceSummaryView {
-    pub id: String,
-    pub tags: BTreeMap<String, String>,
-    pub inventory: InventoryView,
-    pub last_session_id: Option<String>,
-    pub created_at: u64,
-    pub updated_at: u64,
-}
-
-impl From<&Device> for DeviceSummaryView {
-    fn from(device: &Device) -> Self {
-        DeviceSummaryView {
-            id: device.id.clone(),
-            tags: device.tags.clone(),
-            inventory: InventoryView::from(&device.inventory),
-            last_session_id: device.last_session_id.clone(),
-            created_at: device.created_at,
-            updated_at: device.updated_at,
-        }
-    }
-}
-
-/// A page of `GET /api/v1/devices`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DevicePageView {
-    pub devices: Vec<DeviceSummaryView>,
-    /// Pass as `after` for the next page; null on the last page.
-    pub next: Option<String>,
-}
-
 /// Register a device or replace its password (and tags, secret when given).
 #[utoipa::path(put, path = "/api/v1/devices/{devid}", tag = "devices",
     params(("devid" = String, Path, description = "DevID, e.g. IMEI:493005100592800")),
@@ -181,9 +36,9 @@ pub struct DevicePageView {
     responses(
         (status = 201, description = "Registered", body = DeviceView),
         (status = 200, description = "Updated", body = DeviceView),
-        (status = 400, description = "Invalid body", body = super::openapi::ErrorBody),
-        (status = 413, description = "Body over the limit", body = super::openapi::ErrorBody),
-        (status = 415, description = "Not JSON", body = super::openapi::ErrorBody),
+        (status = 400, description = "Invalid body", body = super::schema::ErrorBody),
+        (status = 413, description = "Body over the limit", body = super::schema::ErrorBody),
+        (status = 415, description = "Not JSON", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.put_device", skip_all, fields(device_id = %device_id))]
 pub(super) async fn put_device(
@@ -300,7 +155,7 @@ async fn device_view(state: &AppState, device: &Device) -> Result<DeviceView, Ht
     params(("devid" = String, Path, description = "DevID")),
     responses(
         (status = 200, description = "The device", body = DeviceView),
-        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.get_device", skip_all, fields(device_id = %device_id))]
 pub(super) async fn get_device(
@@ -317,7 +172,7 @@ pub(super) async fn get_device(
     params(("devid" = String, Path, description = "DevID")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.delete_device", skip_all, fields(device_id = %device_id))]
 pub(super) async fn delete_device(
@@ -391,7 +246,7 @@ fn parse_list_query(query: &str) -> Result<DeviceListQuery, HttpError> {
     ),
     responses(
         (status = 200, description = "One page", body = DevicePageView),
-        (status = 400, description = "Invalid query", body = super::openapi::ErrorBody),
+        (status = 400, description = "Invalid query", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.list_devices", skip_all)]
 pub(super) async fn list_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, HttpError> {

@@ -12,11 +12,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::store::StoreError;
 use omadm_proto::tree::{DmmoDocument, ManagementTree, TreeLimits};
 use omadm_proto::uri::ClientUri;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 use super::body::{page_limit, parse_query};
-use super::devices::SessionView;
+use super::schema::{AlertList, SessionList, SessionView};
 use super::{checked_device_id, require_device, store_failure};
 use crate::{AppState, HttpError};
 
@@ -33,20 +32,6 @@ struct TreeQuery {
 #[serde(deny_unknown_fields)]
 struct RecentQuery {
     limit: Option<usize>,
-}
-
-/// Recent Generic Alerts of a device, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AlertList {
-    /// Each: {"id", "session_id", "received_at", "item": {"AlertType", "MIMEType"?, "SourceURI"?, "Mark"?, "Data"?}, "status"}.
-    #[schema(value_type = Vec<Object>)]
-    pub alerts: Vec<serde_json::Value>,
-}
-
-/// Recent sessions of a device, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionList {
-    pub sessions: Vec<SessionView>,
 }
 
 /// The mirror as a tree; a device never read yet has an empty one.
@@ -66,8 +51,8 @@ fn mirror_tree(tree: &serde_json::Value) -> Result<ManagementTree, HttpError> {
     ),
     responses(
         (status = 200, description = "The matched nodes as dmmo+json documents", body = Vec<Object>),
-        (status = 400, description = "Invalid or ambiguous ClientURI", body = super::openapi::ErrorBody),
-        (status = 404, description = "Unknown device, or the URI names nothing in the mirror", body = super::openapi::ErrorBody),
+        (status = 400, description = "Invalid or ambiguous ClientURI", body = super::schema::ErrorBody),
+        (status = 404, description = "Unknown device, or the URI names nothing in the mirror", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.get_tree", skip_all, fields(device_id = %device_id))]
 pub(super) async fn get_tree(
@@ -105,7 +90,7 @@ pub(super) async fn get_tree(
     ),
     responses(
         (status = 200, description = "Alerts", body = AlertList),
-        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.list_alerts", skip_all, fields(device_id = %device_id))]
 pub(super) async fn list_alerts(
@@ -130,7 +115,7 @@ pub(super) async fn list_alerts(
     ),
     responses(
         (status = 200, description = "Sessions", body = SessionList),
-        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.list_sessions", skip_all, fields(device_id = %device_id))]
 pub(super) async fn list_sessions(

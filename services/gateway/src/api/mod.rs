@@ -24,12 +24,13 @@ mod mirror;
 mod notify;
 mod openapi;
 mod repository;
+pub mod schema;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, Route, web};
 
 use omadm_core::metrics::metrics;
-use omadm_core::model::Device;
+use omadm_core::model::{Device, check_device_id};
 use omadm_core::store::StoreError;
 
 use crate::{AppState, HttpError};
@@ -99,6 +100,8 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 pub fn configure(config: &mut web::ServiceConfig) {
     config.route(OPENAPI_PATH, web::get().to(openapi::get_openapi));
     let mut scope = web::scope(PREFIX)
+        // The last wrap runs first: the token is checked before anything about the path is said.
+        .wrap(actix_web::middleware::from_fn(crate::path::require_utf8_path))
         .wrap(actix_web::middleware::from_fn(auth::require_operator))
         .default_service(web::to(no_such_route));
     let mut registered: Vec<&str> = Vec::new();
@@ -136,20 +139,10 @@ pub(crate) fn store_failure(operation: &'static str) -> impl FnOnce(StoreError) 
     }
 }
 
-/// Longest device id accepted in a path (DevIDs are IMEIs, serial numbers, MAC addresses...).
-const MAX_DEVICE_ID_BYTES: usize = 256;
-
-/// Checks a device id taken from the path: not empty, bounded, no control characters.
+/// Checks a device id taken from the path against the one device-id rule (`omadm_core::model::check_device_id`),
+/// the one the device edge applies to `OMADM-DevID`: 400 with the rule in the message.
 pub(crate) fn checked_device_id(device_id: &str) -> Result<&str, HttpError> {
-    if device_id.is_empty() {
-        return Err(HttpError::bad_request("empty device id"));
-    }
-    if device_id.len() > MAX_DEVICE_ID_BYTES {
-        return Err(HttpError::bad_request(format!("device id longer than {MAX_DEVICE_ID_BYTES} bytes")));
-    }
-    if device_id.chars().any(char::is_control) {
-        return Err(HttpError::bad_request("device id contains control characters"));
-    }
+    check_device_id(device_id).map_err(|error| HttpError::bad_request(error.to_string()))?;
     Ok(device_id)
 }
 

@@ -45,8 +45,8 @@ pub struct NotifyAccepted {
     request_body(content = Option<NotifyRequest>, description = "Optional; {} when left out"),
     responses(
         (status = 202, description = "Queued as a notification.requested event", body = NotifyAccepted),
-        (status = 400, description = "Invalid body", body = super::openapi::ErrorBody),
-        (status = 404, description = "Unknown device", body = super::openapi::ErrorBody),
+        (status = 400, description = "Invalid body", body = super::schema::ErrorBody),
+        (status = 404, description = "Unknown device", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.post_notify", skip_all, fields(device_id = %device_id))]
 pub(super) async fn post_notify(

@@ -6,18 +6,11 @@
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
-use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use super::schema::ErrorBody;
 use super::{commands, devices, mirror, notify, repository};
-
-/// Every error of the API: `{"error": "one line"}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    #[schema(example = "unknown device \"IMEI:1\"")]
-    pub error: String,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -68,7 +61,74 @@ impl Modify for BearerSecurity {
 /// The document as JSON, built once per process.
 pub fn openapi_document() -> &'static serde_json::Value {
     static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
-    DOCUMENT.get_or_init(|| serde_json::to_value(ApiDocument::openapi()).unwrap_or(serde_json::Value::Null))
+    DOCUMENT.get_or_init(|| {
+        let mut document = serde_json::to_value(ApiDocument::openapi()).unwrap_or(serde_json::Value::Null);
+        state_what_every_route_enforces(&mut document);
+        document
+    })
+}
+
+/// Adds to every operation what the scope and the shared checks enforce, so the document states exactly
+/// what the server answers: 401 (token), 503 (store), 400 for a path that does not decode (any route with
+/// a path parameter) or a bad query; the device-id rule and page limits as schema constraints; the
+/// repository content as bytes of any type, with an optional body on PUT.
+fn state_what_every_route_enforces(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let error = |description: &str| {
+        json!({"description": description,
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    };
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        if path == super::OPENAPI_PATH {
+            continue;
+        }
+        let Some(operations) = item.as_object_mut() else { continue };
+        for (method, operation) in operations.iter_mut() {
+            let has_parameters =
+                operation.get("parameters").and_then(Value::as_array).is_some_and(|list| !list.is_empty());
+            if let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
+                for parameter in parameters.iter_mut() {
+                    let name = parameter.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let schema = match name.as_str() {
+                        "devid" => {
+                            json!({"type": "string", "minLength": 1, "maxLength": omadm_core::model::MAX_DEVICE_ID_BYTES,
+                                          "pattern": omadm_core::model::DEVICE_ID_PATTERN,
+                                          "description": omadm_core::model::DEVICE_ID_RULE})
+                        }
+                        "path" => json!({"type": "string", "minLength": 1,
+                                         "maxLength": omadm_core::model::MAX_REPOSITORY_PATH_BYTES,
+                                         "description": "relative, no control characters, no empty, '.' or '..' segment"}),
+                        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+                        _ => continue,
+                    };
+                    parameter["schema"] = schema;
+                }
+            }
+            let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            responses.entry("401").or_insert_with(|| error("Missing or wrong bearer token"));
+            responses.entry("503").or_insert_with(|| error("The store is failing; retry after Retry-After"));
+            if has_parameters {
+                responses.entry("400").or_insert_with(|| {
+                    error("A path that does not percent-decode to UTF-8, a device id or path outside its rule, or a bad query")
+                });
+            }
+            if method == "put" || method == "post" {
+                responses.entry("400").or_insert_with(|| error("Invalid body"));
+                responses.entry("408").or_insert_with(|| error("The body did not arrive in time"));
+                responses.entry("413").or_insert_with(|| error("Body over the limit"));
+            }
+        }
+        if path.starts_with("/api/v1/repository/") {
+            if let Some(content) = item.pointer_mut("/get/responses/200/content") {
+                *content = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+            }
+            if let Some(body) = item.pointer_mut("/put/requestBody") {
+                body["required"] = json!(false);
+                body["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+            }
+        }
+    }
 }
 
 /// This OpenAPI 3 document (no token needed).
@@ -76,4 +136,26 @@ pub fn openapi_document() -> &'static serde_json::Value {
     responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
 pub(super) async fn get_openapi() -> HttpResponse {
     HttpResponse::Ok().json(openapi_document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_states_401_503_and_the_rules() {
+        let document = openapi_document();
+        let devices = &document["paths"]["/api/v1/devices/{devid}"];
+        for method in ["get", "put", "delete"] {
+            let operation = &devices[method];
+            for status in ["400", "401", "503"] {
+                assert!(operation["responses"].get(status).is_some(), "{method} {status}");
+            }
+            assert_eq!(operation["parameters"][0]["schema"]["pattern"], omadm_core::model::DEVICE_ID_PATTERN);
+        }
+        let repository = &document["paths"]["/api/v1/repository/{path}"];
+        assert_eq!(repository["put"]["requestBody"]["required"], false);
+        assert_eq!(repository["get"]["responses"]["200"]["content"]["*/*"]["schema"]["format"], "binary");
+        assert!(document["paths"]["/api/v1/openapi.json"]["get"]["responses"].get("401").is_none());
+    }
 }

@@ -13,52 +13,31 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::clock::now_millis;
 use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::body::read_body_limited;
+use super::schema::RepositoryItemView;
 use super::store_failure;
+use crate::path::{decode_repository_path, tail_after};
 use crate::{AppState, HttpError};
 
-/// Longest repository path accepted.
+/// Where repository paths start in the request path.
+const ROUTE_PREFIX: &str = "/api/v1/repository/";
+
 /// The media type of an upload that states none.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
-
-/// What `PUT /api/v1/repository/{path}` stored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RepositoryItemView {
-    /// Path below /repo/.
-    pub path: String,
-    pub content_type: String,
-    /// Size in bytes.
-    pub size: usize,
-    /// operator or device.
-    pub source: String,
-    /// The uploading device, for device uploads.
-    pub device_id: Option<String>,
-    pub stored_at: u64,
-}
-
-impl From<&RepositoryItem> for RepositoryItemView {
-    fn from(item: &RepositoryItem) -> Self {
-        RepositoryItemView {
-            path: item.path.clone(),
-            content_type: item.content_type.clone(),
-            size: item.body.len(),
-            source: match item.source {
-                ContentSource::Operator => "operator",
-                ContentSource::Device => "device",
-            }
-            .to_owned(),
-            device_id: item.device_id.clone(),
-            stored_at: item.stored_at,
-        }
-    }
-}
 
 /// Checks a repository path: relative, no empty, `.` or `..` segments, no control characters, bounded.
 pub(crate) fn checked_repository_path(path: &str) -> Result<&str, HttpError> {
     check_repository_path(path).map_err(|error| HttpError::bad_request(error.to_string()))?;
+    Ok(path)
+}
+
+/// The repository path of the request, decoded from the raw request path (strictly: 400 for invalid UTF-8
+/// or `%2F`) and checked against the repository rule.
+fn requested_path(request: &HttpRequest) -> Result<String, HttpError> {
+    let raw = tail_after(request, ROUTE_PREFIX).unwrap_or_default();
+    let path = decode_repository_path(raw)?;
+    checked_repository_path(&path)?;
     Ok(path)
 }
 
@@ -69,17 +48,17 @@ pub(crate) fn checked_repository_path(path: &str) -> Result<&str, HttpError> {
     responses(
         (status = 201, description = "Stored", body = RepositoryItemView),
         (status = 200, description = "Replaced", body = RepositoryItemView),
-        (status = 400, description = "Invalid path", body = super::openapi::ErrorBody),
-        (status = 413, description = "Larger than the repository limit", body = super::openapi::ErrorBody),
+        (status = 400, description = "Invalid path", body = super::schema::ErrorBody),
+        (status = 413, description = "Larger than the repository limit", body = super::schema::ErrorBody),
     ))]
-#[tracing::instrument(name = "api.put_content", skip_all, fields(path = %path))]
+#[tracing::instrument(name = "api.put_content", skip_all, fields(path = %request.path()))]
 pub(super) async fn put_content(
     state: web::Data<AppState>,
     request: HttpRequest,
-    path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpError> {
-    let path = checked_repository_path(&path)?;
+    let path = requested_path(&request)?;
+    let path = path.as_str();
     let content_type = match request.headers().get(CONTENT_TYPE) {
         None => DEFAULT_CONTENT_TYPE.to_owned(),
         Some(value) => value
@@ -110,14 +89,12 @@ pub(super) async fn put_content(
     params(("path" = String, Path, description = "Path below /repo/")),
     responses(
         (status = 200, description = "The content with its stored Content-Type", body = Vec<u8>, content_type = "*/*"),
-        (status = 404, description = "Nothing stored there", body = super::openapi::ErrorBody),
+        (status = 404, description = "Nothing stored there", body = super::schema::ErrorBody),
     ))]
-#[tracing::instrument(name = "api.get_content", skip_all, fields(path = %path))]
-pub(super) async fn get_content(
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, HttpError> {
-    let path = checked_repository_path(&path)?;
+#[tracing::instrument(name = "api.get_content", skip_all, fields(path = %request.path()))]
+pub(super) async fn get_content(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let path = requested_path(&request)?;
+    let path = path.as_str();
     let item = state
         .store
         .get_content(path)
@@ -137,14 +114,15 @@ pub(super) async fn get_content(
     params(("path" = String, Path, description = "Path below /repo/")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "Nothing stored there", body = super::openapi::ErrorBody),
+        (status = 404, description = "Nothing stored there", body = super::schema::ErrorBody),
     ))]
-#[tracing::instrument(name = "api.delete_content", skip_all, fields(path = %path))]
+#[tracing::instrument(name = "api.delete_content", skip_all, fields(path = %request.path()))]
 pub(super) async fn delete_content(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    let path = checked_repository_path(&path)?;
+    let path = requested_path(&request)?;
+    let path = path.as_str();
     if state.store.delete_content(path).await.map_err(store_failure("delete_content"))? {
         Ok(HttpResponse::NoContent().finish())
     } else {

@@ -11,9 +11,6 @@ use crate::HttpError;
 /// The header that carries DevInfo/DevID in Package#1 and #3 (5.1, docs/protocol-decisions.md).
 pub(crate) const DEVICE_ID_HEADER: &str = "OMADM-DevID";
 
-/// Longest DevID accepted; real ones (IMEI:, MEID:, ESN:, vendor ids) are far shorter.
-const MAX_DEVICE_ID_LENGTH: usize = 256;
-
 /// The `OMADM-DevID` header, or 400.
 pub(crate) fn device_id_header(request: &HttpRequest) -> Result<String, HttpError> {
     optional_device_id_header(request)?
@@ -25,23 +22,22 @@ pub(crate) fn optional_device_id_header(request: &HttpRequest) -> Result<Option<
     let Some(value) = request.headers().get(DEVICE_ID_HEADER) else { return Ok(None) };
     let text = value
         .to_str()
-        .map_err(|_| HttpError::bad_request(format!("the {DEVICE_ID_HEADER} header is not visible ASCII")))?
+        .map_err(|_| {
+            HttpError::bad_request(format!(
+                "the {DEVICE_ID_HEADER} header is not visible ASCII: {}",
+                omadm_core::model::DEVICE_ID_RULE
+            ))
+        })?
         .trim();
-    check_device_id(text)?;
+    omadm_core::model::check_device_id(text)
+        .map_err(|error| HttpError::bad_request(format!("the {DEVICE_ID_HEADER} header: {error}")))?;
     Ok(Some(text.to_owned()))
 }
 
-/// A DevID must be non-empty printable ASCII of bounded length.
+/// A DevID must follow the one device-id rule (`omadm_core::model::check_device_id`), the one the operator
+/// API registers devices by.
 pub(crate) fn check_device_id(device_id: &str) -> Result<(), HttpError> {
-    if device_id.is_empty() {
-        return Err(HttpError::bad_request(format!("the {DEVICE_ID_HEADER} header is empty")));
-    }
-    if device_id.len() > MAX_DEVICE_ID_LENGTH || !device_id.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return Err(HttpError::bad_request(format!(
-            "the device id must be 1-{MAX_DEVICE_ID_LENGTH} printable ASCII characters without spaces"
-        )));
-    }
-    Ok(())
+    omadm_core::model::check_device_id(device_id).map_err(|error| HttpError::bad_request(error.to_string()))
 }
 
 /// The Content-Type header value, `""` when absent or not text.

@@ -68,6 +68,21 @@ pub(crate) fn wake_outbox_relay(request: &actix_web::HttpRequest) {
     }
 }
 
+/// `/dm/s/{sid}`: a session id that does not percent-decode to valid UTF-8 is 400, never another session's id.
+fn session_resource() -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource("/dm/s/{sid}")
+        .wrap(actix_web::middleware::from_fn(crate::path::require_utf8_path))
+        .route(web::post().to(dm::package3))
+}
+
 /// What every device handler and session actor shares, created once per process.
 pub(crate) struct EdgeShared {
     pub state: web::Data<AppState>,
@@ -128,7 +143,7 @@ impl DeviceEdge {
             .app_data(web::Data::from(self.shared.clone()))
             .app_data(web::Data::from(self.shared.cluster.clone()))
             .service(web::resource("/dm").route(web::post().to(dm::package1)))
-            .service(web::resource("/dm/s/{sid}").route(web::post().to(dm::package3)))
+            .service(session_resource())
             .service(
                 web::resource("/repo/{path:.+}")
                     .route(web::get().to(repository::download))
@@ -146,7 +161,7 @@ impl DeviceEdge {
             .app_data(web::Data::from(self.shared.cluster.clone()))
             .app_data(crate::cluster::forward::InternalListener)
             .service(web::resource("/dm").route(web::post().to(dm::package1)))
-            .service(web::resource("/dm/s/{sid}").route(web::post().to(dm::package3)));
+            .service(session_resource());
     }
 
     /// After a start: re-arms the expiry of every open session whose device this node owns.

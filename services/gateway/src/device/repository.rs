@@ -1,12 +1,12 @@
 //! The Data Repository (5.1.4) as devices see it: `GET /repo/{path}` for operator content (HGET),
 //! `PUT`/`POST /repo/{path}` for device uploads (HPUT/HPOST).
 //!
-//! The path is the percent-decoded request path after `/repo/`, stored as
-//! received: a ServerURI whose `[DevID]`, `[MCC]`... the device already
+//! The path is the percent-decoded request path after `/repo/` (strictly: 400 for invalid UTF-8 or
+//! `%2F`), stored as received: a ServerURI whose `[DevID]`, `[MCC]`... the device already
 //! substituted (`/repo/up/IMEI:4930...-1/tree.json`) is simply a path.
-//! Devices never replace operator content nor another device's upload (403),
-//! and GET serves operator content only: device uploads are read through the
-//! operator API.
+//! Devices upload only where the server sent them: below their own `up/<DevID>/`, or to the exact
+//! ServerURI of an HPUT/HPOST of their open session; never over operator content nor another device's
+//! upload (403). GET serves operator content only: device uploads are read through the operator API.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
@@ -14,7 +14,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::bus::Event;
 use omadm_core::clock;
 use omadm_core::metrics::metrics;
-use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
+use omadm_core::model::{
+    ContentSource, RepositoryItem, UploadGrant, UploadMethod, check_repository_path, check_upload, own_folder_grant,
+    upload_issued_in_session,
+};
 use omadm_core::session::events::{ContentUploaded, content_uploaded};
 use omadm_core::store::WriteBatch;
 use tracing::Instrument as _;
@@ -23,6 +26,10 @@ use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{content_type, optional_device_id_header, read_body};
 use crate::HttpError;
+use crate::path::{decode_repository_path, tail_after};
+
+/// Where repository paths start in the request path.
+const ROUTE_PREFIX: &str = "/repo/";
 
 /// Media type of an upload that names none.
 const DEFAULT_UPLOAD_TYPE: &str = "application/octet-stream";
@@ -33,13 +40,14 @@ fn check_upload_path(path: &str) -> Result<(), HttpError> {
     check_repository_path(path).map_err(|error| HttpError::bad_request(error.to_string()))
 }
 
+/// The repository path of the request, decoded strictly from the raw request path.
+fn requested_path(request: &HttpRequest) -> Result<String, HttpError> {
+    Ok(decode_repository_path(tail_after(request, ROUTE_PREFIX).unwrap_or_default())?)
+}
+
 /// `GET /repo/{path}`: operator content, negotiated on Accept (406 when the client accepts none of it).
-pub(crate) async fn download(
-    shared: web::Data<EdgeShared>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> Result<HttpResponse, HttpError> {
-    let path = path.into_inner();
+pub(crate) async fn download(shared: web::Data<EdgeShared>, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let path = requested_path(&request)?;
     let item = shared.state.store.get_content(&path).await.map_err(|error| {
         metrics().store_errors.with_label_values(&["get_content"]).inc();
         HttpError::from(error)
@@ -63,12 +71,11 @@ pub(crate) async fn download(
 pub(crate) async fn upload(
     shared: web::Data<EdgeShared>,
     request: HttpRequest,
-    path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpError> {
-    let path = path.into_inner();
-    let span = tracing::info_span!("repo.upload", device_id = tracing::field::Empty, path = %path);
+    let span = tracing::info_span!("repo.upload", device_id = tracing::field::Empty, path = %request.path());
     async move {
+        let path = requested_path(&request)?;
         check_upload_path(&path)?;
         let claimed = optional_device_id_header(&request)?;
         let device = authenticate(&shared, &request, claimed.as_deref()).await?;
@@ -91,14 +98,12 @@ pub(crate) async fn upload(
 
         let _device_guard = shared.device_locks.lock(&device.id).await;
         let existing = store.get_content(&path).await.map_err(store_failure("get_content"))?;
-        if let Some(existing) = &existing {
-            if existing.source == ContentSource::Operator {
-                return Err(HttpError::new(StatusCode::FORBIDDEN, "the path holds operator content"));
-            }
-            if existing.device_id.as_deref() != Some(device.id.as_str()) {
-                return Err(HttpError::new(StatusCode::FORBIDDEN, "the path holds another device's upload"));
-            }
-        }
+        let grant = match own_folder_grant(&device.id, &path) {
+            UploadGrant::None => issued_grant(&shared, &device, &request).await?,
+            own => own,
+        };
+        check_upload(&device.id, &path, existing.as_ref(), grant)
+            .map_err(|refusal| HttpError::new(StatusCode::FORBIDDEN, refusal.to_string()))?;
         let event = uploaded_event(&device.id, &path, &media_type, &body, &method, now);
         let item = RepositoryItem {
             path: path.clone(),
@@ -119,6 +124,28 @@ pub(crate) async fn upload(
     }
     .instrument(span)
     .await
+}
+
+/// [`UploadGrant::IssuedCommand`] when the device's open session sent it an HPUT (PUT) or HPOST (POST) whose
+/// ServerURI is this request's target, as the device substituted it.
+async fn issued_grant(
+    shared: &EdgeShared,
+    device: &omadm_core::model::Device,
+    request: &HttpRequest,
+) -> Result<UploadGrant, HttpError> {
+    let method = if request.method() == actix_web::http::Method::POST { UploadMethod::Post } else { UploadMethod::Put };
+    let Some(session_id) = &device.last_session_id else { return Ok(UploadGrant::None) };
+    let session = shared.state.store.get_session(&device.id, session_id).await.map_err(|error| {
+        metrics().store_errors.with_label_values(&["get_session"]).inc();
+        HttpError::from(error)
+    })?;
+    let target = request.uri().path_and_query().map_or_else(|| request.uri().path(), |target| target.as_str());
+    let timeout = shared.state.config.session.session_timeout;
+    let open = session.filter(|session| clock::now_millis().saturating_sub(session.last_activity) <= timeout);
+    Ok(match open {
+        Some(session) if upload_issued_in_session(&session, &device.id, method, target) => UploadGrant::IssuedCommand,
+        _ => UploadGrant::None,
+    })
 }
 
 /// `content.uploaded` on the results topic (docs/events.md): what a consumer needs to fetch it through the API.
