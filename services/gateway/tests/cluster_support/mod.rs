@@ -63,6 +63,7 @@ pub fn cluster_config(node_id: &str, internal_url: &str) -> ClusterConfig {
 
 fn gateway_config(base: &str) -> GatewayConfig {
     GatewayConfig {
+        auth_throttle: Default::default(),
         public_url: base.to_owned(),
         admin_token: ADMIN_TOKEN.to_owned(),
         realm: DEFAULT_REALM.to_owned(),

@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{coordination, ephemeral};
 use super::write::{self, Applied};
+use super::{coordination, ephemeral};
 use crate::clock::Millis;
 use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::model::{CommandId, NewCommand, RepositoryItem};
