@@ -44,6 +44,7 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = GatewayConfig {
+            auth_throttle: Default::default(),
             public_url: base.clone(),
             admin_token: "admin".to_owned(),
             realm: DEFAULT_REALM.to_owned(),

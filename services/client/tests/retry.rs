@@ -340,6 +340,7 @@ async fn start_gateway(listener: StdTcpListener, public_url: &str) -> Gateway {
     let store = omadm_core::store::open(temp.path().join("store").to_str().unwrap()).await.unwrap();
     let bus = omadm_core::bus::open(temp.path().join("events").to_str().unwrap(), "omadm.").await.unwrap();
     let config = GatewayConfig {
+        auth_throttle: Default::default(),
         public_url: public_url.to_owned(),
         admin_token: "admin".to_owned(),
         realm: DEFAULT_REALM.to_owned(),

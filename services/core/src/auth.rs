@@ -33,6 +33,13 @@
 //!   nonce, `stale=true`); a wrong response is [`AuthError::BadCredentials`]
 //!   whatever the nonce, so `stale=true` never tells a guesser anything.
 //! - Every comparison of secrets is constant-time (`subtle`, `hmac::verify_slice`).
+//! - Replays: a right Digest answer is accepted once. The edge records its
+//!   [`replay_guard`] (username, nonce, nc, cnonce) in the Store for the nonce's
+//!   remaining lifetime and refuses it as [`AuthError::Replayed`] when it was
+//!   there already. Basic has no nonce and is replayable by design (use TLS).
+//! - Guessing: failed guesses are counted per device id and per source address
+//!   in fixed windows ([`ThrottleLimit`], [`ThrottleScope`]); past the limit
+//!   the edge answers 429 until the window ends.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -49,6 +56,10 @@ pub const DEFAULT_REALM: &str = "omadm";
 
 /// Why a device was not authenticated. The HTTP edge answers every one of
 /// them with the same 401 and challenges, and counts `reason()` in metrics.
+///
+/// There is no "unknown device": a device id nobody registered fails as
+/// [`AuthError::BadCredentials`], after the same work, so neither the answer,
+/// its timing nor the metrics tell which ids exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("no Authorization header")]
@@ -59,12 +70,14 @@ pub enum AuthError {
     UnsupportedScheme(String),
     #[error("the user name does not match OMADM-DevID")]
     DeviceMismatch,
-    #[error("unknown device")]
-    UnknownDevice,
+    /// Wrong password, or no such device.
     #[error("wrong credentials")]
     BadCredentials,
     #[error("stale or foreign nonce")]
     StaleNonce,
+    /// A right Digest answer whose (nonce, nc, cnonce) was accepted once already.
+    #[error("replayed Digest answer")]
+    Replayed,
 }
 
 impl AuthError {
@@ -75,10 +88,16 @@ impl AuthError {
             AuthError::Malformed(_) => "malformed",
             AuthError::UnsupportedScheme(_) => "unsupported_scheme",
             AuthError::DeviceMismatch => "device_mismatch",
-            AuthError::UnknownDevice => "unknown_device",
             AuthError::BadCredentials => "bad_credentials",
             AuthError::StaleNonce => "stale_nonce",
+            AuthError::Replayed => "replayed",
         }
+    }
+
+    /// Whether this failure counts against the throttles: a guess (wrong credentials) or a replay.
+    /// A missing header (a Digest client's first request), a stale nonce or a malformed header is not a guess.
+    pub fn counts_as_guess(&self) -> bool {
+        matches!(self, AuthError::BadCredentials | AuthError::Replayed)
     }
 }
 
@@ -243,8 +262,8 @@ pub struct VerifyRequest<'a> {
 }
 
 /// Checks `authorization` against the stored credentials of `device_id`.
-/// The caller has already loaded the device: an unknown device is its
-/// [`AuthError::UnknownDevice`].
+/// The caller has already loaded the device; for an unknown one it verifies
+/// against a decoy and answers [`AuthError::BadCredentials`] whatever this says.
 pub fn verify(
     authorization: &Authorization,
     device_id: &str,
@@ -304,6 +323,17 @@ pub fn issue_nonce(key: &[u8], now: Millis) -> String {
 /// Accepts a nonce this server issued (with `key`) at most `max_age` ago;
 /// anything else is [`AuthError::StaleNonce`].
 pub fn check_nonce(key: &[u8], nonce: &str, now: Millis, max_age: Millis) -> Result<(), AuthError> {
+    let issued = nonce_issued_at(key, nonce)?;
+    // A nonce from the future comes from a node whose clock is ahead: fine
+    // within max_age, like an old one.
+    if now.abs_diff(issued) > max_age {
+        return Err(AuthError::StaleNonce);
+    }
+    Ok(())
+}
+
+/// When a nonce this server issued (with `key`) was issued; anything else is [`AuthError::StaleNonce`].
+fn nonce_issued_at(key: &[u8], nonce: &str) -> Result<Millis, AuthError> {
     let token = URL_SAFE_NO_PAD.decode(nonce).map_err(|_| AuthError::StaleNonce)?;
     if token.len() != 40 {
         return Err(AuthError::StaleNonce);
@@ -312,13 +342,136 @@ pub fn check_nonce(key: &[u8], nonce: &str, now: Millis, max_age: Millis) -> Res
     nonce_mac(key, issued_at).verify_slice(mac).map_err(|_| AuthError::StaleNonce)?;
     let mut issued_bytes = [0u8; 8];
     issued_bytes.copy_from_slice(issued_at);
-    let issued = Millis::from_be_bytes(issued_bytes);
-    // A nonce from the future comes from a node whose clock is ahead: fine
-    // within max_age, like an old one.
-    if now.abs_diff(issued) > max_age {
-        return Err(AuthError::StaleNonce);
+    Ok(Millis::from_be_bytes(issued_bytes))
+}
+
+/// What the replay cache records for an accepted Digest answer: `key` for `ttl` ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayGuard {
+    /// `digest:` + hex SHA-256 of (username, nonce, nc, cnonce): bounded in length whatever the client sent.
+    pub key: String,
+    /// The nonce's remaining lifetime: once the nonce is stale, a replay fails on it anyway.
+    pub ttl: Millis,
+}
+
+/// The replay-cache entry of a Digest answer that [`verify`] accepted; `None` for Basic, which
+/// has no nonce (and is replayable by design: keep it behind TLS).
+pub fn replay_guard(authorization: &Authorization, request: &VerifyRequest<'_>) -> Option<ReplayGuard> {
+    let Authorization::Digest(digest) = authorization else { return None };
+    let issued = nonce_issued_at(request.nonce_key, &digest.nonce).ok()?;
+    let expires_at = issued.saturating_add(request.nonce_max_age);
+    let mut hash = Sha256::new();
+    for part in [&digest.username, &digest.nonce, &digest.nc, &digest.cnonce] {
+        // Length-prefixed, so no two tuples hash the same bytes.
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
     }
-    Ok(())
+    Some(ReplayGuard {
+        key: format!("digest:{}", hex::encode(hash.finalize())),
+        ttl: expires_at.saturating_sub(request.now).max(1),
+    })
+}
+
+/// Who a throttle counts failed authentications of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleScope {
+    /// One device id (registered or not).
+    Device,
+    /// One source address (an IPv6 /64).
+    Address,
+    /// One source address, for wrong operator API tokens.
+    ApiToken,
+}
+
+impl ThrottleScope {
+    /// Metric label (`omadm_auth_throttled_total{scope}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            ThrottleScope::Device => "device",
+            ThrottleScope::Address => "address",
+            ThrottleScope::ApiToken => "api_token",
+        }
+    }
+
+    /// The Store key the failures of `subject` are counted under (`Store::count_in_window`).
+    pub fn key(self, subject: &str) -> String {
+        format!("auth-failures:{}:{subject}", self.label())
+    }
+}
+
+/// The subject of the address throttles: an IPv4 address, or the /64 of an IPv6 one (one
+/// subscriber usually holds a whole /64). IPv4-mapped IPv6 addresses count as IPv4.
+pub fn address_subject(address: std::net::IpAddr) -> String {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let segments = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", segments[0], segments[1], segments[2], segments[3])
+            }
+        },
+    }
+}
+
+/// A fixed-window throttle: at most `max_failures` counted failures per `window` ms; the
+/// requests after them are refused until the window ends, then everything starts over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleLimit {
+    pub max_failures: u64,
+    pub window: Millis,
+}
+
+impl ThrottleLimit {
+    /// True when a window that counted `failures` so far refuses further attempts.
+    pub fn exceeded_by(self, failures: u64) -> bool {
+        failures >= self.max_failures
+    }
+
+    /// The `Retry-After` seconds of a refusal at `now`: until the window ends, rounded up, at least 1.
+    pub fn retry_after_seconds(self, now: Millis) -> u64 {
+        let window = self.window.max(1);
+        let end = (now - now % window).saturating_add(window);
+        end.saturating_sub(now).div_ceil(1000).max(1)
+    }
+}
+
+/// Counts authentication failures between log lines: the first failure after a quiet
+/// interval is logged at once, later ones only as one summary line per interval, so a flood
+/// of bad logins writes a bounded number of lines. Pure; the caller keeps it behind a lock.
+#[derive(Debug, Clone)]
+pub struct FailureTally {
+    interval: Millis,
+    last_line_at: Option<Millis>,
+    counts: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// One summary line's content: failures since the previous line, by reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureSummary {
+    pub total: u64,
+    /// `reason=count` pairs separated by spaces, in reason order (`bad_credentials=3 missing=1`).
+    pub by_reason: String,
+}
+
+impl FailureTally {
+    pub fn new(interval: Millis) -> Self {
+        FailureTally { interval, last_line_at: None, counts: std::collections::BTreeMap::new() }
+    }
+
+    /// Counts one failure of `reason` at `now`; returns the summary to log now, if a line is due.
+    pub fn record(&mut self, reason: &'static str, now: Millis) -> Option<FailureSummary> {
+        *self.counts.entry(reason).or_insert(0) += 1;
+        let due = self.last_line_at.is_none_or(|last| now.saturating_sub(last) >= self.interval);
+        if !due {
+            return None;
+        }
+        self.last_line_at = Some(now);
+        let counts = std::mem::take(&mut self.counts);
+        let total = counts.values().sum();
+        let by_reason = counts.iter().map(|(reason, count)| format!("{reason}={count}")).collect::<Vec<_>>().join(" ");
+        Some(FailureSummary { total, by_reason })
+    }
 }
 
 fn nonce_mac(key: &[u8], issued_at: &[u8]) -> Hmac<Sha256> {
@@ -686,5 +839,70 @@ mod tests {
         let escaped = digest_of(&format!("Digest {base}, qop=auth, nc=00000001, opaque=\"a\\\"b\\\\c\""));
         assert_eq!(escaped.opaque.as_deref(), Some("a\"b\\c"));
         assert_eq!(AuthError::StaleNonce.reason(), "stale_nonce");
+    }
+
+    #[test]
+    fn replay_guard_names_the_answer_for_the_nonce_lifetime() {
+        let device = "IMEI:493005100592800";
+        let credentials = credentials_for(device, DEFAULT_REALM, "secret");
+        let nonce = issue_nonce(KEY, 1_000_000);
+        let response = session_response(DigestAlgorithm::Sha256, &credentials, &nonce, "/dm");
+        let header = digest_header(device, DEFAULT_REALM, &nonce, "/dm", "SHA-256", &response);
+        let authorization = Authorization::parse(&header).unwrap();
+        let guard = replay_guard(&authorization, &request(1_000_500)).unwrap();
+        assert!(guard.key.starts_with("digest:") && guard.key.len() == 7 + 64, "{}", guard.key);
+        // Recorded until the nonce goes stale (issued + max age).
+        assert_eq!(guard.ttl, 1_000_000 + 300_000 - 1_000_500);
+        assert_eq!(replay_guard(&authorization, &request(1_000_000 + 300_000)).unwrap().ttl, 1);
+        // The same answer at another time is the same entry; another nc or cnonce is another one.
+        assert_eq!(replay_guard(&authorization, &request(1_200_000)).unwrap().key, guard.key);
+        let next_nc = Authorization::parse(&header.replace("nc=00000001", "nc=00000002")).unwrap();
+        assert_ne!(replay_guard(&next_nc, &request(1_000_500)).unwrap().key, guard.key);
+        let other_cnonce = Authorization::parse(&header.replace("c0ffee", "c0ffef")).unwrap();
+        assert_ne!(replay_guard(&other_cnonce, &request(1_000_500)).unwrap().key, guard.key);
+        // Basic has no nonce: nothing to record.
+        let basic = Authorization::parse(&format!("Basic {}", STANDARD.encode(format!("{device}:secret")))).unwrap();
+        assert_eq!(replay_guard(&basic, &request(0)), None);
+        assert_eq!(AuthError::Replayed.reason(), "replayed");
+        assert!(AuthError::Replayed.counts_as_guess() && AuthError::BadCredentials.counts_as_guess());
+        assert!(!AuthError::Missing.counts_as_guess() && !AuthError::StaleNonce.counts_as_guess());
+    }
+
+    #[test]
+    fn throttles_refuse_after_the_limit_until_the_window_ends() {
+        let limit = ThrottleLimit { max_failures: 3, window: 60_000 };
+        assert!(!limit.exceeded_by(0) && !limit.exceeded_by(2));
+        assert!(limit.exceeded_by(3) && limit.exceeded_by(4));
+        assert_eq!(limit.retry_after_seconds(120_000), 60);
+        assert_eq!(limit.retry_after_seconds(120_001), 60);
+        assert_eq!(limit.retry_after_seconds(179_001), 1);
+        assert_eq!(limit.retry_after_seconds(179_999), 1);
+        assert_eq!(ThrottleScope::Device.key("IMEI:1"), "auth-failures:device:IMEI:1");
+        assert_eq!(ThrottleScope::ApiToken.label(), "api_token");
+        let v6: std::net::IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        assert_eq!(address_subject(v6), "2001:db8:1:2::/64");
+        let mapped: std::net::IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_subject(mapped), "192.0.2.7");
+        assert_eq!(address_subject("192.0.2.7".parse().unwrap()), "192.0.2.7");
+    }
+
+    #[test]
+    fn failure_tally_logs_one_line_per_interval() {
+        let mut tally = FailureTally::new(10_000);
+        let first = tally.record("bad_credentials", 1_000).unwrap();
+        assert_eq!(first, FailureSummary { total: 1, by_reason: "bad_credentials=1".into() });
+        let mut lines = 0;
+        for step in 1..=999 {
+            let reason = if step % 3 == 0 { "missing" } else { "bad_credentials" };
+            // 1,000 failures over 9.99 s: no line until the interval is over.
+            if tally.record(reason, 1_000 + step * 10).is_some() {
+                lines += 1;
+            }
+        }
+        assert_eq!(lines, 0);
+        let summary = tally.record("stale_nonce", 11_000).unwrap();
+        assert_eq!(summary.total, 1_000);
+        assert_eq!(summary.by_reason, "bad_credentials=666 missing=333 stale_nonce=1");
+        assert_eq!(tally.record("missing", 11_001), None);
     }
 }

@@ -32,8 +32,11 @@ pub struct Metrics {
     pub http_latency: HistogramVec,
     /// HTTP responses, by `endpoint`, `method` and `status` (class, e.g. 4xx).
     pub http_responses: IntCounterVec,
-    /// Device authentication failures, by `reason` (missing, unknown_device, bad_credentials, stale_nonce...).
+    /// Device authentication failures, by `reason`: missing, malformed, unsupported_scheme, device_mismatch,
+    /// bad_credentials (wrong password or unknown device: no label tells them apart), stale_nonce, replayed.
     pub auth_failures: IntCounterVec,
+    /// Requests refused with 429 by an authentication throttle, by `scope`: device, address, api_token.
+    pub auth_throttled: IntCounterVec,
     /// Store operation failures, by `operation`.
     pub store_errors: IntCounterVec,
     /// Bus publish failures, by `topic`.
@@ -145,6 +148,11 @@ impl Metrics {
                 &["endpoint", "method", "status"],
             ),
             auth_failures: counter("omadm_auth_failures_total", "Device authentication failures.", &["reason"]),
+            auth_throttled: counter(
+                "omadm_auth_throttled_total",
+                "Requests refused by an authentication throttle (429), by scope.",
+                &["scope"],
+            ),
             store_errors: counter("omadm_store_errors_total", "Store operation failures.", &["operation"]),
             bus_errors: counter("omadm_bus_errors_total", "Bus publish failures.", &["topic"]),
             events_published: counter("omadm_events_published_total", "Events published.", &["topic"]),

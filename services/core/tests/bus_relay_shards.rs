@@ -127,6 +127,12 @@ impl Store for ShardedStore {
     async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
         self.home().next_alert_id(device_id).await
     }
+    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
+        self.home().record_once(key, ttl, now).await
+    }
+    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
+        self.home().count_in_window(key, hits, window, now).await
+    }
     async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
         self.home().put_content(item).await
     }

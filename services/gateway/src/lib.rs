@@ -14,10 +14,11 @@ pub mod api;
 pub mod cluster;
 pub mod device;
 mod error;
+pub mod logging;
 pub mod ops;
 pub mod path;
 pub mod server;
 mod state;
 
 pub use error::HttpError;
-pub use state::{AppState, BootstrapConfig, GatewayConfig};
+pub use state::{AppState, AuthThrottleConfig, BootstrapConfig, GatewayConfig};

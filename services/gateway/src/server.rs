@@ -261,8 +261,8 @@ struct DeviceRootSpan;
 
 impl RootSpanBuilder for DeviceRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let device_id = request.headers().get("OMADM-DevID").and_then(|value| value.to_str().ok()).unwrap_or("");
-        tracing_actix_web::root_span!(request, device_id = %device_id, session_id = tracing::field::Empty)
+        // tracing-actix-web's fields, each capped in length (crate::logging).
+        crate::logging::request_span(request)
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use omadm_core::bus::Bus;
+use omadm_core::clock::Millis;
 use omadm_core::session::SessionConfig;
 use omadm_core::store::Store;
 
@@ -34,6 +35,40 @@ pub struct GatewayConfig {
     /// factory password is registered on its first session (off by default).
     pub auto_register_password: Option<String>,
     pub bootstrap: BootstrapConfig,
+    /// Throttles of failed authentication and the auth-failure log interval.
+    pub auth_throttle: AuthThrottleConfig,
+}
+
+/// Limits on failed authentication, counted in the Store so they hold across nodes
+/// (docs/device-edge.md, "Throttles"). Each is a fixed window: at most so many failures
+/// per `window`, then 429 with `Retry-After` until the window ends, when counting starts
+/// over; so an attacker can keep a device throttled only while it keeps failing for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthThrottleConfig {
+    /// Length of a window in ms; windows start at multiples of it.
+    pub window: Millis,
+    /// Failed device authentications (wrong credentials, replays) per device id per window.
+    pub max_failures_per_device: u64,
+    /// Failed device authentications per source address (an IPv6 /64) per window.
+    pub max_failures_per_address: u64,
+    /// Wrong operator API tokens per source address per window.
+    pub max_api_token_failures_per_address: u64,
+    /// At most one auth-failure log line per this many ms (a summary with counts).
+    pub failure_log_interval: Millis,
+}
+
+impl Default for AuthThrottleConfig {
+    /// 5 minute windows; 10 failures per device, 100 per address (devices behind one NAT share it),
+    /// 20 wrong API tokens per address; a failure log line every 10 s at most.
+    fn default() -> Self {
+        AuthThrottleConfig {
+            window: 5 * 60 * 1000,
+            max_failures_per_device: 10,
+            max_failures_per_address: 100,
+            max_api_token_failures_per_address: 20,
+            failure_log_interval: 10_000,
+        }
+    }
 }
 
 /// What `/bootstrap` hands to a device (8.2, docs/protocol-decisions.md "Other gaps").

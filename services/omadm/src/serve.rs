@@ -549,8 +549,8 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // tracing-actix-web logs every 4xx at warn; at fleet scale those are expected (each Digest
     // session starts with a 401 challenge) and counted in omadm_http_responses_total instead.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tracing_actix_web::middleware=error"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(omadm_gateway::logging::DEFAULT_FILTER));
     // Colours only for a person at a terminal, never in files or log collectors.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
@@ -628,6 +628,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
 
     let config = GatewayConfig {
+        auth_throttle: Default::default(),
         public_url: public_url.clone(),
         admin_token: admin_token.value().to_owned(),
         realm: settings.realm.clone(),

@@ -78,7 +78,9 @@ macro_rules! store_conformance_tests {
             lease_expires_after_its_ttl,
             stale_fence_writes_nothing,
             current_fence_applies_renews_and_releases,
-            membership_follows_heartbeats_and_leaves
+            membership_follows_heartbeats_and_leaves,
+            record_once_is_new_once_until_it_expires,
+            count_in_window_counts_per_fixed_window
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -114,7 +116,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     lease_expires_after_its_ttl(store.clone()).await;
     stale_fence_writes_nothing(store.clone()).await;
     current_fence_applies_renews_and_releases(store.clone()).await;
-    membership_follows_heartbeats_and_leaves(store).await;
+    membership_follows_heartbeats_and_leaves(store.clone()).await;
+    record_once_is_new_once_until_it_expires(store.clone()).await;
+    count_in_window_counts_per_fixed_window(store).await;
 }
 
 // ---- Fixtures -------------------------------------------------------------------------------
@@ -1102,4 +1106,68 @@ pub async fn outbox_refuses_commits_past_its_bound(store: Arc<dyn Store>) {
     let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
     store.ack_outbox(shard, &ids).await.unwrap();
     assert_eq!(store.outbox_lengths(&[shard]).await.unwrap(), vec![0]);
+}
+
+// ---- Short-lived records ----------------------------------------------------------------------
+
+/// `record_once`: new the first time, not again while the record lives (whatever the ttl of
+/// the later calls), new again once `now` passes its expiry; keys are independent, and of
+/// concurrent calls with one key exactly one is told new.
+pub async fn record_once_is_new_once_until_it_expires(store: Arc<dyn Store>) {
+    let now = now_millis();
+    let ttl = 60_000;
+    assert!(store.record_once("conf-once-a", ttl, now).await.unwrap());
+    assert!(!store.record_once("conf-once-a", ttl, now).await.unwrap());
+    assert!(!store.record_once("conf-once-a", 1, now + ttl - 1).await.unwrap());
+    assert!(store.record_once("conf-once-b", ttl, now).await.unwrap(), "another key");
+    assert!(store.record_once("conf-once-a:x", ttl, now).await.unwrap(), "a key extending another");
+    // Expired at now + ttl: new again, recorded anew from then.
+    assert!(store.record_once("conf-once-a", ttl, now + ttl).await.unwrap());
+    assert!(!store.record_once("conf-once-a", ttl, now + ttl + 1).await.unwrap());
+
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_once("conf-once-race", 60_000, now).await.unwrap() })
+        })
+        .collect();
+    let mut new = 0;
+    for task in tasks {
+        new += usize::from(task.await.unwrap());
+    }
+    assert_eq!(new, 1, "exactly one of the concurrent calls is new");
+}
+
+/// `count_in_window`: hits add up within a window, `hits` = 0 reads, the next window starts
+/// at 0, windows are aligned to multiples of their length, and concurrent hits all count.
+pub async fn count_in_window_counts_per_fixed_window(store: Arc<dyn Store>) {
+    let window = 60_000;
+    let start = super::window_end(window, now_millis());
+    assert_eq!(start % window, 0);
+    assert_eq!(super::window_end(window, start), start + window);
+    assert_eq!(super::window_end(window, start + window - 1), start + window);
+
+    assert_eq!(store.count_in_window("conf-count-a", 0, window, start).await.unwrap(), 0);
+    assert_eq!(store.count_in_window("conf-count-a", 1, window, start).await.unwrap(), 1);
+    assert_eq!(store.count_in_window("conf-count-a", 2, window, start + 10).await.unwrap(), 3);
+    assert_eq!(store.count_in_window("conf-count-a", 0, window, start + window - 1).await.unwrap(), 3);
+    assert_eq!(store.count_in_window("conf-count-b", 0, window, start).await.unwrap(), 0, "another key");
+    assert_eq!(store.count_in_window("conf-count-a", 0, 30_000, start).await.unwrap(), 0, "another window length");
+    // The next window starts from nothing.
+    assert_eq!(store.count_in_window("conf-count-a", 0, window, start + window).await.unwrap(), 0);
+    assert_eq!(store.count_in_window("conf-count-a", 1, window, start + window).await.unwrap(), 1);
+    assert_eq!(store.count_in_window("conf-count-a", 0, window, start + 2 * window - 1).await.unwrap(), 1);
+
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.count_in_window("conf-count-race", 1, window, start).await.unwrap() })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    for task in tasks {
+        seen.insert(task.await.unwrap());
+    }
+    assert_eq!(seen, (1..=20).collect::<BTreeSet<u64>>(), "each concurrent hit sees its own count");
+    assert_eq!(store.count_in_window("conf-count-race", 0, window, start + 1).await.unwrap(), 20);
 }

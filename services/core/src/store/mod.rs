@@ -10,6 +10,10 @@
 //! Cluster a batch is atomic per device (all of a device's keys share a slot);
 //! a batch that spans devices or global records is applied device by device.
 //!
+//! Short-lived shared records have two general calls: [`Store::record_once`]
+//! (a key seen once within a TTL: the Digest replay cache) and
+//! [`Store::count_in_window`] (hits of a key per fixed window: throttles).
+//!
 //! Cluster coordination lives here too, because it is shared state: node
 //! membership ([`Store::heartbeat`]), the per-device session lease granted by
 //! [`Store::load_session`] and checked by [`WriteBatch::fence`]
@@ -236,6 +240,23 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError>;
     /// Removes `node_id` from the live nodes at once (clean shutdown).
     async fn leave(&self, node_id: &str) -> Result<(), StoreError>;
+
+    // Short-lived records, shared by every node (replay caches, rate limits).
+    /// Records `key` until `now + ttl` and tells whether it was new: true when it was not
+    /// recorded, or its record had expired at `now`. Of concurrent calls with one key, one sees
+    /// true. One round trip; expiry is judged by `now`.
+    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError>;
+    /// Adds `hits` to the count of `key` in the fixed window that `now` falls in (windows of
+    /// `window` ms, starting at multiples of it since the epoch) and returns that window's count,
+    /// these hits included; `hits` = 0 reads it without writing. A window's count is forgotten
+    /// when the window ends. One round trip.
+    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError>;
+}
+
+/// When the fixed window of `window` ms that `now` falls in ends (see [`Store::count_in_window`]).
+pub fn window_end(window: Millis, now: Millis) -> Millis {
+    let window = window.max(1);
+    (now - now % window).saturating_add(window)
 }
 
 /// Opens the store named by `url` with [`StoreOptions::default`].

@@ -1,4 +1,9 @@
-//! Bearer-token check of the operator API (RFC 6750), compared in constant time.
+//! Bearer-token check of the operator API (RFC 6750), compared in constant time, with a throttle of wrong tokens.
+//!
+//! Wrong tokens are counted per source address in the Store (`auth-failures:api_token:{address}`,
+//! fixed windows of `AuthThrottleConfig::window`); past `max_api_token_failures_per_address` every
+//! request from that address, right token or not, gets 429 with `Retry-After` until the window ends.
+//! A right token costs one Store read (the count), a wrong one one write.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -7,6 +12,10 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{ResponseError, web};
 use sha2::{Digest, Sha256};
+
+use omadm_core::auth::{ThrottleLimit, ThrottleScope, address_subject};
+use omadm_core::clock;
+use omadm_core::metrics::metrics;
 
 use crate::{AppState, HttpError};
 
@@ -19,7 +28,10 @@ pub(super) async fn require_operator(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let verdict = match request.app_data::<web::Data<AppState>>() {
-        Some(state) => check_bearer(request.headers().get(AUTHORIZATION), &state.config.admin_token),
+        Some(state) => {
+            let address = request.peer_addr().map(|address| address.ip());
+            throttled_check(state, request.headers().get(AUTHORIZATION), address).await
+        }
         // A wiring mistake, not the client's: refuse rather than let anyone in.
         None => Err(HttpError::unavailable("operator API is not configured")),
     };
@@ -28,6 +40,46 @@ pub(super) async fn require_operator(
         Err(error) => {
             let response = error.error_response();
             Ok(request.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+/// [`check_bearer`] behind the per-address throttle of wrong tokens. A request without any
+/// Authorization header is not a guess and is not counted.
+async fn throttled_check(
+    state: &AppState,
+    header: Option<&actix_web::http::header::HeaderValue>,
+    address: Option<std::net::IpAddr>,
+) -> Result<(), HttpError> {
+    let verdict = check_bearer(header, &state.config.admin_token);
+    let Some(address) = address else { return verdict };
+    let settings = &state.config.auth_throttle;
+    let limit = ThrottleLimit { max_failures: settings.max_api_token_failures_per_address, window: settings.window };
+    let key = ThrottleScope::ApiToken.key(&address_subject(address));
+    let now = clock::now_millis();
+    let store_failure = |error: omadm_core::store::StoreError| {
+        metrics().store_errors.with_label_values(&["api_token_throttle"]).inc();
+        HttpError::from(error)
+    };
+    let refused = || {
+        metrics().auth_throttled.with_label_values(&[ThrottleScope::ApiToken.label()]).inc();
+        crate::logging::note_auth_failure("throttled_api_token", settings.failure_log_interval, now);
+        HttpError::new(StatusCode::TOO_MANY_REQUESTS, "too many wrong API tokens from this address; retry later")
+            .with_header("Retry-After", limit.retry_after_seconds(now).to_string())
+    };
+    match verdict {
+        Ok(()) => {
+            let failures = state.store.count_in_window(&key, 0, limit.window, now).await.map_err(store_failure)?;
+            if limit.exceeded_by(failures) { Err(refused()) } else { Ok(()) }
+        }
+        Err(error) if header.is_none() => Err(error),
+        Err(error) => {
+            let failures = state.store.count_in_window(&key, 1, limit.window, now).await.map_err(store_failure)?;
+            if limit.exceeded_by(failures.saturating_sub(1)) {
+                return Err(refused());
+            }
+            crate::logging::note_auth_failure("api_token_invalid", settings.failure_log_interval, now);
+            Err(error)
         }
     }
 }

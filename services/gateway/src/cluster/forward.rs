@@ -30,6 +30,9 @@ pub const FORWARD_HOPS_HEADER: &str = "OMADM-Forward-Hops";
 pub const INTERNAL_TOKEN_HEADER: &str = "OMADM-Internal-Token";
 /// Set on the internal listener's refusal of a bad token, so the forwarder tells it from a device-level 403.
 pub const INTERNAL_REFUSED_HEADER: &str = "OMADM-Internal-Refused";
+/// The device's own address, as the first node saw it, so the owner's per-address throttle counts the device
+/// rather than the forwarding node. Believed only on the internal listener (whose callers hold the token).
+pub const CLIENT_ADDRESS_HEADER: &str = "OMADM-Client-Address";
 /// A request goes at most this many hops: rendezvous owner, then lease holder.
 pub const MAX_HOPS: u32 = 2;
 
@@ -37,7 +40,7 @@ pub const MAX_HOPS: u32 = 2;
 const RELAYED_RESPONSE_HEADERS: [&str; 4] = ["content-type", "www-authenticate", "retry-after", "allow"];
 
 /// Headers that belong to one connection, not to the request (RFC 9110 7.6.1), and ours.
-const NOT_FORWARDED: [&str; 12] = [
+const NOT_FORWARDED: [&str; 13] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -50,6 +53,7 @@ const NOT_FORWARDED: [&str; 12] = [
     "omadm-forwarded-by",
     "omadm-forward-hops",
     "omadm-internal-token",
+    "omadm-client-address",
 ];
 
 /// Why a request could not be handed to its owner.
@@ -109,8 +113,11 @@ impl Forwarder {
         outgoing = outgoing
             .header(FORWARDED_BY_HEADER, self.node_id.as_str())
             .header(FORWARD_HOPS_HEADER, hop.to_string())
-            .header(INTERNAL_TOKEN_HEADER, self.token.as_str())
-            .body(body);
+            .header(INTERNAL_TOKEN_HEADER, self.token.as_str());
+        if let Some(address) = client_address(request) {
+            outgoing = outgoing.header(CLIENT_ADDRESS_HEADER, address.to_string());
+        }
+        let outgoing = outgoing.body(body);
         let answer = outgoing.send().await.map_err(|error| unreachable_error(target, error.to_string()))?;
         if answer.headers().contains_key(INTERNAL_REFUSED_HEADER) {
             metrics().forwards.with_label_values(&["refused"]).inc();
@@ -153,6 +160,19 @@ pub fn hops_of(request: &HttpRequest) -> u32 {
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.trim().parse::<u32>().ok())
         .unwrap_or(1)
+}
+
+/// The address of the device that sent `request`: the TCP peer, or for a request forwarded by a peer
+/// (internal listener) the address the first node gave in [`CLIENT_ADDRESS_HEADER`].
+pub fn client_address(request: &HttpRequest) -> Option<std::net::IpAddr> {
+    if request.app_data::<InternalListener>().is_some() {
+        return request
+            .headers()
+            .get(CLIENT_ADDRESS_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse().ok());
+    }
+    request.peer_addr().map(|address| address.ip())
 }
 
 /// Whether `given` is the cluster's token, compared in constant time.

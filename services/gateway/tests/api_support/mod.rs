@@ -45,6 +45,7 @@ impl TestServer {
         let listener = server::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = GatewayConfig {
+            auth_throttle: Default::default(),
             public_url: base.clone(),
             admin_token: TOKEN.to_owned(),
             realm: "omadm".to_owned(),

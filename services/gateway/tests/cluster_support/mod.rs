@@ -63,6 +63,7 @@ pub fn cluster_config(node_id: &str, internal_url: &str) -> ClusterConfig {
 
 fn gateway_config(base: &str) -> GatewayConfig {
     GatewayConfig {
+        auth_throttle: Default::default(),
         public_url: base.to_owned(),
         admin_token: ADMIN_TOKEN.to_owned(),
         realm: DEFAULT_REALM.to_owned(),
@@ -433,6 +434,12 @@ impl Store for BeforeCommit {
     }
     async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
         self.inner.next_alert_id(device_id).await
+    }
+    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
+        self.inner.record_once(key, ttl, now).await
+    }
+    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
+        self.inner.count_in_window(key, hits, window, now).await
     }
     async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
         self.inner.put_content(item).await

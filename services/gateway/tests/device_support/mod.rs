@@ -59,6 +59,7 @@ enum Running {
 /// The configuration the tests start from; `tweak` changes it per test.
 pub fn base_config(base: &str) -> GatewayConfig {
     GatewayConfig {
+        auth_throttle: Default::default(),
         public_url: base.to_owned(),
         admin_token: "admin".to_owned(),
         realm: DEFAULT_REALM.to_owned(),

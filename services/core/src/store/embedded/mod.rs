@@ -14,6 +14,7 @@
 //! one transaction. The outbox has one shard; `open_with` bounds it.
 
 mod coordination;
+mod ephemeral;
 mod read;
 mod tables;
 mod write;
@@ -166,6 +167,8 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::LEASES)?;
         transaction.open_table(tables::LEASE_EPOCHS)?;
         transaction.open_table(tables::NODES)?;
+        transaction.open_table(tables::EPHEMERAL)?;
+        transaction.open_table(tables::EPHEMERAL_EXPIRY)?;
         let mut meta = transaction.open_table(tables::META)?;
         let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
         match stored_version {
@@ -356,5 +359,27 @@ impl Store for EmbeddedStore {
             return Ok(());
         }
         self.write("ack_outbox", WriteJob::AckOutbox(event_ids.to_vec())).await.map(|_| ())
+    }
+
+    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
+        match self.write("record_once", WriteJob::RecordOnce { key: key.to_owned(), ttl, now }).await? {
+            WriteOutput::New(new) => Ok(new),
+            other => Err(unexpected("record_once", &other)),
+        }
+    }
+
+    /// A read (`hits` = 0) runs on the blocking pool and writes nothing; hits go through the writer.
+    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
+        if hits == 0 {
+            let key = key.to_owned();
+            return self
+                .run("count_in_window", move |database| ephemeral::read_count(database, &key, window, now))
+                .await;
+        }
+        let job = WriteJob::CountInWindow { key: key.to_owned(), hits, window, now };
+        match self.write("count_in_window", job).await? {
+            WriteOutput::Count(count) => Ok(count),
+            other => Err(unexpected("count_in_window", &other)),
+        }
     }
 }

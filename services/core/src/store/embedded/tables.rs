@@ -23,6 +23,8 @@
 //! leases                   device id                          -> (node id, epoch, expires at)
 //! lease_epochs             device id                          -> u64          last epoch granted; never reset
 //! nodes                    node id                            -> (internal url, expires at)
+//! ephemeral                once/count key                     -> (expires at, value)   see `ephemeral`
+//! ephemeral_expiry         (expires at, once/count key)       -> ()           pruning order
 //! ```
 
 use redb::{ReadableTable, TableDefinition};
@@ -60,6 +62,11 @@ pub const LEASES: TableDefinition<&str, (&str, u64, u64)> = TableDefinition::new
 pub const LEASE_EPOCHS: TableDefinition<&str, u64> = TableDefinition::new("lease_epochs");
 /// Live gateway nodes: internal URL and when the registration expires.
 pub const NODES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("nodes");
+
+/// Keys recorded once and fixed-window counts ([`super::ephemeral`]): expiry (ms since the epoch) and value.
+pub const EPHEMERAL: TableDefinition<&str, (u64, u64)> = TableDefinition::new("ephemeral");
+/// The entries of `ephemeral` by expiry, so writes prune the expired ones first.
+pub const EPHEMERAL_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("ephemeral_expiry");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";

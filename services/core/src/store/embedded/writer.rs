@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::coordination;
 use super::write::{self, Applied};
+use super::{coordination, ephemeral};
 use crate::clock::Millis;
 use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::model::{CommandId, NewCommand, RepositoryItem};
@@ -56,6 +56,17 @@ pub enum WriteJob {
         now: Millis,
     },
     Leave(String),
+    RecordOnce {
+        key: String,
+        ttl: Millis,
+        now: Millis,
+    },
+    CountInWindow {
+        key: String,
+        hits: u64,
+        window: Millis,
+        now: Millis,
+    },
 }
 
 /// What a write returns.
@@ -66,6 +77,8 @@ pub enum WriteOutput {
     Existed(bool),
     Session(SessionLoad),
     Nodes(Vec<NodeInfo>),
+    New(bool),
+    Count(u64),
     /// The write was turned down and wrote nothing (`Fenced`, `OutboxFull`); its group went on.
     Refused(StoreError),
 }
@@ -215,5 +228,11 @@ fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJo
             coordination::heartbeat(transaction, node, *ttl, *now).map(WriteOutput::Nodes)
         }
         WriteJob::Leave(node_id) => coordination::leave(transaction, node_id).map(|()| WriteOutput::Done),
+        WriteJob::RecordOnce { key, ttl, now } => {
+            ephemeral::record_once(transaction, key, *ttl, *now).map(WriteOutput::New)
+        }
+        WriteJob::CountInWindow { key, hits, window, now } => {
+            ephemeral::count_in_window(transaction, key, *hits, *window, *now).map(WriteOutput::Count)
+        }
     }
 }

@@ -138,6 +138,15 @@ impl Keys {
     pub fn node_urls(&self) -> String {
         format!("{}:{{cluster}}:node-urls", self.prefix)
     }
+    /// STRING with PX: when the record of `key` expires (ms, by the callers' clock); see `Store::record_once`.
+    /// No hash tag: on Redis Cluster each such key is in a slot of its own.
+    pub fn once(&self, key: &str) -> String {
+        format!("{}:once:{key}", self.prefix)
+    }
+    /// STRING counter with PX: the hits of `key` in the window of `window` ms that starts at `start`.
+    pub fn window_count(&self, key: &str, window: u64, start: u64) -> String {
+        format!("{}:count:{key}:{window}:{start}", self.prefix)
+    }
 }
 
 #[cfg(test)]

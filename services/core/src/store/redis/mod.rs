@@ -59,10 +59,22 @@ static DELETE_DEVICE: LazyLock<Script> = LazyLock::new(|| Script::new(include_st
 static OUTBOX_READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/outbox_read.lua")));
 static OUTBOX_ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/outbox_ack.lua")));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
+static RECORD_ONCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record_once.lua")));
+static COUNT_IN_WINDOW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/count_in_window.lua")));
 
 /// Every script, loaded into the server (every node of a cluster) when the store connects.
-static SCRIPTS: [&LazyLock<Script>; 8] =
-    [&COMMIT, &LOAD_SESSION, &COMMAND_PAGE, &LIST_SESSIONS, &DELETE_DEVICE, &OUTBOX_READ, &OUTBOX_ACK, &HEARTBEAT];
+static SCRIPTS: [&LazyLock<Script>; 10] = [
+    &COMMIT,
+    &LOAD_SESSION,
+    &COMMAND_PAGE,
+    &LIST_SESSIONS,
+    &DELETE_DEVICE,
+    &OUTBOX_READ,
+    &OUTBOX_ACK,
+    &HEARTBEAT,
+    &RECORD_ONCE,
+    &COUNT_IN_WINDOW,
+];
 
 /// The Redis engine of [`Store`]. Cheap to share behind an `Arc`; any number
 /// of processes may use the same Redis with the same prefix.
@@ -774,5 +786,26 @@ impl Store for RedisStore {
         ops.op("HDEL", &[&self.keys.node_urls()], &[node_id.as_bytes()]);
         self.run_group("leave", &ops).await?;
         Ok(())
+    }
+
+    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
+        let ttl = ttl.max(1);
+        let mut invocation = RECORD_ONCE.prepare_invoke();
+        invocation.key(self.keys.once(key)).arg(now).arg(now.saturating_add(ttl)).arg(ttl);
+        Ok(integer(self.script("record_once", &invocation).await?)? == 1)
+    }
+
+    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
+        let window = window.max(1);
+        let end = super::window_end(window, now);
+        let counter = self.keys.window_count(key, window, end - window);
+        if hits == 0 {
+            return integer(self.call("count_in_window", &Cmd::get(&counter)).await?);
+        }
+        // Kept a window past its end, so callers whose clocks lag a little still find it.
+        let keep_for = end.saturating_sub(now).saturating_add(window);
+        let mut invocation = COUNT_IN_WINDOW.prepare_invoke();
+        invocation.key(&counter).arg(hits).arg(keep_for);
+        integer(self.script("count_in_window", &invocation).await?)
     }
 }
