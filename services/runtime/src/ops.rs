@@ -1,0 +1,114 @@
+//! The operations endpoints every role serves on its ops listener, and the readiness roles report into.
+//!
+//! ```text
+//! GET /healthz -> 200 {"status": "ok"}                      the process runs
+//! GET /readyz  -> 200 {"status": "ready"} | 503 {"error": "shutting down"} / {"error": "<condition>: <reason>"}
+//! GET /metrics -> text/plain; version=0.0.4                 every omadm_* metric, labels bounded
+//! ```
+//!
+//! A role adds its own probes (the gateway asks the store and the cluster too); [`Readiness`] holds what every
+//! role has: the shutdown flag ([`crate::shutdown::Phase::StopAccepting`] sets it) and named conditions a
+//! component raises and clears by itself (`consumer: the bus does not answer`).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::{HttpResponse, web};
+use omadm_core::metrics::metrics;
+
+/// The Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether the process accepts new work. Registered as `web::Data<Readiness>` on the listeners that answer
+/// `/readyz`; shared by everything that stops the role or notices it cannot serve.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    shutting_down: AtomicBool,
+    /// Raised conditions by name: the reason each one gives.
+    conditions: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Readiness::default()
+    }
+
+    /// From now on `/readyz` answers 503.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// `/readyz` answers 503 with `reason` until [`Readiness::clear`] of the same `condition`.
+    pub fn raise(&self, condition: &'static str, reason: impl Into<String>) {
+        self.lock().insert(condition, reason.into());
+    }
+
+    pub fn clear(&self, condition: &'static str) {
+        self.lock().remove(condition);
+    }
+
+    /// Ready, or why not (the shutdown first, then the first raised condition by name).
+    pub fn verdict(&self) -> Result<(), String> {
+        if self.is_shutting_down() {
+            return Err("shutting down".to_owned());
+        }
+        match self.lock().iter().next() {
+            Some((condition, reason)) => Err(format!("{condition}: {reason}")),
+            None => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
+        // A panic elsewhere while holding it left a whole map behind: still usable.
+        self.conditions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// `/metrics`: every metric of the process.
+pub fn metrics_response() -> HttpResponse {
+    HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(metrics().render())
+}
+
+/// `/healthz`: 200 while the process runs.
+pub fn healthz_response() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// `/readyz` from `readiness` alone: 200, or 503 with the reason as `{"error": ...}`.
+pub fn readyz_response(readiness: &Readiness) -> HttpResponse {
+    match readiness.verdict() {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(reason) => HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": reason})),
+    }
+}
+
+/// Registers `/metrics`, `/healthz` and `/readyz` (from `web::Data<Readiness>`) for a role without probes of
+/// its own; the gateway registers its own `/readyz`, which adds the store and the cluster.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/metrics", web::get().to(|| async { metrics_response() }))
+        .route("/healthz", web::get().to(|| async { healthz_response() }))
+        .route("/readyz", web::get().to(|readiness: web::Data<Readiness>| async move { readyz_response(&readiness) }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_and_shutdown_make_the_verdict() {
+        let readiness = Readiness::new();
+        assert_eq!(readiness.verdict(), Ok(()));
+        readiness.raise("consumer", "the bus does not answer");
+        assert_eq!(readiness.verdict(), Err("consumer: the bus does not answer".to_owned()));
+        readiness.clear("consumer");
+        assert_eq!(readiness.verdict(), Ok(()));
+        readiness.begin_shutdown();
+        assert_eq!(readiness.verdict(), Err("shutting down".to_owned()));
+    }
+}
