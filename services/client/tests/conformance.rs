@@ -44,29 +44,16 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let config = GatewayConfig {
-            auth_throttle: Default::default(),
-            public_url: base.clone(),
-            admin_token: "admin".to_owned(),
-            realm: DEFAULT_REALM.to_owned(),
-            nonce_key: b"test nonce key".to_vec(),
             session: SessionConfig {
                 max_commands_per_package: 3,
-                session_url_base: format!("{base}/dm/s/"),
-                session_timeout: 60_000,
-                inventory_max_age: 24 * 3600 * 1000,
-                max_attempts: 3,
-                supported_alert_mime_types: vec!["application/json".to_owned()],
+                ..omadm_testkit::config::session(&format!("{base}/dm/s/"))
             },
-            max_body_bytes: 64 * 1024,
-            max_repository_bytes: 256 * 1024,
-            auto_register_password: None,
             bootstrap: BootstrapConfig {
                 server_id: SERVER_ID.to_owned(),
-                server_name: "omadm test server".to_owned(),
-                permitted_moids: vec!["*".to_owned()],
                 defaults: vec![(format!("{base}/repo/defaults/example"), "urn:oma:mo:example-jit:1.0".to_owned())],
-                gcm: None,
+                ..omadm_testkit::config::bootstrap()
             },
+            ..omadm_testkit::config::gateway(&base)
         };
         let state = web::Data::new(AppState { store: store.clone(), bus, config });
         let edge = DeviceEdge::with_options(state.clone(), DeviceEdgeOptions::default());

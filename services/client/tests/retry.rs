@@ -17,7 +17,6 @@ use omadm_client::transport::Transport;
 use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::clock;
 use omadm_core::model::{CommandOrigin, CommandRecord, Device as ServerDevice, NewCommand};
-use omadm_core::session::SessionConfig;
 use omadm_core::store::{Store, WriteBatch};
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
@@ -340,29 +339,8 @@ async fn start_gateway(listener: StdTcpListener, public_url: &str) -> Gateway {
     let store = omadm_core::store::open(temp.path().join("store").to_str().unwrap()).await.unwrap();
     let bus = omadm_core::bus::open(temp.path().join("events").to_str().unwrap(), "omadm.").await.unwrap();
     let config = GatewayConfig {
-        auth_throttle: Default::default(),
-        public_url: public_url.to_owned(),
-        admin_token: "admin".to_owned(),
-        realm: DEFAULT_REALM.to_owned(),
-        nonce_key: b"test nonce key".to_vec(),
-        session: SessionConfig {
-            max_commands_per_package: 2,
-            session_url_base: format!("{public_url}/dm/s/"),
-            session_timeout: 60_000,
-            inventory_max_age: 24 * 3600 * 1000,
-            max_attempts: 3,
-            supported_alert_mime_types: vec!["application/json".to_owned()],
-        },
-        max_body_bytes: 64 * 1024,
-        max_repository_bytes: 256 * 1024,
-        auto_register_password: None,
-        bootstrap: BootstrapConfig {
-            server_id: SERVER_ID.to_owned(),
-            server_name: "omadm test server".to_owned(),
-            permitted_moids: vec!["*".to_owned()],
-            defaults: Vec::new(),
-            gcm: None,
-        },
+        bootstrap: BootstrapConfig { server_id: SERVER_ID.to_owned(), ..omadm_testkit::config::bootstrap() },
+        ..omadm_testkit::config::gateway(public_url)
     };
     let state = web::Data::new(AppState { store: store.clone(), bus, config });
     let edge = DeviceEdge::with_options(state.clone(), DeviceEdgeOptions::default());

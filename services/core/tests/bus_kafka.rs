@@ -1,6 +1,6 @@
 //! The Kafka engine against the Bus conformance suite and its own promises, on a real Kafka-protocol broker.
 //!
-//! Each test starts its own tansu on a free loopback port (support/kafka_broker.rs),
+//! Each test starts its own tansu on a free loopback port (omadm-testkit's `kafka`),
 //! or uses `OMADM_TEST_KAFKA=host:9092` (Apache Kafka, say) under topic names of its own.
 
 // Test helpers outside #[test] functions report failures by panicking too.
@@ -9,7 +9,6 @@
 mod session_support;
 mod support {
     pub mod event_schemas;
-    pub mod kafka_broker;
 }
 
 use std::collections::BTreeMap;
@@ -21,13 +20,13 @@ use omadm_core::bus::conformance::{self, PATIENCE, RawAppender, take};
 use omadm_core::bus::{Bus, BusError, BusOptions, Event, KafkaBus, Topic};
 use omadm_core::metrics::metrics;
 use omadm_core::session::events::{ContentUploaded, NotificationRequested, content_uploaded, notification_requested};
+use omadm_testkit::kafka::{KafkaBroker, unique_prefix};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use support::event_schemas::{check_documented_value, documented, events_of_sessions};
-use support::kafka_broker::{KafkaBroker, unique_prefix};
 
 /// Three partitions (so that order per key is tested across several) and what the broker needs.
 fn options(broker: &KafkaBroker, prefix: &str) -> BusOptions {

@@ -1,8 +1,8 @@
 //! The outbox relay over a store whose outbox has several shards: order per shard, ownership, shard hints.
 //!
 //! The store is several real embedded stores side by side, one per outbox
-//! shard (`ShardedStore` below: events go to the store of their key's shard,
-//! everything else to the first), which is the outbox shape of Redis Cluster
+//! shard (`Shards` below, on the test kit's Store wrapper: events go to the
+//! store of their key's shard, everything else to the first), which is the outbox shape of Redis Cluster
 //! (a shard per slot) without a cluster; the Redis Cluster tests run the same
 //! relay against real slots.
 
@@ -17,37 +17,33 @@ use std::time::Duration;
 use async_trait::async_trait;
 use omadm_core::bus::relay::{OutboxRelay, RelayConfig, ShardOwnership};
 use omadm_core::bus::{Bus, Event, JsonlBus, Topic};
-use omadm_core::clock::Millis;
-use omadm_core::cluster::{LeaseRequest, NodeInfo, rendezvous_owner};
-use omadm_core::model::{
-    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
-    SessionState, SessionSummary,
-};
+use omadm_core::cluster::{NodeInfo, rendezvous_owner};
 use omadm_core::store::conformance::event;
-use omadm_core::store::{EmbeddedStore, SessionLoad, Store, StoreError, WriteBatch};
+use omadm_core::store::{EmbeddedStore, Store, StoreError, WriteBatch};
+use omadm_testkit::store::{Interpose, TestStore};
 
 const SHARDS: u32 = 4;
 
-/// One embedded store per outbox shard; the first also holds everything that is not an event.
-struct ShardedStore {
-    shards: Vec<EmbeddedStore>,
+/// One embedded store per outbox shard; the first (the test store's inner one) also holds everything that is
+/// not an event.
+struct Shards {
+    shards: Vec<Arc<EmbeddedStore>>,
 }
 
-impl ShardedStore {
-    async fn open(directory: &Path) -> ShardedStore {
+impl Shards {
+    async fn open(directory: &Path) -> Shards {
         let mut shards = Vec::new();
         for shard in 0..SHARDS {
-            shards.push(EmbeddedStore::open(&directory.join(format!("shard-{shard}"))).await.unwrap());
+            shards.push(Arc::new(EmbeddedStore::open(&directory.join(format!("shard-{shard}"))).await.unwrap()));
         }
-        ShardedStore { shards }
-    }
-
-    fn home(&self) -> &EmbeddedStore {
-        &self.shards[0]
+        Shards { shards }
     }
 
     fn shard(&self, shard: u32) -> Result<&EmbeddedStore, StoreError> {
-        self.shards.get(shard as usize).ok_or_else(|| StoreError::Unavailable(format!("no shard {shard}")))
+        self.shards
+            .get(shard as usize)
+            .map(|store| &**store)
+            .ok_or_else(|| StoreError::Unavailable(format!("no shard {shard}")))
     }
 }
 
@@ -60,124 +56,37 @@ fn shard_of(key: &str) -> u32 {
 }
 
 #[async_trait]
-impl Store for ShardedStore {
-    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
-        self.home().get_device(device_id).await
-    }
-    async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
-        self.home().delete_device(device_id).await
-    }
-    async fn list_devices(
-        &self,
-        filter: &DeviceFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<DevicePage, StoreError> {
-        self.home().list_devices(filter, after, limit).await
-    }
-    async fn enqueue_commands(
-        &self,
-        device_id: &str,
-        commands: Vec<NewCommand>,
-        now: Millis,
-    ) -> Result<Vec<CommandId>, StoreError> {
-        self.home().enqueue_commands(device_id, commands, now).await
-    }
-    async fn get_command(&self, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {
-        self.home().get_command(device_id, id).await
-    }
-    async fn list_commands(
-        &self,
-        device_id: &str,
-        after: Option<CommandId>,
-        limit: usize,
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        self.home().list_commands(device_id, after, limit).await
-    }
-    async fn queued_commands(&self, device_id: &str, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
-        self.home().queued_commands(device_id, limit).await
-    }
-    async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError> {
-        self.home().pending_count(device_id).await
-    }
-    async fn get_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
-        self.home().get_session(device_id, session_id).await
-    }
-    async fn load_session(
-        &self,
-        device_id: &str,
-        awaiting: &[CommandId],
-        queue_limit: usize,
-        lease: &LeaseRequest,
-    ) -> Result<SessionLoad, StoreError> {
-        self.home().load_session(device_id, awaiting, queue_limit, lease).await
-    }
-    async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError> {
-        self.home().open_sessions().await
-    }
-    async fn list_sessions(&self, device_id: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
-        self.home().list_sessions(device_id, limit).await
-    }
-    async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
-        self.home().get_mirror(device_id).await
-    }
-    async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
-        self.home().list_alerts(device_id, limit).await
-    }
-    async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
-        self.home().next_alert_id(device_id).await
-    }
-    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
-        self.home().record_once(key, ttl, now).await
-    }
-    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
-        self.home().count_in_window(key, hits, window, now).await
-    }
-    async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
-        self.home().put_content(item).await
-    }
-    async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
-        self.home().get_content(path).await
-    }
-    async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
-        self.home().delete_content(path).await
-    }
+impl Interpose for Shards {
     /// Not atomic across shards (these tests commit events only).
-    async fn commit(&self, mut batch: WriteBatch) -> Result<(), StoreError> {
+    async fn commit(&self, home: &dyn Store, mut batch: WriteBatch) -> Result<(), StoreError> {
         let mut by_shard: BTreeMap<u32, Vec<Event>> = BTreeMap::new();
         for event in std::mem::take(&mut batch.events) {
             by_shard.entry(shard_of(&event.key)).or_default().push(event);
         }
-        self.home().commit(batch).await?;
+        home.commit(batch).await?;
         for (shard, events) in by_shard {
             self.shard(shard)?.commit(WriteBatch { events, ..WriteBatch::default() }).await?;
         }
         Ok(())
     }
-    fn outbox_shards(&self) -> u32 {
+    fn outbox_shards(&self, _home: &dyn Store) -> u32 {
         SHARDS
     }
-    fn outbox_shard_of(&self, event_key: &str) -> u32 {
+    fn outbox_shard_of(&self, _home: &dyn Store, event_key: &str) -> u32 {
         shard_of(event_key)
     }
-    async fn outbox(&self, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
+    async fn outbox(&self, _home: &dyn Store, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.shard(shard)?.outbox(0, limit).await
     }
-    async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
+    async fn ack_outbox(&self, _home: &dyn Store, shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
         self.shard(shard)?.ack_outbox(0, event_ids).await
     }
-    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
+    async fn outbox_lengths(&self, _home: &dyn Store, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
         let mut lengths = Vec::with_capacity(shards.len());
         for shard in shards {
             lengths.push(self.shard(*shard)?.outbox_len().await?);
         }
         Ok(lengths)
-    }
-    async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
-        self.home().heartbeat(node, ttl, now).await
-    }
-    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
-        self.home().leave(node_id).await
     }
 }
 
@@ -190,7 +99,9 @@ fn read_events(path: &Path) -> Vec<Event> {
 }
 
 async fn store_and_bus(directory: &Path) -> (Arc<dyn Store>, Arc<JsonlBus>) {
-    let store: Arc<dyn Store> = Arc::new(ShardedStore::open(&directory.join("store")).await);
+    let shards = Shards::open(&directory.join("store")).await;
+    let home: Arc<dyn Store> = shards.shards[0].clone();
+    let store: Arc<dyn Store> = TestStore::with(home, shards);
     let bus = Arc::new(JsonlBus::open(&directory.join("events"), "omadm.").await.unwrap());
     (store, bus)
 }

@@ -5,7 +5,6 @@
 
 mod support {
     pub mod redis_checks;
-    pub mod redis_server;
 }
 
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use omadm_core::store::conformance;
 use omadm_core::store::{RedisStore, Store, StoreError, StoreOptions, WriteBatch};
-use support::redis_server::RedisServer;
+use omadm_testkit::redis::RedisServer;
 
 /// A store on a server of its own, so every check starts from an empty keyspace.
 async fn fresh_store() -> (Arc<dyn Store>, RedisServer) {

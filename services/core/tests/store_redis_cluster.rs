@@ -5,8 +5,6 @@
 
 mod support {
     pub mod redis_checks;
-    pub mod redis_cluster;
-    pub mod redis_server;
 }
 
 use std::collections::BTreeSet;
@@ -17,7 +15,7 @@ use omadm_core::bus::Topic;
 use omadm_core::model::{CommandState, ContentSource, RepositoryItem, SessionOutcome};
 use omadm_core::store::conformance::{self, alert, device, event, get_command, open_session};
 use omadm_core::store::{RedisStore, Store, StoreError, StoreOptions, WriteBatch};
-use support::redis_cluster::{RedisCluster, cli};
+use omadm_testkit::redis_cluster::{RedisCluster, cli};
 
 /// A store on a cluster of its own, so every check starts from an empty keyspace.
 async fn fresh_store() -> (Arc<dyn Store>, RedisCluster) {

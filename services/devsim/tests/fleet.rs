@@ -4,82 +4,21 @@
 // Test helpers: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use omadm_proto::notification::Notification;
+use omadm_testkit::ports::free_udp_port;
+use omadm_testkit::process::{self, Served};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "devsim-test-token";
 
-/// The `omadm` binary next to this test's target directory, built (or brought up to date) once per run
-/// so a test never drives a stale server.
-fn omadm_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    let test_exe = std::env::current_exe().unwrap();
-    // target/debug/deps/fleet-<hash> -> target/debug/omadm
-    let debug_dir = test_exe.parent().and_then(Path::parent).unwrap();
-    let binary = debug_dir.join(format!("omadm{}", std::env::consts::EXE_SUFFIX));
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).args(["build", "-p", "omadm", "--bin", "omadm"]).status().unwrap();
-        assert!(status.success(), "cargo build -p omadm failed");
-    });
-    assert!(binary.exists(), "{} missing: run cargo build -p omadm", binary.display());
-    binary
-}
-
-/// A running `omadm serve`, killed when dropped.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// The child is waited on by Served's Drop (or the test panics with it still owned there).
-#[allow(clippy::zombie_processes)]
+/// A running `omadm serve` (killed when dropped) on a fresh port, with the test's admin token.
 fn serve(data_dir: &Path) -> Served {
-    let mut command = Command::new(omadm_binary());
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-token", TOKEN, "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("OMADM_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap();
-        if let Some(rest) = line.strip_prefix("omadm serve: listening on ") {
-            let base = rest.split_whitespace().next().unwrap().to_owned();
-            return Served { child, base };
-        }
-    }
+    process::serve(&process::omadm_binary(), data_dir, &["--admin-token", TOKEN])
 }
 
 fn devsim(args: &[&str]) -> Command {
@@ -98,10 +37,6 @@ fn report_of(output: &Output) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|error| {
         panic!("no JSON report ({error}): {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
     })
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 async fn api(method: reqwest::Method, url: String, body: Option<Value>) -> Value {

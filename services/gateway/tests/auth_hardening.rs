@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod device_support;
-#[path = "cluster_support/redis_server.rs"]
-#[allow(dead_code)]
-mod redis_server;
+use omadm_testkit::redis as redis_server;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -9,11 +9,8 @@ mod cluster_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use cluster_support::redis_cluster::RedisCluster;
-use cluster_support::redis_server::RedisServer;
-use cluster_support::{
-    BeforeCommit, DEVICE_ID_HEADER, Node, PASSWORD, TestCluster, TestDevice, package2, session_path,
-};
+use cluster_support::take_over::TakeOver;
+use cluster_support::{DEVICE_ID_HEADER, Node, PASSWORD, TestCluster, TestDevice, package2, session_path};
 use omadm_core::bus::relay::OutboxRelay;
 use omadm_core::clock;
 use omadm_core::cluster::LeaseRequest;
@@ -23,6 +20,9 @@ use omadm_core::store::WriteBatch;
 use omadm_proto::command::Command;
 use omadm_proto::package::InitiationPackage;
 use omadm_proto::package::media::INITIATION_JSON;
+use omadm_testkit::redis::RedisServer;
+use omadm_testkit::redis_cluster::RedisCluster;
+use omadm_testkit::store::TestStore;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 
 /// Every command of `ids` is done, was sent once, and has exactly one result event id on the bus
@@ -185,7 +185,7 @@ async fn on_redis_cluster_a_forwarded_session_survives_its_owners_death() {
 #[actix_rt::test]
 async fn a_stale_owners_commit_is_fenced_and_the_device_retries_on_the_new_owner() {
     let redis = RedisServer::start();
-    let hooked = BeforeCommit::wrap(omadm_core::store::open(&redis.url()).await.unwrap());
+    let hooked = TestStore::with(omadm_core::store::open(&redis.url()).await.unwrap(), TakeOver::default());
     let for_b = hooked.clone();
     let cluster = TestCluster::start_with(&redis.url(), &["node-a", "node-b"], move |id, store| {
         if id == "node-b" { for_b.clone() } else { store }
@@ -208,7 +208,7 @@ async fn a_stale_owners_commit_is_fenced_and_the_device_retries_on_the_new_owner
         live_nodes: vec!["node-a".to_owned()],
         now: clock::now_millis(),
     };
-    hooked.take_over_before_next_commit(&device_id, takeover);
+    hooked.interposer().take_over_before_next_commit(&device_id, takeover);
     let answer = TestDevice::answer(&first);
     let refused = device.package3(b, &path, &answer).await;
     assert_eq!(refused.status(), 503);

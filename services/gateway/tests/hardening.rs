@@ -5,8 +5,6 @@
 
 // Only part of the redis-server helper is used here.
 #[allow(dead_code)]
-#[path = "cluster_support/redis_server.rs"]
-mod redis_server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +16,7 @@ use omadm_core::store::Store;
 use omadm_gateway::device::DeviceEdge;
 use omadm_gateway::server::{self, Server, ServerOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
-use redis_server::RedisServer;
+use omadm_testkit::redis::RedisServer;
 use serde_json::json;
 
 const TOKEN: &str = "hardening-token";

@@ -20,6 +20,8 @@ use cluster_support::Cluster;
 use cluster_support::fleet;
 use omadm_client::retry::ServerSelection;
 use omadm_devsim::schedule::Bounds;
+use omadm_testkit::kafka::KafkaBroker;
+use omadm_testkit::redis::RedisServer;
 use serde_json::json;
 
 const DEVICES: u32 = 200;
@@ -144,7 +146,7 @@ async fn a_redis_restart_degrades_to_503_and_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_keeps_devices_served_and_the_outbox_drains_after_it() {
     let mut cluster = Cluster::start(2, &[]).await;
-    if !cluster.broker.is_local() {
+    if cluster.broker.is_external() {
         eprintln!("skipped: OMADM_TEST_KAFKA names an external broker this test cannot stop");
         return;
     }
@@ -161,7 +163,7 @@ async fn a_broker_restart_keeps_devices_served_and_the_outbox_drains_after_it() 
     let expected_before: BTreeSet<(String, u64)> =
         before.iter().flat_map(|(device, ids)| ids.iter().map(|id| (device.clone(), *id))).collect();
     let seen = fleet::consume_results(
-        &cluster.broker.bus_url(),
+        &cluster.broker.url(),
         &cluster.topic_prefix,
         &cluster.broker.client_settings(),
         &expected_before,
@@ -209,7 +211,7 @@ async fn a_broker_restart_keeps_devices_served_and_the_outbox_drains_after_it() 
     // would still have them): the backlog drains and every result of phase B arrives.
     cluster.broker.restart();
     let restarted = Instant::now();
-    drop(omadm_core::bus::open(&cluster.broker.bus_url(), &cluster.topic_prefix).await.unwrap());
+    drop(omadm_core::bus::open(&cluster.broker.url(), &cluster.topic_prefix).await.unwrap());
     let drained = loop {
         let mut backlog = 0.0;
         for index in 0..2 {
@@ -228,7 +230,7 @@ async fn a_broker_restart_keeps_devices_served_and_the_outbox_drains_after_it() 
     let expected_during: BTreeSet<(String, u64)> =
         during.iter().flat_map(|(device, ids)| ids.iter().map(|id| (device.clone(), *id))).collect();
     let seen = fleet::consume_results(
-        &cluster.broker.bus_url(),
+        &cluster.broker.url(),
         &cluster.topic_prefix,
         &cluster.broker.client_settings(),
         &expected_during,
@@ -267,18 +269,17 @@ fn the_harness_restarts_redis_with_its_data_and_the_broker_on_the_same_ports() {
         let read = stream.read(&mut answer).unwrap();
         String::from_utf8_lossy(&answer[..read]).into_owned()
     };
-    let mut redis = cluster_support::RedisServer::start();
-    assert_eq!(command(redis.port, "SET harness kept\r\n"), "+OK\r\n");
+    let mut redis = RedisServer::start_durable();
+    assert_eq!(command(redis.port(), "SET harness kept\r\n"), "+OK\r\n");
     redis.stop();
     assert!(!redis.ping(), "Redis still answers after stop");
     redis.restart();
-    assert_eq!(command(redis.port, "GET harness\r\n"), "$4\r\nkept\r\n");
+    assert_eq!(command(redis.port(), "GET harness\r\n"), "$4\r\nkept\r\n");
 
-    let mut broker = cluster_support::Broker::start();
-    if !broker.is_local() {
+    let mut broker = KafkaBroker::start();
+    let Some(port) = broker.port() else {
         return;
-    }
-    let port: u16 = broker.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    };
     broker.stop();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the broker still listens after stop");
     broker.restart();

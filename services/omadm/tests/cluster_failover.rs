@@ -108,7 +108,7 @@ async fn a_node_killed_mid_run_loses_no_session_and_no_result() {
 
     // The bus: one distinct result id per final command, nothing else.
     let seen = fleet::consume_results(
-        &cluster.broker.bus_url(),
+        &cluster.broker.url(),
         &cluster.topic_prefix,
         &cluster.broker.client_settings(),
         &expected,

@@ -5,15 +5,7 @@
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-mod support {
-    pub mod kafka_broker;
-    pub mod redis_server;
-}
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -23,19 +15,21 @@ use omadm_proto::command::Command as DmCommand;
 use omadm_proto::package::media::{INITIATION_JSON, RESPONSE_JSON};
 use omadm_proto::package::{CommandStatus, InitiationPackage, RequestPackage, ResponsePackage};
 use omadm_proto::status::StatusCode;
+use omadm_testkit::kafka::KafkaBroker;
+use omadm_testkit::ports::free_port;
+use omadm_testkit::process::{self, Output, Spawned};
+use omadm_testkit::redis::RedisServer;
 use serde_json::{Value, json};
-use support::kafka_broker::KafkaBroker;
-use support::redis_server::RedisServer;
 
 const TOKEN: &str = "gateway-cluster-admin-token";
 const PASSWORD: &str = "s3cret";
 const KAFKA_SETTING: &str = "batch.num.messages=1";
 
-/// A running `omadm gateway`.
+/// A running `omadm gateway`, killed when dropped.
 struct Gateway {
     id: String,
     base: String,
-    child: Child,
+    process: Spawned,
 }
 
 impl Gateway {
@@ -43,47 +37,21 @@ impl Gateway {
         let port = free_port();
         let internal_port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_omadm"));
+        let mut command = process::command(env!("CARGO_BIN_EXE_omadm"));
         command
             .arg("gateway")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--internal-listen", &format!("127.0.0.1:{internal_port}")])
-            .args(["--redis", &redis.url(), "--kafka", &kafka.brokers(), "--kafka-setting", KAFKA_SETTING])
+            .args(["--redis", &redis.url(), "--kafka", kafka.brokers(), "--kafka-setting", KAFKA_SETTING])
             .args(["--admin-token", TOKEN, "--public-url", &base, "--node-id", id, "--topic-prefix", prefix])
             .args(["--heartbeat-interval-ms", "200", "--node-ttl-ms", "10000", "--workers", "1"])
             .args(["--max-commands-per-package", "2"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (name, _) in std::env::vars() {
-            if name.starts_with("OMADM_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command.spawn().expect("omadm starts");
-        let stdout = child.stdout.take().unwrap();
-        let (lines_sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut banner = Vec::new();
-        while !banner.iter().any(|line: &String| line.starts_with("try: ")) {
-            match lines.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => banner.push(line),
-                Err(error) => {
-                    let _ = child.kill();
-                    panic!("no banner from omadm gateway ({error}); got {banner:?}");
-                }
-            }
-        }
+            .env("RUST_LOG", "warn");
+        let mut process = Spawned::spawn(command, Output::Lines);
+        let banner = process.wait_for_line(Duration::from_secs(60), |line| line.starts_with("try: "));
         assert!(banner[0].starts_with(&format!("omadm gateway: listening on {base}")), "{banner:?}");
         assert!(banner.iter().any(|line| line.starts_with(&format!("node: {id} (internal http://127.0.0.1:"))));
-        Gateway { id: id.to_owned(), base, child }
+        Gateway { id: id.to_owned(), base, process }
     }
 
     fn url(&self, path: &str) -> String {
@@ -91,34 +59,12 @@ impl Gateway {
     }
 
     fn kill_hard(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.process.kill();
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-        for _ in 0..200 {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                return exit;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("omadm gateway did not stop within 20 s of SIGTERM");
+        self.process.terminate(Duration::from_secs(20)).expect("omadm gateway did not stop within 20 s of SIGTERM")
     }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The value of an unlabelled sample in a Prometheus text exposition.

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{Served, free_port, kill_hard, start, terminate};
+use omadm_testkit::ports::free_port;
+use support::{Served, kill_hard, start, terminate};
 
 const DEVICE: &str = "IMEI:356938035643809";
 const PASSWORD: &str = "device-secret";

@@ -36,14 +36,12 @@ pub const FUMO: &str = "urn:oma:mo:oma-fumo:1.0";
 pub const HOUR: Millis = 3_600_000;
 pub const START: Millis = 1_700_000_000_000;
 
+/// The test kit's session defaults (2 commands per package, 60 s timeout, 24 h inventory age, 3 attempts),
+/// accepting plain-text alerts as well as JSON ones.
 pub fn config() -> SessionConfig {
     SessionConfig {
-        max_commands_per_package: 2,
-        session_url_base: SESSION_URL_BASE.to_owned(),
-        session_timeout: 60_000,
-        inventory_max_age: 24 * HOUR,
-        max_attempts: 3,
         supported_alert_mime_types: vec!["text/plain".to_owned(), "application/json".to_owned()],
+        ..omadm_testkit::config::session(SESSION_URL_BASE)
     }
 }
 

@@ -10,8 +10,7 @@
 // Test scaffolding: a failed setup step should fail the test loudly.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-pub mod redis_cluster;
-pub mod redis_server;
+pub mod take_over;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -19,19 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web;
-use async_trait::async_trait;
 use base64::Engine as _;
 use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
-use omadm_core::bus::{Bus, Event};
-use omadm_core::clock::{self, Millis};
-use omadm_core::cluster::{LeaseRequest, NodeInfo, rendezvous_owner};
-use omadm_core::model::{
-    AlertRecord, CommandId, CommandOrigin, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
-    RepositoryItem, SessionState, SessionSummary,
-};
+use omadm_core::bus::Bus;
+use omadm_core::clock;
+use omadm_core::cluster::{NodeInfo, rendezvous_owner};
+use omadm_core::model::{CommandId, CommandOrigin, Device, NewCommand};
 use omadm_core::session::SessionConfig;
-use omadm_core::store::{SessionLoad, Store, StoreError, WriteBatch};
+use omadm_core::store::{Store, WriteBatch};
 use omadm_gateway::cluster::{Cluster, ClusterConfig, Membership};
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
 use omadm_gateway::server::{self, Server, ServerOptions};
@@ -63,30 +58,19 @@ pub fn cluster_config(node_id: &str, internal_url: &str) -> ClusterConfig {
 
 fn gateway_config(base: &str) -> GatewayConfig {
     GatewayConfig {
-        auth_throttle: Default::default(),
-        public_url: base.to_owned(),
         admin_token: ADMIN_TOKEN.to_owned(),
-        realm: DEFAULT_REALM.to_owned(),
         // The same on every node: a nonce one node issues verifies on another.
         nonce_key: b"cluster nonce key, shared".to_vec(),
         session: SessionConfig {
-            max_commands_per_package: 2,
-            session_url_base: format!("{base}/dm/s/"),
-            session_timeout: 60_000,
-            inventory_max_age: 24 * 3600 * 1000,
-            max_attempts: 3,
             supported_alert_mime_types: Vec::new(),
+            ..omadm_testkit::config::session(&format!("{base}/dm/s/"))
         },
-        max_body_bytes: 64 * 1024,
-        max_repository_bytes: 256 * 1024,
-        auto_register_password: None,
         bootstrap: BootstrapConfig {
             server_id: "omadm-cluster-test".to_owned(),
             server_name: "omadm cluster test".to_owned(),
-            permitted_moids: vec!["*".to_owned()],
-            defaults: Vec::new(),
-            gcm: None,
+            ..omadm_testkit::config::bootstrap()
         },
+        ..omadm_testkit::config::gateway(base)
     }
 }
 
@@ -347,143 +331,4 @@ pub fn session_path(first: &RequestPackage) -> String {
     let url = cont.server_uri().to_string();
     let start = url.find("/dm/s/").unwrap();
     url[start..].to_owned()
-}
-
-/// A store that lets a test run something against the real store right before the next commit of a device
-/// (another node's load taking the device's lease over, as happens when this node was presumed dead).
-pub struct BeforeCommit {
-    inner: Arc<dyn Store>,
-    hook: Mutex<Option<(String, LeaseRequest)>>,
-}
-
-impl BeforeCommit {
-    pub fn wrap(inner: Arc<dyn Store>) -> Arc<BeforeCommit> {
-        Arc::new(BeforeCommit { inner, hook: Mutex::new(None) })
-    }
-
-    /// Right before the next fenced commit of `device_id`, `request` loads the device (and takes its lease).
-    pub fn take_over_before_next_commit(&self, device_id: &str, request: LeaseRequest) {
-        *self.hook.lock().unwrap() = Some((device_id.to_owned(), request));
-    }
-}
-
-#[async_trait]
-impl Store for BeforeCommit {
-    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
-        self.inner.get_device(device_id).await
-    }
-    async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_device(device_id).await
-    }
-    async fn list_devices(
-        &self,
-        filter: &DeviceFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<DevicePage, StoreError> {
-        self.inner.list_devices(filter, after, limit).await
-    }
-    async fn enqueue_commands(
-        &self,
-        device_id: &str,
-        commands: Vec<NewCommand>,
-        now: Millis,
-    ) -> Result<Vec<CommandId>, StoreError> {
-        self.inner.enqueue_commands(device_id, commands, now).await
-    }
-    async fn get_command(&self, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {
-        self.inner.get_command(device_id, id).await
-    }
-    async fn list_commands(
-        &self,
-        device_id: &str,
-        after: Option<CommandId>,
-        limit: usize,
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        self.inner.list_commands(device_id, after, limit).await
-    }
-    async fn queued_commands(&self, device_id: &str, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
-        self.inner.queued_commands(device_id, limit).await
-    }
-    async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError> {
-        self.inner.pending_count(device_id).await
-    }
-    async fn get_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
-        self.inner.get_session(device_id, session_id).await
-    }
-    async fn load_session(
-        &self,
-        device_id: &str,
-        awaiting: &[CommandId],
-        queue_limit: usize,
-        lease: &LeaseRequest,
-    ) -> Result<SessionLoad, StoreError> {
-        self.inner.load_session(device_id, awaiting, queue_limit, lease).await
-    }
-    async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError> {
-        self.inner.open_sessions().await
-    }
-    async fn list_sessions(&self, device_id: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
-        self.inner.list_sessions(device_id, limit).await
-    }
-    async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
-        self.inner.get_mirror(device_id).await
-    }
-    async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
-        self.inner.list_alerts(device_id, limit).await
-    }
-    async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
-        self.inner.next_alert_id(device_id).await
-    }
-    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
-        self.inner.record_once(key, ttl, now).await
-    }
-    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
-        self.inner.count_in_window(key, hits, window, now).await
-    }
-    async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
-        self.inner.put_content(item).await
-    }
-    async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
-        self.inner.get_content(path).await
-    }
-    async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
-        self.inner.delete_content(path).await
-    }
-    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let hook = {
-            let mut hook = self.hook.lock().unwrap();
-            let due = match (&*hook, &batch.fence) {
-                (Some((device_id, _)), Some(fence)) => *device_id == fence.device_id,
-                _ => false,
-            };
-            if due { hook.take() } else { None }
-        };
-        if let Some((device_id, request)) = hook {
-            let taken = self.inner.load_session(&device_id, &[], 1, &request).await.unwrap();
-            assert!(matches!(taken, SessionLoad::Loaded(_)), "the take-over did not get the lease: {taken:?}");
-        }
-        self.inner.commit(batch).await
-    }
-    fn outbox_shards(&self) -> u32 {
-        self.inner.outbox_shards()
-    }
-    fn outbox_shard_of(&self, event_key: &str) -> u32 {
-        self.inner.outbox_shard_of(event_key)
-    }
-    async fn outbox(&self, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
-        self.inner.outbox(shard, limit).await
-    }
-    async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
-        self.inner.ack_outbox(shard, event_ids).await
-    }
-    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
-        self.inner.outbox_lengths(shards).await
-    }
-    async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
-        self.inner.heartbeat(node, ttl, now).await
-    }
-    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
-        self.inner.leave(node_id).await
-    }
 }

@@ -20,7 +20,6 @@ use omadm_core::bus::Bus;
 use omadm_core::bus::relay::OutboxRelay;
 use omadm_core::clock;
 use omadm_core::model::{CommandOrigin, Device, NewCommand};
-use omadm_core::session::SessionConfig;
 use omadm_core::store::{Store, WriteBatch};
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
@@ -59,29 +58,11 @@ enum Running {
 /// The configuration the tests start from; `tweak` changes it per test.
 pub fn base_config(base: &str) -> GatewayConfig {
     GatewayConfig {
-        auth_throttle: Default::default(),
-        public_url: base.to_owned(),
-        admin_token: "admin".to_owned(),
-        realm: DEFAULT_REALM.to_owned(),
-        nonce_key: b"test nonce key".to_vec(),
-        session: SessionConfig {
-            max_commands_per_package: 2,
-            session_url_base: format!("{base}/dm/s/"),
-            session_timeout: 60_000,
-            inventory_max_age: 24 * 3600 * 1000,
-            max_attempts: 3,
-            supported_alert_mime_types: vec!["application/json".to_owned()],
-        },
-        max_body_bytes: 64 * 1024,
-        max_repository_bytes: 256 * 1024,
-        auto_register_password: None,
         bootstrap: BootstrapConfig {
-            server_id: "omadm-test".to_owned(),
-            server_name: "omadm test server".to_owned(),
-            permitted_moids: vec!["*".to_owned()],
             defaults: vec![(format!("{base}/repo/defaults/scomo"), "urn:oma:mo:oma-scomo:1.0".to_owned())],
-            gcm: None,
+            ..omadm_testkit::config::bootstrap()
         },
+        ..omadm_testkit::config::gateway(base)
     }
 }
 

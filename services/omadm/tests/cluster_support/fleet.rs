@@ -160,23 +160,19 @@ pub struct ResultsSeen {
 pub async fn consume_results(
     bus_url: &str,
     topic_prefix: &str,
-    settings: &[String],
+    settings: &[(String, String)],
     expected: &BTreeSet<(String, u64)>,
     within: Duration,
 ) -> ResultsSeen {
     let options = BusOptions {
         topic_prefix: topic_prefix.to_owned(),
-        kafka_settings: settings
-            .iter()
-            .filter_map(|setting| setting.split_once('='))
-            .map(|(key, value)| (key.to_owned(), value.to_owned()))
-            .collect(),
+        kafka_settings: settings.to_vec(),
         ..BusOptions::default()
     };
     let bus = omadm_core::bus::open_with(bus_url, &options)
         .await
         .unwrap_or_else(|error| panic!("cannot open the bus {bus_url}: {error}"));
-    let group = format!("cluster-test-{}", super::free_port());
+    let group = format!("cluster-test-{}", omadm_testkit::ports::free_port());
     let mut subscription = bus
         .subscribe(&group, &[Topic::Results])
         .await

@@ -1,37 +1,58 @@
-//! A 3-node Redis Cluster of the test's own: three redis-servers on free loopback ports, stopped when dropped.
+//! A Redis Cluster of the test's own: 3 primaries (and optionally a replica each) on free loopback ports.
 //!
-//! Each node runs with `--cluster-enabled yes` (its cluster bus on another free
-//! port, `--cluster-port`), no persistence, in a temp dir; `redis-cli --cluster
-//! create` assigns the 16,384 slots over the three masters (no replicas), then
-//! the cluster is used once every node reports `cluster_state:ok`.
+//! Each node is a [`RedisServer`] with `--cluster-enabled yes` (its cluster
+//! bus on another free port, `--cluster-port`), no persistence, in a temp
+//! dir; `redis-cli --cluster create` assigns the 16,384 slots over the
+//! primaries, then the cluster is used once every node reports
+//! `cluster_state:ok`. Every node is killed when the cluster is dropped.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::redis_server::{RedisServer, free_port};
+use crate::ports::free_port;
+use crate::redis::{Persistence, RedisServer};
+
+/// How many primaries, and how many replicas each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterShape {
+    pub primaries: usize,
+    pub replicas_per_primary: usize,
+}
+
+impl Default for ClusterShape {
+    /// Three primaries, no replica.
+    fn default() -> Self {
+        ClusterShape { primaries: 3, replicas_per_primary: 0 }
+    }
+}
 
 pub struct RedisCluster {
+    /// The primaries first (in `redis-cli --cluster create` order), then the replicas.
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
+    /// Three primaries, no replica.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_with(ClusterShape::default())
+    }
+
+    pub fn start_with(shape: ClusterShape) -> RedisCluster {
+        let count = shape.primaries * (1 + shape.replicas_per_primary);
+        let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
-                RedisServer::start_with(
-                    [
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-port",
-                        &free_port().to_string(),
-                        "--cluster-node-timeout",
-                        "2000",
-                    ]
-                    .map(str::to_owned)
-                    .to_vec(),
-                )
+                let cluster_port = free_port().to_string();
+                let args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    &cluster_port,
+                    "--cluster-node-timeout",
+                    "2000",
+                ];
+                RedisServer::start_with(Persistence::None, args.map(str::to_owned).to_vec())
             })
             .collect();
         let addresses: Vec<String> = nodes.iter().map(|node| format!("127.0.0.1:{}", node.port())).collect();
@@ -39,7 +60,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &shape.replicas_per_primary.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -76,17 +97,17 @@ impl RedisCluster {
         cli(self.nodes[0].port(), &["CLUSTER", "KEYSLOT", key]).trim().parse().unwrap()
     }
 
-    /// The port of the node that serves `slot` (from each node's own line of `CLUSTER NODES`).
+    /// The port of the primary that serves `slot` (from each node's own line of `CLUSTER NODES`).
     pub fn port_serving(&self, slot: u32) -> u16 {
         for node in &self.nodes {
             let nodes = cli(node.port(), &["CLUSTER", "NODES"]);
             let own = nodes.lines().find(|line| line.contains("myself")).unwrap();
             for range in own.split_whitespace().skip(8) {
                 let (start, end) = range.split_once('-').unwrap_or((range, range));
-                if let (Ok(start), Ok(end)) = (start.parse::<u32>(), end.parse::<u32>()) {
-                    if (start..=end).contains(&slot) {
-                        return node.port();
-                    }
+                if let (Ok(start), Ok(end)) = (start.parse::<u32>(), end.parse::<u32>())
+                    && (start..=end).contains(&slot)
+                {
+                    return node.port();
                 }
             }
         }
