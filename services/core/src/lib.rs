@@ -4,7 +4,10 @@
 //! - [`store`]: the `Store` trait (state) and its engines, chosen by URL.
 //! - [`bus`]: the `Bus` trait (events for Kafka topics) and its engines.
 //! - [`cluster`]: node membership, rendezvous ownership of devices, leases and fencing, pure.
-//! - [`session`]: the DM session state machine, pure: state + event + now -> next state + effects.
+//! - [`session`]: the DM session state machine, pure: state + event + now -> next state + effects;
+//!   and its driver over the Store (`session::driver`).
+//! - [`usecase`]: what the operator API (and the campaigns role) does to a device: queue commands, request a notification.
+//! - [`locks`]: per-device locks of one process.
 //! - [`auth`]: device credentials (stored hashed) and HTTP Basic/Digest verification, pure.
 //! - [`metrics`]: Prometheus metrics of every path, with bounded labels.
 //! - [`clock`]: the one place that reads the wall clock, so logic code takes `now` as an argument.
@@ -14,7 +17,9 @@ pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod cluster;
+pub mod locks;
 pub mod metrics;
 pub mod model;
 pub mod session;
 pub mod store;
+pub mod usecase;

@@ -2,8 +2,8 @@
 //!
 //! Each step takes the stored state, what the device sent, the device's queue
 //! head and `now`, and returns the Package#2 to answer with and the writes to
-//! commit before it leaves. No clock, no I/O, no randomness: the gateway's
-//! session actor loads, calls [`step`], commits the batch, then replies.
+//! commit before it leaves. No clock, no I/O, no randomness: the [`driver`]
+//! loads, calls [`step`], commits the batch, then the shell replies.
 //!
 //! ```text
 //! Package#1 ──Initiation──> [CONT, inventory GETs?, queued...]  or  [END]
@@ -13,10 +13,13 @@
 //!
 //! One file per part: `initiation` (Package#1), `response` (Package#3),
 //! `expiry`, `outbound` (which queued commands go next), `alerts`, `mirror`
-//! (GET results, cache validators, inventory) and [`events`]. The flow and
+//! (GET results, cache validators, inventory) and [`events`]. Beside the
+//! machine, [`driver`] runs it over the Store (the one part that does I/O:
+//! lease, take-over, retransmission, fenced commit). The flow and
 //! every decision are in docs/sessions.md; the event schemas in docs/events.md.
 
 mod alerts;
+pub mod driver;
 pub mod events;
 mod expiry;
 mod initiation;

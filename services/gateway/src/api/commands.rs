@@ -11,14 +11,14 @@
 //! by omadm-proto (400 naming its position), CONT and END refused (the server
 //! runs the session flow itself), and the device's DMDAC rights as its mirror
 //! shows them (403 with the reason), so nothing is queued that the device would refuse.
+//! The checks and the queuing are `omadm_core::usecase::queue`; this handler parses and answers.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use omadm_core::access::AccessControl;
 use omadm_core::clock::now_millis;
-use omadm_core::metrics::metrics;
-use omadm_core::model::{CommandId, CommandOrigin, CommandRecord, CommandState, NewCommand};
-use omadm_proto::command::{Command, CommandName};
+use omadm_core::model::{CommandId, CommandOrigin, CommandRecord, CommandState};
+use omadm_core::usecase::queue::{self, QueueError};
+use omadm_proto::command::Command;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -26,8 +26,6 @@ use super::body::{json_body, page_limit, parse_query};
 use super::{checked_device_id, require_device, store_failure};
 use crate::{AppState, HttpError};
 
-/// Most commands one request may queue.
-const MAX_COMMANDS_PER_REQUEST: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
@@ -116,27 +114,17 @@ pub struct CommandPageView {
 
 /// Parses and checks the request's commands: the first bad one refuses the whole request.
 fn parse_commands(values: &[serde_json::Value]) -> Result<Vec<Command>, HttpError> {
-    if values.is_empty() {
-        return Err(HttpError::bad_request("commands must hold at least one command"));
+    queue::parse_commands(values).map_err(queue_refusal)
+}
+
+/// 400 for bad input, 403 for what the device's rights would refuse, 404 for an unknown device, 503 for the store.
+fn queue_refusal(error: QueueError) -> HttpError {
+    match error {
+        QueueError::Denied { .. } => HttpError::new(StatusCode::FORBIDDEN, error.to_string()),
+        QueueError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
+        QueueError::Store { source, .. } => HttpError::from(source),
+        invalid => HttpError::bad_request(invalid.to_string()),
     }
-    if values.len() > MAX_COMMANDS_PER_REQUEST {
-        return Err(HttpError::bad_request(format!("more than {MAX_COMMANDS_PER_REQUEST} commands in one request")));
-    }
-    values
-        .iter()
-        .enumerate()
-        .map(|(index, value)| {
-            let command = Command::from_json(value)
-                .map_err(|error| HttpError::bad_request(format!("commands[{index}]: {error}")))?;
-            match command.command_name() {
-                CommandName::Cont | CommandName::End => Err(HttpError::bad_request(format!(
-                    "commands[{index}]: {} cannot be queued: the server sends CONT and END itself to run the session",
-                    command.name()
-                ))),
-                _ => Ok(command),
-            }
-        })
-        .collect()
 }
 
 /// Queue commands for a device (all or none).
@@ -159,29 +147,11 @@ pub(super) async fn post_commands(
     let device_id = checked_device_id(&device_id)?;
     let body: CommandsRequest = json_body(&request, payload, state.config.max_body_bytes).await?;
     let commands = parse_commands(&body.commands)?;
-    require_device(&state, device_id).await?;
-    let mirror = state.store.get_mirror(device_id).await.map_err(store_failure("get_mirror"))?;
-    if let Some(mirror) = &mirror {
-        // Read the DMDAC instances once for the whole request.
-        let access = AccessControl::from_mirror(mirror);
-        for (index, command) in commands.iter().enumerate() {
-            if let Err(refusal) = access.check(&state.config.bootstrap.server_id, command) {
-                return Err(HttpError::new(StatusCode::FORBIDDEN, format!("commands[{index}]: {refusal}")));
-            }
-        }
-    }
-    let names: Vec<&'static str> = commands.iter().map(Command::name).collect();
-    let new_commands =
-        commands.into_iter().map(|command| NewCommand { command, origin: CommandOrigin::Operator }).collect();
-    let ids = state
-        .store
-        .enqueue_commands(device_id, new_commands, now_millis())
-        .await
-        .map_err(store_failure("enqueue_commands"))?;
-    for name in names {
-        metrics().commands_queued.with_label_values(&[name, "operator"]).inc();
-    }
-    tracing::info!(count = ids.len(), "commands queued");
+    let server_id = &state.config.bootstrap.server_id;
+    let ids =
+        queue::queue_commands(&*state.store, server_id, device_id, commands, CommandOrigin::Operator, now_millis())
+            .await
+            .map_err(queue_refusal)?;
     Ok(HttpResponse::Created().json(QueuedIds { ids }))
 }
 

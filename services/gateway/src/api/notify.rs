@@ -2,7 +2,8 @@
 //!
 //! Dispatch is the notifier's job; here the request becomes a
 //! `notification.requested` event on the notifications topic, keyed by the
-//! device id, written through the store's outbox so it is never lost once 202 is answered:
+//! device id, written through the store's outbox so it is never lost once 202 is answered
+//! (`omadm_core::usecase::notify`; this handler parses and answers):
 //!
 //! ```text
 //! {"id": "notify:IMEI:1:5f0c...", "type": "notification.requested", "schema_version": 1,
@@ -12,16 +13,16 @@
 //! ```
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use omadm_core::bus::Event;
 use omadm_core::bus::relay::OutboxWaker;
 use omadm_core::clock::now_millis;
-use omadm_core::session::events::{NotificationRequested, notification_requested};
-use omadm_core::store::WriteBatch;
+#[cfg(test)]
+use omadm_core::usecase::notify::notification_event;
+use omadm_core::usecase::notify::{NotificationRequest, NotifyError, request_notification};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{parse_json, read_body_limited};
-use super::{checked_device_id, require_device, store_failure};
+use super::checked_device_id;
 use crate::{AppState, HttpError};
 
 /// Body of `POST .../notify`; an empty body means all defaults.
@@ -59,27 +60,20 @@ pub(super) async fn post_notify(
     let body = read_body_limited(&request, payload, state.config.max_body_bytes).await?;
     let notify: NotifyRequest =
         if body.iter().all(u8::is_ascii_whitespace) { NotifyRequest::default() } else { parse_json(&request, &body)? };
-    require_device(&state, device_id).await?;
-    let event = notification_event(device_id, notify.req_mos, now_millis(), rand::random::<u128>());
-    let id = event.id.clone();
-    let batch = WriteBatch { events: vec![event], ..WriteBatch::default() };
-    state.store.commit(batch).await.map_err(store_failure("commit"))?;
+    let notification = NotificationRequest {
+        device_id,
+        request_mos: notify.req_mos,
+        requested_by: "operator",
+        nonce: rand::random::<u128>(),
+    };
+    let id = request_notification(&*state.store, notification, now_millis()).await.map_err(|error| match error {
+        NotifyError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
+        NotifyError::Store { source, .. } => HttpError::from(source),
+    })?;
     if let Some(relay) = request.app_data::<OutboxWaker>() {
         relay.wake();
     }
-    tracing::info!(event_id = %id, req_mos = notify.req_mos, "notification requested");
     Ok(HttpResponse::Accepted().json(NotifyAccepted { id }))
-}
-
-/// The event asking the notifier for a Package#0 (docs/events.md); `nonce` makes each request's id unique.
-fn notification_event(device_id: &str, req_mos: bool, now: u64, nonce: u128) -> Event {
-    notification_requested(NotificationRequested {
-        device_id: device_id.to_owned(),
-        request_id: format!("{nonce:032x}"),
-        requested_at: now,
-        requested_by: "operator".to_owned(),
-        request_mos: req_mos,
-    })
 }
 
 #[cfg(test)]

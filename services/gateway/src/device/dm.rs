@@ -20,7 +20,7 @@ use bytes::Bytes;
 use omadm_core::clock;
 use omadm_core::cluster::NodeInfo;
 use omadm_core::metrics::metrics;
-use omadm_core::session::SessionEvent;
+use omadm_core::session::driver::{Arrival, DriverError, Package3, package3_digest};
 use omadm_proto::multipart::{self, MultipartError, MultipartLimits};
 use omadm_proto::package::media::{INITIATION_JSON, MULTIPART_FORM_DATA, REQUEST_JSON, RESPONSE_JSON, is_media_type};
 use omadm_proto::package::{InitiationPackage, PackageError, ParseLimits};
@@ -31,8 +31,7 @@ use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{LazyBody, content_type, device_id_header};
 use super::session::{
-    Package3, SessionRegistry, SessionTarget, StepError, StepInput, deliver_package3, find_session, package3_digest,
-    replay_ended, run_step, supersede_previous,
+    Delivered, SessionRegistry, SessionTarget, deliver_package3, find_session, refusal, supersede_previous,
 };
 use crate::HttpError;
 use crate::cluster::Route;
@@ -74,10 +73,10 @@ pub(crate) async fn package1(
 
         match start_session(&shared, &device_id, device.last_session_id.as_deref(), package).await {
             Ok(reply) => Ok(package2_response(reply)),
-            Err(StepError::Elsewhere { node_id }) => {
+            Err(DriverError::Elsewhere { node_id }) => {
                 forward_to_lease_holder(&shared, &request, body, hops, &node_id).await
             }
-            Err(error) => Err(error.into_http()),
+            Err(error) => Err(refusal(error)),
         }
     }
     .instrument(span)
@@ -90,34 +89,17 @@ async fn start_session(
     device_id: &str,
     previous_session_id: Option<&str>,
     package: InitiationPackage,
-) -> Result<Vec<u8>, StepError> {
+) -> Result<Vec<u8>, DriverError> {
     if let Some(previous) = previous_session_id {
         supersede_previous(shared, device_id, previous).await?;
     }
     let session_id = new_session_id();
     tracing::Span::current().record("session_id", session_id.as_str());
-    let event = SessionEvent::Initiation { session_id: session_id.clone(), package };
-    let input = StepInput {
-        event,
-        now: clock::now_millis(),
-        known_epoch: None,
-        package3_sha256: None,
-        answered_here: true,
-        superseded: previous_session_id.map(str::to_owned),
-    };
-    let stepped = run_step(shared, device_id, input).await?;
-    metrics().sessions_started.with_label_values::<&str>(&[]).inc();
-    match stepped.next_state.filter(|state| !stepped.ended && state.id == session_id) {
-        Some(state) => {
-            SessionRegistry::adopt(shared, state, stepped.lease_epoch);
-        }
-        None if !stepped.ended => {
-            tracing::error!("the session machine kept the session open but wrote no state for it");
-        }
-        None => {}
+    let opened = shared.driver.open(device_id, session_id, package, previous_session_id, clock::now_millis()).await?;
+    if let Some(session) = opened.session {
+        SessionRegistry::adopt(shared, session);
     }
-    tracing::info!(ended = stepped.ended, "session started");
-    Ok(stepped.reply)
+    Ok(opened.package2)
 }
 
 /// `POST /dm/s/{sid}`: Package#3 -> Package#2.
@@ -162,45 +144,36 @@ pub(crate) async fn package3(
             package: ParseLimits { max_bytes: config.max_body_bytes, ..ParseLimits::DEFAULT },
         };
         let response = multipart::decode_response(&media_type, &body, &limits).map_err(multipart_refusal)?;
-        let session = match target {
-            SessionTarget::Actor(address) => address,
-            SessionTarget::Ended(state) => {
-                let reply = replay_ended(&state, &response, &package3_sha256)?;
-                return Ok(package2_response(reply.body));
-            }
-        };
-        let received_at = std::time::Instant::now();
-        let forwarded = hops > 0;
-        let message = Package3 {
-            device_id: device_id.clone(),
-            response,
-            package3_sha256: package3_sha256.clone(),
-            received_at,
-            forwarded,
-        };
-        let mut delivered = deliver_package3(session, message).await;
-        if matches!(delivered, Err(StepError::ActorStopped)) {
-            // The session ended (or expired) while this package waited for its actor: answer from the store.
-            let response = multipart::decode_response(&media_type, &body, &limits).map_err(multipart_refusal)?;
-            delivered = match find_session(&shared, &session_id, &device_id).await? {
-                SessionTarget::Ended(state) => {
-                    replay_ended(&state, &response, &package3_sha256).map_err(StepError::from)
+        let arrival = if hops > 0 { Arrival::Forwarded } else { Arrival::Direct };
+        let package =
+            Package3 { device_id, response, package3_sha256, received_at: std::time::Instant::now(), arrival };
+        let answered = match target {
+            SessionTarget::Ended(state) => shared.driver.answer_ended(state, package, clock::now_millis()).await,
+            SessionTarget::Actor(address) => match deliver_package3(address, package).await {
+                Delivered::Answer(answered) => answered,
+                // The session ended (or expired) while this package waited for its actor: answer from the store.
+                Delivered::ActorStopped(package) => {
+                    match find_session(&shared, &session_id, &package.device_id).await? {
+                        SessionTarget::Ended(state) => {
+                            shared.driver.answer_ended(state, package, clock::now_millis()).await
+                        }
+                        SessionTarget::Actor(address) => match deliver_package3(address, package).await {
+                            Delivered::Answer(answered) => answered,
+                            Delivered::ActorStopped(_) => Err(DriverError::SessionGone),
+                        },
+                    }
                 }
-                SessionTarget::Actor(address) => {
-                    let message = Package3 { device_id, response, package3_sha256, received_at, forwarded };
-                    deliver_package3(address, message).await
-                }
-            };
-        }
-        match delivered {
+            },
+        };
+        match answered {
             Ok(reply) => {
                 tracing::info!(ended = reply.ended, "package answered");
-                Ok(package2_response(reply.body))
+                Ok(package2_response(reply.package2))
             }
-            Err(StepError::Elsewhere { node_id }) => {
+            Err(DriverError::Elsewhere { node_id }) => {
                 forward_to_lease_holder(&shared, &request, body, hops, &node_id).await
             }
-            Err(error) => Err(error.into_http()),
+            Err(error) => Err(refusal(error)),
         }
     }
     .instrument(span)
@@ -241,12 +214,12 @@ async fn forward_to_lease_holder(
     let holder = shared.cluster.peer(node_id).filter(|node| !node.internal_url.is_empty());
     let Some(holder) = holder.filter(|_| hops < MAX_HOPS) else {
         metrics().forwards.with_label_values(&["hop_limit"]).inc();
-        return Err(StepError::Elsewhere { node_id: node_id.to_owned() }.into_http());
+        return Err(refusal(DriverError::Elsewhere { node_id: node_id.to_owned() }));
     };
     match forward_to_owner(shared, &holder, request, body, hops + 1).await? {
         Some(response) => Ok(response),
         // Suspect now: the device's retry takes the lease over here.
-        None => Err(StepError::Elsewhere { node_id: node_id.to_owned() }.into_http()),
+        None => Err(refusal(DriverError::Elsewhere { node_id: node_id.to_owned() })),
     }
 }
 

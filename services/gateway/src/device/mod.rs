@@ -11,9 +11,9 @@
 //! ```
 //!
 //! Handlers are thin: they check headers, authenticate, read bounded bodies,
-//! parse with omadm-proto, and hand the package to the session machine
-//! (`omadm_core::session::step`) through [`session`], which commits the
-//! step's batch before the Package#2 leaves. See docs/device-edge.md.
+//! parse with omadm-proto, and hand the package to the session driver
+//! (`omadm_core::session::driver`) through the session's actor ([`session`]);
+//! the driver commits the step's batch before the Package#2 leaves. See docs/device-edge.md.
 //!
 //! In a cluster ([`DeviceEdge::clustered`]) the same routes forward what
 //! belongs to another node (see `dm`), and [`DeviceEdge::configure_internal`]
@@ -23,7 +23,6 @@ mod authenticate;
 mod body;
 mod bootstrap;
 mod dm;
-mod locks;
 mod repository;
 mod session;
 
@@ -32,6 +31,8 @@ use std::time::Duration;
 
 use actix_web::web;
 use omadm_core::clock::Millis;
+use omadm_core::locks::KeyedLocks;
+use omadm_core::session::driver::{OpenSession, SessionDriver};
 
 use crate::AppState;
 use crate::cluster::{Cluster, Membership};
@@ -88,13 +89,16 @@ pub(crate) struct EdgeShared {
     pub state: web::Data<AppState>,
     pub options: DeviceEdgeOptions,
     /// Open sessions of this process, by session id.
-    pub sessions: session::SessionRegistry,
-    /// One package (or bootstrap, or expiry) of a device at a time: loads, step and commit never interleave.
-    pub device_locks: locks::KeyedLocks,
+    pub sessions: Arc<session::SessionRegistry>,
+    /// One package (or bootstrap, or expiry) of a device at a time: loads, step and commit never interleave
+    /// (the driver takes it for every step).
+    pub device_locks: Arc<KeyedLocks>,
     /// This node's view of the cluster (a cluster of one for `omadm serve`).
     pub cluster: Arc<Cluster>,
     /// Pokes the outbox relay with the shard of each event a step commits (set by the server).
-    pub outbox_waker: std::sync::OnceLock<omadm_core::bus::relay::OutboxWaker>,
+    pub outbox_waker: Arc<std::sync::OnceLock<omadm_core::bus::relay::OutboxWaker>>,
+    /// Runs every session step over the store.
+    pub driver: SessionDriver,
 }
 
 /// The device-facing routes and the registry of session actors, created once per process.
@@ -115,15 +119,18 @@ impl DeviceEdge {
 
     /// A node of `cluster`: requests of devices it does not own go to their owners.
     pub fn clustered(state: web::Data<AppState>, options: DeviceEdgeOptions, cluster: Arc<Cluster>) -> Self {
+        let sessions = Arc::new(session::SessionRegistry::default());
+        let device_locks = Arc::new(KeyedLocks::default());
+        let outbox_waker = Arc::new(std::sync::OnceLock::new());
+        let host = session::EdgeHost {
+            cluster: cluster.clone(),
+            outbox_waker: outbox_waker.clone(),
+            sessions: sessions.clone(),
+        };
+        let driver =
+            SessionDriver::new(state.store.clone(), state.config.session.clone(), Arc::new(host), device_locks.clone());
         DeviceEdge {
-            shared: Arc::new(EdgeShared {
-                state,
-                options,
-                sessions: session::SessionRegistry::default(),
-                device_locks: locks::KeyedLocks::default(),
-                cluster,
-                outbox_waker: std::sync::OnceLock::new(),
-            }),
+            shared: Arc::new(EdgeShared { state, options, sessions, device_locks, cluster, outbox_waker, driver }),
         }
     }
 
@@ -186,7 +193,7 @@ impl DeviceEdge {
             {
                 continue;
             }
-            session::SessionRegistry::adopt(&self.shared, state, None);
+            session::SessionRegistry::adopt(&self.shared, OpenSession::rehydrated(state));
             adopted += 1;
         }
         Ok(adopted)

@@ -1,4 +1,4 @@
-//! Per-device async locks, so two packages of one device never load, step and commit at the same time.
+//! Per-device async locks, so two packages (or a package and a bootstrap) of one device never load, step and commit at the same time.
 //!
 //! Two sessions of one device (a retried Package#1 while the old session is
 //! still open) would otherwise read the same queue head and both send it.
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 #[derive(Default)]
-pub(crate) struct KeyedLocks {
+pub struct KeyedLocks {
     locks: Mutex<LockMap>,
 }
 
