@@ -3,9 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-// Only part of the redis-server helper is used here.
-#[allow(dead_code)]
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -6,17 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-// The broker harness of omadm-core's tests, shared rather than copied.
-#[path = "../../core/tests/support/kafka_broker.rs"]
-mod kafka_broker;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kafka_broker::{KafkaBroker, unique_prefix};
 use omadm_core::bus::{Bus, BusOptions, Delivery, Event, SCHEMA_VERSION, Topic};
 use omadm_runtime::consumer::{BatchHandler, ConsumerLoop, ConsumerOptions, HandlerError};
+use omadm_testkit::kafka::{KafkaBroker, unique_prefix};
 
 fn event(index: usize) -> Event {
     Event {

@@ -483,6 +483,12 @@ impl Store for TakeOverBeforeCommit {
     async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
         self.inner.outbox_lengths(shards).await
     }
+    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
+        self.inner.record_once(key, ttl, now).await
+    }
+    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
+        self.inner.count_in_window(key, hits, window, now).await
+    }
     async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
         self.inner.heartbeat(node, ttl, now).await
     }
