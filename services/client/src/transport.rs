@@ -26,6 +26,11 @@ use crate::retry::{RetryPolicy, ServerList, ServerSelection};
 pub const DEVICE_ID_HEADER: &str = "OMADM-DevID";
 
 /// Why an HTTP exchange failed.
+/// Fresh challenges answered per request. More than one: a Digest answer whose first copy reached a node that
+/// died before replying is refused as a replay when it is resent (the server records each answer once), and the
+/// fresh challenge of that 401 is answered again.
+pub const MAX_CHALLENGE_ANSWERS: usize = 2;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("invalid URL {url:?}: {reason}")]
@@ -151,7 +156,8 @@ impl Transport {
     }
 
     /// Sends a request with HTTP authentication: pre-emptive Digest when a challenge is cached, else none; on a
-    /// 401, once more with the answer to the best challenge. Both sends retry as [`Transport::send_plain`] does.
+    /// 401, again with the answer to the best challenge it carries, at most [`MAX_CHALLENGE_ANSWERS`] times.
+    /// Every send retries as [`Transport::send_plain`] does.
     pub async fn send_authenticated(
         &self,
         method: Method,
@@ -162,13 +168,16 @@ impl Transport {
     ) -> Result<HttpReply, TransportError> {
         let parsed = parse_url(url)?;
         let request = RequestParts { method: &method, url, content_type, accept, body: body.into() };
-        let first = self.exchange(&request, Authentication::Preemptive, None).await?;
-        if first.0.status != 401 {
-            return Ok(first.0);
+        let mut reply = self.exchange(&request, Authentication::Preemptive, None).await?;
+        for _ in 0..MAX_CHALLENGE_ANSWERS {
+            if reply.0.status != 401 {
+                break;
+            }
+            self.challenges_answered.fetch_add(1, Ordering::Relaxed);
+            let authorization = self.answer_challenge(&reply.1, &method, &parsed)?;
+            reply = self.exchange(&request, Authentication::Preemptive, Some(authorization)).await?;
         }
-        self.challenges_answered.fetch_add(1, Ordering::Relaxed);
-        let authorization = self.answer_challenge(&first.1, &method, &parsed)?;
-        Ok(self.exchange(&request, Authentication::Preemptive, Some(authorization)).await?.0)
+        Ok(reply.0)
     }
 
     /// Sends a request without authentication (Package#3, repository GET). A 503 or 429 is sent again after its
