@@ -138,6 +138,12 @@ pub struct ServeArgs {
     /// [serve default: {data-dir}/events; required by gateway].
     #[arg(long, env = "OMADM_KAFKA", value_name = "BROKERS")]
     pub kafka: Option<String>,
+    /// The JSONL event files are rotated once one reaches this size [default: 67108864 (64 MiB)].
+    #[arg(long, env = "OMADM_EVENTS_SEGMENT_BYTES", value_name = "BYTES")]
+    pub events_segment_bytes: Option<u64>,
+    /// Rotated JSONL segments kept per topic, the newest; older ones are deleted [default: 8].
+    #[arg(long, env = "OMADM_EVENTS_RETAINED_SEGMENTS", value_name = "N")]
+    pub events_retained_segments: Option<usize>,
     /// Partitions of each topic created on Kafka (existing topics are left as they are) [default: 6].
     #[arg(long, env = "OMADM_KAFKA_PARTITIONS", value_name = "N")]
     pub kafka_partitions: Option<i32>,
@@ -235,6 +241,8 @@ struct FileConfig {
     topic_prefix: Option<String>,
     redis: Option<String>,
     kafka: Option<String>,
+    events_segment_bytes: Option<u64>,
+    events_retained_segments: Option<usize>,
     kafka_partitions: Option<i32>,
     kafka_replication: Option<i32>,
     kafka_settings: Option<Vec<String>>,
@@ -306,6 +314,7 @@ pub struct Settings {
     pub redis: Option<String>,
     /// The bus URL given by --kafka; `None` for the JSONL files under the data dir.
     pub bus: Option<String>,
+    pub events_retention: omadm_core::bus::JsonlRetention,
     pub kafka_partitions: i32,
     pub kafka_replication: i32,
     pub kafka_settings: Vec<(String, String)>,
@@ -363,6 +372,16 @@ fn resolve_settings(args: ServeArgs, file: FileConfig, role: Role) -> anyhow::Re
         role,
         redis: args.redis.or(file.redis).map(|url| redis_url(&url)),
         bus: args.kafka.or(file.kafka).map(|brokers| bus_url(&brokers)),
+        events_retention: omadm_core::bus::JsonlRetention {
+            segment_bytes: args
+                .events_segment_bytes
+                .or(file.events_segment_bytes)
+                .unwrap_or(omadm_core::bus::JsonlRetention::default().segment_bytes),
+            retained_segments: args
+                .events_retained_segments
+                .or(file.events_retained_segments)
+                .unwrap_or(omadm_core::bus::JsonlRetention::default().retained_segments),
+        },
         kafka_partitions: args.kafka_partitions.or(file.kafka_partitions).unwrap_or(6),
         kafka_replication: args.kafka_replication.or(file.kafka_replication).unwrap_or(1),
         kafka_settings: args
@@ -463,6 +482,9 @@ fn check_settings(settings: &Settings) -> anyhow::Result<()> {
     }
     if settings.lease_ttl.is_zero() || settings.forward_timeout.is_zero() {
         bail!("--lease-ttl-ms and --forward-timeout-ms must be above 0");
+    }
+    if settings.events_retention.segment_bytes == 0 {
+        bail!("--events-segment-bytes must be above 0");
     }
     if settings.kafka_partitions < 1 || settings.kafka_replication < 1 {
         bail!("--kafka-partitions and --kafka-replication must be at least 1");
@@ -600,7 +622,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         replication_factor: settings.kafka_replication,
         client_id: format!("omadm-{node_id}"),
         kafka_settings: settings.kafka_settings.clone(),
-        ..BusOptions::default()
+        jsonl_retention: settings.events_retention,
     };
     let bus = omadm_core::bus::open_with(&bus_url, &bus_options)
         .await
