@@ -104,6 +104,11 @@ pub fn upload_issued_in_session(
     session.awaiting.iter().any(|sent| {
         let server_uri = match (&sent.command, method) {
             (Command::Hput(hput), UploadMethod::Put) | (Command::Hpost(hput), UploadMethod::Post) => hput.server_uri(),
+            // An EXEC's result alert is POSTed to its ServerURI (5.4.5).
+            (Command::Exec(exec), UploadMethod::Post) => match exec.server_uri() {
+                Some(server_uri) => server_uri,
+                None => return false,
+            },
             _ => return false,
         };
         let Some(params) = server_uri.match_substituted(path_and_query) else { return false };
@@ -116,7 +121,7 @@ pub fn upload_issued_in_session(
 pub enum UploadGrant {
     /// The path is below the device's own `up/<DevID>/`.
     OwnFolder,
-    /// An HPUT/HPOST of the device's open session names exactly this URL.
+    /// An HPUT/HPOST (or, for a POST, an EXEC's result alert) of the device's open session names exactly this URL.
     IssuedCommand,
     /// Neither: the device chose the path itself.
     None,
@@ -132,7 +137,7 @@ pub enum UploadRefusal {
     AnotherDevice,
     #[error(
         "devices upload only below their own folder {prefix:?} or to the exact ServerURI of an HPUT/HPOST \
-         of their open session; {path:?} is neither"
+         (or an EXEC, for its alert) of their open session; {path:?} is neither"
     )]
     NotSent { path: String, prefix: String },
 }
@@ -221,6 +226,22 @@ mod tests {
         assert!(!upload_issued_in_session(&session, "IMEI:2", UploadMethod::Post, "/repo/log"));
         let ended = SessionState { ended: true, ..session.clone() };
         assert!(!upload_issued_in_session(&ended, "IMEI:1", UploadMethod::Post, "/repo/log"));
+    }
+
+    #[test]
+    fn an_exec_with_a_server_uri_takes_its_alert_by_post_only() {
+        let session = session_awaiting(&[
+            serde_json::json!([
+                "EXEC",
+                "urn:oma:mo:oma-fumo:1.0//DownloadAndUpdate",
+                "https://dm.example.com/repo/alerts/[DevID]"
+            ]),
+            serde_json::json!(["EXEC", "urn:oma:mo:x:1.0//Reboot"]),
+        ]);
+        let issued = |method, target| upload_issued_in_session(&session, "IMEI:1", method, target);
+        assert!(issued(UploadMethod::Post, "/repo/alerts/IMEI%3A1"));
+        assert!(!issued(UploadMethod::Put, "/repo/alerts/IMEI%3A1"), "an alert is POSTed");
+        assert!(!issued(UploadMethod::Post, "/repo/alerts/IMEI%3A2"));
     }
 
     #[test]
