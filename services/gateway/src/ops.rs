@@ -14,7 +14,6 @@
 //! that length); and in a cluster while this node's heartbeats do not get
 //! through. Each condition clears by itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,33 +22,12 @@ use omadm_core::metrics::metrics;
 use crate::cluster::Cluster;
 use crate::{AppState, HttpError};
 
-/// The Prometheus text exposition format.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Whether the node accepts new work: the role runtime's, shared by the server (which flips it on shutdown)
+/// and `/readyz`. Registered as `web::Data<Readiness>`; without it the node counts as ready while the store answers.
+pub use omadm_runtime::ops::{METRICS_CONTENT_TYPE, Readiness};
 
 /// How long `/readyz` waits for the store before calling it unavailable.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Whether the node accepts new work; shared by the server (which flips it on shutdown) and `/readyz`.
-/// Registered as `web::Data<Readiness>`; without it the node counts as ready while the store answers.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    shutting_down: AtomicBool,
-}
-
-impl Readiness {
-    pub fn new() -> Self {
-        Readiness::default()
-    }
-
-    /// From now on `/readyz` answers 503.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-}
 
 /// Registers the operations endpoints (called for every worker; expects `web::Data<AppState>`).
 pub fn configure(config: &mut web::ServiceConfig) {
