@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use omadm_client::device::{BrowserHook, Device, ExecOutcome, ExecutableNode, ServerAccount};
 use omadm_client::session::{SessionError, SessionRequest, run_session};
 use omadm_client::transport::Transport;
@@ -57,18 +57,7 @@ impl TestServer {
         };
         let state = web::Data::new(AppState { store: store.clone(), bus, config });
         let edge = DeviceEdge::with_options(state.clone(), DeviceEdgeOptions::default());
-        let server = HttpServer::new(move || {
-            let edge = edge.clone();
-            App::new().app_data(state.clone()).configure(move |config| edge.configure(config))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+        let handle = omadm_testkit::edge::serve(state, edge, listener, 1);
         TestServer { base, store, handle, _temp: temp }
     }
 

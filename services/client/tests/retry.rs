@@ -9,7 +9,7 @@ use std::net::TcpListener as StdTcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use omadm_client::device::{Device, ServerAccount};
 use omadm_client::retry::{RetryPolicy, ServerList, ServerSelection};
 use omadm_client::session::{SessionRequest, run_session};
@@ -344,18 +344,7 @@ async fn start_gateway(listener: StdTcpListener, public_url: &str) -> Gateway {
     };
     let state = web::Data::new(AppState { store: store.clone(), bus, config });
     let edge = DeviceEdge::with_options(state.clone(), DeviceEdgeOptions::default());
-    let server = HttpServer::new(move || {
-        let edge = edge.clone();
-        App::new().app_data(state.clone()).configure(move |config| edge.configure(config))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
+    let handle = omadm_testkit::edge::serve(state, edge, listener, 1);
     Gateway { store, handle, _temp: temp }
 }
 

@@ -19,8 +19,8 @@ use omadm_core::bus::relay::{OutboxRelay, RelayConfig, ShardOwnership};
 use omadm_core::bus::{Bus, Event, JsonlBus, Topic};
 use omadm_core::cluster::{NodeInfo, rendezvous_owner};
 use omadm_core::store::conformance::event;
+use omadm_core::store::interpose::{Interpose, Interposed};
 use omadm_core::store::{EmbeddedStore, Store, StoreError, WriteBatch};
-use omadm_testkit::store::{Interpose, TestStore};
 
 const SHARDS: u32 = 4;
 
@@ -101,7 +101,7 @@ fn read_events(path: &Path) -> Vec<Event> {
 async fn store_and_bus(directory: &Path) -> (Arc<dyn Store>, Arc<JsonlBus>) {
     let shards = Shards::open(&directory.join("store")).await;
     let home: Arc<dyn Store> = shards.shards[0].clone();
-    let store: Arc<dyn Store> = TestStore::with(home, shards);
+    let store: Arc<dyn Store> = Interposed::new(home, shards);
     let bus = Arc::new(JsonlBus::open(&directory.join("events"), "omadm.").await.unwrap());
     (store, bus)
 }

@@ -54,7 +54,7 @@ async fn api(method: reqwest::Method, url: String, body: Option<Value>) -> Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_registered_devices_all_finish_their_sessions() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let served = serve(data.path());
     let report_file = data.path().join("report.json");
     let port = free_udp_port().to_string();
@@ -120,7 +120,7 @@ async fn a_thousand_registered_devices_all_finish_their_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firmware_update_reports_its_result_code_to_the_server() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let served = serve(data.path());
     let device_id = "fw-000000";
     api(reqwest::Method::PUT, format!("{}/api/v1/devices/{device_id}", served.base), Some(json!({"password": "pw"})))
@@ -190,7 +190,7 @@ async fn a_firmware_update_reports_its_result_code_to_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_package0_over_udp_starts_a_session_and_repeats_are_dropped() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let served = serve(data.path());
     let port = free_udp_port();
     let child = devsim(&[
@@ -241,7 +241,7 @@ async fn a_package0_over_udp_starts_a_session_and_repeats_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistered_devices_fail_with_401_and_the_exit_code_says_so() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let served = serve(data.path());
     let base = served.base.clone();
     let output = tokio::task::spawn_blocking(move || {
@@ -265,7 +265,7 @@ fn refused_base() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_spread_over_several_addresses_fail_over_from_a_dead_one() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let served = serve(data.path());
     let dead = refused_base();
     for (prefix, extra) in [("sticky-", None), ("random-", Some("--random-server"))] {

@@ -4,8 +4,9 @@
 //! - [`cluster`]: membership, ownership of devices and outbox shards, forwarding to the owner.
 //! - [`api`]: the operator API under `/api/v1` with its OpenAPI document.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`node`]: one node's wiring (store, bus, cluster, relay, listeners) and its stop order, for the binary and the tests.
 //! - [`path`]: strict percent-decoding of request paths (400 for invalid UTF-8).
-//! - [`server`]: the actix-web servers (public and internal listener): workers, limits, tracing, graceful shutdown.
+//! - [`server`]: the actix-web servers (public, internal and ops listener): workers, limits, tracing, graceful shutdown.
 //!
 //! Handlers parse, call core (store, bus, session machine), and answer; no
 //! protocol or domain logic lives here.
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod device;
 mod error;
 pub mod logging;
+pub mod node;
 pub mod ops;
 pub mod path;
 pub mod server;

@@ -22,7 +22,7 @@ use tracing::Span;
 
 /// The default tracing filter of the `omadm` binary (`RUST_LOG` replaces it): INFO, without
 /// tracing-actix-web's one line per 4xx/5xx and without actix-http's client parse errors.
-pub const DEFAULT_FILTER: &str = "info,tracing_actix_web::middleware=error,actix_http::h1::dispatcher=off";
+pub use omadm_runtime::logging::DEFAULT_FILTER;
 
 /// Longest request target kept in logs.
 pub const MAX_LOGGED_TARGET: usize = 256;

@@ -1,4 +1,5 @@
-//! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process runs), `/readyz` (it can serve).
+//! Operations endpoints: `/metrics` (Prometheus text), `/healthz` (the process runs), `/readyz` (it can serve);
+//! all three on the ops listener, the two probes also on the device listener.
 //!
 //! ```text
 //! GET /healthz -> 200 {"status": "ok"}
@@ -29,12 +30,17 @@ pub use omadm_runtime::ops::{METRICS_CONTENT_TYPE, Readiness};
 /// How long `/readyz` waits for the store before calling it unavailable.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Registers the operations endpoints (called for every worker; expects `web::Data<AppState>`).
+/// Registers every operations endpoint, for the ops listener (expects `web::Data<AppState>`).
 pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route("/metrics", web::get().to(get_metrics))
-        .route("/healthz", web::get().to(get_healthz))
-        .route("/readyz", web::get().to(get_readyz));
+    config.route("/metrics", web::get().to(get_metrics));
+    configure_probes(config);
+}
+
+/// Registers `/healthz` and `/readyz` alone, for the device listener: load balancers in front of it probe the
+/// port they send traffic to, and neither probe says anything about devices (`/metrics` would: it stays on the
+/// ops listener).
+pub fn configure_probes(config: &mut web::ServiceConfig) {
+    config.route("/healthz", web::get().to(get_healthz)).route("/readyz", web::get().to(get_readyz));
 }
 
 async fn get_metrics() -> HttpResponse {

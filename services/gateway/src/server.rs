@@ -1,5 +1,6 @@
-//! The HTTP servers of one node: the device edge, the operator API and the operations endpoints on the public
-//! listener; the DM routes for requests forwarded by peers, and `/healthz`, on the internal listener.
+//! The HTTP servers of one node: the device edge, the operator API, `/healthz` and `/readyz` on the public
+//! listener; the DM routes for requests forwarded by peers, and `/healthz`, on the internal listener;
+//! `/metrics`, `/healthz` and `/readyz` on the ops listener ([`run_ops`]), which only operators should reach.
 //!
 //! Around every route: a tracing span per request (with the `OMADM-DevID`
 //! header as `device_id`), HTTP metrics by route pattern (never the raw
@@ -54,6 +55,9 @@ pub struct ServerOptions {
     /// Pokes the outbox relay; handlers that commit events get it as app data (`OutboxWaker`), and session
     /// steps wake the shards of their events, so events reach the bus at once instead of at the next sweep.
     pub outbox_waker: Option<OutboxWaker>,
+    /// What `/readyz` reads; servers started with clones of the same options share it, so stopping the public
+    /// listener turns the ops listener's `/readyz` 503 as well.
+    pub readiness: web::Data<Readiness>,
 }
 
 impl Default for ServerOptions {
@@ -65,6 +69,7 @@ impl Default for ServerOptions {
             keep_alive: Duration::from_secs(15),
             shutdown_timeout: Duration::from_secs(30),
             outbox_waker: None,
+            readiness: web::Data::new(Readiness::new()),
         }
     }
 }
@@ -136,7 +141,7 @@ pub async fn run(
     if let Some(waker) = &options.outbox_waker {
         edge.set_outbox_waker(waker.clone());
     }
-    let readiness = web::Data::new(Readiness::new());
+    let readiness = options.readiness.clone();
     let app_readiness = readiness.clone();
     let max_body_bytes = state.config.max_body_bytes;
     let body_read_timeout = BodyReadTimeout(options.body_read_timeout);
@@ -165,7 +170,7 @@ pub async fn run(
             .wrap(ErrorHandlers::new().default_handler(errors_as_json))
             .wrap(from_fn(record_http_metrics))
             .wrap(TracingLogger::<DeviceRootSpan>::new())
-            .configure(crate::ops::configure)
+            .configure(crate::ops::configure_probes)
             .configure(crate::api::configure)
             .configure(move |config| edge.configure(config))
             .default_service(web::to(no_such_route))
@@ -198,7 +203,7 @@ pub async fn run_internal(
     if let Some(waker) = &options.outbox_waker {
         edge.set_outbox_waker(waker.clone());
     }
-    let readiness = web::Data::new(Readiness::new());
+    let readiness = options.readiness.clone();
     let max_body_bytes = state.config.max_body_bytes;
     let outbox_waker = options.outbox_waker.clone();
     let mut http_server = HttpServer::new(move || {
@@ -231,6 +236,42 @@ pub async fn run_internal(
     let handle = server.handle();
     let task = tokio::spawn(server);
     tracing::info!(%local_addr, "internal listener ready");
+    Ok(Server { local_addr, handle, readiness, task })
+}
+
+/// Starts the ops listener on `listener`: `/metrics`, `/healthz` and `/readyz` (the store, the cluster and the
+/// shared readiness of `options`), nothing else. It stops last, so `/readyz` answers 503 while the others drain.
+pub async fn run_ops(
+    state: web::Data<AppState>,
+    cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
+    listener: TcpListener,
+    options: ServerOptions,
+) -> io::Result<Server> {
+    let local_addr = listener.local_addr()?;
+    let readiness = options.readiness.clone();
+    let app_readiness = readiness.clone();
+    let http_server = HttpServer::new(move || {
+        let mut app = App::new();
+        if let Some(cluster) = &cluster {
+            app = app.app_data(web::Data::from(cluster.clone()));
+        }
+        app.app_data(state.clone())
+            .app_data(app_readiness.clone())
+            .wrap(ErrorHandlers::new().default_handler(errors_as_json))
+            .configure(crate::ops::configure)
+            .default_service(web::to(no_such_route))
+    })
+    .client_request_timeout(options.client_request_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(options.keep_alive)
+    .shutdown_timeout(1)
+    // A scrape is one small request: one worker is plenty and keeps the process's thread count down.
+    .workers(1)
+    .disable_signals();
+    let server = http_server.listen(listener)?.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(%local_addr, "ops listener ready");
     Ok(Server { local_addr, handle, readiness, task })
 }
 

@@ -504,7 +504,7 @@ async fn http_metrics_use_route_patterns_never_ids() {
     let server = TestServer::start().await;
     server.register("IMEI:metric-label-check", json!({})).await;
     let _ = server.api(Method::GET, "/api/v1/devices/IMEI:metric-label-check").send().await.unwrap();
-    let text = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = server.client.get(server.ops_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
         text.lines().any(|line| line.starts_with("omadm_http_responses_total{")
             && line.contains("endpoint=\"/api/v1/devices/{devid}\"")

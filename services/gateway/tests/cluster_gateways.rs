@@ -17,12 +17,12 @@ use omadm_core::cluster::LeaseRequest;
 use omadm_core::metrics::metrics;
 use omadm_core::model::{CommandId, CommandOrigin, CommandState, NewCommand};
 use omadm_core::store::WriteBatch;
+use omadm_core::store::interpose::Interposed;
 use omadm_proto::command::Command;
 use omadm_proto::package::InitiationPackage;
 use omadm_proto::package::media::INITIATION_JSON;
 use omadm_testkit::redis::RedisServer;
 use omadm_testkit::redis_cluster::RedisCluster;
-use omadm_testkit::store::TestStore;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 
 /// Every command of `ids` is done, was sent once, and has exactly one result event id on the bus
@@ -185,7 +185,7 @@ async fn on_redis_cluster_a_forwarded_session_survives_its_owners_death() {
 #[actix_rt::test]
 async fn a_stale_owners_commit_is_fenced_and_the_device_retries_on_the_new_owner() {
     let redis = RedisServer::start();
-    let hooked = TestStore::with(omadm_core::store::open(&redis.url()).await.unwrap(), TakeOver::default());
+    let hooked = Interposed::new(omadm_core::store::open(&redis.url()).await.unwrap(), TakeOver::default());
     let for_b = hooked.clone();
     let cluster = TestCluster::start_with(&redis.url(), &["node-a", "node-b"], move |id, store| {
         if id == "node-b" { for_b.clone() } else { store }

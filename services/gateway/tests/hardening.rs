@@ -69,7 +69,7 @@ async fn start(store_url: Option<&str>) -> Running {
         body_read_timeout: Duration::from_secs(5),
         keep_alive: Duration::from_secs(5),
         shutdown_timeout: Duration::from_secs(1),
-        outbox_waker: None,
+        ..ServerOptions::default()
     };
     let server = server::run(state, edge, listener, options).await.unwrap();
     Running { base, store, client: reqwest::Client::new(), _server: server, _dir: dir }

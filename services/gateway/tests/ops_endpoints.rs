@@ -14,7 +14,10 @@ async fn health_and_readiness() {
     let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
+    assert_eq!(server.client.get(server.ops_url("/readyz")).send().await.unwrap().status(), 200);
     server.server().readiness().begin_shutdown();
+    // The ops listener shares the node's readiness: both say it drains.
+    expect_error(server.client.get(server.ops_url("/readyz")).send().await.unwrap(), 503).await;
     let draining = server.client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(draining.headers().get("retry-after").unwrap(), "5");
     let reason = expect_error(draining, 503).await;
@@ -45,7 +48,10 @@ async fn metrics_exposition_parses() {
     // Traffic so the HTTP families have samples.
     let _ = server.client.get(server.url("/healthz")).send().await.unwrap();
     let _ = server.client.get(server.url("/api/v1/devices")).bearer_auth(TOKEN).send().await.unwrap();
-    let response = server.client.get(server.url("/metrics")).send().await.unwrap();
+    // Not where devices connect: which ids exist, how many sessions run, is for operators only.
+    let on_device_port = server.client.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(on_device_port.status(), 404);
+    let response = server.client.get(server.ops_url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers().get("content-type").unwrap(), "text/plain; version=0.0.4; charset=utf-8");
     let text = response.text().await.unwrap();

@@ -27,7 +27,7 @@ enum Command {
     #[command(subcommand)]
     Uri(cli::uri::UriCommand),
     /// Run the DM server on this node, with embedded store and event files under the data dir
-    /// (or on shared Redis and Kafka with --redis and --kafka).
+    /// (or on shared Redis and Kafka with --store and --bus).
     Serve(Box<serve::ServeArgs>),
     /// Run one gateway node of a cluster (device edge, operator API, outbox relay) on shared Redis and Kafka.
     Gateway(Box<serve::ServeArgs>),

@@ -29,19 +29,23 @@ const KAFKA_SETTING: &str = "batch.num.messages=1";
 struct Gateway {
     id: String,
     base: String,
+    /// The ops listener: `/metrics`.
+    ops_base: String,
     process: Spawned,
 }
 
 impl Gateway {
     fn start(id: &str, redis: &RedisServer, kafka: &KafkaBroker, prefix: &str) -> Gateway {
-        let port = free_port();
-        let internal_port = free_port();
+        let (port, internal_port, ops_port) = (free_port(), free_port(), free_port());
         let base = format!("http://127.0.0.1:{port}");
+        let ops_base = format!("http://127.0.0.1:{ops_port}");
         let mut command = process::command(env!("CARGO_BIN_EXE_omadm"));
         command
             .arg("gateway")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--internal-listen", &format!("127.0.0.1:{internal_port}")])
+            .args(["--ops-listen", &format!("127.0.0.1:{ops_port}")])
+            // The documented aliases of --store and --bus, as older deployments name them.
             .args(["--redis", &redis.url(), "--kafka", kafka.brokers(), "--kafka-setting", KAFKA_SETTING])
             .args(["--admin-token", TOKEN, "--public-url", &base, "--node-id", id, "--topic-prefix", prefix])
             .args(["--heartbeat-interval-ms", "200", "--node-ttl-ms", "10000", "--workers", "1"])
@@ -51,7 +55,7 @@ impl Gateway {
         let banner = process.wait_for_line(Duration::from_secs(60), |line| line.starts_with("try: "));
         assert!(banner[0].starts_with(&format!("omadm gateway: listening on {base}")), "{banner:?}");
         assert!(banner.iter().any(|line| line.starts_with(&format!("node: {id} (internal http://127.0.0.1:"))));
-        Gateway { id: id.to_owned(), base, process }
+        Gateway { id: id.to_owned(), base, ops_base, process }
     }
 
     fn url(&self, path: &str) -> String {
@@ -116,7 +120,8 @@ fn gateways_share_redis_and_kafka_and_a_session_survives_the_sigkill_of_its_owne
         for gateway in &gateways {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                let text = client.get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+                let text =
+                    client.get(format!("{}/metrics", gateway.ops_base)).send().await.unwrap().text().await.unwrap();
                 if sample(&text, "omadm_cluster_live_nodes") == Some(3.0) {
                     break;
                 }

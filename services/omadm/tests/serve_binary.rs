@@ -14,7 +14,7 @@ use support::{start, terminate};
 
 #[test]
 fn serve_runs_stops_on_sigterm_and_keeps_its_state() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let client = reqwest::Client::new();
 
@@ -81,7 +81,7 @@ fn serve_runs_stops_on_sigterm_and_keeps_its_state() {
 
 #[test]
 fn a_given_admin_token_is_used_and_not_printed() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let served = start(data.path(), &["--admin-token", "given-token-123"]);
     assert!(served.banner.iter().all(|line| !line.contains("given-token-123")), "{:?}", served.banner);
     assert!(!data.path().join("admin-token").exists());
@@ -97,7 +97,7 @@ fn a_given_admin_token_is_used_and_not_printed() {
 
 #[test]
 fn bad_settings_fail_with_one_line() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let output = Command::new(env!("CARGO_BIN_EXE_omadm"))
         .args(["serve", "--listen", "127.0.0.1:0", "--max-commands-per-package", "0", "--data-dir"])
         .arg(data.path())

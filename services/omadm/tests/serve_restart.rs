@@ -79,7 +79,7 @@ fn event_lines(data: &Path, topic: &str) -> Vec<Value> {
 
 #[test]
 fn a_session_survives_sigkill_between_packages() {
-    let data = tempfile::tempdir().unwrap();
+    let data = omadm_testkit::process::data_dir();
     let port = free_port();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let client = reqwest::Client::new();

@@ -96,6 +96,46 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(|readiness: web::Data<Readiness>| async move { readyz_response(&readiness) }));
 }
 
+/// A running ops listener of a role without listeners of its own (campaigns, notifier).
+pub struct OpsServer {
+    local_addr: std::net::SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl OpsServer {
+    /// Serves [`configure`]'s routes on `listener` with one worker, in the current actix system.
+    pub fn start(listener: std::net::TcpListener, readiness: web::Data<Readiness>) -> std::io::Result<OpsServer> {
+        let local_addr = listener.local_addr()?;
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new().app_data(readiness.clone()).configure(configure).default_service(web::to(|| async {
+                HttpResponse::NotFound().json(serde_json::json!({"error": "no such route"}))
+            }))
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        tracing::info!(%local_addr, "ops listener ready");
+        Ok(OpsServer { local_addr, handle, task })
+    }
+
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops it (the last step of a role's stop, so `/readyz` says 503 while the rest stops).
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        if let Ok(Err(error)) = self.task.await {
+            tracing::warn!(%error, "the ops listener did not stop cleanly");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,23 +81,49 @@ impl StopSignal {
     }
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.
-#[cfg(unix)]
-pub async fn wait_for_stop_signal() -> std::io::Result<StopSignal> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => Ok(StopSignal::Terminate),
-        _ = interrupt.recv() => Ok(StopSignal::Interrupt),
+/// SIGTERM and SIGINT, listened for from [`StopSignals::install`] on: a signal that arrives between the install
+/// and [`StopSignals::wait`] (a supervisor that stops the role as soon as its banner is out) is not lost, and does
+/// not kill the process before the stop order runs.
+pub struct StopSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening; call it before the role announces that it runs.
+    #[cfg(unix)]
+    pub fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    #[cfg(not(unix))]
+    pub fn install() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {})
+    }
+
+    /// Waits for SIGTERM or SIGINT (Ctrl-C) and says which.
+    #[cfg(unix)]
+    pub async fn wait(mut self) -> StopSignal {
+        tokio::select! {
+            _ = self.terminate.recv() => StopSignal::Terminate,
+            _ = self.interrupt.recv() => StopSignal::Interrupt,
+        }
+    }
+
+    /// Waits for Ctrl-C.
+    #[cfg(not(unix))]
+    pub async fn wait(self) -> StopSignal {
+        let _ = tokio::signal::ctrl_c().await;
+        StopSignal::Interrupt
     }
 }
 
-/// Waits for Ctrl-C.
-#[cfg(not(unix))]
+/// Waits for SIGTERM or SIGINT (Ctrl-C) and says which (listening from this call on: see [`StopSignals`]).
 pub async fn wait_for_stop_signal() -> std::io::Result<StopSignal> {
-    tokio::signal::ctrl_c().await?;
-    Ok(StopSignal::Interrupt)
+    Ok(StopSignals::install()?.wait().await)
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
 //! What omadm's test crates share: their own servers on free loopback ports, spawned binaries, config defaults.
 //!
 //! Each module is one concept. The plain ones need nothing but std and
-//! tempfile; `store` and `config::session` need the `core` feature
-//! (omadm-core), `config::gateway` the `gateway` feature (omadm-gateway), so a
+//! tempfile; `config::session` needs the `core` feature
+//! (omadm-core), `config::gateway` and `edge` the `gateway` feature (omadm-gateway), so a
 //! crate's tests compile only what they use. Every helper fails by panicking
 //! with what was missing: in a test, a failed set-up step is a failed test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod config;
+#[cfg(feature = "gateway")]
+pub mod edge;
 pub mod kafka;
 pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod redis_cluster;
-#[cfg(feature = "core")]
-pub mod store;

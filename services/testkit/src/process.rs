@@ -206,6 +206,18 @@ pub fn omadm_binary() -> PathBuf {
     binary
 }
 
+/// A fresh data dir for `omadm serve`, private to this user (0700) as the server demands; removed when dropped.
+pub fn data_dir() -> tempfile::TempDir {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("omadm-data-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder.tempdir().unwrap()
+}
+
 /// A running `omadm serve` and what its banner said.
 pub struct Served {
     pub process: Spawned,
@@ -213,16 +225,19 @@ pub struct Served {
     pub base: String,
     /// The operator API token the banner printed.
     pub token: String,
+    /// `http://127.0.0.1:PORT` of the ops listener (`/metrics`, `/readyz`); `None` with `--ops-listen none`.
+    pub ops_base: Option<String>,
     pub banner: Vec<String>,
 }
 
-/// Starts `binary serve --data-dir DATA_DIR ARGS` (on 127.0.0.1 port 0 unless `args` has `--listen`) and
-/// reads its banner, up to the `try: ` line.
+/// Starts `binary serve --data-dir DATA_DIR ARGS` (on 127.0.0.1 port 0 unless `args` has `--listen`, the ops
+/// listener too unless it has `--ops-listen`) and reads its banner, up to the `try: ` line.
 pub fn serve(binary: &Path, data_dir: &Path, args: &[&str]) -> Served {
     let mut command = command(binary);
     command
         .arg("serve")
         .args(if args.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
+        .args(if args.contains(&"--ops-listen") { &[][..] } else { &["--ops-listen", "127.0.0.1:0"][..] })
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
@@ -233,5 +248,9 @@ pub fn serve(binary: &Path, data_dir: &Path, args: &[&str]) -> Served {
     let base = listening.split_whitespace().next().unwrap().to_owned();
     let token_line = banner.iter().find_map(|line| line.strip_prefix("admin token: ")).unwrap();
     let token = token_line.split_whitespace().next().unwrap().to_owned();
-    Served { process, base, token, banner }
+    let ops_base = banner
+        .iter()
+        .find_map(|line| line.strip_prefix("ops: http://"))
+        .map(|rest| format!("http://{}", rest.split_whitespace().next().unwrap()));
+    Served { process, base, token, ops_base, banner }
 }

@@ -22,6 +22,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod embedded;
+pub mod interpose;
 mod redis;
 
 use async_trait::async_trait;

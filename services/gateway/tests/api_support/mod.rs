@@ -19,9 +19,12 @@ pub const SERVER_ID: &str = "dms.test";
 
 pub struct TestServer {
     pub base: String,
+    /// The ops listener (`/metrics`, `/healthz`, `/readyz`), as `omadm serve --ops-listen` runs it.
+    pub ops_base: String,
     pub state: web::Data<AppState>,
     pub client: reqwest::Client,
     server: Option<Server>,
+    ops: Option<Server>,
     _dir: tempfile::TempDir,
 }
 
@@ -33,7 +36,7 @@ impl TestServer {
             body_read_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
-            outbox_waker: None,
+            ..ServerOptions::default()
         };
         TestServer::start_with(options).await
     }
@@ -63,12 +66,33 @@ impl TestServer {
         };
         let state = web::Data::new(AppState { store, bus, config });
         let edge = DeviceEdge::new(state.clone());
+        let ops = server::run_ops(
+            state.clone(),
+            Some(edge.cluster().clone()),
+            server::bind("127.0.0.1:0").unwrap(),
+            options.clone(),
+        )
+        .await
+        .unwrap();
+        let ops_base = format!("http://{}", ops.local_addr());
         let server = server::run(state.clone(), edge, listener, options).await.unwrap();
-        TestServer { base, state, client: reqwest::Client::new(), server: Some(server), _dir: dir }
+        TestServer {
+            base,
+            ops_base,
+            state,
+            client: reqwest::Client::new(),
+            server: Some(server),
+            ops: Some(ops),
+            _dir: dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("{}{path}", self.ops_base)
     }
 
     /// A request with the admin token.

@@ -1,9 +1,8 @@
 //! What the cluster tests share: gateway nodes in this process on one real redis-server, and a small DM device.
 //!
-//! Each node is what `omadm gateway` runs: its own store connection, a
-//! public and an internal listener on 127.0.0.1, membership (heartbeats),
-//! and the outbox relay of the shards it owns, all relays publishing to one
-//! JSONL bus. "Killing" a node stops its listeners, heartbeats and relay at
+//! Each node is what `omadm gateway` runs (`omadm_gateway::node`, the same wiring and stop order): its own
+//! store connection, a public and an internal listener on 127.0.0.1, membership (heartbeats), and the outbox
+//! relay of the shards it owns, all relays publishing to one JSONL bus. "Killing" a node stops its listeners, heartbeats and relay at
 //! once without leaving the cluster, as SIGKILL would; its peers find out by
 //! a refused connection or a lapsed heartbeat.
 
@@ -17,20 +16,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::web;
 use base64::Engine as _;
 use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::bus::Bus;
-use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
+use omadm_core::bus::relay::RelayConfig;
 use omadm_core::clock;
 use omadm_core::cluster::{NodeInfo, rendezvous_owner};
 use omadm_core::model::{CommandId, CommandOrigin, Device, NewCommand};
 use omadm_core::session::SessionConfig;
 use omadm_core::store::{Store, WriteBatch};
-use omadm_gateway::cluster::{Cluster, ClusterConfig, Membership};
-use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
-use omadm_gateway::server::{self, Server, ServerOptions};
-use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
+use omadm_gateway::cluster::{Cluster, ClusterConfig};
+use omadm_gateway::device::DeviceEdge;
+use omadm_gateway::node::{Node as GatewayNode, NodeListeners, NodeSettings};
+use omadm_gateway::server::ServerOptions;
+use omadm_gateway::{BootstrapConfig, GatewayConfig};
 use omadm_proto::command::Command;
 use omadm_proto::package::media::{INITIATION_JSON, REQUEST_JSON, RESPONSE_JSON};
 use omadm_proto::package::{CommandStatus, InitiationPackage, RequestPackage, ResponsePackage};
@@ -74,7 +73,7 @@ fn gateway_config(base: &str) -> GatewayConfig {
     }
 }
 
-/// One gateway node.
+/// One gateway node, wired and stopped as `omadm gateway` does it ([`omadm_gateway::node::Node`]).
 pub struct Node {
     pub id: String,
     /// Public base URL (`http://127.0.0.1:port`).
@@ -82,14 +81,7 @@ pub struct Node {
     pub internal_base: String,
     pub store: Arc<dyn Store>,
     pub edge: DeviceEdge,
-    running: Mutex<Option<Running>>,
-}
-
-struct Running {
-    public: Server,
-    internal: Server,
-    membership: Membership,
-    relay: Option<OutboxRelay>,
+    running: Mutex<Option<GatewayNode>>,
 }
 
 impl Node {
@@ -100,28 +92,24 @@ impl Node {
 
     /// Like [`Node::start`]; without `relay` nothing moves the outbox to the bus (as while the broker is down).
     pub async fn start_with(id: &str, store: Arc<dyn Store>, bus: Arc<dyn Bus>, relay: bool) -> Node {
-        let public_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let internal_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", public_listener.local_addr().unwrap());
-        let internal_base = format!("http://{}", internal_listener.local_addr().unwrap());
-        let cluster = Arc::new(Cluster::new(cluster_config(id, &internal_base)));
-        let state = web::Data::new(AppState { store: store.clone(), bus: bus.clone(), config: gateway_config(&base) });
-        let edge = DeviceEdge::clustered(state.clone(), DeviceEdgeOptions::default(), cluster.clone());
-        let membership = edge.join_cluster().await.unwrap();
-        let relay_config = RelayConfig { ownership: cluster.shard_ownership(), ..RelayConfig::default() };
-        let relay = relay.then(|| OutboxRelay::spawn_with(store.clone(), bus, relay_config));
-        edge.recover().await.unwrap();
-        let options = ServerOptions {
-            workers: Some(1),
-            outbox_waker: relay.as_ref().map(OutboxRelay::waker),
-            shutdown_timeout: Duration::from_secs(1),
-            ..ServerOptions::default()
+        let public = TcpListener::bind("127.0.0.1:0").unwrap();
+        let internal = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", public.local_addr().unwrap());
+        let internal_base = format!("http://{}", internal.local_addr().unwrap());
+        let settings = NodeSettings {
+            gateway: gateway_config(&base),
+            cluster: cluster_config(id, &internal_base),
+            server: ServerOptions {
+                workers: Some(1),
+                shutdown_timeout: Duration::from_secs(1),
+                ..ServerOptions::default()
+            },
+            relay: relay.then(RelayConfig::default),
         };
-        let internal =
-            server::run_internal(state.clone(), edge.clone(), internal_listener, options.clone()).await.unwrap();
-        let public = server::run(state, edge.clone(), public_listener, options).await.unwrap();
-        let running = Running { public, internal, membership, relay };
-        Node { id: id.to_owned(), base, internal_base, store, edge, running: Mutex::new(Some(running)) }
+        let listeners = NodeListeners { public, internal: Some(internal), ops: None };
+        let node = GatewayNode::start(store.clone(), bus, settings, listeners).await.unwrap();
+        let edge = node.edge().clone();
+        Node { id: id.to_owned(), base, internal_base, store, edge, running: Mutex::new(Some(node)) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -135,11 +123,16 @@ impl Node {
     /// Stops everything at once without leaving the cluster, as SIGKILL would (nothing is drained).
     pub async fn kill(&self) {
         let running = self.running.lock().unwrap().take();
-        if let Some(running) = running {
-            running.membership.abandon().await;
-            drop(running.relay);
-            running.public.stop().await.unwrap();
-            running.internal.stop().await.unwrap();
+        if let Some(node) = running {
+            node.kill().await;
+        }
+    }
+
+    /// The graceful stop `omadm gateway` runs on SIGTERM, in its order.
+    pub async fn stop(&self) {
+        let running = self.running.lock().unwrap().take();
+        if let Some(node) = running {
+            node.stop().await;
         }
     }
 

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use omadm_core::cluster::LeaseRequest;
+use omadm_core::store::interpose::Interpose;
 use omadm_core::store::{SessionLoad, Store, StoreError, WriteBatch};
-use omadm_testkit::store::Interpose;
 
 #[derive(Default)]
 pub struct TakeOver {

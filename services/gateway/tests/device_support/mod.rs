@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use base64::Engine as _;
 use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::bus::Bus;
@@ -138,19 +138,7 @@ impl TestServer {
             let server = omadm_gateway::server::run(state.clone(), edge.clone(), listener, options).await.unwrap();
             Running::FullStack(tokio::sync::Mutex::new(Some(server)))
         } else {
-            let (app_state, app_edge) = (state.clone(), edge.clone());
-            let server = HttpServer::new(move || {
-                let edge = app_edge.clone();
-                App::new().app_data(app_state.clone()).configure(move |config| edge.configure(config))
-            })
-            .workers(2)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .listen(listener)
-            .unwrap()
-            .run();
-            let handle = server.handle();
-            actix_rt::spawn(server);
+            let handle = omadm_testkit::edge::serve(state.clone(), edge.clone(), listener, 2);
             Running::Bare(handle)
         };
         TestServer { base, store, bus, edge, state, data_dir, relay, server: running, _temp: None }

@@ -35,6 +35,8 @@ pub struct Gateway {
     /// `http://127.0.0.1:P`: devices and the operator API.
     pub base: String,
     pub internal_base: String,
+    /// `http://127.0.0.1:P` of the ops listener: `/metrics`, `/readyz`.
+    pub ops_base: String,
     pub log: PathBuf,
     process: Spawned,
 }
@@ -107,9 +109,10 @@ impl Cluster {
     }
 
     fn launch_gateway(&self, node_id: &str, extra: &[&str]) -> Gateway {
-        let (port, internal_port) = (free_port(), free_port());
+        let (port, internal_port, ops_port) = (free_port(), free_port(), free_port());
         let base = format!("http://127.0.0.1:{port}");
         let internal_base = format!("http://127.0.0.1:{internal_port}");
+        let ops_base = format!("http://127.0.0.1:{ops_port}");
         let dir = self.dir.as_ref().map_or_else(std::env::temp_dir, |dir| dir.path().to_owned());
         let log = dir.join(format!("{node_id}.log"));
         let mut command = process::command(env!("CARGO_BIN_EXE_omadm"));
@@ -117,8 +120,9 @@ impl Cluster {
             .arg("gateway")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--internal-listen", &format!("127.0.0.1:{internal_port}")])
-            .args(["--redis", &self.redis.url()])
-            .args(["--kafka", self.broker.brokers()])
+            .args(["--ops-listen", &format!("127.0.0.1:{ops_port}")])
+            .args(["--store", &self.redis.url()])
+            .args(["--bus", &format!("kafka://{}", self.broker.brokers())])
             .args(self.broker.client_setting_args())
             .args(["--admin-token", ADMIN_TOKEN])
             .args(["--public-url", &base])
@@ -127,7 +131,7 @@ impl Cluster {
             .args(extra)
             .env("RUST_LOG", std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()));
         let process = Spawned::spawn(command, Output::LogFile(log.clone()));
-        Gateway { node_id: node_id.to_owned(), base, internal_base, log, process }
+        Gateway { node_id: node_id.to_owned(), base, internal_base, ops_base, log, process }
     }
 
     /// The devices' view of the cluster: every gateway's public base URL.
@@ -177,7 +181,7 @@ impl Cluster {
     /// The value of a metric line `name` (with its labels as written, e.g. `omadm_outbox_backlog` or
     /// `omadm_http_responses_total{status="503"}`) on gateway `index`, summed over the lines that start so.
     pub async fn metric(&self, index: usize, name: &str) -> Option<f64> {
-        let url = format!("{}/metrics", self.gateways[index].base);
+        let url = format!("{}/metrics", self.gateways[index].ops_base);
         let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
         let mut found = None;
         for line in text.lines().filter(|line| !line.starts_with('#')) {

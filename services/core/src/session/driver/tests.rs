@@ -15,13 +15,10 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::*;
-use crate::bus::Event;
-use crate::cluster::{LeaseRequest, NodeInfo};
-use crate::model::{
-    AlertRecord, CommandOrigin, CommandRecord, CommandState, Device, DeviceFilter, DevicePage, MirrorRecord,
-    NewCommand, RepositoryItem, SessionSummary,
-};
+use crate::cluster::LeaseRequest;
+use crate::model::{CommandOrigin, CommandRecord, CommandState, Device, NewCommand};
 use crate::session::SessionError;
+use crate::store::interpose::{Interpose, Interposed};
 use crate::store::{EmbeddedStore, StoreOptions};
 
 const DEVICE: &str = "IMEI:493005100592800";
@@ -285,13 +282,13 @@ async fn a_second_package1_while_the_first_session_is_open_ends_it_and_requeues_
 #[tokio::test]
 async fn a_commit_under_a_lease_that_moved_writes_nothing_and_is_fenced() {
     let (inner, _directory, ids) = world(2).await;
-    let racing = Arc::new(TakeOverBeforeCommit { inner: inner.clone(), armed: Mutex::new(false) });
+    let racing = Interposed::new(inner.clone(), TakeOverBeforeCommit::default());
     let (driver, host) = node(&(racing.clone() as Arc<dyn Store>), "a", &["a"]);
     let mut session = open(&driver, "s1").await;
     let before = inner.get_session(DEVICE, "s1").await.unwrap().unwrap();
 
     // Node b takes the device's lease between this step's load and its commit.
-    *racing.armed.lock().unwrap() = true;
+    *racing.interposer().armed.lock().unwrap() = true;
     let fenced = driver.answer(&mut session, package3(&[200, 200]), START + 1).await;
     assert!(matches!(fenced, Err(DriverError::Fenced)), "{fenced:?}");
     assert!(session.is_finished());
@@ -383,116 +380,20 @@ fn every_state_of_the_session_gets_the_replay() {
 
 /// The real store, except that once armed, another node ("b") takes the device's lease over just
 /// before the next fenced commit: the interleaving of a node presumed dead that was only slow.
+#[derive(Default)]
 struct TakeOverBeforeCommit {
-    inner: Arc<dyn Store>,
     armed: Mutex<bool>,
 }
 
 #[async_trait]
-impl Store for TakeOverBeforeCommit {
-    async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError> {
-        self.inner.get_device(device_id).await
-    }
-    async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
-        self.inner.delete_device(device_id).await
-    }
-    async fn list_devices(
-        &self,
-        filter: &DeviceFilter,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<DevicePage, StoreError> {
-        self.inner.list_devices(filter, after, limit).await
-    }
-    async fn enqueue_commands(
-        &self,
-        device_id: &str,
-        commands: Vec<NewCommand>,
-        now: Millis,
-    ) -> Result<Vec<CommandId>, StoreError> {
-        self.inner.enqueue_commands(device_id, commands, now).await
-    }
-    async fn get_command(&self, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {
-        self.inner.get_command(device_id, id).await
-    }
-    async fn list_commands(
-        &self,
-        device_id: &str,
-        after: Option<CommandId>,
-        limit: usize,
-    ) -> Result<Vec<CommandRecord>, StoreError> {
-        self.inner.list_commands(device_id, after, limit).await
-    }
-    async fn queued_commands(&self, device_id: &str, limit: usize) -> Result<Vec<CommandRecord>, StoreError> {
-        self.inner.queued_commands(device_id, limit).await
-    }
-    async fn pending_count(&self, device_id: &str) -> Result<u64, StoreError> {
-        self.inner.pending_count(device_id).await
-    }
-    async fn get_session(&self, device_id: &str, session_id: &str) -> Result<Option<SessionState>, StoreError> {
-        self.inner.get_session(device_id, session_id).await
-    }
-    async fn load_session(
-        &self,
-        device_id: &str,
-        awaiting: &[CommandId],
-        queue_limit: usize,
-        lease: &LeaseRequest,
-    ) -> Result<SessionLoad, StoreError> {
-        self.inner.load_session(device_id, awaiting, queue_limit, lease).await
-    }
-    async fn open_sessions(&self) -> Result<Vec<SessionState>, StoreError> {
-        self.inner.open_sessions().await
-    }
-    async fn list_sessions(&self, device_id: &str, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
-        self.inner.list_sessions(device_id, limit).await
-    }
-    async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
-        self.inner.get_mirror(device_id).await
-    }
-    async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
-        self.inner.list_alerts(device_id, limit).await
-    }
-    async fn next_alert_id(&self, device_id: &str) -> Result<u64, StoreError> {
-        self.inner.next_alert_id(device_id).await
-    }
-    async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
-        self.inner.put_content(item).await
-    }
-    async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
-        self.inner.get_content(path).await
-    }
-    async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
-        self.inner.delete_content(path).await
-    }
-    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+impl Interpose for TakeOverBeforeCommit {
+    async fn commit(&self, inner: &dyn Store, batch: WriteBatch) -> Result<(), StoreError> {
         let take_over = std::mem::take(&mut *self.armed.lock().unwrap());
         if let (true, Some(fence)) = (take_over, &batch.fence) {
             let other = LeaseRequest { node_id: "b".to_owned(), ttl: 30_000, live_nodes: vec!["b".to_owned()], now: 0 };
-            let loaded = self.inner.load_session(&fence.device_id, &[], 1, &other).await?;
+            let loaded = inner.load_session(&fence.device_id, &[], 1, &other).await?;
             assert!(matches!(loaded, SessionLoad::Loaded(_)), "b took the lease over");
         }
-        self.inner.commit(batch).await
-    }
-    async fn outbox(&self, shard: u32, limit: usize) -> Result<Vec<Event>, StoreError> {
-        self.inner.outbox(shard, limit).await
-    }
-    async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError> {
-        self.inner.ack_outbox(shard, event_ids).await
-    }
-    async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {
-        self.inner.outbox_lengths(shards).await
-    }
-    async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
-        self.inner.record_once(key, ttl, now).await
-    }
-    async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
-        self.inner.count_in_window(key, hits, window, now).await
-    }
-    async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
-        self.inner.heartbeat(node, ttl, now).await
-    }
-    async fn leave(&self, node_id: &str) -> Result<(), StoreError> {
-        self.inner.leave(node_id).await
+        inner.commit(batch).await
     }
 }

@@ -1,0 +1,77 @@
+//! What `omadm serve` and `omadm gateway` print on stdout once they listen: where, on what, and how to try it.
+
+use std::io::Write as _;
+
+use super::secrets::{ADMIN_TOKEN_FILE, AdminToken};
+use super::settings::Settings;
+
+/// What the banner tells beyond the settings: the real addresses (port 0) and this node's view of the cluster.
+pub struct Started<'a> {
+    pub public_url: &'a str,
+    pub ops_url: Option<String>,
+    pub internal_url: &'a str,
+    pub node_id: &'a str,
+    pub live_nodes: usize,
+}
+
+pub fn print(settings: &Settings, admin_token: &AdminToken, started: &Started<'_>) {
+    let public_url = started.public_url;
+    let token_line = match admin_token {
+        AdminToken::Given(_) => "admin token: the one given by --admin-token / OMADM_ADMIN_TOKEN".to_owned(),
+        AdminToken::Stored(token) => {
+            format!("admin token: {token} (stored in {})", settings.data_dir.join(ADMIN_TOKEN_FILE).display())
+        }
+    };
+    let shown_token = match admin_token {
+        AdminToken::Given(_) => "$OMADM_ADMIN_TOKEN",
+        AdminToken::Stored(token) => token.as_str(),
+    };
+    let role = settings.role.name();
+    let mut lines = vec![format!("omadm {role}: listening on {public_url} (devices: POST {public_url}/dm)")];
+    if settings.data_dir_only() {
+        lines.push(format!("data dir: {}", settings.data_dir.display()));
+    } else {
+        lines.push(format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus)));
+    }
+    lines.push(match &started.ops_url {
+        Some(url) => format!("ops: {url} (/metrics, /healthz, /readyz)"),
+        None => "ops: none (--ops-listen none)".to_owned(),
+    });
+    let internal = if started.internal_url.is_empty() {
+        "no internal listener".to_owned()
+    } else {
+        format!("internal {}", started.internal_url)
+    };
+    lines.push(format!("node: {} ({internal}, {} live nodes)", started.node_id, started.live_nodes));
+    lines.push(token_line);
+    lines.push(format!("try: curl -H 'Authorization: Bearer {shown_token}' {public_url}/api/v1/devices"));
+    let mut stdout = std::io::stdout().lock();
+    // Best effort: a closed stdout must not stop the server.
+    for line in lines {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
+}
+
+/// A backend URL (or comma list of URLs) for messages: without the passwords `redis://user:password@host` may carry.
+pub fn shown_url(url: &str) -> String {
+    url.split(',')
+        .map(|part| match (part.split_once("://"), part.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://***@{host}"),
+            _ => part.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_banner() {
+        assert_eq!(shown_url("redis://user:secret@10.0.0.2:6379"), "redis://***@10.0.0.2:6379");
+        assert_eq!(shown_url("redis://10.0.0.2:6379"), "redis://10.0.0.2:6379");
+        assert_eq!(shown_url("redis://:pw@a:1,redis://:pw@b:2"), "redis://***@a:1,redis://***@b:2");
+    }
+}

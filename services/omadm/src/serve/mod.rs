@@ -1,0 +1,183 @@
+//! `omadm serve` and `omadm gateway`: the DM server on one node, alone (embedded store, JSONL events) or in a cluster.
+//!
+//! ```text
+//! $ omadm serve --listen 127.0.0.1:8080 --data-dir ./omadm-data
+//! omadm serve: listening on http://127.0.0.1:8080 (devices: POST http://127.0.0.1:8080/dm)
+//! data dir: ./omadm-data
+//! ops: http://127.0.0.1:9464 (/metrics, /healthz, /readyz)
+//! ...
+//! $ omadm gateway --listen 0.0.0.0:8080 --internal-listen 10.0.0.7:8081 --ops-listen 0.0.0.0:9464 \
+//!     --store redis://10.0.0.2:6379 --bus kafka://10.0.0.3:9092 --admin-token "$TOKEN" --public-url https://dm.example.com
+//! ```
+//!
+//! Both run the same roles (device edge, operator API, outbox relay) through the same wiring
+//! ([`omadm_gateway::node::Node`]): `serve` on the data dir unless `--store`/`--bus` name shared backends;
+//! `gateway` always on shared backends, as one node of a cluster (docs/cluster.md).
+//! - [`settings`]: the flags, `OMADM_*` variables and TOML file, declared once; defaults and checks.
+//! - [`secrets`]: the data dir (0700, refused when shared) and the secrets kept in it.
+//! - [`banner`]: what is printed once the node listens.
+//!
+//! SIGTERM or SIGINT stops it in the role runtime's order (omadm_runtime::shutdown): `/readyz` turns 503, the
+//! listeners close and packages in flight finish, the node leaves the cluster, the outbox is drained to the bus,
+//! the ops listener and the store close; the exit code is 0.
+
+mod banner;
+mod secrets;
+mod settings;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use omadm_core::bus::BusOptions;
+use omadm_core::session::SessionConfig;
+use omadm_gateway::GatewayConfig;
+use omadm_gateway::cluster::{ClusterConfig, random_node_id};
+use omadm_gateway::node::{Node, NodeListeners, NodeSettings};
+use omadm_gateway::server::{self, ServerOptions};
+use omadm_runtime::shutdown::{self, ShutdownPlan};
+
+use banner::shown_url;
+use secrets::{ADMIN_TOKEN_FILE, AdminToken, NONCE_KEY_FILE};
+pub use settings::{Role, ServeArgs, Settings};
+
+/// Runs `omadm serve` or `omadm gateway` until SIGTERM/SIGINT.
+pub fn run(args: ServeArgs, role: Role) -> anyhow::Result<()> {
+    let settings = Settings::load(args, role)?;
+    omadm_runtime::logging::init(settings.log_format);
+    actix_web::rt::System::new().block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    secrets::private_files_from_now_on();
+    let uses_data_dir = settings.embedded_store() || settings.jsonl_bus() || settings.admin_token.is_none();
+    if uses_data_dir {
+        secrets::prepare_data_dir(&settings.data_dir, settings.allow_shared_data_dir)?;
+    }
+    let admin_token = match &settings.admin_token {
+        Some(token) => AdminToken::Given(token.trim().to_owned()),
+        None => AdminToken::Stored(secrets::load_or_create_secret(&settings.data_dir.join(ADMIN_TOKEN_FILE))?),
+    };
+    // Every node must check the nonces every other node issues: a shared store means a shared key.
+    let nonce_key = match (&settings.nonce_key, settings.embedded_store()) {
+        (Some(key), _) => key.clone(),
+        (None, false) => secrets::derived_secret(admin_token.value(), "nonce-key"),
+        (None, true) => hex::decode(secrets::load_or_create_secret(&settings.data_dir.join(NONCE_KEY_FILE))?)
+            .context("the nonce key file is not hex")?,
+    };
+    let internal_token = settings
+        .internal_token
+        .clone()
+        .unwrap_or_else(|| hex::encode(secrets::derived_secret(admin_token.value(), "internal")));
+
+    let store_options = omadm_core::store::StoreOptions { outbox_limit_per_shard: settings.outbox_limit };
+    let store = omadm_core::store::open_with(&settings.store, &store_options)
+        .await
+        .with_context(|| format!("cannot open the store at {}", shown_url(&settings.store)))?;
+    let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
+    let bus_options = BusOptions {
+        topic_prefix: settings.topic_prefix.clone(),
+        partitions: settings.kafka_partitions,
+        replication_factor: settings.kafka_replication,
+        client_id: format!("omadm-{node_id}"),
+        kafka_settings: settings.kafka_settings.clone(),
+        jsonl_retention: settings.events_retention,
+    };
+    let bus = omadm_core::bus::open_with(&settings.bus, &bus_options)
+        .await
+        .with_context(|| format!("cannot open the event bus at {}", shown_url(&settings.bus)))?;
+
+    let listeners = bind_listeners(&settings)?;
+    let local_addr = listeners.public.local_addr()?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local_addr}"));
+    let internal_url = match (&settings.internal_url, &listeners.internal) {
+        (Some(url), _) => url.clone(),
+        (None, Some(listener)) => {
+            let address = listener.local_addr()?;
+            if address.ip().is_unspecified() {
+                bail!("--internal-listen {address} is every interface: say with --internal-url where peers reach it");
+            }
+            format!("http://{address}")
+        }
+        (None, None) => String::new(),
+    };
+    let node_settings = NodeSettings {
+        gateway: gateway_config(&settings, &public_url, admin_token.value(), nonce_key),
+        cluster: ClusterConfig {
+            node_id,
+            internal_url: internal_url.clone(),
+            internal_token,
+            heartbeat_interval: settings.heartbeat_interval,
+            node_ttl: settings.node_ttl,
+            lease_ttl: settings.lease_ttl,
+            forward_timeout: settings.forward_timeout,
+            // The embedded store locks its file: no other process shares it.
+            sole_process: settings.embedded_store(),
+        },
+        server: ServerOptions {
+            workers: settings.workers,
+            client_request_timeout: settings.request_timeout,
+            shutdown_timeout: settings.shutdown_timeout,
+            ..ServerOptions::default()
+        },
+        relay: Some(NodeSettings::relay_for(store.as_ref())),
+    };
+    let node = Node::start(store, bus, node_settings, listeners).await?;
+    let signals = shutdown::StopSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
+
+    banner::print(
+        &settings,
+        &admin_token,
+        &banner::Started {
+            public_url: &public_url,
+            ops_url: node.ops_addr().map(|address| format!("http://{address}")),
+            internal_url: &internal_url,
+            node_id: node.cluster().node_id(),
+            live_nodes: node.cluster().live_nodes().len(),
+        },
+    );
+
+    let mut plan = ShutdownPlan::new();
+    node.stop_steps(&mut plan);
+    let signal = signals.wait().await;
+    tracing::info!(signal = signal.name(), "stopping");
+    plan.run().await;
+    Ok(())
+}
+
+/// Binds every listener before anything runs, so a taken port fails the start at once and port 0 is known.
+fn bind_listeners(settings: &Settings) -> anyhow::Result<NodeListeners> {
+    let bind = |address: &str, flag: &str| {
+        server::bind(address).with_context(|| format!("cannot listen on {address} ({flag})"))
+    };
+    Ok(NodeListeners {
+        public: bind(&settings.listen, "--listen")?,
+        internal: settings.internal_listen.as_deref().map(|address| bind(address, "--internal-listen")).transpose()?,
+        ops: settings.ops_listen.as_deref().map(|address| bind(address, "--ops-listen")).transpose()?,
+    })
+}
+
+fn gateway_config(settings: &Settings, public_url: &str, admin_token: &str, nonce_key: Vec<u8>) -> GatewayConfig {
+    GatewayConfig {
+        auth_throttle: Default::default(),
+        public_url: public_url.to_owned(),
+        admin_token: admin_token.to_owned(),
+        realm: settings.realm.clone(),
+        nonce_key,
+        session: SessionConfig {
+            max_commands_per_package: settings.max_commands_per_package,
+            session_url_base: format!("{public_url}/dm/s/"),
+            session_timeout: duration_millis(settings.session_timeout),
+            inventory_max_age: duration_millis(settings.inventory_max_age),
+            max_attempts: settings.max_attempts,
+            supported_alert_mime_types: settings.alert_mime_types.clone(),
+        },
+        max_body_bytes: settings.max_body_bytes,
+        max_repository_bytes: settings.max_repository_bytes,
+        auto_register_password: settings.auto_register_password.clone(),
+        bootstrap: settings.bootstrap.clone(),
+    }
+}
+
+fn duration_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
