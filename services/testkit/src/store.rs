@@ -233,6 +233,10 @@ impl<I: Interpose + 'static> Store for TestStore<I> {
         self.enter("count_in_window")?;
         self.inner.count_in_window(key, hits, window, now).await
     }
+    async fn next_sequence(&self, key: &str) -> Result<u64, StoreError> {
+        self.enter("next_sequence")?;
+        self.inner.next_sequence(key).await
+    }
     async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
         self.enter("heartbeat")?;
         self.inner.heartbeat(node, ttl, now).await

@@ -489,6 +489,9 @@ impl Store for TakeOverBeforeCommit {
     async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
         self.inner.count_in_window(key, hits, window, now).await
     }
+    async fn next_sequence(&self, key: &str) -> Result<u64, StoreError> {
+        self.inner.next_sequence(key).await
+    }
     async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
         self.inner.heartbeat(node, ttl, now).await
     }
