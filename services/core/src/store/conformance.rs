@@ -145,6 +145,7 @@ pub fn device(id: &str) -> Device {
                 .unwrap(),
         ],
         notify_address: None,
+        preferred_con_types: vec!["wireless".to_owned(), "any".to_owned()],
         last_session_id: None,
         created_at: 1_700_000_000_000,
         updated_at: 1_700_000_000_000,
