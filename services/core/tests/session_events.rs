@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use omadm_core::bus::Event;
 use omadm_core::session::events::{
-    ContentUploaded, NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent, content_uploaded,
-    notification_collapsed, notification_failed, notification_requested, notification_sent,
+    ContentUploaded, NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent,
+    content_uploaded, notification_collapsed, notification_failed, notification_requested, notification_sent,
 };
 use serde_json::json;
 use session_support::*;

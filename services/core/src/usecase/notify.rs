@@ -55,8 +55,13 @@ pub async fn request_notification(
 
 /// The event an operator's request gives (docs/events.md); `nonce` makes each request's id unique.
 pub fn notification_event(device_id: &str, req_mos: bool, now: Millis, nonce: u128) -> Event {
-    let request =
-        NotificationRequest { device_id, request_mos: req_mos, requested_by: "operator", preferred_con_types: &[], nonce };
+    let request = NotificationRequest {
+        device_id,
+        request_mos: req_mos,
+        requested_by: "operator",
+        preferred_con_types: &[],
+        nonce,
+    };
     notification_event_by(&request, now)
 }
 
