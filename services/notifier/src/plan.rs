@@ -179,7 +179,7 @@ impl Plan {
 pub enum Admission {
     /// Nothing in flight: send.
     Send,
-    /// This very request was sent already (its batch is handled again): its outcome stands, nothing is sent.
+    /// This very request was sent already (the bus handed it over again): its outcome stands, nothing is sent.
     AlreadySent { notification_id: u16, sent_at: Millis },
     /// Another request of the device is in flight: this one joins it.
     Collapse { into: String },

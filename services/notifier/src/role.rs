@@ -7,10 +7,11 @@
 //!     -> ConsumerLoop commits the batch's offsets
 //! ```
 //!
-//! A store failure fails the whole batch (the loop hands it over again; the in-flight memory keeps the requests
-//! already sent from being sent twice); a request the notifier cannot serve (unknown device, no address, a
+//! A store failure fails the whole batch (the loop hands it over again, and the outcomes already reached are
+//! reused, so nothing is sent twice); a request the notifier cannot serve (unknown device, no address, a
 //! malformed event, a refused send) becomes `notification.failed`, never a stuck partition.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,6 +59,7 @@ impl Notifier {
             transports: vec![Arc::new(udp)],
             rules: settings.package_rules(),
             in_flight: InFlight::new(settings.dedup_window_millis()),
+            handled: HashMap::new(),
             readiness,
         };
         let options = ConsumerOptions { batch_size: settings.batch_size, ..ConsumerOptions::default() };
@@ -80,10 +82,14 @@ struct Dispatcher {
     transports: Vec<Arc<dyn Transport>>,
     rules: PackageRules,
     in_flight: InFlight,
+    /// Outcomes of the batch in hand by event id: a batch handled again (its outcomes could not be stored)
+    /// reuses them, so nothing is sent twice. Emptied once a batch's outcomes are stored.
+    handled: HashMap<String, Outcome>,
     readiness: Arc<Readiness>,
 }
 
 /// One request's outcome, before it is durable.
+#[derive(Clone)]
 struct Outcome {
     event: Event,
     transport: &'static str,
@@ -95,6 +101,10 @@ impl BatchHandler for Dispatcher {
     async fn handle(&mut self, deliveries: &[Delivery]) -> Result<(), HandlerError> {
         let mut outcomes = Vec::new();
         for delivery in deliveries {
+            if let Some(outcome) = self.handled.get(&delivery.event.id) {
+                outcomes.push(outcome.clone());
+                continue;
+            }
             let Some(request) = plan::read_request(&delivery.event) else { continue };
             let outcome = match request {
                 Ok(request) => {
@@ -108,17 +118,22 @@ impl BatchHandler for Dispatcher {
                 Err(refusal) => Ok(malformed(&delivery.event, &refusal)),
             };
             match outcome {
-                Ok(outcome) => outcomes.push(outcome),
+                Ok(outcome) => {
+                    self.handled.insert(delivery.event.id.clone(), outcome.clone());
+                    outcomes.push(outcome);
+                }
                 Err(error) => return Err(self.unavailable(error)),
             }
         }
         if outcomes.is_empty() {
+            self.handled.clear();
             return Ok(());
         }
         let events = outcomes.iter().map(|outcome| outcome.event.clone()).collect();
         if let Err(error) = self.store.commit(WriteBatch { events, ..WriteBatch::default() }).await {
             return Err(self.unavailable(error));
         }
+        self.handled.clear();
         self.readiness.clear(READINESS_CONDITION);
         for outcome in &outcomes {
             metrics().notifications.with_label_values(&[outcome.transport, outcome.kind]).inc();

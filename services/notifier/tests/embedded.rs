@@ -113,7 +113,7 @@ async fn requests_become_verified_datagrams_and_every_request_gets_its_outcome()
     notifier.stop().await;
     let notifier = Notifier::start(world.store.clone(), world.bus.clone(), settings(0), readiness).await.unwrap();
     let later = request(store, &signed.id, false).await;
-    observer.wait_for(&[later.clone()]).await;
+    observer.wait_for(std::slice::from_ref(&later)).await;
     assert_eq!(observer.outcome(&later).event_type, "notification.sent");
     let received = signed.receive(PATIENCE).await.unwrap();
     assert_eq!(received.notification.notification_id, Some(2));
@@ -135,7 +135,8 @@ async fn a_notifier_stopped_before_its_outcomes_were_stored_loses_no_request() {
     let failing = TestStore::wrap(world.store.clone());
     failing.fail_next("commit", u64::MAX);
     let readiness = Arc::new(Readiness::new());
-    let first = Notifier::start(failing.clone(), world.bus.clone(), settings(60), readiness.clone()).await.unwrap();
+    // No dedup window, so only the batch's own memory keeps a retried batch from sending again.
+    let first = Notifier::start(failing.clone(), world.bus.clone(), settings(0), readiness.clone()).await.unwrap();
     for device in &devices {
         let received = device.receive(PATIENCE).await.expect("sent before the outcome could be stored");
         assert_eq!(received.notification.notification_id, Some(1));
@@ -148,6 +149,13 @@ async fn a_notifier_stopped_before_its_outcomes_were_stored_loses_no_request() {
     .await;
     assert!(raised.is_ok(), "readiness reports that outcomes cannot be stored");
     assert!(readiness.verdict().unwrap_err().starts_with("notifier: "));
+    // The batch is handled again every second (the consumer loop's pause); its requests are not sent again.
+    let retries_before = failing.calls("commit");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(failing.calls("commit") > retries_before, "the batch was handled again meanwhile");
+    for device in &devices {
+        assert!(device.receive(Duration::from_millis(200)).await.is_none(), "{}: sent once", device.id);
+    }
     first.stop().await;
 
     // A restart gets the same requests again and sends them (next ids), with their outcomes this time.

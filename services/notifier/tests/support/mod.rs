@@ -103,7 +103,7 @@ pub fn settings(dedup_window: u64) -> NotifierSettings {
         server_id: Some(SERVER_ID.to_owned()),
         dedup_window: Some(dedup_window),
         udp_bind: Some("127.0.0.1:0".parse().unwrap()),
-        batch_size: Some(10),
+        batch_size: Some(100),
         ..NotifierArgs::default()
     })
     .unwrap()
