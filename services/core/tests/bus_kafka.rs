@@ -19,7 +19,10 @@ use async_trait::async_trait;
 use omadm_core::bus::conformance::{self, PATIENCE, RawAppender, take};
 use omadm_core::bus::{Bus, BusError, BusOptions, Event, KafkaBus, Topic};
 use omadm_core::metrics::metrics;
-use omadm_core::session::events::{ContentUploaded, NotificationRequested, content_uploaded, notification_requested};
+use omadm_core::session::events::{
+    ContentUploaded, NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent,
+    content_uploaded, notification_collapsed, notification_failed, notification_requested, notification_sent,
+};
 use omadm_testkit::kafka::{KafkaBroker, unique_prefix};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -128,9 +131,33 @@ async fn records_are_documented_events_with_key_headers_and_timestamp() {
         requested_at: 1_700_000_000_000,
         requested_by: "operator".to_owned(),
         request_mos: false,
+        preferred_con_types: vec!["mobile".to_owned()],
+    }));
+    events.push(notification_sent(NotificationSent {
+        device_id: "IMEI:1".to_owned(),
+        request_id: "r-1".to_owned(),
+        transport: "udp".to_owned(),
+        notification_id: 1,
+        signed: true,
+        request_mos: false,
+        sent_at: 1_700_000_000_001,
+    }));
+    events.push(notification_failed(NotificationFailed {
+        device_id: "IMEI:1".to_owned(),
+        request_id: "r-2".to_owned(),
+        transport: None,
+        reason: "unknown_device".to_owned(),
+        detail: "no device".to_owned(),
+        failed_at: 1_700_000_000_002,
+    }));
+    events.push(notification_collapsed(NotificationCollapsed {
+        device_id: "IMEI:1".to_owned(),
+        request_id: "r-3".to_owned(),
+        collapsed_into: "r-1".to_owned(),
+        collapsed_at: 1_700_000_000_003,
     }));
     let types: std::collections::BTreeSet<&str> = events.iter().map(|event| event.event_type.as_str()).collect();
-    assert_eq!(types.len(), 6, "every event type: {types:?}");
+    assert_eq!(types.len(), 9, "every event type: {types:?}");
     bus.publish(&events).await.unwrap();
 
     let topics: Vec<String> = Topic::ALL.iter().map(|topic| bus.topic_name(*topic)).collect();

@@ -13,7 +13,10 @@ mod support {
 use std::collections::BTreeMap;
 
 use omadm_core::bus::Event;
-use omadm_core::session::events::{ContentUploaded, NotificationRequested, content_uploaded, notification_requested};
+use omadm_core::session::events::{
+    ContentUploaded, NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent,
+    content_uploaded, notification_collapsed, notification_failed, notification_requested, notification_sent,
+};
 use serde_json::json;
 use session_support::*;
 use support::event_schemas::*;
@@ -62,9 +65,41 @@ fn the_edge_events_match_their_documented_schemas() {
         requested_at: START,
         requested_by: "operator".to_owned(),
         request_mos: true,
+        preferred_con_types: vec!["wireless".to_owned(), "any".to_owned()],
     });
     check_event(&documented, &notify);
     assert_eq!(notify.id, format!("notify:{DEVICE_ID}:r-1"));
+    let sent = notification_sent(NotificationSent {
+        device_id: DEVICE_ID.to_owned(),
+        request_id: "r-1".to_owned(),
+        transport: "udp".to_owned(),
+        notification_id: 65_535,
+        signed: true,
+        request_mos: false,
+        sent_at: START,
+    });
+    check_event(&documented, &sent);
+    assert_eq!(sent.id, format!("notification:{DEVICE_ID}:r-1:sent"));
+    for transport in [None, Some("udp".to_owned())] {
+        let failed = notification_failed(NotificationFailed {
+            device_id: DEVICE_ID.to_owned(),
+            request_id: "r-2".to_owned(),
+            transport,
+            reason: "no_transport".to_owned(),
+            detail: "the device has no notify address".to_owned(),
+            failed_at: START,
+        });
+        check_event(&documented, &failed);
+        assert_eq!(failed.id, format!("notification:{DEVICE_ID}:r-2:failed"));
+    }
+    let collapsed = notification_collapsed(NotificationCollapsed {
+        device_id: DEVICE_ID.to_owned(),
+        request_id: "r-3".to_owned(),
+        collapsed_into: "r-1".to_owned(),
+        collapsed_at: START,
+    });
+    check_event(&documented, &collapsed);
+    assert_eq!(collapsed.id, format!("notification:{DEVICE_ID}:r-3:collapsed"));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! What omadm's test crates share: their own servers on free loopback ports, spawned binaries, config defaults.
 //!
 //! Each module is one concept. The plain ones need nothing but std and
-//! tempfile; `config::session` needs the `core` feature
+//! tempfile; `store` and `config::session` need the `core` feature
 //! (omadm-core), `config::gateway` and `edge` the `gateway` feature (omadm-gateway), so a
 //! crate's tests compile only what they use. Every helper fails by panicking
 //! with what was missing: in a test, a failed set-up step is a failed test.
@@ -16,3 +16,5 @@ pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod redis_cluster;
+#[cfg(feature = "core")]
+pub mod store;

@@ -66,6 +66,10 @@ pub struct Device {
     /// (Appendix D.1: IP devices listen on port 2948), as it registered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_address: Option<std::net::SocketAddr>,
+    /// PREFERRED-CON-TYPE of this device's Package#0 when the request names none, highest priority first:
+    /// `mobile`, `wireless`, `wireline`, `any` (last only). Empty: no preference is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_con_types: Vec<String>,
     /// The most recent session, ended or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_session_id: Option<String>,
@@ -146,6 +150,7 @@ impl Device {
             inventory: Inventory::default(),
             supported_objects: Vec::new(),
             notify_address: None,
+            preferred_con_types: Vec::new(),
             last_session_id: None,
             created_at: now,
             updated_at: now,

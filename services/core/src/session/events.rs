@@ -15,6 +15,14 @@
 //! notification.requested  notifications  notify:{device}:{request id}
 //! ```
 //!
+//! The notifier answers each request with one outcome:
+//!
+//! ```text
+//! notification.sent       notifications  notification:{device}:{request id}:sent
+//! notification.failed     notifications  notification:{device}:{request id}:failed
+//! notification.collapsed  notifications  notification:{device}:{request id}:collapsed
+//! ```
+//!
 //! Ids are derived from what the event is about, never from a clock or a
 //! counter of the emitter, so a step that is retried after a failed commit
 //! produces the same ids and consumers can drop repeats. Every event is keyed
@@ -43,6 +51,12 @@ pub const ALERT_RECEIVED: &str = "alert.received";
 pub const CONTENT_UPLOADED: &str = "content.uploaded";
 /// `notification.requested`: someone asked for a Package#0 to wake the device.
 pub const NOTIFICATION_REQUESTED: &str = "notification.requested";
+/// `notification.sent`: a Package#0 left for the device.
+pub const NOTIFICATION_SENT: &str = "notification.sent";
+/// `notification.failed`: no Package#0 left for this request, and why.
+pub const NOTIFICATION_FAILED: &str = "notification.failed";
+/// `notification.collapsed`: the request joined one already in flight for the device; nothing more was sent.
+pub const NOTIFICATION_COLLAPSED: &str = "notification.collapsed";
 
 /// GET data larger than this (as JSON text) is left out of `command.result`
 /// (`data_omitted` is set): events stay small enough for any broker, and the
@@ -245,6 +259,51 @@ pub struct NotificationRequested {
     /// Ask the device to list its MOs in the Package#1 (REQ-MOS).
     #[serde(default)]
     pub request_mos: bool,
+    /// PREFERRED-CON-TYPE, highest priority first (`mobile`, `wireless`, `wireline`, `any` last); empty: the
+    /// device's own preference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_con_types: Vec<String>,
+}
+
+/// Payload of `notification.sent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationSent {
+    pub device_id: String,
+    pub request_id: String,
+    /// The transport that took the package: `udp`.
+    pub transport: String,
+    /// The package's NOTIFICATION-ID.
+    pub notification_id: u16,
+    /// True when the package carries a SHA256-DIGEST (the device has an AuthSecret).
+    pub signed: bool,
+    /// True when the package carries REQ-MOS.
+    pub request_mos: bool,
+    pub sent_at: Millis,
+}
+
+/// Payload of `notification.failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationFailed {
+    pub device_id: String,
+    pub request_id: String,
+    /// The transport that was tried; absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// `unknown_device`, `no_transport`, `invalid_request` or `transport_error`.
+    pub reason: String,
+    /// The reason in words, for people.
+    pub detail: String,
+    pub failed_at: Millis,
+}
+
+/// Payload of `notification.collapsed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationCollapsed {
+    pub device_id: String,
+    pub request_id: String,
+    /// The request in flight whose Package#0 answers this one too.
+    pub collapsed_into: String,
+    pub collapsed_at: Millis,
 }
 
 /// `notify:{device}:{request id}` on `notifications`.
@@ -252,6 +311,27 @@ pub fn notification_requested(payload: NotificationRequested) -> Event {
     let id = format!("notify:{}:{}", payload.device_id, payload.request_id);
     let (key, timestamp) = (payload.device_id.clone(), payload.requested_at);
     envelope(id, NOTIFICATION_REQUESTED, Topic::Notifications, &key, timestamp, payload)
+}
+
+/// `notification:{device}:{request id}:sent` on `notifications`.
+pub fn notification_sent(payload: NotificationSent) -> Event {
+    let id = format!("notification:{}:{}:sent", payload.device_id, payload.request_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.sent_at);
+    envelope(id, NOTIFICATION_SENT, Topic::Notifications, &key, timestamp, payload)
+}
+
+/// `notification:{device}:{request id}:failed` on `notifications`.
+pub fn notification_failed(payload: NotificationFailed) -> Event {
+    let id = format!("notification:{}:{}:failed", payload.device_id, payload.request_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.failed_at);
+    envelope(id, NOTIFICATION_FAILED, Topic::Notifications, &key, timestamp, payload)
+}
+
+/// `notification:{device}:{request id}:collapsed` on `notifications`.
+pub fn notification_collapsed(payload: NotificationCollapsed) -> Event {
+    let id = format!("notification:{}:{}:collapsed", payload.device_id, payload.request_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.collapsed_at);
+    envelope(id, NOTIFICATION_COLLAPSED, Topic::Notifications, &key, timestamp, payload)
 }
 
 #[cfg(test)]

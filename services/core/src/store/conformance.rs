@@ -80,7 +80,8 @@ macro_rules! store_conformance_tests {
             current_fence_applies_renews_and_releases,
             membership_follows_heartbeats_and_leaves,
             record_once_is_new_once_until_it_expires,
-            count_in_window_counts_per_fixed_window
+            count_in_window_counts_per_fixed_window,
+            next_sequence_counts_from_one_without_repeats
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -118,7 +119,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     current_fence_applies_renews_and_releases(store.clone()).await;
     membership_follows_heartbeats_and_leaves(store.clone()).await;
     record_once_is_new_once_until_it_expires(store.clone()).await;
-    count_in_window_counts_per_fixed_window(store).await;
+    count_in_window_counts_per_fixed_window(store.clone()).await;
+    next_sequence_counts_from_one_without_repeats(store).await;
 }
 
 // ---- Fixtures -------------------------------------------------------------------------------
@@ -143,6 +145,7 @@ pub fn device(id: &str) -> Device {
                 .unwrap(),
         ],
         notify_address: None,
+        preferred_con_types: vec!["wireless".to_owned(), "any".to_owned()],
         last_session_id: None,
         created_at: 1_700_000_000_000,
         updated_at: 1_700_000_000_000,
@@ -1170,4 +1173,32 @@ pub async fn count_in_window_counts_per_fixed_window(store: Arc<dyn Store>) {
     }
     assert_eq!(seen, (1..=20).collect::<BTreeSet<u64>>(), "each concurrent hit sees its own count");
     assert_eq!(store.count_in_window("conf-count-race", 0, window, start + 1).await.unwrap(), 20);
+}
+
+/// `next_sequence`: a counter starts at 1 and goes up by one per call, keys are apart (one extending another
+/// too), concurrent calls each get a value of their own, and deleting a device does not reset a counter.
+pub async fn next_sequence_counts_from_one_without_repeats(store: Arc<dyn Store>) {
+    assert_eq!(store.next_sequence("conf-seq-a").await.unwrap(), 1);
+    assert_eq!(store.next_sequence("conf-seq-a").await.unwrap(), 2);
+    assert_eq!(store.next_sequence("conf-seq-b").await.unwrap(), 1, "another key");
+    assert_eq!(store.next_sequence("conf-seq-a:x").await.unwrap(), 1, "a key extending another");
+    assert_eq!(store.next_sequence("conf-seq-a").await.unwrap(), 3);
+
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.next_sequence("conf-seq-race").await.unwrap() })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    for task in tasks {
+        seen.insert(task.await.unwrap());
+    }
+    assert_eq!(seen, (1..=20).collect::<BTreeSet<u64>>(), "each concurrent call gets its own value");
+
+    store.commit(WriteBatch { devices: vec![device("conf-seq-device")], ..WriteBatch::default() }).await.unwrap();
+    let key = "notification-id:srv:conf-seq-device";
+    assert_eq!(store.next_sequence(key).await.unwrap(), 1);
+    assert!(store.delete_device("conf-seq-device").await.unwrap());
+    assert_eq!(store.next_sequence(key).await.unwrap(), 2, "a counter outlives the device it is named after");
 }

@@ -196,6 +196,10 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("count_in_window")?;
         self.inner.count_in_window(key, hits, window, now).await
     }
+    async fn next_sequence(&self, key: &str) -> Result<u64, StoreError> {
+        self.interposer.before("next_sequence")?;
+        self.inner.next_sequence(key).await
+    }
     async fn heartbeat(&self, node: &NodeInfo, ttl: Millis, now: Millis) -> Result<Vec<NodeInfo>, StoreError> {
         self.interposer.before("heartbeat")?;
         self.inner.heartbeat(node, ttl, now).await

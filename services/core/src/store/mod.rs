@@ -12,7 +12,8 @@
 //!
 //! Short-lived shared records have two general calls: [`Store::record_once`]
 //! (a key seen once within a TTL: the Digest replay cache) and
-//! [`Store::count_in_window`] (hits of a key per fixed window: throttles).
+//! [`Store::count_in_window`] (hits of a key per fixed window: throttles);
+//! lasting counters have one, [`Store::next_sequence`] (the notifier's NOTIFICATION-IDs).
 //!
 //! Cluster coordination lives here too, because it is shared state: node
 //! membership ([`Store::heartbeat`]), the per-device session lease granted by
@@ -252,6 +253,12 @@ pub trait Store: Send + Sync + 'static {
     /// these hits included; `hits` = 0 reads it without writing. A window's count is forgotten
     /// when the window ends. One round trip.
     async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError>;
+
+    // Counters, shared by every node.
+    /// Adds one to the counter `key` and returns its new value: 1 the first time, then 2, 3, ... Of concurrent
+    /// calls with one key each gets a value of its own; a counter is never reset (deleting a device keeps it).
+    /// One round trip.
+    async fn next_sequence(&self, key: &str) -> Result<u64, StoreError>;
 }
 
 /// When the fixed window of `window` ms that `now` falls in ends (see [`Store::count_in_window`]).

@@ -18,6 +18,8 @@ pub struct NotificationRequest<'a> {
     pub request_mos: bool,
     /// Who asks, e.g. `operator`.
     pub requested_by: &'a str,
+    /// PREFERRED-CON-TYPE names, highest priority first; empty: the device's own preference.
+    pub preferred_con_types: &'a [String],
     /// Makes the request's id unique (random, from the caller).
     pub nonce: u128,
 }
@@ -43,7 +45,7 @@ pub async fn request_notification(
     if device.is_none() {
         return Err(NotifyError::UnknownDevice(request.device_id.to_owned()));
     }
-    let event = notification_event_by(request.device_id, request.request_mos, request.requested_by, now, request.nonce);
+    let event = notification_event_by(&request, now);
     let id = event.id.clone();
     let batch = WriteBatch { events: vec![event], ..WriteBatch::default() };
     store.commit(batch).await.map_err(store_error("commit"))?;
@@ -53,16 +55,24 @@ pub async fn request_notification(
 
 /// The event an operator's request gives (docs/events.md); `nonce` makes each request's id unique.
 pub fn notification_event(device_id: &str, req_mos: bool, now: Millis, nonce: u128) -> Event {
-    notification_event_by(device_id, req_mos, "operator", now, nonce)
+    let request = NotificationRequest {
+        device_id,
+        request_mos: req_mos,
+        requested_by: "operator",
+        preferred_con_types: &[],
+        nonce,
+    };
+    notification_event_by(&request, now)
 }
 
-fn notification_event_by(device_id: &str, req_mos: bool, requested_by: &str, now: Millis, nonce: u128) -> Event {
+fn notification_event_by(request: &NotificationRequest<'_>, now: Millis) -> Event {
     notification_requested(NotificationRequested {
-        device_id: device_id.to_owned(),
-        request_id: format!("{nonce:032x}"),
+        device_id: request.device_id.to_owned(),
+        request_id: format!("{:032x}", request.nonce),
         requested_at: now,
-        requested_by: requested_by.to_owned(),
-        request_mos: req_mos,
+        requested_by: request.requested_by.to_owned(),
+        request_mos: request.request_mos,
+        preferred_con_types: request.preferred_con_types.to_vec(),
     })
 }
 
@@ -88,8 +98,14 @@ mod tests {
     async fn the_event_goes_to_the_outbox_for_a_known_device_only() {
         let directory = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
-        let request =
-            NotificationRequest { device_id: "IMEI:1", request_mos: true, requested_by: "campaign", nonce: 0xab };
+        let types = ["wireless".to_owned()];
+        let request = NotificationRequest {
+            device_id: "IMEI:1",
+            request_mos: true,
+            requested_by: "campaign",
+            preferred_con_types: &types,
+            nonce: 0xab,
+        };
         let unknown = request_notification(&*store, request.clone(), 7).await;
         assert!(matches!(unknown, Err(NotifyError::UnknownDevice(id)) if id == "IMEI:1"));
         assert!(store.outbox(0, 10).await.unwrap().is_empty());
@@ -103,5 +119,6 @@ mod tests {
         assert_eq!((outbox[0].id.as_str(), outbox[0].topic), (id.as_str(), Topic::Notifications));
         assert_eq!(outbox[0].payload["requested_by"], "campaign");
         assert_eq!(outbox[0].payload["request_mos"], true);
+        assert_eq!(outbox[0].payload["preferred_con_types"], serde_json::json!(["wireless"]));
     }
 }

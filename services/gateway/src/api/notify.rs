@@ -64,6 +64,7 @@ pub(super) async fn post_notify(
         device_id,
         request_mos: notify.req_mos,
         requested_by: "operator",
+        preferred_con_types: &[],
         nonce: rand::random::<u128>(),
     };
     let id = request_notification(&*state.store, notification, now_millis()).await.map_err(|error| match error {

@@ -382,4 +382,11 @@ impl Store for EmbeddedStore {
             other => Err(unexpected("count_in_window", &other)),
         }
     }
+
+    async fn next_sequence(&self, key: &str) -> Result<u64, StoreError> {
+        match self.write("next_sequence", WriteJob::NextSequence(key.to_owned())).await? {
+            WriteOutput::Count(value) => Ok(value),
+            other => Err(unexpected("next_sequence", &other)),
+        }
+    }
 }

@@ -25,6 +25,7 @@
 //! nodes                    node id                            -> (internal url, expires at)
 //! ephemeral                once/count key                     -> (expires at, value)   see `ephemeral`
 //! ephemeral_expiry         (expires at, once/count key)       -> ()           pruning order
+//! sequences                counter key                        -> u64          `next_sequence`; never reset
 //! ```
 
 use redb::{ReadableTable, TableDefinition};
@@ -67,6 +68,9 @@ pub const NODES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("node
 pub const EPHEMERAL: TableDefinition<&str, (u64, u64)> = TableDefinition::new("ephemeral");
 /// The entries of `ephemeral` by expiry, so writes prune the expired ones first.
 pub const EPHEMERAL_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("ephemeral_expiry");
+
+/// The counters of `Store::next_sequence`: the last value handed out per key.
+pub const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";

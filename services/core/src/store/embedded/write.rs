@@ -14,7 +14,7 @@ use super::coordination;
 use super::tables::{
     ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, LAST_ENDED_SESSION, META, META_OUTBOX_NEXT_SEQUENCE, MIRRORS,
     NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS,
-    QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, encode, successor,
+    QUEUED_COMMANDS, REPOSITORY, SEQUENCES, SESSION_HISTORY, counter, decode, encode, successor,
 };
 use crate::bus::Event;
 use crate::clock::Millis;
@@ -314,6 +314,14 @@ pub fn put_content(transaction: &WriteTransaction, item: &RepositoryItem) -> Res
 
 pub fn delete_content(transaction: &WriteTransaction, path: &str) -> Result<bool, StoreError> {
     Ok(transaction.open_table(REPOSITORY)?.remove(path)?.is_some())
+}
+
+/// Adds one to the counter `key` and returns the new value (1 for a new counter).
+pub fn next_sequence(transaction: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
+    let mut sequences = transaction.open_table(SEQUENCES)?;
+    let value = counter(&sequences, key, 0)?.saturating_add(1);
+    sequences.insert(key, value)?;
+    Ok(value)
 }
 
 /// Drops the events the Bus accepted; ids not in the outbox (acked twice) are ignored.

@@ -67,6 +67,7 @@ pub enum WriteJob {
         window: Millis,
         now: Millis,
     },
+    NextSequence(String),
 }
 
 /// What a write returns.
@@ -234,5 +235,6 @@ fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJo
         WriteJob::CountInWindow { key, hits, window, now } => {
             ephemeral::count_in_window(transaction, key, *hits, *window, *now).map(WriteOutput::Count)
         }
+        WriteJob::NextSequence(key) => write::next_sequence(transaction, key).map(WriteOutput::Count),
     }
 }

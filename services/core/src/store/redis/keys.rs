@@ -143,6 +143,10 @@ impl Keys {
     pub fn once(&self, key: &str) -> String {
         format!("{}:once:{key}", self.prefix)
     }
+    /// STRING counter (INCR, no expiry): `Store::next_sequence`'s counter `key`.
+    pub fn sequence(&self, key: &str) -> String {
+        format!("{}:sequence:{key}", self.prefix)
+    }
     /// STRING counter with PX: the hits of `key` in the window of `window` ms that starts at `start`.
     pub fn window_count(&self, key: &str, window: u64, start: u64) -> String {
         format!("{}:count:{key}:{window}:{start}", self.prefix)

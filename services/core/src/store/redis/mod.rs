@@ -808,4 +808,9 @@ impl Store for RedisStore {
         invocation.key(&counter).arg(hits).arg(keep_for);
         integer(self.script("count_in_window", &invocation).await?)
     }
+
+    /// INCR is atomic on its key's node, on a cluster as on one server.
+    async fn next_sequence(&self, key: &str) -> Result<u64, StoreError> {
+        integer(self.call("next_sequence", &Cmd::incr(self.keys.sequence(key), 1)).await?)
+    }
 }

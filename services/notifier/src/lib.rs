@@ -1,0 +1,37 @@
+//! omadm-notifier: the role that wakes devices. It consumes `notification.requested` from the notifications
+//! topic, builds and signs each device's Package#0 (5.2.1), sends it as connectionless WAP Push over UDP
+//! (Appendix D.1) and records `notification.sent`, `.failed` or `.collapsed` (docs/events.md, docs/notifier.md).
+//!
+//! - [`plan`]: the decisions, pure: options, signature, destination, dedup of requests in flight.
+//! - [`transport`]: the [`Transport`] trait and [`UdpTransport`].
+//! - [`role`]: [`Notifier`], the consumer loop and its handler.
+//! - [`settings`]: [`NotifierArgs`] (flags, variables, TOML) and [`NotifierSettings`].
+//!
+//! Wiring, under the role runtime's shutdown order:
+//!
+//! ```text
+//! let settings = NotifierSettings::resolve(&layer(&args.notifier, &file.notifier)?)?;
+//! let notifier = Notifier::start(store.clone(), bus.clone(), settings, readiness.clone()).await?;
+//! stop.add(Phase::StopConsumers, "notifier", notifier.stop());
+//! ```
+
+pub mod metrics;
+pub mod plan;
+pub mod role;
+pub mod settings;
+pub mod transport;
+
+pub use role::Notifier;
+pub use settings::{CONSUMER_GROUP, NotifierArgs, NotifierSettings};
+pub use transport::{Transport, TransportError, UdpTransport};
+
+/// Why the notifier cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    #[error("invalid notifier settings: {0}")]
+    Settings(String),
+    #[error("notifier transport: {0}")]
+    Transport(String),
+    #[error("notifier cannot join its consumer group: {0}")]
+    Bus(omadm_core::bus::BusError),
+}

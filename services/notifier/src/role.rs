@@ -1,0 +1,245 @@
+//! The notifier role: a consumer loop on the notifications topic whose handler dispatches each request and
+//! makes its outcome durable before the batch is committed.
+//!
+//! ```text
+//! notification.requested -> get_device -> plan -> in flight? -> next_sequence -> package -> transport.send
+//!     -> notification.sent | .failed | .collapsed   (one WriteBatch of the batch's outcomes, through the outbox)
+//!     -> ConsumerLoop commits the batch's offsets
+//! ```
+//!
+//! A store failure fails the whole batch (the loop hands it over again, and the outcomes already reached are
+//! reused, so nothing is sent twice); a request the notifier cannot serve (unknown device, no address, a
+//! malformed event, a refused send) becomes `notification.failed`, never a stuck partition.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use omadm_core::bus::{Bus, Delivery, Event, Topic};
+use omadm_core::clock::{Millis, now_millis};
+use omadm_core::session::events::{
+    NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent, notification_collapsed,
+    notification_failed, notification_sent,
+};
+use omadm_core::store::{Store, StoreError, WriteBatch};
+use omadm_runtime::consumer::{BatchHandler, ConsumerLoop, ConsumerOptions, HandlerError};
+use omadm_runtime::ops::Readiness;
+use tracing::Instrument as _;
+
+use crate::NotifierError;
+use crate::metrics::metrics;
+use crate::plan::{self, Admission, InFlight, PackageRules, Refusal};
+use crate::settings::{CONSUMER_GROUP, NotifierSettings};
+use crate::transport::{Transport, UdpTransport};
+
+/// The readiness condition the notifier raises while it cannot make outcomes durable.
+const READINESS_CONDITION: &str = "notifier";
+
+/// A running notifier; [`Notifier::stop`] ends it after the batch in hand.
+pub struct Notifier {
+    consumer: ConsumerLoop,
+}
+
+impl Notifier {
+    /// Binds the UDP transport, joins the consumer group `omadm-notifier` on the notifications topic and starts
+    /// dispatching.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        settings: NotifierSettings,
+        readiness: Arc<Readiness>,
+    ) -> Result<Notifier, NotifierError> {
+        let udp = UdpTransport::bind(settings.udp_bind)
+            .await
+            .map_err(|error| NotifierError::Transport(format!("cannot bind {}: {error}", settings.udp_bind)))?;
+        tracing::info!(udp = ?udp.local_addr().ok(), server_id = %settings.server_id, "notifier starting");
+        let handler = Dispatcher {
+            store,
+            transports: vec![Arc::new(udp)],
+            rules: settings.package_rules(),
+            in_flight: InFlight::new(settings.dedup_window_millis()),
+            handled: HashMap::new(),
+            readiness,
+        };
+        let options = ConsumerOptions { batch_size: settings.batch_size, ..ConsumerOptions::default() };
+        let consumer = ConsumerLoop::start(&bus, CONSUMER_GROUP, &[Topic::Notifications], handler, options)
+            .await
+            .map_err(NotifierError::Bus)?;
+        Ok(Notifier { consumer })
+    }
+
+    /// Stops consuming: the batch in hand is finished (and committed if its outcomes were stored).
+    pub async fn stop(self) {
+        self.consumer.stop().await;
+    }
+}
+
+/// The batch handler.
+struct Dispatcher {
+    store: Arc<dyn Store>,
+    /// One per kind of destination, found by [`Transport::name`].
+    transports: Vec<Arc<dyn Transport>>,
+    rules: PackageRules,
+    in_flight: InFlight,
+    /// Outcomes of the batch in hand by event id: a batch handled again (its outcomes could not be stored)
+    /// reuses them, so nothing is sent twice. Emptied once a batch's outcomes are stored.
+    handled: HashMap<String, Outcome>,
+    readiness: Arc<Readiness>,
+}
+
+/// One request's outcome, before it is durable.
+#[derive(Clone)]
+struct Outcome {
+    event: Event,
+    transport: &'static str,
+    kind: &'static str,
+}
+
+#[async_trait]
+impl BatchHandler for Dispatcher {
+    async fn handle(&mut self, deliveries: &[Delivery]) -> Result<(), HandlerError> {
+        let mut outcomes = Vec::new();
+        for delivery in deliveries {
+            if let Some(outcome) = self.handled.get(&delivery.event.id) {
+                outcomes.push(outcome.clone());
+                continue;
+            }
+            let Some(request) = plan::read_request(&delivery.event) else { continue };
+            let outcome = match request {
+                Ok(request) => {
+                    let span = tracing::info_span!(
+                        "notification",
+                        device_id = %request.device_id,
+                        request_id = %request.request_id
+                    );
+                    self.dispatch(&request).instrument(span).await
+                }
+                Err(refusal) => Ok(malformed(&delivery.event, &refusal)),
+            };
+            match outcome {
+                Ok(outcome) => {
+                    self.handled.insert(delivery.event.id.clone(), outcome.clone());
+                    outcomes.push(outcome);
+                }
+                Err(error) => return Err(self.unavailable(error)),
+            }
+        }
+        if outcomes.is_empty() {
+            self.handled.clear();
+            return Ok(());
+        }
+        let events = outcomes.iter().map(|outcome| outcome.event.clone()).collect();
+        if let Err(error) = self.store.commit(WriteBatch { events, ..WriteBatch::default() }).await {
+            return Err(self.unavailable(error));
+        }
+        self.handled.clear();
+        self.readiness.clear(READINESS_CONDITION);
+        for outcome in &outcomes {
+            metrics().notifications.with_label_values(&[outcome.transport, outcome.kind]).inc();
+        }
+        Ok(())
+    }
+}
+
+impl Dispatcher {
+    /// One request to its outcome; `Err` only when the store failed (the batch is handled again).
+    async fn dispatch(&mut self, request: &NotificationRequested) -> Result<Outcome, StoreError> {
+        let started = Instant::now();
+        let device = self.store.get_device(&request.device_id).await?;
+        let now = now_millis();
+        let plan = match plan::plan(request, device.as_ref(), &self.rules, now) {
+            Ok(plan) => plan,
+            Err(refusal) => return Ok(failed(request, None, &refusal, now)),
+        };
+        let transport = plan.destination.transport();
+        let Some(sender) = self.transports.iter().find(|candidate| candidate.name() == transport).cloned() else {
+            let refusal = Refusal::Transport(format!("no {transport} transport is configured"));
+            return Ok(failed(request, Some(transport), &refusal, now));
+        };
+        match self.in_flight.admit(&request.device_id, &request.request_id, now) {
+            Admission::Send => {}
+            Admission::AlreadySent { notification_id, sent_at } => {
+                return Ok(sent(request, transport, notification_id, &plan, sent_at));
+            }
+            Admission::Collapse { into } => {
+                tracing::info!(collapsed_into = %into, "notification collapsed into the one in flight");
+                let event = notification_collapsed(NotificationCollapsed {
+                    device_id: request.device_id.clone(),
+                    request_id: request.request_id.clone(),
+                    collapsed_into: into,
+                    collapsed_at: now,
+                });
+                return Ok(Outcome { event, transport, kind: "collapsed" });
+            }
+        }
+        let counter = plan::notification_id_counter(&self.rules.server_id, &request.device_id);
+        let notification_id = plan::notification_id(self.store.next_sequence(&counter).await?);
+        let package = match plan.package(notification_id, now) {
+            Ok(package) => package,
+            Err(refusal) => return Ok(failed(request, Some(transport), &refusal, now)),
+        };
+        if let Err(error) = sender.send(&plan.destination, &package, notification_id).await {
+            tracing::warn!(%error, "notification not sent");
+            return Ok(failed(request, Some(transport), &Refusal::Transport(error.to_string()), now));
+        }
+        metrics().dispatch_seconds.with_label_values(&[transport]).observe(started.elapsed().as_secs_f64());
+        self.in_flight.sent(&request.device_id, &request.request_id, notification_id, now);
+        tracing::info!(transport, notification_id, signed = plan.secret.is_some(), "notification sent");
+        Ok(sent(request, transport, notification_id, &plan, now))
+    }
+
+    fn unavailable(&self, error: StoreError) -> HandlerError {
+        self.readiness.raise(READINESS_CONDITION, format!("cannot store notification outcomes: {error}"));
+        HandlerError(error.to_string())
+    }
+}
+
+fn sent(
+    request: &NotificationRequested,
+    transport: &'static str,
+    notification_id: u16,
+    plan: &plan::Plan,
+    sent_at: Millis,
+) -> Outcome {
+    let event = notification_sent(NotificationSent {
+        device_id: request.device_id.clone(),
+        request_id: request.request_id.clone(),
+        transport: transport.to_owned(),
+        notification_id,
+        signed: plan.secret.is_some(),
+        request_mos: plan.notification.request_mos,
+        sent_at,
+    });
+    Outcome { event, transport, kind: "sent" }
+}
+
+fn failed(request: &NotificationRequested, transport: Option<&'static str>, refusal: &Refusal, now: Millis) -> Outcome {
+    tracing::info!(reason = refusal.reason(), detail = %refusal, "notification failed");
+    let event = notification_failed(NotificationFailed {
+        device_id: request.device_id.clone(),
+        request_id: request.request_id.clone(),
+        transport: transport.map(str::to_owned),
+        reason: refusal.reason().to_owned(),
+        detail: refusal.to_string(),
+        failed_at: now,
+    });
+    Outcome { event, transport: transport.unwrap_or("none"), kind: "failed" }
+}
+
+/// The outcome of an event that is not a readable request: named after the event (its key is the device id).
+fn malformed(event: &Event, refusal: &Refusal) -> Outcome {
+    tracing::warn!(event_id = %event.id, detail = %refusal, "malformed notification request");
+    let request_id =
+        event.payload.get("request_id").and_then(|id| id.as_str()).filter(|id| !id.is_empty()).unwrap_or(&event.id);
+    let device_id = if event.key.is_empty() { "unknown" } else { event.key.as_str() };
+    let request = NotificationRequested {
+        device_id: device_id.to_owned(),
+        request_id: request_id.to_owned(),
+        requested_at: event.timestamp,
+        requested_by: String::new(),
+        request_mos: false,
+        preferred_con_types: Vec::new(),
+    };
+    failed(&request, None, refusal, now_millis())
+}

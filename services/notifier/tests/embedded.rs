@@ -1,0 +1,176 @@
+//! The notifier end to end in the embedded mode: the embedded store, the JSONL bus, the outbox relay, real UDP.
+//!
+//! A request made through the core use case reaches the bus through the outbox, the notifier sends the device a
+//! WAP Push datagram that decodes into a verified Package#0, and the outcome event reaches the bus.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use omadm_core::bus::relay::OutboxRelay;
+use omadm_core::bus::{Bus, BusOptions, Event, Topic};
+use omadm_core::clock::now_millis;
+use omadm_core::store::{Store, WriteBatch};
+use omadm_notifier::Notifier;
+use omadm_runtime::ops::Readiness;
+use support::*;
+
+struct Embedded {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    relay: OutboxRelay,
+    _directory: tempfile::TempDir,
+}
+
+async fn embedded() -> Embedded {
+    let directory = tempfile::tempdir().unwrap();
+    let store = omadm_core::store::open(directory.path().join("store").to_str().unwrap()).await.unwrap();
+    let bus = omadm_core::bus::open_with(directory.path().join("events").to_str().unwrap(), &BusOptions::default())
+        .await
+        .unwrap();
+    let relay = OutboxRelay::spawn(store.clone(), bus.clone());
+    Embedded { store, bus, relay, _directory: directory }
+}
+
+fn sent_count() -> u64 {
+    omadm_notifier::metrics::metrics().notifications.with_label_values(&["udp", "sent"]).get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_become_verified_datagrams_and_every_request_gets_its_outcome() {
+    let world = embedded().await;
+    let store = &*world.store;
+    let signed = ListeningDevice::register(store, "IMEI:1", Some("device secret")).await;
+    let unsigned = ListeningDevice::register(store, "IMEI:2", None).await;
+    let mut silent = omadm_core::model::Device::new("IMEI:3", omadm_core::auth::credentials_for("IMEI:3", "r", "p"), 0);
+    silent.notify_address = None;
+    store.commit(WriteBatch { devices: vec![silent], ..WriteBatch::default() }).await.unwrap();
+    let gone = ListeningDevice::register(store, "IMEI:4", None).await;
+
+    let first = request(store, &signed.id, false).await;
+    let repeat = request(store, &signed.id, false).await;
+    let plain = request(store, &unsigned.id, true).await;
+    let no_address = request(store, "IMEI:3", false).await;
+    let unknown = request(store, &gone.id, false).await;
+    assert!(store.delete_device(&gone.id).await.unwrap());
+    // A request event nobody could have written through the use case: the payload is not a request.
+    let malformed = Event {
+        id: "notify:IMEI:5:broken".to_owned(),
+        event_type: "notification.requested".to_owned(),
+        schema_version: 1,
+        timestamp: now_millis(),
+        topic: Topic::Notifications,
+        key: "IMEI:5".to_owned(),
+        payload: serde_json::json!({"device_id": ["not", "a", "string"]}),
+    };
+    store.commit(WriteBatch { events: vec![malformed], ..WriteBatch::default() }).await.unwrap();
+
+    let sent_before = sent_count();
+    let readiness = Arc::new(Readiness::new());
+    let notifier =
+        Notifier::start(world.store.clone(), world.bus.clone(), settings(60), readiness.clone()).await.unwrap();
+    let mut observer = Observer::start(&world.bus).await;
+    observer.wait_for(&[first.clone(), repeat.clone(), plain.clone(), no_address.clone(), unknown.clone()]).await;
+    observer.wait_for(&["notify:IMEI:5:broken".to_owned()]).await;
+
+    let received = signed.receive(PATIENCE).await.expect("the signed device is notified");
+    assert!(received.notification.digest.is_some(), "signed with the device's AuthSecret (verified on receipt)");
+    assert_eq!(received.notification.notification_id, Some(1), "the device's first NOTIFICATION-ID");
+    assert!(!received.notification.request_mos, "fresh inventory, not asked");
+    assert!(signed.receive(Duration::from_millis(500)).await.is_none(), "the repeat was collapsed, not sent");
+    let received = unsigned.receive(PATIENCE).await.expect("the unsigned device is notified");
+    assert!(received.notification.digest.is_none());
+    assert!(received.notification.request_mos, "asked for REQ-MOS");
+
+    let sent = observer.outcome(&first);
+    assert_eq!(sent.event_type, "notification.sent");
+    assert_eq!(sent.id, format!("notification:IMEI:1:{first}:sent"));
+    assert_eq!((sent.payload["transport"].as_str(), sent.payload["signed"].as_bool()), (Some("udp"), Some(true)));
+    assert_eq!(sent.payload["notification_id"], 1);
+    let collapsed = observer.outcome(&repeat);
+    assert_eq!(collapsed.event_type, "notification.collapsed");
+    assert_eq!(collapsed.payload["collapsed_into"].as_str(), Some(first.as_str()));
+    assert_eq!(observer.outcome(&plain).payload["request_mos"], true);
+    let failures = [(&no_address, "no_transport"), (&unknown, "unknown_device")];
+    for (request_id, reason) in failures {
+        let failed = observer.outcome(request_id);
+        assert_eq!(
+            (failed.event_type.as_str(), failed.payload["reason"].as_str()),
+            ("notification.failed", Some(reason))
+        );
+    }
+    let broken = observer.outcome("notify:IMEI:5:broken");
+    assert_eq!(broken.payload["reason"], "invalid_request");
+    assert_eq!(broken.key, "IMEI:5");
+    assert!(sent_count() >= sent_before + 2, "omadm_notifications_total counts the sends");
+    assert_eq!(readiness.verdict(), Ok(()));
+
+    // A later request, past the window of the first, gets the next id.
+    notifier.stop().await;
+    let notifier = Notifier::start(world.store.clone(), world.bus.clone(), settings(0), readiness).await.unwrap();
+    let later = request(store, &signed.id, false).await;
+    observer.wait_for(std::slice::from_ref(&later)).await;
+    assert_eq!(observer.outcome(&later).event_type, "notification.sent");
+    let received = signed.receive(PATIENCE).await.unwrap();
+    assert_eq!(received.notification.notification_id, Some(2));
+    notifier.stop().await;
+    world.relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notifier_stopped_before_its_outcomes_were_stored_loses_no_request() {
+    let world = embedded().await;
+    let store = &*world.store;
+    let devices = [
+        ListeningDevice::register(store, "IMEI:10", Some("s10")).await,
+        ListeningDevice::register(store, "IMEI:11", Some("s11")).await,
+    ];
+    let requests = [request(store, &devices[0].id, false).await, request(store, &devices[1].id, false).await];
+
+    // The first notifier sends, but cannot store the outcomes: its batch is never committed.
+    let failing = omadm_testkit::store::with_faults(world.store.clone());
+    failing.interposer().fail_next("commit", u64::MAX);
+    let readiness = Arc::new(Readiness::new());
+    // No dedup window, so only the batch's own memory keeps a retried batch from sending again.
+    let first = Notifier::start(failing.clone(), world.bus.clone(), settings(0), readiness.clone()).await.unwrap();
+    for device in &devices {
+        let received = device.receive(PATIENCE).await.expect("sent before the outcome could be stored");
+        assert_eq!(received.notification.notification_id, Some(1));
+    }
+    let raised = tokio::time::timeout(PATIENCE, async {
+        while readiness.verdict().is_ok() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(raised.is_ok(), "readiness reports that outcomes cannot be stored");
+    assert!(readiness.verdict().unwrap_err().starts_with("notifier: "));
+    // The batch is handled again every second (the consumer loop's pause); its requests are not sent again.
+    let retries_before = failing.interposer().calls("commit");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(failing.interposer().calls("commit") > retries_before, "the batch was handled again meanwhile");
+    for device in &devices {
+        assert!(device.receive(Duration::from_millis(200)).await.is_none(), "{}: sent once", device.id);
+    }
+    first.stop().await;
+
+    // A restart gets the same requests again and sends them (next ids), with their outcomes this time.
+    let second =
+        Notifier::start(world.store.clone(), world.bus.clone(), settings(60), readiness.clone()).await.unwrap();
+    let mut observer = Observer::start(&world.bus).await;
+    observer.wait_for(&requests).await;
+    for (device, request_id) in devices.iter().zip(&requests) {
+        let received = device.receive(PATIENCE).await.expect("delivered by the restarted notifier");
+        assert_eq!(received.notification.notification_id, Some(2));
+        let outcomes = &observer.outcomes[request_id];
+        assert_eq!(outcomes.len(), 1, "one outcome per request: {outcomes:?}");
+        assert_eq!(outcomes[0].event_type, "notification.sent");
+        assert_eq!(outcomes[0].payload["notification_id"], 2);
+    }
+    assert_eq!(readiness.verdict(), Ok(()), "cleared once outcomes are stored");
+    second.stop().await;
+    world.relay.stop().await;
+}
