@@ -31,6 +31,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Run one gateway node of a cluster (device edge, operator API, outbox relay) on shared Redis and Kafka.
     Gateway(Box<serve::ServeArgs>),
+    /// Run the notifier role (Package#0 over WAP Push/UDP for notification.requested) on shared Redis and Kafka.
+    Notifier(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Uri(command) => cli::uri::run(command),
         Command::Serve(args) => return report_serve(serve::run(*args, serve::Role::Serve)),
         Command::Gateway(args) => return report_serve(serve::run(*args, serve::Role::Gateway)),
+        Command::Notifier(args) => return report_serve(serve::run(*args, serve::Role::Notifier)),
     };
     match result {
         Ok(output) => print_output(&output),
@@ -55,7 +58,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `omadm serve` and `omadm gateway` print their own banner; only its failure is reported here, as one line.
+/// `omadm serve`, `gateway` and `notifier` print their own banner; only its failure is reported here, as one line.
 fn report_serve(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,

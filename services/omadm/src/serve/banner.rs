@@ -53,6 +53,23 @@ pub fn print(settings: &Settings, admin_token: &AdminToken, started: &Started<'_
     let _ = stdout.flush();
 }
 
+/// The banner of a role without listeners of its own (`omadm notifier`): what it does, on what, its ops URL.
+pub fn print_role(settings: &Settings, doing: &str, ops_url: Option<String>) {
+    let lines = [
+        format!("omadm {}: {doing}", settings.role.name()),
+        format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus)),
+        match ops_url {
+            Some(url) => format!("ops: {url} (/metrics, /healthz, /readyz)"),
+            None => "ops: none (--ops-listen none)".to_owned(),
+        },
+    ];
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
+}
+
 /// A backend URL (or comma list of URLs) for messages: without the passwords `redis://user:password@host` may carry.
 pub fn shown_url(url: &str) -> String {
     url.split(',')

@@ -1,4 +1,5 @@
-//! `omadm serve` and `omadm gateway`: the DM server on one node, alone (embedded store, JSONL events) or in a cluster.
+//! `omadm serve`, `omadm gateway` and `omadm notifier`: the DM server on one node, alone (embedded store, JSONL
+//! events) or in a cluster, and the notifier role on its own.
 //!
 //! ```text
 //! $ omadm serve --listen 127.0.0.1:8080 --data-dir ./omadm-data
@@ -10,9 +11,11 @@
 //!     --store redis://10.0.0.2:6379 --bus kafka://10.0.0.3:9092 --admin-token "$TOKEN" --public-url https://dm.example.com
 //! ```
 //!
-//! Both run the same roles (device edge, operator API, outbox relay) through the same wiring
-//! ([`omadm_gateway::node::Node`]): `serve` on the data dir unless `--store`/`--bus` name shared backends;
-//! `gateway` always on shared backends, as one node of a cluster (docs/cluster.md).
+//! `serve` and `gateway` run the same roles (device edge, operator API, outbox relay) through the same wiring
+//! ([`omadm_gateway::node::Node`]): `serve` on the data dir unless `--store`/`--bus` name shared backends, with
+//! the notifier in the same process; `gateway` always on shared backends, as one node of a cluster
+//! (docs/cluster.md). `notifier` is that role alone, on shared backends, with an ops listener: a role of the
+//! runtime is its handler plus [`run_notifier`]'s few lines.
 //! - [`settings`]: the flags, `OMADM_*` variables and TOML file, declared once; defaults and checks.
 //! - [`secrets`]: the data dir (0700, refused when shared) and the secrets kept in it.
 //! - [`banner`]: what is printed once the node listens.
@@ -27,14 +30,20 @@ mod settings;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use actix_web::web;
 use anyhow::{Context as _, bail};
-use omadm_core::bus::BusOptions;
+use omadm_core::bus::{Bus, BusOptions};
 use omadm_core::session::SessionConfig;
+use omadm_core::store::Store;
 use omadm_gateway::GatewayConfig;
 use omadm_gateway::cluster::{ClusterConfig, random_node_id};
 use omadm_gateway::node::{Node, NodeListeners, NodeSettings};
 use omadm_gateway::server::{self, ServerOptions};
-use omadm_runtime::shutdown::{self, ShutdownPlan};
+use omadm_notifier::Notifier;
+use omadm_runtime::ops::{OpsServer, Readiness};
+use omadm_runtime::shutdown::{self, Phase, ShutdownPlan};
 
 use banner::shown_url;
 use secrets::{ADMIN_TOKEN_FILE, AdminToken, NONCE_KEY_FILE};
@@ -44,7 +53,68 @@ pub use settings::{Role, ServeArgs, Settings};
 pub fn run(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let settings = Settings::load(args, role)?;
     omadm_runtime::logging::init(settings.log_format);
-    actix_web::rt::System::new().block_on(serve(settings))
+    match role {
+        Role::Serve | Role::Gateway => actix_web::rt::System::new().block_on(serve(settings)),
+        Role::Notifier => actix_web::rt::System::new().block_on(run_notifier(settings)),
+    }
+}
+
+/// Opens the store and the bus the settings name (`client` identifies this process to Kafka).
+async fn open_backends(settings: &Settings, client: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Bus>)> {
+    let store_options = omadm_core::store::StoreOptions { outbox_limit_per_shard: settings.outbox_limit };
+    let store = omadm_core::store::open_with(&settings.store, &store_options)
+        .await
+        .with_context(|| format!("cannot open the store at {}", shown_url(&settings.store)))?;
+    let bus_options = BusOptions {
+        topic_prefix: settings.topic_prefix.clone(),
+        partitions: settings.kafka_partitions,
+        replication_factor: settings.kafka_replication,
+        client_id: format!("omadm-{client}"),
+        kafka_settings: settings.kafka_settings.clone(),
+        jsonl_retention: settings.events_retention,
+    };
+    let bus = omadm_core::bus::open_with(&settings.bus, &bus_options)
+        .await
+        .with_context(|| format!("cannot open the event bus at {}", shown_url(&settings.bus)))?;
+    Ok((store, bus))
+}
+
+/// `omadm notifier`: the notifier role alone, with an ops listener, stopped in the runtime's order.
+async fn run_notifier(settings: Settings) -> anyhow::Result<()> {
+    secrets::private_files_from_now_on();
+    let client = format!("notifier-{}", settings.node_id.clone().unwrap_or_else(random_node_id));
+    let (store, bus) = open_backends(&settings, &client).await?;
+    let readiness = Arc::new(Readiness::new());
+    let ops = match &settings.ops_listen {
+        Some(address) => {
+            let listener =
+                server::bind(address).with_context(|| format!("cannot listen on {address} (--ops-listen)"))?;
+            Some(
+                OpsServer::start(listener, web::Data::from(Arc::clone(&readiness)))
+                    .context("cannot start the ops listener")?,
+            )
+        }
+        None => None,
+    };
+    let notifier = Notifier::start(store, bus, settings.notifier.clone(), Arc::clone(&readiness)).await?;
+    let signals = shutdown::StopSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
+    banner::print_role(
+        &settings,
+        &format!("consuming notification.requested as consumer group {}", omadm_notifier::CONSUMER_GROUP),
+        ops.as_ref().map(|ops| format!("http://{}", ops.local_addr())),
+    );
+
+    let mut plan = ShutdownPlan::new();
+    let stopping = Arc::clone(&readiness);
+    plan.add(Phase::StopAccepting, "readiness", async move { stopping.begin_shutdown() });
+    plan.add(Phase::StopConsumers, "notifier", notifier.stop());
+    if let Some(ops) = ops {
+        plan.add(Phase::CloseStore, "ops listener", ops.stop());
+    }
+    let signal = signals.wait().await;
+    tracing::info!(signal = signal.name(), "stopping");
+    plan.run().await;
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -69,22 +139,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| hex::encode(secrets::derived_secret(admin_token.value(), "internal")));
 
-    let store_options = omadm_core::store::StoreOptions { outbox_limit_per_shard: settings.outbox_limit };
-    let store = omadm_core::store::open_with(&settings.store, &store_options)
-        .await
-        .with_context(|| format!("cannot open the store at {}", shown_url(&settings.store)))?;
     let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
-    let bus_options = BusOptions {
-        topic_prefix: settings.topic_prefix.clone(),
-        partitions: settings.kafka_partitions,
-        replication_factor: settings.kafka_replication,
-        client_id: format!("omadm-{node_id}"),
-        kafka_settings: settings.kafka_settings.clone(),
-        jsonl_retention: settings.events_retention,
-    };
-    let bus = omadm_core::bus::open_with(&settings.bus, &bus_options)
-        .await
-        .with_context(|| format!("cannot open the event bus at {}", shown_url(&settings.bus)))?;
+    let (store, bus) = open_backends(&settings, &node_id).await?;
 
     let listeners = bind_listeners(&settings)?;
     let local_addr = listeners.public.local_addr()?;
@@ -121,7 +177,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
         relay: Some(NodeSettings::relay_for(store.as_ref())),
     };
-    let node = Node::start(store, bus, node_settings, listeners).await?;
+    let node = Node::start(Arc::clone(&store), Arc::clone(&bus), node_settings, listeners).await?;
+    // `serve` is every role in one process: the notifier consumes what this node's API requests.
+    let notifier = match settings.role {
+        Role::Serve => {
+            Some(Notifier::start(store, bus, settings.notifier.clone(), node.readiness().into_inner()).await?)
+        }
+        Role::Gateway | Role::Notifier => None,
+    };
     let signals = shutdown::StopSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
 
     banner::print(
@@ -138,6 +201,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let mut plan = ShutdownPlan::new();
     node.stop_steps(&mut plan);
+    if let Some(notifier) = notifier {
+        plan.add(Phase::StopConsumers, "notifier", notifier.stop());
+    }
     let signal = signals.wait().await;
     tracing::info!(signal = signal.name(), "stopping");
     plan.run().await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use omadm_gateway::BootstrapConfig;
+use omadm_notifier::{NotifierArgs, NotifierSettings};
 use omadm_proto::mo::GcmPush;
 use omadm_runtime::logging::LogFormat;
 use omadm_runtime::settings;
@@ -154,6 +155,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(default)]
     pub bootstrap: BootstrapArgs,
+    /// The notifier role's settings (the `[notifier]` table); `serve` runs it in-process, `notifier` alone.
+    #[command(flatten)]
+    #[serde(default)]
+    pub notifier: NotifierArgs,
 }
 
 /// What `/bootstrap` hands out (the `[bootstrap]` table of the file).
@@ -228,6 +233,8 @@ pub enum Role {
     Serve,
     /// `omadm gateway`: one node of a cluster on shared backends.
     Gateway,
+    /// `omadm notifier`: the notifier role alone, on shared backends.
+    Notifier,
 }
 
 impl Role {
@@ -235,6 +242,7 @@ impl Role {
         match self {
             Role::Serve => "serve",
             Role::Gateway => "gateway",
+            Role::Notifier => "notifier",
         }
     }
 }
@@ -283,6 +291,7 @@ pub struct Settings {
     pub lease_ttl: Duration,
     pub forward_timeout: Duration,
     pub outbox_limit: u64,
+    pub notifier: NotifierSettings,
 }
 
 impl Settings {
@@ -323,6 +332,14 @@ impl Settings {
             (None, None) => default_bus(&data_dir),
         };
         let retention = omadm_core::bus::JsonlRetention::default();
+        let bootstrap = bootstrap_config(args.bootstrap)?;
+        // The Package#0 SERVER-ID is the DMAcc ServerID devices were given; the inventory age is the gateway's.
+        let notifier_args = NotifierArgs {
+            server_id: args.notifier.server_id.or_else(|| Some(bootstrap.server_id.clone())),
+            inventory_max_age: args.notifier.inventory_max_age.or(args.inventory_max_age),
+            ..args.notifier
+        };
+        let notifier = NotifierSettings::resolve(&notifier_args)?;
         let settings = Settings {
             role,
             listen: args.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
@@ -345,7 +362,7 @@ impl Settings {
             auto_register_password: args.auto_register_password,
             log_format: args.log_format.unwrap_or(LogFormat::Text),
             realm: args.realm.unwrap_or_else(|| omadm_core::auth::DEFAULT_REALM.to_owned()),
-            bootstrap: bootstrap_config(args.bootstrap)?,
+            bootstrap,
             workers: args.workers,
             request_timeout: Duration::from_secs(args.request_timeout.unwrap_or(5)),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout.unwrap_or(30)),
@@ -379,6 +396,7 @@ impl Settings {
             outbox_limit: args
                 .outbox_limit
                 .unwrap_or(omadm_core::store::StoreOptions::default().outbox_limit_per_shard),
+            notifier,
         };
         settings.check(store_given, bus_given)?;
         Ok(settings)
@@ -460,6 +478,18 @@ impl Settings {
             }
             if self.embedded_store() {
                 bail!("omadm gateway needs a shared store (redis:// or redis+cluster://), not {}", self.store);
+            }
+        }
+        if self.role == Role::Notifier {
+            let missing: Vec<&str> = [("--store", !store_given), ("--bus", !bus_given)]
+                .into_iter()
+                .filter_map(|(flag, absent)| absent.then_some(flag))
+                .collect();
+            if !missing.is_empty() {
+                bail!("omadm notifier needs {}", missing.join(", "));
+            }
+            if self.embedded_store() {
+                bail!("omadm notifier needs a shared store (redis:// or redis+cluster://), not {}", self.store);
             }
         }
         Ok(())
@@ -643,6 +673,25 @@ mod tests {
         let embedded = by_url.replace("redis+cluster://a:1,b:2", "/var/lib/omadm/store");
         let error = layered(args, &embedded, Role::Gateway).unwrap_err().to_string();
         assert!(error.starts_with("omadm gateway needs a shared store"), "{error}");
+    }
+
+    #[test]
+    fn the_notifier_signs_as_the_server_devices_were_bootstrapped_with() {
+        let mut args = ServeArgs::default();
+        args.bootstrap.server_id = Some("dms.example.com".to_owned());
+        args.inventory_max_age = Some(3600);
+        let settings = layered(args, "[notifier]\ndedup_window = 5\n", Role::Serve).unwrap();
+        assert_eq!(settings.notifier.server_id, "dms.example.com");
+        assert_eq!(settings.notifier.inventory_max_age, Duration::from_secs(3600));
+        assert_eq!(settings.notifier.dedup_window, Duration::from_secs(5));
+        let error = layered(ServeArgs::default(), "", Role::Notifier).unwrap_err().to_string();
+        assert_eq!(error, "omadm notifier needs --store, --bus");
+        let alone = layered(
+            ServeArgs::default(),
+            "store = \"redis://10.0.0.2:6379\"\nbus = \"kafka://10.0.0.3:9092\"\n",
+            Role::Notifier,
+        );
+        assert!(alone.is_ok(), "{alone:?}");
     }
 
     #[test]

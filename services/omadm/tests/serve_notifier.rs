@@ -1,0 +1,129 @@
+//! The notifier as `omadm serve` runs it in-process and as `omadm notifier` runs it alone: an operator's
+//! notify request becomes a signed Package#0 datagram at the device's notify address, over real UDP.
+
+// Helpers outside #[test] functions: a failure in them is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use omadm_proto::notification::{Notification, unwrap_push, verify};
+use serde_json::{Value, json};
+
+mod support;
+
+use support::{start, terminate};
+
+/// Registers `device_id` (notify address `udp`, AuthNoti secret) and asks for a notification; 202 expected.
+fn register_and_notify(base: &str, token: &str, device_id: &str, udp: &UdpSocket) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let registered = client
+            .put(format!("{base}/api/v1/devices/{device_id}"))
+            .bearer_auth(token)
+            .json(&json!({"password": "pw", "auth_secret": "noti-secret", "notify_address": udp.local_addr().unwrap()}))
+            .send()
+            .await
+            .unwrap();
+        assert!(registered.status().is_success(), "{}", registered.text().await.unwrap());
+        let notified = client
+            .post(format!("{base}/api/v1/devices/{device_id}/notify"))
+            .bearer_auth(token)
+            .json(&json!({"req_mos": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(notified.status(), 202);
+    });
+}
+
+/// The next Package#0 datagram on `udp`, verified with the device's AuthNoti secret (signed within a minute).
+fn receive(udp: &UdpSocket) -> Notification {
+    udp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buffer = [0u8; 2048];
+    let (length, _) = udp.recv_from(&mut buffer).expect("no Package#0 within 30 s");
+    let package = unwrap_push(&buffer[..length]).unwrap();
+    let now =
+        u32::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    verify(package, Some(b"noti-secret"), now, Some(60)).unwrap()
+}
+
+#[test]
+fn serve_sends_a_signed_package0_for_a_notify_request() {
+    let data = omadm_testkit::process::data_dir();
+    let served = start(data.path(), &["--server-id", "dms.example.com"]);
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    register_and_notify(&served.base, &served.token, "IMEI:wake-me", &udp);
+    let notification = receive(&udp);
+    assert_eq!(notification.server_id.as_deref(), Some("dms.example.com"));
+    // Never seen: its inventory is missing, so the device is asked for its MOs.
+    assert!(notification.request_mos, "{notification:?}");
+    assert!(terminate(served).success());
+
+    // The outcome is an event of its own, next to the request.
+    let lines = std::fs::read_to_string(data.path().join("events/omadm.notifications.jsonl")).unwrap();
+    let types: Vec<String> = lines
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(types.contains(&"notification.requested".to_owned()), "{types:?}");
+    assert!(types.contains(&"notification.sent".to_owned()), "{types:?}");
+}
+
+/// `omadm notifier` replicas beside an `omadm gateway`, on one redis-server and one tansu broker: the request the
+/// gateway's API commits reaches the notifier through Kafka and the device gets its datagram; the notifier stops
+/// on SIGTERM with exit 0.
+#[test]
+fn the_notifier_role_runs_alone_beside_a_gateway() {
+    use omadm_testkit::kafka::KafkaBroker;
+    use omadm_testkit::ports::free_port;
+    use omadm_testkit::process::{self, Output};
+    use omadm_testkit::redis::RedisServer;
+
+    const TOKEN: &str = "notifier-role-admin-token";
+    let redis = RedisServer::start();
+    let broker = KafkaBroker::start();
+    let prefix = omadm_testkit::kafka::unique_prefix();
+    let bus = format!("kafka://{}", broker.brokers());
+    let (port, internal_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut gateway = process::command(env!("CARGO_BIN_EXE_omadm"));
+    gateway
+        .arg("gateway")
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--internal-listen", &format!("127.0.0.1:{internal_port}")])
+        .args(["--ops-listen", "none", "--store", &redis.url(), "--bus", &bus, "--topic-prefix", &prefix])
+        .args(broker.client_setting_args())
+        .args(["--admin-token", TOKEN, "--public-url", &base, "--server-id", "dms.cluster.example"])
+        .env("RUST_LOG", "warn");
+    let mut gateway = process::Spawned::spawn(gateway, Output::Lines);
+    gateway.wait_for_line(Duration::from_secs(60), |line| line.starts_with("try: "));
+
+    let ops_port = free_port();
+    let mut notifier = process::command(env!("CARGO_BIN_EXE_omadm"));
+    notifier
+        .arg("notifier")
+        .args(["--store", &redis.url(), "--bus", &bus, "--topic-prefix", &prefix])
+        .args(["--ops-listen", &format!("127.0.0.1:{ops_port}"), "--server-id", "dms.cluster.example"])
+        .args(broker.client_setting_args())
+        .env("RUST_LOG", "warn");
+    let mut notifier = process::Spawned::spawn(notifier, Output::Lines);
+    let banner = notifier.wait_for_line(Duration::from_secs(60), |line| line.starts_with("ops: "));
+    assert!(banner[0].starts_with("omadm notifier: consuming notification.requested"), "{banner:?}");
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    register_and_notify(&base, TOKEN, "IMEI:wake-me-too", &udp);
+    let notification = receive(&udp);
+    assert_eq!(notification.server_id.as_deref(), Some("dms.cluster.example"));
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let text = reqwest::get(format!("http://127.0.0.1:{ops_port}/metrics")).await.unwrap().text().await.unwrap();
+        assert!(text.contains("omadm_notifications_total"), "{text}");
+        let ready = reqwest::get(format!("http://127.0.0.1:{ops_port}/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+    });
+    let exit = notifier.terminate(Duration::from_secs(20)).expect("the notifier did not stop within 20 s");
+    assert!(exit.success(), "{exit:?}");
+    gateway.kill();
+}
