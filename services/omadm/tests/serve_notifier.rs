@@ -2,7 +2,7 @@
 //! notify request becomes a signed Package#0 datagram at the device's notify address, over real UDP.
 
 // Helpers outside #[test] functions: a failure in them is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::net::UdpSocket;
 use std::time::Duration;
