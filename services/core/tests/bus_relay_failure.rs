@@ -22,14 +22,8 @@ fn read_events(path: &Path) -> Vec<Event> {
 }
 
 /// Polls `condition` for up to five seconds.
-async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    for _ in 0..500 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn eventually(what: &str, condition: impl AsyncFnMut() -> bool) {
+    omadm_testkit::wait::eventually(what, Duration::from_secs(5), condition).await;
 }
 
 /// While the bus fails the events stay in the outbox; once it works again they go out, each once.

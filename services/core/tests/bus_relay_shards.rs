@@ -149,14 +149,8 @@ async fn lengths(store: &Arc<dyn Store>) -> Vec<u64> {
 }
 
 /// Polls `condition` for up to five seconds.
-async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    for _ in 0..500 {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn eventually(what: &str, condition: impl AsyncFnMut() -> bool) {
+    omadm_testkit::wait::eventually(what, Duration::from_secs(5), condition).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,13 +4,11 @@
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 mod support;
 
-use support::{start, terminate};
+use support::{refused, start, terminate};
 
 #[test]
 fn serve_runs_stops_on_sigterm_and_keeps_its_state() {
@@ -98,13 +96,6 @@ fn a_given_admin_token_is_used_and_not_printed() {
 #[test]
 fn bad_settings_fail_with_one_line() {
     let data = omadm_testkit::process::data_dir();
-    let output = Command::new(env!("CARGO_BIN_EXE_omadm"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-commands-per-package", "0", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = refused(data.path(), &["--max-commands-per-package", "0"]);
     assert!(stderr.starts_with("omadm: error: --max-commands-per-package"), "{stderr}");
 }

@@ -4,13 +4,11 @@
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
 use serde_json::json;
 
 mod support;
 
-use support::{start, terminate};
+use support::{refused, start, terminate};
 
 #[test]
 fn metrics_are_served_on_the_ops_listener_only() {
@@ -111,14 +109,7 @@ fn a_data_dir_others_can_read_is_refused_with_one_line() {
     use std::os::unix::fs::PermissionsExt as _;
     let data = tempfile::tempdir().unwrap();
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_omadm"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--ops-listen", "none", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = refused(data.path(), &[]);
     assert!(stderr.starts_with("omadm: error: data dir "), "{stderr}");
     assert!(stderr.contains("chmod 700") && stderr.contains("--allow-shared-data-dir"), "{stderr}");
     assert!(!data.path().join("store").exists(), "nothing may be written before the refusal");

@@ -51,11 +51,7 @@ fn quick() -> ConsumerOptions {
 }
 
 async fn wait_until(what: &str, deadline: Duration, condition: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < deadline, "{what} within {deadline:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    omadm_testkit::wait::eventually(what, deadline, async || condition()).await;
 }
 
 /// Ids the group `group` still gets: what no member committed.

@@ -18,3 +18,4 @@ pub mod redis;
 pub mod redis_cluster;
 #[cfg(feature = "core")]
 pub mod store;
+pub mod wait;

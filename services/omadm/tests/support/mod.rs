@@ -24,3 +24,18 @@ pub fn terminate(mut served: Served) -> std::process::ExitStatus {
 pub fn kill_hard(mut served: Served) {
     served.process.kill();
 }
+
+/// `omadm serve --listen 127.0.0.1:0 --ops-listen none --data-dir DATA_DIR EXTRA`, which must refuse to start:
+/// its one line on stderr.
+pub fn refused(data_dir: &Path, extra: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_omadm"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--ops-listen", "none", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "it started");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
