@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use omadm_core::bus::Bus;
 use omadm_core::bus::relay::OutboxRelay;
-use omadm_core::bus::{Bus, BusOptions};
 use omadm_core::store::Store;
 use omadm_notifier::{Notifier, NotifierSettings};
 use omadm_runtime::ops::Readiness;
-use omadm_testkit::kafka::{KafkaBroker, unique_prefix};
+use omadm_testkit::kafka::KafkaBroker;
 use omadm_testkit::ports::free_udp_port;
 use omadm_testkit::redis::RedisServer;
 use support::*;
@@ -49,13 +49,7 @@ async fn two_notifiers_share_the_partitions_and_a_stopped_one_loses_no_request()
     let redis = RedisServer::start();
     let store = omadm_core::store::open(&redis.url()).await.unwrap();
     let broker = KafkaBroker::start();
-    let options = BusOptions {
-        topic_prefix: unique_prefix(),
-        partitions: 3,
-        kafka_settings: broker.client_settings(),
-        ..BusOptions::default()
-    };
-    let bus: Arc<dyn Bus> = omadm_core::bus::open_with(&broker.url(), &options).await.unwrap();
+    let bus: Arc<dyn Bus> = omadm_core::bus::open_with(&broker.url(), &broker.bus_options(3)).await.unwrap();
     let relay = OutboxRelay::spawn(store.clone(), bus.clone());
     let mut devices = Vec::new();
     for index in 0..DEVICES {

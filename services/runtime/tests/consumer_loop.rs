@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use omadm_core::bus::{Bus, BusOptions, Delivery, Event, SCHEMA_VERSION, Topic};
+use omadm_core::bus::{Bus, Delivery, Event, SCHEMA_VERSION, Topic};
 use omadm_runtime::consumer::{BatchHandler, ConsumerLoop, ConsumerOptions, HandlerError};
-use omadm_testkit::kafka::{KafkaBroker, unique_prefix};
+use omadm_testkit::kafka::KafkaBroker;
 
 fn event(index: usize) -> Event {
     Event {
@@ -101,13 +101,7 @@ async fn on_the_jsonl_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_kafka() {
     let broker = KafkaBroker::start();
-    let options = BusOptions {
-        topic_prefix: unique_prefix(),
-        partitions: 1,
-        kafka_settings: broker.client_settings(),
-        ..BusOptions::default()
-    };
-    let bus = omadm_core::bus::open_with(&broker.url(), &options).await.unwrap();
+    let bus = omadm_core::bus::open_with(&broker.url(), &broker.bus_options(1)).await.unwrap();
     // A new Kafka group's first fetch waits for its partitions to be assigned: more patience than on files.
     handled_batches_are_committed_and_failed_ones_come_back(bus, Duration::from_secs(8)).await;
 }

@@ -115,6 +115,18 @@ impl KafkaBroker {
         settings
     }
 
+    /// Bus options for this broker (`feature = "core"`): topics under a [`unique_prefix`], `partitions` of
+    /// each, and the [`KafkaBroker::client_settings`].
+    #[cfg(feature = "core")]
+    pub fn bus_options(&self, partitions: i32) -> omadm_core::bus::BusOptions {
+        omadm_core::bus::BusOptions {
+            topic_prefix: unique_prefix(),
+            partitions,
+            kafka_settings: self.client_settings(),
+            ..omadm_core::bus::BusOptions::default()
+        }
+    }
+
     /// [`KafkaBroker::client_settings`] as `omadm gateway` takes them: `--kafka-setting key=value` each.
     pub fn client_setting_args(&self) -> Vec<String> {
         self.client_settings()
