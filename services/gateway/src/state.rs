@@ -37,6 +37,40 @@ pub struct GatewayConfig {
     pub bootstrap: BootstrapConfig,
     /// Throttles of failed authentication and the auth-failure log interval.
     pub auth_throttle: AuthThrottleConfig,
+    /// How fast one device may open sessions.
+    pub session_rate: SessionRateLimit,
+}
+
+/// How many sessions (accepted Package#1s) one device may open per fixed window, counted in the
+/// Store so it holds across nodes (docs/device-edge.md, "Throttles"). A Package#1 past it gets 429
+/// with `Retry-After` (the seconds until the window ends) and opens nothing, so a device, or a
+/// replayed header, that sends Package#1 in a loop neither burns its commands nor grows the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRateLimit {
+    /// Length of a window in ms; windows start at multiples of it.
+    pub window: Millis,
+    /// Package#1s of one device per window that may open a session (at least 1 is allowed).
+    pub max_sessions_per_device: u64,
+}
+
+impl SessionRateLimit {
+    /// The Store key a device's sessions are counted under (`Store::count_in_window`).
+    pub fn key(device_id: &str) -> String {
+        format!("session-rate:{device_id}")
+    }
+
+    /// True when the `count`th Package#1 of a window (itself included) is over the limit.
+    pub fn refuses(&self, count: u64) -> bool {
+        count > self.max_sessions_per_device.max(1)
+    }
+}
+
+impl Default for SessionRateLimit {
+    /// 30 sessions per device per minute: far more than a device that works needs (a session
+    /// per notification or per period), far fewer than a Package#1 loop sends.
+    fn default() -> Self {
+        SessionRateLimit { window: 60_000, max_sessions_per_device: 30 }
+    }
 }
 
 /// Limits on failed authentication, counted in the Store so they hold across nodes

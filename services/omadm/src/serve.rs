@@ -603,7 +603,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let internal_token =
         settings.internal_token.clone().unwrap_or_else(|| hex::encode(derived_secret(admin_token.value(), "internal")));
 
-    let store_options = omadm_core::store::StoreOptions { outbox_limit_per_shard: settings.outbox_limit };
+    let store_options = omadm_core::store::StoreOptions {
+        outbox_limit_per_shard: settings.outbox_limit,
+        ..omadm_core::store::StoreOptions::default()
+    };
     let store_url = match &settings.redis {
         Some(url) => url.clone(),
         None => settings.data_dir.join("store").to_string_lossy().into_owned(),
@@ -651,6 +654,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let config = GatewayConfig {
         auth_throttle: Default::default(),
+        session_rate: Default::default(),
         public_url: public_url.clone(),
         admin_token: admin_token.value().to_owned(),
         realm: settings.realm.clone(),

@@ -59,6 +59,11 @@ macro_rules! store_conformance_tests {
             let (store, _guard) = $fresh_with($crate::store::conformance::small_outbox_options()).await;
             $crate::store::conformance::outbox_refuses_commits_past_its_bound(store).await;
         }
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn session_history_keeps_the_newest_per_device() {
+            let (store, _guard) = $fresh_with($crate::store::conformance::short_history_options()).await;
+            $crate::store::conformance::session_history_keeps_the_newest_per_device(store).await;
+        }
         $crate::store_conformance_tests!(@tests $fresh;
             devices_round_trip,
             enqueue_numbers_commands_in_order,
@@ -95,8 +100,8 @@ macro_rules! store_conformance_tests {
 }
 
 /// Runs every check that takes any store in turn on one store: all but
-/// [`outbox_refuses_commits_past_its_bound`], which needs a store opened with
-/// [`small_outbox_options`].
+/// [`outbox_refuses_commits_past_its_bound`] and [`session_history_keeps_the_newest_per_device`],
+/// which need a store opened with [`small_outbox_options`] and [`short_history_options`].
 pub async fn run_all(store: Arc<dyn Store>) {
     devices_round_trip(store.clone()).await;
     enqueue_numbers_commands_in_order(store.clone()).await;
@@ -756,7 +761,15 @@ pub const SMALL_OUTBOX_LIMIT: u64 = 3;
 
 /// The options [`outbox_refuses_commits_past_its_bound`] needs its store opened with.
 pub fn small_outbox_options() -> StoreOptions {
-    StoreOptions { outbox_limit_per_shard: SMALL_OUTBOX_LIMIT }
+    StoreOptions { outbox_limit_per_shard: SMALL_OUTBOX_LIMIT, ..StoreOptions::default() }
+}
+
+/// The session history kept per device by the store given to [`session_history_keeps_the_newest_per_device`].
+pub const SHORT_HISTORY: usize = 3;
+
+/// The options [`session_history_keeps_the_newest_per_device`] needs its store opened with.
+pub fn short_history_options() -> StoreOptions {
+    StoreOptions { session_history_per_device: SHORT_HISTORY, ..StoreOptions::default() }
 }
 
 /// What `node` asks for at the wall clock's `now`, believing `live` alive.
@@ -1106,6 +1119,51 @@ pub async fn outbox_refuses_commits_past_its_bound(store: Arc<dyn Store>) {
     let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
     store.ack_outbox(shard, &ids).await.unwrap();
     assert_eq!(store.outbox_lengths(&[shard]).await.unwrap(), vec![0]);
+}
+
+/// A store opened with [`short_history_options`] keeps the newest [`SHORT_HISTORY`] ended sessions
+/// of each device: the commit that ends one more deletes the oldest, whether it ends one session or
+/// several; open sessions are listed besides them, the latest ended session's state stays readable,
+/// and another device's history is its own.
+pub async fn session_history_keeps_the_newest_per_device(store: Arc<dyn Store>) {
+    let device_id = "conf-history-1";
+    let neighbour = "conf-history-10";
+    let started = |index: u64| 1_000 * index;
+    let summary = |device_id: &str, index: u64| {
+        let state = open_session(&format!("{device_id}-s-{index}"), device_id, started(index));
+        ended_session(&state, started(index) + 500, SessionOutcome::Ended)
+    };
+    let neighbour_summary = summary(neighbour, 1);
+    store
+        .commit(WriteBatch { ended_sessions: vec![neighbour_summary.clone()], ..WriteBatch::default() })
+        .await
+        .unwrap();
+    for index in 1..=4 {
+        store
+            .commit(WriteBatch { ended_sessions: vec![summary(device_id, index)], ..WriteBatch::default() })
+            .await
+            .unwrap();
+    }
+    let ids = |summaries: Vec<SessionSummary>| summaries.into_iter().map(|summary| summary.id).collect::<Vec<_>>();
+    let expected = |indexes: &[u64]| indexes.iter().map(|index| format!("{device_id}-s-{index}")).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_sessions(device_id, 10).await.unwrap()), expected(&[4, 3, 2]), "the oldest went");
+
+    // One batch ending two more (and carrying the last one's final state) leaves the newest three.
+    let last = open_session(&format!("{device_id}-s-6"), device_id, started(6));
+    let batch = WriteBatch {
+        sessions: vec![last.clone()],
+        ended_sessions: vec![summary(device_id, 5), summary(device_id, 6)],
+        ..WriteBatch::default()
+    };
+    store.commit(batch).await.unwrap();
+    assert_eq!(ids(store.list_sessions(device_id, 10).await.unwrap()), expected(&[6, 5, 4]));
+    assert_eq!(store.get_session(device_id, &last.id).await.unwrap(), Some(last), "the latest ended state stays");
+
+    // An open session is listed on top and is not counted against the history.
+    let open = open_session(&format!("{device_id}-s-7"), device_id, started(7));
+    store.commit(WriteBatch { sessions: vec![open], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(ids(store.list_sessions(device_id, 10).await.unwrap()), expected(&[7, 6, 5, 4]));
+    assert_eq!(store.list_sessions(neighbour, 10).await.unwrap(), vec![neighbour_summary], "another device's own");
 }
 
 // ---- Short-lived records ----------------------------------------------------------------------

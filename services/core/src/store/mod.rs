@@ -64,12 +64,22 @@ pub enum StoreError {
 pub struct StoreOptions {
     /// Unpublished events one outbox shard may hold; a commit that would go past it fails with `OutboxFull`.
     pub outbox_limit_per_shard: u64,
+    /// Ended sessions kept in each device's history (at least 1): the write that adds a summary
+    /// deletes the device's oldest ones beyond it, so replayed Package#1s cannot grow the store.
+    pub session_history_per_device: usize,
 }
 
+/// Summaries of ended sessions kept per device unless told otherwise: the window the device edge
+/// searches to tell an ended session (410) from an unknown one (404).
+pub const DEFAULT_SESSION_HISTORY_PER_DEVICE: usize = 50;
+
 impl Default for StoreOptions {
-    /// One million events per shard.
+    /// One million events per shard; 50 ended sessions per device.
     fn default() -> Self {
-        StoreOptions { outbox_limit_per_shard: 1_000_000 }
+        StoreOptions {
+            outbox_limit_per_shard: 1_000_000,
+            session_history_per_device: DEFAULT_SESSION_HISTORY_PER_DEVICE,
+        }
     }
 }
 
@@ -109,7 +119,7 @@ pub struct WriteBatch {
     /// Open sessions to create or replace.
     pub sessions: Vec<SessionState>,
     /// Sessions that ended or expired: removed from the open sessions, kept in
-    /// the device's session history.
+    /// the device's session history (its newest `StoreOptions::session_history_per_device`).
     pub ended_sessions: Vec<SessionSummary>,
     /// Command records to replace (state, status, data...), matched by (device_id, id).
     pub commands: Vec<CommandRecord>,
@@ -257,6 +267,11 @@ pub trait Store: Send + Sync + 'static {
 pub fn window_end(window: Millis, now: Millis) -> Millis {
     let window = window.max(1);
     (now - now % window).saturating_add(window)
+}
+
+/// A `Retry-After` for a refusal by a fixed window at `now`: the seconds until the window ends, rounded up, at least 1.
+pub fn retry_after_seconds(window: Millis, now: Millis) -> u64 {
+    window_end(window, now).saturating_sub(now).div_ceil(1000).max(1)
 }
 
 /// Opens the store named by `url` with [`StoreOptions::default`].

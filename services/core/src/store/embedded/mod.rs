@@ -60,7 +60,10 @@ impl EmbeddedStore {
     /// here, which reads it whole; that runs on a blocking thread too.
     pub async fn open_with(directory: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         let directory = directory.to_owned();
-        let settings = WriterSettings { outbox_limit: options.outbox_limit_per_shard };
+        let settings = WriterSettings {
+            outbox_limit: options.outbox_limit_per_shard,
+            history_per_device: options.session_history_per_device.max(1),
+        };
         let opened = tokio::task::spawn_blocking(move || Self::open_blocking(&directory, settings)).await;
         let result = opened.unwrap_or_else(|join_error| Err(task_failed(join_error)));
         if let Err(error) = &result {

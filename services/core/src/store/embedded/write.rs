@@ -84,8 +84,14 @@ pub enum Applied {
 }
 
 /// Applies a [`WriteBatch`]; being in one transaction, all of it becomes durable at its commit, or none of it.
-/// The fence and the outbox bound are checked first, before anything is written.
-pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch, outbox_limit: u64) -> Result<Applied, StoreError> {
+/// The fence and the outbox bound are checked first, before anything is written. Each device that
+/// gains an ended session keeps its newest `history_per_device` summaries; older ones go in this transaction.
+pub fn commit(
+    transaction: &WriteTransaction,
+    batch: &WriteBatch,
+    outbox_limit: u64,
+    history_per_device: usize,
+) -> Result<Applied, StoreError> {
     if let Some(fence) = &batch.fence
         && !coordination::fence_holds(transaction, fence)?
     {
@@ -94,7 +100,7 @@ pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch, outbox_limit: 
     if let Some(waiting) = outbox_overflow(transaction, &batch.events, outbox_limit)? {
         return Ok(Applied::Refused(StoreError::OutboxFull { len: waiting }));
     }
-    apply_batch(transaction, batch)?;
+    apply_batch(transaction, batch, history_per_device)?;
     if let Some(fence) = &batch.fence {
         coordination::renew_or_release(transaction, fence)?;
     }
@@ -118,7 +124,11 @@ fn outbox_overflow(transaction: &WriteTransaction, events: &[Event], limit: u64)
     Ok(if fits { None } else { Some(waiting) })
 }
 
-fn apply_batch(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), StoreError> {
+fn apply_batch(
+    transaction: &WriteTransaction,
+    batch: &WriteBatch,
+    history_per_device: usize,
+) -> Result<(), StoreError> {
     let devices = batch
         .devices
         .iter()
@@ -191,6 +201,11 @@ fn apply_batch(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(),
                 ended_states.insert(summary.id.as_str(), final_state.as_slice())?;
             }
         }
+        let pruned_devices: BTreeSet<&str> =
+            ended_sessions.iter().map(|(summary, _)| summary.device_id.as_str()).collect();
+        for device_id in pruned_devices {
+            prune_history(&mut history, device_id, history_per_device)?;
+        }
     }
     if !commands.is_empty() {
         let mut records = transaction.open_table(COMMANDS)?;
@@ -262,6 +277,27 @@ fn apply_batch(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(),
         }
         meta.insert(META_OUTBOX_NEXT_SEQUENCE, sequence)?;
     }
+    Ok(())
+}
+
+/// Deletes the device's oldest session summaries (by start, then id) beyond its newest `keep`.
+fn prune_history(
+    history: &mut redb::Table<(&'static str, u64, &'static str), &'static [u8]>,
+    device_id: &str,
+    keep: usize,
+) -> Result<(), StoreError> {
+    let end = successor(device_id);
+    let range = (device_id, 0, "")..(end.as_str(), 0, "");
+    let stored = history.range::<(&str, u64, &str)>(range.clone())?.count();
+    let mut excess = stored.saturating_sub(keep);
+    if excess == 0 {
+        return Ok(());
+    }
+    history.retain_in::<(&str, u64, &str), _>(range, |_, _| {
+        let delete = excess > 0;
+        excess = excess.saturating_sub(1);
+        !delete
+    })?;
     Ok(())
 }
 

@@ -88,6 +88,8 @@ pub enum WriteOutput {
 pub struct WriterSettings {
     /// `StoreOptions::outbox_limit_per_shard` (the engine has one shard).
     pub outbox_limit: u64,
+    /// `StoreOptions::session_history_per_device`.
+    pub history_per_device: usize,
 }
 
 struct Request {
@@ -209,10 +211,12 @@ fn apply_alone(database: &Database, settings: WriterSettings, job: &WriteJob) ->
 
 fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJob) -> Result<WriteOutput, StoreError> {
     match job {
-        WriteJob::Commit(batch) => match write::commit(transaction, batch, settings.outbox_limit)? {
-            Applied::Done => Ok(WriteOutput::Done),
-            Applied::Refused(refusal) => Ok(WriteOutput::Refused(refusal)),
-        },
+        WriteJob::Commit(batch) => {
+            match write::commit(transaction, batch, settings.outbox_limit, settings.history_per_device)? {
+                Applied::Done => Ok(WriteOutput::Done),
+                Applied::Refused(refusal) => Ok(WriteOutput::Refused(refusal)),
+            }
+        }
         WriteJob::Enqueue { device_id, commands, now } => {
             write::enqueue_commands(transaction, device_id, commands, *now).map(WriteOutput::Ids)
         }

@@ -107,8 +107,14 @@ fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|error| StoreError::Io(format!("cannot encode a record: {error}")))
 }
 
-/// Builds the plan of `batch`. `outbox_limit` is the bound of one outbox shard.
-pub fn plan(keys: &Keys, batch: &WriteBatch, outbox_limit: u64) -> Result<CommitPlan, StoreError> {
+/// Builds the plan of `batch`. `outbox_limit` is the bound of one outbox shard; each device that gains
+/// an ended session keeps its newest `history_per_device` summaries (the older go in the same script).
+pub fn plan(
+    keys: &Keys,
+    batch: &WriteBatch,
+    outbox_limit: u64,
+    history_per_device: usize,
+) -> Result<CommitPlan, StoreError> {
     let cluster = keys.is_cluster();
     let mut plan = CommitPlan::default();
     let group_of = |device_id: &str| keys.shard_of_device(device_id);
@@ -149,6 +155,13 @@ pub fn plan(keys: &Keys, batch: &WriteBatch, outbox_limit: u64) -> Result<Commit
             ops.op("SET", &[&keys.ended(device_id)], &[&encode(final_state)?]);
         }
         session_devices.insert(device_id);
+    }
+    let history_devices: BTreeSet<&str> =
+        batch.ended_sessions.iter().map(|summary| summary.device_id.as_str()).collect();
+    let keep = history_per_device.max(1).to_string();
+    for device_id in history_devices {
+        let ops = plan.groups.entry(group_of(device_id)).or_default();
+        ops.op("PRUNE", &[&keys.history_order(device_id), &keys.history(device_id)], &[keep.as_bytes()]);
     }
     for record in &batch.commands {
         let device_id = record.device_id.as_str();
@@ -269,7 +282,7 @@ mod tests {
             fence: Some(fence),
             ..WriteBatch::default()
         };
-        let plan = plan(&keys, &batch, 10).unwrap();
+        let plan = plan(&keys, &batch, 10, 50).unwrap();
         assert_eq!(plan.groups.len(), 2);
         assert_eq!(plan.fence_group, Some(keys.shard_of_device("a")));
         // Only the unfenced device is indexed in a step of its own.
@@ -289,7 +302,7 @@ mod tests {
             events: vec![event("e-1", "a"), event("e-2", "b")],
             ..WriteBatch::default()
         };
-        let plan = plan(&keys, &batch, 10).unwrap();
+        let plan = plan(&keys, &batch, 10, 50).unwrap();
         assert!(plan.global.is_empty());
         assert_eq!(plan.groups.len(), 1);
         let ops = &plan.groups[&0];

@@ -706,7 +706,12 @@ impl Store for RedisStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let plan = commit::plan(&self.keys, &batch, self.options.outbox_limit_per_shard)?;
+        let plan = commit::plan(
+            &self.keys,
+            &batch,
+            self.options.outbox_limit_per_shard,
+            self.options.session_history_per_device,
+        )?;
         let result = self.apply(plan, batch.fence.as_ref()).await;
         match &result {
             Err(StoreError::OutboxFull { len }) => tracing::warn!(len, "outbox shard full: commit refused"),

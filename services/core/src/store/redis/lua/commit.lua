@@ -4,11 +4,12 @@
 -- Every check (FENCE, OUTBOX bound) runs before any write, so a refused group writes nothing.
 -- FENCE lease fencing node epoch ttl mode: checks the device's fencing record (HASH holder, epoch),
 -- then renews the lease (PX, never shortened), releases it, or only checks.
+-- PRUNE order history keep: keeps the device's newest `keep` ended sessions (by start, then id).
 -- Returns {'OK'}, {'FENCED'} or {'FULL', events waiting in the shard}.
 
 local ARITY = {
   SET = 2, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
-  RAISE = 2, OPEN = 3, FENCE = 6,
+  RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3,
 }
 
 local function key(index)
@@ -97,6 +98,16 @@ while i <= #ARGV do
       if redis.call('HSETNX', events, ARGV[j], ARGV[j + 1]) == 1 then
         redis.call('ZADD', order, redis.call('INCR', sequence), ARGV[j])
       end
+    end
+  elseif op == 'PRUNE' then
+    local order, history = key(ARGV[a]), key(ARGV[a + 1])
+    local excess = redis.call('ZCARD', order) - tonumber(ARGV[a + 2])
+    -- In chunks: a history grown before pruning existed may hold more ids than one unpack takes.
+    while excess > 0 do
+      local oldest = redis.call('ZRANGE', order, 0, math.min(excess, 1000) - 1)
+      redis.call('ZREM', order, unpack(oldest))
+      redis.call('HDEL', history, unpack(oldest))
+      excess = excess - #oldest
     end
   elseif op == 'FENCE' then
     local mode, lease = ARGV[a + 5], key(ARGV[a])
