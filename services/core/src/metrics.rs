@@ -24,7 +24,7 @@ pub struct Metrics {
     /// Package#1s refused with 429 because their device opened sessions faster than its rate.
     pub session_rate_limited: IntCounter,
     /// Device uploads refused, by `reason`: `item_too_large` (413), `device_bytes`, `device_items` (413, the
-    /// device's quota), `global_bytes` (507, the cap on all device uploads).
+    /// device's quota), `total_bytes` (507, the cap on all device uploads).
     pub uploads_refused: IntCounterVec,
     /// Packages received and sent, by `package` (`1`, `3`, `2`) and `direction` (`in`, `out`).
     pub packages: IntCounterVec,

@@ -21,4 +21,4 @@ pub mod server;
 mod state;
 
 pub use error::HttpError;
-pub use state::{AppState, AuthThrottleConfig, BootstrapConfig, GatewayConfig, SessionRateLimit};
+pub use state::{AppState, AuthThrottleConfig, BootstrapConfig, GatewayConfig, SessionRateLimit, UploadQuotaConfig};

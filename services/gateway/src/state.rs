@@ -39,6 +39,46 @@ pub struct GatewayConfig {
     pub auth_throttle: AuthThrottleConfig,
     /// How fast one device may open sessions.
     pub session_rate: SessionRateLimit,
+    /// What device uploads (HPUT/HPOST) may hold.
+    pub uploads: UploadQuotaConfig,
+}
+
+/// Quotas of device uploads (docs/device-edge.md, "Upload quotas"), charged in the Store in the same
+/// atomic write as the content, so they hold across nodes and concurrent uploads. An upload's body is
+/// read up to `max_item_bytes` and no further.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadQuotaConfig {
+    /// Largest single device upload (413 above; the read stops there).
+    pub max_item_bytes: usize,
+    /// Bytes one device's uploads may hold together (413 past it).
+    pub max_bytes_per_device: u64,
+    /// Items one device's uploads may be (413 past it; replacing one of its own is no new item).
+    pub max_items_per_device: u64,
+    /// Bytes all device uploads together may hold (507 past it).
+    pub max_total_bytes: u64,
+}
+
+impl UploadQuotaConfig {
+    /// The Store's limits of a charge.
+    pub fn limits(&self) -> omadm_core::store::UploadLimits {
+        omadm_core::store::UploadLimits {
+            max_bytes_per_device: self.max_bytes_per_device,
+            max_items_per_device: self.max_items_per_device,
+            max_total_bytes: self.max_total_bytes,
+        }
+    }
+}
+
+impl Default for UploadQuotaConfig {
+    /// 4 MiB per upload, 16 MiB and 100 items per device, 1 GiB for all devices.
+    fn default() -> Self {
+        UploadQuotaConfig {
+            max_item_bytes: 4 << 20,
+            max_bytes_per_device: 16 << 20,
+            max_items_per_device: 100,
+            max_total_bytes: 1 << 30,
+        }
+    }
 }
 
 /// How many sessions (accepted Package#1s) one device may open per fixed window, counted in the

@@ -1,6 +1,7 @@
 //! What one device cannot exhaust, over real HTTP on the embedded and the Redis store: its session history
 //! stays at the newest sessions, a Package#1 loop neither burns its queued commands nor outruns its session
-//! rate (429 + Retry-After).
+//! rate (429 + Retry-After), and its uploads stay within their quotas (413) and all uploads within their
+//! cap (507), even when sent in parallel.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -9,11 +10,12 @@ mod device_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use device_support::{AuthMode, SimulatedDevice, TestServer};
+use device_support::{AuthMode, SimulatedDevice, TestServer, authorization, http};
 use futures_util::StreamExt as _;
 use omadm_core::metrics::metrics;
 use omadm_core::model::{CommandState, SessionOutcome};
-use omadm_core::store::{DEFAULT_SESSION_HISTORY_PER_DEVICE, Store};
+use omadm_core::store::{DEFAULT_SESSION_HISTORY_PER_DEVICE, Store, UploadUsage};
+use omadm_gateway::UploadQuotaConfig;
 use omadm_proto::command::Command;
 use omadm_proto::package::InitiationPackage;
 use omadm_testkit::redis::RedisServer;
@@ -131,4 +133,97 @@ async fn a_package1_burst_keeps_the_queued_exec_and_is_rate_limited_on_the_embed
 async fn a_package1_burst_keeps_the_queued_exec_and_is_rate_limited_on_the_redis_store() {
     let (store, _guard) = redis().await;
     package1_burst(store, "IMEI:493005100600400").await;
+}
+
+/// A device upload of `bytes` bytes to `up/<device>/<name>` with Basic authentication; its status.
+async fn upload(server: &TestServer, device_id: &str, name: &str, bytes: usize) -> u16 {
+    let path = format!("/repo/up/{device_id}/{name}");
+    let client = http();
+    let authorization = authorization(&client, server, AuthMode::Basic, "PUT", &path, device_id, PASSWORD).await;
+    let response = client
+        .put(server.url(&path))
+        .header("Content-Type", "application/octet-stream")
+        .header(device_support::DEVICE_ID_HEADER, device_id)
+        .header("Authorization", authorization)
+        .body(vec![b'u'; bytes])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    if status >= 400 {
+        let body: serde_json::Value = response.json().await.expect("a JSON error body");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    status
+}
+
+fn refused(reason: &str) -> u64 {
+    metrics().uploads_refused.with_label_values(&[reason]).get()
+}
+
+/// Per upload 1,000 bytes, per device 2,048 bytes and 3 items, 6,000 bytes for all devices.
+async fn upload_quotas(store: Arc<dyn Store>, tag: &str) {
+    let server = TestServer::start_on(store, |config, _| {
+        config.uploads = UploadQuotaConfig {
+            max_item_bytes: 1_000,
+            max_bytes_per_device: 2_048,
+            max_items_per_device: 3,
+            max_total_bytes: 6_000,
+        };
+    })
+    .await;
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|name| format!("quota-{tag}-{name}"));
+    for device_id in [&a, &b, &c, &d] {
+        server.register(device_id, PASSWORD).await;
+    }
+    let usage = |device_bytes, device_items, total_bytes| UploadUsage { device_bytes, device_items, total_bytes };
+    let before = (refused("item_too_large"), refused("device_bytes"), refused("device_items"), refused("total_bytes"));
+
+    // One item past its limit: 413, not stored, nothing counted.
+    assert_eq!(upload(&server, &a, "big", 1_001).await, 413);
+    assert_eq!(server.store.get_content(&format!("up/{a}/big")).await.unwrap(), None);
+    assert_eq!(upload(&server, &a, "1", 1_000).await, 201);
+    assert_eq!(upload(&server, &a, "2", 1_000).await, 201);
+    // The device's bytes: 413; replacing its own item counts only the difference.
+    assert_eq!(upload(&server, &a, "3", 100).await, 413);
+    assert_eq!(upload(&server, &a, "1", 500).await, 204);
+    assert_eq!(upload(&server, &a, "3", 100).await, 201);
+    // The device's items: 413.
+    assert_eq!(upload(&server, &a, "4", 1).await, 413);
+    assert_eq!(server.store.get_content(&format!("up/{a}/4")).await.unwrap(), None);
+    assert_eq!(server.store.upload_usage(&a).await.unwrap(), usage(1_600, 3, 1_600));
+
+    // Twenty at once cannot overshoot the device's quota: two fit.
+    let names: Vec<String> = (0..20).map(|index| format!("p{index}")).collect();
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(names.iter().map(|name| upload(&server, &d, name, 1_000))).await;
+    assert_eq!(statuses.iter().filter(|status| **status == 201).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|status| **status == 413).count(), 18, "{statuses:?}");
+    assert_eq!(server.store.upload_usage(&d).await.unwrap(), usage(2_000, 2, 3_600));
+
+    // The cap on all device uploads: 507, whoever asks.
+    assert_eq!(upload(&server, &b, "1", 1_000).await, 201);
+    assert_eq!(upload(&server, &b, "2", 1_000).await, 201);
+    assert_eq!(upload(&server, &c, "1", 500).await, 507);
+    assert_eq!(server.store.get_content(&format!("up/{c}/1")).await.unwrap(), None);
+    assert_eq!(server.store.upload_usage(&c).await.unwrap(), usage(0, 0, 5_600));
+
+    // Counted (at least: the metrics are the process's, and tests run side by side).
+    assert!(refused("item_too_large") > before.0);
+    assert!(refused("device_bytes") >= before.1 + 19);
+    assert!(refused("device_items") > before.2);
+    assert!(refused("total_bytes") > before.3);
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn upload_quotas_hold_on_the_embedded_store() {
+    let (store, _guard) = embedded().await;
+    upload_quotas(store, "embedded").await;
+}
+
+#[actix_rt::test]
+async fn upload_quotas_hold_on_the_redis_store() {
+    let (store, _guard) = redis().await;
+    upload_quotas(store, "redis").await;
 }

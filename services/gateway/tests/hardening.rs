@@ -54,6 +54,7 @@ async fn start(store_url: Option<&str>) -> Running {
         auto_register_password: None,
         auth_throttle: Default::default(),
         session_rate: Default::default(),
+        uploads: Default::default(),
         bootstrap: BootstrapConfig {
             server_id: "dms.test".to_owned(),
             server_name: "test".to_owned(),

@@ -655,6 +655,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let config = GatewayConfig {
         auth_throttle: Default::default(),
         session_rate: Default::default(),
+        uploads: Default::default(),
         public_url: public_url.clone(),
         admin_token: admin_token.value().to_owned(),
         realm: settings.realm.clone(),

@@ -34,6 +34,7 @@ pub fn gateway(base: &str) -> omadm_gateway::GatewayConfig {
         auto_register_password: None,
         auth_throttle: Default::default(),
         session_rate: Default::default(),
+        uploads: Default::default(),
         bootstrap: bootstrap(),
     }
 }

@@ -201,6 +201,11 @@ impl<I: Interpose + 'static> Store for TestStore<I> {
         self.enter("delete_content")?;
         self.inner.delete_content(path).await
     }
+
+    async fn upload_usage(&self, device_id: &str) -> Result<omadm_core::store::UploadUsage, StoreError> {
+        self.enter("upload_usage")?;
+        self.inner.upload_usage(device_id).await
+    }
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.enter("commit")?;
         self.interposer.commit(&*self.inner, batch).await

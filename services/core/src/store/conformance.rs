@@ -38,7 +38,10 @@ use omadm_proto::command::Command;
 use omadm_proto::package::{AlertItem, SupportedObject};
 use serde_json::json;
 
-use super::{SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, WriteBatch};
+use super::{
+    SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, UploadCharge, UploadLimits, UploadQuotaKind,
+    UploadUsage, WriteBatch,
+};
 use crate::bus::{Event, SCHEMA_VERSION, Topic};
 use crate::clock::{Millis, now_millis};
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
@@ -73,6 +76,7 @@ macro_rules! store_conformance_tests {
             mirrors_are_replaced,
             alerts_are_numbered_and_listed_newest_first,
             repository_round_trip,
+            upload_quotas_move_with_the_content,
             outbox_keeps_order_until_acknowledged,
             one_batch_writes_everything,
             delete_device_removes_everything_of_the_device,
@@ -111,6 +115,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     mirrors_are_replaced(store.clone()).await;
     alerts_are_numbered_and_listed_newest_first(store.clone()).await;
     repository_round_trip(store.clone()).await;
+    upload_quotas_move_with_the_content(store.clone()).await;
     outbox_keeps_order_until_acknowledged(store.clone()).await;
     one_batch_writes_everything(store.clone()).await;
     delete_device_removes_everything_of_the_device(store.clone()).await;
@@ -521,6 +526,67 @@ pub async fn repository_round_trip(store: Arc<dyn Store>) {
     assert!(!store.delete_content(path).await.unwrap());
 }
 
+/// Upload quotas: a batch with an [`UploadCharge`] writes its content and moves the counters together, or is
+/// refused with `QuotaExceeded` naming the quota and writes nothing; replacing one's own upload counts the
+/// difference, not a second item; operator writes over a device upload release its share.
+pub async fn upload_quotas_move_with_the_content(store: Arc<dyn Store>) {
+    let (first, second) = ("conf-quota-1", "conf-quota-2");
+    let before = store.upload_usage(first).await.unwrap();
+    let limits =
+        UploadLimits { max_bytes_per_device: 10, max_items_per_device: 2, max_total_bytes: before.total_bytes + 15 };
+    let upload = |device_id: &str, name: &str, bytes: usize| {
+        let path = format!("up/{device_id}/{name}");
+        let item = RepositoryItem {
+            path: path.clone(),
+            content_type: "application/octet-stream".to_owned(),
+            body: vec![b'x'; bytes],
+            source: ContentSource::Device,
+            device_id: Some(device_id.to_owned()),
+            stored_at: 1,
+        };
+        let charge = UploadCharge { device_id: device_id.to_owned(), path, bytes: bytes as u64, limits };
+        WriteBatch { contents: vec![item], upload: Some(charge), ..WriteBatch::default() }
+    };
+    let usage = |device_bytes, device_items, total| UploadUsage {
+        device_bytes,
+        device_items,
+        total_bytes: before.total_bytes + total,
+    };
+    let refused = |result: Result<(), StoreError>| match result {
+        Err(StoreError::QuotaExceeded { quota }) => quota,
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    };
+
+    store.commit(upload(first, "a", 5)).await.unwrap();
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(5, 1, 5));
+    store.commit(upload(first, "a", 8)).await.unwrap();
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(8, 1, 8), "a replacement counts the difference");
+    assert_eq!(refused(store.commit(upload(first, "b", 3)).await), UploadQuotaKind::DeviceBytes);
+    assert_eq!(store.get_content(&format!("up/{first}/b")).await.unwrap(), None, "nothing of it written");
+    store.commit(upload(first, "b", 2)).await.unwrap();
+    assert_eq!(refused(store.commit(upload(first, "c", 0)).await), UploadQuotaKind::DeviceItems);
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(10, 2, 10));
+
+    assert_eq!(refused(store.commit(upload(second, "a", 6)).await), UploadQuotaKind::TotalBytes);
+    store.commit(upload(second, "a", 5)).await.unwrap();
+    assert_eq!(
+        store.upload_usage(second).await.unwrap(),
+        UploadUsage { device_bytes: 5, device_items: 1, ..usage(0, 0, 15) }
+    );
+
+    // Operator writes release what they remove or replace.
+    assert!(store.delete_content(&format!("up/{first}/a")).await.unwrap());
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(2, 1, 7));
+    let mut operator = upload(first, "b", 1).contents.remove(0);
+    operator.source = ContentSource::Operator;
+    operator.device_id = None;
+    store.put_content(operator).await.unwrap();
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(0, 0, 5));
+    assert!(store.delete_content(&format!("up/{second}/a")).await.unwrap());
+    assert_eq!(store.upload_usage(second).await.unwrap(), usage(0, 0, 0));
+    store.delete_content(&format!("up/{first}/b")).await.unwrap();
+}
+
 /// Events wait in commit order (per outbox shard) until acknowledged; an id already waiting is not added twice.
 /// The only check that leaves events committed: it expects the outbox empty at its start.
 pub async fn outbox_keeps_order_until_acknowledged(store: Arc<dyn Store>) {
@@ -600,6 +666,7 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         alerts: vec![alert(device_id, 1)],
         contents: vec![upload(device_id)],
         events: Vec::new(),
+        upload: None,
         fence: None,
     };
     store.commit(batch).await.unwrap();

@@ -57,6 +57,108 @@ pub enum StoreError {
     /// events (the bus has been down for long): nothing was written.
     #[error("the outbox is full ({len} events waiting); nothing written")]
     OutboxFull { len: u64 },
+    /// The batch's [`UploadCharge`] would take a device's uploads, or all device uploads, past their
+    /// quota: nothing was written.
+    #[error("the upload is over {quota}; nothing written")]
+    QuotaExceeded { quota: UploadQuotaKind },
+}
+
+/// Which upload quota a refused [`UploadCharge`] would have passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadQuotaKind {
+    /// The bytes one device's uploads may hold.
+    DeviceBytes,
+    /// How many items one device's uploads may be.
+    DeviceItems,
+    /// The bytes all device uploads together may hold.
+    TotalBytes,
+}
+
+impl UploadQuotaKind {
+    /// Metric label (`omadm_uploads_refused_total{reason}`), also the word the Redis engine's script answers.
+    pub fn label(self) -> &'static str {
+        match self {
+            UploadQuotaKind::DeviceBytes => "device_bytes",
+            UploadQuotaKind::DeviceItems => "device_items",
+            UploadQuotaKind::TotalBytes => "total_bytes",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<UploadQuotaKind> {
+        [UploadQuotaKind::DeviceBytes, UploadQuotaKind::DeviceItems, UploadQuotaKind::TotalBytes]
+            .into_iter()
+            .find(|kind| kind.label() == label)
+    }
+}
+
+impl std::fmt::Display for UploadQuotaKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            UploadQuotaKind::DeviceBytes => "the device's upload quota in bytes",
+            UploadQuotaKind::DeviceItems => "the device's upload quota in items",
+            UploadQuotaKind::TotalBytes => "the cap on the bytes of all device uploads",
+        })
+    }
+}
+
+/// The limits an upload is charged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    pub max_bytes_per_device: u64,
+    pub max_items_per_device: u64,
+    pub max_total_bytes: u64,
+}
+
+/// A device upload's share of the upload quotas, charged in the batch that writes its content.
+///
+/// The store keeps, per path, the size and owner of the device upload stored there, per device the
+/// bytes and items of its uploads, and the bytes of all device uploads. Charging replaces what the
+/// path held (its bytes are released first), and is refused with [`StoreError::QuotaExceeded`] when
+/// a total would pass its limit; the check and the counters move with the content, atomically.
+/// Operator writes (`put_content`, `delete_content`) over a device upload release its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadCharge {
+    pub device_id: String,
+    /// The repository path the batch writes (one of its `contents`).
+    pub path: String,
+    /// The size of the content written there.
+    pub bytes: u64,
+    pub limits: UploadLimits,
+}
+
+/// What a device's uploads hold, as [`Store::upload_usage`] tells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadUsage {
+    /// The device's upload bytes and items.
+    pub device_bytes: u64,
+    pub device_items: u64,
+    /// The bytes of every device's uploads.
+    pub total_bytes: u64,
+}
+
+/// The quota a charge would pass, judged on what its path holds (`previous`: owner and bytes) and the counters.
+pub fn quota_refusal(
+    charge: &UploadCharge,
+    previous: Option<(&str, u64)>,
+    usage: UploadUsage,
+) -> Option<UploadQuotaKind> {
+    let (released_own_bytes, released_own_items, released_total) = match previous {
+        Some((owner, bytes)) if owner == charge.device_id => (bytes, 1, bytes),
+        Some((_, bytes)) => (0, 0, bytes),
+        None => (0, 0, 0),
+    };
+    let device_bytes = usage.device_bytes.saturating_sub(released_own_bytes).saturating_add(charge.bytes);
+    let device_items = usage.device_items.saturating_sub(released_own_items).saturating_add(1);
+    let total_bytes = usage.total_bytes.saturating_sub(released_total).saturating_add(charge.bytes);
+    if total_bytes > charge.limits.max_total_bytes {
+        Some(UploadQuotaKind::TotalBytes)
+    } else if device_bytes > charge.limits.max_bytes_per_device {
+        Some(UploadQuotaKind::DeviceBytes)
+    } else if device_items > charge.limits.max_items_per_device {
+        Some(UploadQuotaKind::DeviceItems)
+    } else {
+        None
+    }
 }
 
 /// Knobs of a store engine that the URL does not carry.
@@ -131,6 +233,8 @@ pub struct WriteBatch {
     pub contents: Vec<RepositoryItem>,
     /// Events to hand to the Bus once the batch is durable (the outbox).
     pub events: Vec<Event>,
+    /// The upload quota share of a device upload among `contents`: checked before anything is written.
+    pub upload: Option<UploadCharge>,
     /// For a session step: the lease the step was loaded under. The batch is
     /// applied only while it still holds (else `StoreError::Fenced`).
     pub fence: Option<Fence>,
@@ -146,6 +250,7 @@ impl WriteBatch {
             && self.alerts.is_empty()
             && self.contents.is_empty()
             && self.events.is_empty()
+            && self.upload.is_none()
             && self.fence.is_none()
     }
 }
@@ -221,6 +326,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError>;
     async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError>;
     async fn delete_content(&self, path: &str) -> Result<bool, StoreError>;
+    /// What `device_id`'s uploads, and all device uploads, hold (see [`UploadCharge`]).
+    async fn upload_usage(&self, device_id: &str) -> Result<UploadUsage, StoreError>;
 
     // Atomic writes and the outbox.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;

@@ -495,6 +495,9 @@ impl Store for TakeOverBeforeCommit {
     async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
         self.inner.delete_content(path).await
     }
+    async fn upload_usage(&self, device_id: &str) -> Result<crate::store::UploadUsage, StoreError> {
+        self.inner.upload_usage(device_id).await
+    }
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let take_over = std::mem::take(&mut *self.armed.lock().unwrap());
         if let (true, Some(fence)) = (take_over, &batch.fence) {

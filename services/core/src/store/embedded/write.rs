@@ -16,10 +16,11 @@ use super::tables::{
     NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS,
     QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, encode, successor,
 };
+use super::tables::{META_UPLOAD_TOTAL_BYTES, UPLOAD_SIZES, UPLOAD_USAGE};
 use crate::bus::Event;
 use crate::clock::Millis;
 use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, RepositoryItem};
-use crate::store::{StoreError, WriteBatch};
+use crate::store::{StoreError, UploadCharge, UploadUsage, WriteBatch, quota_refusal};
 
 /// The one field of a stored command the queued index and the pending count depend on.
 #[derive(Deserialize)]
@@ -100,7 +101,16 @@ pub fn commit(
     if let Some(waiting) = outbox_overflow(transaction, &batch.events, outbox_limit)? {
         return Ok(Applied::Refused(StoreError::OutboxFull { len: waiting }));
     }
+    if let Some(charge) = &batch.upload
+        && let Some(quota) = upload_refusal(transaction, charge)?
+    {
+        return Ok(Applied::Refused(StoreError::QuotaExceeded { quota }));
+    }
     apply_batch(transaction, batch, history_per_device)?;
+    if let Some(charge) = &batch.upload {
+        release_upload(transaction, &charge.path)?;
+        charge_upload(transaction, charge)?;
+    }
     if let Some(fence) = &batch.fence {
         coordination::renew_or_release(transaction, fence)?;
     }
@@ -342,13 +352,69 @@ pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<
     Ok(existed)
 }
 
+/// The quota a charge would pass, judged on what its path holds now.
+fn upload_refusal(
+    transaction: &WriteTransaction,
+    charge: &UploadCharge,
+) -> Result<Option<crate::store::UploadQuotaKind>, StoreError> {
+    let sizes = transaction.open_table(UPLOAD_SIZES)?;
+    let previous = sizes.get(charge.path.as_str())?.map(|entry| {
+        let (owner, bytes) = entry.value();
+        (owner.to_owned(), bytes)
+    });
+    let (device_bytes, device_items) = transaction
+        .open_table(UPLOAD_USAGE)?
+        .get(charge.device_id.as_str())?
+        .map(|usage| usage.value())
+        .unwrap_or((0, 0));
+    let total_bytes = counter(&transaction.open_table(META)?, META_UPLOAD_TOTAL_BYTES, 0)?;
+    let usage = UploadUsage { device_bytes, device_items, total_bytes };
+    Ok(quota_refusal(charge, previous.as_ref().map(|(owner, bytes)| (owner.as_str(), *bytes)), usage))
+}
+
+/// Adds a device's usage change (bytes and items, signed) and the total's.
+fn add_usage(transaction: &WriteTransaction, device_id: &str, bytes: i64, items: i64) -> Result<(), StoreError> {
+    let mut usage = transaction.open_table(UPLOAD_USAGE)?;
+    let (device_bytes, device_items) = usage.get(device_id)?.map(|usage| usage.value()).unwrap_or((0, 0));
+    let updated = (device_bytes.saturating_add_signed(bytes), device_items.saturating_add_signed(items));
+    if updated == (0, 0) {
+        usage.remove(device_id)?;
+    } else {
+        usage.insert(device_id, updated)?;
+    }
+    let mut meta = transaction.open_table(META)?;
+    let total = counter(&meta, META_UPLOAD_TOTAL_BYTES, 0)?;
+    meta.insert(META_UPLOAD_TOTAL_BYTES, total.saturating_add_signed(bytes))?;
+    Ok(())
+}
+
+/// The device upload at `path`, if any, no longer counts against its owner's quota and the total.
+fn release_upload(transaction: &WriteTransaction, path: &str) -> Result<(), StoreError> {
+    let previous = transaction.open_table(UPLOAD_SIZES)?.remove(path)?.map(|entry| {
+        let (owner, bytes) = entry.value();
+        (owner.to_owned(), bytes)
+    });
+    if let Some((owner, bytes)) = previous {
+        add_usage(transaction, &owner, -i64::try_from(bytes).unwrap_or(i64::MAX), -1)?;
+    }
+    Ok(())
+}
+
+fn charge_upload(transaction: &WriteTransaction, charge: &UploadCharge) -> Result<(), StoreError> {
+    transaction.open_table(UPLOAD_SIZES)?.insert(charge.path.as_str(), (charge.device_id.as_str(), charge.bytes))?;
+    add_usage(transaction, &charge.device_id, i64::try_from(charge.bytes).unwrap_or(i64::MAX), 1)
+}
+
+/// An operator write: a device upload it replaces no longer counts against the upload quotas.
 pub fn put_content(transaction: &WriteTransaction, item: &RepositoryItem) -> Result<(), StoreError> {
+    release_upload(transaction, &item.path)?;
     let bytes = encode(item)?;
     transaction.open_table(REPOSITORY)?.insert(item.path.as_str(), bytes.as_slice())?;
     Ok(())
 }
 
 pub fn delete_content(transaction: &WriteTransaction, path: &str) -> Result<bool, StoreError> {
+    release_upload(transaction, path)?;
     Ok(transaction.open_table(REPOSITORY)?.remove(path)?.is_some())
 }
 

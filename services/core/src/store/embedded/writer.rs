@@ -33,7 +33,8 @@ const QUEUE_CAPACITY: usize = 4_096;
 
 /// One write of the Store trait.
 pub enum WriteJob {
-    Commit(WriteBatch),
+    /// Boxed: a batch is much larger than the other jobs.
+    Commit(Box<WriteBatch>),
     Enqueue {
         device_id: String,
         commands: Vec<NewCommand>,

@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::keys::Keys;
 use crate::cluster::Fence;
 use crate::model::CommandState;
-use crate::store::{StoreError, WriteBatch};
+use crate::store::{StoreError, UploadCharge, WriteBatch};
 
 /// The ops of one `commit.lua` invocation, its keys numbered as they first appear.
 #[derive(Debug, Default)]
@@ -101,6 +101,39 @@ pub struct CommitPlan {
     pub groups: BTreeMap<u32, ScriptOps>,
     /// The group that checks the batch's fence.
     pub fence_group: Option<u32>,
+    /// On Redis Cluster, the upload charge, run before everything else (its key has a slot of its own);
+    /// on a standalone server it is in the one group.
+    pub charge: Option<ScriptOps>,
+}
+
+impl ScriptOps {
+    /// The check (before any write) and the charge of an upload against its quotas.
+    pub fn upload_charge(&mut self, keys: &Keys, charge: &UploadCharge) {
+        let numbers = [
+            charge.bytes,
+            charge.limits.max_bytes_per_device,
+            charge.limits.max_items_per_device,
+            charge.limits.max_total_bytes,
+        ]
+        .map(|number| number.to_string());
+        self.op(
+            "QUOTA",
+            &[&keys.upload_usage()],
+            &[
+                charge.device_id.as_bytes(),
+                charge.path.as_bytes(),
+                numbers[0].as_bytes(),
+                numbers[1].as_bytes(),
+                numbers[2].as_bytes(),
+                numbers[3].as_bytes(),
+            ],
+        );
+    }
+
+    /// Releases the share of the device upload stored at `path`, if any.
+    pub fn upload_release(&mut self, keys: &Keys, path: &str) {
+        self.op("RELEASE", &[&keys.upload_usage()], &[path.as_bytes()]);
+    }
 }
 
 fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
@@ -200,6 +233,15 @@ pub fn plan(
             plan.global.push(GlobalWrite::Content(keys.content(&item.path), encode(item)?));
         } else {
             plan.groups.entry(0).or_default().op("SET", &[&keys.content(&item.path)], &[&encode(item)?]);
+        }
+    }
+    if let Some(charge) = &batch.upload {
+        if cluster {
+            let mut ops = ScriptOps::default();
+            ops.upload_charge(keys, charge);
+            plan.charge = Some(ops);
+        } else {
+            plan.groups.entry(0).or_default().upload_charge(keys, charge);
         }
     }
     for device_id in session_devices {
