@@ -159,3 +159,19 @@ pub struct BootstrapConfig {
     /// DMAcc `Push/GCM` (D.2.3): how the device registers for push notifications; none when not offered.
     pub gcm: Option<omadm_proto::mo::GcmPush>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_rate_refuses_past_its_limit_and_allows_at_least_one() {
+        let limit = SessionRateLimit { window: 1_000, max_sessions_per_device: 3 };
+        assert!(!limit.refuses(3));
+        assert!(limit.refuses(4));
+        let zero = SessionRateLimit { window: 1_000, max_sessions_per_device: 0 };
+        assert!(!zero.refuses(1));
+        assert!(zero.refuses(2));
+        assert_eq!(SessionRateLimit::key("IMEI:1"), "session-rate:IMEI:1");
+    }
+}

@@ -399,3 +399,47 @@ pub async fn open_with(url: &str, options: &StoreOptions) -> Result<std::sync::A
     }
     Ok(std::sync::Arc::new(EmbeddedStore::open_with(std::path::Path::new(path), options).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charge(device_id: &str, bytes: u64) -> UploadCharge {
+        UploadCharge {
+            device_id: device_id.to_owned(),
+            path: "up/d/x".to_owned(),
+            bytes,
+            limits: UploadLimits { max_bytes_per_device: 100, max_items_per_device: 2, max_total_bytes: 150 },
+        }
+    }
+
+    fn usage(device_bytes: u64, device_items: u64, total_bytes: u64) -> UploadUsage {
+        UploadUsage { device_bytes, device_items, total_bytes }
+    }
+
+    #[test]
+    fn quotas_judge_what_the_upload_leaves_behind() {
+        assert_eq!(quota_refusal(&charge("d", 100), None, usage(0, 0, 0)), None, "up to a limit is fine");
+        assert_eq!(quota_refusal(&charge("d", 101), None, usage(0, 0, 0)), Some(UploadQuotaKind::DeviceBytes));
+        assert_eq!(quota_refusal(&charge("d", 1), None, usage(10, 2, 10)), Some(UploadQuotaKind::DeviceItems));
+        assert_eq!(quota_refusal(&charge("d", 1), None, usage(0, 0, 150)), Some(UploadQuotaKind::TotalBytes));
+        // Replacing its own item: the old bytes and the item are given back first.
+        assert_eq!(quota_refusal(&charge("d", 100), Some(("d", 60)), usage(60, 2, 60)), None);
+        // Replacing another device's item frees the total, not this device's share.
+        assert_eq!(
+            quota_refusal(&charge("d", 50), Some(("e", 50)), usage(60, 1, 150)),
+            Some(UploadQuotaKind::DeviceBytes)
+        );
+        assert_eq!(quota_refusal(&charge("d", 40), Some(("e", 50)), usage(60, 1, 150)), None);
+    }
+
+    #[test]
+    fn labels_round_trip_and_retry_after_waits_for_the_window_end() {
+        for kind in [UploadQuotaKind::DeviceBytes, UploadQuotaKind::DeviceItems, UploadQuotaKind::TotalBytes] {
+            assert_eq!(UploadQuotaKind::from_label(kind.label()), Some(kind));
+        }
+        assert_eq!(UploadQuotaKind::from_label("other"), None);
+        assert_eq!(retry_after_seconds(60_000, 120_000), 60);
+        assert_eq!(retry_after_seconds(60_000, 179_999), 1);
+    }
+}

@@ -4,6 +4,8 @@
 //! with an unguessable id; its Package#2 starts with CONT to `/dm/s/{sid}`
 //! when more packages follow. Package#3s are bound to the session by that id
 //! and the `OMADM-DevID` check, and are not authenticated again.
+//! An authenticated Package#1 past its device's session rate (`GatewayConfig::session_rate`) is 429 with
+//! `Retry-After` before anything of a session happens.
 //!
 //! In a cluster, a request this node has no actor for goes to the device's
 //! owner (the rendezvous owner among the live nodes) over its internal

@@ -7,6 +7,9 @@
 //! Devices upload only where the server sent them: below their own `up/<DevID>/`, or to the exact
 //! ServerURI of an HPUT/HPOST of their open session; never over operator content nor another device's
 //! upload (403). GET serves operator content only: device uploads are read through the operator API.
+//! Uploads are bounded: the body is read up to `UploadQuotaConfig::max_item_bytes` (413 past it), and its
+//! size is charged against the device's quota (413) and the cap on all device uploads (507) in the Store, in
+//! the same atomic write as the content.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
