@@ -430,9 +430,7 @@ impl ThrottleLimit {
 
     /// The `Retry-After` seconds of a refusal at `now`: until the window ends, rounded up, at least 1.
     pub fn retry_after_seconds(self, now: Millis) -> u64 {
-        let window = self.window.max(1);
-        let end = (now - now % window).saturating_add(window);
-        end.saturating_sub(now).div_ceil(1000).max(1)
+        crate::store::retry_after_seconds(self.window, now)
     }
 }
 

@@ -18,6 +18,14 @@ pub struct Metrics {
     pub sessions_ended: IntCounterVec,
     /// Sessions open right now on this node.
     pub sessions_active: IntGauge,
+    /// Open sessions a new Package#1 of their device ended, by `before_package3` (`true`: no Package#3 of
+    /// it arrived, so its commands were not counted as delivered).
+    pub sessions_superseded: IntCounterVec,
+    /// Package#1s refused with 429 because their device opened sessions faster than its rate.
+    pub session_rate_limited: IntCounter,
+    /// Device uploads refused, by `reason`: `item_too_large` (413), `device_bytes`, `device_items` (413, the
+    /// device's quota), `total_bytes` (507, the cap on all device uploads).
+    pub uploads_refused: IntCounterVec,
     /// Packages received and sent, by `package` (`1`, `3`, `2`) and `direction` (`in`, `out`).
     pub packages: IntCounterVec,
     /// Package sizes in bytes, by `package`.
@@ -123,6 +131,20 @@ impl Metrics {
             sessions_started: counter("omadm_sessions_started_total", "DM sessions started.", &[]),
             sessions_ended: counter("omadm_sessions_ended_total", "DM sessions ended, by outcome.", &["outcome"]),
             sessions_active: gauge("omadm_sessions_active", "DM sessions open on this node."),
+            sessions_superseded: counter(
+                "omadm_sessions_superseded_total",
+                "Open sessions ended by a new Package#1 of their device, by whether no Package#3 had arrived.",
+                &["before_package3"],
+            ),
+            session_rate_limited: plain_counter(
+                "omadm_session_rate_limited_total",
+                "Package#1s refused (429) because their device opened sessions faster than its rate.",
+            ),
+            uploads_refused: counter(
+                "omadm_uploads_refused_total",
+                "Device uploads refused by a quota or cap, by reason.",
+                &["reason"],
+            ),
             packages: counter(
                 "omadm_packages_total",
                 "DM packages, by package and direction.",

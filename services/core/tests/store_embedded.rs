@@ -234,7 +234,7 @@ async fn granted(store: &Arc<dyn Store>, device_id: &str, request: &LeaseRequest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_commits_fail_alone_among_concurrent_commits() {
     let directory = tempfile::tempdir().unwrap();
-    let options = StoreOptions { outbox_limit_per_shard: 5 };
+    let options = StoreOptions { outbox_limit_per_shard: 5, ..StoreOptions::default() };
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open_with(directory.path(), &options).await.unwrap());
     let events: Vec<_> =
         (0..5).map(|index| conformance::event(&format!("full-{index}"), Topic::Results, "k")).collect();

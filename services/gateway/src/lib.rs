@@ -23,4 +23,4 @@ pub mod server;
 mod state;
 
 pub use error::HttpError;
-pub use state::{AppState, AuthThrottleConfig, BootstrapConfig, GatewayConfig};
+pub use state::{AppState, AuthThrottleConfig, BootstrapConfig, GatewayConfig, SessionRateLimit, UploadQuotaConfig};

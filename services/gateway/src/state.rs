@@ -37,6 +37,80 @@ pub struct GatewayConfig {
     pub bootstrap: BootstrapConfig,
     /// Throttles of failed authentication and the auth-failure log interval.
     pub auth_throttle: AuthThrottleConfig,
+    /// How fast one device may open sessions.
+    pub session_rate: SessionRateLimit,
+    /// What device uploads (HPUT/HPOST) may hold.
+    pub uploads: UploadQuotaConfig,
+}
+
+/// Quotas of device uploads (docs/device-edge.md, "Upload quotas"), charged in the Store in the same
+/// atomic write as the content, so they hold across nodes and concurrent uploads. An upload's body is
+/// read up to `max_item_bytes` and no further.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadQuotaConfig {
+    /// Largest single device upload (413 above; the read stops there).
+    pub max_item_bytes: usize,
+    /// Bytes one device's uploads may hold together (413 past it).
+    pub max_bytes_per_device: u64,
+    /// Items one device's uploads may be (413 past it; replacing one of its own is no new item).
+    pub max_items_per_device: u64,
+    /// Bytes all device uploads together may hold (507 past it).
+    pub max_total_bytes: u64,
+}
+
+impl UploadQuotaConfig {
+    /// The Store's limits of a charge.
+    pub fn limits(&self) -> omadm_core::store::UploadLimits {
+        omadm_core::store::UploadLimits {
+            max_bytes_per_device: self.max_bytes_per_device,
+            max_items_per_device: self.max_items_per_device,
+            max_total_bytes: self.max_total_bytes,
+        }
+    }
+}
+
+impl Default for UploadQuotaConfig {
+    /// 4 MiB per upload, 16 MiB and 100 items per device, 1 GiB for all devices.
+    fn default() -> Self {
+        UploadQuotaConfig {
+            max_item_bytes: 4 << 20,
+            max_bytes_per_device: 16 << 20,
+            max_items_per_device: 100,
+            max_total_bytes: 1 << 30,
+        }
+    }
+}
+
+/// How many sessions (accepted Package#1s) one device may open per fixed window, counted in the
+/// Store so it holds across nodes (docs/device-edge.md, "Throttles"). A Package#1 past it gets 429
+/// with `Retry-After` (the seconds until the window ends) and opens nothing, so a device, or a
+/// replayed header, that sends Package#1 in a loop neither burns its commands nor grows the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRateLimit {
+    /// Length of a window in ms; windows start at multiples of it.
+    pub window: Millis,
+    /// Package#1s of one device per window that may open a session (at least 1 is allowed).
+    pub max_sessions_per_device: u64,
+}
+
+impl SessionRateLimit {
+    /// The Store key a device's sessions are counted under (`Store::count_in_window`).
+    pub fn key(device_id: &str) -> String {
+        format!("session-rate:{device_id}")
+    }
+
+    /// True when the `count`th Package#1 of a window (itself included) is over the limit.
+    pub fn refuses(&self, count: u64) -> bool {
+        count > self.max_sessions_per_device.max(1)
+    }
+}
+
+impl Default for SessionRateLimit {
+    /// 30 sessions per device per minute: far more than a device that works needs (a session
+    /// per notification or per period), far fewer than a Package#1 loop sends.
+    fn default() -> Self {
+        SessionRateLimit { window: 60_000, max_sessions_per_device: 30 }
+    }
 }
 
 /// Limits on failed authentication, counted in the Store so they hold across nodes
@@ -84,4 +158,20 @@ pub struct BootstrapConfig {
     pub defaults: Vec<(String, String)>,
     /// DMAcc `Push/GCM` (D.2.3): how the device registers for push notifications; none when not offered.
     pub gcm: Option<omadm_proto::mo::GcmPush>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_rate_refuses_past_its_limit_and_allows_at_least_one() {
+        let limit = SessionRateLimit { window: 1_000, max_sessions_per_device: 3 };
+        assert!(!limit.refuses(3));
+        assert!(limit.refuses(4));
+        let zero = SessionRateLimit { window: 1_000, max_sessions_per_device: 0 };
+        assert!(!zero.refuses(1));
+        assert!(zero.refuses(2));
+        assert_eq!(SessionRateLimit::key("IMEI:1"), "session-rate:IMEI:1");
+    }
 }

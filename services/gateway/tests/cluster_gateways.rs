@@ -360,7 +360,7 @@ async fn after_a_failover_the_same_answer_as_the_last_one_is_taken_for_a_retrans
 #[actix_rt::test]
 async fn a_full_outbox_gives_503_and_not_ready_until_the_relay_drains_it() {
     let redis = RedisServer::start();
-    let options = omadm_core::store::StoreOptions { outbox_limit_per_shard: 4 };
+    let options = omadm_core::store::StoreOptions { outbox_limit_per_shard: 4, ..Default::default() };
     let store = omadm_core::store::open_with(&redis.url(), &options).await.unwrap();
     let events = tempfile::tempdir().unwrap();
     let bus = omadm_core::bus::open(events.path().to_str().unwrap(), "omadm.").await.unwrap();

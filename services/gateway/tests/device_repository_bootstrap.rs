@@ -62,7 +62,7 @@ async fn operator_content_is_served_with_content_negotiation() {
 
 #[actix_rt::test]
 async fn devices_upload_with_authentication_and_never_over_others_content() {
-    let server = TestServer::start(|config, _| config.max_repository_bytes = 1024).await;
+    let server = TestServer::start(|config, _| config.uploads.max_item_bytes = 1024).await;
     server.register(DEVICE, PASSWORD).await;
     server.register(OTHER, PASSWORD).await;
     put_item(&server, "fw/manifest.json", "application/json", ContentSource::Operator, None).await;
@@ -86,7 +86,7 @@ async fn devices_upload_with_authentication_and_never_over_others_content() {
     let operator = server.store.get_content("fw/manifest.json").await.unwrap().unwrap();
     assert_eq!(operator.source, ContentSource::Operator);
 
-    // Over the repository limit.
+    // Over the limit of one device upload.
     let client = http();
     let path = "/repo/up/big.bin";
     let auth = authorization(&client, &server, AuthMode::Basic, "PUT", path, DEVICE, PASSWORD).await;

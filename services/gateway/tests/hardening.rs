@@ -53,6 +53,8 @@ async fn start(store_url: Option<&str>) -> Running {
         max_repository_bytes: 64 * 1024,
         auto_register_password: None,
         auth_throttle: Default::default(),
+        session_rate: Default::default(),
+        uploads: Default::default(),
         bootstrap: BootstrapConfig {
             server_id: "dms.test".to_owned(),
             server_name: "test".to_owned(),

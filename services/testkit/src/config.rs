@@ -33,6 +33,8 @@ pub fn gateway(base: &str) -> omadm_gateway::GatewayConfig {
         max_repository_bytes: 256 * 1024,
         auto_register_password: None,
         auth_throttle: Default::default(),
+        session_rate: Default::default(),
+        uploads: Default::default(),
         bootstrap: bootstrap(),
     }
 }

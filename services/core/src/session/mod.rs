@@ -66,6 +66,9 @@ pub enum SessionEvent {
     Response { state: SessionState, response: MultipartResponse },
     /// The session went silent past the timeout.
     Expiry { state: SessionState },
+    /// A new Package#1 of the device ends the session while it is open. Unlike an expiry, when no
+    /// Package#3 of it arrived its commands go back to the queue with their attempt undone.
+    Superseded { state: SessionState },
 }
 
 /// Everything the step may read besides the event.
@@ -126,6 +129,7 @@ pub fn step(config: &SessionConfig, context: SessionContext, event: SessionEvent
         SessionEvent::Initiation { session_id, package } => initiation::initiate(config, context, session_id, package),
         SessionEvent::Response { state, response } => response::respond(config, context, state, response),
         SessionEvent::Expiry { state } => expiry::expire(config, context, state),
+        SessionEvent::Superseded { state } => expiry::supersede(config, context, state),
     }
 }
 

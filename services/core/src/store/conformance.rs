@@ -38,7 +38,10 @@ use omadm_proto::command::Command;
 use omadm_proto::package::{AlertItem, SupportedObject};
 use serde_json::json;
 
-use super::{SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, WriteBatch};
+use super::{
+    SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, UploadCharge, UploadLimits, UploadQuotaKind,
+    UploadUsage, WriteBatch,
+};
 use crate::bus::{Event, SCHEMA_VERSION, Topic};
 use crate::clock::{Millis, now_millis};
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
@@ -59,6 +62,11 @@ macro_rules! store_conformance_tests {
             let (store, _guard) = $fresh_with($crate::store::conformance::small_outbox_options()).await;
             $crate::store::conformance::outbox_refuses_commits_past_its_bound(store).await;
         }
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn session_history_keeps_the_newest_per_device() {
+            let (store, _guard) = $fresh_with($crate::store::conformance::short_history_options()).await;
+            $crate::store::conformance::session_history_keeps_the_newest_per_device(store).await;
+        }
         $crate::store_conformance_tests!(@tests $fresh;
             devices_round_trip,
             enqueue_numbers_commands_in_order,
@@ -68,6 +76,7 @@ macro_rules! store_conformance_tests {
             mirrors_are_replaced,
             alerts_are_numbered_and_listed_newest_first,
             repository_round_trip,
+            upload_quotas_move_with_the_content,
             outbox_keeps_order_until_acknowledged,
             one_batch_writes_everything,
             delete_device_removes_everything_of_the_device,
@@ -96,8 +105,8 @@ macro_rules! store_conformance_tests {
 }
 
 /// Runs every check that takes any store in turn on one store: all but
-/// [`outbox_refuses_commits_past_its_bound`], which needs a store opened with
-/// [`small_outbox_options`].
+/// [`outbox_refuses_commits_past_its_bound`] and [`session_history_keeps_the_newest_per_device`],
+/// which need a store opened with [`small_outbox_options`] and [`short_history_options`].
 pub async fn run_all(store: Arc<dyn Store>) {
     devices_round_trip(store.clone()).await;
     enqueue_numbers_commands_in_order(store.clone()).await;
@@ -107,6 +116,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     mirrors_are_replaced(store.clone()).await;
     alerts_are_numbered_and_listed_newest_first(store.clone()).await;
     repository_round_trip(store.clone()).await;
+    upload_quotas_move_with_the_content(store.clone()).await;
     outbox_keeps_order_until_acknowledged(store.clone()).await;
     one_batch_writes_everything(store.clone()).await;
     delete_device_removes_everything_of_the_device(store.clone()).await;
@@ -519,6 +529,67 @@ pub async fn repository_round_trip(store: Arc<dyn Store>) {
     assert!(!store.delete_content(path).await.unwrap());
 }
 
+/// Upload quotas: a batch with an [`UploadCharge`] writes its content and moves the counters together, or is
+/// refused with `QuotaExceeded` naming the quota and writes nothing; replacing one's own upload counts the
+/// difference, not a second item; operator writes over a device upload release its share.
+pub async fn upload_quotas_move_with_the_content(store: Arc<dyn Store>) {
+    let (first, second) = ("conf-quota-1", "conf-quota-2");
+    let before = store.upload_usage(first).await.unwrap();
+    let limits =
+        UploadLimits { max_bytes_per_device: 10, max_items_per_device: 2, max_total_bytes: before.total_bytes + 15 };
+    let upload = |device_id: &str, name: &str, bytes: usize| {
+        let path = format!("up/{device_id}/{name}");
+        let item = RepositoryItem {
+            path: path.clone(),
+            content_type: "application/octet-stream".to_owned(),
+            body: vec![b'x'; bytes],
+            source: ContentSource::Device,
+            device_id: Some(device_id.to_owned()),
+            stored_at: 1,
+        };
+        let charge = UploadCharge { device_id: device_id.to_owned(), path, bytes: bytes as u64, limits };
+        WriteBatch { contents: vec![item], upload: Some(charge), ..WriteBatch::default() }
+    };
+    let usage = |device_bytes, device_items, total| UploadUsage {
+        device_bytes,
+        device_items,
+        total_bytes: before.total_bytes + total,
+    };
+    let refused = |result: Result<(), StoreError>| match result {
+        Err(StoreError::QuotaExceeded { quota }) => quota,
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    };
+
+    store.commit(upload(first, "a", 5)).await.unwrap();
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(5, 1, 5));
+    store.commit(upload(first, "a", 8)).await.unwrap();
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(8, 1, 8), "a replacement counts the difference");
+    assert_eq!(refused(store.commit(upload(first, "b", 3)).await), UploadQuotaKind::DeviceBytes);
+    assert_eq!(store.get_content(&format!("up/{first}/b")).await.unwrap(), None, "nothing of it written");
+    store.commit(upload(first, "b", 2)).await.unwrap();
+    assert_eq!(refused(store.commit(upload(first, "c", 0)).await), UploadQuotaKind::DeviceItems);
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(10, 2, 10));
+
+    assert_eq!(refused(store.commit(upload(second, "a", 6)).await), UploadQuotaKind::TotalBytes);
+    store.commit(upload(second, "a", 5)).await.unwrap();
+    assert_eq!(
+        store.upload_usage(second).await.unwrap(),
+        UploadUsage { device_bytes: 5, device_items: 1, ..usage(0, 0, 15) }
+    );
+
+    // Operator writes release what they remove or replace.
+    assert!(store.delete_content(&format!("up/{first}/a")).await.unwrap());
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(2, 1, 7));
+    let mut operator = upload(first, "b", 1).contents.remove(0);
+    operator.source = ContentSource::Operator;
+    operator.device_id = None;
+    store.put_content(operator).await.unwrap();
+    assert_eq!(store.upload_usage(first).await.unwrap(), usage(0, 0, 5));
+    assert!(store.delete_content(&format!("up/{second}/a")).await.unwrap());
+    assert_eq!(store.upload_usage(second).await.unwrap(), usage(0, 0, 0));
+    store.delete_content(&format!("up/{first}/b")).await.unwrap();
+}
+
 /// Events wait in commit order (per outbox shard) until acknowledged; an id already waiting is not added twice.
 /// The only check that leaves events committed: it expects the outbox empty at its start.
 pub async fn outbox_keeps_order_until_acknowledged(store: Arc<dyn Store>) {
@@ -598,6 +669,7 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         alerts: vec![alert(device_id, 1)],
         contents: vec![upload(device_id)],
         events: Vec::new(),
+        upload: None,
         fence: None,
     };
     store.commit(batch).await.unwrap();
@@ -759,7 +831,15 @@ pub const SMALL_OUTBOX_LIMIT: u64 = 3;
 
 /// The options [`outbox_refuses_commits_past_its_bound`] needs its store opened with.
 pub fn small_outbox_options() -> StoreOptions {
-    StoreOptions { outbox_limit_per_shard: SMALL_OUTBOX_LIMIT }
+    StoreOptions { outbox_limit_per_shard: SMALL_OUTBOX_LIMIT, ..StoreOptions::default() }
+}
+
+/// The session history kept per device by the store given to [`session_history_keeps_the_newest_per_device`].
+pub const SHORT_HISTORY: usize = 3;
+
+/// The options [`session_history_keeps_the_newest_per_device`] needs its store opened with.
+pub fn short_history_options() -> StoreOptions {
+    StoreOptions { session_history_per_device: SHORT_HISTORY, ..StoreOptions::default() }
 }
 
 /// What `node` asks for at the wall clock's `now`, believing `live` alive.
@@ -1109,6 +1189,51 @@ pub async fn outbox_refuses_commits_past_its_bound(store: Arc<dyn Store>) {
     let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
     store.ack_outbox(shard, &ids).await.unwrap();
     assert_eq!(store.outbox_lengths(&[shard]).await.unwrap(), vec![0]);
+}
+
+/// A store opened with [`short_history_options`] keeps the newest [`SHORT_HISTORY`] ended sessions
+/// of each device: the commit that ends one more deletes the oldest, whether it ends one session or
+/// several; open sessions are listed besides them, the latest ended session's state stays readable,
+/// and another device's history is its own.
+pub async fn session_history_keeps_the_newest_per_device(store: Arc<dyn Store>) {
+    let device_id = "conf-history-1";
+    let neighbour = "conf-history-10";
+    let started = |index: u64| 1_000 * index;
+    let summary = |device_id: &str, index: u64| {
+        let state = open_session(&format!("{device_id}-s-{index}"), device_id, started(index));
+        ended_session(&state, started(index) + 500, SessionOutcome::Ended)
+    };
+    let neighbour_summary = summary(neighbour, 1);
+    store
+        .commit(WriteBatch { ended_sessions: vec![neighbour_summary.clone()], ..WriteBatch::default() })
+        .await
+        .unwrap();
+    for index in 1..=4 {
+        store
+            .commit(WriteBatch { ended_sessions: vec![summary(device_id, index)], ..WriteBatch::default() })
+            .await
+            .unwrap();
+    }
+    let ids = |summaries: Vec<SessionSummary>| summaries.into_iter().map(|summary| summary.id).collect::<Vec<_>>();
+    let expected = |indexes: &[u64]| indexes.iter().map(|index| format!("{device_id}-s-{index}")).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_sessions(device_id, 10).await.unwrap()), expected(&[4, 3, 2]), "the oldest went");
+
+    // One batch ending two more (and carrying the last one's final state) leaves the newest three.
+    let last = open_session(&format!("{device_id}-s-6"), device_id, started(6));
+    let batch = WriteBatch {
+        sessions: vec![last.clone()],
+        ended_sessions: vec![summary(device_id, 5), summary(device_id, 6)],
+        ..WriteBatch::default()
+    };
+    store.commit(batch).await.unwrap();
+    assert_eq!(ids(store.list_sessions(device_id, 10).await.unwrap()), expected(&[6, 5, 4]));
+    assert_eq!(store.get_session(device_id, &last.id).await.unwrap(), Some(last), "the latest ended state stays");
+
+    // An open session is listed on top and is not counted against the history.
+    let open = open_session(&format!("{device_id}-s-7"), device_id, started(7));
+    store.commit(WriteBatch { sessions: vec![open], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(ids(store.list_sessions(device_id, 10).await.unwrap()), expected(&[7, 6, 5, 4]));
+    assert_eq!(store.list_sessions(neighbour, 10).await.unwrap(), vec![neighbour_summary], "another device's own");
 }
 
 // ---- Short-lived records ----------------------------------------------------------------------

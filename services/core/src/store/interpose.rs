@@ -166,6 +166,10 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("delete_content")?;
         self.inner.delete_content(path).await
     }
+    async fn upload_usage(&self, device_id: &str) -> Result<super::UploadUsage, StoreError> {
+        self.interposer.before("upload_usage")?;
+        self.inner.upload_usage(device_id).await
+    }
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.interposer.before("commit")?;
         self.interposer.commit(&*self.inner, batch).await

@@ -59,6 +59,108 @@ pub enum StoreError {
     /// events (the bus has been down for long): nothing was written.
     #[error("the outbox is full ({len} events waiting); nothing written")]
     OutboxFull { len: u64 },
+    /// The batch's [`UploadCharge`] would take a device's uploads, or all device uploads, past their
+    /// quota: nothing was written.
+    #[error("the upload is over {quota}; nothing written")]
+    QuotaExceeded { quota: UploadQuotaKind },
+}
+
+/// Which upload quota a refused [`UploadCharge`] would have passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadQuotaKind {
+    /// The bytes one device's uploads may hold.
+    DeviceBytes,
+    /// How many items one device's uploads may be.
+    DeviceItems,
+    /// The bytes all device uploads together may hold.
+    TotalBytes,
+}
+
+impl UploadQuotaKind {
+    /// Metric label (`omadm_uploads_refused_total{reason}`), also the word the Redis engine's script answers.
+    pub fn label(self) -> &'static str {
+        match self {
+            UploadQuotaKind::DeviceBytes => "device_bytes",
+            UploadQuotaKind::DeviceItems => "device_items",
+            UploadQuotaKind::TotalBytes => "total_bytes",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<UploadQuotaKind> {
+        [UploadQuotaKind::DeviceBytes, UploadQuotaKind::DeviceItems, UploadQuotaKind::TotalBytes]
+            .into_iter()
+            .find(|kind| kind.label() == label)
+    }
+}
+
+impl std::fmt::Display for UploadQuotaKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            UploadQuotaKind::DeviceBytes => "the device's upload quota in bytes",
+            UploadQuotaKind::DeviceItems => "the device's upload quota in items",
+            UploadQuotaKind::TotalBytes => "the cap on the bytes of all device uploads",
+        })
+    }
+}
+
+/// The limits an upload is charged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    pub max_bytes_per_device: u64,
+    pub max_items_per_device: u64,
+    pub max_total_bytes: u64,
+}
+
+/// A device upload's share of the upload quotas, charged in the batch that writes its content.
+///
+/// The store keeps, per path, the size and owner of the device upload stored there, per device the
+/// bytes and items of its uploads, and the bytes of all device uploads. Charging replaces what the
+/// path held (its bytes are released first), and is refused with [`StoreError::QuotaExceeded`] when
+/// a total would pass its limit; the check and the counters move with the content, atomically.
+/// Operator writes (`put_content`, `delete_content`) over a device upload release its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadCharge {
+    pub device_id: String,
+    /// The repository path the batch writes (one of its `contents`).
+    pub path: String,
+    /// The size of the content written there.
+    pub bytes: u64,
+    pub limits: UploadLimits,
+}
+
+/// What a device's uploads hold, as [`Store::upload_usage`] tells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadUsage {
+    /// The device's upload bytes and items.
+    pub device_bytes: u64,
+    pub device_items: u64,
+    /// The bytes of every device's uploads.
+    pub total_bytes: u64,
+}
+
+/// The quota a charge would pass, judged on what its path holds (`previous`: owner and bytes) and the counters.
+pub fn quota_refusal(
+    charge: &UploadCharge,
+    previous: Option<(&str, u64)>,
+    usage: UploadUsage,
+) -> Option<UploadQuotaKind> {
+    let (released_own_bytes, released_own_items, released_total) = match previous {
+        Some((owner, bytes)) if owner == charge.device_id => (bytes, 1, bytes),
+        Some((_, bytes)) => (0, 0, bytes),
+        None => (0, 0, 0),
+    };
+    let device_bytes = usage.device_bytes.saturating_sub(released_own_bytes).saturating_add(charge.bytes);
+    let device_items = usage.device_items.saturating_sub(released_own_items).saturating_add(1);
+    let total_bytes = usage.total_bytes.saturating_sub(released_total).saturating_add(charge.bytes);
+    if total_bytes > charge.limits.max_total_bytes {
+        Some(UploadQuotaKind::TotalBytes)
+    } else if device_bytes > charge.limits.max_bytes_per_device {
+        Some(UploadQuotaKind::DeviceBytes)
+    } else if device_items > charge.limits.max_items_per_device {
+        Some(UploadQuotaKind::DeviceItems)
+    } else {
+        None
+    }
 }
 
 /// Knobs of a store engine that the URL does not carry.
@@ -66,12 +168,22 @@ pub enum StoreError {
 pub struct StoreOptions {
     /// Unpublished events one outbox shard may hold; a commit that would go past it fails with `OutboxFull`.
     pub outbox_limit_per_shard: u64,
+    /// Ended sessions kept in each device's history (at least 1): the write that adds a summary
+    /// deletes the device's oldest ones beyond it, so replayed Package#1s cannot grow the store.
+    pub session_history_per_device: usize,
 }
 
+/// Summaries of ended sessions kept per device unless told otherwise: the window the device edge
+/// searches to tell an ended session (410) from an unknown one (404).
+pub const DEFAULT_SESSION_HISTORY_PER_DEVICE: usize = 50;
+
 impl Default for StoreOptions {
-    /// One million events per shard.
+    /// One million events per shard; 50 ended sessions per device.
     fn default() -> Self {
-        StoreOptions { outbox_limit_per_shard: 1_000_000 }
+        StoreOptions {
+            outbox_limit_per_shard: 1_000_000,
+            session_history_per_device: DEFAULT_SESSION_HISTORY_PER_DEVICE,
+        }
     }
 }
 
@@ -111,7 +223,7 @@ pub struct WriteBatch {
     /// Open sessions to create or replace.
     pub sessions: Vec<SessionState>,
     /// Sessions that ended or expired: removed from the open sessions, kept in
-    /// the device's session history.
+    /// the device's session history (its newest `StoreOptions::session_history_per_device`).
     pub ended_sessions: Vec<SessionSummary>,
     /// Command records to replace (state, status, data...), matched by (device_id, id).
     pub commands: Vec<CommandRecord>,
@@ -123,6 +235,8 @@ pub struct WriteBatch {
     pub contents: Vec<RepositoryItem>,
     /// Events to hand to the Bus once the batch is durable (the outbox).
     pub events: Vec<Event>,
+    /// The upload quota share of a device upload among `contents`: checked before anything is written.
+    pub upload: Option<UploadCharge>,
     /// For a session step: the lease the step was loaded under. The batch is
     /// applied only while it still holds (else `StoreError::Fenced`).
     pub fence: Option<Fence>,
@@ -138,6 +252,7 @@ impl WriteBatch {
             && self.alerts.is_empty()
             && self.contents.is_empty()
             && self.events.is_empty()
+            && self.upload.is_none()
             && self.fence.is_none()
     }
 }
@@ -213,6 +328,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError>;
     async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError>;
     async fn delete_content(&self, path: &str) -> Result<bool, StoreError>;
+    /// What `device_id`'s uploads, and all device uploads, hold (see [`UploadCharge`]).
+    async fn upload_usage(&self, device_id: &str) -> Result<UploadUsage, StoreError>;
 
     // Atomic writes and the outbox.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
@@ -267,6 +384,11 @@ pub fn window_end(window: Millis, now: Millis) -> Millis {
     (now - now % window).saturating_add(window)
 }
 
+/// A `Retry-After` for a refusal by a fixed window at `now`: the seconds until the window ends, rounded up, at least 1.
+pub fn retry_after_seconds(window: Millis, now: Millis) -> u64 {
+    window_end(window, now).saturating_sub(now).div_ceil(1000).max(1)
+}
+
 /// Opens the store named by `url` with [`StoreOptions::default`].
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     open_with(url, &StoreOptions::default()).await
@@ -284,4 +406,48 @@ pub async fn open_with(url: &str, options: &StoreOptions) -> Result<std::sync::A
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
     }
     Ok(std::sync::Arc::new(EmbeddedStore::open_with(std::path::Path::new(path), options).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charge(device_id: &str, bytes: u64) -> UploadCharge {
+        UploadCharge {
+            device_id: device_id.to_owned(),
+            path: "up/d/x".to_owned(),
+            bytes,
+            limits: UploadLimits { max_bytes_per_device: 100, max_items_per_device: 2, max_total_bytes: 150 },
+        }
+    }
+
+    fn usage(device_bytes: u64, device_items: u64, total_bytes: u64) -> UploadUsage {
+        UploadUsage { device_bytes, device_items, total_bytes }
+    }
+
+    #[test]
+    fn quotas_judge_what_the_upload_leaves_behind() {
+        assert_eq!(quota_refusal(&charge("d", 100), None, usage(0, 0, 0)), None, "up to a limit is fine");
+        assert_eq!(quota_refusal(&charge("d", 101), None, usage(0, 0, 0)), Some(UploadQuotaKind::DeviceBytes));
+        assert_eq!(quota_refusal(&charge("d", 1), None, usage(10, 2, 10)), Some(UploadQuotaKind::DeviceItems));
+        assert_eq!(quota_refusal(&charge("d", 1), None, usage(0, 0, 150)), Some(UploadQuotaKind::TotalBytes));
+        // Replacing its own item: the old bytes and the item are given back first.
+        assert_eq!(quota_refusal(&charge("d", 100), Some(("d", 60)), usage(60, 2, 60)), None);
+        // Replacing another device's item frees the total, not this device's share.
+        assert_eq!(
+            quota_refusal(&charge("d", 50), Some(("e", 50)), usage(60, 1, 150)),
+            Some(UploadQuotaKind::DeviceBytes)
+        );
+        assert_eq!(quota_refusal(&charge("d", 40), Some(("e", 50)), usage(60, 1, 150)), None);
+    }
+
+    #[test]
+    fn labels_round_trip_and_retry_after_waits_for_the_window_end() {
+        for kind in [UploadQuotaKind::DeviceBytes, UploadQuotaKind::DeviceItems, UploadQuotaKind::TotalBytes] {
+            assert_eq!(UploadQuotaKind::from_label(kind.label()), Some(kind));
+        }
+        assert_eq!(UploadQuotaKind::from_label("other"), None);
+        assert_eq!(retry_after_seconds(60_000, 120_000), 60);
+        assert_eq!(retry_after_seconds(60_000, 179_999), 1);
+    }
 }

@@ -4,6 +4,8 @@
 //! with an unguessable id; its Package#2 starts with CONT to `/dm/s/{sid}`
 //! when more packages follow. Package#3s are bound to the session by that id
 //! and the `OMADM-DevID` check, and are not authenticated again.
+//! An authenticated Package#1 past its device's session rate (`GatewayConfig::session_rate`) is 429 with
+//! `Retry-After` before anything of a session happens.
 //!
 //! In a cluster, a request this node has no actor for goes to the device's
 //! owner (the rendezvous owner among the live nodes) over its internal
@@ -65,6 +67,7 @@ pub(crate) async fn package1(
             }
         }
         let device = authenticate(&shared, &request, Some(&device_id)).await?;
+        check_session_rate(&shared, &device_id).await?;
         let body = body.bytes(&request, config.max_body_bytes, shared.options.body_read_timeout).await?;
         metrics().packages.with_label_values(&["1", "in"]).inc();
         metrics().package_bytes.with_label_values(&["1"]).observe(body.len() as f64);
@@ -81,6 +84,26 @@ pub(crate) async fn package1(
     }
     .instrument(span)
     .await
+}
+
+/// Counts the Package#1 against its device's session rate: past it, 429 with `Retry-After` (the seconds until
+/// the window ends), before anything of a session (superseding the previous one included) happens.
+async fn check_session_rate(shared: &EdgeShared, device_id: &str) -> Result<(), HttpError> {
+    let limit = &shared.state.config.session_rate;
+    let now = clock::now_millis();
+    let key = crate::SessionRateLimit::key(device_id);
+    let count = shared.state.store.count_in_window(&key, 1, limit.window, now).await.map_err(|error| {
+        metrics().store_errors.with_label_values(&["count_in_window"]).inc();
+        HttpError::from(error)
+    })?;
+    if !limit.refuses(count) {
+        return Ok(());
+    }
+    metrics().session_rate_limited.inc();
+    tracing::debug!(count, "session rate exceeded");
+    let retry_after = omadm_core::store::retry_after_seconds(limit.window, now);
+    Err(HttpError::new(StatusCode::TOO_MANY_REQUESTS, "the device opens sessions too fast; retry later")
+        .with_header("Retry-After", retry_after.to_string()))
 }
 
 /// Ends the device's previous session, runs the Initiation step and starts the new session's actor.

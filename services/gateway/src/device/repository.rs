@@ -7,6 +7,9 @@
 //! Devices upload only where the server sent them: below their own `up/<DevID>/`, or to the exact
 //! ServerURI of an HPUT/HPOST of their open session; never over operator content nor another device's
 //! upload (403). GET serves operator content only: device uploads are read through the operator API.
+//! Uploads are bounded: the body is read up to `UploadQuotaConfig::max_item_bytes` (413 past it), and its
+//! size is charged against the device's quota (413) and the cap on all device uploads (507) in the Store, in
+//! the same atomic write as the content.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
@@ -19,7 +22,7 @@ use omadm_core::model::{
     upload_issued_in_session,
 };
 use omadm_core::session::events::{ContentUploaded, content_uploaded};
-use omadm_core::store::WriteBatch;
+use omadm_core::store::{StoreError, UploadCharge, UploadQuotaKind, WriteBatch};
 use tracing::Instrument as _;
 
 use super::EdgeShared;
@@ -80,8 +83,14 @@ pub(crate) async fn upload(
         let claimed = optional_device_id_header(&request)?;
         let device = authenticate(&shared, &request, claimed.as_deref()).await?;
         tracing::Span::current().record("device_id", device.id.as_str());
-        let limit = shared.state.config.max_repository_bytes;
-        let body = read_body(&request, payload, limit, shared.options.body_read_timeout).await?;
+        let quota = &shared.state.config.uploads;
+        let body = read_body(&request, payload, quota.max_item_bytes, shared.options.body_read_timeout)
+            .await
+            .inspect_err(|error| {
+                if error.status == StatusCode::PAYLOAD_TOO_LARGE {
+                    metrics().uploads_refused.with_label_values(&["item_too_large"]).inc();
+                }
+            })?;
         let media_type = match content_type(&request) {
             "" => DEFAULT_UPLOAD_TYPE.to_owned(),
             given => given.to_owned(),
@@ -113,17 +122,33 @@ pub(crate) async fn upload(
             device_id: Some(device.id.clone()),
             stored_at: now,
         };
-        // The content and its event land in one atomic write.
-        store
-            .commit(WriteBatch { contents: vec![item], events: vec![event], ..WriteBatch::default() })
-            .await
-            .map_err(store_failure("commit"))?;
+        let charge =
+            UploadCharge { device_id: device.id.clone(), path, bytes: body.len() as u64, limits: quota.limits() };
+        // The content, its event and its share of the quotas land in one atomic write.
+        let batch =
+            WriteBatch { contents: vec![item], events: vec![event], upload: Some(charge), ..WriteBatch::default() };
+        store.commit(batch).await.map_err(|error| match error {
+            StoreError::QuotaExceeded { quota } => quota_refusal(quota),
+            other => store_failure("commit")(other),
+        })?;
         super::wake_outbox_relay(&request);
         tracing::info!(bytes = body.len(), "device upload stored");
         Ok(if existing.is_some() { HttpResponse::NoContent().finish() } else { HttpResponse::Created().finish() })
     }
     .instrument(span)
     .await
+}
+
+/// A charge the quotas refused: 413 for the device's own quota (its uploads are too much), 507 for the cap
+/// on all device uploads (the server has no room, whoever asks).
+fn quota_refusal(quota: UploadQuotaKind) -> HttpError {
+    metrics().uploads_refused.with_label_values(&[quota.label()]).inc();
+    tracing::info!(quota = quota.label(), "device upload refused by a quota");
+    let status = match quota {
+        UploadQuotaKind::DeviceBytes | UploadQuotaKind::DeviceItems => StatusCode::PAYLOAD_TOO_LARGE,
+        UploadQuotaKind::TotalBytes => StatusCode::INSUFFICIENT_STORAGE,
+    };
+    HttpError::new(status, format!("the upload would pass {quota}; nothing was stored"))
 }
 
 /// [`UploadGrant::IssuedCommand`] when the device's open session sent it an HPUT (PUT) or HPOST (POST) whose

@@ -328,7 +328,7 @@ impl Handler<Supersede> for SessionActor {
         let span =
             tracing::info_span!("session.superseded", device_id = %session.device_id(), session_id = %self.session_id);
         let work = async move {
-            let result = driver.expire(&mut session, clock::now_millis()).await;
+            let result = driver.supersede(&mut session, clock::now_millis()).await;
             (session, result)
         };
         AtomicResponse::new(Box::pin(tracing::Instrument::instrument(work, span).into_actor(self).map(

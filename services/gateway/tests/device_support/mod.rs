@@ -87,6 +87,19 @@ impl TestServer {
         server
     }
 
+    /// A server over `store` (the Redis engine, say), its JSONL events in a fresh directory.
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        tweak: impl FnOnce(&mut GatewayConfig, &mut DeviceEdgeOptions),
+    ) -> TestServer {
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().to_owned();
+        let bus = omadm_core::bus::open(data_dir.join("events").to_str().unwrap(), "omadm.").await.unwrap();
+        let mut server = Self::start_with(store, bus, data_dir, true, false, tweak).await;
+        server._temp = Some(temp);
+        server
+    }
+
     /// A server over `data_dir`, which may hold a previous server's state (a restart).
     pub async fn start_in(
         data_dir: PathBuf,

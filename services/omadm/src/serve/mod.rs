@@ -61,7 +61,10 @@ pub fn run(args: ServeArgs, role: Role) -> anyhow::Result<()> {
 
 /// Opens the store and the bus the settings name (`client` identifies this process to Kafka).
 async fn open_backends(settings: &Settings, client: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Bus>)> {
-    let store_options = omadm_core::store::StoreOptions { outbox_limit_per_shard: settings.outbox_limit };
+    let store_options = omadm_core::store::StoreOptions {
+        outbox_limit_per_shard: settings.outbox_limit,
+        session_history_per_device: settings.session_history,
+    };
     let store = omadm_core::store::open_with(&settings.store, &store_options)
         .await
         .with_context(|| format!("cannot open the store at {}", shown_url(&settings.store)))?;
@@ -225,6 +228,8 @@ fn bind_listeners(settings: &Settings) -> anyhow::Result<NodeListeners> {
 fn gateway_config(settings: &Settings, public_url: &str, admin_token: &str, nonce_key: Vec<u8>) -> GatewayConfig {
     GatewayConfig {
         auth_throttle: Default::default(),
+        session_rate: settings.session_rate.clone(),
+        uploads: settings.uploads.clone(),
         public_url: public_url.to_owned(),
         admin_token: admin_token.to_owned(),
         realm: settings.realm.clone(),

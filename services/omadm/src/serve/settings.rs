@@ -152,6 +152,27 @@ pub struct ServeArgs {
     /// Unpublished events one outbox shard may hold before commits are refused (503) [default: 1000000].
     #[arg(long, env = "OMADM_OUTBOX_LIMIT", value_name = "EVENTS")]
     pub outbox_limit: Option<u64>,
+    /// Ended sessions kept in each device's history [default: 50].
+    #[arg(long, env = "OMADM_SESSION_HISTORY", value_name = "N")]
+    pub session_history: Option<usize>,
+    /// Milliseconds of the window a device's sessions are counted in [default: 60000].
+    #[arg(long, env = "OMADM_SESSION_RATE_WINDOW_MS", value_name = "MS")]
+    pub session_rate_window_ms: Option<u64>,
+    /// Package#1s one device may send per window; past it 429 with Retry-After [default: 30].
+    #[arg(long, env = "OMADM_MAX_SESSIONS_PER_DEVICE", value_name = "N")]
+    pub max_sessions_per_device: Option<u64>,
+    /// Largest single device upload (HPUT/HPOST), in bytes; past it 413 [default: 4194304].
+    #[arg(long, env = "OMADM_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+    pub max_upload_bytes: Option<usize>,
+    /// Bytes all uploads of one device may hold; past it 413 [default: 16777216].
+    #[arg(long, env = "OMADM_MAX_UPLOAD_BYTES_PER_DEVICE", value_name = "BYTES")]
+    pub max_upload_bytes_per_device: Option<u64>,
+    /// Items one device's uploads may be; past it 413 [default: 100].
+    #[arg(long, env = "OMADM_MAX_UPLOADS_PER_DEVICE", value_name = "N")]
+    pub max_uploads_per_device: Option<u64>,
+    /// Bytes all device uploads together may hold; past it 507 [default: 1073741824].
+    #[arg(long, env = "OMADM_MAX_UPLOAD_TOTAL_BYTES", value_name = "BYTES")]
+    pub max_upload_total_bytes: Option<u64>,
     #[command(flatten)]
     #[serde(default)]
     pub bootstrap: BootstrapArgs,
@@ -291,6 +312,9 @@ pub struct Settings {
     pub lease_ttl: Duration,
     pub forward_timeout: Duration,
     pub outbox_limit: u64,
+    pub session_history: usize,
+    pub session_rate: omadm_gateway::SessionRateLimit,
+    pub uploads: omadm_gateway::UploadQuotaConfig,
     pub notifier: NotifierSettings,
 }
 
@@ -332,6 +356,7 @@ impl Settings {
             (None, None) => default_bus(&data_dir),
         };
         let retention = omadm_core::bus::JsonlRetention::default();
+        let (rate, uploads) = (omadm_gateway::SessionRateLimit::default(), omadm_gateway::UploadQuotaConfig::default());
         let bootstrap = bootstrap_config(args.bootstrap)?;
         // The Package#0 SERVER-ID is the DMAcc ServerID devices were given; the inventory age is the gateway's.
         let notifier_args = NotifierArgs {
@@ -396,6 +421,19 @@ impl Settings {
             outbox_limit: args
                 .outbox_limit
                 .unwrap_or(omadm_core::store::StoreOptions::default().outbox_limit_per_shard),
+            session_history: args
+                .session_history
+                .unwrap_or(omadm_core::store::StoreOptions::default().session_history_per_device),
+            session_rate: omadm_gateway::SessionRateLimit {
+                window: args.session_rate_window_ms.unwrap_or(rate.window),
+                max_sessions_per_device: args.max_sessions_per_device.unwrap_or(rate.max_sessions_per_device),
+            },
+            uploads: omadm_gateway::UploadQuotaConfig {
+                max_item_bytes: args.max_upload_bytes.unwrap_or(uploads.max_item_bytes),
+                max_bytes_per_device: args.max_upload_bytes_per_device.unwrap_or(uploads.max_bytes_per_device),
+                max_items_per_device: args.max_uploads_per_device.unwrap_or(uploads.max_items_per_device),
+                max_total_bytes: args.max_upload_total_bytes.unwrap_or(uploads.max_total_bytes),
+            },
             notifier,
         };
         settings.check(store_given, bus_given)?;
@@ -457,6 +495,15 @@ impl Settings {
         }
         if self.outbox_limit == 0 {
             bail!("--outbox-limit must be at least 1");
+        }
+        if self.session_history == 0 {
+            bail!("--session-history must be at least 1");
+        }
+        if self.session_rate.window == 0 || self.session_rate.max_sessions_per_device == 0 {
+            bail!("--session-rate-window-ms and --max-sessions-per-device must be at least 1");
+        }
+        if self.uploads.max_item_bytes == 0 {
+            bail!("--max-upload-bytes must be at least 1");
         }
         // Port 0 twice asks for two different free ports.
         if self.ops_listen.as_deref().is_some_and(|address| address == self.listen && !address.ends_with(":0")) {

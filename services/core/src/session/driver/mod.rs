@@ -175,6 +175,28 @@ pub enum StoredSession {
     Ended(SessionState),
 }
 
+/// Why an open session ends without a Package#2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Silent past the timeout.
+    Expired,
+    /// A new Package#1 of its device.
+    Superseded,
+}
+
+impl Ending {
+    fn event(self, state: SessionState) -> SessionEvent {
+        match self {
+            Ending::Expired => SessionEvent::Expiry { state },
+            Ending::Superseded => {
+                let before_package3 = if state.packages <= 1 { "true" } else { "false" };
+                metrics().sessions_superseded.with_label_values(&[before_package3]).inc();
+                SessionEvent::Superseded { state }
+            }
+        }
+    }
+}
+
 /// A committed (or replayed) step.
 struct Stepped {
     reply: Vec<u8>,
@@ -291,10 +313,20 @@ impl SessionDriver {
     /// there is nothing left to expire (the device or the session is gone); then `session` is finished.
     /// Errors are the ones worth another try later, or `session_moved` (then `session` is finished too).
     pub async fn expire(&self, session: &mut OpenSession, now: Millis) -> Result<(), DriverError> {
+        self.end_open(session, Ending::Expired, now).await
+    }
+
+    /// Like [`SessionDriver::expire`], for a session a new Package#1 of its device ends: when no
+    /// Package#3 of it arrived, its commands go back to the queue with their attempt undone.
+    pub async fn supersede(&self, session: &mut OpenSession, now: Millis) -> Result<(), DriverError> {
+        self.end_open(session, Ending::Superseded, now).await
+    }
+
+    async fn end_open(&self, session: &mut OpenSession, ending: Ending, now: Millis) -> Result<(), DriverError> {
         if session.finished {
             return Ok(());
         }
-        let result = self.expire_state(session.state.clone(), session.lease_epoch, now).await;
+        let result = self.expire_state(session.state.clone(), session.lease_epoch, ending, now).await;
         match &result {
             Ok(()) => session.finished = true,
             Err(error) if error.session_moved() => session.finished = true,
@@ -317,7 +349,7 @@ impl SessionDriver {
         match stored {
             Some(state) if !state.ended && state.device_id == device_id => {
                 tracing::info!(previous_session_id, "ending the device's previous open session");
-                self.expire_state(state, None, now).await
+                self.expire_state(state, None, Ending::Superseded, now).await
             }
             _ => Ok(()),
         }
@@ -356,7 +388,7 @@ impl SessionDriver {
         let closed = session.finished || known.ended;
         if !closed && now.saturating_sub(known.last_activity) > self.config.session_timeout {
             // The timer has not fired yet (or the session was just rehydrated): it expired all the same.
-            self.expire_state(known.clone(), session.lease_epoch, now).await?;
+            self.expire_state(known.clone(), session.lease_epoch, Ending::Expired, now).await?;
             return Err(DriverError::Expired);
         }
         let statuses: Vec<(&'static str, u16)> = known
@@ -417,9 +449,10 @@ impl SessionDriver {
         &self,
         state: SessionState,
         known_epoch: Option<u64>,
+        ending: Ending,
         now: Millis,
     ) -> Result<(), DriverError> {
-        match self.expiry_step(state, known_epoch, now).await {
+        match self.expiry_step(state, known_epoch, ending, now).await {
             Ok(()) => Ok(()),
             Err(error) if error.unavailable() => Err(error),
             // The device is gone (nothing to put back) or the machine refused: nothing left to expire.
@@ -430,7 +463,13 @@ impl SessionDriver {
         }
     }
 
-    async fn expiry_step(&self, state: SessionState, known_epoch: Option<u64>, now: Millis) -> Result<(), DriverError> {
+    async fn expiry_step(
+        &self,
+        state: SessionState,
+        known_epoch: Option<u64>,
+        ending: Ending,
+        now: Millis,
+    ) -> Result<(), DriverError> {
         let device_id = state.device_id.clone();
         let mut state = state;
         let mut held = self.lock_and_load(&device_id, &awaited_ids_of(&state.awaiting), now).await?;
@@ -445,7 +484,8 @@ impl SessionDriver {
                 held.snapshot = self.load(&device_id, &awaited_ids_of(&state.awaiting), &held.lease_request).await?;
             }
         }
-        self.commit_step(held.snapshot, held.lease_request.ttl, SessionEvent::Expiry { state }, now, None).await?;
+        let event = ending.event(state);
+        self.commit_step(held.snapshot, held.lease_request.ttl, event, now, None).await?;
         Ok(())
     }
 
@@ -473,7 +513,7 @@ impl SessionDriver {
         tracing::info!(previous_session_id = previous, "ending the device's concurrent open session");
         self.host.session_ended(previous);
         let snapshot = self.load(device_id, &awaited_ids_of(&state.awaiting), lease_request).await?;
-        self.commit_step(snapshot, lease_request.ttl, SessionEvent::Expiry { state }, now, None).await?;
+        self.commit_step(snapshot, lease_request.ttl, Ending::Superseded.event(state), now, None).await?;
         Ok(true)
     }
 
@@ -520,9 +560,11 @@ impl SessionDriver {
     ) -> Result<Stepped, DriverError> {
         let session_id = match &event {
             SessionEvent::Initiation { session_id, .. } => session_id.clone(),
-            SessionEvent::Response { state, .. } | SessionEvent::Expiry { state } => state.id.clone(),
+            SessionEvent::Response { state, .. }
+            | SessionEvent::Expiry { state }
+            | SessionEvent::Superseded { state } => state.id.clone(),
         };
-        let is_expiry = matches!(event, SessionEvent::Expiry { .. });
+        let is_expiry = matches!(event, SessionEvent::Expiry { .. } | SessionEvent::Superseded { .. });
         let SessionSnapshot { lease, device, mirror, queued, awaiting, next_alert_id } = snapshot;
         let context = SessionContext { device, mirror, queued, awaiting, next_alert_id, now };
         let step = super::step(&self.config, context, event).map_err(DriverError::Refused)?;

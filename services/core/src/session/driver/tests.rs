@@ -268,8 +268,9 @@ async fn a_second_package1_while_the_first_session_is_open_ends_it_and_requeues_
     assert_eq!(*host.ended.lock().unwrap(), vec!["s1".to_owned()]);
     let ended = store.get_session(DEVICE, first.session_id()).await.unwrap().unwrap();
     assert!(ended.ended && ended.awaiting.is_empty());
+    // s1 got no Package#3: its sending was no attempt, so the command is on its first attempt again.
     let resent = record(&store, ids[0]).await;
-    assert_eq!((resent.attempts, resent.session_id.as_deref()), (2, Some("s2")));
+    assert_eq!((resent.attempts, resent.session_id.as_deref()), (1, Some("s2")));
 
     // A previous session the caller ended itself is not ended again.
     let (other, other_host) = node(&store, "a", &["a"]);
@@ -277,6 +278,34 @@ async fn a_second_package1_while_the_first_session_is_open_ends_it_and_requeues_
     other.open(DEVICE, "s3".to_owned(), InitiationPackage::default(), Some("s2"), START + 3).await.unwrap();
     assert!(other_host.ended.lock().unwrap().is_empty());
     assert!(store.get_session(DEVICE, "s2").await.unwrap().unwrap().ended);
+}
+
+#[tokio::test]
+async fn a_superseded_session_counts_no_attempt_before_its_first_package3_and_does_after() {
+    let (store, _directory, ids) = world(2).await;
+    let (driver, _) = node(&store, "a", &["a"]);
+    // Package#1 after Package#1, more than max_attempts times: the command is never used up.
+    for round in 0..5 {
+        let mut session = open(&driver, &format!("s{round}")).await;
+        assert_eq!(record(&store, ids[0]).await.attempts, 1);
+        driver.supersede(&mut session, START + 1).await.unwrap();
+        assert!(session.is_finished());
+        let requeued = record(&store, ids[0]).await;
+        assert_eq!((requeued.state, requeued.attempts), (CommandState::Queued, 0), "round {round}");
+    }
+
+    // Once a Package#3 arrived, the Package#2 it answered reached the device: superseding counts the attempt.
+    let mut session = open(&driver, "s-answered").await;
+    let next = driver.answer(&mut session, package3(&[200, 200]), START + 2).await.unwrap();
+    assert_eq!(commands_of(&next.package2), vec![exec(1)]);
+    driver.supersede(&mut session, START + 3).await.unwrap();
+    let requeued = record(&store, ids[1]).await;
+    assert_eq!((requeued.state, requeued.attempts), (CommandState::Queued, 1));
+
+    // A timer expiry counts it too.
+    let mut silent = open(&driver, "s-silent").await;
+    driver.expire(&mut silent, START + TIMEOUT).await.unwrap();
+    assert_eq!(record(&store, ids[1]).await.attempts, 2);
 }
 
 #[tokio::test]
@@ -321,7 +350,8 @@ async fn expiry_requeues_what_the_session_awaited_whether_by_timer_or_by_a_late_
 
 #[tokio::test]
 async fn a_full_outbox_refuses_the_step_writes_nothing_and_tells_the_node() {
-    let (store, _directory, _ids) = store_with(StoreOptions { outbox_limit_per_shard: 0 }, 1).await;
+    let (store, _directory, _ids) =
+        store_with(StoreOptions { outbox_limit_per_shard: 0, ..StoreOptions::default() }, 1).await;
     let (driver, host) = node(&store, "a", &["a"]);
     let refused = driver.open(DEVICE, "s1".to_owned(), InitiationPackage::default(), None, START).await;
     assert!(matches!(refused, Err(DriverError::OutboxFull { .. })), "{refused:?}");

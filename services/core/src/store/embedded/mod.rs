@@ -60,7 +60,10 @@ impl EmbeddedStore {
     /// here, which reads it whole; that runs on a blocking thread too.
     pub async fn open_with(directory: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         let directory = directory.to_owned();
-        let settings = WriterSettings { outbox_limit: options.outbox_limit_per_shard };
+        let settings = WriterSettings {
+            outbox_limit: options.outbox_limit_per_shard,
+            history_per_device: options.session_history_per_device.max(1),
+        };
         let opened = tokio::task::spawn_blocking(move || Self::open_blocking(&directory, settings)).await;
         let result = opened.unwrap_or_else(|join_error| Err(task_failed(join_error)));
         if let Err(error) = &result {
@@ -162,6 +165,8 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::ALERTS)?;
         transaction.open_table(tables::NEXT_ALERT_ID)?;
         transaction.open_table(tables::REPOSITORY)?;
+        transaction.open_table(tables::UPLOAD_SIZES)?;
+        transaction.open_table(tables::UPLOAD_USAGE)?;
         transaction.open_table(tables::OUTBOX)?;
         transaction.open_table(tables::OUTBOX_IDS)?;
         transaction.open_table(tables::LEASES)?;
@@ -304,11 +309,16 @@ impl Store for EmbeddedStore {
         }
     }
 
+    async fn upload_usage(&self, device_id: &str) -> Result<super::UploadUsage, StoreError> {
+        let device_id = device_id.to_owned();
+        self.run("upload_usage", move |database| read::upload_usage(database, &device_id)).await
+    }
+
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.write("commit", WriteJob::Commit(batch)).await.map(|_| ())
+        self.write("commit", WriteJob::Commit(Box::new(batch))).await.map(|_| ())
     }
 
     async fn load_session(

@@ -8,6 +8,7 @@ use super::tables::{
     ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, MIRRORS, NEXT_ALERT_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX,
     PENDING_COMMANDS, QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, successor,
 };
+use super::tables::{META, META_UPLOAD_TOTAL_BYTES, UPLOAD_USAGE};
 use crate::bus::Event;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, RepositoryItem,
@@ -211,6 +212,14 @@ pub fn list_alerts(database: &Database, device_id: &str, limit: usize) -> Result
 pub fn next_alert_id(database: &Database, device_id: &str) -> Result<u64, StoreError> {
     let transaction = database.begin_read()?;
     counter(&transaction.open_table(NEXT_ALERT_ID)?, device_id, 1)
+}
+
+pub fn upload_usage(database: &Database, device_id: &str) -> Result<crate::store::UploadUsage, StoreError> {
+    let transaction = database.begin_read()?;
+    let (device_bytes, device_items) =
+        transaction.open_table(UPLOAD_USAGE)?.get(device_id)?.map(|usage| usage.value()).unwrap_or((0, 0));
+    let total_bytes = counter(&transaction.open_table(META)?, META_UPLOAD_TOTAL_BYTES, 0)?;
+    Ok(crate::store::UploadUsage { device_bytes, device_items, total_bytes })
 }
 
 pub fn content(database: &Database, path: &str) -> Result<Option<RepositoryItem>, StoreError> {

@@ -17,9 +17,12 @@
 //! alerts                   (device id, alert id)              -> AlertRecord
 //! next_alert_id            device id                          -> u64          never reset
 //! repository               path                               -> RepositoryItem
+//! upload_sizes             path                               -> (device id, bytes)   device uploads only
+//! upload_usage             device id                          -> (bytes, items)       of its uploads
 //! outbox                   sequence                           -> Event
 //! outbox_ids               event id                           -> sequence
-//! meta                     name                               -> u64          schema_version, outbox_next_sequence
+//! meta                     name                               -> u64          schema_version, outbox_next_sequence,
+//!                                                                              upload_total_bytes
 //! leases                   device id                          -> (node id, epoch, expires at)
 //! lease_epochs             device id                          -> u64          last epoch granted; never reset
 //! nodes                    node id                            -> (internal url, expires at)
@@ -53,6 +56,10 @@ pub const MIRRORS: TableDefinition<&str, &[u8]> = TableDefinition::new("mirrors"
 pub const ALERTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("alerts");
 pub const NEXT_ALERT_ID: TableDefinition<&str, u64> = TableDefinition::new("next_alert_id");
 pub const REPOSITORY: TableDefinition<&str, &[u8]> = TableDefinition::new("repository");
+/// The device upload stored at a path: its owner and size, for the upload quotas.
+pub const UPLOAD_SIZES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("upload_sizes");
+/// Bytes and items of each device's uploads.
+pub const UPLOAD_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("upload_usage");
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 pub const OUTBOX_IDS: TableDefinition<&str, u64> = TableDefinition::new("outbox_ids");
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -74,6 +81,8 @@ pub const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequence
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";
+/// The bytes of every device upload.
+pub const META_UPLOAD_TOTAL_BYTES: &str = "upload_total_bytes";
 
 /// `device_id` followed by NUL: the smallest string greater than `device_id`.
 /// Tuple keys compare element by element, so every `(device_id, x, ..)` sorts

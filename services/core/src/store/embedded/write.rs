@@ -16,10 +16,11 @@ use super::tables::{
     NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS,
     QUEUED_COMMANDS, REPOSITORY, SEQUENCES, SESSION_HISTORY, counter, decode, encode, successor,
 };
+use super::tables::{META_UPLOAD_TOTAL_BYTES, UPLOAD_SIZES, UPLOAD_USAGE};
 use crate::bus::Event;
 use crate::clock::Millis;
 use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, RepositoryItem};
-use crate::store::{StoreError, WriteBatch};
+use crate::store::{StoreError, UploadCharge, UploadUsage, WriteBatch, quota_refusal};
 
 /// The one field of a stored command the queued index and the pending count depend on.
 #[derive(Deserialize)]
@@ -84,8 +85,14 @@ pub enum Applied {
 }
 
 /// Applies a [`WriteBatch`]; being in one transaction, all of it becomes durable at its commit, or none of it.
-/// The fence and the outbox bound are checked first, before anything is written.
-pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch, outbox_limit: u64) -> Result<Applied, StoreError> {
+/// The fence and the outbox bound are checked first, before anything is written. Each device that
+/// gains an ended session keeps its newest `history_per_device` summaries; older ones go in this transaction.
+pub fn commit(
+    transaction: &WriteTransaction,
+    batch: &WriteBatch,
+    outbox_limit: u64,
+    history_per_device: usize,
+) -> Result<Applied, StoreError> {
     if let Some(fence) = &batch.fence
         && !coordination::fence_holds(transaction, fence)?
     {
@@ -94,7 +101,16 @@ pub fn commit(transaction: &WriteTransaction, batch: &WriteBatch, outbox_limit: 
     if let Some(waiting) = outbox_overflow(transaction, &batch.events, outbox_limit)? {
         return Ok(Applied::Refused(StoreError::OutboxFull { len: waiting }));
     }
-    apply_batch(transaction, batch)?;
+    if let Some(charge) = &batch.upload
+        && let Some(quota) = upload_refusal(transaction, charge)?
+    {
+        return Ok(Applied::Refused(StoreError::QuotaExceeded { quota }));
+    }
+    apply_batch(transaction, batch, history_per_device)?;
+    if let Some(charge) = &batch.upload {
+        release_upload(transaction, &charge.path)?;
+        charge_upload(transaction, charge)?;
+    }
     if let Some(fence) = &batch.fence {
         coordination::renew_or_release(transaction, fence)?;
     }
@@ -118,7 +134,11 @@ fn outbox_overflow(transaction: &WriteTransaction, events: &[Event], limit: u64)
     Ok(if fits { None } else { Some(waiting) })
 }
 
-fn apply_batch(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(), StoreError> {
+fn apply_batch(
+    transaction: &WriteTransaction,
+    batch: &WriteBatch,
+    history_per_device: usize,
+) -> Result<(), StoreError> {
     let devices = batch
         .devices
         .iter()
@@ -190,6 +210,11 @@ fn apply_batch(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(),
                 }
                 ended_states.insert(summary.id.as_str(), final_state.as_slice())?;
             }
+        }
+        let pruned_devices: BTreeSet<&str> =
+            ended_sessions.iter().map(|(summary, _)| summary.device_id.as_str()).collect();
+        for device_id in pruned_devices {
+            prune_history(&mut history, device_id, history_per_device)?;
         }
     }
     if !commands.is_empty() {
@@ -265,6 +290,27 @@ fn apply_batch(transaction: &WriteTransaction, batch: &WriteBatch) -> Result<(),
     Ok(())
 }
 
+/// Deletes the device's oldest session summaries (by start, then id) beyond its newest `keep`.
+fn prune_history(
+    history: &mut redb::Table<(&'static str, u64, &'static str), &'static [u8]>,
+    device_id: &str,
+    keep: usize,
+) -> Result<(), StoreError> {
+    let end = successor(device_id);
+    let range = (device_id, 0, "")..(end.as_str(), 0, "");
+    let stored = history.range::<(&str, u64, &str)>(range.clone())?.count();
+    let mut excess = stored.saturating_sub(keep);
+    if excess == 0 {
+        return Ok(());
+    }
+    history.retain_in::<(&str, u64, &str), _>(range, |_, _| {
+        let delete = excess > 0;
+        excess = excess.saturating_sub(1);
+        !delete
+    })?;
+    Ok(())
+}
+
 /// Removes the device with its commands, sessions, mirror, alerts and lease. The id
 /// counters and the lease epoch stay, so a device registered again under the same
 /// id never reuses a command or alert id (event ids built from them stay unique)
@@ -306,13 +352,69 @@ pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<
     Ok(existed)
 }
 
+/// The quota a charge would pass, judged on what its path holds now.
+fn upload_refusal(
+    transaction: &WriteTransaction,
+    charge: &UploadCharge,
+) -> Result<Option<crate::store::UploadQuotaKind>, StoreError> {
+    let sizes = transaction.open_table(UPLOAD_SIZES)?;
+    let previous = sizes.get(charge.path.as_str())?.map(|entry| {
+        let (owner, bytes) = entry.value();
+        (owner.to_owned(), bytes)
+    });
+    let (device_bytes, device_items) = transaction
+        .open_table(UPLOAD_USAGE)?
+        .get(charge.device_id.as_str())?
+        .map(|usage| usage.value())
+        .unwrap_or((0, 0));
+    let total_bytes = counter(&transaction.open_table(META)?, META_UPLOAD_TOTAL_BYTES, 0)?;
+    let usage = UploadUsage { device_bytes, device_items, total_bytes };
+    Ok(quota_refusal(charge, previous.as_ref().map(|(owner, bytes)| (owner.as_str(), *bytes)), usage))
+}
+
+/// Adds a device's usage change (bytes and items, signed) and the total's.
+fn add_usage(transaction: &WriteTransaction, device_id: &str, bytes: i64, items: i64) -> Result<(), StoreError> {
+    let mut usage = transaction.open_table(UPLOAD_USAGE)?;
+    let (device_bytes, device_items) = usage.get(device_id)?.map(|usage| usage.value()).unwrap_or((0, 0));
+    let updated = (device_bytes.saturating_add_signed(bytes), device_items.saturating_add_signed(items));
+    if updated == (0, 0) {
+        usage.remove(device_id)?;
+    } else {
+        usage.insert(device_id, updated)?;
+    }
+    let mut meta = transaction.open_table(META)?;
+    let total = counter(&meta, META_UPLOAD_TOTAL_BYTES, 0)?;
+    meta.insert(META_UPLOAD_TOTAL_BYTES, total.saturating_add_signed(bytes))?;
+    Ok(())
+}
+
+/// The device upload at `path`, if any, no longer counts against its owner's quota and the total.
+fn release_upload(transaction: &WriteTransaction, path: &str) -> Result<(), StoreError> {
+    let previous = transaction.open_table(UPLOAD_SIZES)?.remove(path)?.map(|entry| {
+        let (owner, bytes) = entry.value();
+        (owner.to_owned(), bytes)
+    });
+    if let Some((owner, bytes)) = previous {
+        add_usage(transaction, &owner, -i64::try_from(bytes).unwrap_or(i64::MAX), -1)?;
+    }
+    Ok(())
+}
+
+fn charge_upload(transaction: &WriteTransaction, charge: &UploadCharge) -> Result<(), StoreError> {
+    transaction.open_table(UPLOAD_SIZES)?.insert(charge.path.as_str(), (charge.device_id.as_str(), charge.bytes))?;
+    add_usage(transaction, &charge.device_id, i64::try_from(charge.bytes).unwrap_or(i64::MAX), 1)
+}
+
+/// An operator write: a device upload it replaces no longer counts against the upload quotas.
 pub fn put_content(transaction: &WriteTransaction, item: &RepositoryItem) -> Result<(), StoreError> {
+    release_upload(transaction, &item.path)?;
     let bytes = encode(item)?;
     transaction.open_table(REPOSITORY)?.insert(item.path.as_str(), bytes.as_slice())?;
     Ok(())
 }
 
 pub fn delete_content(transaction: &WriteTransaction, path: &str) -> Result<bool, StoreError> {
+    release_upload(transaction, path)?;
     Ok(transaction.open_table(REPOSITORY)?.remove(path)?.is_some())
 }
 

@@ -33,7 +33,8 @@ const QUEUE_CAPACITY: usize = 4_096;
 
 /// One write of the Store trait.
 pub enum WriteJob {
-    Commit(WriteBatch),
+    /// Boxed: a batch is much larger than the other jobs.
+    Commit(Box<WriteBatch>),
     Enqueue {
         device_id: String,
         commands: Vec<NewCommand>,
@@ -89,6 +90,8 @@ pub enum WriteOutput {
 pub struct WriterSettings {
     /// `StoreOptions::outbox_limit_per_shard` (the engine has one shard).
     pub outbox_limit: u64,
+    /// `StoreOptions::session_history_per_device`.
+    pub history_per_device: usize,
 }
 
 struct Request {
@@ -210,10 +213,12 @@ fn apply_alone(database: &Database, settings: WriterSettings, job: &WriteJob) ->
 
 fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJob) -> Result<WriteOutput, StoreError> {
     match job {
-        WriteJob::Commit(batch) => match write::commit(transaction, batch, settings.outbox_limit)? {
-            Applied::Done => Ok(WriteOutput::Done),
-            Applied::Refused(refusal) => Ok(WriteOutput::Refused(refusal)),
-        },
+        WriteJob::Commit(batch) => {
+            match write::commit(transaction, batch, settings.outbox_limit, settings.history_per_device)? {
+                Applied::Done => Ok(WriteOutput::Done),
+                Applied::Refused(refusal) => Ok(WriteOutput::Refused(refusal)),
+            }
+        }
         WriteJob::Enqueue { device_id, commands, now } => {
             write::enqueue_commands(transaction, device_id, commands, *now).map(WriteOutput::Ids)
         }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::keys::Keys;
 use crate::cluster::Fence;
 use crate::model::CommandState;
-use crate::store::{StoreError, WriteBatch};
+use crate::store::{StoreError, UploadCharge, WriteBatch};
 
 /// The ops of one `commit.lua` invocation, its keys numbered as they first appear.
 #[derive(Debug, Default)]
@@ -101,14 +101,53 @@ pub struct CommitPlan {
     pub groups: BTreeMap<u32, ScriptOps>,
     /// The group that checks the batch's fence.
     pub fence_group: Option<u32>,
+    /// On Redis Cluster, the upload charge, run before everything else (its key has a slot of its own);
+    /// on a standalone server it is in the one group.
+    pub charge: Option<ScriptOps>,
+}
+
+impl ScriptOps {
+    /// The check (before any write) and the charge of an upload against its quotas.
+    pub fn upload_charge(&mut self, keys: &Keys, charge: &UploadCharge) {
+        let numbers = [
+            charge.bytes,
+            charge.limits.max_bytes_per_device,
+            charge.limits.max_items_per_device,
+            charge.limits.max_total_bytes,
+        ]
+        .map(|number| number.to_string());
+        self.op(
+            "QUOTA",
+            &[&keys.upload_usage()],
+            &[
+                charge.device_id.as_bytes(),
+                charge.path.as_bytes(),
+                numbers[0].as_bytes(),
+                numbers[1].as_bytes(),
+                numbers[2].as_bytes(),
+                numbers[3].as_bytes(),
+            ],
+        );
+    }
+
+    /// Releases the share of the device upload stored at `path`, if any.
+    pub fn upload_release(&mut self, keys: &Keys, path: &str) {
+        self.op("RELEASE", &[&keys.upload_usage()], &[path.as_bytes()]);
+    }
 }
 
 fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|error| StoreError::Io(format!("cannot encode a record: {error}")))
 }
 
-/// Builds the plan of `batch`. `outbox_limit` is the bound of one outbox shard.
-pub fn plan(keys: &Keys, batch: &WriteBatch, outbox_limit: u64) -> Result<CommitPlan, StoreError> {
+/// Builds the plan of `batch`. `outbox_limit` is the bound of one outbox shard; each device that gains
+/// an ended session keeps its newest `history_per_device` summaries (the older go in the same script).
+pub fn plan(
+    keys: &Keys,
+    batch: &WriteBatch,
+    outbox_limit: u64,
+    history_per_device: usize,
+) -> Result<CommitPlan, StoreError> {
     let cluster = keys.is_cluster();
     let mut plan = CommitPlan::default();
     let group_of = |device_id: &str| keys.shard_of_device(device_id);
@@ -150,6 +189,13 @@ pub fn plan(keys: &Keys, batch: &WriteBatch, outbox_limit: u64) -> Result<Commit
         }
         session_devices.insert(device_id);
     }
+    let history_devices: BTreeSet<&str> =
+        batch.ended_sessions.iter().map(|summary| summary.device_id.as_str()).collect();
+    let keep = history_per_device.max(1).to_string();
+    for device_id in history_devices {
+        let ops = plan.groups.entry(group_of(device_id)).or_default();
+        ops.op("PRUNE", &[&keys.history_order(device_id), &keys.history(device_id)], &[keep.as_bytes()]);
+    }
     for record in &batch.commands {
         let device_id = record.device_id.as_str();
         let ops = plan.groups.entry(group_of(device_id)).or_default();
@@ -187,6 +233,15 @@ pub fn plan(keys: &Keys, batch: &WriteBatch, outbox_limit: u64) -> Result<Commit
             plan.global.push(GlobalWrite::Content(keys.content(&item.path), encode(item)?));
         } else {
             plan.groups.entry(0).or_default().op("SET", &[&keys.content(&item.path)], &[&encode(item)?]);
+        }
+    }
+    if let Some(charge) = &batch.upload {
+        if cluster {
+            let mut ops = ScriptOps::default();
+            ops.upload_charge(keys, charge);
+            plan.charge = Some(ops);
+        } else {
+            plan.groups.entry(0).or_default().upload_charge(keys, charge);
         }
     }
     for device_id in session_devices {
@@ -269,7 +324,7 @@ mod tests {
             fence: Some(fence),
             ..WriteBatch::default()
         };
-        let plan = plan(&keys, &batch, 10).unwrap();
+        let plan = plan(&keys, &batch, 10, 50).unwrap();
         assert_eq!(plan.groups.len(), 2);
         assert_eq!(plan.fence_group, Some(keys.shard_of_device("a")));
         // Only the unfenced device is indexed in a step of its own.
@@ -289,7 +344,7 @@ mod tests {
             events: vec![event("e-1", "a"), event("e-2", "b")],
             ..WriteBatch::default()
         };
-        let plan = plan(&keys, &batch, 10).unwrap();
+        let plan = plan(&keys, &batch, 10, 50).unwrap();
         assert!(plan.global.is_empty());
         assert_eq!(plan.groups.len(), 1);
         let ops = &plan.groups[&0];

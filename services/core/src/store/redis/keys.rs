@@ -126,6 +126,11 @@ impl Keys {
     pub fn device_index(&self) -> String {
         format!("{}:devices", self.prefix)
     }
+    /// HASH of the upload quotas (one slot, `{uploads}`): `size:<path>` and `owner:<path>` of each device
+    /// upload, `bytes:<device id>` and `items:<device id>` of each device's uploads, `total` of all.
+    pub fn upload_usage(&self) -> String {
+        format!("{}:{{uploads}}:usage", self.prefix)
+    }
     /// STRING: one Data Repository item (JSON).
     pub fn content(&self, path: &str) -> String {
         format!("{}:content:{path}", self.prefix)

@@ -87,10 +87,13 @@ pub struct RedisStore {
 }
 
 /// How one slot group's script answered.
+#[derive(Debug)]
 enum GroupOutcome {
-    Applied,
+    /// Written; how many keys its `DEL` ops deleted.
+    Applied(u64),
     Fenced,
     OutboxFull(u64),
+    QuotaExceeded(crate::store::UploadQuotaKind),
 }
 
 impl RedisStore {
@@ -231,9 +234,15 @@ impl RedisStore {
         let reply = array(self.script(operation, &invocation).await?)?;
         let mut items = reply.into_iter();
         match items.next().and_then(string).as_deref() {
-            Some("OK") => Ok(GroupOutcome::Applied),
+            Some("OK") => Ok(GroupOutcome::Applied(items.next().map(integer).transpose()?.unwrap_or(0))),
             Some("FENCED") => Ok(GroupOutcome::Fenced),
             Some("FULL") => Ok(GroupOutcome::OutboxFull(items.next().map(integer).transpose()?.unwrap_or(0))),
+            Some("QUOTA") => {
+                let label = items.next().and_then(string).unwrap_or_default();
+                crate::store::UploadQuotaKind::from_label(&label)
+                    .map(GroupOutcome::QuotaExceeded)
+                    .ok_or_else(|| StoreError::Unavailable(format!("redis: unknown upload quota {label:?}")))
+            }
             other => Err(StoreError::Unavailable(format!("redis: commit script answered {other:?}"))),
         }
     }
@@ -275,26 +284,34 @@ impl RedisStore {
                 return Err(fenced(Some(fence)));
             }
         }
+        if let Some(charge) = &plan.charge {
+            // Before any other write: a refused charge writes nothing.
+            if let GroupOutcome::QuotaExceeded(quota) = self.run_group("commit", charge).await? {
+                return Err(StoreError::QuotaExceeded { quota });
+            }
+        }
         if !plan.global.is_empty() {
             self.run_global(&plan.global).await?;
         }
         let mut groups = plan.groups;
         if let Some(ops) = plan.fence_group.and_then(|shard| groups.remove(&shard)) {
             match self.run_group("commit", &ops).await? {
-                GroupOutcome::Applied => {}
+                GroupOutcome::Applied(_) => {}
                 GroupOutcome::Fenced => {
                     metrics().store_leases.with_label_values(&["fenced"]).inc();
                     return Err(fenced(fence));
                 }
                 GroupOutcome::OutboxFull(len) => return Err(StoreError::OutboxFull { len }),
+                GroupOutcome::QuotaExceeded(quota) => return Err(StoreError::QuotaExceeded { quota }),
             }
         }
         let outcomes = join_all(groups.values().map(|ops| self.run_group("commit", ops))).await;
         let mut full = None;
         for outcome in outcomes {
             match outcome? {
-                GroupOutcome::Applied => {}
+                GroupOutcome::Applied(_) => {}
                 GroupOutcome::OutboxFull(len) => full = Some(len),
+                GroupOutcome::QuotaExceeded(quota) => return Err(StoreError::QuotaExceeded { quota }),
                 GroupOutcome::Fenced => return Err(fenced(fence)),
             }
         }
@@ -681,9 +698,33 @@ impl Store for RedisStore {
         Ok(last.unwrap_or(0).saturating_add(1))
     }
 
+    /// An operator write: the share of a device upload it replaces is released with it, in one script on a
+    /// standalone server; on a cluster (the counters have a slot of their own) just before it, so a crash
+    /// between them leaves the old upload uncounted, never a quota held by nothing.
     async fn put_content(&self, item: RepositoryItem) -> Result<(), StoreError> {
-        let () = self.call("put_content", &Cmd::set(self.keys.content(&item.path), encode(&item)?)).await?;
+        let content = self.keys.content(&item.path);
+        let mut ops = ScriptOps::default();
+        ops.upload_release(&self.keys, &item.path);
+        if self.keys.is_cluster() {
+            self.run_group("put_content", &ops).await?;
+            let () = self.call("put_content", &Cmd::set(content, encode(&item)?)).await?;
+        } else {
+            ops.op("SET", &[&content], &[&encode(&item)?]);
+            self.run_group("put_content", &ops).await?;
+        }
         Ok(())
+    }
+
+    async fn upload_usage(&self, device_id: &str) -> Result<crate::store::UploadUsage, StoreError> {
+        let mut command = redis::cmd("HMGET");
+        command
+            .arg(self.keys.upload_usage())
+            .arg(format!("bytes:{device_id}"))
+            .arg(format!("items:{device_id}"))
+            .arg("total");
+        let values: Vec<Option<u64>> = self.call("upload_usage", &command).await?;
+        let value = |index: usize| values.get(index).copied().flatten().unwrap_or(0);
+        Ok(crate::store::UploadUsage { device_bytes: value(0), device_items: value(1), total_bytes: value(2) })
     }
 
     async fn get_content(&self, path: &str) -> Result<Option<RepositoryItem>, StoreError> {
@@ -692,9 +733,21 @@ impl Store for RedisStore {
         bytes.map(|bytes| Self::decode("get_content", &key, &bytes)).transpose()
     }
 
+    /// Like `put_content`: one script on a standalone server; on a cluster the release, then the delete.
     async fn delete_content(&self, path: &str) -> Result<bool, StoreError> {
-        let deleted: u64 = self.call("delete_content", &Cmd::del(self.keys.content(path))).await?;
-        Ok(deleted > 0)
+        let content = self.keys.content(path);
+        let mut ops = ScriptOps::default();
+        ops.upload_release(&self.keys, path);
+        if self.keys.is_cluster() {
+            self.run_group("delete_content", &ops).await?;
+            let deleted: u64 = self.call("delete_content", &Cmd::del(content)).await?;
+            return Ok(deleted > 0);
+        }
+        ops.op("DEL", &[&content], &[]);
+        match self.run_group("delete_content", &ops).await? {
+            GroupOutcome::Applied(deleted) => Ok(deleted > 0),
+            other => Err(StoreError::Unavailable(format!("redis: delete_content answered {other:?}"))),
+        }
     }
 
     #[tracing::instrument(
@@ -706,7 +759,12 @@ impl Store for RedisStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let plan = commit::plan(&self.keys, &batch, self.options.outbox_limit_per_shard)?;
+        let plan = commit::plan(
+            &self.keys,
+            &batch,
+            self.options.outbox_limit_per_shard,
+            self.options.session_history_per_device,
+        )?;
         let result = self.apply(plan, batch.fence.as_ref()).await;
         match &result {
             Err(StoreError::OutboxFull { len }) => tracing::warn!(len, "outbox shard full: commit refused"),

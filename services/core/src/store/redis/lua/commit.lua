@@ -4,15 +4,58 @@
 -- Every check (FENCE, OUTBOX bound) runs before any write, so a refused group writes nothing.
 -- FENCE lease fencing node epoch ttl mode: checks the device's fencing record (HASH holder, epoch),
 -- then renews the lease (PX, never shortened), releases it, or only checks.
--- Returns {'OK'}, {'FENCED'} or {'FULL', events waiting in the shard}.
+-- QUOTA usage device path bytes max-device-bytes max-device-items max-total: checks, then charges, a
+-- device upload against the upload quotas (the usage HASH: keys.rs upload_usage), replacing what the path held.
+-- RELEASE usage path: the device upload at path, if any, no longer counts.
+-- PRUNE order history keep: keeps the device's newest `keep` ended sessions (by start, then id).
+-- DEL key: deletes the key (an operator's repository delete).
+-- Returns {'OK', keys deleted by DEL}, {'FENCED'}, {'FULL', events waiting in the shard} or {'QUOTA', quota label}.
 
 local ARITY = {
   SET = 2, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
-  RAISE = 2, OPEN = 3, FENCE = 6,
+  RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1,
 }
 
 local function key(index)
   return KEYS[tonumber(index)]
+end
+
+local function number_of(hash, field)
+  return tonumber(redis.call('HGET', hash, field) or '0')
+end
+
+-- The quota a charge would pass (as quota_refusal in store/mod.rs), or nil.
+local function quota_refusal(usage, device, path, bytes, max_device_bytes, max_device_items, max_total)
+  local previous = tonumber(redis.call('HGET', usage, 'size:' .. path) or '-1')
+  local own_bytes, own_items, released = 0, 0, 0
+  if previous >= 0 then
+    released = previous
+    if redis.call('HGET', usage, 'owner:' .. path) == device then
+      own_bytes, own_items = previous, 1
+    end
+  end
+  if number_of(usage, 'total') - released + bytes > max_total then
+    return 'total_bytes'
+  end
+  if number_of(usage, 'bytes:' .. device) - own_bytes + bytes > max_device_bytes then
+    return 'device_bytes'
+  end
+  if number_of(usage, 'items:' .. device) - own_items + 1 > max_device_items then
+    return 'device_items'
+  end
+  return nil
+end
+
+local function release(usage, path)
+  local size = redis.call('HGET', usage, 'size:' .. path)
+  if not size then
+    return
+  end
+  local owner = redis.call('HGET', usage, 'owner:' .. path)
+  redis.call('HDEL', usage, 'size:' .. path, 'owner:' .. path)
+  redis.call('HINCRBY', usage, 'bytes:' .. owner, -tonumber(size))
+  redis.call('HINCRBY', usage, 'items:' .. owner, -1)
+  redis.call('HINCRBY', usage, 'total', -tonumber(size))
 end
 
 -- How many arguments follow the op code at i (OUTBOX carries a count of id/event pairs).
@@ -52,11 +95,18 @@ while i <= #ARGV do
     if waiting + new > tonumber(ARGV[i + 4]) then
       return {'FULL', waiting}
     end
+  elseif op == 'QUOTA' then
+    local refused = quota_refusal(key(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4]),
+      tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]))
+    if refused then
+      return {'QUOTA', refused}
+    end
   end
   i = i + 1 + arity(i)
 end
 
 -- Writes, in order.
+local deleted = 0
 i = 1
 while i <= #ARGV do
   local op = ARGV[i]
@@ -98,6 +148,27 @@ while i <= #ARGV do
         redis.call('ZADD', order, redis.call('INCR', sequence), ARGV[j])
       end
     end
+  elseif op == 'QUOTA' then
+    local usage, device, path, bytes = key(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+    release(usage, path)
+    redis.call('HSET', usage, 'size:' .. path, bytes, 'owner:' .. path, device)
+    redis.call('HINCRBY', usage, 'bytes:' .. device, bytes)
+    redis.call('HINCRBY', usage, 'items:' .. device, 1)
+    redis.call('HINCRBY', usage, 'total', bytes)
+  elseif op == 'RELEASE' then
+    release(key(ARGV[a]), ARGV[a + 1])
+  elseif op == 'DEL' then
+    deleted = deleted + redis.call('DEL', key(ARGV[a]))
+  elseif op == 'PRUNE' then
+    local order, history = key(ARGV[a]), key(ARGV[a + 1])
+    local excess = redis.call('ZCARD', order) - tonumber(ARGV[a + 2])
+    -- In chunks: a history grown before pruning existed may hold more ids than one unpack takes.
+    while excess > 0 do
+      local oldest = redis.call('ZRANGE', order, 0, math.min(excess, 1000) - 1)
+      redis.call('ZREM', order, unpack(oldest))
+      redis.call('HDEL', history, unpack(oldest))
+      excess = excess - #oldest
+    end
   elseif op == 'FENCE' then
     local mode, lease = ARGV[a + 5], key(ARGV[a])
     if mode == 'release' then
@@ -109,4 +180,4 @@ while i <= #ARGV do
   end
   i = a + arity(i)
 end
-return {'OK'}
+return {'OK', deleted}
