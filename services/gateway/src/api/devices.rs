@@ -24,10 +24,11 @@ use crate::{AppState, HttpError};
 const DEFAULT_PAGE: usize = 100;
 /// Largest page a client may ask for.
 const MAX_PAGE: usize = 1000;
-const MAX_PASSWORD_BYTES: usize = 1024;
-const MAX_TAGS: usize = 64;
-const MAX_TAG_KEY_BYTES: usize = 128;
-const MAX_TAG_VALUE_BYTES: usize = 512;
+// Lengths count characters, as the OpenAPI document's minLength/maxLength do.
+pub(super) const MAX_PASSWORD_CHARS: usize = 1024;
+pub(super) const MAX_TAGS: usize = 64;
+pub(super) const MAX_TAG_KEY_CHARS: usize = 128;
+pub(super) const MAX_TAG_VALUE_CHARS: usize = 512;
 
 /// Register a device or replace its password (and tags, secret when given).
 #[utoipa::path(put, path = "/api/v1/devices/{devid}", tag = "devices",
@@ -93,8 +94,8 @@ fn check_registration(registration: &DeviceRegistration) -> Result<(), HttpError
     if registration.password.is_empty() {
         return Err(HttpError::bad_request("password must not be empty"));
     }
-    if registration.password.len() > MAX_PASSWORD_BYTES {
-        return Err(HttpError::bad_request(format!("password longer than {MAX_PASSWORD_BYTES} bytes")));
+    if registration.password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(HttpError::bad_request(format!("password longer than {MAX_PASSWORD_CHARS} characters")));
     }
     if registration.auth_secret.as_deref().is_some_and(str::is_empty) {
         return Err(HttpError::bad_request("auth_secret must not be empty (leave it out instead)"));
@@ -104,13 +105,16 @@ fn check_registration(registration: &DeviceRegistration) -> Result<(), HttpError
         return Err(HttpError::bad_request(format!("more than {MAX_TAGS} tags")));
     }
     for (key, value) in tags {
-        if key.is_empty() || key.len() > MAX_TAG_KEY_BYTES || key.contains(':') || key.chars().any(char::is_control) {
+        let key_length = key.chars().count();
+        if key_length == 0 || key_length > MAX_TAG_KEY_CHARS || key.contains(':') || key.chars().any(char::is_control) {
             return Err(HttpError::bad_request(format!(
-                "invalid tag key {key:?}: 1 to {MAX_TAG_KEY_BYTES} bytes, no ':' and no control characters"
+                "invalid tag key {key:?}: 1 to {MAX_TAG_KEY_CHARS} characters, no ':' and no control characters"
             )));
         }
-        if value.len() > MAX_TAG_VALUE_BYTES {
-            return Err(HttpError::bad_request(format!("tag {key:?}: value longer than {MAX_TAG_VALUE_BYTES} bytes")));
+        if value.chars().count() > MAX_TAG_VALUE_CHARS {
+            return Err(HttpError::bad_request(format!(
+                "tag {key:?}: value longer than {MAX_TAG_VALUE_CHARS} characters"
+            )));
         }
     }
     Ok(())
