@@ -102,10 +102,25 @@ fn error_response(description: &str, headers: &[(&str, &str)]) -> serde_json::Va
     let mut response = serde_json::json!({"description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
     for (name, header_description) in headers {
-        response["headers"][*name] =
+        let header =
             serde_json::json!({"description": header_description, "required": true, "schema": {"type": "string"}});
+        set_at(&mut response, &["headers", name], header);
     }
     response
+}
+
+/// Sets the member at `path` (object keys from `target` down), creating the objects on the way. A value on the
+/// way that is not an object stays as it is: the document is built here, so that never happens.
+fn set_at(target: &mut serde_json::Value, path: &[&str], new: serde_json::Value) {
+    let mut current = target;
+    for key in path {
+        if current.is_null() {
+            *current = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let Some(object) = current.as_object_mut() else { return };
+        current = object.entry(*key).or_insert(serde_json::Value::Null);
+    }
+    *current = new;
 }
 
 const RETRY_AFTER: (&str, &str) = ("Retry-After", "Seconds to wait before retrying");
@@ -169,7 +184,7 @@ fn constrain_parameters(operation: &mut serde_json::Value) {
                               "pattern": DEVICE_ID_PATTERN, "description": DEVICE_ID_RULE}),
             "path" => repository_path_schema(),
             "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
-            "id" | "after" if parameter["schema"]["type"] == "integer" => {
+            "id" | "after" if parameter.pointer("/schema/type").and_then(Value::as_str) == Some("integer") => {
                 json!({"type": "integer", "minimum": 0, "maximum": MAX_U64})
             }
             "tag" => json!({"type": "array", "items": {"type": "string", "pattern": "^[^:]*:",
@@ -203,8 +218,7 @@ const UNRESERVED: &str = "[A-Za-z0-9._~-]";
 /// `cv=<validator>`. The server accepts more than this (x-names with their `nv` fields, other query fields),
 /// which a regular expression cannot state: every x-name needs an `nv` and every `nv` an x-name.
 pub(crate) fn client_uri_pattern(wildcards: bool) -> String {
-    let moid_character = "(?:[A-Za-z0-9._~+,;=@!$'-]|%[0-9A-Fa-f]{2})";
-    let moid = format!("{moid_character}+(?::{moid_character}+)+");
+    let moid = moid_pattern();
     let name = if wildcards { format!("(?:{UNRESERVED}+|\\*)") } else { format!("{UNRESERVED}+") };
     let level = "lv=0*[1-9][0-9]{0,8}";
     let validator = "cv=(?:[A-Za-z0-9._~!$'()*+,;=:@/?-]|%[0-7][0-9A-Fa-f])*";
@@ -223,6 +237,12 @@ fn client_uri_schema(wildcards: bool) -> serde_json::Value {
     serde_json::json!({"type": "string", "pattern": client_uri_pattern(wildcards), "description": description})
 }
 
+/// A MOID (`urn:oma:mo:oma-dm-devinfo:1.2`): colon-separated, no empty segment, `%` only as an escape.
+fn moid_pattern() -> String {
+    let character = "(?:[A-Za-z0-9._~+,;=@!$'-]|%[0-9A-Fa-f]{2})";
+    format!("{character}+(?::{character}+)+")
+}
+
 /// The ServerURI form (6.2) the document states: an http or https URL with a host name, an optional port
 /// and path. The server accepts more (IP literals, queries, `[DevID]`-style parameters).
 pub(crate) fn server_uri_pattern() -> String {
@@ -237,19 +257,21 @@ fn command_schema() -> serde_json::Value {
     let one_node = client_uri_schema(false);
     let server_uri = json!({"type": "string", "pattern": server_uri_pattern(),
         "description": "ServerURI (6.2): http or https URL; IP literals, queries and [DevID]-style parameters are accepted too"});
-    let moid = json!({"type": "string", "pattern": format!("^{}$", "(?:[A-Za-z0-9._~+,;=@!$'-]|%[0-9A-Fa-f]{2})+(?::(?:[A-Za-z0-9._~+,;=@!$'-]|%[0-9A-Fa-f]{2})+)+")});
+    let moid = json!({"type": "string", "pattern": format!("^{}$", moid_pattern())});
     let form = |name: &str, required: &[&Value], optional: Option<&Value>, rest: Option<&Value>| {
         let mut prefix = vec![json!({"const": name})];
         prefix.extend(required.iter().map(|schema| (*schema).clone()));
         let min_items = prefix.len();
-        let mut schema = json!({"type": "array", "minItems": min_items});
+        let mut schema = serde_json::Map::new();
+        schema.insert("type".to_owned(), json!("array"));
+        schema.insert("minItems".to_owned(), json!(min_items));
         if let Some(optional) = optional {
             prefix.push(optional.clone());
-            schema["maxItems"] = json!(min_items + 1);
+            schema.insert("maxItems".to_owned(), json!(min_items + 1));
         }
-        schema["prefixItems"] = Value::Array(prefix);
-        schema["items"] = rest.cloned().unwrap_or(Value::Bool(false));
-        schema
+        schema.insert("prefixItems".to_owned(), Value::Array(prefix));
+        schema.insert("items".to_owned(), rest.cloned().unwrap_or(Value::Bool(false)));
+        Value::Object(schema)
     };
     json!({
         "description": "A command in its Package#2 array form: GET/DELETE/EXEC/HGET/HPUT/HPOST/SHOW/DEFAULT with \
@@ -271,19 +293,22 @@ fn command_schema() -> serde_json::Value {
 fn constrain_bodies(schemas: &mut serde_json::Value) {
     use super::devices::{MAX_PASSWORD_CHARS, MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS, MAX_TAGS};
     use serde_json::json;
-    let registration = &mut schemas["DeviceRegistration"]["properties"];
-    registration["password"]["minLength"] = json!(1);
-    registration["password"]["maxLength"] = json!(MAX_PASSWORD_CHARS);
-    registration["auth_secret"]["minLength"] = json!(1);
-    registration["tags"]["maxProperties"] = json!(MAX_TAGS);
-    registration["tags"]["propertyNames"] = json!({"type": "string", "minLength": 1, "maxLength": MAX_TAG_KEY_CHARS,
-        "pattern": "^[^:\\x00-\\x1f\\x7f-\\x9f]+$"});
-    registration["tags"]["additionalProperties"] = json!({"type": "string", "maxLength": MAX_TAG_VALUE_CHARS});
-    registration["notify_address"]["pattern"] = json!(socket_address_pattern());
-    let commands = &mut schemas["CommandsRequest"]["properties"]["commands"];
-    commands["minItems"] = json!(1);
-    commands["maxItems"] = json!(omadm_core::usecase::queue::MAX_COMMANDS_PER_REQUEST);
-    commands["items"] = command_schema();
+    let registration = ["DeviceRegistration", "properties"];
+    let mut set = |path: &[&str], value| set_at(schemas, path, value);
+    set(&[&registration[..], &["password", "minLength"]].concat(), json!(1));
+    set(&[&registration[..], &["password", "maxLength"]].concat(), json!(MAX_PASSWORD_CHARS));
+    set(&[&registration[..], &["auth_secret", "minLength"]].concat(), json!(1));
+    set(&[&registration[..], &["tags", "maxProperties"]].concat(), json!(MAX_TAGS));
+    let tag_key = json!({"type": "string", "minLength": 1, "maxLength": MAX_TAG_KEY_CHARS,
+                         "pattern": "^[^:\\x00-\\x1f\\x7f-\\x9f]+$"});
+    set(&[&registration[..], &["tags", "propertyNames"]].concat(), tag_key);
+    let tag_value = json!({"type": "string", "maxLength": MAX_TAG_VALUE_CHARS});
+    set(&[&registration[..], &["tags", "additionalProperties"]].concat(), tag_value);
+    set(&[&registration[..], &["notify_address", "pattern"]].concat(), json!(socket_address_pattern()));
+    let commands = ["CommandsRequest", "properties", "commands"];
+    set(&[&commands[..], &["minItems"]].concat(), json!(1));
+    set(&[&commands[..], &["maxItems"]].concat(), json!(omadm_core::usecase::queue::MAX_COMMANDS_PER_REQUEST));
+    set(&[&commands[..], &["items"]].concat(), command_schema());
 }
 
 /// `host:port` as a socket address: an IPv4 address, or an IPv6 address in brackets, and a port.
