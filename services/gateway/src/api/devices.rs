@@ -267,6 +267,8 @@ pub(super) async fn list_devices(state: web::Data<AppState>, request: HttpReques
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -303,5 +305,27 @@ mod tests {
         assert!(check_registration(&registration("", &[])).is_err());
         assert!(check_registration(&registration("pw", &[("a:b", "c")])).is_err());
         assert!(check_registration(&registration("pw", &[("", "c")])).is_err());
+    }
+
+    #[test]
+    fn the_documented_tag_key_rule_is_the_checked_one() {
+        let document = super::super::openapi_document();
+        let key_schema =
+            &document["components"]["schemas"]["DeviceRegistration"]["properties"]["tags"]["propertyNames"];
+        let pattern = regex::Regex::new(key_schema["pattern"].as_str().unwrap()).unwrap();
+        let longest = key_schema["maxLength"].as_u64().unwrap() as usize;
+        let long = "é".repeat(longest);
+        let too_long = "é".repeat(longest + 1);
+        for key in ["fleet", "caf\u{e9}", "a b", "", "a:b", "a\nb", "a\u{85}b", "\u{a0}", &long, &too_long] {
+            let documented = pattern.is_match(key) && key.chars().count() <= longest;
+            let tags = BTreeMap::from([(key.to_owned(), "v".to_owned())]);
+            let registration = DeviceRegistration {
+                password: "pw".to_owned(),
+                auth_secret: None,
+                tags: Some(tags),
+                notify_address: None,
+            };
+            assert_eq!(documented, check_registration(&registration).is_ok(), "{key:?}");
+        }
     }
 }
