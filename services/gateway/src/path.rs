@@ -3,7 +3,8 @@
 //! actix decodes a path lossily (`%FE%FF` and `%FF%FE` both become U+FFFD U+FFFD), so two different
 //! request paths would name one device or one repository item. [`require_utf8_path`] refuses such a
 //! request before any route sees it; [`tail_after`] gives the raw rest of a path (repository paths
-//! are taken from it, so that `%2F` is refused rather than merged with `/`).
+//! are taken from it: the device edge refuses `%2F` rather than merge it with `/`; the operator API reads it
+//! as the `/` an OpenAPI client encoded).
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -53,7 +54,7 @@ pub fn decode_strict(raw: &str) -> Result<String, PathDecodeError> {
     String::from_utf8(decoded).map_err(|_| PathDecodeError::InvalidUtf8(raw.to_owned()))
 }
 
-/// Decodes a repository path (the raw text after `/repo/` or `/api/v1/repository/`): strictly, and without
+/// Decodes a repository path of the device edge (the raw text after `/repo/`): strictly, and without
 /// `%2F`, which the store could not tell from a `/`.
 pub fn decode_repository_path(raw: &str) -> Result<String, PathDecodeError> {
     if raw.to_ascii_lowercase().contains("%2f") {

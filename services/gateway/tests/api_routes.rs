@@ -174,6 +174,21 @@ async fn device_bad_input() {
     expect_error(put().header("content-type", "text/plain").body("{\"password\": \"pw\"}").send().await.unwrap(), 415)
         .await;
     expect_error(put().header(json_type.0, json_type.1).send().await.unwrap(), 400).await;
+    // A missing body is a 400 with its JSON error whatever the Content-Type (none here), as the document says.
+    let reason = expect_error(put().send().await.unwrap(), 400).await;
+    assert!(reason.contains("missing body"), "{reason}");
+    let commands = server.api(Method::POST, "/api/v1/devices/IMEI:9/commands").send().await.unwrap();
+    assert!(expect_error(commands, 400).await.contains("missing body"));
+    // Lengths are characters, as the document's maxLength counts them: 1024 two-byte characters are a password.
+    let long_password = put().json(&json!({"password": "é".repeat(1024)})).send().await.unwrap();
+    assert_eq!(long_password.status(), 201);
+    expect_error(put().json(&json!({"password": "é".repeat(1025)})).send().await.unwrap(), 400).await;
+    let wide_tag = json!({"password": "pw", "tags": {"é".repeat(128): "ü".repeat(512)}});
+    assert_eq!(put().json(&wide_tag).send().await.unwrap().status(), 200);
+    expect_error(put().json(&json!({"password": "pw", "tags": {"é".repeat(129): "v"}})).send().await.unwrap(), 400)
+        .await;
+    let deleted = server.api(Method::DELETE, "/api/v1/devices/IMEI:9").send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
 
     // Deep nesting is a 400, never a stack overflow.
     let deep = format!("{{\"password\": \"pw\", \"tags\": {}{}}}", "[".repeat(5000), "]".repeat(5000));

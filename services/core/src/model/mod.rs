@@ -17,8 +17,8 @@ pub use device::{
 };
 pub use mirror::MirrorRecord;
 pub use repository::{
-    ContentSource, DEVICE_UPLOAD_FOLDER, MAX_REPOSITORY_PATH_BYTES, RepositoryItem, RepositoryPathError, UploadGrant,
-    UploadMethod, UploadRefusal, check_repository_path, check_upload, device_upload_prefix, own_folder_grant,
-    upload_issued_in_session,
+    ContentSource, DEVICE_UPLOAD_FOLDER, MAX_REPOSITORY_PATH_BYTES, REPOSITORY_PATH_PATTERN, RepositoryItem,
+    RepositoryPathError, UploadGrant, UploadMethod, UploadRefusal, check_repository_path, check_upload,
+    device_upload_prefix, own_folder_grant, upload_issued_in_session,
 };
 pub use session::{PackageReplay, SentCommand, SessionOutcome, SessionState, SessionSummary};

@@ -47,6 +47,11 @@ mod base64_bytes {
 /// Longest repository path accepted, in bytes.
 pub const MAX_REPOSITORY_PATH_BYTES: usize = 1024;
 
+/// The segment rule of [`check_repository_path`] as a regular expression (the OpenAPI `pattern` of a repository
+/// path): segments of characters other than `/` and control characters (U+0000 to U+001F, U+007F to U+009F),
+/// none empty, `.` or `..`. The length bound is [`MAX_REPOSITORY_PATH_BYTES`], which a pattern cannot count.
+pub const REPOSITORY_PATH_PATTERN: &str = r"^(?:[^/.\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*|\.[^/.\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*|\.\.[^/\x00-\x1f\x7f-\x9f]+)(?:/(?:[^/.\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*|\.[^/.\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]*|\.\.[^/\x00-\x1f\x7f-\x9f]+))*$";
+
 /// Why a repository path is refused: one rule for operator uploads and device uploads alike.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RepositoryPathError {

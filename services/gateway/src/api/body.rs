@@ -56,11 +56,12 @@ pub fn is_json_media_type(request: &HttpRequest) -> bool {
 
 /// Parses a JSON body into `T` (whose serde attributes refuse unknown fields).
 pub fn parse_json<T: DeserializeOwned>(request: &HttpRequest, body: &[u8]) -> Result<T, HttpError> {
+    // A missing body is the same mistake whatever Content-Type came with it (none, usually): 400, not 415.
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(HttpError::bad_request("missing body: expected a JSON object"));
+    }
     if !is_json_media_type(request) {
         return Err(HttpError::unsupported_media_type("expected Content-Type: application/json"));
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(HttpError::bad_request("empty body: expected a JSON object"));
     }
     serde_json::from_slice(body).map_err(|error| HttpError::bad_request(format!("invalid JSON body: {error}")))
 }

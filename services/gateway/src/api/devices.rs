@@ -24,10 +24,11 @@ use crate::{AppState, HttpError};
 const DEFAULT_PAGE: usize = 100;
 /// Largest page a client may ask for.
 const MAX_PAGE: usize = 1000;
-const MAX_PASSWORD_BYTES: usize = 1024;
-const MAX_TAGS: usize = 64;
-const MAX_TAG_KEY_BYTES: usize = 128;
-const MAX_TAG_VALUE_BYTES: usize = 512;
+// Lengths count characters, as the OpenAPI document's minLength/maxLength do.
+pub(super) const MAX_PASSWORD_CHARS: usize = 1024;
+pub(super) const MAX_TAGS: usize = 64;
+pub(super) const MAX_TAG_KEY_CHARS: usize = 128;
+pub(super) const MAX_TAG_VALUE_CHARS: usize = 512;
 
 /// Register a device or replace its password (and tags, secret when given).
 #[utoipa::path(put, path = "/api/v1/devices/{devid}", tag = "devices",
@@ -93,8 +94,8 @@ fn check_registration(registration: &DeviceRegistration) -> Result<(), HttpError
     if registration.password.is_empty() {
         return Err(HttpError::bad_request("password must not be empty"));
     }
-    if registration.password.len() > MAX_PASSWORD_BYTES {
-        return Err(HttpError::bad_request(format!("password longer than {MAX_PASSWORD_BYTES} bytes")));
+    if registration.password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(HttpError::bad_request(format!("password longer than {MAX_PASSWORD_CHARS} characters")));
     }
     if registration.auth_secret.as_deref().is_some_and(str::is_empty) {
         return Err(HttpError::bad_request("auth_secret must not be empty (leave it out instead)"));
@@ -104,13 +105,16 @@ fn check_registration(registration: &DeviceRegistration) -> Result<(), HttpError
         return Err(HttpError::bad_request(format!("more than {MAX_TAGS} tags")));
     }
     for (key, value) in tags {
-        if key.is_empty() || key.len() > MAX_TAG_KEY_BYTES || key.contains(':') || key.chars().any(char::is_control) {
+        let key_length = key.chars().count();
+        if key_length == 0 || key_length > MAX_TAG_KEY_CHARS || key.contains(':') || key.chars().any(char::is_control) {
             return Err(HttpError::bad_request(format!(
-                "invalid tag key {key:?}: 1 to {MAX_TAG_KEY_BYTES} bytes, no ':' and no control characters"
+                "invalid tag key {key:?}: 1 to {MAX_TAG_KEY_CHARS} characters, no ':' and no control characters"
             )));
         }
-        if value.len() > MAX_TAG_VALUE_BYTES {
-            return Err(HttpError::bad_request(format!("tag {key:?}: value longer than {MAX_TAG_VALUE_BYTES} bytes")));
+        if value.chars().count() > MAX_TAG_VALUE_CHARS {
+            return Err(HttpError::bad_request(format!(
+                "tag {key:?}: value longer than {MAX_TAG_VALUE_CHARS} characters"
+            )));
         }
     }
     Ok(())
@@ -263,6 +267,8 @@ pub(super) async fn list_devices(state: web::Data<AppState>, request: HttpReques
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -299,5 +305,27 @@ mod tests {
         assert!(check_registration(&registration("", &[])).is_err());
         assert!(check_registration(&registration("pw", &[("a:b", "c")])).is_err());
         assert!(check_registration(&registration("pw", &[("", "c")])).is_err());
+    }
+
+    #[test]
+    fn the_documented_tag_key_rule_is_the_checked_one() {
+        let document = super::super::openapi_document();
+        let key_schema =
+            &document["components"]["schemas"]["DeviceRegistration"]["properties"]["tags"]["propertyNames"];
+        let pattern = regex::Regex::new(key_schema["pattern"].as_str().unwrap()).unwrap();
+        let longest = key_schema["maxLength"].as_u64().unwrap() as usize;
+        let long = "é".repeat(longest);
+        let too_long = "é".repeat(longest + 1);
+        for key in ["fleet", "caf\u{e9}", "a b", "", "a:b", "a\nb", "a\u{85}b", "\u{a0}", &long, &too_long] {
+            let documented = pattern.is_match(key) && key.chars().count() <= longest;
+            let tags = BTreeMap::from([(key.to_owned(), "v".to_owned())]);
+            let registration = DeviceRegistration {
+                password: "pw".to_owned(),
+                auth_secret: None,
+                tags: Some(tags),
+                notify_address: None,
+            };
+            assert_eq!(documented, check_registration(&registration).is_ok(), "{key:?}");
+        }
     }
 }

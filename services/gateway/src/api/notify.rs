@@ -43,7 +43,7 @@ pub struct NotifyAccepted {
 /// Queue a DM notification (Package#0) for a device.
 #[utoipa::path(post, path = "/api/v1/devices/{devid}/notify", tag = "devices",
     params(("devid" = String, Path, description = "DevID")),
-    request_body(content = Option<NotifyRequest>, description = "Optional; {} when left out"),
+    request_body(content = NotifyRequest, description = "Optional: a missing or empty body means {}"),
     responses(
         (status = 202, description = "Queued as a notification.requested event", body = NotifyAccepted),
         (status = 400, description = "Invalid body", body = super::schema::ErrorBody),

@@ -69,15 +69,11 @@ pub fn openapi_document() -> &'static serde_json::Value {
 }
 
 /// Adds to every operation what the scope and the shared checks enforce, so the document states exactly
-/// what the server answers: 401 (token), 503 (store), 400 for a path that does not decode (any route with
-/// a path parameter) or a bad query; the device-id rule and page limits as schema constraints; the
-/// repository content as bytes of any type, with an optional body on PUT.
+/// what the server answers: 401 (token), 429 (throttled address), 503 (store) with their headers, 400 for a
+/// path that does not decode or a bad query, 400/408/413/415 for bodies; the rules of path, query and body
+/// values as schema constraints; the repository content as bytes of any type; links between operations.
 fn state_what_every_route_enforces(document: &mut serde_json::Value) {
-    use serde_json::{Value, json};
-    let error = |description: &str| {
-        json!({"description": description,
-               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
-    };
+    use serde_json::Value;
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
     for (path, item) in paths.iter_mut() {
         if path == super::OPENAPI_PATH {
@@ -85,48 +81,309 @@ fn state_what_every_route_enforces(document: &mut serde_json::Value) {
         }
         let Some(operations) = item.as_object_mut() else { continue };
         for (method, operation) in operations.iter_mut() {
-            let has_parameters =
-                operation.get("parameters").and_then(Value::as_array).is_some_and(|list| !list.is_empty());
-            if let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) {
-                for parameter in parameters.iter_mut() {
-                    let name = parameter.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    let schema = match name.as_str() {
-                        "devid" => {
-                            json!({"type": "string", "minLength": 1, "maxLength": omadm_core::model::MAX_DEVICE_ID_BYTES,
-                                          "pattern": omadm_core::model::DEVICE_ID_PATTERN,
-                                          "description": omadm_core::model::DEVICE_ID_RULE})
-                        }
-                        "path" => json!({"type": "string", "minLength": 1,
-                                         "maxLength": omadm_core::model::MAX_REPOSITORY_PATH_BYTES,
-                                         "description": "relative, no control characters, no empty, '.' or '..' segment"}),
-                        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
-                        _ => continue,
-                    };
-                    parameter["schema"] = schema;
-                }
-            }
-            let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
-            responses.entry("401").or_insert_with(|| error("Missing or wrong bearer token"));
-            responses.entry("503").or_insert_with(|| error("The store is failing; retry after Retry-After"));
-            if has_parameters {
-                responses.entry("400").or_insert_with(|| {
-                    error("A path that does not percent-decode to UTF-8, a device id or path outside its rule, or a bad query")
-                });
-            }
-            if method == "put" || method == "post" {
-                responses.entry("400").or_insert_with(|| error("Invalid body"));
-                responses.entry("408").or_insert_with(|| error("The body did not arrive in time"));
-                responses.entry("413").or_insert_with(|| error("Body over the limit"));
-            }
+            constrain_parameters(operation);
+            state_common_responses(method, path, operation);
         }
         if path.starts_with("/api/v1/repository/") {
-            if let Some(content) = item.pointer_mut("/get/responses/200/content") {
-                *content = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+            describe_repository_content(item);
+        }
+    }
+    if let Some(schemas) = document.pointer_mut("/components/schemas") {
+        constrain_bodies(schemas);
+    }
+    if let Some(notify_body) = document.pointer_mut("/paths/~1api~1v1~1devices~1{devid}~1notify/post/requestBody") {
+        notify_body["required"] = Value::Bool(false);
+    }
+    link_operations(document);
+}
+
+/// An error answer, with the headers it always carries.
+fn error_response(description: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let mut response = serde_json::json!({"description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}});
+    for (name, header_description) in headers {
+        let header =
+            serde_json::json!({"description": header_description, "required": true, "schema": {"type": "string"}});
+        set_at(&mut response, &["headers", name], header);
+    }
+    response
+}
+
+/// Sets the member at `path` (object keys from `target` down), creating the objects on the way. A value on the
+/// way that is not an object stays as it is: the document is built here, so that never happens.
+fn set_at(target: &mut serde_json::Value, path: &[&str], new: serde_json::Value) {
+    let mut current = target;
+    for key in path {
+        if current.is_null() {
+            *current = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let Some(object) = current.as_object_mut() else { return };
+        current = object.entry(*key).or_insert(serde_json::Value::Null);
+    }
+    *current = new;
+}
+
+const RETRY_AFTER: (&str, &str) = ("Retry-After", "Seconds to wait before retrying");
+
+/// The answers every authenticated operation can give whatever its handler does.
+fn state_common_responses(method: &str, path: &str, operation: &mut serde_json::Value) {
+    use serde_json::Value;
+    let has_parameters = operation.get("parameters").and_then(Value::as_array).is_some_and(|list| !list.is_empty());
+    let takes_json = operation.pointer("/requestBody/content/application~1json").is_some();
+    let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { return };
+    let mut add = |status: &str, response: Value| {
+        responses.entry(status).or_insert(response);
+    };
+    add(
+        "401",
+        error_response(
+            "Missing or wrong bearer token",
+            &[("WWW-Authenticate", "Bearer realm=\"omadm-api\", with error=\"invalid_token\" for a wrong token")],
+        ),
+    );
+    add(
+        "429",
+        error_response(
+            "Too many wrong tokens from this address; every request is refused until the window ends",
+            &[RETRY_AFTER],
+        ),
+    );
+    add("503", error_response("The store is failing; retry after Retry-After", &[RETRY_AFTER]));
+    if has_parameters || path.contains('{') {
+        add(
+            "400",
+            error_response(
+                "A path that does not percent-decode to UTF-8, a device id or repository path outside its rule, \
+                 or a bad query parameter",
+                &[],
+            ),
+        );
+    }
+    if method == "put" || method == "post" {
+        add("400", error_response("Invalid or missing body", &[]));
+        add("408", error_response("The body did not arrive in time", &[]));
+        add("413", error_response("Body over the limit", &[]));
+        if takes_json {
+            add("415", error_response("A body that is not application/json (or +json)", &[]));
+        }
+    }
+}
+
+/// The largest value of a `u64` query or path parameter (a command id or cursor).
+const MAX_U64: u64 = u64::MAX;
+
+/// The schema of each parameter as the server checks it.
+fn constrain_parameters(operation: &mut serde_json::Value) {
+    use omadm_core::model::{DEVICE_ID_PATTERN, DEVICE_ID_RULE, MAX_DEVICE_ID_BYTES, MAX_REPOSITORY_PATH_BYTES};
+    use serde_json::{Value, json};
+    let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) else { return };
+    for parameter in parameters.iter_mut() {
+        let name = parameter.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let schema = match name.as_str() {
+            "devid" => json!({"type": "string", "minLength": 1, "maxLength": MAX_DEVICE_ID_BYTES,
+                              "pattern": DEVICE_ID_PATTERN, "description": DEVICE_ID_RULE}),
+            "path" => repository_path_schema(),
+            "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+            "id" | "after" if parameter.pointer("/schema/type").and_then(Value::as_str) == Some("integer") => {
+                json!({"type": "integer", "minimum": 0, "maximum": MAX_U64})
             }
-            if let Some(body) = item.pointer_mut("/put/requestBody") {
-                body["required"] = json!(false);
-                body["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
-            }
+            "tag" => json!({"type": "array", "items": {"type": "string", "pattern": "^[^:]*:",
+                            "description": "key:value; the value may hold further ':'"}}),
+            "uri" => client_uri_schema(true),
+            _ => continue,
+        };
+        parameter["schema"] = schema;
+        if name == "path" {
+            parameter["example"] = json!("firmware/v2.bin");
+            parameter["description"] = json!(format!(
+                "Path below /repo/, e.g. firmware/v2.bin: relative, at most {MAX_REPOSITORY_PATH_BYTES} bytes of \
+                 UTF-8, no control characters, no empty, '.' or '..' segment. A '/' may be sent as it is or \
+                 encoded (%2F): both name the same item"
+            ));
+        }
+    }
+}
+
+fn repository_path_schema() -> serde_json::Value {
+    use omadm_core::model::{MAX_REPOSITORY_PATH_BYTES, REPOSITORY_PATH_PATTERN};
+    serde_json::json!({"type": "string", "minLength": 1, "maxLength": MAX_REPOSITORY_PATH_BYTES,
+                       "pattern": REPOSITORY_PATH_PATTERN})
+}
+
+/// An unreserved character (RFC 3986), the alphabet of MIIDs and node names in a ClientURI.
+const UNRESERVED: &str = "[A-Za-z0-9._~-]";
+
+/// The ClientURI form (6.1) the document states: `MOID "/" mo-inst path-from-moroot ["?" query]` with a
+/// MIID, the sole instance ("") or, when `wildcards`, `*`; node names or `*`; a query of `lv=<n>` and/or
+/// `cv=<validator>`. The server accepts more than this (x-names with their `nv` fields, other query fields),
+/// which a regular expression cannot state: every x-name needs an `nv` and every `nv` an x-name.
+pub(crate) fn client_uri_pattern(wildcards: bool) -> String {
+    let moid = moid_pattern();
+    let name = if wildcards { format!("(?:{UNRESERVED}+|\\*)") } else { format!("{UNRESERVED}+") };
+    let level = "lv=0*[1-9][0-9]{0,8}";
+    let validator = "cv=(?:[A-Za-z0-9._~!$'()*+,;=:@/?-]|%[0-7][0-9A-Fa-f])*";
+    let query = format!("(?:\\?(?:{level}|{validator}|{level}&{validator}))?");
+    format!("^{moid}/(?:{name})?(?:/|(?:/{name})+)?{query}$")
+}
+
+fn client_uri_schema(wildcards: bool) -> serde_json::Value {
+    let description = if wildcards {
+        "ClientURI (6.1), e.g. urn:oma:mo:oma-dm-devinfo:1.2//FwV; '*' selects every instance or child. \
+         x-names such as (x) with their nv=(x)/path:value fields, and other query fields, are accepted too"
+    } else {
+        "ClientURI (6.1) naming one node: no '*'. x-names such as (x) with their nv=(x)/path:value fields, \
+         and other query fields, are accepted too"
+    };
+    serde_json::json!({"type": "string", "pattern": client_uri_pattern(wildcards), "description": description})
+}
+
+/// A MOID (`urn:oma:mo:oma-dm-devinfo:1.2`): colon-separated, no empty segment, `%` only as an escape.
+fn moid_pattern() -> String {
+    let character = "(?:[A-Za-z0-9._~+,;=@!$'-]|%[0-9A-Fa-f]{2})";
+    format!("{character}+(?::{character}+)+")
+}
+
+/// The ServerURI form (6.2) the document states: an http or https URL with a host name, an optional port
+/// and path. The server accepts more (IP literals, queries, `[DevID]`-style parameters).
+pub(crate) fn server_uri_pattern() -> String {
+    let label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    format!("^https?://{label}(?:\\.{label})*(?::[1-9][0-9]{{0,3}})?(?:/{UNRESERVED}+)*/?$")
+}
+
+/// One command of `POST .../commands` in its Package#2 array form: the name, then its parameters.
+fn command_schema() -> serde_json::Value {
+    use serde_json::{Value, json};
+    let any_node = client_uri_schema(true);
+    let one_node = client_uri_schema(false);
+    let server_uri = json!({"type": "string", "pattern": server_uri_pattern(),
+        "description": "ServerURI (6.2): http or https URL; IP literals, queries and [DevID]-style parameters are accepted too"});
+    let moid = json!({"type": "string", "pattern": format!("^{}$", moid_pattern())});
+    let form = |name: &str, required: &[&Value], optional: Option<&Value>, rest: Option<&Value>| {
+        let mut prefix = vec![json!({"const": name})];
+        prefix.extend(required.iter().map(|schema| (*schema).clone()));
+        let min_items = prefix.len();
+        let mut schema = serde_json::Map::new();
+        schema.insert("type".to_owned(), json!("array"));
+        schema.insert("minItems".to_owned(), json!(min_items));
+        if let Some(optional) = optional {
+            prefix.push(optional.clone());
+            schema.insert("maxItems".to_owned(), json!(min_items + 1));
+        }
+        schema.insert("prefixItems".to_owned(), Value::Array(prefix));
+        schema.insert("items".to_owned(), rest.cloned().unwrap_or(Value::Bool(false)));
+        Value::Object(schema)
+    };
+    json!({
+        "description": "A command in its Package#2 array form: GET/DELETE/EXEC/HGET/HPUT/HPOST/SHOW/DEFAULT with \
+                        their parameters (CONT and END are the server's). DELETE, EXEC and an HGET's ClientURI name one node.",
+        "oneOf": [
+            form("GET", &[&any_node], None, None),
+            form("DELETE", &[&one_node], None, None),
+            form("EXEC", &[&one_node], Some(&server_uri), None),
+            form("HGET", &[&server_uri], Some(&one_node), None),
+            form("HPUT", &[&server_uri], None, Some(&any_node)),
+            form("HPOST", &[&server_uri], None, Some(&any_node)),
+            form("SHOW", &[&server_uri], None, None),
+            form("DEFAULT", &[&server_uri, &moid], None, None),
+        ]
+    })
+}
+
+/// Body constraints the handlers check, on the component schemas.
+fn constrain_bodies(schemas: &mut serde_json::Value) {
+    use super::devices::{MAX_PASSWORD_CHARS, MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS, MAX_TAGS};
+    use serde_json::json;
+    let registration = ["DeviceRegistration", "properties"];
+    let mut set = |path: &[&str], value| set_at(schemas, path, value);
+    set(&[&registration[..], &["password", "minLength"]].concat(), json!(1));
+    set(&[&registration[..], &["password", "maxLength"]].concat(), json!(MAX_PASSWORD_CHARS));
+    set(&[&registration[..], &["auth_secret", "minLength"]].concat(), json!(1));
+    set(&[&registration[..], &["tags", "maxProperties"]].concat(), json!(MAX_TAGS));
+    let tag_key = json!({"type": "string", "minLength": 1, "maxLength": MAX_TAG_KEY_CHARS,
+                         "pattern": "^[^:\\x00-\\x1f\\x7f-\\x9f]+$"});
+    set(&[&registration[..], &["tags", "propertyNames"]].concat(), tag_key);
+    let tag_value = json!({"type": "string", "maxLength": MAX_TAG_VALUE_CHARS});
+    set(&[&registration[..], &["tags", "additionalProperties"]].concat(), tag_value);
+    set(&[&registration[..], &["notify_address", "pattern"]].concat(), json!(socket_address_pattern()));
+    let commands = ["CommandsRequest", "properties", "commands"];
+    set(&[&commands[..], &["minItems"]].concat(), json!(1));
+    set(&[&commands[..], &["maxItems"]].concat(), json!(omadm_core::usecase::queue::MAX_COMMANDS_PER_REQUEST));
+    set(&[&commands[..], &["items"]].concat(), command_schema());
+}
+
+/// `host:port` as a socket address: an IPv4 address, or an IPv6 address in brackets, and a port.
+pub(crate) fn socket_address_pattern() -> String {
+    let octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])";
+    let ipv4 = format!("{octet}(?:\\.{octet}){{3}}");
+    let group = "[0-9A-Fa-f]{1,4}";
+    let ipv6 = [
+        format!("(?:{group}:){{7}}{group}"),
+        format!("(?:{group}:){{1,7}}:"),
+        format!("(?:{group}:){{1,6}}:{group}"),
+        format!("(?:{group}:){{1,5}}(?::{group}){{1,2}}"),
+        format!("(?:{group}:){{1,4}}(?::{group}){{1,3}}"),
+        format!("(?:{group}:){{1,3}}(?::{group}){{1,4}}"),
+        format!("(?:{group}:){{1,2}}(?::{group}){{1,5}}"),
+        format!("{group}:(?::{group}){{1,6}}"),
+        format!(":(?:(?::{group}){{1,7}}|:)"),
+        format!("(?:{group}:){{6}}{ipv4}"),
+        format!("::[Ff]{{4}}:{ipv4}"),
+    ]
+    .join("|");
+    let port = "0*(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    format!("^(?:{ipv4}|\\[(?:{ipv6})\\]):{port}$")
+}
+
+/// `GET` answers the stored bytes with their own media type; `PUT` takes any bytes (an empty body stores an
+/// empty item, so the body is optional).
+fn describe_repository_content(item: &mut serde_json::Value) {
+    use serde_json::json;
+    if let Some(ok) = item.pointer_mut("/get/responses/200") {
+        ok["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+        ok["headers"] = json!({"OMADM-DevID": {"description": "The uploading device, for a device upload",
+                                               "required": false, "schema": {"type": "string"}}});
+    }
+    if let Some(body) = item.pointer_mut("/put/requestBody") {
+        body["required"] = json!(false);
+        body["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+    }
+}
+
+/// OpenAPI links from the operations that create a device or a command to those that read them, so that
+/// clients (and stateful testers) can follow one resource through its life.
+fn link_operations(document: &mut serde_json::Value) {
+    use serde_json::json;
+    let by_device =
+        |operation_id: &str| json!({"operationId": operation_id, "parameters": {"devid": "$request.path.devid"}});
+    let device_links = json!({
+        "GetDevice": by_device("get_device"),
+        "DeleteDevice": by_device("delete_device"),
+        "QueueCommands": by_device("post_commands"),
+        "ListCommands": by_device("list_commands"),
+        "ReadTree": by_device("get_tree"),
+        "ListAlerts": by_device("list_alerts"),
+        "ListSessions": by_device("list_sessions"),
+        "Notify": by_device("post_notify"),
+    });
+    for status in ["200", "201"] {
+        if let Some(response) =
+            document.pointer_mut(&format!("/paths/~1api~1v1~1devices~1{{devid}}/put/responses/{status}"))
+        {
+            response["links"] = device_links.clone();
+        }
+    }
+    if let Some(response) = document.pointer_mut("/paths/~1api~1v1~1devices~1{devid}~1commands/post/responses/201") {
+        response["links"] = json!({"GetCommand": {"operationId": "get_command",
+            "parameters": {"devid": "$request.path.devid", "id": "$response.body#/ids/0"}}});
+    }
+    let by_path =
+        |operation_id: &str| json!({"operationId": operation_id, "parameters": {"path": "$request.path.path"}});
+    for status in ["200", "201"] {
+        if let Some(response) =
+            document.pointer_mut(&format!("/paths/~1api~1v1~1repository~1{{path}}/put/responses/{status}"))
+        {
+            response["links"] =
+                json!({"GetContent": by_path("get_content"), "DeleteContent": by_path("delete_content")});
         }
     }
 }
@@ -143,19 +400,139 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_operation_states_401_503_and_the_rules() {
+    fn every_operation_states_what_the_scope_answers_and_the_rules() {
         let document = openapi_document();
         let devices = &document["paths"]["/api/v1/devices/{devid}"];
         for method in ["get", "put", "delete"] {
             let operation = &devices[method];
-            for status in ["400", "401", "503"] {
+            for status in ["400", "401", "429", "503"] {
                 assert!(operation["responses"].get(status).is_some(), "{method} {status}");
             }
             assert_eq!(operation["parameters"][0]["schema"]["pattern"], omadm_core::model::DEVICE_ID_PATTERN);
         }
+        assert!(devices["put"]["responses"]["401"]["headers"].get("WWW-Authenticate").is_some());
+        assert!(devices["put"]["responses"]["429"]["headers"].get("Retry-After").is_some());
+        assert!(devices["put"]["responses"].get("415").is_some());
+        let registration = &document["components"]["schemas"]["DeviceRegistration"]["properties"];
+        assert_eq!(registration["password"]["minLength"], 1);
+        let commands = &document["components"]["schemas"]["CommandsRequest"]["properties"]["commands"];
+        assert_eq!(commands["minItems"], 1);
+        assert_eq!(commands["items"]["oneOf"].as_array().map(Vec::len), Some(8));
         let repository = &document["paths"]["/api/v1/repository/{path}"];
         assert_eq!(repository["put"]["requestBody"]["required"], false);
+        assert!(repository["put"]["responses"].get("415").is_none(), "any media type is stored");
         assert_eq!(repository["get"]["responses"]["200"]["content"]["*/*"]["schema"]["format"], "binary");
+        let notify = &document["paths"]["/api/v1/devices/{devid}/notify"]["post"];
+        assert_eq!(notify["requestBody"]["required"], false);
         assert!(document["paths"]["/api/v1/openapi.json"]["get"]["responses"].get("401").is_none());
+        let put_device = &devices["put"]["responses"]["201"]["links"];
+        assert_eq!(put_device["GetDevice"]["parameters"]["devid"], "$request.path.devid");
+    }
+
+    fn regex(pattern: &str) -> regex::Regex {
+        regex::Regex::new(pattern).unwrap()
+    }
+
+    #[test]
+    fn the_repository_path_pattern_says_what_the_check_does() {
+        use omadm_core::model::{REPOSITORY_PATH_PATTERN, check_repository_path};
+        let pattern = regex(REPOSITORY_PATH_PATTERN);
+        let samples = [
+            "firmware/v2.bin",
+            "a",
+            "...",
+            ".a",
+            "..a",
+            "a.",
+            "a/...",
+            "caf\u{e9}/\u{1F4F1}",
+            "a b/c",
+            "",
+            "/",
+            "/a",
+            "a/",
+            "a//b",
+            ".",
+            "..",
+            "a/./b",
+            "a/../b",
+            "./a",
+            "a\nb",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{9f}",
+            "a\u{a0}",
+            "%2F",
+            "a?b#c",
+        ];
+        for sample in samples {
+            assert_eq!(pattern.is_match(sample), check_repository_path(sample).is_ok(), "{sample:?}");
+        }
+    }
+
+    #[test]
+    fn client_uris_the_pattern_allows_parse() {
+        use omadm_proto::command::Command;
+        use omadm_proto::uri::ClientUri;
+        let any_node = regex(&client_uri_pattern(true));
+        let one_node = regex(&client_uri_pattern(false));
+        let allowed = [
+            "urn:oma:mo:oma-dm-devinfo:1.2//FwV",
+            "urn:oma:mo:oma-dm-devinfo:1.2//",
+            "urn:oma:mo:oma-dm-devinfo:1.2/",
+            "urn:oma:mo:moid:1.0/left",
+            "urn:oma:mo:moid:1.0/left/Data/Value?lv=2",
+            "a:b/x/y?cv=W/%22etag%22",
+            "a:b%41:c/x/?lv=01&cv=1",
+        ];
+        for uri in allowed {
+            assert!(one_node.is_match(uri), "{uri}");
+            assert!(ClientUri::parse(uri).is_ok(), "{uri}");
+            let delete = serde_json::json!(["DELETE", uri]);
+            assert!(Command::from_json(&delete).is_ok(), "{uri}");
+        }
+        for uri in ["urn:oma:mo:moid:1.0/*/Data/*/Value", "a:b/*"] {
+            assert!(any_node.is_match(uri) && !one_node.is_match(uri), "{uri}");
+            assert!(ClientUri::parse(uri).is_ok(), "{uri}");
+        }
+        for refused in
+            ["", "a:b", "nocolon/x", "a::b/x", "a:b/x/y/", "a:b/x//y", "a:b/x?lv=0", "a:b/x?cv=%FF", "a b:c/"]
+        {
+            assert!(!any_node.is_match(refused), "{refused}");
+            assert!(ClientUri::parse(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn server_uris_and_socket_addresses_the_patterns_allow_parse() {
+        use omadm_proto::uri::ServerUri;
+        let server_uri = regex(&server_uri_pattern());
+        for uri in
+            ["https://dms.example.com/new_mo", "http://127.0.0.1:8080/repo/fw/v2.bin", "http://a", "https://a-b.c/"]
+        {
+            assert!(server_uri.is_match(uri), "{uri}");
+            assert!(ServerUri::parse(uri).is_ok(), "{uri}");
+        }
+        for refused in ["ftp://a/b", "http:/a", "https://", "http://a b"] {
+            assert!(!server_uri.is_match(refused), "{refused}");
+        }
+        let address = regex(&socket_address_pattern());
+        for text in [
+            "198.51.100.7:2948",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[::1]:80",
+            "[fe80::1:2]:0080",
+            "[1:2:3:4:5:6:7:8]:1",
+            "[::ffff:1.2.3.4]:9",
+            "[1:2:3:4:5:6:1.2.3.4]:9",
+        ] {
+            assert!(address.is_match(text), "{text}");
+            assert!(text.parse::<std::net::SocketAddr>().is_ok(), "{text}");
+        }
+        for text in ["nowhere", "1.2.3.4", "256.1.1.1:1", "01.2.3.4:1", "1.2.3.4:65536", "[1::2::3]:1", "::1:80"] {
+            assert!(!address.is_match(text), "{text}");
+            assert!(text.parse::<std::net::SocketAddr>().is_err(), "{text}");
+        }
     }
 }

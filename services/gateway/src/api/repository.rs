@@ -17,7 +17,7 @@ use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
 use super::body::read_body_limited;
 use super::schema::RepositoryItemView;
 use super::store_failure;
-use crate::path::{decode_repository_path, tail_after};
+use crate::path::{decode_strict, tail_after};
 use crate::{AppState, HttpError};
 
 /// Where repository paths start in the request path.
@@ -32,11 +32,12 @@ pub(crate) fn checked_repository_path(path: &str) -> Result<&str, HttpError> {
     Ok(path)
 }
 
-/// The repository path of the request, decoded from the raw request path (strictly: 400 for invalid UTF-8
-/// or `%2F`) and checked against the repository rule.
+/// The repository path of the request, decoded from the raw request path (strictly: 400 for invalid UTF-8)
+/// and checked against the repository rule. An encoded `/` (`%2F`) is a `/`: an OpenAPI client encodes every
+/// `/` of the `{path}` parameter so, and the item it means is the one with the `/`.
 fn requested_path(request: &HttpRequest) -> Result<String, HttpError> {
     let raw = tail_after(request, ROUTE_PREFIX).unwrap_or_default();
-    let path = decode_repository_path(raw)?;
+    let path = decode_strict(raw)?;
     checked_repository_path(&path)?;
     Ok(path)
 }
