@@ -37,31 +37,20 @@ async fn start(store_url: Option<&str>) -> Running {
     let listener = server::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = GatewayConfig {
-        public_url: base.clone(),
         admin_token: TOKEN.to_owned(),
-        realm: "omadm".to_owned(),
         nonce_key: vec![7; 32],
         session: SessionConfig {
             max_commands_per_package: 5,
-            session_url_base: format!("{base}/dm/s/"),
-            session_timeout: 60_000,
-            inventory_max_age: 86_400_000,
-            max_attempts: 3,
             supported_alert_mime_types: Vec::new(),
+            ..omadm_testkit::config::session(&format!("{base}/dm/s/"))
         },
-        max_body_bytes: 64 * 1024,
         max_repository_bytes: 64 * 1024,
-        auto_register_password: None,
-        auth_throttle: Default::default(),
-        session_rate: Default::default(),
-        uploads: Default::default(),
         bootstrap: BootstrapConfig {
             server_id: "dms.test".to_owned(),
             server_name: "test".to_owned(),
-            permitted_moids: vec!["*".to_owned()],
-            defaults: Vec::new(),
-            gcm: None,
+            ..omadm_testkit::config::bootstrap()
         },
+        ..omadm_testkit::config::gateway(&base)
     };
     let state = web::Data::new(AppState { store: store.clone(), bus, config });
     let edge = DeviceEdge::new(state.clone());

@@ -76,12 +76,8 @@ mod tests {
 
     fn config(types: &[&str]) -> SessionConfig {
         SessionConfig {
-            max_commands_per_package: 1,
-            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
-            session_timeout: 1,
-            inventory_max_age: 1,
-            max_attempts: 1,
             supported_alert_mime_types: types.iter().map(|text| (*text).to_owned()).collect(),
+            ..SessionConfig::example()
         }
     }
 

@@ -57,6 +57,22 @@ pub struct SessionConfig {
     pub supported_alert_mime_types: Vec<String>,
 }
 
+#[cfg(test)]
+impl SessionConfig {
+    /// What core's unit tests start from: one command per package, session URLs under
+    /// `https://dm.example.com/dm/s/`, 1 ms timeouts, one attempt, every alert type accepted.
+    pub(crate) fn example() -> SessionConfig {
+        SessionConfig {
+            max_commands_per_package: 1,
+            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
+            session_timeout: 1,
+            inventory_max_age: 1,
+            max_attempts: 1,
+            supported_alert_mime_types: Vec::new(),
+        }
+    }
+}
+
 /// What happened to the session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
@@ -191,14 +207,7 @@ mod tests {
     use crate::model::CommandState;
 
     fn config() -> SessionConfig {
-        SessionConfig {
-            max_commands_per_package: 1,
-            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
-            session_timeout: 30_000,
-            inventory_max_age: 1_000,
-            max_attempts: 1,
-            supported_alert_mime_types: Vec::new(),
-        }
+        SessionConfig { session_timeout: 30_000, inventory_max_age: 1_000, ..SessionConfig::example() }
     }
 
     #[test]

@@ -73,14 +73,7 @@ mod tests {
     use crate::model::CommandOrigin;
 
     fn config(max: usize) -> SessionConfig {
-        SessionConfig {
-            max_commands_per_package: max,
-            session_url_base: "https://dm.example.com/dm/s/".to_owned(),
-            session_timeout: 1,
-            inventory_max_age: 1,
-            max_attempts: 1,
-            supported_alert_mime_types: Vec::new(),
-        }
+        SessionConfig { max_commands_per_package: max, ..SessionConfig::example() }
     }
 
     fn record(id: u64, state: CommandState) -> CommandRecord {

@@ -27,12 +27,10 @@ const TIMEOUT: Millis = 60_000;
 
 fn config() -> SessionConfig {
     SessionConfig {
-        max_commands_per_package: 1,
-        session_url_base: "https://dm.example.com/dm/s/".to_owned(),
         session_timeout: TIMEOUT,
         inventory_max_age: 1_000 * TIMEOUT,
         max_attempts: 3,
-        supported_alert_mime_types: Vec::new(),
+        ..SessionConfig::example()
     }
 }
 
