@@ -2,11 +2,14 @@
 //!
 //! Dispatch is the notifier's job; here the request becomes an event on the
 //! notifications topic, keyed by the device id, written through the store's
-//! outbox so it is never lost once the request is accepted (docs/events.md).
+//! outbox so it is never lost once the request is accepted (docs/events.md),
+//! and a notification record (state `requested`) in the same commit, which the
+//! notifier's outcome later replaces (docs/notifier.md).
 
 use crate::bus::Event;
 use crate::clock::Millis;
 use crate::metrics::metrics;
+use crate::model::NotificationRecord;
 use crate::session::events::{NotificationRequested, notification_requested};
 use crate::store::{Store, StoreError, WriteBatch};
 
@@ -34,23 +37,47 @@ pub enum NotifyError {
     Store { operation: &'static str, source: StoreError },
 }
 
-/// Commits the `notification.requested` event of `request` for a registered device; returns its id.
-/// The caller wakes its outbox relay, if it has one, so the event leaves now.
+/// What a committed request is known by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// The `notification.requested` event's id (`notify:<device id>:<request id>`).
+    pub event_id: String,
+    /// The key of its notification record (`Store::get_notification`).
+    pub request_id: String,
+}
+
+/// Commits the `notification.requested` event of `request` for a registered device, with its notification
+/// record. The caller wakes its outbox relay, if it has one, so the event leaves now.
 pub async fn request_notification(
     store: &dyn Store,
     request: NotificationRequest<'_>,
     now: Millis,
-) -> Result<String, NotifyError> {
+) -> Result<Requested, NotifyError> {
     let device = store.get_device(request.device_id).await.map_err(store_error("get_device"))?;
     if device.is_none() {
         return Err(NotifyError::UnknownDevice(request.device_id.to_owned()));
     }
     let event = notification_event_by(&request, now);
-    let id = event.id.clone();
-    let batch = WriteBatch { events: vec![event], ..WriteBatch::default() };
+    let request_id = request_id_of(request.nonce);
+    let record = NotificationRecord {
+        request_id: request_id.clone(),
+        device_id: request.device_id.to_owned(),
+        requested_at: now,
+        requested_by: request.requested_by.to_owned(),
+        request_mos: request.request_mos,
+        outcome: None,
+    };
+    let requested = Requested { event_id: event.id.clone(), request_id };
+    let batch = WriteBatch { events: vec![event], notifications: vec![record], ..WriteBatch::default() };
     store.commit(batch).await.map_err(store_error("commit"))?;
-    tracing::info!(event_id = %id, req_mos = request.request_mos, "notification requested");
-    Ok(id)
+    metrics().notifications_requested.inc();
+    tracing::info!(event_id = %requested.event_id, request_id = %requested.request_id,
+        req_mos = request.request_mos, "notification requested");
+    Ok(requested)
+}
+
+fn request_id_of(nonce: u128) -> String {
+    format!("{nonce:032x}")
 }
 
 /// The event an operator's request gives (docs/events.md); `nonce` makes each request's id unique.
@@ -68,7 +95,7 @@ pub fn notification_event(device_id: &str, req_mos: bool, now: Millis, nonce: u1
 fn notification_event_by(request: &NotificationRequest<'_>, now: Millis) -> Event {
     notification_requested(NotificationRequested {
         device_id: request.device_id.to_owned(),
-        request_id: format!("{:032x}", request.nonce),
+        request_id: request_id_of(request.nonce),
         requested_at: now,
         requested_by: request.requested_by.to_owned(),
         request_mos: request.request_mos,
@@ -112,8 +139,15 @@ mod tests {
 
         let device = Device::new("IMEI:1", crate::auth::credentials_for("IMEI:1", "omadm", "p"), 0);
         store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
-        let id = request_notification(&*store, request, 7).await.unwrap();
+        // Now, not a made-up time: a record past its retention is not read back.
+        let now = crate::clock::now_millis();
+        let requested = request_notification(&*store, request, now).await.unwrap();
+        let id = requested.event_id;
         assert_eq!(id, "notify:IMEI:1:000000000000000000000000000000ab");
+        assert_eq!(requested.request_id, "000000000000000000000000000000ab");
+        let record = store.get_notification(&requested.request_id).await.unwrap().unwrap();
+        assert_eq!((record.state(), record.device_id.as_str(), record.requested_at), ("requested", "IMEI:1", now));
+        assert_eq!((record.requested_by.as_str(), record.request_mos), ("campaign", true));
         let outbox = store.outbox(0, 10).await.unwrap();
         assert_eq!(outbox.len(), 1);
         assert_eq!((outbox[0].id.as_str(), outbox[0].topic), (id.as_str(), Topic::Notifications));

@@ -1,4 +1,5 @@
-//! `POST /api/v1/devices/{devid}/notify`: ask for a Package#0 to wake the device up.
+//! `POST /api/v1/devices/{devid}/notify`: ask for a Package#0 to wake the device up;
+//! `GET /api/v1/notifications/{request_id}`: what became of the request.
 //!
 //! Dispatch is the notifier's job; here the request becomes a
 //! `notification.requested` event on the notifications topic, keyed by the
@@ -11,10 +12,14 @@
 //!  "payload": {"device_id": "IMEI:1", "request_id": "5f0c...", "requested_at": 1700000000000,
 //!              "requested_by": "operator", "request_mos": true}}
 //! ```
+//!
+//! The answer carries the event id (`id`) and the request id (`request_id`), the key of the
+//! notification record the request was committed with; the notifier replaces it with the outcome.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::bus::relay::OutboxWaker;
 use omadm_core::clock::now_millis;
+use omadm_core::model::{NotificationRecord, NotificationState, is_request_id};
 #[cfg(test)]
 use omadm_core::usecase::notify::notification_event;
 use omadm_core::usecase::notify::{NotificationRequest, NotifyError, request_notification};
@@ -22,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{parse_json, read_body_limited};
-use super::checked_device_id;
+use super::{checked_device_id, store_failure};
 use crate::{AppState, HttpError};
 
 /// Body of `POST .../notify`; an empty body means all defaults.
@@ -34,10 +39,78 @@ pub struct NotifyRequest {
     pub req_mos: bool,
 }
 
-/// Answer of `POST .../notify`: the id of the queued event.
+/// Answer of `POST .../notify`: the id of the queued event and the request's id.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotifyAccepted {
+    /// The `notification.requested` event's id (`notify:<devid>:<request_id>`).
     pub id: String,
+    /// The request id: `GET /api/v1/notifications/{request_id}` shows the request and its outcome.
+    pub request_id: String,
+}
+
+/// Where a request is: `requested` until the notifier stored its outcome.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationStateView {
+    Requested,
+    Sent,
+    Failed,
+    Collapsed,
+}
+
+/// A notification request and its outcome, as `GET /api/v1/notifications/{request_id}` shows it. The outcome
+/// fields are null while the state is `requested`, and those that do not apply to the outcome stay null.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationView {
+    pub request_id: String,
+    pub device_id: String,
+    pub state: NotificationStateView,
+    /// Milliseconds since the epoch.
+    pub requested_at: u64,
+    /// Who asked (`operator`).
+    pub requested_by: String,
+    /// Whether the Package#0 asks the device for its MO list.
+    pub request_mos: bool,
+    /// When the outcome was reached (sent, failed or collapsed), in milliseconds since the epoch.
+    pub outcome_at: Option<u64>,
+    /// The transport that carried (or was to carry) the Package#0: `udp`.
+    pub transport: Option<String>,
+    /// The Package#0's NOTIFICATION-ID, when sent.
+    #[schema(minimum = 0, maximum = 65535)]
+    pub notification_id: Option<u16>,
+    /// Why it failed: `unknown_device`, `no_address`, `transport`, ... (docs/notifier.md).
+    pub reason: Option<String>,
+    /// The failure in words.
+    pub detail: Option<String>,
+    /// The request id of the notification in flight this one collapsed into.
+    pub collapsed_into: Option<String>,
+}
+
+impl From<NotificationRecord> for NotificationView {
+    fn from(record: NotificationRecord) -> Self {
+        let outcome = record.outcome;
+        let state = match outcome.as_ref().map(|outcome| outcome.state) {
+            None => NotificationStateView::Requested,
+            Some(NotificationState::Sent) => NotificationStateView::Sent,
+            Some(NotificationState::Failed) => NotificationStateView::Failed,
+            Some(NotificationState::Collapsed) => NotificationStateView::Collapsed,
+        };
+        let outcome = outcome.as_ref();
+        NotificationView {
+            request_id: record.request_id,
+            device_id: record.device_id,
+            state,
+            requested_at: record.requested_at,
+            requested_by: record.requested_by,
+            request_mos: record.request_mos,
+            outcome_at: outcome.map(|outcome| outcome.at),
+            transport: outcome.and_then(|outcome| outcome.transport.clone()),
+            notification_id: outcome.and_then(|outcome| outcome.notification_id),
+            reason: outcome.and_then(|outcome| outcome.reason.clone()),
+            detail: outcome.and_then(|outcome| outcome.detail.clone()),
+            collapsed_into: outcome.and_then(|outcome| outcome.collapsed_into.clone()),
+        }
+    }
 }
 
 /// Queue a DM notification (Package#0) for a device.
@@ -67,14 +140,42 @@ pub(super) async fn post_notify(
         preferred_con_types: &[],
         nonce: rand::random::<u128>(),
     };
-    let id = request_notification(&*state.store, notification, now_millis()).await.map_err(|error| match error {
-        NotifyError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
-        NotifyError::Store { source, .. } => HttpError::from(source),
-    })?;
+    let requested =
+        request_notification(&*state.store, notification, now_millis()).await.map_err(|error| match error {
+            NotifyError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
+            NotifyError::Store { source, .. } => HttpError::from(source),
+        })?;
     if let Some(relay) = request.app_data::<OutboxWaker>() {
         relay.wake();
     }
-    Ok(HttpResponse::Accepted().json(NotifyAccepted { id }))
+    Ok(HttpResponse::Accepted().json(NotifyAccepted { id: requested.event_id, request_id: requested.request_id }))
+}
+
+/// A notification request and its outcome; kept 7 days after its last change.
+#[utoipa::path(get, path = "/api/v1/notifications/{request_id}", tag = "devices",
+    params(("request_id" = String, Path, description = "The request_id POST .../notify answered")),
+    responses(
+        (status = 200, description = "The request and its outcome", body = NotificationView),
+        (status = 400, description = "Not a request id (32 lowercase hex digits)", body = super::schema::ErrorBody),
+        (status = 404, description = "Unknown request id, or one past its retention", body = super::schema::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.get_notification", skip_all, fields(request_id = %request_id, device_id))]
+pub(super) async fn get_notification(
+    state: web::Data<AppState>,
+    request_id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    if !is_request_id(&request_id) {
+        return Err(HttpError::bad_request(format!(
+            "request id {:?} is not 32 lowercase hex digits",
+            request_id.as_str()
+        )));
+    }
+    let record = state.store.get_notification(&request_id).await.map_err(store_failure("get_notification"))?;
+    let Some(record) = record else {
+        return Err(HttpError::not_found(format!("no notification request {:?}", request_id.as_str())));
+    };
+    tracing::Span::current().record("device_id", record.device_id.as_str());
+    Ok(HttpResponse::Ok().json(NotificationView::from(record)))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use super::{commands, devices, mirror, notify, repository};
         mirror::list_alerts,
         mirror::list_sessions,
         notify::post_notify,
+        notify::get_notification,
         repository::put_content,
         repository::get_content,
         repository::delete_content,
@@ -190,6 +191,8 @@ fn constrain_parameters(operation: &mut serde_json::Value) {
             "tag" => json!({"type": "array", "items": {"type": "string", "pattern": "^[^:]*:",
                             "description": "key:value; the value may hold further ':'"}}),
             "uri" => client_uri_schema(true),
+            "request_id" => json!({"type": "string", "pattern": omadm_core::model::REQUEST_ID_PATTERN,
+                                   "minLength": 32, "maxLength": 32}),
             _ => continue,
         };
         parameter["schema"] = schema;
@@ -371,6 +374,10 @@ fn link_operations(document: &mut serde_json::Value) {
         {
             response["links"] = device_links.clone();
         }
+    }
+    if let Some(response) = document.pointer_mut("/paths/~1api~1v1~1devices~1{devid}~1notify/post/responses/202") {
+        response["links"] = json!({"GetNotification": {"operationId": "get_notification",
+            "parameters": {"request_id": "$response.body#/request_id"}}});
     }
     if let Some(response) = document.pointer_mut("/paths/~1api~1v1~1devices~1{devid}~1commands/post/responses/201") {
         response["links"] = json!({"GetCommand": {"operationId": "get_command",
