@@ -1,6 +1,9 @@
 //! `POST /api/v1/devices/{devid}/notify` and `GET /api/v1/notifications/{request_id}` over real HTTP, on the
 //! embedded store, a Redis server and a Redis Cluster: the request's record as the API shows it in each state.
 
+// Test helpers outside #[test] functions report failures by panicking too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod api_support;
 
 use api_support::{TestServer, expect_error};
