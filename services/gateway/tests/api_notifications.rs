@@ -1,5 +1,6 @@
-//! `POST /api/v1/devices/{devid}/notify` and `GET /api/v1/notifications/{request_id}` over real HTTP, on the
-//! embedded store, a Redis server and a Redis Cluster: the request's record as the API shows it in each state.
+//! `POST /api/v1/devices/{devid}/notify`, `POST /api/v1/notifications` and `GET /api/v1/notifications/{request_id}`
+//! over real HTTP, on the embedded store, a Redis server and a Redis Cluster: the request's record as the API
+//! shows it in each state, and bulk requests by id list and by filter.
 
 // Test helpers outside #[test] functions report failures by panicking too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -116,9 +117,85 @@ async fn notification_records_through_the_api(server: TestServer) {
     expect_error(server.api(Method::POST, "/api/v1/devices/IMEI:none/notify").send().await.unwrap(), 404).await;
 }
 
+/// `POST /api/v1/notifications`: one request (event and record) per listed or matching device.
+async fn bulk_requests_through_the_api(server: &TestServer) {
+    server.register("IMEI:b1", json!({"fleet": "meters"})).await;
+    server.register("IMEI:b2", json!({"fleet": "meters", "region": "eu"})).await;
+    server.register("IMEI:b3", json!({"fleet": "cars"})).await;
+    let bulk = |body: Value| server.api(Method::POST, "/api/v1/notifications").json(&body).send();
+    let devices_of = |answer: Value| async move {
+        let mut devices = Vec::new();
+        for request_id in answer["request_ids"].as_array().unwrap() {
+            let record = view(server, request_id.as_str().unwrap()).await;
+            assert_eq!(record["state"], "requested");
+            devices.push((record["device_id"].as_str().unwrap().to_owned(), record["request_mos"].as_bool().unwrap()));
+        }
+        devices.sort();
+        devices
+    };
+
+    let listed = bulk(json!({"device_ids": ["IMEI:b3", "IMEI:gone", "IMEI:b1"], "req_mos": true})).await.unwrap();
+    assert_eq!(listed.status(), 202);
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!((listed["requested"].as_u64(), listed["truncated"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(listed["unknown"], json!(["IMEI:gone"]));
+    assert_eq!(devices_of(listed).await, [("IMEI:b1".to_owned(), true), ("IMEI:b3".to_owned(), true)]);
+
+    let matched = bulk(json!({"filter": {"tags": {"fleet": "meters"}}})).await.unwrap();
+    assert_eq!(matched.status(), 202);
+    let matched: Value = matched.json().await.unwrap();
+    assert_eq!((matched["requested"].as_u64(), matched["unknown"].clone()), (Some(2), json!([])));
+    assert_eq!(devices_of(matched).await, [("IMEI:b1".to_owned(), false), ("IMEI:b2".to_owned(), false)]);
+    let one: Value =
+        bulk(json!({"filter": {"tags": {"fleet": "meters", "region": "eu"}}})).await.unwrap().json().await.unwrap();
+    assert_eq!(devices_of(one).await, [("IMEI:b2".to_owned(), false)]);
+    let everyone: Value = bulk(json!({"filter": {}})).await.unwrap().json().await.unwrap();
+    assert!(everyone["requested"].as_u64().unwrap() >= 3, "{everyone}");
+    let nobody: Value = bulk(json!({"filter": {"man": "Nobody"}})).await.unwrap().json().await.unwrap();
+    assert_eq!((nobody["requested"].as_u64(), nobody["request_ids"].clone()), (Some(0), json!([])));
+
+    // Each listed request's event waits in the outbox.
+    let shard = server.state.store.outbox_shard_of("IMEI:b2");
+    let waiting = server.state.store.outbox(shard, 1000).await.unwrap();
+    assert!(waiting.iter().filter(|event| event.key == "IMEI:b2").count() >= 3, "{waiting:?}");
+
+    for bad in [
+        json!({}),
+        json!({"req_mos": true}),
+        json!({"device_ids": ["IMEI:b1"], "filter": {}}),
+        json!({"device_ids": []}),
+        json!({"device_ids": null}),
+        json!({"filter": null}),
+        json!({"filter": {"man": null}}),
+        json!({"filter": {"color": "red"}}),
+        json!({"device_ids": ["has space"]}),
+        json!({"device_ids": vec!["IMEI:b1"; 1001]}),
+        json!({"device_ids": ["IMEI:b1"], "urgent": true}),
+    ] {
+        expect_error(bulk(bad.clone()).await.unwrap(), 400).await;
+    }
+}
+
 #[actix_rt::test]
 async fn records_on_the_embedded_store() {
     notification_records_through_the_api(TestServer::start().await).await;
+}
+
+#[actix_rt::test]
+async fn bulk_on_the_embedded_store() {
+    bulk_requests_through_the_api(&TestServer::start().await).await;
+}
+
+#[actix_rt::test]
+async fn bulk_on_redis() {
+    let redis = RedisServer::start();
+    bulk_requests_through_the_api(&TestServer::start_on(TestServer::options(), Some(&redis.url())).await).await;
+}
+
+#[actix_rt::test]
+async fn bulk_on_redis_cluster() {
+    let cluster = RedisCluster::start();
+    bulk_requests_through_the_api(&TestServer::start_on(TestServer::options(), Some(&cluster.url())).await).await;
 }
 
 #[actix_rt::test]

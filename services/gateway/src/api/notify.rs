@@ -1,5 +1,6 @@
 //! `POST /api/v1/devices/{devid}/notify`: ask for a Package#0 to wake the device up;
-//! `GET /api/v1/notifications/{request_id}`: what became of the request.
+//! `POST /api/v1/notifications`: the same for a list of devices or every device a filter matches;
+//! `GET /api/v1/notifications/{request_id}`: what became of a request.
 //!
 //! Dispatch is the notifier's job; here the request becomes a
 //! `notification.requested` event on the notifications topic, keyed by the
@@ -19,10 +20,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::bus::relay::OutboxWaker;
 use omadm_core::clock::now_millis;
+use omadm_core::model::DeviceFilter;
 use omadm_core::model::{NotificationRecord, NotificationState, is_request_id};
 #[cfg(test)]
 use omadm_core::usecase::notify::notification_event;
-use omadm_core::usecase::notify::{NotificationRequest, NotifyError, request_notification};
+use omadm_core::usecase::notify::{
+    DeviceSelection, NotificationRequest, NotifyError, request_notification, request_notifications,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -46,6 +50,61 @@ pub struct NotifyAccepted {
     pub id: String,
     /// The request id: `GET /api/v1/notifications/{request_id}` shows the request and its outcome.
     pub request_id: String,
+}
+
+/// Body of `POST /api/v1/notifications`: exactly one of `device_ids` and `filter`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkNotifyRequest {
+    /// Notify these devices (1 to 1000 ids); ids of no registered device are listed back as `unknown`.
+    #[serde(default, deserialize_with = "present")]
+    pub device_ids: Option<Vec<String>>,
+    /// Notify every registered device this matches (`{}`: every device).
+    #[serde(default, deserialize_with = "present")]
+    pub filter: Option<BulkFilter>,
+    /// Ask each device to list its MOs (REQ-MOS) in its Package#1.
+    #[serde(default)]
+    pub req_mos: bool,
+}
+
+/// The inventory and tag filters of `GET /api/v1/devices`, as a body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    #[serde(default, deserialize_with = "present")]
+    pub man: Option<String>,
+    #[serde(default, rename = "mod", deserialize_with = "present")]
+    pub model: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub fwv: Option<String>,
+    /// Tags the device must all carry, key to value.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// A member that may be left out but, when given, is not null (the document says so).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Device ids one `POST /api/v1/notifications` may list.
+pub const MAX_BULK_DEVICE_IDS: usize = 1000;
+
+/// Answer of `POST /api/v1/notifications`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkNotifyAccepted {
+    /// Notifications requested, one per device.
+    pub requested: u64,
+    /// Their request ids, the first 1000 in request order.
+    pub request_ids: Vec<String>,
+    /// Listed device ids of no registered device (the first 1000).
+    pub unknown: Vec<String>,
+    /// True when `request_ids` or `unknown` leave some out.
+    pub truncated: bool,
 }
 
 /// Where a request is: `requested` until the notifier stored its outcome.
@@ -149,6 +208,65 @@ pub(super) async fn post_notify(
         relay.wake();
     }
     Ok(HttpResponse::Accepted().json(NotifyAccepted { id: requested.event_id, request_id: requested.request_id }))
+}
+
+/// Queue one DM notification (Package#0) per device: the listed ones, or every device a filter matches
+/// (walked page by page, never the whole fleet at once).
+#[utoipa::path(post, path = "/api/v1/notifications", tag = "devices",
+    request_body(content = BulkNotifyRequest, description = "Exactly one of device_ids and filter"),
+    responses(
+        (status = 202, description = "Queued, one notification.requested event per device", body = BulkNotifyAccepted),
+        (status = 400, description = "Invalid body: neither or both of device_ids and filter, a bad device id", body = super::schema::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.post_notifications", skip_all)]
+pub(super) async fn post_notifications(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let body = read_body_limited(&request, payload, state.config.max_body_bytes).await?;
+    let bulk: BulkNotifyRequest = parse_json(&request, &body)?;
+    let filter;
+    let selection = match (&bulk.device_ids, bulk.filter) {
+        (Some(device_ids), None) => {
+            if device_ids.is_empty() || device_ids.len() > MAX_BULK_DEVICE_IDS {
+                return Err(HttpError::bad_request(format!(
+                    "device_ids lists {} ids: 1 to {MAX_BULK_DEVICE_IDS} are taken",
+                    device_ids.len()
+                )));
+            }
+            for device_id in device_ids {
+                checked_device_id(device_id)?;
+            }
+            DeviceSelection::Ids(device_ids)
+        }
+        (None, Some(given)) => {
+            filter = DeviceFilter {
+                man: given.man,
+                model: given.model,
+                fwv: given.fwv,
+                tags: given.tags.into_iter().collect(),
+            };
+            DeviceSelection::Filter(&filter)
+        }
+        _ => return Err(HttpError::bad_request("give exactly one of device_ids and filter")),
+    };
+    let mut nonce = rand::random::<u128>;
+    let outcome = request_notifications(&*state.store, selection, bulk.req_mos, "operator", now_millis(), &mut nonce)
+        .await
+        .map_err(|error| match error {
+            NotifyError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
+            NotifyError::Store { source, .. } => HttpError::from(source),
+        })?;
+    if let Some(relay) = request.app_data::<OutboxWaker>() {
+        relay.wake();
+    }
+    Ok(HttpResponse::Accepted().json(BulkNotifyAccepted {
+        requested: outcome.requested,
+        request_ids: outcome.request_ids,
+        unknown: outcome.unknown,
+        truncated: outcome.truncated,
+    }))
 }
 
 /// A notification request and its outcome; kept 7 days after its last change.
