@@ -55,6 +55,8 @@ pub struct Metrics {
     pub outbox_backlog: IntGauge,
     /// Commits refused because their outbox shard was full (`StoreError::OutboxFull`); counted by the caller.
     pub outbox_full: IntCounter,
+    /// Notifications requested (a `notification.requested` event and its record committed).
+    pub notifications_requested: IntCounter,
     /// Device requests this node tried to forward to another node, by `outcome`: `relayed` (the owner
     /// answered), `owner_unreachable` (handled here instead), `refused` (the owner refused the internal
     /// token), `hop_limit` (a lease held elsewhere after the last allowed hop).
@@ -182,6 +184,10 @@ impl Metrics {
             outbox_full: plain_counter(
                 "omadm_outbox_full_total",
                 "Commits refused because their outbox shard held its bound of events.",
+            ),
+            notifications_requested: plain_counter(
+                "omadm_notifications_requested_total",
+                "Notifications requested: an event and its notification record committed.",
             ),
             forwards: counter(
                 "omadm_forwards_total",

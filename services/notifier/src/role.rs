@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! notification.requested -> get_device -> plan -> in flight? -> next_sequence -> package -> transport.send
-//!     -> notification.sent | .failed | .collapsed   (one WriteBatch of the batch's outcomes, through the outbox)
+//!     -> notification.sent | .failed | .collapsed   (one WriteBatch of the batch's outcomes, through the outbox,
+//!                                                    with each request's notification record carrying its outcome)
 //!     -> ConsumerLoop commits the batch's offsets
 //! ```
 //!
@@ -18,6 +19,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use omadm_core::bus::{Bus, Delivery, Event, Topic};
 use omadm_core::clock::{Millis, now_millis};
+use omadm_core::model::{NotificationOutcome, NotificationRecord, NotificationState};
 use omadm_core::session::events::{
     NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent, notification_collapsed,
     notification_failed, notification_sent,
@@ -92,8 +94,30 @@ struct Dispatcher {
 #[derive(Clone)]
 struct Outcome {
     event: Event,
+    /// The request's notification record with this outcome, stored with the event.
+    record: NotificationRecord,
     transport: &'static str,
     kind: &'static str,
+}
+
+impl Outcome {
+    fn new(
+        event: Event,
+        request: &NotificationRequested,
+        outcome: NotificationOutcome,
+        transport: &'static str,
+    ) -> Self {
+        let kind = outcome.state.as_str();
+        let record = NotificationRecord {
+            request_id: request.request_id.clone(),
+            device_id: request.device_id.clone(),
+            requested_at: request.requested_at,
+            requested_by: request.requested_by.clone(),
+            request_mos: request.request_mos,
+            outcome: Some(outcome),
+        };
+        Outcome { event, record, transport, kind }
+    }
 }
 
 #[async_trait]
@@ -130,7 +154,8 @@ impl BatchHandler for Dispatcher {
             return Ok(());
         }
         let events = outcomes.iter().map(|outcome| outcome.event.clone()).collect();
-        if let Err(error) = self.store.commit(WriteBatch { events, ..WriteBatch::default() }).await {
+        let notifications = outcomes.iter().map(|outcome| outcome.record.clone()).collect();
+        if let Err(error) = self.store.commit(WriteBatch { events, notifications, ..WriteBatch::default() }).await {
             return Err(self.unavailable(error));
         }
         self.handled.clear();
@@ -167,10 +192,19 @@ impl Dispatcher {
                 let event = notification_collapsed(NotificationCollapsed {
                     device_id: request.device_id.clone(),
                     request_id: request.request_id.clone(),
-                    collapsed_into: into,
+                    collapsed_into: into.clone(),
                     collapsed_at: now,
                 });
-                return Ok(Outcome { event, transport, kind: "collapsed" });
+                let outcome = NotificationOutcome {
+                    state: NotificationState::Collapsed,
+                    at: now,
+                    transport: Some(transport.to_owned()),
+                    notification_id: None,
+                    reason: None,
+                    detail: None,
+                    collapsed_into: Some(into),
+                };
+                return Ok(Outcome::new(event, request, outcome, transport));
             }
         }
         let counter = plan::notification_id_counter(&self.rules.server_id, &request.device_id);
@@ -211,7 +245,16 @@ fn sent(
         request_mos: plan.notification.request_mos,
         sent_at,
     });
-    Outcome { event, transport, kind: "sent" }
+    let outcome = NotificationOutcome {
+        state: NotificationState::Sent,
+        at: sent_at,
+        transport: Some(transport.to_owned()),
+        notification_id: Some(notification_id),
+        reason: None,
+        detail: None,
+        collapsed_into: None,
+    };
+    Outcome::new(event, request, outcome, transport)
 }
 
 fn failed(request: &NotificationRequested, transport: Option<&'static str>, refusal: &Refusal, now: Millis) -> Outcome {
@@ -224,7 +267,16 @@ fn failed(request: &NotificationRequested, transport: Option<&'static str>, refu
         detail: refusal.to_string(),
         failed_at: now,
     });
-    Outcome { event, transport: transport.unwrap_or("none"), kind: "failed" }
+    let outcome = NotificationOutcome {
+        state: NotificationState::Failed,
+        at: now,
+        transport: transport.map(str::to_owned),
+        notification_id: None,
+        reason: Some(refusal.reason().to_owned()),
+        detail: Some(refusal.to_string()),
+        collapsed_into: None,
+    };
+    Outcome::new(event, request, outcome, transport.unwrap_or("none"))
 }
 
 /// The outcome of an event that is not a readable request: named after the event (its key is the device id).

@@ -106,6 +106,25 @@ async fn requests_become_verified_datagrams_and_every_request_gets_its_outcome()
     assert_eq!(broken.payload["reason"], "invalid_request");
     assert_eq!(broken.key, "IMEI:5");
     assert!(sent_count() >= sent_before + 2, "omadm_notifications_total counts the sends");
+
+    // Each outcome landed in its request's notification record, in the batch that wrote its event.
+    let record = |request_id: String| async move { store.get_notification(&request_id).await.unwrap().unwrap() };
+    let first_record = record(first.clone()).await;
+    assert_eq!((first_record.state(), first_record.device_id.as_str()), ("sent", "IMEI:1"));
+    let outcome = first_record.outcome.unwrap();
+    assert_eq!((outcome.transport.as_deref(), outcome.notification_id), (Some("udp"), Some(1)));
+    assert_eq!(outcome.at, sent.payload["sent_at"].as_u64().unwrap());
+    let repeat_record = record(repeat.clone()).await;
+    assert_eq!(repeat_record.state(), "collapsed");
+    assert_eq!(repeat_record.outcome.unwrap().collapsed_into.as_deref(), Some(first.as_str()));
+    let plain_record = record(plain.clone()).await;
+    assert_eq!((plain_record.state(), plain_record.request_mos), ("sent", true));
+    for (request_id, reason) in failures {
+        let failed = record(request_id.clone()).await;
+        let outcome = failed.outcome.clone().unwrap();
+        assert_eq!((failed.state(), outcome.reason.as_deref()), ("failed", Some(reason)), "{failed:?}");
+        assert!(outcome.detail.is_some_and(|detail| !detail.is_empty()));
+    }
     assert_eq!(readiness.verdict(), Ok(()));
 
     // A later request, past the window of the first, gets the next id.

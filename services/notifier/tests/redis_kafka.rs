@@ -120,6 +120,14 @@ async fn two_notifiers_share_the_partitions_and_a_stopped_one_loses_no_request()
             assert!(!again.is_empty(), "{}: the request the first could not finish was sent again", device.id);
         }
     }
+    // On Redis too, each request's record carries the outcome its event announced.
+    for request_id in &requests {
+        let record = store.get_notification(request_id).await.unwrap().unwrap();
+        let announced = &observer.outcomes[request_id][0];
+        assert_eq!(record.state(), "sent", "{record:?}");
+        let notification_id = record.outcome.as_ref().and_then(|outcome| outcome.notification_id);
+        assert_eq!(notification_id.map(u64::from), announced.payload["notification_id"].as_u64(), "{record:?}");
+    }
     second.stop().await;
     relay.stop().await;
     drop(redis);

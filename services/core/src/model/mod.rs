@@ -1,4 +1,5 @@
-//! What the server stores: devices, their command queues, sessions, alerts, MO mirrors and repository content.
+//! What the server stores: devices, their command queues, sessions, alerts, MO mirrors, repository content and
+//! notification requests.
 //!
 //! Every record is plain data with serde, so each Store engine keeps the same JSON.
 
@@ -6,6 +7,7 @@ mod alert;
 mod command;
 mod device;
 mod mirror;
+mod notification;
 mod repository;
 mod session;
 
@@ -16,6 +18,10 @@ pub use device::{
     MAX_DEVICE_ID_BYTES, check_device_id,
 };
 pub use mirror::MirrorRecord;
+pub use notification::{
+    NOTIFICATION_RETENTION_MILLIS, NotificationOutcome, NotificationRecord, NotificationState, REQUEST_ID_PATTERN,
+    is_request_id,
+};
 pub use repository::{
     ContentSource, DEVICE_UPLOAD_FOLDER, MAX_REPOSITORY_PATH_BYTES, REPOSITORY_PATH_PATTERN, RepositoryItem,
     RepositoryPathError, UploadGrant, UploadMethod, UploadRefusal, check_repository_path, check_upload,

@@ -47,7 +47,8 @@ use crate::clock::{Millis, now_millis};
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::model::{
     AlertRecord, CommandOrigin, CommandRecord, CommandResultData, CommandState, ContentSource, Credentials, Device,
-    DeviceFilter, Inventory, MirrorRecord, NewCommand, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
+    DeviceFilter, Inventory, MirrorRecord, NOTIFICATION_RETENTION_MILLIS, NewCommand, NotificationOutcome,
+    NotificationRecord, NotificationState, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
 };
 
 /// Generates one `#[tokio::test]` per check. `$fresh` is an async fn returning
@@ -90,7 +91,8 @@ macro_rules! store_conformance_tests {
             membership_follows_heartbeats_and_leaves,
             record_once_is_new_once_until_it_expires,
             count_in_window_counts_per_fixed_window,
-            next_sequence_counts_from_one_without_repeats
+            next_sequence_counts_from_one_without_repeats,
+            notifications_keep_the_request_then_its_outcome
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -130,7 +132,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     membership_follows_heartbeats_and_leaves(store.clone()).await;
     record_once_is_new_once_until_it_expires(store.clone()).await;
     count_in_window_counts_per_fixed_window(store.clone()).await;
-    next_sequence_counts_from_one_without_repeats(store).await;
+    next_sequence_counts_from_one_without_repeats(store.clone()).await;
+    notifications_keep_the_request_then_its_outcome(store).await;
 }
 
 // ---- Fixtures -------------------------------------------------------------------------------
@@ -660,6 +663,7 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
     let mut registered = device(device_id);
     registered.last_session_id = Some("conf-batch-s".to_owned());
     let session = open_session("conf-batch-s", device_id, 50);
+    let notification = notification_record("conf-batch-n", device_id, now_millis());
     let batch = WriteBatch {
         devices: vec![registered.clone()],
         sessions: vec![session.clone()],
@@ -669,10 +673,12 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         alerts: vec![alert(device_id, 1)],
         contents: vec![upload(device_id)],
         events: Vec::new(),
+        notifications: vec![notification.clone()],
         upload: None,
         fence: None,
     };
     store.commit(batch).await.unwrap();
+    assert_eq!(store.get_notification("conf-batch-n").await.unwrap(), Some(notification));
     assert_eq!(store.get_device(device_id).await.unwrap(), Some(registered));
     assert_eq!(store.get_session(device_id, "conf-batch-s").await.unwrap(), Some(session));
     assert_eq!(command(&store, device_id, 1).await, sent);
@@ -1326,4 +1332,85 @@ pub async fn next_sequence_counts_from_one_without_repeats(store: Arc<dyn Store>
     assert_eq!(store.next_sequence(key).await.unwrap(), 1);
     assert!(store.delete_device("conf-seq-device").await.unwrap());
     assert_eq!(store.next_sequence(key).await.unwrap(), 2, "a counter outlives the device it is named after");
+}
+
+fn notification_record(request_id: &str, device_id: &str, requested_at: Millis) -> NotificationRecord {
+    NotificationRecord {
+        request_id: request_id.to_owned(),
+        device_id: device_id.to_owned(),
+        requested_at,
+        requested_by: "operator".to_owned(),
+        request_mos: true,
+        outcome: None,
+    }
+}
+
+/// Notification records: a request lands with its event in one batch, its outcome replaces it (also for
+/// several devices in one batch, on a cluster several slots), an unknown request id is None, and a record past
+/// its retention (by its own times, against the wall clock) is gone on both engines.
+pub async fn notifications_keep_the_request_then_its_outcome(store: Arc<dyn Store>) {
+    assert_eq!(store.get_notification("conf-notify-none").await.unwrap(), None);
+    let now = now_millis();
+    let requested = notification_record("conf-notify-r1", "conf-notify-1", now);
+    let event = Event {
+        id: "notify:conf-notify-1:conf-notify-r1".to_owned(),
+        event_type: "notification.requested".to_owned(),
+        schema_version: SCHEMA_VERSION,
+        timestamp: now,
+        topic: Topic::Notifications,
+        key: "conf-notify-1".to_owned(),
+        payload: json!({"request_id": "conf-notify-r1"}),
+    };
+    let batch =
+        WriteBatch { events: vec![event.clone()], notifications: vec![requested.clone()], ..WriteBatch::default() };
+    store.commit(batch).await.unwrap();
+    let stored = store.get_notification("conf-notify-r1").await.unwrap().unwrap();
+    assert_eq!((stored.state(), &stored), ("requested", &requested));
+    let shard = store.outbox_shard_of(&event.key);
+    assert!(store.outbox(shard, 10_000).await.unwrap().iter().any(|waiting| waiting.id == event.id));
+    store.ack_outbox(shard, std::slice::from_ref(&event.id)).await.unwrap();
+
+    let sent = NotificationRecord {
+        outcome: Some(NotificationOutcome {
+            state: NotificationState::Sent,
+            at: now + 5,
+            transport: Some("udp".to_owned()),
+            notification_id: Some(7),
+            reason: None,
+            detail: None,
+            collapsed_into: None,
+        }),
+        ..requested.clone()
+    };
+    let failed = NotificationRecord {
+        outcome: Some(NotificationOutcome {
+            state: NotificationState::Failed,
+            at: now + 5,
+            transport: None,
+            notification_id: None,
+            reason: Some("no_address".to_owned()),
+            detail: Some("the device has no address".to_owned()),
+            collapsed_into: None,
+        }),
+        ..notification_record("conf-notify-r2", "conf-notify-2", now)
+    };
+    store
+        .commit(WriteBatch { notifications: vec![sent.clone(), failed.clone()], ..WriteBatch::default() })
+        .await
+        .unwrap();
+    let stored = store.get_notification("conf-notify-r1").await.unwrap().unwrap();
+    assert_eq!((stored.state(), &stored), ("sent", &sent), "the outcome replaces the request");
+    let stored = store.get_notification("conf-notify-r2").await.unwrap().unwrap();
+    assert_eq!((stored.state(), &stored), ("failed", &failed), "another device's record in the same batch");
+    assert_eq!(store.get_notification("conf-notify-r").await.unwrap(), None, "ids are matched whole");
+
+    let long_ago = now - NOTIFICATION_RETENTION_MILLIS - 1_000;
+    let expired = notification_record("conf-notify-old", "conf-notify-1", long_ago);
+    store.commit(WriteBatch { notifications: vec![expired], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.get_notification("conf-notify-old").await.unwrap(), None, "past its retention");
+    let fresh = notification_record("conf-notify-r3", "conf-notify-1", now);
+    store.commit(WriteBatch { notifications: vec![fresh.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.get_notification("conf-notify-old").await.unwrap(), None, "pruned, not back");
+    assert_eq!(store.get_notification("conf-notify-r3").await.unwrap(), Some(fresh));
+    assert_eq!(store.get_notification("conf-notify-r1").await.unwrap(), Some(sent), "a fresh record is kept");
 }

@@ -19,8 +19,8 @@ use crate::bus::Event;
 use crate::clock::Millis;
 use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::model::{
-    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
-    SessionState, SessionSummary,
+    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
+    NotificationRecord, RepositoryItem, SessionState, SessionSummary,
 };
 
 /// What a caller puts between an [`Interposed`] store and its inner one; every method forwards unless overridden.
@@ -145,6 +145,10 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
     async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
         self.interposer.before("get_mirror")?;
         self.inner.get_mirror(device_id).await
+    }
+    async fn get_notification(&self, request_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        self.interposer.before("get_notification")?;
+        self.inner.get_notification(request_id).await
     }
     async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
         self.interposer.before("list_alerts")?;

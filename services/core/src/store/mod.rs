@@ -32,8 +32,8 @@ use crate::bus::Event;
 use crate::clock::Millis;
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::model::{
-    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
-    SessionState, SessionSummary,
+    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
+    NotificationRecord, RepositoryItem, SessionState, SessionSummary,
 };
 
 pub use embedded::EmbeddedStore;
@@ -235,6 +235,10 @@ pub struct WriteBatch {
     pub contents: Vec<RepositoryItem>,
     /// Events to hand to the Bus once the batch is durable (the outbox).
     pub events: Vec<Event>,
+    /// Notification records to create or replace, matched by request id: a request lands with its
+    /// `notification.requested` event, its outcome with the outcome event. Each is kept until its
+    /// [`NotificationRecord::expires_at`] (judged by the wall clock), then forgotten.
+    pub notifications: Vec<NotificationRecord>,
     /// The upload quota share of a device upload among `contents`: checked before anything is written.
     pub upload: Option<UploadCharge>,
     /// For a session step: the lease the step was loaded under. The batch is
@@ -252,6 +256,7 @@ impl WriteBatch {
             && self.alerts.is_empty()
             && self.contents.is_empty()
             && self.events.is_empty()
+            && self.notifications.is_empty()
             && self.upload.is_none()
             && self.fence.is_none()
     }
@@ -330,6 +335,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_content(&self, path: &str) -> Result<bool, StoreError>;
     /// What `device_id`'s uploads, and all device uploads, hold (see [`UploadCharge`]).
     async fn upload_usage(&self, device_id: &str) -> Result<UploadUsage, StoreError>;
+
+    // Notifications.
+    /// The record of a notification request (see [`WriteBatch::notifications`]); None for an unknown request id
+    /// or one past its retention.
+    async fn get_notification(&self, request_id: &str) -> Result<Option<NotificationRecord>, StoreError>;
 
     // Atomic writes and the outbox.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;

@@ -380,6 +380,26 @@ pub async fn round_trips_of_every_call(store: &RedisStore) {
     assert_eq!(trips!(store.heartbeat(&node, TTL, now_millis())), 1, "heartbeat");
     assert_eq!(trips!(store.leave("trips-node")), 1, "leave");
 
+    // A notification request: on a cluster its request id -> device key first (a slot of its own), then the
+    // device's slot with the record and the event. Reading it back finds the device, then the record.
+    let record = omadm_core::model::NotificationRecord {
+        request_id: "trips-request".to_owned(),
+        device_id: device_id.to_owned(),
+        requested_at: now_millis(),
+        requested_by: "operator".to_owned(),
+        request_mos: false,
+        outcome: None,
+    };
+    let requested = WriteBatch {
+        notifications: vec![record],
+        events: vec![event("trips-request-e", Topic::Notifications, device_id)],
+        ..WriteBatch::default()
+    };
+    assert_eq!(trips!(store.commit(requested)), if cluster { 2 } else { 1 }, "commit of a notification request");
+    assert_eq!(trips!(store.get_notification("trips-request")), 2, "get_notification");
+    assert_eq!(trips!(store.get_notification("trips-none")), 1, "get_notification of an unknown request");
+    store.ack_outbox(store.outbox_shard_of(device_id), &["trips-request-e".to_owned()]).await.unwrap();
+
     // Three devices' sessions and events in one batch: one script per slot on a cluster.
     let mut batch = WriteBatch::default();
     for spread_id in &spread {

@@ -11,6 +11,8 @@
 //! GET    /api/v1/devices/{devid}/tree?uri=urn:oma:mo:oma-dm-devinfo:1.2//FwV
 //! PUT    /api/v1/repository/firmware/v2.bin      (any media type)
 //! POST   /api/v1/devices/{devid}/notify          {"req_mos": true}
+//! POST   /api/v1/notifications                   {"device_ids": ["IMEI:1"]} or {"filter": {"tags": {"fleet": "meters"}}}
+//! GET    /api/v1/notifications/{request_id}
 //! ```
 //!
 //! Each handler file owns one resource family; [`ROUTES`] is the one table the
@@ -88,6 +90,8 @@ pub const ROUTES: &[ApiRoute] = &[
     ApiRoute { method: "GET", path: "/devices/{devid}/alerts", make: || web::get().to(mirror::list_alerts) },
     ApiRoute { method: "GET", path: "/devices/{devid}/sessions", make: || web::get().to(mirror::list_sessions) },
     ApiRoute { method: "POST", path: "/devices/{devid}/notify", make: || web::post().to(notify::post_notify) },
+    ApiRoute { method: "POST", path: "/notifications", make: || web::post().to(notify::post_notifications) },
+    ApiRoute { method: "GET", path: "/notifications/{request_id}", make: || web::get().to(notify::get_notification) },
     ApiRoute { method: "PUT", path: "/repository/{path:.+}", make: || web::put().to(repository::put_content) },
     ApiRoute { method: "GET", path: "/repository/{path:.+}", make: || web::get().to(repository::get_content) },
     ApiRoute { method: "DELETE", path: "/repository/{path:.+}", make: || web::delete().to(repository::delete_content) },

@@ -1,4 +1,6 @@
-//! `POST /api/v1/devices/{devid}/notify`: ask for a Package#0 to wake the device up.
+//! `POST /api/v1/devices/{devid}/notify`: ask for a Package#0 to wake the device up;
+//! `POST /api/v1/notifications`: the same for a list of devices or every device a filter matches;
+//! `GET /api/v1/notifications/{request_id}`: what became of a request.
 //!
 //! Dispatch is the notifier's job; here the request becomes a
 //! `notification.requested` event on the notifications topic, keyed by the
@@ -11,18 +13,25 @@
 //!  "payload": {"device_id": "IMEI:1", "request_id": "5f0c...", "requested_at": 1700000000000,
 //!              "requested_by": "operator", "request_mos": true}}
 //! ```
+//!
+//! The answer carries the event id (`id`) and the request id (`request_id`), the key of the
+//! notification record the request was committed with; the notifier replaces it with the outcome.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::bus::relay::OutboxWaker;
 use omadm_core::clock::now_millis;
+use omadm_core::model::DeviceFilter;
+use omadm_core::model::{NotificationRecord, NotificationState, is_request_id};
 #[cfg(test)]
 use omadm_core::usecase::notify::notification_event;
-use omadm_core::usecase::notify::{NotificationRequest, NotifyError, request_notification};
+use omadm_core::usecase::notify::{
+    DeviceSelection, NotificationRequest, NotifyError, request_notification, request_notifications,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{parse_json, read_body_limited};
-use super::checked_device_id;
+use super::{checked_device_id, store_failure};
 use crate::{AppState, HttpError};
 
 /// Body of `POST .../notify`; an empty body means all defaults.
@@ -34,10 +43,133 @@ pub struct NotifyRequest {
     pub req_mos: bool,
 }
 
-/// Answer of `POST .../notify`: the id of the queued event.
+/// Answer of `POST .../notify`: the id of the queued event and the request's id.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotifyAccepted {
+    /// The `notification.requested` event's id (`notify:<devid>:<request_id>`).
     pub id: String,
+    /// The request id: `GET /api/v1/notifications/{request_id}` shows the request and its outcome.
+    pub request_id: String,
+}
+
+/// Body of `POST /api/v1/notifications`: exactly one of `device_ids` and `filter`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkNotifyRequest {
+    /// Notify these devices (1 to 1000 ids); ids of no registered device are listed back as `unknown`.
+    #[serde(default, deserialize_with = "present")]
+    pub device_ids: Option<Vec<String>>,
+    /// Notify every registered device this matches (`{}`: every device).
+    #[serde(default, deserialize_with = "present")]
+    pub filter: Option<BulkFilter>,
+    /// Ask each device to list its MOs (REQ-MOS) in its Package#1.
+    #[serde(default)]
+    pub req_mos: bool,
+}
+
+/// The inventory and tag filters of `GET /api/v1/devices`, as a body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    #[serde(default, deserialize_with = "present")]
+    pub man: Option<String>,
+    #[serde(default, rename = "mod", deserialize_with = "present")]
+    pub model: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub fwv: Option<String>,
+    /// Tags the device must all carry, key to value.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// A member that may be left out but, when given, is not null (the document says so).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Device ids one `POST /api/v1/notifications` may list.
+pub const MAX_BULK_DEVICE_IDS: usize = 1000;
+
+/// Answer of `POST /api/v1/notifications`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkNotifyAccepted {
+    /// Notifications requested, one per device.
+    pub requested: u64,
+    /// Their request ids, the first 1000 in request order.
+    pub request_ids: Vec<String>,
+    /// Listed device ids of no registered device (the first 1000).
+    pub unknown: Vec<String>,
+    /// True when `request_ids` or `unknown` leave some out.
+    pub truncated: bool,
+}
+
+/// Where a request is: `requested` until the notifier stored its outcome.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationStateView {
+    Requested,
+    Sent,
+    Failed,
+    Collapsed,
+}
+
+/// A notification request and its outcome, as `GET /api/v1/notifications/{request_id}` shows it. The outcome
+/// fields are null while the state is `requested`, and those that do not apply to the outcome stay null.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationView {
+    pub request_id: String,
+    pub device_id: String,
+    pub state: NotificationStateView,
+    /// Milliseconds since the epoch.
+    pub requested_at: u64,
+    /// Who asked (`operator`).
+    pub requested_by: String,
+    /// Whether the Package#0 asks the device for its MO list.
+    pub request_mos: bool,
+    /// When the outcome was reached (sent, failed or collapsed), in milliseconds since the epoch.
+    pub outcome_at: Option<u64>,
+    /// The transport that carried (or was to carry) the Package#0: `udp`.
+    pub transport: Option<String>,
+    /// The Package#0's NOTIFICATION-ID, when sent.
+    #[schema(minimum = 0, maximum = 65535)]
+    pub notification_id: Option<u16>,
+    /// Why it failed: `unknown_device`, `no_address`, `transport`, ... (docs/notifier.md).
+    pub reason: Option<String>,
+    /// The failure in words.
+    pub detail: Option<String>,
+    /// The request id of the notification in flight this one collapsed into.
+    pub collapsed_into: Option<String>,
+}
+
+impl From<NotificationRecord> for NotificationView {
+    fn from(record: NotificationRecord) -> Self {
+        let outcome = record.outcome;
+        let state = match outcome.as_ref().map(|outcome| outcome.state) {
+            None => NotificationStateView::Requested,
+            Some(NotificationState::Sent) => NotificationStateView::Sent,
+            Some(NotificationState::Failed) => NotificationStateView::Failed,
+            Some(NotificationState::Collapsed) => NotificationStateView::Collapsed,
+        };
+        let outcome = outcome.as_ref();
+        NotificationView {
+            request_id: record.request_id,
+            device_id: record.device_id,
+            state,
+            requested_at: record.requested_at,
+            requested_by: record.requested_by,
+            request_mos: record.request_mos,
+            outcome_at: outcome.map(|outcome| outcome.at),
+            transport: outcome.and_then(|outcome| outcome.transport.clone()),
+            notification_id: outcome.and_then(|outcome| outcome.notification_id),
+            reason: outcome.and_then(|outcome| outcome.reason.clone()),
+            detail: outcome.and_then(|outcome| outcome.detail.clone()),
+            collapsed_into: outcome.and_then(|outcome| outcome.collapsed_into.clone()),
+        }
+    }
 }
 
 /// Queue a DM notification (Package#0) for a device.
@@ -67,14 +199,101 @@ pub(super) async fn post_notify(
         preferred_con_types: &[],
         nonce: rand::random::<u128>(),
     };
-    let id = request_notification(&*state.store, notification, now_millis()).await.map_err(|error| match error {
-        NotifyError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
-        NotifyError::Store { source, .. } => HttpError::from(source),
-    })?;
+    let requested =
+        request_notification(&*state.store, notification, now_millis()).await.map_err(|error| match error {
+            NotifyError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
+            NotifyError::Store { source, .. } => HttpError::from(source),
+        })?;
     if let Some(relay) = request.app_data::<OutboxWaker>() {
         relay.wake();
     }
-    Ok(HttpResponse::Accepted().json(NotifyAccepted { id }))
+    Ok(HttpResponse::Accepted().json(NotifyAccepted { id: requested.event_id, request_id: requested.request_id }))
+}
+
+/// Queue one DM notification (Package#0) per device: the listed ones, or every device a filter matches
+/// (walked page by page, never the whole fleet at once).
+#[utoipa::path(post, path = "/api/v1/notifications", tag = "devices",
+    request_body(content = BulkNotifyRequest, description = "Exactly one of device_ids and filter"),
+    responses(
+        (status = 202, description = "Queued, one notification.requested event per device", body = BulkNotifyAccepted),
+        (status = 400, description = "Invalid body: neither or both of device_ids and filter, a bad device id", body = super::schema::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.post_notifications", skip_all)]
+pub(super) async fn post_notifications(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let body = read_body_limited(&request, payload, state.config.max_body_bytes).await?;
+    let bulk: BulkNotifyRequest = parse_json(&request, &body)?;
+    let filter;
+    let selection = match (&bulk.device_ids, bulk.filter) {
+        (Some(device_ids), None) => {
+            if device_ids.is_empty() || device_ids.len() > MAX_BULK_DEVICE_IDS {
+                return Err(HttpError::bad_request(format!(
+                    "device_ids lists {} ids: 1 to {MAX_BULK_DEVICE_IDS} are taken",
+                    device_ids.len()
+                )));
+            }
+            for device_id in device_ids {
+                checked_device_id(device_id)?;
+            }
+            DeviceSelection::Ids(device_ids)
+        }
+        (None, Some(given)) => {
+            filter = DeviceFilter {
+                man: given.man,
+                model: given.model,
+                fwv: given.fwv,
+                tags: given.tags.into_iter().collect(),
+            };
+            DeviceSelection::Filter(&filter)
+        }
+        _ => return Err(HttpError::bad_request("give exactly one of device_ids and filter")),
+    };
+    let mut nonce = rand::random::<u128>;
+    let outcome = request_notifications(&*state.store, selection, bulk.req_mos, "operator", now_millis(), &mut nonce)
+        .await
+        .map_err(|error| match error {
+            NotifyError::UnknownDevice(_) => HttpError::not_found(error.to_string()),
+            NotifyError::Store { source, .. } => HttpError::from(source),
+        })?;
+    if let Some(relay) = request.app_data::<OutboxWaker>() {
+        relay.wake();
+    }
+    Ok(HttpResponse::Accepted().json(BulkNotifyAccepted {
+        requested: outcome.requested,
+        request_ids: outcome.request_ids,
+        unknown: outcome.unknown,
+        truncated: outcome.truncated,
+    }))
+}
+
+/// A notification request and its outcome; kept 7 days after its last change.
+#[utoipa::path(get, path = "/api/v1/notifications/{request_id}", tag = "devices",
+    params(("request_id" = String, Path, description = "The request_id POST .../notify answered")),
+    responses(
+        (status = 200, description = "The request and its outcome", body = NotificationView),
+        (status = 400, description = "Not a request id (32 lowercase hex digits)", body = super::schema::ErrorBody),
+        (status = 404, description = "Unknown request id, or one past its retention", body = super::schema::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.get_notification", skip_all, fields(request_id = %request_id, device_id))]
+pub(super) async fn get_notification(
+    state: web::Data<AppState>,
+    request_id: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    if !is_request_id(&request_id) {
+        return Err(HttpError::bad_request(format!(
+            "request id {:?} is not 32 lowercase hex digits",
+            request_id.as_str()
+        )));
+    }
+    let record = state.store.get_notification(&request_id).await.map_err(store_failure("get_notification"))?;
+    let Some(record) = record else {
+        return Err(HttpError::not_found(format!("no notification request {:?}", request_id.as_str())));
+    };
+    tracing::Span::current().record("device_id", record.device_id.as_str());
+    Ok(HttpResponse::Ok().json(NotificationView::from(record)))
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ use super::{commands, devices, mirror, notify, repository};
         mirror::list_alerts,
         mirror::list_sessions,
         notify::post_notify,
+        notify::post_notifications,
+        notify::get_notification,
         repository::put_content,
         repository::get_content,
         repository::delete_content,
@@ -190,6 +192,8 @@ fn constrain_parameters(operation: &mut serde_json::Value) {
             "tag" => json!({"type": "array", "items": {"type": "string", "pattern": "^[^:]*:",
                             "description": "key:value; the value may hold further ':'"}}),
             "uri" => client_uri_schema(true),
+            "request_id" => json!({"type": "string", "pattern": omadm_core::model::REQUEST_ID_PATTERN,
+                                   "minLength": 32, "maxLength": 32}),
             _ => continue,
         };
         parameter["schema"] = schema;
@@ -309,6 +313,31 @@ fn constrain_bodies(schemas: &mut serde_json::Value) {
     set(&[&commands[..], &["minItems"]].concat(), json!(1));
     set(&[&commands[..], &["maxItems"]].concat(), json!(omadm_core::usecase::queue::MAX_COMMANDS_PER_REQUEST));
     set(&[&commands[..], &["items"]].concat(), command_schema());
+    set(&["BulkNotifyRequest"], bulk_notify_schema());
+}
+
+/// `POST /api/v1/notifications`'s body: exactly one of `device_ids` (1 to 1000 device ids) and `filter`,
+/// neither null.
+fn bulk_notify_schema() -> serde_json::Value {
+    use omadm_core::model::{DEVICE_ID_PATTERN, DEVICE_ID_RULE, MAX_DEVICE_ID_BYTES};
+    use serde_json::json;
+    let device_ids = json!({"type": "array", "minItems": 1, "maxItems": super::notify::MAX_BULK_DEVICE_IDS,
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_DEVICE_ID_BYTES, "pattern": DEVICE_ID_PATTERN,
+                  "description": DEVICE_ID_RULE}});
+    let filter = json!({"type": "object", "additionalProperties": false,
+        "description": "The inventory and tag filters of GET /api/v1/devices; {} matches every device",
+        "properties": {"man": {"type": "string"}, "mod": {"type": "string"}, "fwv": {"type": "string"},
+                       "tags": {"type": "object", "additionalProperties": {"type": "string"}}}});
+    let req_mos = json!({"type": "boolean", "description": "Ask each device for its MO list (REQ-MOS)"});
+    json!({
+        "description": "Exactly one of device_ids and filter",
+        "oneOf": [
+            {"type": "object", "required": ["device_ids"], "additionalProperties": false,
+             "properties": {"device_ids": device_ids, "req_mos": req_mos}},
+            {"type": "object", "required": ["filter"], "additionalProperties": false,
+             "properties": {"filter": filter, "req_mos": req_mos}},
+        ]
+    })
 }
 
 /// `host:port` as a socket address: an IPv4 address, or an IPv6 address in brackets, and a port.
@@ -371,6 +400,10 @@ fn link_operations(document: &mut serde_json::Value) {
         {
             response["links"] = device_links.clone();
         }
+    }
+    if let Some(response) = document.pointer_mut("/paths/~1api~1v1~1devices~1{devid}~1notify/post/responses/202") {
+        response["links"] = json!({"GetNotification": {"operationId": "get_notification",
+            "parameters": {"request_id": "$response.body#/request_id"}}});
     }
     if let Some(response) = document.pointer_mut("/paths/~1api~1v1~1devices~1{devid}~1commands/post/responses/201") {
         response["links"] = json!({"GetCommand": {"operationId": "get_command",

@@ -30,20 +30,30 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let options = ServerOptions {
+        TestServer::start_with(TestServer::options()).await
+    }
+
+    /// The server options of [`TestServer::start`]: short timeouts, two workers.
+    pub fn options() -> ServerOptions {
+        ServerOptions {
             workers: Some(2),
             client_request_timeout: Duration::from_secs(1),
             body_read_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
             ..ServerOptions::default()
-        };
-        TestServer::start_with(options).await
+        }
     }
 
     pub async fn start_with(options: ServerOptions) -> TestServer {
+        TestServer::start_on(options, None).await
+    }
+
+    /// The test server on the store at `store_url` (e.g. a test Redis), or on an embedded store in its temp dir.
+    pub async fn start_on(options: ServerOptions, store_url: Option<&str>) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let store = omadm_core::store::open(&dir.path().join("store").to_string_lossy()).await.unwrap();
+        let embedded_url = dir.path().join("store").to_string_lossy().into_owned();
+        let store = omadm_core::store::open(store_url.unwrap_or(&embedded_url)).await.unwrap();
         let bus = omadm_core::bus::open(&dir.path().join("events").to_string_lossy(), "omadm.").await.unwrap();
         let listener = server::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -85,8 +85,7 @@ pub async fn request(store: &dyn Store, device_id: &str, request_mos: bool) -> S
         preferred_con_types: &[],
         nonce: rand_nonce(),
     };
-    let event_id = request_notification(store, request, now_millis()).await.unwrap();
-    event_id.rsplit(':').next().unwrap().to_owned()
+    request_notification(store, request, now_millis()).await.unwrap().request_id
 }
 
 fn rand_nonce() -> u128 {

@@ -33,8 +33,8 @@ use crate::clock::Millis;
 use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::metrics::metrics;
 use crate::model::{
-    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand, RepositoryItem,
-    SessionState, SessionSummary,
+    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
+    NotificationRecord, RepositoryItem, SessionState, SessionSummary,
 };
 
 /// The file inside the data dir that holds every table.
@@ -174,6 +174,8 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::NODES)?;
         transaction.open_table(tables::EPHEMERAL)?;
         transaction.open_table(tables::EPHEMERAL_EXPIRY)?;
+        transaction.open_table(tables::NOTIFICATIONS)?;
+        transaction.open_table(tables::NOTIFICATION_EXPIRY)?;
         let mut meta = transaction.open_table(tables::META)?;
         let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
         match stored_version {
@@ -281,6 +283,12 @@ impl Store for EmbeddedStore {
     async fn get_mirror(&self, device_id: &str) -> Result<Option<MirrorRecord>, StoreError> {
         let device_id = device_id.to_owned();
         self.run("get_mirror", move |database| read::mirror(database, &device_id)).await
+    }
+
+    async fn get_notification(&self, request_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        let request_id = request_id.to_owned();
+        let now = crate::clock::now_millis();
+        self.run("get_notification", move |database| read::notification(database, &request_id, now)).await
     }
 
     async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {

@@ -8,11 +8,11 @@ use super::tables::{
     ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, MIRRORS, NEXT_ALERT_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX,
     PENDING_COMMANDS, QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, successor,
 };
-use super::tables::{META, META_UPLOAD_TOTAL_BYTES, UPLOAD_USAGE};
+use super::tables::{META, META_UPLOAD_TOTAL_BYTES, NOTIFICATIONS, UPLOAD_USAGE};
 use crate::bus::Event;
 use crate::model::{
-    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, RepositoryItem,
-    SessionOutcome, SessionState, SessionSummary,
+    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NotificationRecord,
+    RepositoryItem, SessionOutcome, SessionState, SessionSummary,
 };
 use crate::store::StoreError;
 
@@ -59,6 +59,24 @@ pub fn list_devices(
         }
     }
     Ok(DevicePage { devices: page, next: None })
+}
+
+/// A notification record; one past its expiry that no write has pruned yet counts as gone.
+pub fn notification(
+    database: &Database,
+    request_id: &str,
+    now: crate::clock::Millis,
+) -> Result<Option<NotificationRecord>, StoreError> {
+    let transaction = database.begin_read()?;
+    let table = transaction.open_table(NOTIFICATIONS)?;
+    let Some(entry) = table.get(request_id)? else {
+        return Ok(None);
+    };
+    let (expires_at, bytes) = entry.value();
+    if expires_at <= now {
+        return Ok(None);
+    }
+    decode("notifications", &request_id, bytes).map(Some)
 }
 
 pub fn command(database: &Database, device_id: &str, id: CommandId) -> Result<Option<CommandRecord>, StoreError> {

@@ -29,6 +29,8 @@
 //! ephemeral                once/count key                     -> (expires at, value)   see `ephemeral`
 //! ephemeral_expiry         (expires at, once/count key)       -> ()           pruning order
 //! sequences                counter key                        -> u64          `next_sequence`; never reset
+//! notifications            request id                         -> (expires at, NotificationRecord)
+//! notification_expiry      (expires at, request id)           -> ()           pruning order
 //! ```
 
 use redb::{ReadableTable, TableDefinition};
@@ -78,6 +80,11 @@ pub const EPHEMERAL_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::
 
 /// The counters of `Store::next_sequence`: the last value handed out per key.
 pub const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
+
+/// Notification records by request id, with the time they may be forgotten.
+pub const NOTIFICATIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("notifications");
+/// The entries of `notifications` by expiry, so writes prune the expired ones first.
+pub const NOTIFICATION_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("notification_expiry");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";

@@ -16,10 +16,10 @@ use super::tables::{
     NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS,
     QUEUED_COMMANDS, REPOSITORY, SEQUENCES, SESSION_HISTORY, counter, decode, encode, successor,
 };
-use super::tables::{META_UPLOAD_TOTAL_BYTES, UPLOAD_SIZES, UPLOAD_USAGE};
+use super::tables::{META_UPLOAD_TOTAL_BYTES, NOTIFICATION_EXPIRY, NOTIFICATIONS, UPLOAD_SIZES, UPLOAD_USAGE};
 use crate::bus::Event;
 use crate::clock::Millis;
-use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, RepositoryItem};
+use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, NotificationRecord, RepositoryItem};
 use crate::store::{StoreError, UploadCharge, UploadUsage, WriteBatch, quota_refusal};
 
 /// The one field of a stored command the queued index and the pending count depend on.
@@ -286,6 +286,41 @@ fn apply_batch(
             sequence += 1;
         }
         meta.insert(META_OUTBOX_NEXT_SEQUENCE, sequence)?;
+    }
+    write_notifications(transaction, &batch.notifications)?;
+    Ok(())
+}
+
+/// Expired notification records one write removes at most, so a write after a long pause stays short;
+/// later writes take the rest.
+const NOTIFICATION_PRUNE_PER_WRITE: usize = 1000;
+
+/// Creates or replaces the records, each kept until its retention after this write; first prunes records
+/// that expired before the newest of them was written (the batch's clock: the store keeps none).
+fn write_notifications(transaction: &WriteTransaction, records: &[NotificationRecord]) -> Result<(), StoreError> {
+    let Some(now) = records.iter().map(NotificationRecord::written_at).max() else {
+        return Ok(());
+    };
+    let mut table = transaction.open_table(NOTIFICATIONS)?;
+    let mut expiry = transaction.open_table(NOTIFICATION_EXPIRY)?;
+    let mut expired = Vec::new();
+    for entry in expiry.range::<(u64, &str)>((0, "")..(now, ""))?.take(NOTIFICATION_PRUNE_PER_WRITE) {
+        let (key, _) = entry?;
+        let (expires_at, request_id) = key.value();
+        expired.push((expires_at, request_id.to_owned()));
+    }
+    for (expires_at, request_id) in &expired {
+        expiry.remove((*expires_at, request_id.as_str()))?;
+        table.remove(request_id.as_str())?;
+    }
+    for record in records {
+        let previous = table.get(record.request_id.as_str())?.map(|entry| entry.value().0);
+        if let Some(previous) = previous {
+            expiry.remove((previous, record.request_id.as_str()))?;
+        }
+        let expires_at = record.expires_at();
+        table.insert(record.request_id.as_str(), (expires_at, encode(record)?.as_slice()))?;
+        expiry.insert((expires_at, record.request_id.as_str()), ())?;
     }
     Ok(())
 }

@@ -90,6 +90,8 @@ pub enum GlobalWrite {
     IndexDevices(Vec<String>),
     /// A repository item: key and JSON.
     Content(String, Vec<u8>),
+    /// A notification request's device: key, device id, expiry (ms since the epoch).
+    NotificationDevice(String, String, u64),
 }
 
 /// The Redis writes of one batch.
@@ -234,6 +236,25 @@ pub fn plan(
         } else {
             plan.groups.entry(0).or_default().op("SET", &[&keys.content(&item.path)], &[&encode(item)?]);
         }
+    }
+    // Both keys expire when the record does (PXAT: by the record's own times, as the embedded engine judges).
+    for record in &batch.notifications {
+        let device_id = record.device_id.as_str();
+        let expires_at = record.expires_at();
+        let expires = expires_at.to_string();
+        let device_key = keys.notification_device(&record.request_id);
+        if cluster {
+            plan.global.push(GlobalWrite::NotificationDevice(device_key, device_id.to_owned(), expires_at));
+        } else {
+            plan.groups.entry(0).or_default().op(
+                "SETPXAT",
+                &[&device_key],
+                &[device_id.as_bytes(), expires.as_bytes()],
+            );
+        }
+        let ops = plan.groups.entry(group_of(device_id)).or_default();
+        let record_key = keys.notification(device_id, &record.request_id);
+        ops.op("SETPXAT", &[&record_key], &[&encode(record)?, expires.as_bytes()]);
     }
     if let Some(charge) = &batch.upload {
         if cluster {

@@ -83,6 +83,16 @@ impl Keys {
     pub fn last_alert_id(&self, device_id: &str) -> String {
         self.device_key(device_id, "last-alert-id")
     }
+    /// STRING with PXAT (the record's expiry): one notification record (JSON). Under the device's tag, so it
+    /// is written in the same script as the request's or outcome's event.
+    pub fn notification(&self, device_id: &str, request_id: &str) -> String {
+        self.device_key(device_id, &format!("notification:{request_id}"))
+    }
+    /// STRING with PXAT (the record's expiry): the device id of a notification request, to find its record.
+    /// No hash tag: on Redis Cluster it is written in the batch's global step.
+    pub fn notification_device(&self, request_id: &str) -> String {
+        format!("{}:notification-device:{request_id}", self.prefix)
+    }
     /// STRING with PX: the id of the node holding the device's session lease, while the lease runs.
     pub fn lease(&self, device_id: &str) -> String {
         self.device_key(device_id, "lease")

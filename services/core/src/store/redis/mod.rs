@@ -39,7 +39,7 @@ use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::metrics::metrics;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, CommandState, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
-    RepositoryItem, SessionOutcome, SessionState, SessionSummary,
+    NotificationRecord, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
 };
 
 /// The key prefix unless told otherwise.
@@ -260,6 +260,11 @@ impl RedisStore {
                     command
                 }
                 GlobalWrite::Content(key, json) => redis::Cmd::set(key, json.as_slice()),
+                GlobalWrite::NotificationDevice(key, device_id, expires_at) => {
+                    let mut command = redis::cmd("SET");
+                    command.arg(key).arg(device_id).arg("PXAT").arg(*expires_at);
+                    command
+                }
             };
             self.call::<Value>("commit", &command).await
         });
@@ -682,6 +687,16 @@ impl Store for RedisStore {
         let key = self.keys.mirror(device_id);
         let bytes: Option<Vec<u8>> = self.call("get_mirror", &Cmd::get(&key)).await?;
         bytes.map(|bytes| Self::decode("get_mirror", &key, &bytes)).transpose()
+    }
+
+    /// Two round trips: the request's device, then its record (keyed under the device's tag).
+    async fn get_notification(&self, request_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        let device_key = self.keys.notification_device(request_id);
+        let device_id: Option<String> = self.call("get_notification", &Cmd::get(&device_key)).await?;
+        let Some(device_id) = device_id else { return Ok(None) };
+        let key = self.keys.notification(&device_id, request_id);
+        let bytes: Option<Vec<u8>> = self.call("get_notification", &Cmd::get(&key)).await?;
+        bytes.map(|bytes| Self::decode("get_notification", &key, &bytes)).transpose()
     }
 
     async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {

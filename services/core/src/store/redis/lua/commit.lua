@@ -8,11 +8,12 @@
 -- device upload against the upload quotas (the usage HASH: keys.rs upload_usage), replacing what the path held.
 -- RELEASE usage path: the device upload at path, if any, no longer counts.
 -- PRUNE order history keep: keeps the device's newest `keep` ended sessions (by start, then id).
+-- SETPXAT key value at: sets the key to expire at `at` (ms since the epoch; notification records).
 -- DEL key: deletes the key (an operator's repository delete).
 -- Returns {'OK', keys deleted by DEL}, {'FENCED'}, {'FULL', events waiting in the shard} or {'QUOTA', quota label}.
 
 local ARITY = {
-  SET = 2, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
+  SET = 2, SETPXAT = 3, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
   RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1,
 }
 
@@ -113,6 +114,8 @@ while i <= #ARGV do
   local a = i + 1
   if op == 'SET' then
     redis.call('SET', key(ARGV[a]), ARGV[a + 1])
+  elseif op == 'SETPXAT' then
+    redis.call('SET', key(ARGV[a]), ARGV[a + 1], 'PXAT', ARGV[a + 2])
   elseif op == 'HSET' then
     redis.call('HSET', key(ARGV[a]), ARGV[a + 1], ARGV[a + 2])
   elseif op == 'HDEL' then

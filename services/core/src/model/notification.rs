@@ -1,0 +1,123 @@
+//! The record of one notification request: what the operator asked and, once the notifier dispatched it, its outcome.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+/// How long a notification record is kept after its newest time (its outcome's, else its request's): 7 days.
+/// Redis expires it (PXAT), the embedded engine hides it from reads and prunes it in a later write; the API
+/// answers 404 for it then.
+pub const NOTIFICATION_RETENTION_MILLIS: Millis = 7 * 24 * 60 * 60 * 1000;
+
+/// The form of the request ids the operator API hands out (32 lowercase hex digits), as a regular expression.
+pub const REQUEST_ID_PATTERN: &str = "^[0-9a-f]{32}$";
+
+/// Whether `request_id` has the form of [`REQUEST_ID_PATTERN`].
+pub fn is_request_id(request_id: &str) -> bool {
+    request_id.len() == 32 && request_id.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// One request, keyed by its request id (the hex part of its `notification.requested` event id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    pub request_id: String,
+    pub device_id: String,
+    pub requested_at: Millis,
+    pub requested_by: String,
+    pub request_mos: bool,
+    /// None while the notifier has not dispatched the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<NotificationOutcome>,
+}
+
+/// What the notifier made of a request; the fields of its `notification.sent|failed|collapsed` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationOutcome {
+    pub state: NotificationState,
+    /// When it was sent, failed or collapsed.
+    pub at: Millis,
+    /// `udp`, ...; None when the request failed before a transport was chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// The Package#0's NOTIFICATION-ID, when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<u16>,
+    /// Why it failed (the `reason` word of `notification.failed`) and the detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request id of the notification in flight this one collapsed into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapsed_into: Option<String>,
+}
+
+/// A final outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationState {
+    Sent,
+    Failed,
+    Collapsed,
+}
+
+impl NotificationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Sent => "sent",
+            NotificationState::Failed => "failed",
+            NotificationState::Collapsed => "collapsed",
+        }
+    }
+}
+
+impl NotificationRecord {
+    /// `requested` until an outcome is stored, then the outcome's state.
+    pub fn state(&self) -> &'static str {
+        self.outcome.as_ref().map_or("requested", |outcome| outcome.state.as_str())
+    }
+
+    /// The record's newest time (its outcome's, else its request's), from which its retention runs.
+    pub fn written_at(&self) -> Millis {
+        self.outcome.as_ref().map_or(self.requested_at, |outcome| outcome.at.max(self.requested_at))
+    }
+
+    /// When the record may be forgotten.
+    pub fn expires_at(&self) -> Millis {
+        self.written_at().saturating_add(NOTIFICATION_RETENTION_MILLIS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_follows_the_outcome_and_retention_runs_from_the_newest_time() {
+        let mut record = NotificationRecord {
+            request_id: "0".repeat(32),
+            device_id: "IMEI:1".to_owned(),
+            requested_at: 100,
+            requested_by: "operator".to_owned(),
+            request_mos: false,
+            outcome: None,
+        };
+        assert_eq!((record.state(), record.expires_at()), ("requested", 100 + NOTIFICATION_RETENTION_MILLIS));
+        record.outcome = Some(NotificationOutcome {
+            state: NotificationState::Collapsed,
+            at: 250,
+            transport: None,
+            notification_id: None,
+            reason: None,
+            detail: None,
+            collapsed_into: Some("1".repeat(32)),
+        });
+        assert_eq!((record.state(), record.expires_at()), ("collapsed", 250 + NOTIFICATION_RETENTION_MILLIS));
+        assert!(is_request_id(&"0123456789abcdef".repeat(2)));
+        for bad in
+            ["", "ABCDEF0123456789abcdef0123456789", &"0".repeat(31), &"0".repeat(33), &format!("{}g", "0".repeat(31))]
+        {
+            assert!(!is_request_id(bad), "{bad:?}");
+        }
+    }
+}
