@@ -19,6 +19,7 @@ use actix_web::web;
 use omadm_core::bus::Bus;
 use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
 use omadm_core::store::{Store, StoreError};
+use omadm_runtime::ops::OpsServer;
 use omadm_runtime::shutdown::{Phase, ShutdownPlan};
 
 use crate::cluster::{Cluster, ClusterConfig, Membership};
@@ -79,7 +80,7 @@ pub struct Node {
     readiness: web::Data<Readiness>,
     public: Server,
     internal: Option<Server>,
-    ops: Option<Server>,
+    ops: Option<OpsServer>,
     membership: Membership,
     relay: Option<OutboxRelay>,
 }
@@ -119,8 +120,7 @@ impl Node {
         };
         let ops = match listeners.ops {
             Some(listener) => Some(
-                server::run_ops(state.clone(), Some(Arc::clone(&cluster)), listener, options.clone())
-                    .await
+                server::run_ops(state.clone(), Some(Arc::clone(&cluster)), listener, &options)
                     .map_err(listen_error("ops"))?,
             ),
             None => None,
@@ -147,7 +147,7 @@ impl Node {
     }
 
     pub fn ops_addr(&self) -> Option<SocketAddr> {
-        self.ops.as_ref().map(Server::local_addr)
+        self.ops.as_ref().map(OpsServer::local_addr)
     }
 
     /// What `/readyz` reads on every listener of the node; other roles in the process raise conditions here.
@@ -176,7 +176,7 @@ impl Node {
             });
         }
         if let Some(ops) = ops {
-            plan.add(Phase::CloseStore, "ops listener", stop_server(ops, "ops"));
+            plan.add(Phase::CloseStore, "ops listener", ops.stop());
         }
     }
 
@@ -192,10 +192,13 @@ impl Node {
     pub async fn kill(self) {
         self.membership.abandon().await;
         drop(self.relay);
-        for server in [Some(self.public), self.internal, self.ops].into_iter().flatten() {
+        for server in [Some(self.public), self.internal].into_iter().flatten() {
             if let Err(error) = server.stop().await {
                 tracing::warn!(%error, "a listener did not stop cleanly");
             }
+        }
+        if let Some(ops) = self.ops {
+            ops.stop().await;
         }
     }
 }

@@ -44,11 +44,11 @@ pub fn configure_probes(config: &mut web::ServiceConfig) {
 }
 
 async fn get_metrics() -> HttpResponse {
-    HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(metrics().render())
+    omadm_runtime::ops::metrics_response()
 }
 
 async fn get_healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    omadm_runtime::ops::healthz_response()
 }
 
 async fn get_readyz(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {

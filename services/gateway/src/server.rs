@@ -1,6 +1,7 @@
 //! The HTTP servers of one node: the device edge, the operator API, `/healthz` and `/readyz` on the public
 //! listener; the DM routes for requests forwarded by peers, and `/healthz`, on the internal listener;
-//! `/metrics`, `/healthz` and `/readyz` on the ops listener ([`run_ops`]), which only operators should reach.
+//! `/metrics`, `/healthz` and `/readyz` on the ops listener ([`run_ops`], the role runtime's `OpsServer`), which only
+//! operators should reach.
 //!
 //! Around every route: a tracing span per request (with the `OMADM-DevID`
 //! header as `device_id`), HTTP metrics by route pattern (never the raw
@@ -31,6 +32,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
 use omadm_core::bus::relay::{OutboxRelay, OutboxWaker};
 use omadm_core::metrics::{metrics, status_class};
+use omadm_runtime::ops::OpsServer;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
@@ -239,40 +241,23 @@ pub async fn run_internal(
     Ok(Server { local_addr, handle, readiness, task })
 }
 
-/// Starts the ops listener on `listener`: `/metrics`, `/healthz` and `/readyz` (the store, the cluster and the
-/// shared readiness of `options`), nothing else. It stops last, so `/readyz` answers 503 while the others drain.
-pub async fn run_ops(
+/// Starts the ops listener on `listener` (the role runtime's [`OpsServer`]): `/metrics`, `/healthz` and
+/// `/readyz` (the store, the cluster and the shared readiness of `options`), nothing else. It stops last, so
+/// `/readyz` answers 503 while the other listeners drain.
+pub fn run_ops(
     state: web::Data<AppState>,
     cluster: Option<std::sync::Arc<crate::cluster::Cluster>>,
     listener: TcpListener,
-    options: ServerOptions,
-) -> io::Result<Server> {
-    let local_addr = listener.local_addr()?;
+    options: &ServerOptions,
+) -> io::Result<OpsServer> {
     let readiness = options.readiness.clone();
-    let app_readiness = readiness.clone();
-    let http_server = HttpServer::new(move || {
-        let mut app = App::new();
+    OpsServer::start_with(listener, move |config| {
         if let Some(cluster) = &cluster {
-            app = app.app_data(web::Data::from(cluster.clone()));
+            config.app_data(web::Data::from(cluster.clone()));
         }
-        app.app_data(state.clone())
-            .app_data(app_readiness.clone())
-            .wrap(ErrorHandlers::new().default_handler(errors_as_json))
-            .configure(crate::ops::configure)
-            .default_service(web::to(no_such_route))
+        config.app_data(state.clone()).app_data(readiness.clone());
+        crate::ops::configure(config);
     })
-    .client_request_timeout(options.client_request_timeout)
-    .client_disconnect_timeout(Duration::from_secs(1))
-    .keep_alive(options.keep_alive)
-    .shutdown_timeout(1)
-    // A scrape is one small request: one worker is plenty and keeps the process's thread count down.
-    .workers(1)
-    .disable_signals();
-    let server = http_server.listen(listener)?.run();
-    let handle = server.handle();
-    let task = tokio::spawn(server);
-    tracing::info!(%local_addr, "ops listener ready");
-    Ok(Server { local_addr, handle, readiness, task })
 }
 
 /// Lets through `/healthz` and requests that carry the cluster's internal token; 403 otherwise.

@@ -96,7 +96,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(|readiness: web::Data<Readiness>| async move { readyz_response(&readiness) }));
 }
 
-/// A running ops listener of a role without listeners of its own (campaigns, notifier).
+/// A running ops listener: one worker serving the routes a role registers, nothing else.
 pub struct OpsServer {
     local_addr: std::net::SocketAddr,
     handle: actix_web::dev::ServerHandle,
@@ -104,11 +104,24 @@ pub struct OpsServer {
 }
 
 impl OpsServer {
-    /// Serves [`configure`]'s routes on `listener` with one worker, in the current actix system.
+    /// Serves [`configure`]'s routes with `readiness`, for a role without probes of its own (campaigns,
+    /// notifier), on `listener`, in the current actix system.
     pub fn start(listener: std::net::TcpListener, readiness: web::Data<Readiness>) -> std::io::Result<OpsServer> {
+        OpsServer::start_with(listener, move |config| {
+            config.app_data(readiness.clone());
+            configure(config);
+        })
+    }
+
+    /// Serves what `routes` registers (its routes and the app data they read) on `listener`; anything else
+    /// gets a JSON 404. A scrape is one small request: one worker keeps the process's thread count down.
+    pub fn start_with(
+        listener: std::net::TcpListener,
+        routes: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    ) -> std::io::Result<OpsServer> {
         let local_addr = listener.local_addr()?;
         let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new().app_data(readiness.clone()).configure(configure).default_service(web::to(|| async {
+            actix_web::App::new().configure(routes.clone()).default_service(web::to(|| async {
                 HttpResponse::NotFound().json(serde_json::json!({"error": "no such route"}))
             }))
         })

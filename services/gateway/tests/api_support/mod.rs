@@ -24,7 +24,7 @@ pub struct TestServer {
     pub state: web::Data<AppState>,
     pub client: reqwest::Client,
     server: Option<Server>,
-    ops: Option<Server>,
+    ops: Option<omadm_runtime::ops::OpsServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -80,9 +80,8 @@ impl TestServer {
             state.clone(),
             Some(edge.cluster().clone()),
             server::bind("127.0.0.1:0").unwrap(),
-            options.clone(),
+            &options,
         )
-        .await
         .unwrap();
         let ops_base = format!("http://{}", ops.local_addr());
         let server = server::run(state.clone(), edge, listener, options).await.unwrap();

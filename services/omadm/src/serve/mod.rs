@@ -28,9 +28,9 @@ mod banner;
 mod secrets;
 mod settings;
 
-use std::time::Duration;
-
+use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use anyhow::{Context as _, bail};
@@ -89,14 +89,10 @@ async fn run_notifier(settings: Settings) -> anyhow::Result<()> {
     let (store, bus) = open_backends(&settings, &client).await?;
     let readiness = Arc::new(Readiness::new());
     let ops = match &settings.ops_listen {
-        Some(address) => {
-            let listener =
-                server::bind(address).with_context(|| format!("cannot listen on {address} (--ops-listen)"))?;
-            Some(
-                OpsServer::start(listener, web::Data::from(Arc::clone(&readiness)))
-                    .context("cannot start the ops listener")?,
-            )
-        }
+        Some(address) => Some(
+            OpsServer::start(bind(address, "--ops-listen")?, web::Data::from(Arc::clone(&readiness)))
+                .context("cannot start the ops listener")?,
+        ),
         None => None,
     };
     let notifier = Notifier::start(store, bus, settings.notifier.clone(), Arc::clone(&readiness)).await?;
@@ -213,11 +209,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds every listener before anything runs, so a taken port fails the start at once and port 0 is known.
+/// Binds `address`, the value of `flag`, before anything runs: a taken port fails the start at once.
+fn bind(address: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    server::bind(address).with_context(|| format!("cannot listen on {address} ({flag})"))
+}
+
+/// Binds every listener of a node before anything runs, so port 0 is known when the public URL is built.
 fn bind_listeners(settings: &Settings) -> anyhow::Result<NodeListeners> {
-    let bind = |address: &str, flag: &str| {
-        server::bind(address).with_context(|| format!("cannot listen on {address} ({flag})"))
-    };
     Ok(NodeListeners {
         public: bind(&settings.listen, "--listen")?,
         internal: settings.internal_listen.as_deref().map(|address| bind(address, "--internal-listen")).transpose()?,
