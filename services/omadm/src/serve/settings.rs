@@ -509,35 +509,25 @@ impl Settings {
         if self.ops_listen.as_deref().is_some_and(|address| address == self.listen && !address.ends_with(":0")) {
             bail!("--ops-listen must differ from --listen: /metrics must not reach devices");
         }
-        if self.role == Role::Gateway {
-            let missing: Vec<&str> = [
+        // What a role on shared backends cannot run without; `serve` has a default for everything.
+        let required: &[(&str, bool)] = match self.role {
+            Role::Serve => &[],
+            Role::Gateway => &[
                 ("--store", !store_given),
                 ("--bus", !bus_given),
                 ("--admin-token", self.admin_token.is_none()),
                 ("--public-url", self.public_url.is_none()),
                 ("--internal-listen", self.internal_listen.is_none()),
-            ]
-            .into_iter()
-            .filter_map(|(flag, absent)| absent.then_some(flag))
-            .collect();
-            if !missing.is_empty() {
-                bail!("omadm gateway needs {}", missing.join(", "));
-            }
-            if self.embedded_store() {
-                bail!("omadm gateway needs a shared store (redis:// or redis+cluster://), not {}", self.store);
-            }
+            ],
+            Role::Notifier => &[("--store", !store_given), ("--bus", !bus_given)],
+        };
+        let missing: Vec<&str> = required.iter().filter_map(|(flag, absent)| absent.then_some(*flag)).collect();
+        let role = self.role.name();
+        if !missing.is_empty() {
+            bail!("omadm {role} needs {}", missing.join(", "));
         }
-        if self.role == Role::Notifier {
-            let missing: Vec<&str> = [("--store", !store_given), ("--bus", !bus_given)]
-                .into_iter()
-                .filter_map(|(flag, absent)| absent.then_some(flag))
-                .collect();
-            if !missing.is_empty() {
-                bail!("omadm notifier needs {}", missing.join(", "));
-            }
-            if self.embedded_store() {
-                bail!("omadm notifier needs a shared store (redis:// or redis+cluster://), not {}", self.store);
-            }
+        if self.role != Role::Serve && self.embedded_store() {
+            bail!("omadm {role} needs a shared store (redis:// or redis+cluster://), not {}", self.store);
         }
         Ok(())
     }
