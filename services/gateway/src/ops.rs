@@ -52,10 +52,11 @@ async fn get_healthz() -> HttpResponse {
 }
 
 async fn get_readyz(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let shutting_down =
-        request.app_data::<web::Data<Readiness>>().is_some_and(|readiness| readiness.is_shutting_down());
-    if shutting_down {
-        return Err(HttpError::unavailable("shutting down"));
+    // The shutdown, then what other roles in the process raised (the in-process notifier: `notifier: ...`).
+    if let Some(readiness) = request.app_data::<web::Data<Readiness>>()
+        && let Err(reason) = readiness.verdict()
+    {
+        return Err(HttpError::unavailable(reason));
     }
     // One request that touches the store (one outbox shard's length; the relay keeps the backlog gauge).
     match tokio::time::timeout(STORE_PROBE_TIMEOUT, state.store.outbox_lengths(&[0])).await {

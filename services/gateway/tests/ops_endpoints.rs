@@ -15,6 +15,15 @@ async fn health_and_readiness() {
     assert_eq!(ready.status(), 200);
 
     assert_eq!(server.client.get(server.ops_url("/readyz")).send().await.unwrap().status(), 200);
+    // Another role of the process (the notifier in `omadm serve`) raises what stops it serving: both listeners
+    // say so until it clears.
+    server.server().readiness().raise("notifier", "outcomes cannot be stored");
+    for url in [server.url("/readyz"), server.ops_url("/readyz")] {
+        let reason = expect_error(server.client.get(url).send().await.unwrap(), 503).await;
+        assert_eq!(reason, "notifier: outcomes cannot be stored");
+    }
+    server.server().readiness().clear("notifier");
+    assert_eq!(server.client.get(server.url("/readyz")).send().await.unwrap().status(), 200);
     server.server().readiness().begin_shutdown();
     // The ops listener shares the node's readiness: both say it drains.
     expect_error(server.client.get(server.ops_url("/readyz")).send().await.unwrap(), 503).await;
