@@ -1,4 +1,4 @@
-//! What `omadm serve` and `omadm gateway` print on stdout once they listen: where, on what, and how to try it.
+//! What `omadm serve`, `gateway` and `notifier` print on stdout once they run: where, on what, and how to try it.
 
 use std::io::Write as _;
 
@@ -31,12 +31,9 @@ pub fn print(settings: &Settings, admin_token: &AdminToken, started: &Started<'_
     if settings.data_dir_only() {
         lines.push(format!("data dir: {}", settings.data_dir.display()));
     } else {
-        lines.push(format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus)));
+        lines.push(backends_line(settings));
     }
-    lines.push(match &started.ops_url {
-        Some(url) => format!("ops: {url} (/metrics, /healthz, /readyz)"),
-        None => "ops: none (--ops-listen none)".to_owned(),
-    });
+    lines.push(ops_line(started.ops_url.as_deref()));
     let internal = if started.internal_url.is_empty() {
         "no internal listener".to_owned()
     } else {
@@ -45,24 +42,31 @@ pub fn print(settings: &Settings, admin_token: &AdminToken, started: &Started<'_
     lines.push(format!("node: {} ({internal}, {} live nodes)", started.node_id, started.live_nodes));
     lines.push(token_line);
     lines.push(format!("try: curl -H 'Authorization: Bearer {shown_token}' {public_url}/api/v1/devices"));
-    let mut stdout = std::io::stdout().lock();
-    // Best effort: a closed stdout must not stop the server.
-    for line in lines {
-        let _ = writeln!(stdout, "{line}");
-    }
-    let _ = stdout.flush();
+    write_lines(&lines);
 }
 
 /// The banner of a role without listeners of its own (`omadm notifier`): what it does, on what, its ops URL.
 pub fn print_role(settings: &Settings, doing: &str, ops_url: Option<String>) {
-    let lines = [
+    write_lines(&[
         format!("omadm {}: {doing}", settings.role.name()),
-        format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus)),
-        match ops_url {
-            Some(url) => format!("ops: {url} (/metrics, /healthz, /readyz)"),
-            None => "ops: none (--ops-listen none)".to_owned(),
-        },
-    ];
+        backends_line(settings),
+        ops_line(ops_url.as_deref()),
+    ]);
+}
+
+fn backends_line(settings: &Settings) -> String {
+    format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus))
+}
+
+fn ops_line(ops_url: Option<&str>) -> String {
+    match ops_url {
+        Some(url) => format!("ops: {url} (/metrics, /healthz, /readyz)"),
+        None => "ops: none (--ops-listen none)".to_owned(),
+    }
+}
+
+/// Best effort: a closed stdout must not stop the role.
+fn write_lines(lines: &[String]) {
     let mut stdout = std::io::stdout().lock();
     for line in lines {
         let _ = writeln!(stdout, "{line}");
