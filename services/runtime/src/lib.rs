@@ -12,7 +12,8 @@
 //! let mut stop = ShutdownPlan::new();
 //! let consumer = ConsumerLoop::spawn(bus.clone(), "campaigns", &[Topic::Results], handler, ConsumerOptions::default());
 //! stop.add(Phase::StopConsumers, "results consumer", consumer.stop());
-//! let signal = shutdown::wait_for_stop_signal().await?;
+//! let signals = StopSignals::install()?;          // before the role says it runs
+//! let signal = signals.wait().await;
 //! stop.run().await;
 //! ```
 

@@ -121,11 +121,6 @@ impl StopSignals {
     }
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C) and says which (listening from this call on: see [`StopSignals`]).
-pub async fn wait_for_stop_signal() -> std::io::Result<StopSignal> {
-    Ok(StopSignals::install()?.wait().await)
-}
-
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
