@@ -118,8 +118,13 @@ fn the_notifier_role_runs_alone_beside_a_gateway() {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let text = reqwest::get(format!("http://127.0.0.1:{ops_port}/metrics")).await.unwrap().text().await.unwrap();
-        assert!(text.contains("omadm_notifications_total"), "{text}");
+        // The outcome (and its count) is recorded once the datagram has left: it may trail the device's receipt.
+        let metrics = format!("http://127.0.0.1:{ops_port}/metrics");
+        omadm_testkit::wait::eventually("the notifier to count its outcome", Duration::from_secs(10), async || {
+            let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+            text.contains("omadm_notifications_total{outcome=\"sent\",transport=\"udp\"} 1")
+        })
+        .await;
         let ready = reqwest::get(format!("http://127.0.0.1:{ops_port}/readyz")).await.unwrap();
         assert_eq!(ready.status(), 200);
     });
