@@ -66,6 +66,14 @@ pub struct Args {
     /// Do not listen for notifications (no UDP socket per device).
     #[arg(long)]
     pub no_notify: bool,
+    /// DMAcc AuthNoti secret of every device: registered as the device's `auth_secret` (with --register), and
+    /// every Package#0 must carry a SHA256-DIGEST made with it (others are dropped and counted). Without it the
+    /// devices take unsigned notifications.
+    #[arg(long, value_name = "S")]
+    pub auth_secret: Option<String>,
+    /// List, in the report, the devices that accepted a notification (`notified_devices`, in id order).
+    #[arg(long)]
+    pub report_devices: bool,
     /// DMAcc ServerID the devices are provisioned with (must match the server's --server-id).
     #[arg(long, value_name = "ID", default_value = "omadm")]
     pub server_id: String,

@@ -11,7 +11,7 @@ use omadm_client::retry::{RetryPolicy, ServerSelection};
 use omadm_devsim::cli::Args;
 use omadm_devsim::fumo::FirmwareBehaviour;
 use omadm_devsim::profile::FleetProfile;
-use omadm_devsim::register::register_fleet;
+use omadm_devsim::register::{NotifyRegistration, register_fleet};
 use omadm_devsim::report::Collector;
 use omadm_devsim::schedule::Bounds;
 use omadm_devsim::sim::{RunConfig, run};
@@ -63,9 +63,11 @@ async fn devsim(args: Args) -> anyhow::Result<bool> {
     if args.register {
         let token = args.admin_token.as_deref().context("--register needs --admin-token")?;
         let http = reqwest::Client::new();
-        let notify_port = (!args.no_notify).then_some(args.notify_port);
-        let failed =
-            register_fleet(&http, &args.servers, token, &profile, args.concurrency, notify_port, &collector).await;
+        let notify = NotifyRegistration {
+            port: (!args.no_notify).then_some(args.notify_port),
+            auth_secret: args.auth_secret.clone(),
+        };
+        let failed = register_fleet(&http, &args.servers, token, &profile, args.concurrency, &notify, &collector).await;
         if failed > 0 {
             eprintln!("omadm-devsim: {failed} of {} registrations failed", profile.devices);
             registration_failed = true;
@@ -80,6 +82,8 @@ async fn devsim(args: Args) -> anyhow::Result<bool> {
             ..RetryPolicy::default()
         },
         server_id: args.server_id.clone(),
+        auth_secret: args.auth_secret.clone(),
+        report_devices: args.report_devices,
         bounds,
         concurrency: args.concurrency,
         notify_port: (!args.no_notify).then_some(args.notify_port),

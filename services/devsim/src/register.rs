@@ -8,6 +8,15 @@ use tokio::task::JoinSet;
 use crate::profile::FleetProfile;
 use crate::report::Collector;
 
+/// What a registration tells the server about how to wake the device.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyRegistration {
+    /// `Some(port)`: the device's `notify_address` is its own loopback address at this port.
+    pub port: Option<u16>,
+    /// The device's AuthNoti secret, the server's key for signing its Package#0.
+    pub auth_secret: Option<String>,
+}
+
 /// Registers every device of `profile`, device i through server i mod n of `servers` (any node of a cluster
 /// serves the operator API), or the next one when that server does not answer; failures are counted in the collector as `register_<status>` or
 /// `register_transport`. Returns how many failed.
@@ -17,7 +26,7 @@ pub async fn register_fleet(
     admin_token: &str,
     profile: &FleetProfile,
     concurrency: usize,
-    notify_port: Option<u16>,
+    notify: &NotifyRegistration,
     collector: &Arc<Collector>,
 ) -> u64 {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
@@ -38,12 +47,15 @@ pub async fn register_fleet(
             .collect();
         // Each simulated device listens on its own loopback address, as IP devices do on theirs.
         let notify_address =
-            notify_port.map(|port| std::net::SocketAddr::from((crate::profile::notify_address(index), port)));
-        let registration = serde_json::json!({
+            notify.port.map(|port| std::net::SocketAddr::from((crate::profile::notify_address(index), port)));
+        let mut registration = serde_json::json!({
             "password": profile.password,
             "tags": { "source": "devsim" },
             "notify_address": notify_address,
         });
+        if let (Some(secret), Some(fields)) = (&notify.auth_secret, registration.as_object_mut()) {
+            fields.insert("auth_secret".to_owned(), secret.clone().into());
+        }
         let http = http.clone();
         let admin_token = admin_token.to_owned();
         let collector = Arc::clone(collector);

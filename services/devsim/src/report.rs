@@ -48,6 +48,11 @@ pub struct Report {
     /// Failure kind -> how many sessions (or registrations) failed so.
     pub errors: BTreeMap<String, u64>,
     pub notifications_received: u64,
+    /// Package#0s the devices dropped, by reason (`digest`, `duplicate`, ...); reasons never seen are absent.
+    pub notifications_dropped: BTreeMap<String, u64>,
+    /// With --report-devices: the devices that accepted a notification, in id order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notified_devices: Option<Vec<String>>,
     pub firmware: FirmwareCounts,
     /// Requests the devices sent again (after a 503/429, or after no answer).
     pub retries: u64,
@@ -88,6 +93,9 @@ struct Tallies {
     session_micros: Histogram<u64>,
     registered: u64,
     notifications_received: u64,
+    notifications_dropped: BTreeMap<String, u64>,
+    notified_devices: Option<std::collections::BTreeSet<String>>,
+    listeners_set_up: u64,
     firmware: FirmwareCounts,
     transport: TransportStats,
     failure_samples: Vec<FailureSample>,
@@ -141,6 +149,9 @@ impl Collector {
                 session_micros: histogram()?,
                 registered: 0,
                 notifications_received: 0,
+                notifications_dropped: BTreeMap::new(),
+                notified_devices: None,
+                listeners_set_up: 0,
                 firmware: FirmwareCounts::default(),
                 transport: TransportStats::default(),
                 failure_samples: Vec::new(),
@@ -180,8 +191,31 @@ impl Collector {
         self.with(|tallies| tallies.registered += 1);
     }
 
-    pub fn record_notification(&self) {
-        self.with(|tallies| tallies.notifications_received += 1);
+    /// A notification `device_id` accepted; named in the report when `named`.
+    pub fn record_notification(&self, device_id: &str, named: bool) {
+        self.with(|tallies| {
+            tallies.notifications_received += 1;
+            if named {
+                tallies.notified_devices.get_or_insert_default().insert(device_id.to_owned());
+            }
+        });
+    }
+
+    /// Adds one device's dropped notifications (when the device is done).
+    pub fn record_notification_drops(&self, counts: &omadm_client::notification::NotificationCounts) {
+        self.with(|tallies| {
+            for (kind, count) in &counts.dropped {
+                *tallies.notifications_dropped.entry(kind.name().to_owned()).or_default() += count;
+            }
+        });
+    }
+
+    /// One more device has tried to bind its notification socket; returns how many have.
+    pub fn record_listener_set_up(&self) -> u64 {
+        self.with(|tallies| {
+            tallies.listeners_set_up += 1;
+            tallies.listeners_set_up
+        })
     }
 
     pub fn record_firmware(&self, succeeded: bool) {
@@ -240,6 +274,8 @@ impl Collector {
             },
             errors: tallies.errors.clone(),
             notifications_received: tallies.notifications_received,
+            notifications_dropped: tallies.notifications_dropped.clone(),
+            notified_devices: tallies.notified_devices.as_ref().map(|devices| devices.iter().cloned().collect()),
             firmware: tallies.firmware.clone(),
             retries: tallies.transport.retries,
             failovers: tallies.transport.failovers,

@@ -38,6 +38,10 @@ pub struct RunConfig {
     /// How each device retries a request (503/429 with Retry-After, no answer).
     pub retry: RetryPolicy,
     pub server_id: String,
+    /// The AuthNoti secret Package#0 must be signed with; `None`: unsigned ones are taken.
+    pub auth_secret: Option<String>,
+    /// Name the devices that accepted a notification in the report.
+    pub report_devices: bool,
     pub bounds: Bounds,
     pub concurrency: usize,
     /// `Some(port)`: each device listens for Package#0 on its loopback address at this port.
@@ -149,7 +153,8 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
     let transport = Transport::with_client(shared.http.clone(), device.credentials.clone())
         .with_retry_policy(shared.config.retry.clone())
         .with_servers(servers);
-    let accounts = vec![notification::ServerAccount::new(shared.config.server_id.clone(), None)];
+    let accounts =
+        vec![notification::ServerAccount::new(shared.config.server_id.clone(), shared.config.auth_secret.clone())];
     let (inbox, mut accepted) = NotificationInbox::new(&spec.device_id, accounts, NotificationPolicy::default(), 4);
     let listener: Option<UdpNotificationListener> = match shared.config.notify_port {
         Some(port) => {
@@ -165,6 +170,11 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
         }
         None => None,
     };
+    if shared.config.notify_port.is_some() && shared.collector.record_listener_set_up() == u64::from(profile.devices) {
+        // The one line a driver (a test, a script) waits for before it sends Package#0: UDP keeps nothing for a
+        // socket that is not bound yet.
+        eprintln!("omadm-devsim: {} devices listening for notifications", profile.devices);
+    }
     let bounds = shared.config.bounds;
     tokio::time::sleep(bounds.first_start_offset(spec.index, profile.devices)).await;
     let mut own_sessions = 0;
@@ -178,7 +188,7 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
                 tokio::select! {
                     () = tokio::time::sleep(bounds.interval) => {}
                     Some(notification) = accepted.recv(), if listener.is_some() => {
-                        shared.collector.record_notification();
+                        shared.collector.record_notification(&spec.device_id, shared.config.report_devices);
                         one_session(&mut device, &transport, &shared, notification.request_mos, &pending_update).await;
                     }
                 }
@@ -190,7 +200,7 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
         let Some(remaining) = duration.checked_sub(elapsed) else { break };
         match tokio::time::timeout(remaining, accepted.recv()).await {
             Ok(Some(notification)) => {
-                shared.collector.record_notification();
+                shared.collector.record_notification(&spec.device_id, shared.config.report_devices);
                 one_session(&mut device, &transport, &shared, notification.request_mos, &pending_update).await;
             }
             Ok(None) | Err(_) => break,
@@ -199,6 +209,7 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
     if let Some(listener) = listener {
         listener.stop().await;
     }
+    shared.collector.record_notification_drops(&inbox.counts());
     shared.collector.record_transport(transport.stats());
 }
 

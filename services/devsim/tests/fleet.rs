@@ -239,6 +239,110 @@ async fn a_package0_over_udp_starts_a_session_and_repeats_are_dropped() {
     assert_eq!(none.to_string().matches("\"outcome\"").count(), 0, "{none}");
 }
 
+/// Issue 11's fleet test: 1,000 devsim devices registered with their UDP addresses and AuthNoti secret; one API
+/// call notifies them all; the in-process notifier signs and sends each its Package#0; every device verifies it
+/// and opens its session; the API's outcome and devsim's report agree device by device. A Package#0 signed with
+/// another secret is dropped by the device and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_api_call_wakes_a_thousand_devices_over_udp_and_each_opens_its_session() {
+    use std::collections::BTreeSet;
+    use std::io::BufRead;
+
+    const DEVICES: usize = 1000;
+    let data = omadm_testkit::process::data_dir();
+    let served = serve(data.path());
+    let port = free_udp_port();
+    let mut child = devsim(&[
+        "--server",
+        &served.base,
+        "--devices",
+        &DEVICES.to_string(),
+        "--id-prefix",
+        "wake-",
+        "--register",
+        "--admin-token",
+        TOKEN,
+        "--auth-secret",
+        "fleet-noti-secret",
+        "--report-devices",
+        "--concurrency",
+        "32",
+        "--sessions-per-device",
+        "0",
+        "--duration",
+        "30",
+        "--notify-port",
+        &port.to_string(),
+    ])
+    .spawn()
+    .unwrap();
+    // Package#0 goes out only once every device's socket is bound: UDP keeps nothing for a socket not yet there.
+    let stderr = child.stderr.take().unwrap();
+    let (listening, stderr_lines) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut listening = Some(listening);
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("devices listening for notifications") {
+                if let Some(listening) = listening.take() {
+                    let _ = listening.send(());
+                }
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    tokio::time::timeout(Duration::from_secs(60), stderr_lines).await.expect("devsim never listened").unwrap();
+
+    let answer = api(
+        reqwest::Method::POST,
+        format!("{}/api/v1/notifications", served.base),
+        Some(json!({"filter": {"tags": {"source": "devsim"}}, "req_mos": false})),
+    )
+    .await;
+    assert_eq!(answer["requested"], DEVICES, "{answer}");
+    assert_eq!(answer["truncated"], false, "{answer}");
+    let request_ids: Vec<String> =
+        answer["request_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+    assert_eq!(request_ids.len(), DEVICES);
+
+    // A Package#0 in the server's name signed with a secret the device does not hold: dropped, counted.
+    let forged =
+        Notification { server_id: Some("omadm".into()), notification_id: Some(40_000), ..Notification::default() }
+            .encode_signed(b"not-the-fleet-secret", omadm_client::notification::system_clock())
+            .unwrap();
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sender.send_to(&omadm_proto::notification::wrap_push(&forged, 9), ("127.0.0.2", port)).unwrap();
+
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let report = report_of(&output);
+    assert!(output.status.success(), "{report}");
+    assert_eq!(report["registered"], DEVICES, "{report}");
+    assert_eq!(report["notifications_received"], DEVICES, "{report}");
+    assert_eq!(report["sessions_ok"], DEVICES, "{report}");
+    assert_eq!(report["sessions_failed"], 0, "{report}");
+    assert_eq!(report["notifications_dropped"], json!({"wrong_digest": 1}), "{report}");
+    let notified: BTreeSet<String> =
+        report["notified_devices"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+    let expected: BTreeSet<String> = (0..DEVICES).map(|index| format!("wake-{index:06}")).collect();
+    assert_eq!(notified, expected);
+
+    // Device by device, the server says the same: one request each, sent over UDP, and the session it started.
+    let mut requested_devices = BTreeSet::new();
+    for request_id in &request_ids {
+        let record =
+            api(reqwest::Method::GET, format!("{}/api/v1/notifications/{request_id}", served.base), None).await;
+        assert_eq!(record["state"], "sent", "{record}");
+        assert_eq!(record["transport"], "udp", "{record}");
+        assert!(requested_devices.insert(record["device_id"].as_str().unwrap().to_owned()), "{record}");
+    }
+    assert_eq!(requested_devices, notified);
+    for device_id in &notified {
+        let device = api(reqwest::Method::GET, format!("{}/api/v1/devices/{device_id}", served.base), None).await;
+        assert_eq!(device["last_session"]["outcome"], "ended", "{device}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistered_devices_fail_with_401_and_the_exit_code_says_so() {
     let data = omadm_testkit::process::data_dir();
@@ -329,6 +433,8 @@ fn help_documents_every_flag_and_bad_flags_are_usage_errors() {
         "--notify-port",
         "--no-notify",
         "--server-id",
+        "--auth-secret",
+        "--report-devices",
         "--fw-fail-rate",
         "--fw-duration-ms",
         "--alert-rate",

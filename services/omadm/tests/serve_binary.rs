@@ -99,3 +99,86 @@ fn bad_settings_fail_with_one_line() {
     let stderr = refused(data.path(), &["--max-commands-per-package", "0"]);
     assert!(stderr.starts_with("omadm: error: --max-commands-per-package"), "{stderr}");
 }
+
+/// Abuse does not fill the disk with logs: thousands of failed logins with long URLs and `User-Agent`s, API
+/// calls with a wrong token and requests the HTTP layer cannot parse leave a few capped lines at the default
+/// level, not a line (or two) per request.
+#[test]
+fn abuse_writes_a_bounded_log_at_the_default_level() {
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+
+    use omadm_testkit::process::{self, Output, Spawned};
+
+    const FAILED_LOGINS: usize = 2_000;
+    let data = omadm_testkit::process::data_dir();
+    let port = omadm_testkit::ports::free_port();
+    let log = data.path().join("omadm.log");
+    let mut command = process::command(process::omadm_binary());
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--ops-listen", "none", "--data-dir"])
+        .arg(data.path())
+        .args(["--admin-token", "log-volume-admin-token"])
+        // The default filter, as an operator runs it.
+        .env_remove("RUST_LOG");
+    let mut served = Spawned::spawn(command, Output::LogFile(log.clone()));
+    served.wait_for_listener(port, Duration::from_secs(60));
+    let idle_bytes = std::fs::metadata(&log).unwrap().len();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let long = "x".repeat(8_000);
+        let mut tasks = tokio::task::JoinSet::new();
+        for attempt in 0..FAILED_LOGINS {
+            let (client, long) = (client.clone(), long.clone());
+            tasks.spawn(async move {
+                let package = json!({"SessionID": 1, "MsgID": 1, "CMD": [["ALERT", "1201"]]});
+                let login = client
+                    .post(format!("http://127.0.0.1:{port}/dm?{long}"))
+                    .header("User-Agent", &long)
+                    .header("OMADM-DevID", format!("IMEI:{attempt}"))
+                    .basic_auth(format!("IMEI:{attempt}"), Some("wrong"))
+                    .header("content-type", "application/vnd.oma.dm.initiation+json")
+                    .body(package.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!([401, 429].contains(&login.status().as_u16()), "{}", login.status());
+                let api = client
+                    .get(format!("http://127.0.0.1:{port}/api/v1/devices?{long}"))
+                    .bearer_auth("not-the-token")
+                    .send()
+                    .await
+                    .unwrap();
+                assert!([401, 429].contains(&api.status().as_u16()), "{}", api.status());
+            });
+            while tasks.len() >= 32 {
+                tasks.join_next().await.unwrap().unwrap();
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    });
+    for _ in 0..50 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .write_all(b"POST /dm HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello")
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(answer.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&answer));
+    }
+    assert!(served.terminate(Duration::from_secs(20)).is_some_and(|exit| exit.success()));
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let written = text.len() as u64 - idle_bytes;
+    // Two thousand failures each way: one summary line per interval, each line capped.
+    assert!(written < 16 * 1024, "{written} bytes of log for {FAILED_LOGINS} failed logins:\n{text}");
+    let summaries = text.lines().filter(|line| line.contains("authentication failures")).count();
+    assert!((1..=3).contains(&summaries), "{summaries} summary lines:\n{text}");
+    assert!(text.lines().all(|line| line.len() < 2_048), "{text}");
+    assert!(!text.contains("ERROR"), "{text}");
+}

@@ -49,6 +49,8 @@ pub fn run_config(servers: Vec<String>, selection: ServerSelection, bounds: Boun
             down_for: Duration::from_secs(10),
         },
         server_id: "omadm".to_owned(),
+        auth_secret: None,
+        report_devices: false,
         bounds,
         concurrency,
         notify_port: None,
@@ -62,8 +64,16 @@ pub fn run_config(servers: Vec<String>, selection: ServerSelection, bounds: Boun
 pub async fn register(servers: &[String], profile: &FleetProfile) {
     let collector = Arc::new(Collector::new().unwrap());
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let failed =
-        omadm_devsim::register::register_fleet(&http, servers, ADMIN_TOKEN, profile, 32, None, &collector).await;
+    let failed = omadm_devsim::register::register_fleet(
+        &http,
+        servers,
+        ADMIN_TOKEN,
+        profile,
+        32,
+        &Default::default(),
+        &collector,
+    )
+    .await;
     let report = collector.report(profile.devices, Duration::ZERO);
     assert_eq!(failed, 0, "registrations failed: {:?}", report.errors);
 }
