@@ -48,7 +48,7 @@ pub struct Report {
     /// Failure kind -> how many sessions (or registrations) failed so.
     pub errors: BTreeMap<String, u64>,
     pub notifications_received: u64,
-    /// Package#0s the devices dropped, by reason (`digest`, `duplicate`, ...); reasons never seen are absent.
+    /// Package#0s the devices dropped, by reason (`wrong_digest`, `duplicate`, ...); reasons never seen are absent.
     pub notifications_dropped: BTreeMap<String, u64>,
     /// With --report-devices: the devices that accepted a notification, in id order.
     #[serde(skip_serializing_if = "Option::is_none")]

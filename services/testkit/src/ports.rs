@@ -1,16 +1,15 @@
 //! Free loopback ports: ones the OS just handed out, so a test never meets a server the machine already runs.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::{TcpListener, UdpSocket};
 use std::sync::{Mutex, PoisonError};
 
 /// Every port this test process has handed out: the OS may give a port back the moment its probe socket closes,
 /// so two calls in a row (a node's public and internal listener) could otherwise name the same port.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 fn first_unused(mut probe: impl FnMut() -> u16) -> u16 {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     loop {
         let port = probe();
         if handed_out.insert(port) {
@@ -32,6 +31,8 @@ pub fn free_udp_port() -> u16 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]
