@@ -272,20 +272,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample_devinfo(device_id: &str) -> DevInfo {
-        DevInfo {
-            device_id: device_id.to_owned(),
-            manufacturer: "Example".into(),
-            model: "X1".into(),
-            dm_client_version: "2.0".into(),
-            language: "en-US".into(),
-            device_type: "meter".into(),
-            oem: "Example OEM".into(),
-            firmware_version: "1.0.0".into(),
-            software_version: "5.1".into(),
-            hardware_version: "rev B".into(),
-            bearer: None,
-            extensions: None,
-        }
+        omadm_testkit::fixtures::devinfo(device_id)
     }
 
     pub(crate) fn sample_device() -> Device {

@@ -11,20 +11,16 @@ use actix_web::web;
 use omadm_client::device::{BrowserHook, Device, ExecOutcome, ExecutableNode, ServerAccount};
 use omadm_client::session::{SessionError, SessionRequest, run_session};
 use omadm_client::transport::Transport;
-use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::clock;
-use omadm_core::model::{
-    CommandOrigin, CommandRecord, ContentSource, Device as ServerDevice, NewCommand, RepositoryItem,
-};
+use omadm_core::model::{CommandRecord, ContentSource, RepositoryItem};
 use omadm_core::session::SessionConfig;
-use omadm_core::store::{Store, WriteBatch};
+use omadm_core::store::Store;
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
-use omadm_proto::command::Command;
-use omadm_proto::mo::DevInfo;
 use omadm_proto::package::AlertItem;
 use omadm_proto::status::StatusCode;
 use omadm_proto::tree::{LeafValue, Node};
+use omadm_testkit::fixtures::devinfo;
 use serde_json::json;
 
 const SERVER_ID: &str = "omadm-test";
@@ -66,22 +62,11 @@ impl TestServer {
     }
 
     async fn register(&self, device_id: &str, password: &str) {
-        let now = clock::now_millis();
-        let device = ServerDevice::new(device_id, credentials_for(device_id, DEFAULT_REALM, password), now);
-        self.store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+        omadm_testkit::fixtures::register(&*self.store, device_id, password).await;
     }
 
     async fn enqueue(&self, device_id: &str, commands: serde_json::Value) {
-        let commands = commands
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|command| NewCommand {
-                command: Command::from_json(command).unwrap(),
-                origin: CommandOrigin::Operator,
-            })
-            .collect();
-        self.store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap();
+        omadm_testkit::fixtures::enqueue(&*self.store, device_id, commands).await;
     }
 
     async fn publish(&self, path: &str, content_type: &str, body: &[u8]) {
@@ -100,23 +85,6 @@ impl TestServer {
     async fn statuses(&self, device_id: &str) -> Vec<(String, Option<u16>)> {
         let records: Vec<CommandRecord> = self.store.list_commands(device_id, None, 1000).await.unwrap();
         records.iter().map(|record| (record.command.name().to_owned(), record.status)).collect()
-    }
-}
-
-fn devinfo(device_id: &str) -> DevInfo {
-    DevInfo {
-        device_id: device_id.to_owned(),
-        manufacturer: "Example".into(),
-        model: "X1".into(),
-        dm_client_version: "2.0".into(),
-        language: "en-US".into(),
-        device_type: "meter".into(),
-        oem: "Example OEM".into(),
-        firmware_version: "1.0.0".into(),
-        software_version: "5.1".into(),
-        hardware_version: "rev B".into(),
-        bearer: None,
-        extensions: None,
     }
 }
 

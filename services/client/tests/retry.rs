@@ -14,14 +14,11 @@ use omadm_client::device::{Device, ServerAccount};
 use omadm_client::retry::{RetryPolicy, ServerList, ServerSelection};
 use omadm_client::session::{SessionRequest, run_session};
 use omadm_client::transport::Transport;
-use omadm_core::auth::{DEFAULT_REALM, credentials_for};
-use omadm_core::clock;
-use omadm_core::model::{CommandOrigin, CommandRecord, Device as ServerDevice, NewCommand};
-use omadm_core::store::{Store, WriteBatch};
+use omadm_core::model::CommandRecord;
+use omadm_core::store::Store;
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
-use omadm_proto::command::Command;
-use omadm_proto::mo::DevInfo;
+use omadm_testkit::fixtures::devinfo;
 use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -350,37 +347,13 @@ async fn start_gateway(listener: StdTcpListener, public_url: &str) -> Gateway {
 
 impl Gateway {
     async fn register_with_gets(&self, device_id: &str, gets: usize) {
-        let now = clock::now_millis();
-        let device = ServerDevice::new(device_id, credentials_for(device_id, DEFAULT_REALM, "s3cret"), now);
-        self.store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
-        let commands = (0..gets)
-            .map(|_| NewCommand {
-                command: Command::from_json(&json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"])).unwrap(),
-                origin: CommandOrigin::Operator,
-            })
-            .collect();
-        self.store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap();
+        omadm_testkit::fixtures::register(&*self.store, device_id, "s3cret").await;
+        let commands = vec![json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"]); gets];
+        omadm_testkit::fixtures::enqueue(&*self.store, device_id, json!(commands)).await;
     }
 
     async fn commands(&self, device_id: &str) -> Vec<CommandRecord> {
         self.store.list_commands(device_id, None, 1000).await.unwrap()
-    }
-}
-
-fn devinfo(device_id: &str) -> DevInfo {
-    DevInfo {
-        device_id: device_id.to_owned(),
-        manufacturer: "Example".into(),
-        model: "X1".into(),
-        dm_client_version: "2.0".into(),
-        language: "en-US".into(),
-        device_type: "meter".into(),
-        oem: "Example OEM".into(),
-        firmware_version: "1.0.0".into(),
-        software_version: "5.1".into(),
-        hardware_version: "rev B".into(),
-        bearer: None,
-        extensions: None,
     }
 }
 

@@ -24,8 +24,10 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use actix_http::{Request, Response};
+use actix_service::{IntoServiceFactory, Service, ServiceFactory};
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::dev::{AppConfig, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next, from_fn};
@@ -139,16 +141,12 @@ pub async fn run(
     listener: TcpListener,
     options: ServerOptions,
 ) -> io::Result<Server> {
-    let local_addr = listener.local_addr()?;
-    if let Some(waker) = &options.outbox_waker {
-        edge.set_outbox_waker(waker.clone());
-    }
-    let readiness = options.readiness.clone();
-    let app_readiness = readiness.clone();
+    share_outbox_waker(&edge, &options);
+    let app_readiness = options.readiness.clone();
     let max_body_bytes = state.config.max_body_bytes;
     let body_read_timeout = BodyReadTimeout(options.body_read_timeout);
     let outbox_waker = options.outbox_waker.clone();
-    let mut http_server = HttpServer::new(move || {
+    let http_server = HttpServer::new(move || {
         let edge = edge.clone();
         let mut app = App::new();
         if let Some(waker) = &outbox_waker {
@@ -163,9 +161,7 @@ pub async fn run(
                     .error_handler(|error, _request| json_payload_error(&error).into()),
             )
             .app_data(web::PayloadConfig::new(max_body_bytes))
-            .app_data(web::PathConfig::default().error_handler(|error, _request| {
-                HttpError::bad_request(format!("invalid path parameter: {error}")).into()
-            }))
+            .app_data(path_config())
             .app_data(web::QueryConfig::default().error_handler(|error, _request| {
                 HttpError::bad_request(format!("invalid query string: {error}")).into()
             }))
@@ -176,21 +172,10 @@ pub async fn run(
             .configure(crate::api::configure)
             .configure(move |config| edge.configure(config))
             .default_service(web::to(no_such_route))
-    })
-    .client_request_timeout(options.client_request_timeout)
-    .client_disconnect_timeout(Duration::from_secs(1))
-    .keep_alive(options.keep_alive)
-    .shutdown_timeout(options.shutdown_timeout.as_secs())
-    // `omadm serve` handles SIGTERM/SIGINT itself, to drain the outbox after the server stops.
-    .disable_signals();
-    if let Some(workers) = options.workers {
-        http_server = http_server.workers(workers);
-    }
-    let server = http_server.listen(listener)?.run();
-    let handle = server.handle();
-    let task = tokio::spawn(server);
-    tracing::info!(%local_addr, "HTTP server listening");
-    Ok(Server { local_addr, handle, readiness, task })
+    });
+    let server = start_listener(http_server, listener, &options)?;
+    tracing::info!(local_addr = %server.local_addr, "HTTP server listening");
+    Ok(server)
 }
 
 /// Starts the internal listener of a cluster node on `listener`: the DM routes of `edge` for requests
@@ -201,14 +186,10 @@ pub async fn run_internal(
     listener: TcpListener,
     options: ServerOptions,
 ) -> io::Result<Server> {
-    let local_addr = listener.local_addr()?;
-    if let Some(waker) = &options.outbox_waker {
-        edge.set_outbox_waker(waker.clone());
-    }
-    let readiness = options.readiness.clone();
+    share_outbox_waker(&edge, &options);
     let max_body_bytes = state.config.max_body_bytes;
     let outbox_waker = options.outbox_waker.clone();
-    let mut http_server = HttpServer::new(move || {
+    let http_server = HttpServer::new(move || {
         let edge = edge.clone();
         let mut app = App::new();
         if let Some(waker) = &outbox_waker {
@@ -216,29 +197,64 @@ pub async fn run_internal(
         }
         app.app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body_bytes))
-            .app_data(web::PathConfig::default().error_handler(|error, _request| {
-                HttpError::bad_request(format!("invalid path parameter: {error}")).into()
-            }))
+            .app_data(path_config())
             .wrap(ErrorHandlers::new().default_handler(errors_as_json))
             .wrap(from_fn(require_internal_token))
             .wrap(TracingLogger::<DeviceRootSpan>::new())
             .route("/healthz", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }))
             .configure(move |config| edge.configure_internal(config))
             .default_service(web::to(no_such_route))
-    })
-    .client_request_timeout(options.client_request_timeout)
-    .client_disconnect_timeout(Duration::from_secs(1))
-    .keep_alive(options.keep_alive)
-    .shutdown_timeout(options.shutdown_timeout.as_secs())
-    .disable_signals();
+    });
+    let server = start_listener(http_server, listener, &options)?;
+    tracing::info!(local_addr = %server.local_addr, "internal listener ready");
+    Ok(server)
+}
+
+/// Applies the connection settings both DM listeners share to `http_server` and starts it on `listener`.
+fn start_listener<F, I, S, B>(
+    http_server: HttpServer<F, I, S, B>,
+    listener: TcpListener,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let local_addr = listener.local_addr()?;
+    let mut http_server = http_server
+        .client_request_timeout(options.client_request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(options.keep_alive)
+        .shutdown_timeout(options.shutdown_timeout.as_secs())
+        // `omadm serve` handles SIGTERM/SIGINT itself, to drain the outbox after the server stops.
+        .disable_signals();
     if let Some(workers) = options.workers {
         http_server = http_server.workers(workers);
     }
     let server = http_server.listen(listener)?.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    tracing::info!(%local_addr, "internal listener ready");
-    Ok(Server { local_addr, handle, readiness, task })
+    Ok(Server { local_addr, handle, readiness: options.readiness.clone(), task })
+}
+
+/// 400 with the JSON error body for a path parameter that does not parse.
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default()
+        .error_handler(|error, _request| HttpError::bad_request(format!("invalid path parameter: {error}")).into())
+}
+
+/// Hands the outbox waker to the edge, so session steps wake the relay.
+fn share_outbox_waker(edge: &DeviceEdge, options: &ServerOptions) {
+    if let Some(waker) = &options.outbox_waker {
+        edge.set_outbox_waker(waker.clone());
+    }
 }
 
 /// Starts the ops listener on `listener` (the role runtime's [`OpsServer`]): `/metrics`, `/healthz` and

@@ -3,120 +3,68 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use actix_web::web;
 use base64::Engine as _;
-use omadm_core::session::SessionConfig;
-use omadm_core::store::Store;
-use omadm_gateway::device::DeviceEdge;
-use omadm_gateway::server::{self, Server, ServerOptions};
-use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
 use omadm_testkit::redis::RedisServer;
 use serde_json::json;
 
-const TOKEN: &str = "hardening-token";
+mod api_support;
+
+use api_support::TestServer;
+
 const PASSWORD: &str = "s3cret";
 
-struct Running {
-    base: String,
-    store: Arc<dyn Store>,
-    client: reqwest::Client,
-    _server: Server,
-    _dir: tempfile::TempDir,
+/// The API test server, on the store at `store_url` or an embedded one.
+async fn start(store_url: Option<&str>) -> TestServer {
+    TestServer::start_on(TestServer::options(), store_url).await
 }
 
-async fn start(store_url: Option<&str>) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let store = match store_url {
-        Some(url) => omadm_core::store::open(url).await.unwrap(),
-        None => omadm_core::store::open(&dir.path().join("store").to_string_lossy()).await.unwrap(),
-    };
-    let bus = omadm_core::bus::open(&dir.path().join("events").to_string_lossy(), "omadm.").await.unwrap();
-    let listener = server::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = GatewayConfig {
-        admin_token: TOKEN.to_owned(),
-        nonce_key: vec![7; 32],
-        session: SessionConfig {
-            max_commands_per_package: 5,
-            supported_alert_mime_types: Vec::new(),
-            ..omadm_testkit::config::session(&format!("{base}/dm/s/"))
-        },
-        max_repository_bytes: 64 * 1024,
-        bootstrap: BootstrapConfig {
-            server_id: "dms.test".to_owned(),
-            server_name: "test".to_owned(),
-            ..omadm_testkit::config::bootstrap()
-        },
-        ..omadm_testkit::config::gateway(&base)
-    };
-    let state = web::Data::new(AppState { store: store.clone(), bus, config });
-    let edge = DeviceEdge::new(state.clone());
-    let options = ServerOptions {
-        workers: Some(2),
-        client_request_timeout: Duration::from_secs(5),
-        body_read_timeout: Duration::from_secs(5),
-        keep_alive: Duration::from_secs(5),
-        shutdown_timeout: Duration::from_secs(1),
-        ..ServerOptions::default()
-    };
-    let server = server::run(state, edge, listener, options).await.unwrap();
-    Running { base, store, client: reqwest::Client::new(), _server: server, _dir: dir }
+/// Registers `device_id_in_path` (as it stands in the URL) with [`PASSWORD`]; the status.
+async fn register(server: &TestServer, device_id_in_path: &str) -> u16 {
+    server
+        .api(reqwest::Method::PUT, &format!("/api/v1/devices/{device_id_in_path}"))
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
-impl Running {
-    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN)
-    }
-
-    async fn register(&self, device_id_in_path: &str) -> u16 {
-        self.api(reqwest::Method::PUT, &format!("/api/v1/devices/{device_id_in_path}"))
-            .json(&json!({"password": PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    /// A device upload with Basic (the user-pass split after the OMADM-DevID).
-    async fn upload(&self, device_id: &str, method: reqwest::Method, path: &str) -> (u16, String) {
-        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{device_id}:{PASSWORD}"));
-        let response = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("OMADM-DevID", device_id)
-            .header("Authorization", format!("Basic {credentials}"))
-            .header("Content-Type", "application/json")
-            .body(format!("{{\"from\": \"{device_id}\"}}"))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
-    }
+/// A device upload with Basic (the user-pass split after the OMADM-DevID).
+async fn upload(server: &TestServer, device_id: &str, method: reqwest::Method, path: &str) -> (u16, String) {
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{device_id}:{PASSWORD}"));
+    let response = server
+        .client
+        .request(method, server.url(path))
+        .header("OMADM-DevID", device_id)
+        .header("Authorization", format!("Basic {credentials}"))
+        .header("Content-Type", "application/json")
+        .body(format!("{{\"from\": \"{device_id}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
 }
 
-async fn uploads_go_only_where_the_server_sent_them(server: &Running) {
+async fn uploads_go_only_where_the_server_sent_them(server: &TestServer) {
     let (owner, intruder) = ("IMEI:1", "IMEI:2");
-    assert_eq!(server.register(owner).await, 201);
-    assert_eq!(server.register(intruder).await, 201);
+    assert_eq!(register(server, owner).await, 201);
+    assert_eq!(register(server, intruder).await, 201);
 
     // The intruder cannot claim the owner's folder: the owner keeps its own path.
-    let (status, body) = server.upload(intruder, reqwest::Method::PUT, "/repo/up/IMEI%3A1/tree.json").await;
+    let (status, body) = upload(server, intruder, reqwest::Method::PUT, "/repo/up/IMEI%3A1/tree.json").await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("up/IMEI:2/"), "{body}");
-    assert!(server.store.get_content("up/IMEI:1/tree.json").await.unwrap().is_none());
-    assert_eq!(server.upload(owner, reqwest::Method::PUT, "/repo/up/IMEI%3A1/tree.json").await.0, 201);
-    assert_eq!(server.upload(owner, reqwest::Method::POST, "/repo/up/IMEI%3A1/tree.json").await.0, 204);
-    assert_eq!(server.upload(intruder, reqwest::Method::PUT, "/repo/up/IMEI%3A1/tree.json").await.0, 403);
+    assert!(server.state.store.get_content("up/IMEI:1/tree.json").await.unwrap().is_none());
+    assert_eq!(upload(server, owner, reqwest::Method::PUT, "/repo/up/IMEI%3A1/tree.json").await.0, 201);
+    assert_eq!(upload(server, owner, reqwest::Method::POST, "/repo/up/IMEI%3A1/tree.json").await.0, 204);
+    assert_eq!(upload(server, intruder, reqwest::Method::PUT, "/repo/up/IMEI%3A1/tree.json").await.0, 403);
 
     // A path of nobody's folder that no command named: refused, so nobody can squat an operator path.
-    let (status, body) = server.upload(owner, reqwest::Method::PUT, "/repo/fw/v3.bin").await;
+    let (status, body) = upload(server, owner, reqwest::Method::PUT, "/repo/fw/v3.bin").await;
     assert_eq!(status, 403, "{body}");
-    assert!(server.store.get_content("fw/v3.bin").await.unwrap().is_none());
+    assert!(server.state.store.get_content("fw/v3.bin").await.unwrap().is_none());
     let operator = server
         .api(reqwest::Method::PUT, "/api/v1/repository/fw/v3.bin")
         .header("Content-Type", "application/octet-stream")
@@ -134,17 +82,17 @@ async fn uploads_go_only_where_the_server_sent_them(server: &Running) {
         .await
         .unwrap();
     assert_eq!(placed.status(), 201);
-    let (status, body) = server.upload(owner, reqwest::Method::PUT, "/repo/up/IMEI%3A1/policy.json").await;
+    let (status, body) = upload(server, owner, reqwest::Method::PUT, "/repo/up/IMEI%3A1/policy.json").await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("operator content"), "{body}");
-    let kept = server.store.get_content("up/IMEI:1/policy.json").await.unwrap().unwrap();
+    let kept = server.state.store.get_content("up/IMEI:1/policy.json").await.unwrap().unwrap();
     assert_eq!(kept.body, b"{}");
 }
 
-async fn paths_that_are_not_utf8_are_refused(server: &Running) {
-    assert_eq!(server.register("%FF%FE").await, 400);
-    assert_eq!(server.register("dev%C0%AF").await, 400);
-    assert_eq!(server.register("IMEI:9").await, 201);
+async fn paths_that_are_not_utf8_are_refused(server: &TestServer) {
+    assert_eq!(register(server, "%FF%FE").await, 400);
+    assert_eq!(register(server, "dev%C0%AF").await, 400);
+    assert_eq!(register(server, "IMEI:9").await, 201);
     for path in ["/api/v1/devices/%FE%FF", "/api/v1/devices/%C0%AF", "/api/v1/devices/%FF/commands"] {
         let response = server.api(reqwest::Method::GET, path).send().await.unwrap();
         assert_eq!(response.status(), 400, "{path}");
@@ -177,7 +125,7 @@ async fn paths_that_are_not_utf8_are_refused(server: &Running) {
     assert_eq!(edge_slash.status(), 400);
     let edge = server.client.get(format!("{}/repo/fw/%FE", server.base)).send().await.unwrap();
     assert_eq!(edge.status(), 400);
-    let (status, _) = server.upload("IMEI:9", reqwest::Method::PUT, "/repo/up/IMEI%3A9/%FF").await;
+    let (status, _) = upload(server, "IMEI:9", reqwest::Method::PUT, "/repo/up/IMEI%3A9/%FF").await;
     assert_eq!(status, 400);
     let session = server
         .client
@@ -191,7 +139,7 @@ async fn paths_that_are_not_utf8_are_refused(server: &Running) {
     assert_eq!(session.status(), 400);
 }
 
-async fn the_api_registers_only_ids_the_edge_accepts(server: &Running) {
+async fn the_api_registers_only_ids_the_edge_accepts(server: &TestServer) {
     for bad in ["d%C3%A9vice", "dev%201", "%F0%9F%93%B1"] {
         let response = server
             .api(reqwest::Method::PUT, &format!("/api/v1/devices/{bad}"))
@@ -203,8 +151,8 @@ async fn the_api_registers_only_ids_the_edge_accepts(server: &Running) {
         assert!(response.text().await.unwrap().contains("1 to 256 visible ASCII"), "{bad}");
     }
     let long = "d".repeat(257);
-    assert_eq!(server.register(&long).await, 400);
-    assert_eq!(server.register(&"d".repeat(256)).await, 201);
+    assert_eq!(register(server, &long).await, 400);
+    assert_eq!(register(server, &"d".repeat(256)).await, 201);
     let edge = server
         .client
         .post(format!("{}/dm", server.base))

@@ -1,7 +1,7 @@
 //! What omadm's test crates share: their own servers on free loopback ports, spawned binaries, config defaults.
 //!
 //! Each module is one concept. The plain ones need nothing but std and
-//! tempfile; `store` and `config::session` need the `core` feature
+//! tempfile; `store`, `fixtures` and `config::session` need the `core` feature
 //! (omadm-core), `config::gateway` and `edge` the `gateway` feature (omadm-gateway), so a
 //! crate's tests compile only what they use. Every helper fails by panicking
 //! with what was missing: in a test, a failed set-up step is a failed test.
@@ -11,6 +11,8 @@
 pub mod config;
 #[cfg(feature = "gateway")]
 pub mod edge;
+#[cfg(feature = "core")]
+pub mod fixtures;
 pub mod kafka;
 pub mod ports;
 pub mod process;

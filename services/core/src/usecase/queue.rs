@@ -148,6 +148,8 @@ mod tests {
             end.to_string(),
             "commands[0]: END cannot be queued: the server sends CONT and END itself to run the session"
         );
+        let cont = parse_commands(&[json!(["CONT", "https://dms.example.com/dm/s/1"])]).unwrap_err();
+        assert!(matches!(cont, QueueError::SessionFlow { index: 0, name: "CONT" }), "{cont}");
         assert!(matches!(parse_commands(&[]), Err(QueueError::Empty)));
         let too_many = vec![json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"]); MAX_COMMANDS_PER_REQUEST + 1];
         assert_eq!(parse_commands(&too_many).unwrap_err().to_string(), "more than 1000 commands in one request");

@@ -219,26 +219,23 @@ pub(super) async fn list_commands(
 
 #[cfg(test)]
 mod tests {
+    use omadm_core::store::StoreError;
+
     use super::*;
-    use serde_json::json;
 
+    // What the commands are is core's test (usecase::queue); the gateway's part is the status of each refusal.
     #[test]
-    fn commands_are_checked_in_order_with_their_position() {
-        let good = [
-            json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"]),
-            json!(["EXEC", "urn:oma:mo:oma-fumo:1.0/fw/Update"]),
-        ];
-        assert_eq!(parse_commands(&good).unwrap().len(), 2);
-
-        let bad = [json!(["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"]), json!(["FROB", "x"])];
-        let error = parse_commands(&bad).unwrap_err();
-        assert_eq!(error.status, StatusCode::BAD_REQUEST);
-        assert!(error.reason.starts_with("commands[1]: unknown command"), "{}", error.reason);
-
-        let cont = [json!(["CONT", "https://dms.example.com/dm/s/1"])];
-        assert!(parse_commands(&cont).unwrap_err().reason.contains("CONT cannot be queued"));
-        let end = [json!(["END"])];
-        assert!(parse_commands(&end).unwrap_err().reason.contains("END cannot be queued"));
-        assert!(parse_commands(&[]).is_err());
+    fn each_refusal_has_its_status() {
+        let status = |error: QueueError| queue_refusal(error).status;
+        assert_eq!(status(QueueError::Empty), StatusCode::BAD_REQUEST);
+        assert_eq!(status(QueueError::TooMany), StatusCode::BAD_REQUEST);
+        assert_eq!(status(QueueError::Invalid { index: 1, reason: "unknown command".into() }), StatusCode::BAD_REQUEST);
+        assert_eq!(status(QueueError::SessionFlow { index: 0, name: "END" }), StatusCode::BAD_REQUEST);
+        assert_eq!(status(QueueError::Denied { index: 0, reason: "no Exec right".into() }), StatusCode::FORBIDDEN);
+        assert_eq!(status(QueueError::UnknownDevice("IMEI:1".into())), StatusCode::NOT_FOUND);
+        let store = QueueError::Store { operation: "commit", source: StoreError::Unavailable("down".into()) };
+        assert_eq!(status(store), StatusCode::SERVICE_UNAVAILABLE);
+        let refused = queue_refusal(QueueError::SessionFlow { index: 2, name: "CONT" });
+        assert!(refused.reason.starts_with("commands[2]: CONT cannot be queued"), "{}", refused.reason);
     }
 }

@@ -15,12 +15,9 @@ use std::time::Duration;
 
 use actix_web::web;
 use base64::Engine as _;
-use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::bus::Bus;
 use omadm_core::bus::relay::OutboxRelay;
-use omadm_core::clock;
-use omadm_core::model::{CommandOrigin, Device, NewCommand};
-use omadm_core::store::{Store, WriteBatch};
+use omadm_core::store::Store;
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
 use omadm_gateway::{AppState, BootstrapConfig, GatewayConfig};
 use omadm_proto::command::Command;
@@ -175,23 +172,12 @@ impl TestServer {
 
     /// Registers `device_id` with `password`, as the operator API would.
     pub async fn register(&self, device_id: &str, password: &str) {
-        let now = clock::now_millis();
-        let device = Device::new(device_id, credentials_for(device_id, DEFAULT_REALM, password), now);
-        self.store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+        omadm_testkit::fixtures::register(&*self.store, device_id, password).await;
     }
 
     /// Queues commands given in the Package#2 array form.
     pub async fn enqueue(&self, device_id: &str, commands: serde_json::Value) -> Vec<u64> {
-        let commands = commands
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|command| NewCommand {
-                command: Command::from_json(command).unwrap(),
-                origin: CommandOrigin::Operator,
-            })
-            .collect();
-        self.store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap()
+        omadm_testkit::fixtures::enqueue(&*self.store, device_id, commands).await
     }
 
     /// Waits until the outbox relay has published everything committed so far to the JSONL bus.
@@ -445,18 +431,8 @@ impl SimulatedDevice {
     pub fn get(&self, uri: &str) -> Option<(String, Vec<u8>)> {
         let document = if uri.starts_with(DevInfo::MOID) {
             let devinfo = DevInfo {
-                device_id: self.device_id.clone(),
-                manufacturer: "Example".into(),
-                model: "X1".into(),
-                dm_client_version: "2.0".into(),
-                language: "en-US".into(),
-                device_type: "meter".into(),
-                oem: "Example OEM".into(),
                 firmware_version: self.firmware_version.clone(),
-                software_version: "5.1".into(),
-                hardware_version: "rev B".into(),
-                bearer: None,
-                extensions: None,
+                ..omadm_testkit::fixtures::devinfo(&self.device_id)
             };
             serde_json::json!({"MOID": DevInfo::MOID, "MIID": "", "MOData": devinfo.to_mo_data()})
         } else if uri.starts_with(SessionInfo::MOID) {
