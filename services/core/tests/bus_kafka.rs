@@ -300,3 +300,76 @@ async fn publish_one_event_per_call() {
         deliveries.iter().map(|delivery| delivery.event.payload["sequence"].as_u64().unwrap()).collect();
     assert_eq!(sequences, (0..EVENTS).collect::<Vec<_>>());
 }
+
+/// Broker durability: events published while the broker (tansu on its S3 engine, over moto) is SIGKILLed and
+/// started again. Every publish the bus reported done is read back by a new group afterwards; publishes that
+/// failed while it was down may or may not have landed (at least once), but none that succeeded is lost.
+///
+/// Ignored: on tansu 0.6.0's S3 engine this fails. In two runs on the 2-core CI VM one acknowledged event of the
+/// batch in flight at the SIGKILL was missing afterwards (`durable-60`, then `durable-61`): librdkafka's retry of
+/// an idempotent batch after the restart was acknowledged while the record was not kept. docs/kafka.md records it;
+/// `cargo test -p omadm-core --test bus_kafka -- --ignored nothing_the_broker` reproduces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6.0's S3 engine loses an acknowledged record across a SIGKILL (docs/kafka.md)"]
+async fn nothing_the_broker_acknowledged_is_lost_across_a_kill_and_restart() {
+    const BEFORE_KILL: usize = 60;
+    const TOTAL: usize = 150;
+    let mut broker = KafkaBroker::start_durable();
+    let bus = omadm_core::bus::open_with(&broker.url(), &options(&broker, &unique_prefix())).await.unwrap();
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let publisher = {
+        let (bus, acknowledged) = (Arc::clone(&bus), Arc::clone(&acknowledged));
+        tokio::spawn(async move {
+            let (mut sequence, mut failed) = (0u64, 0usize);
+            while acknowledged.lock().unwrap().len() < TOTAL {
+                let batch: Vec<Event> = (0..3)
+                    .map(|offset| {
+                        let sequence = sequence + offset;
+                        let device = format!("IMEI:durable-{}", sequence % 7);
+                        conformance::event(&format!("durable-{sequence}"), Topic::Results, &device, sequence)
+                    })
+                    .collect();
+                sequence += 3;
+                match bus.publish(&batch).await {
+                    Ok(()) => acknowledged.lock().unwrap().extend(batch.into_iter().map(|event| event.id)),
+                    Err(_) => failed += 1,
+                }
+            }
+            failed
+        })
+    };
+    let started = Instant::now();
+    while acknowledged.lock().unwrap().len() < BEFORE_KILL {
+        assert!(started.elapsed() < PATIENCE, "the bus published too slowly before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    broker.kill();
+    let at_kill = acknowledged.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    broker.restart();
+    let failed = tokio::time::timeout(PATIENCE * 2, publisher).await.expect("publishing resumed").unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > at_kill, "publishes were acknowledged after the restart too");
+
+    let mut subscription = bus.subscribe("durable-readers", &[Topic::Results]).await.unwrap();
+    let mut missing: std::collections::BTreeSet<String> = acknowledged.iter().cloned().collect();
+    let mut read = 0usize;
+    let reading = Instant::now();
+    while !missing.is_empty() {
+        assert!(
+            reading.elapsed() < PATIENCE,
+            "{} acknowledged events were lost across the broker's restart: {:?}",
+            missing.len(),
+            missing.iter().take(10).collect::<Vec<_>>()
+        );
+        for delivery in subscription.next_batch(500, Duration::from_secs(1)).await.unwrap() {
+            missing.remove(&delivery.event.id);
+            read += 1;
+        }
+    }
+    println!(
+        "durable broker: {} events acknowledged ({at_kill} before the SIGKILL), {failed} publish calls failed while \
+         it was down, {read} read back by a new group, none of the acknowledged lost",
+        acknowledged.len()
+    );
+}

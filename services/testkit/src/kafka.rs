@@ -8,7 +8,9 @@
 //! binary is `OMADM_TANSU`, else `~/.cache/omadm-tools/tansu-0.6.0/bin/tansu`
 //! (where scripts/test builds it), else `tansu` on PATH.
 //! `OMADM_TEST_KAFKA_SETTINGS=key=value,key=value` adds librdkafka settings
-//! for every client ([`KafkaBroker::client_settings`]). Either way, tests use
+//! for every client ([`KafkaBroker::client_settings`]). [`KafkaBroker::start_durable`] runs tansu on its
+//! S3 engine over a moto server of its own ([`crate::s3`]), so what the broker acknowledged outlives a kill
+//! and restart of the broker. Either way, tests use
 //! topic names of their own ([`unique_prefix`]) so they never see each
 //! other's events.
 
@@ -32,8 +34,12 @@ struct LocalBroker {
     port: u16,
     binary: PathBuf,
     storage: String,
+    /// The environment of the broker's process (the S3 engine's endpoint and credentials).
+    environment: Vec<(String, String)>,
     directory: TempDir,
     process: Option<Spawned>,
+    /// The S3-compatible server of a durable broker; it outlives the broker's restarts.
+    _objects: Option<crate::s3::S3Server>,
 }
 
 /// The tansu binary the tests run.
@@ -66,10 +72,42 @@ impl KafkaBroker {
             eprintln!("test kit: using the external broker at {brokers}");
             return KafkaBroker { brokers: brokers.trim_start_matches("kafka://").to_owned(), local: None };
         }
-        let port = free_port();
         let storage = std::env::var("OMADM_TANSU_STORAGE").unwrap_or_else(|_| "memory://tansu/".to_owned());
+        KafkaBroker::start_local(storage, Vec::new(), None)
+    }
+
+    /// A tansu whose topics are kept in an S3-compatible server (moto) started now: a kill and a restart lose
+    /// nothing it acknowledged. Never the external broker (its durability is its own).
+    pub fn start_durable() -> KafkaBroker {
+        let objects = crate::s3::S3Server::start();
+        let environment = [
+            ("AWS_ENDPOINT", objects.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ];
+        let environment = environment.into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
+        KafkaBroker::start_local(format!("s3://{}/", crate::s3::BUCKET), environment, Some(objects))
+    }
+
+    fn start_local(
+        storage: String,
+        environment: Vec<(String, String)>,
+        objects: Option<crate::s3::S3Server>,
+    ) -> KafkaBroker {
+        let port = free_port();
         let directory = tempfile::tempdir().unwrap();
-        let local = LocalBroker { port, binary: tansu_binary(), storage, directory, process: None };
+        let local = LocalBroker {
+            port,
+            binary: tansu_binary(),
+            storage,
+            environment,
+            directory,
+            process: None,
+            _objects: objects,
+        };
         let mut broker = KafkaBroker { brokers: format!("127.0.0.1:{port}"), local: Some(local) };
         broker.restart();
         broker
@@ -152,7 +190,7 @@ impl KafkaBroker {
     }
 
     /// Starts tansu again on the same port (after [`KafkaBroker::kill`] or [`KafkaBroker::stop`]; a running one
-    /// is killed first); with the memory engine it starts empty.
+    /// is killed first); with the memory engine it starts empty, with the durable one as it was.
     pub fn restart(&mut self) {
         self.kill();
         let local = self.local.as_mut().expect("an external broker cannot be restarted by the tests");
@@ -161,6 +199,7 @@ impl KafkaBroker {
         command
             .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
             .args(["--storage-engine", &local.storage])
+            .envs(local.environment.iter().map(|(key, value)| (key.as_str(), value.as_str())))
             .current_dir(local.directory.path());
         if !local.binary.is_file() && local.binary.components().count() > 1 {
             panic!(
