@@ -65,7 +65,8 @@ measure() {
   for _ in $(seq 1 "$count"); do
     curl -s -o /dev/null -w '%{size_download}\n' "$base/repo/fw/load.bin" >>"$work/sizes" &
   done
-  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do
+  # Each download writes its line when it ends: done when all have.
+  while [ "$(wc -l <"$work/sizes")" -lt "$count" ]; do
     local now
     now=$(rss_kb)
     [ "$now" -gt "$peak" ] && peak=$now
