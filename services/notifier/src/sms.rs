@@ -9,10 +9,13 @@
 //!        esm_class 0x40 (UDHI), data_coding 0x04 (8-bit), registered_delivery 1, short_message = the segment
 //! ```
 //!
-//! The bind is made on first use and made again when the SMSC drops it. A refused bind, a throttled submit
-//! (ESME_RTHROTTLED) and a dropped connection are retried a few times with a doubling pause; past that the send
-//! is a [`TransportError`] and the request's outcome `notification.failed` (`transport_error`). A transmitter
-//! bind receives no deliver_sm, so delivery receipts are asked for (registered_delivery 1) but not read back.
+//! The bind is made on first use and made again when the SMSC drops it. A refused bind, a submit the SMSC
+//! cannot take now (ESME_RTHROTTLED, a full queue, a system error) and a dropped connection are retried a few
+//! times with a doubling pause; past that, or at once for a status about the message itself (a bad destination),
+//! the send is a [`TransportError`] and the request's outcome `notification.failed` (`transport_error`). When no
+//! try got a bind, the SMSC counts as unavailable and sends fail at once for 30 s, so that a batch of requests
+//! does not wait out every request's bind tries. A transmitter bind receives no deliver_sm, so delivery receipts
+//! are asked for (registered_delivery 1) but not read back.
 
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
@@ -38,8 +41,13 @@ const MAX_ATTEMPTS: u32 = 5;
 /// The pause after the first failed try; it doubles after each, up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
-/// How long the SMSC has to answer a bind or a submit, and to accept the TCP connection.
+/// How long the SMSC has to answer a bind or a submit.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the SMSC has to accept the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a send that could not bind at all, sends fail at once for this long: the notifier handles a batch one
+/// request at a time, and without it every request of the batch would wait out its own bind tries.
+const COOL_DOWN: Duration = Duration::from_secs(30);
 /// enquire_link keeps an idle bind alive through NATs and tells a dead SMSC apart.
 const ENQUIRE_LINK_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -79,6 +87,8 @@ pub struct SmppTransport {
     bucket: Mutex<TokenBucket>,
     /// The bound client, `None` until the first send and after the SMSC dropped the bind.
     client: Mutex<Option<Client>>,
+    /// Set when a send found no bind after all its tries: until then sends fail without trying, with the reason.
+    cool_down: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 impl std::fmt::Debug for SmppTransport {
@@ -89,19 +99,36 @@ impl std::fmt::Debug for SmppTransport {
 
 /// Why one try failed, and whether another may succeed.
 enum Failure {
-    /// The SMSC answered with an error status that a later try may not get (throttling, a busy bind).
-    Status(CommandStatus),
+    /// The SMSC refused the bind (any status: a busy or restarting SMSC refuses binds it takes a moment later).
+    BindRefused(CommandStatus),
+    /// The SMSC answered a submit with a status a later try may not get (throttled, queue full, system error).
+    Transient(CommandStatus),
+    /// The SMSC answered with an error status; [`SmppTransport::bound`] and [`SmppTransport::submit`] say
+    /// which of the above it is.
+    Rejected(CommandStatus),
     /// The connection is gone or timed out: bind again and retry.
     Connection(String),
-    /// The submit itself cannot be made (an address the SMPP fields cannot hold): no retry helps.
+    /// No retry helps: a status about the message itself (a bad destination), or a PDU that cannot be encoded.
     Permanent(String),
+}
+
+/// submit_sm statuses worth another try (SMPP 3.4 5.1.3): the SMSC's state, not the message, is at fault.
+fn transient(status: CommandStatus) -> bool {
+    matches!(
+        status,
+        CommandStatus::EsmeRthrottled
+            | CommandStatus::EsmeRmsgqful
+            | CommandStatus::EsmeRsyserr
+            | CommandStatus::EsmeRsubmitfail
+            | CommandStatus::EsmeRinvbndsts
+    )
 }
 
 impl SmppTransport {
     /// The transport for `settings`; nothing is connected until the first send.
     pub fn new(settings: SmppSettings) -> SmppTransport {
         let bucket = Mutex::new(TokenBucket::new(settings.tps, Instant::now()));
-        SmppTransport { settings, bucket, client: Mutex::new(None) }
+        SmppTransport { settings, bucket, client: Mutex::new(None), cool_down: std::sync::Mutex::new(None) }
     }
 
     /// `host:port` of the SMSC.
@@ -127,9 +154,9 @@ impl SmppTransport {
         }
         *held = None;
         let address = (self.settings.host.as_str(), self.settings.port);
-        let stream = tokio::time::timeout(RESPONSE_TIMEOUT, tokio::net::TcpStream::connect(address))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
             .await
-            .map_err(|_| Failure::Connection(format!("no TCP connection to {} within 10 s", self.smsc())))?
+            .map_err(|_| Failure::Connection(format!("no TCP connection to {} within 5 s", self.smsc())))?
             .map_err(|error| Failure::Connection(format!("cannot connect to {}: {error}", self.smsc())))?;
         let (client, mut events) = ConnectionBuilder::new()
             // SMPP 3.4: rusmppc checks for 5.0 unless told otherwise.
@@ -166,8 +193,11 @@ impl SmppTransport {
             }
             Err(error) => {
                 let _ = client.close().await;
-                let failure = classify(error);
-                let outcome = if matches!(failure, Failure::Status(_)) { "refused" } else { "error" };
+                let failure = match classify(error) {
+                    Failure::Rejected(status) => Failure::BindRefused(status),
+                    other => other,
+                };
+                let outcome = if matches!(failure, Failure::BindRefused(_)) { "refused" } else { "error" };
                 metrics().smpp_binds.with_label_values(&[outcome]).inc();
                 Err(failure)
             }
@@ -175,14 +205,22 @@ impl SmppTransport {
     }
 
     /// One segment to the SMSC: bind when needed, submit, retry what may pass on a later try.
-    async fn submit(&self, submit: &SubmitSm) -> Result<String, String> {
+    async fn submit(&self, submit: &SubmitSm) -> Result<String, Refused> {
         let mut pause = FIRST_PAUSE;
         let mut last = String::new();
+        let mut ever_bound = false;
         for attempt in 1..=MAX_ATTEMPTS {
             self.throttle().await;
             let mut held = self.client.lock().await;
             let result = match self.bound(&mut held).await {
-                Ok(client) => client.submit_sm(submit.clone()).await.map_err(classify),
+                Ok(client) => {
+                    ever_bound = true;
+                    client.submit_sm(submit.clone()).await.map_err(|error| match classify(error) {
+                        Failure::Rejected(status) if transient(status) => Failure::Transient(status),
+                        Failure::Rejected(status) => Failure::Permanent(format!("{status:?}")),
+                        other => other,
+                    })
+                }
                 Err(failure) => Err(failure),
             };
             let failure = match result {
@@ -192,29 +230,40 @@ impl SmppTransport {
                 }
                 Err(failure) => failure,
             };
-            let (outcome, detail) = match &failure {
-                Failure::Status(CommandStatus::EsmeRthrottled) => ("throttled", "ESME_RTHROTTLED".to_owned()),
-                Failure::Status(status) => ("refused", format!("{status:?}")),
+            let detail = match failure {
+                // A bind refusal is counted in omadm_smpp_binds_total; no submit was made.
+                Failure::BindRefused(status) => format!("bind refused: {status:?}"),
+                Failure::Transient(status) => {
+                    let outcome = if status == CommandStatus::EsmeRthrottled { "throttled" } else { "refused" };
+                    metrics().sms_submits.with_label_values(&[outcome]).inc();
+                    format!("{status:?}")
+                }
                 Failure::Connection(detail) => {
                     // The bind is gone: the next try connects and binds again.
                     *held = None;
-                    ("error", detail.clone())
+                    if ever_bound {
+                        metrics().sms_submits.with_label_values(&["error"]).inc();
+                    }
+                    detail
                 }
                 Failure::Permanent(detail) => {
                     metrics().sms_submits.with_label_values(&["refused"]).inc();
-                    return Err(detail.clone());
+                    return Err(Refused { detail, bound: true });
+                }
+                Failure::Rejected(status) => {
+                    metrics().sms_submits.with_label_values(&["refused"]).inc();
+                    return Err(Refused { detail: format!("{status:?}"), bound: true });
                 }
             };
             drop(held);
-            metrics().sms_submits.with_label_values(&[outcome]).inc();
-            tracing::info!(attempt, outcome, detail = %detail, "SMPP try failed");
+            tracing::info!(attempt, detail = %detail, "SMPP try failed");
             last = detail;
             if attempt < MAX_ATTEMPTS {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
             }
         }
-        Err(format!("{MAX_ATTEMPTS} tries failed, the last: {last}"))
+        Err(Refused { detail: format!("{MAX_ATTEMPTS} tries failed, the last: {last}"), bound: ever_bound })
     }
 
     /// The submit_sm of one segment to `msisdn`.
@@ -239,6 +288,12 @@ impl SmppTransport {
             .short_message(short_message)
             .build())
     }
+}
+
+/// Why a segment was not accepted, and whether any try got a bind (else the SMSC is unavailable: cool down).
+struct Refused {
+    detail: String,
+    bound: bool,
 }
 
 /// esm_class with the UDHI bit: short_message starts with a user data header (SMPP 3.4 5.2.12).
@@ -270,7 +325,7 @@ fn classify(error: rusmppc::error::Error) -> Failure {
     match error {
         // A response (or generic_nack) with an error status: what the SMSC said.
         Error::UnexpectedResponse { response } if response.status() != CommandStatus::EsmeRok => {
-            Failure::Status(response.status())
+            Failure::Rejected(response.status())
         }
         Error::UnexpectedResponse { response } => {
             Failure::Connection(format!("unexpected SMPP response {:?}", response.id()))
@@ -300,6 +355,9 @@ impl Transport for SmppTransport {
         let Destination::Sms { msisdn } = destination else {
             return Err(failed("not an SMS destination".to_owned()));
         };
+        if let Some(reason) = self.cooling_down(Instant::now()) {
+            return Err(failed(reason));
+        }
         // The id's low byte tells this push's segments from the device's previous one (and is the WSP TID).
         let low_byte = notification_id.to_be_bytes()[1];
         let pdu = wrap_push(package, low_byte);
@@ -315,13 +373,40 @@ impl SmppTransport {
     async fn send_segments(&self, msisdn: &str, segments: &[Vec<u8>]) -> Result<(), String> {
         for (index, segment) in segments.iter().enumerate() {
             let submit = self.submit_sm(msisdn, segment)?;
-            let message_id = self
-                .submit(&submit)
-                .await
-                .map_err(|reason| format!("segment {} of {}: {reason}", index + 1, segments.len()))?;
+            let message_id = match self.submit(&submit).await {
+                Ok(message_id) => message_id,
+                Err(refused) => {
+                    if !refused.bound {
+                        self.start_cool_down(Instant::now(), &refused.detail);
+                    }
+                    return Err(format!("segment {} of {}: {}", index + 1, segments.len(), refused.detail));
+                }
+            };
             tracing::debug!(%message_id, segment = index + 1, "segment accepted by the SMSC");
         }
         Ok(())
+    }
+
+    /// The reason sends fail at once, while the cool-down after an unavailable SMSC lasts.
+    fn cooling_down(&self, now: Instant) -> Option<String> {
+        let mut cool_down = self.cool_down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match cool_down.as_ref() {
+            Some((until, reason)) if now < *until => Some(format!(
+                "the SMSC is unavailable for {} s more: {reason}",
+                until.saturating_duration_since(now).as_secs()
+            )),
+            Some(_) => {
+                *cool_down = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn start_cool_down(&self, now: Instant, reason: &str) {
+        tracing::warn!(smsc = %self.smsc(), reason, "SMSC unavailable: SMS sends fail for 30 s");
+        let mut cool_down = self.cool_down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *cool_down = Some((now + COOL_DOWN, reason.to_owned()));
     }
 }
 

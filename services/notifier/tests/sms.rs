@@ -99,7 +99,7 @@ async fn wait_for_submits(smsc: &TestSmsc, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_phones_get_verified_pushes_through_the_smsc_despite_a_refused_bind_and_throttling() {
-    let smsc = TestSmsc::start(SmscOptions { refuse_binds: 1, throttle_submits: 2 });
+    let smsc = TestSmsc::start(SmscOptions { refuse_binds: 1, throttle_submits: 2, ..SmscOptions::default() });
     let world = embedded().await;
     let store = &*world.store;
     let server_id = long_server_id();
@@ -169,7 +169,9 @@ async fn a_hundred_phones_get_verified_pushes_through_the_smsc_despite_a_refused
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_bind_is_bound_again_and_the_rate_limit_holds() {
-    let smsc = TestSmsc::start(SmscOptions::default());
+    let invalid = msisdn(99);
+    let options = SmscOptions { invalid_destinations: vec![invalid[1..].to_owned()], ..SmscOptions::default() };
+    let smsc = TestSmsc::start(options);
     let world = embedded().await;
     let store = &*world.store;
     for index in 0..10 {
@@ -208,6 +210,14 @@ async fn a_dropped_bind_is_bound_again_and_the_rate_limit_holds() {
     assert!(started.elapsed() >= Duration::from_millis(700), "{:?}", started.elapsed());
     let packages = packages_by_destination(&smsc.submits());
     assert_eq!(packages.len(), 10);
+    // A number the SMSC refuses is not tried again: the status is about the message, not the SMSC.
+    register_phone(store, "IMEI:99", &invalid, "s").await;
+    let refused = request(store, "IMEI:99", false).await;
+    observer.wait_for(std::slice::from_ref(&refused)).await;
+    let failed = observer.outcome(&refused);
+    assert_eq!(failed.payload["reason"], "transport_error");
+    assert!(failed.payload["detail"].as_str().unwrap().contains("Rinvdstadr"), "{}", failed.payload["detail"]);
+    assert_eq!(smsc.invalid_destinations(), 1, "one try");
     for received in packages.values() {
         let notification = Notification::decode(&received[0]).unwrap();
         assert_eq!(notification.server_id.as_deref(), Some(SERVER_ID));
@@ -237,7 +247,7 @@ async fn without_an_smsc_or_with_one_that_refuses_every_bind_the_request_fails_w
     );
     no_smsc.stop().await;
 
-    let smsc = TestSmsc::start(SmscOptions { refuse_binds: usize::MAX, throttle_submits: 0 });
+    let smsc = TestSmsc::start(SmscOptions { refuse_binds: usize::MAX, ..SmscOptions::default() });
     let refusing = Notifier::start(
         world.store.clone(),
         world.bus.clone(),
@@ -256,6 +266,13 @@ async fn without_an_smsc_or_with_one_that_refuses_every_bind_the_request_fails_w
     );
     assert!(failed.payload["detail"].as_str().unwrap().contains("Rbindfail"), "{}", failed.payload["detail"]);
     assert_eq!(smsc.binds().len(), 5, "five tries, then the send fails");
+    // The SMSC is now known unavailable: the next request fails at once, without binding again.
+    let cooling = request(store, "IMEI:1", false).await;
+    observer.wait_for(std::slice::from_ref(&cooling)).await;
+    let failed = observer.outcome(&cooling);
+    assert_eq!(failed.payload["reason"], "transport_error");
+    assert!(failed.payload["detail"].as_str().unwrap().contains("unavailable"), "{}", failed.payload["detail"]);
+    assert_eq!(smsc.binds().len(), 5, "no bind during the cool-down");
     assert!(smsc.submits().is_empty());
     refusing.stop().await;
     world.relay.stop().await;

@@ -7,6 +7,7 @@
 //! bind_transmitter #2          -> bind_transmitter_resp OK, system_id "TESTSMSC"
 //! submit_sm #1, #2             -> submit_sm_resp ESME_RTHROTTLED (0x58)
 //! submit_sm #3...              -> submit_sm_resp OK, message_id "1", "2", ...   (recorded: smsc.submits())
+//! submit_sm to an invalid_destinations number -> submit_sm_resp ESME_RINVDSTADR (0x0b)
 //! ```
 //!
 //! It runs on a thread with its own runtime, so a test's runtime can be busy or gone without stopping it; it
@@ -34,6 +35,8 @@ pub struct SmscOptions {
     pub refuse_binds: usize,
     /// The first this many submit_sm (after a bind) are answered ESME_RTHROTTLED.
     pub throttle_submits: usize,
+    /// submit_sm to these destination_addr values are answered ESME_RINVDSTADR (and not recorded).
+    pub invalid_destinations: Vec<String>,
 }
 
 /// One accepted submit_sm, the fields a WAP Push over SMS sets.
@@ -65,6 +68,7 @@ struct Recorded {
     binds: Vec<Bind>,
     submits: Vec<Submitted>,
     throttled: usize,
+    invalid: usize,
 }
 
 /// A running test SMSC; stopped when dropped.
@@ -121,6 +125,11 @@ impl TestSmsc {
     /// How many submit_sm were answered ESME_RTHROTTLED.
     pub fn throttled(&self) -> usize {
         self.lock().throttled
+    }
+
+    /// How many submit_sm were answered ESME_RINVDSTADR.
+    pub fn invalid_destinations(&self) -> usize {
+        self.lock().invalid
     }
 
     /// Closes every open connection (binds are lost; the client must bind again).
@@ -196,7 +205,12 @@ impl Server {
                 }
                 Some(Pdu::SubmitSm(submit)) if bound => {
                     let mut recorded = self.lock();
-                    if recorded.throttled < self.options.throttle_submits {
+                    let destination = submit.destination_addr.to_string();
+                    if self.options.invalid_destinations.contains(&destination) {
+                        recorded.invalid += 1;
+                        let response = SubmitSmResp::new(COctetString::empty(), Vec::new());
+                        (CommandStatus::EsmeRinvdstadr, Pdu::SubmitSmResp(response), false)
+                    } else if recorded.throttled < self.options.throttle_submits {
                         recorded.throttled += 1;
                         let response = SubmitSmResp::new(COctetString::empty(), Vec::new());
                         (CommandStatus::EsmeRthrottled, Pdu::SubmitSmResp(response), false)
