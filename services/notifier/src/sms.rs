@@ -153,6 +153,19 @@ impl SmppTransport {
             return Ok(client.clone());
         }
         *held = None;
+        // The PDU first: settings it cannot carry fail before a connection is opened.
+        fn text<const MAX: usize>(value: &str, what: &str) -> Result<COctetString<1, MAX>, Failure> {
+            COctetString::from_str(value).map_err(|error| Failure::Permanent(format!("SMPP {what}: {error}")))
+        }
+        let bind = BindTransmitter::builder()
+            .system_id(text(&self.settings.system_id, "system_id")?)
+            .password(text(&self.settings.password, "password")?)
+            .system_type(text(&self.settings.system_type, "system_type")?)
+            .interface_version(InterfaceVersion::Smpp3_4)
+            .addr_ton(Ton::Unknown)
+            .addr_npi(Npi::Unknown)
+            .address_range(COctetString::empty())
+            .build();
         let address = (self.settings.host.as_str(), self.settings.port);
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
             .await
@@ -172,22 +185,11 @@ impl SmppTransport {
                 }
             }
         });
-        fn text<const MAX: usize>(value: &str, what: &str) -> Result<COctetString<1, MAX>, Failure> {
-            COctetString::from_str(value).map_err(|error| Failure::Permanent(format!("SMPP {what}: {error}")))
-        }
-        let bind = BindTransmitter::builder()
-            .system_id(text(&self.settings.system_id, "system_id")?)
-            .password(text(&self.settings.password, "password")?)
-            .system_type(text(&self.settings.system_type, "system_type")?)
-            .interface_version(InterfaceVersion::Smpp3_4)
-            .addr_ton(Ton::Unknown)
-            .addr_npi(Npi::Unknown)
-            .address_range(COctetString::empty())
-            .build();
         match client.bind_transmitter(bind).await {
             Ok(_) => {
                 metrics().smpp_binds.with_label_values(&["bound"]).inc();
-                tracing::info!(smsc = %self.smsc(), system_id = %self.settings.system_id, "bound to the SMSC as transmitter");
+                let system_id = &self.settings.system_id;
+                tracing::info!(smsc = %self.smsc(), %system_id, "bound to the SMSC as transmitter");
                 *held = Some(client.clone());
                 Ok(client)
             }
