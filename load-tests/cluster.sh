@@ -71,7 +71,7 @@ for i in $(seq 1 "$nodes"); do
   ops=$(free_port)
   env -u OMADM_ADMIN_TOKEN RUST_LOG=warn "$omadm" gateway --listen "127.0.0.1:$port" --internal-listen "127.0.0.1:$internal" \
     --ops-listen "127.0.0.1:$ops" --store "redis://127.0.0.1:$redis_port" --bus "kafka://127.0.0.1:$broker_port" \
-    --admin-token "$token" \
+    --admin-token "$token" --content "$work/content" \
     --public-url "http://127.0.0.1:$port" --node-id "node-$i" --max-commands-per-package 1 >"$work/node-$i.log" 2>&1 &
   pids+=($!)
   node_pids+=($!)

@@ -11,8 +11,7 @@ use actix_web::web;
 use omadm_client::device::{BrowserHook, Device, ExecOutcome, ExecutableNode, ServerAccount};
 use omadm_client::session::{SessionError, SessionRequest, run_session};
 use omadm_client::transport::Transport;
-use omadm_core::clock;
-use omadm_core::model::{CommandRecord, ContentSource, RepositoryItem};
+use omadm_core::model::{CommandRecord, RepositoryItem};
 use omadm_core::session::SessionConfig;
 use omadm_core::store::Store;
 use omadm_gateway::device::{DeviceEdge, DeviceEdgeOptions};
@@ -28,6 +27,7 @@ const SERVER_ID: &str = "omadm-test";
 struct TestServer {
     base: String,
     store: Arc<dyn Store>,
+    content: omadm_core::content::ContentEngine,
     handle: actix_web::dev::ServerHandle,
     _temp: tempfile::TempDir,
 }
@@ -51,10 +51,11 @@ impl TestServer {
             },
             ..omadm_testkit::config::gateway(&base)
         };
-        let state = web::Data::new(AppState { store: store.clone(), bus, config });
+        let content = omadm_core::content::ContentEngine::directory(&temp.path().join("content")).unwrap();
+        let state = web::Data::new(AppState { store: store.clone(), bus, content: content.clone(), config });
         let edge = DeviceEdge::with_options(state.clone(), DeviceEdgeOptions::default());
         let handle = omadm_testkit::edge::serve(state, edge, listener, 1);
-        TestServer { base, store, handle, _temp: temp }
+        TestServer { base, store, content, handle, _temp: temp }
     }
 
     fn url(&self, path: &str) -> String {
@@ -70,15 +71,11 @@ impl TestServer {
     }
 
     async fn publish(&self, path: &str, content_type: &str, body: &[u8]) {
-        let item = RepositoryItem {
-            path: path.to_owned(),
-            content_type: content_type.to_owned(),
-            body: body.to_vec(),
-            source: ContentSource::Operator,
-            device_id: None,
-            stored_at: clock::now_millis(),
-        };
-        self.store.put_content(item).await.unwrap();
+        omadm_testkit::fixtures::publish(&*self.store, &self.content, path, content_type, body, None).await;
+    }
+
+    async fn bytes(&self, item: &RepositoryItem) -> Vec<u8> {
+        omadm_testkit::fixtures::content_bytes(&self.content, item).await
     }
 
     /// (command name, status) of every command recorded for the device, in queue order.
@@ -164,11 +161,11 @@ async fn every_command_succeeds_against_the_server() {
 
     // Uploads and the posted alert landed in the repository under the substituted paths.
     let upload = server.store.get_content(&format!("up/{device_id}/-1/tree.json")).await.unwrap().unwrap();
-    let uploaded: serde_json::Value = serde_json::from_slice(&upload.body).unwrap();
+    let uploaded: serde_json::Value = serde_json::from_slice(&server.bytes(&upload).await).unwrap();
     assert_eq!(uploaded[0]["MOData"]["Volume"], 7);
     assert!(server.store.get_content(&format!("up/{device_id}/devinfo.json")).await.unwrap().is_some());
     let posted = server.store.get_content(&format!("alerts/{device_id}")).await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&posted.body).contains("urn:example:at:rebooted"));
+    assert!(String::from_utf8_lossy(&server.bytes(&posted).await).contains("urn:example:at:rebooted"));
 
     // The EXEC without ServerURI sent its alert in the Package#3; the server recorded it and answered it.
     let alerts = server.store.list_alerts(device_id, 10).await.unwrap();

@@ -339,7 +339,8 @@ async fn start_gateway(listener: StdTcpListener, public_url: &str) -> Gateway {
         bootstrap: BootstrapConfig { server_id: SERVER_ID.to_owned(), ..omadm_testkit::config::bootstrap() },
         ..omadm_testkit::config::gateway(public_url)
     };
-    let state = web::Data::new(AppState { store: store.clone(), bus, config });
+    let content = omadm_core::content::ContentEngine::open("memory://").unwrap();
+    let state = web::Data::new(AppState { store: store.clone(), bus, content, config });
     let edge = DeviceEdge::with_options(state.clone(), DeviceEdgeOptions::default());
     let handle = omadm_testkit::edge::serve(state, edge, listener, 1);
     Gateway { store, handle, _temp: temp }

@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: devices, queued commands, sessions, alerts and repository content as stored.
 //! - [`store`]: the `Store` trait (state) and its engines, chosen by URL.
+//! - [`content`]: the repository's content engine (a directory, S3 or memory, chosen by URL): items' bytes, streamed.
 //! - [`bus`]: the `Bus` trait (events for Kafka topics) and its engines.
 //! - [`cluster`]: node membership, rendezvous ownership of devices, leases and fencing, pure.
 //! - [`session`]: the DM session state machine, pure: state + event + now -> next state + effects;
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod cluster;
+pub mod content;
 pub mod locks;
 pub mod metrics;
 pub mod model;

@@ -26,6 +26,15 @@ pub struct Metrics {
     /// Device uploads refused, by `reason`: `item_too_large` (413), `device_bytes`, `device_items` (413, the
     /// device's quota), `total_bytes` (507, the cap on all device uploads).
     pub uploads_refused: IntCounterVec,
+    /// Repository bytes sent and received, by `direction` (`download`, `upload`; operator and device alike).
+    pub repository_bytes: IntCounterVec,
+    /// Repository answers to downloads, by `kind`: `full` (200), `partial` (206), `not_modified` (304),
+    /// `unsatisfiable` (416).
+    pub repository_downloads: IntCounterVec,
+    /// Repository downloads whose bytes are being sent right now on this node.
+    pub repository_downloads_active: IntGauge,
+    /// Content engine failures, by `operation` (`write`, `read`, `delete`).
+    pub content_errors: IntCounterVec,
     /// Packages received and sent, by `package` (`1`, `3`, `2`) and `direction` (`in`, `out`).
     pub packages: IntCounterVec,
     /// Package sizes in bytes, by `package`.
@@ -146,6 +155,25 @@ impl Metrics {
                 "omadm_uploads_refused_total",
                 "Device uploads refused by a quota or cap, by reason.",
                 &["reason"],
+            ),
+            repository_bytes: counter(
+                "omadm_repository_bytes_total",
+                "Data Repository bytes sent (download) and received (upload).",
+                &["direction"],
+            ),
+            repository_downloads: counter(
+                "omadm_repository_downloads_total",
+                "Data Repository download answers, by kind (full, partial, not_modified, unsatisfiable).",
+                &["kind"],
+            ),
+            repository_downloads_active: gauge(
+                "omadm_repository_downloads_active",
+                "Data Repository downloads whose bytes are being sent on this node.",
+            ),
+            content_errors: counter(
+                "omadm_content_errors_total",
+                "Content engine failures, by operation (write, read, delete).",
+                &["operation"],
             ),
             packages: counter(
                 "omadm_packages_total",

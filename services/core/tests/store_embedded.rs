@@ -64,7 +64,9 @@ async fn reopen_after_drop_keeps_everything() {
     let item = omadm_core::model::RepositoryItem {
         path: "reopen/item".to_owned(),
         content_type: "text/plain".to_owned(),
-        body: b"kept".to_vec(),
+        blob: "items/stored-elsewhere".to_owned(),
+        size: 4,
+        sha256: "0".repeat(64),
         source: omadm_core::model::ContentSource::Operator,
         device_id: None,
         stored_at: 1,

@@ -129,7 +129,9 @@ async fn a_batch_across_slots_lands_in_each_slot() {
         batch.contents.push(RepositoryItem {
             path: format!("up/{device_id}"),
             content_type: "text/plain".to_owned(),
-            body: device_id.as_bytes().to_vec(),
+            blob: "items/stored-elsewhere".to_owned(),
+            size: device_id.len() as u64,
+            sha256: "0".repeat(64),
             source: ContentSource::Device,
             device_id: Some(device_id.clone()),
             stored_at: 1,

@@ -2,6 +2,7 @@
 //!
 //! - [`device`]: `/dm` and `/dm/s/{sid}` (session actors), `/repo/{path}`, `/bootstrap`.
 //! - [`cluster`]: membership, ownership of devices and outbox shards, forwarding to the owner.
+//! - `content`: repository content over HTTP (streamed bodies, ETag, Range, HEAD) for both listeners.
 //! - [`api`]: the operator API under `/api/v1` with its OpenAPI document.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`node`]: one node's wiring (store, bus, cluster, relay, listeners) and its stop order, for the binary and the tests.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod cluster;
+mod content;
 pub mod device;
 mod error;
 pub mod logging;

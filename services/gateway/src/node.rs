@@ -2,7 +2,7 @@
 //! and the stop order live here once.
 //!
 //! ```text
-//! let node = Node::start(store, bus, settings, NodeListeners { public, internal: Some(internal), ops: None }).await?;
+//! let node = Node::start(store, bus, content, settings, NodeListeners { public, internal: Some(internal), ops: None }).await?;
 //! let mut plan = ShutdownPlan::new();
 //! node.stop_steps(&mut plan);   // readiness 503 -> public, internal drain -> leave cluster -> outbox drained -> ops
 //! plan.run().await;
@@ -18,6 +18,7 @@ use std::time::Duration;
 use actix_web::web;
 use omadm_core::bus::Bus;
 use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
+use omadm_core::content::ContentEngine;
 use omadm_core::store::{Store, StoreError};
 use omadm_runtime::ops::OpsServer;
 use omadm_runtime::shutdown::{Phase, ShutdownPlan};
@@ -86,16 +87,21 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node on `store` and `bus` with the listeners already bound.
+    /// Starts a node on `store`, `bus` and `content` with the listeners already bound.
     pub async fn start(
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
+        content: ContentEngine,
         settings: NodeSettings,
         listeners: NodeListeners,
     ) -> Result<Node, NodeError> {
         let cluster = Arc::new(Cluster::new(settings.cluster));
-        let state =
-            web::Data::new(AppState { store: Arc::clone(&store), bus: Arc::clone(&bus), config: settings.gateway });
+        let state = web::Data::new(AppState {
+            store: Arc::clone(&store),
+            bus: Arc::clone(&bus),
+            content,
+            config: settings.gateway,
+        });
         let edge = DeviceEdge::clustered(state.clone(), DeviceEdgeOptions::default(), Arc::clone(&cluster));
         let membership = edge.join_cluster().await.map_err(NodeError::Join)?;
         let relay = settings.relay.map(|relay| {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use omadm_core::bus::Bus;
 use omadm_core::clock::Millis;
+use omadm_core::content::ContentEngine;
 use omadm_core::session::SessionConfig;
 use omadm_core::store::Store;
 
@@ -11,6 +12,8 @@ use omadm_core::store::Store;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
+    /// Where the Data Repository's bytes live (their records are the store's).
+    pub content: ContentEngine,
     pub config: GatewayConfig,
 }
 
@@ -29,8 +32,8 @@ pub struct GatewayConfig {
     pub session: SessionConfig,
     /// Largest request body accepted from devices and operators (413 above).
     pub max_body_bytes: usize,
-    /// Largest repository item operators may upload (413 above).
-    pub max_repository_bytes: usize,
+    /// Largest repository item operators may upload (413 above); streamed, so memory does not grow with it.
+    pub max_repository_bytes: u64,
     /// When set, an unknown device that authenticates with this shared
     /// factory password is registered on its first session (off by default).
     pub auto_register_password: Option<String>,

@@ -31,7 +31,8 @@ async fn serve(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = GatewayConfig { auth_throttle: throttle, ..base_config(&base) };
     let bus = omadm_core::bus::open(events.to_str().unwrap(), "omadm.").await.unwrap();
-    let state = web::Data::new(AppState { store, bus, config });
+    let content = omadm_core::content::ContentEngine::open("memory://").unwrap();
+    let state = web::Data::new(AppState { store, bus, content, config });
     let edge = DeviceEdge::with_options(state.clone(), DeviceEdgeOptions::default());
     let options = ServerOptions { workers: Some(1), ..ServerOptions::default() };
     let server = omadm_gateway::server::run(state, edge, listener, options).await.unwrap();

@@ -9,8 +9,7 @@ mod device_support;
 use device_support::{
     AuthMode, DEVICE_ID_HEADER, SimulatedDevice, TestServer, assert_refused, authorization, http, read_package2,
 };
-use omadm_core::clock;
-use omadm_core::model::{ContentSource, RepositoryItem};
+use omadm_core::model::ContentSource;
 use omadm_proto::mo::{DmAccount, ManagementObject as _};
 use omadm_proto::package::InitiationPackage;
 use omadm_proto::package::media::DMMO_JSON;
@@ -21,15 +20,9 @@ const OTHER: &str = "IMEI:356938035643809";
 const PASSWORD: &str = "s3cret";
 
 async fn put_item(server: &TestServer, path: &str, content_type: &str, source: ContentSource, device: Option<&str>) {
-    let item = RepositoryItem {
-        path: path.to_owned(),
-        content_type: content_type.to_owned(),
-        body: b"{\"x\": 1}".to_vec(),
-        source,
-        device_id: device.map(str::to_owned),
-        stored_at: clock::now_millis(),
-    };
-    server.store.put_content(item).await.unwrap();
+    let body = b"{\"x\": 1}";
+    let uploader = if source == ContentSource::Device { device } else { None };
+    omadm_testkit::fixtures::publish(&*server.store, &server.state.content, path, content_type, body, uploader).await;
 }
 
 #[actix_rt::test]
@@ -82,13 +75,14 @@ async fn devices_upload_with_authentication_and_never_over_others_content() {
     let stored = server.store.get_content("up/IMEI:493005100592800/tree.json").await.unwrap().unwrap();
     assert_eq!(stored.source, ContentSource::Device);
     assert_eq!(stored.device_id.as_deref(), Some(DEVICE));
-    assert_eq!(stored.body, br#"{"Settings": {"Volume": 7}}"#);
+    let bytes = omadm_testkit::fixtures::content_bytes(&server.state.content, &stored).await;
+    assert_eq!(bytes, br#"{"Settings": {"Volume": 7}}"#);
     let operator = server.store.get_content("fw/manifest.json").await.unwrap().unwrap();
     assert_eq!(operator.source, ContentSource::Operator);
 
-    // Over the limit of one device upload.
+    // Over the limit of one device upload, in its own folder (a path it may not write is 403 before any byte).
     let client = http();
-    let path = "/repo/up/big.bin";
+    let path = "/repo/up/IMEI%3A493005100592800/big.bin";
     let auth = authorization(&client, &server, AuthMode::Basic, "PUT", path, DEVICE, PASSWORD).await;
     let response = client
         .put(server.url(path))
@@ -99,7 +93,7 @@ async fn devices_upload_with_authentication_and_never_over_others_content() {
         .await
         .unwrap();
     assert_refused(response, 413, "limit").await;
-    assert!(server.store.get_content("up/big.bin").await.unwrap().is_none());
+    assert!(server.store.get_content("up/IMEI:493005100592800/big.bin").await.unwrap().is_none());
 
     // One event per stored upload.
     server.drain_outbox().await;

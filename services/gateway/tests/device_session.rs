@@ -10,8 +10,7 @@ mod device_support;
 use std::time::Duration;
 
 use device_support::{AuthMode, SimulatedDevice, TestServer, read_package2};
-use omadm_core::clock;
-use omadm_core::model::{CommandState, ContentSource, RepositoryItem, SessionOutcome};
+use omadm_core::model::{CommandState, ContentSource, SessionOutcome};
 use omadm_proto::command::Command;
 use omadm_proto::package::{Alert, AlertItem, CommandStatus, InitiationPackage, ResponsePackage};
 use omadm_proto::status::StatusCode;
@@ -30,15 +29,8 @@ fn alerting_package1() -> InitiationPackage {
 }
 
 async fn publish_operator_content(server: &TestServer, path: &str, body: &[u8]) {
-    let item = RepositoryItem {
-        path: path.to_owned(),
-        content_type: "application/dmmo+json".to_owned(),
-        body: body.to_vec(),
-        source: ContentSource::Operator,
-        device_id: None,
-        stored_at: clock::now_millis(),
-    };
-    server.store.put_content(item).await.unwrap();
+    let content = &server.state.content;
+    omadm_testkit::fixtures::publish(&*server.store, content, path, "application/dmmo+json", body, None).await;
 }
 
 #[actix_rt::test]

@@ -86,7 +86,9 @@ async fn uploads_go_only_where_the_server_sent_them(server: &TestServer) {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("operator content"), "{body}");
     let kept = server.state.store.get_content("up/IMEI:1/policy.json").await.unwrap().unwrap();
-    assert_eq!(kept.body, b"{}");
+    assert_eq!((kept.source, kept.size), (omadm_core::model::ContentSource::Operator, 2));
+    let read = server.api(reqwest::Method::GET, "/api/v1/repository/up/IMEI:1/policy.json").send().await.unwrap();
+    assert_eq!(read.text().await.unwrap(), "{}");
 }
 
 async fn paths_that_are_not_utf8_are_refused(server: &TestServer) {

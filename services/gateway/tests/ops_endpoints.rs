@@ -113,7 +113,7 @@ async fn graceful_stop_finishes_requests_in_flight_then_refuses_connections() {
     let answer = in_flight.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer:?}");
     let stored = server.state.store.get_content("in-flight").await.unwrap().unwrap();
-    assert_eq!(stored.body, b"helloworld");
+    assert_eq!(omadm_testkit::fixtures::content_bytes(&server.state.content, &stored).await, b"helloworld");
 
     // The listener is closed.
     let refused = reqwest::Client::new().get(format!("{}/healthz", server.base)).send().await;

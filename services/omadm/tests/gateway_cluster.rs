@@ -47,6 +47,8 @@ impl Gateway {
             .args(["--ops-listen", &format!("127.0.0.1:{ops_port}")])
             // The documented aliases of --store and --bus, as older deployments name them.
             .args(["--redis", &redis.url(), "--kafka", kafka.brokers(), "--kafka-setting", KAFKA_SETTING])
+            // These tests read no repository content: an engine of each process's own is enough.
+            .args(["--content", "memory://"])
             .args(["--admin-token", TOKEN, "--public-url", &base, "--node-id", id, "--topic-prefix", prefix])
             .args(["--heartbeat-interval-ms", "200", "--node-ttl-ms", "10000", "--workers", "1"])
             .args(["--max-commands-per-package", "2"])

@@ -152,6 +152,7 @@ fn the_notifier_role_runs_alone_beside_a_gateway() {
         .arg("gateway")
         .args(["--listen", &format!("127.0.0.1:{port}"), "--internal-listen", &format!("127.0.0.1:{internal_port}")])
         .args(["--ops-listen", "none", "--store", &redis.url(), "--bus", &bus, "--topic-prefix", &prefix])
+        .args(["--content", "memory://"])
         .args(broker.client_setting_args())
         .args(["--admin-token", TOKEN, "--public-url", &base, "--server-id", "dms.cluster.example"])
         .env("RUST_LOG", "warn");

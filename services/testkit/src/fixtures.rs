@@ -1,14 +1,17 @@
-//! Data the tests put in a Store or hand to a device: a sample DevInfo, a registered device, queued commands.
+//! Data the tests put in a Store or hand to a device: a sample DevInfo, a registered device, queued commands,
+//! repository content.
 //!
 //! ```text
 //! omadm_testkit::fixtures::register(&*store, "IMEI:1", "s3cret").await;
 //! omadm_testkit::fixtures::enqueue(&*store, "IMEI:1", json!([["GET", "./DevInfo/Mod"]])).await;
+//! omadm_testkit::fixtures::publish(&*store, &content, "fw/v2.bin", "application/octet-stream", b"...", None).await;
 //! let devinfo = DevInfo { firmware_version: "2.0".into(), ..omadm_testkit::fixtures::devinfo("IMEI:1") };
 //! ```
 
 use omadm_core::auth::{DEFAULT_REALM, credentials_for};
 use omadm_core::clock;
-use omadm_core::model::{CommandOrigin, Device, NewCommand};
+use omadm_core::content::ContentEngine;
+use omadm_core::model::{CommandOrigin, ContentSource, Device, NewCommand, RepositoryItem};
 use omadm_core::store::{Store, WriteBatch};
 use omadm_proto::command::Command;
 use omadm_proto::mo::DevInfo;
@@ -47,4 +50,38 @@ pub async fn enqueue(store: &dyn Store, device_id: &str, commands: serde_json::V
         .map(|command| NewCommand { command: Command::from_json(command).unwrap(), origin: CommandOrigin::Operator })
         .collect();
     store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap()
+}
+
+/// Stores `body` at repository `path`: its bytes in `content`, its record in `store`; a device upload of
+/// `uploader` when given, operator content otherwise.
+pub async fn publish(
+    store: &dyn Store,
+    content: &ContentEngine,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    uploader: Option<&str>,
+) -> RepositoryItem {
+    let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(body))]);
+    let blob = content.write(chunks, u64::MAX).await.expect("content engine write");
+    let item = RepositoryItem {
+        path: path.to_owned(),
+        content_type: content_type.to_owned(),
+        blob: blob.key,
+        size: blob.size,
+        sha256: blob.sha256,
+        source: if uploader.is_some() { ContentSource::Device } else { ContentSource::Operator },
+        device_id: uploader.map(str::to_owned),
+        stored_at: clock::now_millis(),
+    };
+    store.put_content(item.clone()).await.expect("store put_content");
+    item
+}
+
+/// Every byte of a repository item, read back from `content`.
+pub async fn content_bytes(content: &ContentEngine, item: &RepositoryItem) -> Vec<u8> {
+    use futures_util::TryStreamExt as _;
+    let stream = content.read(&item.blob, 0..item.size).await.expect("content engine read");
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect("content engine stream");
+    chunks.concat()
 }

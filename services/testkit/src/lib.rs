@@ -18,6 +18,7 @@ pub mod ports;
 pub mod process;
 pub mod redis;
 pub mod redis_cluster;
+pub mod s3;
 #[cfg(feature = "smsc")]
 pub mod smsc;
 #[cfg(feature = "core")]

@@ -7,14 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::model::SessionState;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One item of the Data Repository as the Store records it; its bytes are in the content engine
+/// ([`crate::content::ContentEngine`]) under `blob`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepositoryItem {
     /// Path below `/repo/`, without a leading slash.
     pub path: String,
     pub content_type: String,
-    /// The bytes, base64 in the stored JSON.
-    #[serde(with = "base64_bytes")]
-    pub body: Vec<u8>,
+    /// The content engine's key of the bytes.
+    pub blob: String,
+    /// Size of the bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, lowercase hex (the strong ETag of downloads).
+    pub sha256: String,
     pub source: ContentSource,
     /// The uploading device, for device uploads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,21 +32,6 @@ pub struct RepositoryItem {
 pub enum ContentSource {
     Operator,
     Device,
-}
-
-mod base64_bytes {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
-    }
 }
 
 /// Longest repository path accepted, in bytes.
@@ -254,7 +244,9 @@ mod tests {
         let item = |source, device_id: Option<&str>| RepositoryItem {
             path: "up/IMEI:1/x".to_owned(),
             content_type: "application/json".to_owned(),
-            body: Vec::new(),
+            blob: "items/1".to_owned(),
+            size: 0,
+            sha256: String::new(),
             source,
             device_id: device_id.map(str::to_owned),
             stored_at: 0,

@@ -367,7 +367,9 @@ pub async fn round_trips_of_every_call(store: &RedisStore) {
     let item = omadm_core::model::RepositoryItem {
         path: "trips/x".to_owned(),
         content_type: "text/plain".to_owned(),
-        body: b"x".to_vec(),
+        blob: "items/stored-elsewhere".to_owned(),
+        size: 1,
+        sha256: "0".repeat(64),
         source: omadm_core::model::ContentSource::Operator,
         device_id: None,
         stored_at: 1,

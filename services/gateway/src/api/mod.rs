@@ -94,6 +94,7 @@ pub const ROUTES: &[ApiRoute] = &[
     ApiRoute { method: "GET", path: "/notifications/{request_id}", make: || web::get().to(notify::get_notification) },
     ApiRoute { method: "PUT", path: "/repository/{path:.+}", make: || web::put().to(repository::put_content) },
     ApiRoute { method: "GET", path: "/repository/{path:.+}", make: || web::get().to(repository::get_content) },
+    ApiRoute { method: "HEAD", path: "/repository/{path:.+}", make: || web::head().to(repository::head_content) },
     ApiRoute { method: "DELETE", path: "/repository/{path:.+}", make: || web::delete().to(repository::delete_content) },
 ];
 

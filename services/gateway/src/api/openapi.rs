@@ -36,6 +36,7 @@ use super::{commands, devices, mirror, notify, repository};
         notify::get_notification,
         repository::put_content,
         repository::get_content,
+        repository::head_content,
         repository::delete_content,
     ),
     components(schemas(ErrorBody)),
@@ -368,10 +369,23 @@ pub(crate) fn socket_address_pattern() -> String {
 /// empty item, so the body is optional).
 fn describe_repository_content(item: &mut serde_json::Value) {
     use serde_json::json;
-    if let Some(ok) = item.pointer_mut("/get/responses/200") {
-        ok["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
-        ok["headers"] = json!({"OMADM-DevID": {"description": "The uploading device, for a device upload",
-                                               "required": false, "schema": {"type": "string"}}});
+    let header = |description: &str, required: bool| json!({"description": description, "required": required, "schema": {"type": "string"}});
+    for status in ["200", "206"] {
+        if let Some(ok) = item.pointer_mut(&format!("/get/responses/{status}")) {
+            ok["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+            ok["headers"] = json!({
+                "OMADM-DevID": header("The uploading device, for a device upload", false),
+                "ETag": header("The content's SHA-256, quoted (a strong entity tag)", true),
+                "Last-Modified": header("When the content was stored", true),
+                "Accept-Ranges": header("bytes", true),
+            });
+        }
+    }
+    if item.pointer("/get/responses/206").is_some() {
+        set_at(item, &["get", "responses", "206", "headers", "Content-Range"], header("bytes FIRST-LAST/SIZE", true));
+    }
+    if item.pointer("/get/responses/416").is_some() {
+        set_at(item, &["get", "responses", "416", "headers", "Content-Range"], header("bytes */SIZE", true));
     }
     if let Some(body) = item.pointer_mut("/put/requestBody") {
         body["required"] = json!(false);

@@ -3,20 +3,24 @@
 //!
 //! ```text
 //! PUT    /api/v1/repository/firmware/v2.bin  (Content-Type: application/octet-stream, body)  -> 201 | 200
-//! GET    /api/v1/repository/firmware/v2.bin  -> the bytes, with their Content-Type
+//! GET    /api/v1/repository/firmware/v2.bin  -> the bytes, with their Content-Type, ETag, Range support
+//! HEAD   /api/v1/repository/firmware/v2.bin  -> the same headers, no bytes
 //! DELETE /api/v1/repository/firmware/v2.bin  -> 204 | 404
 //! ```
 //!
-//! Devices read the same item at `{public_url}/repo/firmware/v2.bin`.
+//! Devices read the same item at `{public_url}/repo/firmware/v2.bin`. The bytes stream through the content engine
+//! (`--content`); the Store keeps the item's record. A replaced or deleted item's bytes are dropped after the
+//! record no longer points at them.
 
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::clock::now_millis;
 use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
 
-use super::body::read_body_limited;
+use super::body::{BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT};
 use super::schema::RepositoryItemView;
 use super::store_failure;
+use crate::content::{discard_blob, receive_body, send_item};
 use crate::path::{decode_strict, tail_after};
 use crate::{AppState, HttpError};
 
@@ -42,7 +46,8 @@ fn requested_path(request: &HttpRequest) -> Result<String, HttpError> {
     Ok(path)
 }
 
-/// Publish content in the Data Repository (any media type, up to the repository size limit).
+/// Publish content in the Data Repository (any media type, up to the repository size limit), streamed to the
+/// content engine.
 #[utoipa::path(put, path = "/api/v1/repository/{path}", tag = "repository",
     params(("path" = String, Path, description = "Path below /repo/, e.g. firmware/v2.bin")),
     request_body(content = Vec<u8>, content_type = "*/*", description = "The content, with its Content-Type"),
@@ -50,6 +55,7 @@ fn requested_path(request: &HttpRequest) -> Result<String, HttpError> {
         (status = 201, description = "Stored", body = RepositoryItemView),
         (status = 200, description = "Replaced", body = RepositoryItemView),
         (status = 400, description = "Invalid path", body = super::schema::ErrorBody),
+        (status = 408, description = "No byte of the body arrived within the body read timeout", body = super::schema::ErrorBody),
         (status = 413, description = "Larger than the repository limit", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.put_content", skip_all, fields(path = %request.path()))]
@@ -69,28 +75,52 @@ pub(super) async fn put_content(
             .map(str::to_owned)
             .ok_or_else(|| HttpError::bad_request("invalid Content-Type"))?,
     };
-    let body = read_body_limited(&request, payload, state.config.max_repository_bytes).await?;
-    let existed = state.store.get_content(path).await.map_err(store_failure("get_content"))?.is_some();
+    let idle = request.app_data::<BodyReadTimeout>().map_or(DEFAULT_BODY_READ_TIMEOUT, |timeout| timeout.0);
+    let blob = receive_body(&state.content, &request, payload, state.config.max_repository_bytes, idle).await?;
+    let previous = match state.store.get_content(path).await {
+        Ok(previous) => previous,
+        Err(error) => {
+            discard_blob(&state.content, &blob.key).await;
+            return Err(store_failure("get_content")(error));
+        }
+    };
     let item = RepositoryItem {
         path: path.to_owned(),
         content_type,
-        body: body.to_vec(),
+        blob: blob.key.clone(),
+        size: blob.size,
+        sha256: blob.sha256,
         source: ContentSource::Operator,
         device_id: None,
         stored_at: now_millis(),
     };
     let view = RepositoryItemView::from(&item);
-    state.store.put_content(item).await.map_err(store_failure("put_content"))?;
-    tracing::info!(size = view.size, replaced = existed, "repository content stored");
-    if existed { Ok(HttpResponse::Ok().json(view)) } else { Ok(HttpResponse::Created().json(view)) }
+    if let Err(error) = state.store.put_content(item).await {
+        discard_blob(&state.content, &blob.key).await;
+        return Err(store_failure("put_content")(error));
+    }
+    if let Some(previous) = &previous {
+        discard_blob(&state.content, &previous.blob).await;
+    }
+    tracing::info!(size = view.size, replaced = previous.is_some(), "repository content stored");
+    if previous.is_some() { Ok(HttpResponse::Ok().json(view)) } else { Ok(HttpResponse::Created().json(view)) }
 }
 
-/// Read repository content as stored (operator or device upload).
+/// Read repository content as stored (operator or device upload), streamed, with its validators; one byte range
+/// (`Range`, `If-Range`) and `If-None-Match` as RFC 9110 has them.
 #[utoipa::path(get, path = "/api/v1/repository/{path}", tag = "repository",
-    params(("path" = String, Path, description = "Path below /repo/")),
+    params(
+        ("path" = String, Path, description = "Path below /repo/"),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. bytes=1048576- (several ranges: all bytes)"),
+        ("If-Range" = Option<String>, Header, description = "The ETag or Last-Modified the Range applies to"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags of a copy the client holds"),
+    ),
     responses(
         (status = 200, description = "The content with its stored Content-Type", body = Vec<u8>, content_type = "*/*"),
+        (status = 206, description = "The requested byte range (Content-Range)", body = Vec<u8>, content_type = "*/*"),
+        (status = 304, description = "The client's copy is current"),
         (status = 404, description = "Nothing stored there", body = super::schema::ErrorBody),
+        (status = 416, description = "The range names no byte of the content", body = super::schema::ErrorBody),
     ))]
 #[tracing::instrument(name = "api.get_content", skip_all, fields(path = %request.path()))]
 pub(super) async fn get_content(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, HttpError> {
@@ -102,12 +132,20 @@ pub(super) async fn get_content(state: web::Data<AppState>, request: HttpRequest
         .await
         .map_err(store_failure("get_content"))?
         .ok_or_else(|| HttpError::not_found(format!("no repository content at {path:?}")))?;
-    let mut response = HttpResponse::Ok();
-    response.insert_header((CONTENT_TYPE, item.content_type.as_str()));
-    if let Some(device_id) = &item.device_id {
-        response.insert_header(("OMADM-DevID", device_id.as_str()));
-    }
-    Ok(response.body(item.body))
+    let uploader: Vec<(&'static str, String)> =
+        item.device_id.iter().map(|device_id| ("OMADM-DevID", device_id.clone())).collect();
+    send_item(&state.content, &item, &request, &uploader).await
+}
+
+/// The headers `GET` would answer, without the content.
+#[utoipa::path(head, path = "/api/v1/repository/{path}", tag = "repository",
+    params(("path" = String, Path, description = "Path below /repo/")),
+    responses(
+        (status = 200, description = "The content's Content-Type, Content-Length, ETag and Last-Modified"),
+        (status = 404, description = "Nothing stored there"),
+    ))]
+pub(super) async fn head_content(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    get_content(state, request).await
 }
 
 /// Remove repository content.
@@ -124,7 +162,11 @@ pub(super) async fn delete_content(
 ) -> Result<HttpResponse, HttpError> {
     let path = requested_path(&request)?;
     let path = path.as_str();
+    let item = state.store.get_content(path).await.map_err(store_failure("get_content"))?;
     if state.store.delete_content(path).await.map_err(store_failure("delete_content"))? {
+        if let Some(item) = item {
+            discard_blob(&state.content, &item.blob).await;
+        }
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(HttpError::not_found(format!("no repository content at {path:?}")))

@@ -186,7 +186,9 @@ pub struct RepositoryItemView {
     pub path: String,
     pub content_type: String,
     /// Size in bytes.
-    pub size: usize,
+    pub size: u64,
+    /// SHA-256 of the content, lowercase hex (downloads carry it quoted as their ETag).
+    pub sha256: String,
     /// operator or device.
     pub source: String,
     /// The uploading device, for device uploads.
@@ -199,7 +201,8 @@ impl From<&RepositoryItem> for RepositoryItemView {
         RepositoryItemView {
             path: item.path.clone(),
             content_type: item.content_type.clone(),
-            size: item.body.len(),
+            size: item.size,
+            sha256: item.sha256.clone(),
             source: match item.source {
                 ContentSource::Operator => "operator",
                 ContentSource::Device => "device",

@@ -5,7 +5,7 @@
 //! ```text
 //! POST /dm           Package#1, HTTP auth (Basic or Digest) + OMADM-DevID -> Package#2 (CONT /dm/s/{sid} first)
 //! POST /dm/s/{sid}   Package#3 (JSON or multipart GET results) + OMADM-DevID -> next Package#2
-//! GET  /repo/{path}  operator content, negotiated on Accept
+//! GET  /repo/{path}  operator content, negotiated on Accept, streamed (ETag, Range, If-Range; HEAD too)
 //! PUT  /repo/{path}  device upload (HPUT), HTTP auth; POST likewise (HPOST)
 //! GET  /bootstrap?DevID=..&MCC=..&MNC=..   DMAcc + DEFAULT commands, HTTP auth
 //! ```
@@ -154,6 +154,7 @@ impl DeviceEdge {
             .service(
                 web::resource("/repo/{path:.+}")
                     .route(web::get().to(repository::download))
+                    .route(web::head().to(repository::download))
                     .route(web::put().to(repository::upload))
                     .route(web::post().to(repository::upload)),
             )

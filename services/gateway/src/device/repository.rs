@@ -12,7 +12,7 @@
 //! the same atomic write as the content.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
+use actix_web::http::header::ACCEPT;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::bus::Event;
 use omadm_core::clock;
@@ -27,8 +27,9 @@ use tracing::Instrument as _;
 
 use super::EdgeShared;
 use super::authenticate::authenticate;
-use super::body::{content_type, optional_device_id_header, read_body};
+use super::body::{content_type, optional_device_id_header};
 use crate::HttpError;
+use crate::content::{discard_blob, receive_body};
 use crate::path::{decode_repository_path, tail_after};
 
 /// Where repository paths start in the request path.
@@ -48,13 +49,11 @@ fn requested_path(request: &HttpRequest) -> Result<String, HttpError> {
     Ok(decode_repository_path(tail_after(request, ROUTE_PREFIX).unwrap_or_default())?)
 }
 
-/// `GET /repo/{path}`: operator content, negotiated on Accept (406 when the client accepts none of it).
+/// `GET|HEAD /repo/{path}`: operator content, negotiated on Accept (406 when the client accepts none of it),
+/// streamed with its validators and one byte range (a firmware download resumes where it broke off).
 pub(crate) async fn download(shared: web::Data<EdgeShared>, request: HttpRequest) -> Result<HttpResponse, HttpError> {
     let path = requested_path(&request)?;
-    let item = shared.state.store.get_content(&path).await.map_err(|error| {
-        metrics().store_errors.with_label_values(&["get_content"]).inc();
-        HttpError::from(error)
-    })?;
+    let item = shared.state.store.get_content(&path).await.map_err(store_failure("get_content"))?;
     let Some(item) = item.filter(|item| item.source == ContentSource::Operator) else {
         return Err(HttpError::not_found("no repository content at this path"));
     };
@@ -67,10 +66,12 @@ pub(crate) async fn download(shared: web::Data<EdgeShared>, request: HttpRequest
             format!("the content is {}, which the Accept header excludes", item.content_type),
         ));
     }
-    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, item.content_type)).body(item.body))
+    crate::content::send_item(&shared.state.content, &item, &request, &[]).await
 }
 
-/// `PUT|POST /repo/{path}`: a device upload (HPUT, HPOST), authenticated like Package#1.
+/// `PUT|POST /repo/{path}`: a device upload (HPUT, HPOST), authenticated like Package#1. Whether the device may
+/// write there is decided before a byte of the body is read; the body streams into the content engine, and its
+/// record, event and quota charge land in one atomic write (a refusal drops the bytes just written).
 pub(crate) async fn upload(
     shared: web::Data<EdgeShared>,
     request: HttpRequest,
@@ -83,60 +84,94 @@ pub(crate) async fn upload(
         let claimed = optional_device_id_header(&request)?;
         let device = authenticate(&shared, &request, claimed.as_deref()).await?;
         tracing::Span::current().record("device_id", device.id.as_str());
+        let store = &shared.state.store;
+        let content = &shared.state.content;
         let quota = &shared.state.config.uploads;
-        let body = read_body(&request, payload, quota.max_item_bytes, shared.options.body_read_timeout)
+
+        // Refused before a byte is read; checked again under the device's lock before the write.
+        may_write(&shared, &device, &request, &path).await?;
+
+        let limit = quota.max_item_bytes as u64;
+        let blob = receive_body(content, &request, payload, limit, shared.options.body_read_timeout)
             .await
             .inspect_err(|error| {
                 if error.status == StatusCode::PAYLOAD_TOO_LARGE {
                     metrics().uploads_refused.with_label_values(&["item_too_large"]).inc();
                 }
             })?;
+        let now = clock::now_millis();
+        let method = request.method().as_str().to_owned();
         let media_type = match content_type(&request) {
             "" => DEFAULT_UPLOAD_TYPE.to_owned(),
             given => given.to_owned(),
         };
-        let method = request.method().as_str().to_owned();
-        let now = clock::now_millis();
-        let store = &shared.state.store;
-        let store_failure = |operation: &'static str| {
-            move |error| {
-                metrics().store_errors.with_label_values(&[operation]).inc();
-                HttpError::from(error)
-            }
-        };
-
-        let _device_guard = shared.device_locks.lock(&device.id).await;
-        let existing = store.get_content(&path).await.map_err(store_failure("get_content"))?;
-        let grant = match own_folder_grant(&device.id, &path) {
-            UploadGrant::None => issued_grant(&shared, &device, &request).await?,
-            own => own,
-        };
-        check_upload(&device.id, &path, existing.as_ref(), grant)
-            .map_err(|refusal| HttpError::new(StatusCode::FORBIDDEN, refusal.to_string()))?;
-        let event = uploaded_event(&device.id, &path, &media_type, &body, &method, now);
+        let event = uploaded_event(&device.id, &path, &media_type, blob.size, &method, now);
         let item = RepositoryItem {
             path: path.clone(),
             content_type: media_type,
-            body: body.to_vec(),
+            blob: blob.key.clone(),
+            size: blob.size,
+            sha256: blob.sha256.clone(),
             source: ContentSource::Device,
             device_id: Some(device.id.clone()),
             stored_at: now,
         };
         let charge =
-            UploadCharge { device_id: device.id.clone(), path, bytes: body.len() as u64, limits: quota.limits() };
-        // The content, its event and its share of the quotas land in one atomic write.
+            UploadCharge { device_id: device.id.clone(), path: path.clone(), bytes: blob.size, limits: quota.limits() };
         let batch =
             WriteBatch { contents: vec![item], events: vec![event], upload: Some(charge), ..WriteBatch::default() };
-        store.commit(batch).await.map_err(|error| match error {
-            StoreError::QuotaExceeded { quota } => quota_refusal(quota),
-            other => store_failure("commit")(other),
-        })?;
+        let written = async {
+            // The session steps of the device take the same lock: it is held for the write, not the body.
+            let _device_guard = shared.device_locks.lock(&device.id).await;
+            let existing = may_write(&shared, &device, &request, &path).await?;
+            store.commit(batch).await.map_err(|error| match error {
+                StoreError::QuotaExceeded { quota } => quota_refusal(quota),
+                other => store_failure("commit")(other),
+            })?;
+            Ok::<_, HttpError>(existing)
+        }
+        .await;
+        let existing = match written {
+            Ok(existing) => existing,
+            Err(error) => {
+                discard_blob(content, &blob.key).await;
+                return Err(error);
+            }
+        };
         super::wake_outbox_relay(&request);
-        tracing::info!(bytes = body.len(), "device upload stored");
+        if let Some(existing) = &existing {
+            discard_blob(content, &existing.blob).await;
+        }
+        tracing::info!(bytes = blob.size, "device upload stored");
         Ok(if existing.is_some() { HttpResponse::NoContent().finish() } else { HttpResponse::Created().finish() })
     }
     .instrument(span)
     .await
+}
+
+/// What `path` holds now, if `device` may write there (403 when not).
+async fn may_write(
+    shared: &EdgeShared,
+    device: &omadm_core::model::Device,
+    request: &HttpRequest,
+    path: &str,
+) -> Result<Option<RepositoryItem>, HttpError> {
+    let existing = shared.state.store.get_content(path).await.map_err(store_failure("get_content"))?;
+    let grant = match own_folder_grant(&device.id, path) {
+        UploadGrant::None => issued_grant(shared, device, request).await?,
+        own => own,
+    };
+    check_upload(&device.id, path, existing.as_ref(), grant)
+        .map_err(|refusal| HttpError::new(StatusCode::FORBIDDEN, refusal.to_string()))?;
+    Ok(existing)
+}
+
+/// Maps a store failure to 503 and counts it under `operation`.
+fn store_failure(operation: &'static str) -> impl FnOnce(StoreError) -> HttpError {
+    move |error| {
+        metrics().store_errors.with_label_values(&[operation]).inc();
+        HttpError::from(error)
+    }
 }
 
 /// A charge the quotas refused: 413 for the device's own quota (its uploads are too much), 507 for the cap
@@ -174,13 +209,13 @@ async fn issued_grant(
 }
 
 /// `content.uploaded` on the results topic (docs/events.md): what a consumer needs to fetch it through the API.
-fn uploaded_event(device_id: &str, path: &str, media_type: &str, body: &[u8], method: &str, now: u64) -> Event {
+fn uploaded_event(device_id: &str, path: &str, media_type: &str, size: u64, method: &str, now: u64) -> Event {
     content_uploaded(ContentUploaded {
         device_id: device_id.to_owned(),
         path: path.to_owned(),
         method: method.to_owned(),
         content_type: media_type.to_owned(),
-        size: body.len() as u64,
+        size,
         stored_at: now,
     })
 }
@@ -259,7 +294,7 @@ mod tests {
 
     #[test]
     fn upload_event_names_the_device_and_the_content() {
-        let event = uploaded_event("IMEI:1", "up/IMEI:1/tree.json", "application/json", b"{}", "PUT", 42);
+        let event = uploaded_event("IMEI:1", "up/IMEI:1/tree.json", "application/json", 2, "PUT", 42);
         assert_eq!(event.event_type, "content.uploaded");
         assert_eq!(event.topic, Topic::Results);
         assert_eq!(event.key, "IMEI:1");

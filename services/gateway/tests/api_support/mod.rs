@@ -1,4 +1,5 @@
-//! A real server for the API and ops tests: embedded store and JSONL bus in a temp dir, 127.0.0.1 port 0.
+//! A real server for the API and ops tests: embedded store, JSONL bus and content directory in a temp dir (or the
+//! store and content engine a test names), 127.0.0.1 port 0.
 
 #![allow(dead_code)]
 // Test harness code: a failure here is a failed test.
@@ -51,13 +52,24 @@ impl TestServer {
 
     /// The test server on the store at `store_url` (e.g. a test Redis), or on an embedded store in its temp dir.
     pub async fn start_on(options: ServerOptions, store_url: Option<&str>) -> TestServer {
+        TestServer::start_custom(options, store_url, None, |_| {}).await
+    }
+
+    /// [`TestServer::start_on`] with the content engine at `content_url` (else a directory in the temp dir) and
+    /// the gateway settings changed by `tweak`.
+    pub async fn start_custom(
+        options: ServerOptions,
+        store_url: Option<&str>,
+        content_url: Option<&str>,
+        tweak: impl FnOnce(&mut GatewayConfig),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let embedded_url = dir.path().join("store").to_string_lossy().into_owned();
         let store = omadm_core::store::open(store_url.unwrap_or(&embedded_url)).await.unwrap();
         let bus = omadm_core::bus::open(&dir.path().join("events").to_string_lossy(), "omadm.").await.unwrap();
         let listener = server::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = GatewayConfig {
+        let mut config = GatewayConfig {
             admin_token: TOKEN.to_owned(),
             nonce_key: vec![7; 32],
             session: SessionConfig {
@@ -66,7 +78,7 @@ impl TestServer {
                 ..omadm_testkit::config::session(&format!("{base}/dm/s/"))
             },
             max_body_bytes: MAX_BODY_BYTES,
-            max_repository_bytes: MAX_REPOSITORY_BYTES,
+            max_repository_bytes: MAX_REPOSITORY_BYTES as u64,
             bootstrap: BootstrapConfig {
                 server_id: SERVER_ID.to_owned(),
                 server_name: "test".to_owned(),
@@ -74,7 +86,10 @@ impl TestServer {
             },
             ..omadm_testkit::config::gateway(&base)
         };
-        let state = web::Data::new(AppState { store, bus, config });
+        tweak(&mut config);
+        let directory = dir.path().join("content").to_string_lossy().into_owned();
+        let content = omadm_core::content::ContentEngine::open(content_url.unwrap_or(&directory)).unwrap();
+        let state = web::Data::new(AppState { store, bus, content, config });
         let edge = DeviceEdge::new(state.clone());
         let ops = server::run_ops(
             state.clone(),

@@ -107,7 +107,9 @@ impl Node {
             relay: relay.then(RelayConfig::default),
         };
         let listeners = NodeListeners { public, internal: Some(internal), ops: None };
-        let node = GatewayNode::start(store.clone(), bus, settings, listeners).await.unwrap();
+        // No cluster test reads the repository: each node's content engine is its own.
+        let content = omadm_core::content::ContentEngine::open("memory://").unwrap();
+        let node = GatewayNode::start(store.clone(), bus, content, settings, listeners).await.unwrap();
         let edge = node.edge().clone();
         Node { id: id.to_owned(), base, internal_base, store, edge, running: Mutex::new(Some(node)) }
     }

@@ -132,7 +132,8 @@ impl TestServer {
         let mut config = base_config(&base);
         let mut options = DeviceEdgeOptions::default();
         tweak(&mut config, &mut options);
-        let state = web::Data::new(AppState { store: store.clone(), bus: bus.clone(), config });
+        let content = omadm_core::content::ContentEngine::directory(&data_dir.join("content")).unwrap();
+        let state = web::Data::new(AppState { store: store.clone(), bus: bus.clone(), content, config });
         let edge = DeviceEdge::with_options(state.clone(), options);
         if recover {
             edge.recover().await.unwrap();

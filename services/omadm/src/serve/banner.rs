@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use super::secrets::{ADMIN_TOKEN_FILE, AdminToken};
-use super::settings::Settings;
+use super::settings::{Role, Settings};
 
 /// What the banner tells beyond the settings: the real addresses (port 0) and this node's view of the cluster.
 pub struct Started<'a> {
@@ -55,7 +55,15 @@ pub fn print_role(settings: &Settings, doing: &str, ops_url: Option<String>) {
 }
 
 fn backends_line(settings: &Settings) -> String {
-    format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus))
+    let backends = format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus));
+    match settings.role {
+        Role::Notifier => backends,
+        Role::Serve | Role::Gateway => {
+            // The query of an s3:// URL may carry credentials.
+            let content = settings.content.split('?').next().unwrap_or_default();
+            format!("{backends}; content: {}", shown_url(content))
+        }
+    }
 }
 
 fn ops_line(ops_url: Option<&str>) -> String {

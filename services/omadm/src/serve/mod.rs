@@ -35,6 +35,7 @@ use std::time::Duration;
 use actix_web::web;
 use anyhow::{Context as _, bail};
 use omadm_core::bus::{Bus, BusOptions};
+use omadm_core::content::ContentEngine;
 use omadm_core::session::SessionConfig;
 use omadm_core::store::Store;
 use omadm_gateway::GatewayConfig;
@@ -118,7 +119,10 @@ async fn run_notifier(settings: Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     secrets::private_files_from_now_on();
-    let uses_data_dir = settings.embedded_store() || settings.jsonl_bus() || settings.admin_token.is_none();
+    let uses_data_dir = settings.embedded_store()
+        || settings.jsonl_bus()
+        || settings.admin_token.is_none()
+        || settings.content_in_data_dir();
     if uses_data_dir {
         secrets::prepare_data_dir(&settings.data_dir, settings.allow_shared_data_dir)?;
     }
@@ -140,6 +144,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let node_id = settings.node_id.clone().unwrap_or_else(random_node_id);
     let (store, bus) = open_backends(&settings, &node_id).await?;
+    let content = ContentEngine::open(&settings.content).context("cannot open the content engine (--content)")?;
 
     let listeners = bind_listeners(&settings)?;
     let local_addr = listeners.public.local_addr()?;
@@ -176,7 +181,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
         relay: Some(NodeSettings::relay_for(store.as_ref())),
     };
-    let node = Node::start(Arc::clone(&store), Arc::clone(&bus), node_settings, listeners).await?;
+    let node = Node::start(Arc::clone(&store), Arc::clone(&bus), content, node_settings, listeners).await?;
     // `serve` is every role in one process: the notifier consumes what this node's API requests.
     let notifier = match settings.role {
         Role::Serve => {

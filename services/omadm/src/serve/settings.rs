@@ -61,9 +61,10 @@ pub struct ServeArgs {
     /// Largest request body from devices and operators, in bytes [default: 1048576].
     #[arg(long, env = "OMADM_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Largest repository item, in bytes [default: 16777216].
+    /// Largest repository item an operator may publish, in bytes; streamed, so memory does not grow with it
+    /// [default: 4294967296 (4 GiB)].
     #[arg(long, env = "OMADM_MAX_REPOSITORY_BYTES", value_name = "BYTES")]
-    pub max_repository_bytes: Option<usize>,
+    pub max_repository_bytes: Option<u64>,
     /// Register an unknown device on its first session when it authenticates with this password [default: off].
     #[arg(long, env = "OMADM_AUTO_REGISTER_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
     pub auto_register_password: Option<String>,
@@ -94,6 +95,11 @@ pub struct ServeArgs {
     /// [serve default: {data-dir}/events; gateway: required].
     #[arg(long, env = "OMADM_BUS", value_name = "URL")]
     pub bus: Option<String>,
+    /// Where the Data Repository's bytes live, by URL: a directory (or file://DIR; a volume every node shares in a
+    /// cluster), s3://BUCKET[/PREFIX][?endpoint=URL&region=R&allow_http=true...] (credentials from AWS_* variables),
+    /// or memory:// (this process only) [serve default: {data-dir}/content; gateway: required, shared].
+    #[arg(long, env = "OMADM_CONTENT", value_name = "URL")]
+    pub content: Option<String>,
     /// Alias of --store for Redis: a bare HOST:PORT means redis://HOST:PORT.
     #[arg(long, env = "OMADM_REDIS", value_name = "URL", conflicts_with = "store")]
     pub redis: Option<String>,
@@ -285,7 +291,7 @@ pub struct Settings {
     pub max_attempts: u32,
     pub alert_mime_types: Vec<String>,
     pub max_body_bytes: usize,
-    pub max_repository_bytes: usize,
+    pub max_repository_bytes: u64,
     pub auto_register_password: Option<String>,
     pub log_format: LogFormat,
     pub realm: String,
@@ -298,6 +304,8 @@ pub struct Settings {
     pub store: String,
     /// The bus URL; the JSONL files under the data dir unless one was given.
     pub bus: String,
+    /// The content engine's URL; the directory `content` under the data dir unless one was given.
+    pub content: String,
     pub events_retention: omadm_core::bus::JsonlRetention,
     pub kafka_partitions: i32,
     pub kafka_replication: i32,
@@ -335,6 +343,12 @@ impl Settings {
         self.store == default_store(&self.data_dir) && self.bus == default_bus(&self.data_dir)
     }
 
+    /// The content engine is the data dir's own directory.
+    pub fn content_in_data_dir(&self) -> bool {
+        std::path::Path::new(self.content.strip_prefix("file://").unwrap_or(&self.content))
+            == self.data_dir.join("content")
+    }
+
     /// The bus is JSONL files in a directory of this host.
     pub fn jsonl_bus(&self) -> bool {
         !self.bus.starts_with("kafka://")
@@ -345,6 +359,10 @@ impl Settings {
         let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from("./omadm-data"));
         let store_given = args.store.is_some() || args.redis.is_some();
         let bus_given = args.bus.is_some() || args.kafka.is_some();
+        let content_given = args.content.is_some();
+        let content = args
+            .content
+            .map_or_else(|| data_dir.join("content").to_string_lossy().into_owned(), |url| url.trim().to_owned());
         let store = match (args.store, args.redis) {
             (Some(url), _) => url.trim().to_owned(),
             (None, Some(redis)) => with_scheme(&redis, "redis://"),
@@ -383,7 +401,7 @@ impl Settings {
             max_attempts: args.max_attempts.unwrap_or(5),
             alert_mime_types: args.alert_mime_types.unwrap_or_default(),
             max_body_bytes: args.max_body_bytes.unwrap_or(1 << 20),
-            max_repository_bytes: args.max_repository_bytes.unwrap_or(16 << 20),
+            max_repository_bytes: args.max_repository_bytes.unwrap_or(4 << 30),
             auto_register_password: args.auto_register_password,
             log_format: args.log_format.unwrap_or(LogFormat::Text),
             realm: args.realm.unwrap_or_else(|| omadm_core::auth::DEFAULT_REALM.to_owned()),
@@ -394,6 +412,7 @@ impl Settings {
             topic_prefix: args.topic_prefix.unwrap_or_else(|| "omadm.".to_owned()),
             store,
             bus,
+            content,
             events_retention: omadm_core::bus::JsonlRetention {
                 segment_bytes: args.events_segment_bytes.unwrap_or(retention.segment_bytes),
                 retained_segments: args.events_retained_segments.unwrap_or(retention.retained_segments),
@@ -436,11 +455,11 @@ impl Settings {
             },
             notifier,
         };
-        settings.check(store_given, bus_given)?;
+        settings.check(store_given, bus_given, content_given)?;
         Ok(settings)
     }
 
-    fn check(&self, store_given: bool, bus_given: bool) -> anyhow::Result<()> {
+    fn check(&self, store_given: bool, bus_given: bool, content_given: bool) -> anyhow::Result<()> {
         if self.max_commands_per_package == 0 {
             bail!("--max-commands-per-package must be at least 1");
         }
@@ -515,6 +534,7 @@ impl Settings {
             Role::Gateway => &[
                 ("--store", !store_given),
                 ("--bus", !bus_given),
+                ("--content", !content_given),
                 ("--admin-token", self.admin_token.is_none()),
                 ("--public-url", self.public_url.is_none()),
                 ("--internal-listen", self.internal_listen.is_none()),
@@ -627,6 +647,9 @@ mod tests {
         assert_eq!(settings.store, "./omadm-data/store");
         assert_eq!(settings.bus, "./omadm-data/events");
         assert!(settings.embedded_store() && settings.jsonl_bus() && settings.data_dir_only());
+        assert_eq!(settings.content, "./omadm-data/content");
+        assert!(settings.content_in_data_dir());
+        assert_eq!(settings.max_repository_bytes, 4 << 30);
         assert_eq!(settings.ops_listen.as_deref(), Some(DEFAULT_OPS_LISTEN));
         assert!(!settings.allow_shared_data_dir);
         assert_eq!(settings.max_body_bytes, 1 << 20);
@@ -677,11 +700,12 @@ mod tests {
         let error = layered(ServeArgs::default(), "", Role::Gateway).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "omadm gateway needs --store, --bus, --admin-token, --public-url, --internal-listen"
+            "omadm gateway needs --store, --bus, --content, --admin-token, --public-url, --internal-listen"
         );
         let file = r#"
             redis = "10.0.0.2:6379"
             kafka = "10.0.0.5:9092,10.0.0.6:9092"
+            content = "s3://firmware/omadm?region=eu-central-1"
             internal_listen = "10.0.0.7:8081"
             public_url = "https://dm.example.com/"
             kafka_settings = ["security.protocol=SASL_SSL"]
@@ -691,6 +715,8 @@ mod tests {
         let settings = layered(args.clone(), file, Role::Gateway).unwrap();
         assert_eq!(settings.store, "redis://10.0.0.2:6379");
         assert_eq!(settings.bus, "kafka://10.0.0.5:9092,10.0.0.6:9092");
+        assert_eq!(settings.content, "s3://firmware/omadm?region=eu-central-1");
+        assert!(!settings.content_in_data_dir());
         assert!(!settings.embedded_store() && !settings.jsonl_bus());
         assert_eq!(settings.public_url.as_deref(), Some("https://dm.example.com"));
         assert_eq!(settings.kafka_settings, vec![("security.protocol".to_owned(), "SASL_SSL".to_owned())]);
@@ -700,6 +726,7 @@ mod tests {
         let by_url = r#"
             store = "redis+cluster://a:1,b:2"
             bus = "file:///var/lib/omadm/events"
+            content = "file:///mnt/shared/omadm-content"
             internal_listen = "10.0.0.7:8081"
             public_url = "https://dm.example.com"
             "#;

@@ -123,6 +123,8 @@ impl Cluster {
             .args(["--ops-listen", &format!("127.0.0.1:{ops_port}")])
             .args(["--store", &self.redis.url()])
             .args(["--bus", &format!("kafka://{}", self.broker.brokers())])
+            // A directory every node shares, as a volume mounted on each would be.
+            .args(["--content", &dir.join("content").to_string_lossy()])
             .args(self.broker.client_setting_args())
             .args(["--admin-token", ADMIN_TOKEN])
             .args(["--public-url", &base])
