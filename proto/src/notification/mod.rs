@@ -1,5 +1,5 @@
 //! Package#0, the DM Notification (spec 5.2.1, 7.1, 9.1, Appendix D): the binary package, its
-//! SHA256-DIGEST signature, and its WAP Push and push-service (base64 "SMS") transports.
+//! SHA256-DIGEST signature, and its WAP Push (over UDP, or SMS segments), and push-service (base64 "SMS") transports.
 //!
 //! A server builds a [`Notification`], signs it with the account's AuthSecret
 //! and the current time, and hands the bytes to a transport:
@@ -30,6 +30,7 @@ mod digest;
 pub mod option;
 mod package;
 mod push;
+mod sms;
 mod wsp;
 
 pub use digest::{VerifyError, verify};
@@ -40,6 +41,11 @@ pub use package::{
 };
 pub use push::{
     PUSH_MESSAGE_KEY, PushError, decode_base64, encode_base64, from_push_message, from_push_text, to_push_message,
+};
+pub use sms::{
+    ConcatReference, Concatenation, IEI_CONCAT_8, IEI_CONCAT_16, IEI_PORTS_8, IEI_PORTS_16, MAX_SEGMENTS,
+    MAX_SMS_OCTETS, Ports, ReassemblyLimits, Segment, SmsError, SmsReassembler, WAP_PUSH_SOURCE_PORT, parse_segment,
+    sms_segments,
 };
 pub use wsp::{
     APPLICATION_ID, APPLICATION_ID_URI, CONTENT_TYPE_CODE, CONTENT_TYPE_TEXT, MAX_PUSH_HEADER_LENGTH, PDU_TYPE_PUSH,

@@ -99,23 +99,26 @@ async fn device_registration_read_list_and_delete() {
     assert!(device["inventory"].as_object().unwrap().contains_key("fwv"));
 
     assert_eq!(device["notify_address"], Value::Null);
+    assert_eq!(device["msisdn"], Value::Null);
 
-    // Update: new tags and notification address, secret kept.
-    let updated = server
-        .api(Method::PUT, "/api/v1/devices/IMEI:1")
-        .json(&json!({"password": "other", "tags": {"fleet": "cars"}, "notify_address": "127.0.0.9:2948"}));
+    // Update: new tags, notification address and MSISDN, secret kept.
+    let updated = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({
+        "password": "other", "tags": {"fleet": "cars"}, "notify_address": "127.0.0.9:2948", "msisdn": "+491701234567"
+    }));
     let updated = updated.send().await.unwrap();
     assert_eq!(updated.status(), 200);
     let device: Value = updated.json().await.unwrap();
     assert_eq!(device["tags"], json!({"fleet": "cars"}));
     assert_eq!(device["has_auth_secret"], true);
     assert_eq!(device["notify_address"], "127.0.0.9:2948");
+    assert_eq!(device["msisdn"], "+491701234567");
     // The password changed: the stored hash is the new one.
     let stored = server.state.store.get_device("IMEI:1").await.unwrap().unwrap();
     assert_eq!(stored.credentials, omadm_core::auth::credentials_for("IMEI:1", "omadm", "other"));
 
     let fetched: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched["tags"], json!({"fleet": "cars"}));
+    assert_eq!(fetched["msisdn"], "+491701234567", "GET shows the MSISDN");
 
     server.register("IMEI:2", json!({"fleet": "meters"})).await;
     server.register("IMEI:3", json!({"fleet": "meters"})).await;
@@ -171,6 +174,11 @@ async fn device_bad_input() {
         expect_error(put().json(&json!({"password": "pw", "notify_address": "nowhere"})).send().await.unwrap(), 400)
             .await;
     assert!(reason.contains("notify_address") || reason.contains("socket address"), "{reason}");
+    for msisdn in ["491701234567", "+12345", "+49 170 1234567", "+1234567890123456"] {
+        let reason =
+            expect_error(put().json(&json!({"password": "pw", "msisdn": msisdn})).send().await.unwrap(), 400).await;
+        assert!(reason.contains("MSISDN"), "{reason}");
+    }
     expect_error(put().header("content-type", "text/plain").body("{\"password\": \"pw\"}").send().await.unwrap(), 415)
         .await;
     expect_error(put().header(json_type.0, json_type.1).send().await.unwrap(), 400).await;

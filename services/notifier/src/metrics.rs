@@ -1,8 +1,10 @@
 //! The notifier's Prometheus metrics, registered in the process's one registry (`omadm_core::metrics`).
 //!
 //! ```text
-//! omadm_notifications_total{transport="udp|none", outcome="sent|failed|collapsed"}
+//! omadm_notifications_total{transport="udp|sms|none", outcome="sent|failed|collapsed"}
 //! omadm_notification_dispatch_seconds{transport="udp"}     request read -> Package#0 handed to the transport
+//! omadm_sms_submits_total{outcome="accepted|throttled|refused|error"}   one per submit_sm try (SMS transport)
+//! omadm_smpp_binds_total{outcome="bound|refused|error"}                 one per bind_transmitter try
 //! ```
 
 use std::sync::OnceLock;
@@ -14,6 +16,10 @@ pub struct NotifierMetrics {
     pub notifications: IntCounterVec,
     /// From reading the request to the transport's accepting the package, by transport.
     pub dispatch_seconds: HistogramVec,
+    /// submit_sm tries of the SMS transport, by outcome (`error`: the connection failed or timed out).
+    pub sms_submits: IntCounterVec,
+    /// bind_transmitter tries of the SMS transport, by outcome.
+    pub smpp_binds: IntCounterVec,
 }
 
 /// 0.1 ms to 5 s: a UDP send takes well under a millisecond, the store round trips dominate.
@@ -38,9 +44,21 @@ pub fn metrics() -> &'static NotifierMetrics {
             &["transport"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let sms_submits = IntCounterVec::new(
+            Opts::new("omadm_sms_submits_total", "submit_sm tries of the SMS transport, by outcome."),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let smpp_binds = IntCounterVec::new(
+            Opts::new("omadm_smpp_binds_total", "bind_transmitter tries of the SMS transport, by outcome."),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let _ = registry.register(Box::new(notifications.clone()));
         let _ = registry.register(Box::new(dispatch_seconds.clone()));
-        NotifierMetrics { notifications, dispatch_seconds }
+        let _ = registry.register(Box::new(sms_submits.clone()));
+        let _ = registry.register(Box::new(smpp_binds.clone()));
+        NotifierMetrics { notifications, dispatch_seconds, sms_submits, smpp_binds }
     })
 }
 

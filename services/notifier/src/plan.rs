@@ -26,13 +26,18 @@ pub struct PackageRules {
     pub server_id: String,
     /// REQ-MOS is set when the device's inventory was last read longer ago than this (or never).
     pub inventory_max_age: Millis,
+    /// The transports this notifier has, by [`Destination::transport`] name: a device is sent through the first
+    /// of its [`destinations`] that one of them takes.
+    pub transports: Vec<&'static str>,
 }
 
 /// Where a Package#0 goes, and so which transport takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// Connectionless WAP Push over UDP (Appendix D.1).
     Udp(SocketAddr),
+    /// WAP Push over SMS through the SMSC (SMPP 3.4) to this E.164 number (`+491701234567`).
+    Sms { msisdn: String },
 }
 
 impl Destination {
@@ -40,8 +45,22 @@ impl Destination {
     pub fn transport(&self) -> &'static str {
         match self {
             Destination::Udp(_) => "udp",
+            Destination::Sms { .. } => "sms",
         }
     }
+}
+
+/// Every place `device` can be reached, in the order they are tried: UDP first (no cost, no SMSC between), then
+/// SMS. One function, so that a per-device order (the operator's `"notify": [...]`) replaces only this.
+pub fn destinations(device: &Device) -> Vec<Destination> {
+    let udp = device.notify_address.map(|mut address| {
+        if address.port() == 0 {
+            address.set_port(WAP_PUSH_PORT);
+        }
+        Destination::Udp(address)
+    });
+    let sms = device.msisdn.clone().map(|msisdn| Destination::Sms { msisdn });
+    udp.into_iter().chain(sms).collect()
 }
 
 /// A request the notifier can send, before its NOTIFICATION-ID is drawn.
@@ -59,7 +78,7 @@ pub struct Plan {
 pub enum Refusal {
     #[error("no device {0:?} in the store")]
     UnknownDevice(String),
-    #[error("the device has no notify address to send a Package#0 to")]
+    #[error("the device has no notify address or MSISDN that a configured transport can reach")]
     NoTransport,
     #[error("{0}")]
     InvalidRequest(String),
@@ -112,10 +131,10 @@ pub fn plan(
     let names =
         if request.preferred_con_types.is_empty() { &device.preferred_con_types } else { &request.preferred_con_types };
     let preferred_connection_types = connection_types(names)?;
-    let mut address = device.notify_address.ok_or(Refusal::NoTransport)?;
-    if address.port() == 0 {
-        address.set_port(WAP_PUSH_PORT);
-    }
+    let destination = destinations(device)
+        .into_iter()
+        .find(|destination| rules.transports.contains(&destination.transport()))
+        .ok_or(Refusal::NoTransport)?;
     let inventory_stale = match device.inventory.updated_at {
         None => true,
         Some(read_at) => now.saturating_sub(read_at) > rules.inventory_max_age,
@@ -129,7 +148,7 @@ pub fn plan(
         unknown_options: Vec::new(),
     };
     let secret = device.auth_secret.clone().filter(|secret| !secret.is_empty());
-    Ok(Plan { destination: Destination::Udp(address), notification, secret })
+    Ok(Plan { destination, notification, secret })
 }
 
 fn connection_types(names: &[String]) -> Result<Option<PreferredConnectionTypes>, Refusal> {
@@ -268,7 +287,7 @@ mod tests {
     const DAY: Millis = 86_400_000;
 
     fn rules() -> PackageRules {
-        PackageRules { server_id: "dms.example.com".to_owned(), inventory_max_age: DAY }
+        PackageRules { server_id: "dms.example.com".to_owned(), inventory_max_age: DAY, transports: vec!["udp"] }
     }
 
     fn request(types: &[&str], request_mos: bool) -> NotificationRequested {
@@ -365,6 +384,26 @@ mod tests {
             planned.destination,
             Destination::Udp(format!("10.0.0.9:{}", notification::WAP_PUSH_PORT).parse().unwrap())
         );
+    }
+
+    #[test]
+    fn udp_goes_first_then_sms_and_only_through_a_configured_transport() {
+        let both = Device { msisdn: Some("+491701234567".to_owned()), ..device() };
+        let sms = Destination::Sms { msisdn: "+491701234567".to_owned() };
+        assert_eq!(destinations(&both), vec![Destination::Udp("127.0.0.1:40000".parse().unwrap()), sms.clone()]);
+        let phone_only = Device { notify_address: None, ..both.clone() };
+        assert_eq!(destinations(&phone_only), vec![sms.clone()]);
+        let with_smsc = PackageRules { transports: vec!["udp", "sms"], ..rules() };
+        let planned = plan(&request(&[], false), Some(&both), &with_smsc, NOW).unwrap();
+        assert_eq!(planned.destination.transport(), "udp", "both: UDP first");
+        let planned = plan(&request(&[], false), Some(&phone_only), &with_smsc, NOW).unwrap();
+        assert_eq!((planned.destination.transport(), planned.destination), ("sms", sms));
+        // No SMSC configured: a phone-only device has no transport, one with both still goes over UDP.
+        let refused = plan(&request(&[], false), Some(&phone_only), &rules(), NOW).unwrap_err();
+        assert_eq!((refused.reason(), refused), ("no_transport", Refusal::NoTransport));
+        assert_eq!(plan(&request(&[], false), Some(&both), &rules(), NOW).unwrap().destination.transport(), "udp");
+        let udp_less = PackageRules { transports: vec!["sms"], ..rules() };
+        assert_eq!(plan(&request(&[], false), Some(&both), &udp_less, NOW).unwrap().destination.transport(), "sms");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::NotifierError;
 use crate::metrics::metrics;
 use crate::plan::{self, Admission, InFlight, PackageRules, Refusal};
 use crate::settings::{CONSUMER_GROUP, NotifierSettings};
+use crate::sms::SmppTransport;
 use crate::transport::{Transport, UdpTransport};
 
 /// The readiness condition the notifier raises while it cannot make outcomes durable.
@@ -44,7 +45,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Binds the UDP transport, joins the consumer group `omadm-notifier` on the notifications topic and starts
+    /// Binds the UDP transport (and sets up the SMS one when an SMSC is configured), joins the consumer group `omadm-notifier` on the notifications topic and starts
     /// dispatching.
     pub async fn start(
         store: Arc<dyn Store>,
@@ -55,11 +56,18 @@ impl Notifier {
         let udp = UdpTransport::bind(settings.udp_bind)
             .await
             .map_err(|error| NotifierError::Transport(format!("cannot bind {}: {error}", settings.udp_bind)))?;
-        tracing::info!(udp = ?udp.local_addr().ok(), server_id = %settings.server_id, "notifier starting");
+        let mut transports: Vec<Arc<dyn Transport>> = vec![Arc::new(udp)];
+        // No SMSC configured, no SMS transport: a device reachable only by SMS gets `no_transport`.
+        if let Some(smpp) = &settings.smpp {
+            let sms = SmppTransport::new(smpp.clone());
+            tracing::info!(smsc = %sms.smsc(), system_id = %smpp.system_id, tps = smpp.tps, "SMS transport configured");
+            transports.push(Arc::new(sms));
+        }
+        tracing::info!(server_id = %settings.server_id, transports = ?transports.iter().map(|transport| transport.name()).collect::<Vec<_>>(), "notifier starting");
         let handler = Dispatcher {
             store,
-            transports: vec![Arc::new(udp)],
-            rules: settings.package_rules(),
+            rules: settings.package_rules(transports.iter().map(|transport| transport.name()).collect()),
+            transports,
             in_flight: InFlight::new(settings.dedup_window_millis()),
             handled: HashMap::new(),
             readiness,

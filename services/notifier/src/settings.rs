@@ -7,10 +7,18 @@
 //! --notifier-inventory-max-age S    OMADM_INVENTORY_MAX_AGE         inventory_max_age     86400
 //! --notifier-udp-bind HOST:PORT     OMADM_NOTIFIER_UDP_BIND         udp_bind              "0.0.0.0:0"
 //! --notifier-batch-size N           OMADM_NOTIFIER_BATCH_SIZE       batch_size            100
+//! --notifier-smpp-host HOST         OMADM_SMPP_HOST                 smpp_host             none: no SMS transport
+//! --notifier-smpp-port PORT         OMADM_SMPP_PORT                 smpp_port             2775
+//! --notifier-smpp-system-id ID      OMADM_SMPP_SYSTEM_ID            smpp_system_id        required with a host
+//! --notifier-smpp-password PW       OMADM_SMPP_PASSWORD             smpp_password         ""
+//! --notifier-smpp-system-type T     OMADM_SMPP_SYSTEM_TYPE          smpp_system_type      ""
+//! --notifier-smpp-source-addr A     OMADM_SMPP_SOURCE_ADDR          smpp_source_addr      "" (the SMSC's default)
+//! --notifier-smpp-tps N             OMADM_SMPP_TPS                  smpp_tps              10
 //! ```
 //!
 //! The flags carry a `notifier-` prefix so that `omadm serve` can take them beside the gateway's; the server id
-//! and the inventory age share their variables with the gateway's, since they mean the same thing there.
+//! and the inventory age share their variables with the gateway's, since they mean the same thing there. The
+//! SMPP variables are `OMADM_SMPP_*`: the SMSC account is the operator's, not the notifier's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,6 +56,32 @@ pub struct NotifierArgs {
     /// Requests read from the bus per batch, at most [default: 100].
     #[arg(long = "notifier-batch-size", env = "OMADM_NOTIFIER_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
+    /// The SMSC's host for WAP Push over SMS (SMPP 3.4); unset: no SMS transport.
+    #[arg(long = "notifier-smpp-host", env = "OMADM_SMPP_HOST", value_name = "HOST")]
+    pub smpp_host: Option<String>,
+    /// The SMSC's SMPP port [default: 2775].
+    #[arg(long = "notifier-smpp-port", env = "OMADM_SMPP_PORT", value_name = "PORT")]
+    pub smpp_port: Option<u16>,
+    /// system_id of the bind_transmitter (the SMSC account); required with a host.
+    #[arg(long = "notifier-smpp-system-id", env = "OMADM_SMPP_SYSTEM_ID", value_name = "ID")]
+    pub smpp_system_id: Option<String>,
+    /// password of the bind_transmitter [default: empty].
+    #[arg(
+        long = "notifier-smpp-password",
+        env = "OMADM_SMPP_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub smpp_password: Option<String>,
+    /// system_type of the bind_transmitter, as the SMSC operator asks [default: empty].
+    #[arg(long = "notifier-smpp-system-type", env = "OMADM_SMPP_SYSTEM_TYPE", value_name = "TYPE")]
+    pub smpp_system_type: Option<String>,
+    /// source_addr of every submit_sm: `+491...` (international), digits, or alphanumeric [default: empty].
+    #[arg(long = "notifier-smpp-source-addr", env = "OMADM_SMPP_SOURCE_ADDR", value_name = "ADDRESS")]
+    pub smpp_source_addr: Option<String>,
+    /// submit_sm per second at most, the SMSC account's throughput [default: 10].
+    #[arg(long = "notifier-smpp-tps", env = "OMADM_SMPP_TPS", value_name = "N")]
+    pub smpp_tps: Option<u32>,
 }
 
 /// The notifier's settings, defaults filled in and checked.
@@ -58,6 +92,41 @@ pub struct NotifierSettings {
     pub inventory_max_age: Duration,
     pub udp_bind: SocketAddr,
     pub batch_size: usize,
+    /// The SMSC to send WAP Push over SMS through; `None`: no SMS transport.
+    pub smpp: Option<SmppSettings>,
+}
+
+/// The SMSC account of the SMS transport, checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmppSettings {
+    pub host: String,
+    pub port: u16,
+    /// At most 15 characters (SMPP 3.4 5.2.1: C-Octet String of 16 with its NUL).
+    pub system_id: String,
+    /// At most 8 characters.
+    pub password: String,
+    /// At most 12 characters.
+    pub system_type: String,
+    /// At most 20 characters.
+    pub source_addr: String,
+    /// submit_sm per second, at least 1.
+    pub tps: u32,
+}
+
+impl std::fmt::Debug for SmppSettings {
+    /// Everything but the password, which a log line must never carry.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SmppSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("system_id", &self.system_id)
+            .field("password", &if self.password.is_empty() { "" } else { "<set>" })
+            .field("system_type", &self.system_type)
+            .field("source_addr", &self.source_addr)
+            .field("tps", &self.tps)
+            .finish()
+    }
 }
 
 impl NotifierSettings {
@@ -71,7 +140,9 @@ impl NotifierSettings {
         if batch_size == 0 {
             return Err(NotifierError::Settings("the notifier's batch size must be at least 1".to_owned()));
         }
+        let smpp = smpp_settings(args)?;
         Ok(NotifierSettings {
+            smpp,
             server_id,
             dedup_window: Duration::from_secs(args.dedup_window.unwrap_or(60)),
             inventory_max_age: Duration::from_secs(args.inventory_max_age.unwrap_or(86_400)),
@@ -80,13 +151,57 @@ impl NotifierSettings {
         })
     }
 
-    pub(crate) fn package_rules(&self) -> PackageRules {
-        PackageRules { server_id: self.server_id.clone(), inventory_max_age: millis(self.inventory_max_age) }
+    /// The rules of every plan, given the transports the notifier has.
+    pub(crate) fn package_rules(&self, transports: Vec<&'static str>) -> PackageRules {
+        PackageRules {
+            server_id: self.server_id.clone(),
+            inventory_max_age: millis(self.inventory_max_age),
+            transports,
+        }
     }
 
     pub(crate) fn dedup_window_millis(&self) -> Millis {
         millis(self.dedup_window)
     }
+}
+
+/// The SMSC settings when a host is given; each text within its SMPP 3.4 field length (5.2), so a bind never
+/// fails on encoding.
+fn smpp_settings(args: &NotifierArgs) -> Result<Option<SmppSettings>, NotifierError> {
+    let Some(host) = args.smpp_host.clone().filter(|host| !host.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let refuse = |message: String| Err(NotifierError::Settings(message));
+    let Some(system_id) = args.smpp_system_id.clone().filter(|id| !id.is_empty()) else {
+        return refuse(format!("the SMSC {host} is set but no SMPP system id (--notifier-smpp-system-id)"));
+    };
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let (password, system_type, source_addr) =
+        (text(&args.smpp_password), text(&args.smpp_system_type), text(&args.smpp_source_addr));
+    let fields = [
+        ("system id", &system_id, 15),
+        ("password", &password, 8),
+        ("system type", &system_type, 12),
+        ("source address", &source_addr, 20),
+    ];
+    for (name, value, longest) in fields {
+        if value.len() > longest || !value.is_ascii() || value.contains('\0') {
+            return refuse(format!("the SMPP {name} must be at most {longest} ASCII characters"));
+        }
+    }
+    let tps = args.smpp_tps.unwrap_or(10);
+    if tps == 0 {
+        return refuse("the SMPP submit rate (--notifier-smpp-tps) must be at least 1".to_owned());
+    }
+    Ok(Some(SmppSettings {
+        host,
+        port: args.smpp_port.unwrap_or(2775),
+        system_id,
+        password,
+        system_type,
+        source_addr,
+        tps,
+    }))
 }
 
 fn millis(duration: Duration) -> Millis {
@@ -121,6 +236,7 @@ mod tests {
                 inventory_max_age: Duration::from_secs(86_400),
                 udp_bind: "0.0.0.0:0".parse().unwrap(),
                 batch_size: 100,
+                smpp: None,
             }
         );
     }
@@ -148,6 +264,50 @@ mod tests {
         assert_eq!(settings.dedup_window, Duration::from_secs(5), "the flag wins over the file");
         assert_eq!((settings.batch_size, settings.inventory_max_age), (10, Duration::from_secs(1)));
         assert!(toml::from_str::<NotifierArgs>("dedup_windw = 9\n").is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn an_smsc_is_configured_by_its_host_and_checked() {
+        let parsed = Command::try_parse_from([
+            "omadm",
+            "--notifier-smpp-host",
+            "smsc.example.net",
+            "--notifier-smpp-system-id",
+            "omadm",
+            "--notifier-smpp-password",
+            "secret",
+        ])
+        .unwrap();
+        let file: NotifierArgs =
+            toml::from_str("smpp_port = 2776\nsmpp_tps = 50\nsmpp_source_addr = \"+4930123\"\n").unwrap();
+        let merged = omadm_runtime::settings::layer(&parsed.notifier, &file).unwrap();
+        let smpp = NotifierSettings::resolve(&merged).unwrap().smpp.unwrap();
+        assert_eq!(
+            smpp,
+            SmppSettings {
+                host: "smsc.example.net".to_owned(),
+                port: 2776,
+                system_id: "omadm".to_owned(),
+                password: "secret".to_owned(),
+                system_type: String::new(),
+                source_addr: "+4930123".to_owned(),
+                tps: 50,
+            }
+        );
+        assert!(!format!("{smpp:?}").contains("secret"), "the password stays out of logs");
+        let base = NotifierArgs { smpp_host: Some("smsc".to_owned()), ..NotifierArgs::default() };
+        assert!(matches!(NotifierSettings::resolve(&base), Err(NotifierError::Settings(_))), "no system id");
+        let with_id = NotifierArgs { smpp_system_id: Some("id".to_owned()), ..base };
+        assert_eq!(NotifierSettings::resolve(&with_id).unwrap().smpp.unwrap().port, 2775);
+        for bad in [
+            NotifierArgs { smpp_password: Some("nine char".to_owned()), ..with_id.clone() },
+            NotifierArgs { smpp_system_id: Some("sixteen chars ..".to_owned()), ..with_id.clone() },
+            NotifierArgs { smpp_tps: Some(0), ..with_id.clone() },
+        ] {
+            assert!(matches!(NotifierSettings::resolve(&bad), Err(NotifierError::Settings(_))), "{bad:?}");
+        }
+        let off = NotifierArgs { smpp_host: None, ..with_id };
+        assert_eq!(NotifierSettings::resolve(&off).unwrap().smpp, None, "no host, no SMS transport");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! How a Package#0 leaves: one [`Transport`] per kind of [`Destination`]; today connectionless WAP Push over UDP.
+//! How a Package#0 leaves: one [`Transport`] per kind of [`Destination`]: connectionless WAP Push over UDP here,
+//! over SMS in [`crate::sms`].
 //!
 //! ```text
 //! UdpTransport::bind("0.0.0.0:0") -> send(Udp(198.51.100.7:2948), package, id)
@@ -63,7 +64,13 @@ impl Transport for UdpTransport {
         package: &[u8],
         notification_id: u16,
     ) -> Result<(), TransportError> {
-        let Destination::Udp(address) = destination;
+        let Destination::Udp(address) = destination else {
+            return Err(TransportError::Send {
+                transport: "udp",
+                destination: format!("{destination:?}"),
+                reason: "not a UDP destination".to_owned(),
+            });
+        };
         // The WSP transaction id only tells pushes apart; the id's low byte does that well enough.
         let pdu = wrap_push(package, notification_id.to_be_bytes()[1]);
         let failed =

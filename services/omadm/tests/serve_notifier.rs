@@ -1,5 +1,6 @@
 //! The notifier as `omadm serve` runs it in-process and as `omadm notifier` runs it alone: an operator's
-//! notify request becomes a signed Package#0 datagram at the device's notify address, over real UDP.
+//! notify request becomes a signed Package#0 datagram at the device's notify address, over real UDP, or WAP
+//! Push short messages to its MSISDN through the test kit's SMSC.
 
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -69,6 +70,64 @@ fn serve_sends_a_signed_package0_for_a_notify_request() {
         .collect();
     assert!(types.contains(&"notification.requested".to_owned()), "{types:?}");
     assert!(types.contains(&"notification.sent".to_owned()), "{types:?}");
+}
+
+/// `omadm serve --notifier-smpp-*`: a device registered with only an MSISDN gets its Package#0 as SMS through the
+/// SMSC (a real SMPP bind over loopback TCP), which reassembles and verifies with the device's secret.
+#[test]
+fn serve_sends_a_phone_its_package0_by_sms_through_the_configured_smsc() {
+    use omadm_proto::notification::SmsReassembler;
+    use omadm_testkit::smsc::{SmscOptions, TestSmsc};
+
+    let smsc = TestSmsc::start(SmscOptions::default());
+    let data = omadm_testkit::process::data_dir();
+    let port = smsc.port().to_string();
+    let flags = ["--server-id", "dms.example.com", "--notifier-smpp-host", "127.0.0.1", "--notifier-smpp-port", &port];
+    let served = start(data.path(), &[&flags[..], &["--notifier-smpp-system-id", "omadm"]].concat());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let registered = client
+            .put(format!("{}/api/v1/devices/IMEI:phone", served.base))
+            .bearer_auth(&served.token)
+            .json(&json!({"password": "pw", "auth_secret": "noti-secret", "msisdn": "+491701234567"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(registered.status().is_success(), "{}", registered.text().await.unwrap());
+        let notified = client
+            .post(format!("{}/api/v1/devices/IMEI:phone/notify", served.base))
+            .bearer_auth(&served.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(notified.status(), 202);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut reassembler = SmsReassembler::default();
+    let mut push = None;
+    let mut seen = 0;
+    while push.is_none() {
+        assert!(std::time::Instant::now() < deadline, "no complete SMS push within 30 s: {:?}", smsc.submits());
+        let submits = smsc.submits();
+        for submit in &submits[seen..] {
+            assert_eq!(
+                (submit.destination_addr.as_str(), submit.esm_class, submit.data_coding),
+                ("491701234567", 0x40, 0x04)
+            );
+            push = push.or(reassembler.accept(&submit.destination_addr, &submit.short_message, 0).unwrap());
+        }
+        seen = submits.len();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let now =
+        u32::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let notification = verify(unwrap_push(&push.unwrap()).unwrap(), Some(b"noti-secret"), now, Some(60)).unwrap();
+    assert_eq!(notification.server_id.as_deref(), Some("dms.example.com"));
+    assert_eq!(smsc.binds().len(), 1);
+    assert_eq!(smsc.binds()[0].system_id, "omadm");
+    assert!(terminate(served).success());
 }
 
 /// `omadm notifier` replicas beside an `omadm gateway`, on one redis-server and one tansu broker: the request the

@@ -2,8 +2,8 @@
 //!
 //! Each module is one concept. The plain ones need nothing but std and
 //! tempfile; `store`, `fixtures` and `config::session` need the `core` feature
-//! (omadm-core), `config::gateway` and `edge` the `gateway` feature (omadm-gateway), so a
-//! crate's tests compile only what they use. Every helper fails by panicking
+//! (omadm-core), `config::gateway` and `edge` the `gateway` feature (omadm-gateway),
+//! `smsc` the `smsc` feature (rusmpp), so a crate's tests compile only what they use. Every helper fails by panicking
 //! with what was missing: in a test, a failed set-up step is a failed test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -19,6 +19,8 @@ pub mod process;
 pub mod redis;
 pub mod redis_cluster;
 pub mod s3;
+#[cfg(feature = "smsc")]
+pub mod smsc;
 #[cfg(feature = "core")]
 pub mod store;
 pub mod wait;

@@ -42,6 +42,27 @@ pub fn check_device_id(device_id: &str) -> Result<(), DeviceIdError> {
     Ok(())
 }
 
+/// The MSISDN rule as one sentence: E.164 in international form, as the SMSC takes it.
+pub const MSISDN_RULE: &str = "an MSISDN is E.164 in international form: '+' then 6 to 15 digits, e.g. +491701234567";
+
+/// The same rule as a regular expression (the OpenAPI `pattern` of `msisdn`).
+pub const MSISDN_PATTERN: &str = "^\\+[0-9]{6,15}$";
+
+/// Why an MSISDN is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MSISDN {0:?}: {MSISDN_RULE}")]
+pub struct MsisdnError(pub String);
+
+/// Checks an MSISDN: `+` then 6 to 15 digits (E.164 allows 15 at most; 6 keeps out short codes), so the SMS
+/// transport can address it with TON international, NPI ISDN.
+pub fn check_msisdn(msisdn: &str) -> Result<(), MsisdnError> {
+    let digits = msisdn.strip_prefix('+').unwrap_or_default();
+    if !(6..=15).contains(&digits.len()) || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(MsisdnError(msisdn.to_owned()));
+    }
+    Ok(())
+}
+
 /// A device known to the server, keyed by its DevID (the `OMADM-DevID` header).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Device {
@@ -66,6 +87,10 @@ pub struct Device {
     /// (Appendix D.1: IP devices listen on port 2948), as it registered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_address: Option<std::net::SocketAddr>,
+    /// The device's phone number (E.164, `+491701234567`): Package#0 goes to it as WAP Push over SMS when the
+    /// device has no notify address and an SMSC is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msisdn: Option<String>,
     /// PREFERRED-CON-TYPE of this device's Package#0 when the request names none, highest priority first:
     /// `mobile`, `wireless`, `wireline`, `any` (last only). Empty: no preference is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -150,6 +175,7 @@ impl Device {
             inventory: Inventory::default(),
             supported_objects: Vec::new(),
             notify_address: None,
+            msisdn: None,
             preferred_con_types: Vec::new(),
             last_session_id: None,
             created_at: now,
@@ -184,6 +210,17 @@ mod tests {
             assert!(matches!(check_device_id(bad), Err(DeviceIdError::NotVisibleAscii(_))), "{bad:?}");
         }
         assert!(check_device_id("dev 1").unwrap_err().to_string().contains(DEVICE_ID_RULE));
+    }
+
+    #[test]
+    fn msisdns_are_plus_and_6_to_15_digits() {
+        for good in ["+491701234567", "+123456", "+123456789012345"] {
+            assert_eq!(check_msisdn(good), Ok(()), "{good:?}");
+        }
+        for bad in ["491701234567", "+12345", "+1234567890123456", "+49 170 1234567", "+49-170", "", "+", "++491701"] {
+            assert_eq!(check_msisdn(bad), Err(MsisdnError(bad.to_owned())), "{bad:?}");
+        }
+        assert!(check_msisdn("0170").unwrap_err().to_string().contains(MSISDN_RULE));
     }
 
     #[test]

@@ -158,6 +158,7 @@ pub fn device(id: &str) -> Device {
                 .unwrap(),
         ],
         notify_address: None,
+        msisdn: Some("+491701234567".to_owned()),
         preferred_con_types: vec!["wireless".to_owned(), "any".to_owned()],
         last_session_id: None,
         created_at: 1_700_000_000_000,
@@ -262,6 +263,15 @@ pub async fn devices_round_trip(store: Arc<dyn Store>) {
     registered.inventory.fwv = Some("2.0.0".to_owned());
     registered.last_session_id = Some("s-1".to_owned());
     register(&store, registered.clone()).await;
+    assert_eq!(store.get_device("conf-dev-1").await.unwrap(), Some(registered.clone()));
+    assert_eq!(
+        store.get_device("conf-dev-1").await.unwrap().and_then(|device| device.msisdn).as_deref(),
+        Some("+491701234567"),
+        "the MSISDN is kept"
+    );
+    registered.msisdn = None;
+    register(&store, registered.clone()).await;
+    assert_eq!(store.get_device("conf-dev-1").await.unwrap().unwrap().msisdn, None, "and can be cleared");
     assert_eq!(store.get_device("conf-dev-1").await.unwrap(), Some(registered));
     assert_eq!(store.get_device("conf-dev-1x").await.unwrap(), None, "ids are exact, not prefixes");
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! PUT /api/v1/devices/IMEI:1 {"password": "s3cret", "tags": {"fleet": "meters"}}  -> 201 (200 when it existed)
+//! PUT /api/v1/devices/IMEI:1 {"password": "s3cret", "msisdn": "+491701234567"}    -> SMS notifications
 //! GET /api/v1/devices?man=Acme&mod=X1&fwv=1.2&tag=fleet:meters&limit=100&after=IMEI:1
 //!     -> {"devices": [...], "next": "IMEI:99" | null}
 //! ```
@@ -12,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::auth::credentials_for;
 use omadm_core::clock::now_millis;
-use omadm_core::model::{Device, DeviceFilter};
+use omadm_core::model::{Device, DeviceFilter, check_msisdn};
 use omadm_core::store::WriteBatch;
 
 use super::body::{json_body, page_limit};
@@ -67,6 +68,9 @@ pub(super) async fn put_device(
             if let Some(address) = registration.notify_address {
                 device.notify_address = Some(address);
             }
+            if let Some(msisdn) = registration.msisdn {
+                device.msisdn = Some(msisdn);
+            }
             device.updated_at = now;
             device
         }
@@ -74,6 +78,7 @@ pub(super) async fn put_device(
             auth_secret: registration.auth_secret,
             tags: registration.tags.unwrap_or_default(),
             notify_address: registration.notify_address,
+            msisdn: registration.msisdn,
             ..Device::new(device_id, credentials, now)
         },
     };
@@ -99,6 +104,9 @@ fn check_registration(registration: &DeviceRegistration) -> Result<(), HttpError
     }
     if registration.auth_secret.as_deref().is_some_and(str::is_empty) {
         return Err(HttpError::bad_request("auth_secret must not be empty (leave it out instead)"));
+    }
+    if let Some(msisdn) = &registration.msisdn {
+        check_msisdn(msisdn).map_err(|error| HttpError::bad_request(error.to_string()))?;
     }
     let Some(tags) = &registration.tags else { return Ok(()) };
     if tags.len() > MAX_TAGS {
@@ -147,6 +155,7 @@ async fn device_view(state: &AppState, device: &Device) -> Result<DeviceView, Ht
         mos: serde_json::to_value(&device.supported_objects).unwrap_or(serde_json::Value::Array(Vec::new())),
         has_auth_secret: device.auth_secret.is_some(),
         notify_address: device.notify_address,
+        msisdn: device.msisdn.clone(),
         last_session,
         pending_commands,
         created_at: device.created_at,
@@ -300,11 +309,29 @@ mod tests {
             auth_secret: None,
             tags: Some(tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
             notify_address: None,
+            msisdn: None,
         };
         assert!(check_registration(&registration("pw", &[("fleet", "meters")])).is_ok());
         assert!(check_registration(&registration("", &[])).is_err());
         assert!(check_registration(&registration("pw", &[("a:b", "c")])).is_err());
         assert!(check_registration(&registration("pw", &[("", "c")])).is_err());
+    }
+
+    #[test]
+    fn the_documented_msisdn_rule_is_the_checked_one() {
+        let document = super::super::openapi_document();
+        let schema = &document["components"]["schemas"]["DeviceRegistration"]["properties"]["msisdn"];
+        let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        for msisdn in ["+491701234567", "+123456", "+123456789012345", "+12345", "+1234567890123456", "0170", "+49 1"] {
+            let registration = DeviceRegistration {
+                password: "pw".to_owned(),
+                auth_secret: None,
+                tags: None,
+                notify_address: None,
+                msisdn: Some(msisdn.to_owned()),
+            };
+            assert_eq!(pattern.is_match(msisdn), check_registration(&registration).is_ok(), "{msisdn:?}");
+        }
     }
 
     #[test]
@@ -324,6 +351,7 @@ mod tests {
                 auth_secret: None,
                 tags: Some(tags),
                 notify_address: None,
+                msisdn: None,
             };
             assert_eq!(documented, check_registration(&registration).is_ok(), "{key:?}");
         }

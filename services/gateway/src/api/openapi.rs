@@ -310,6 +310,7 @@ fn constrain_bodies(schemas: &mut serde_json::Value) {
     let tag_value = json!({"type": "string", "maxLength": MAX_TAG_VALUE_CHARS});
     set(&[&registration[..], &["tags", "additionalProperties"]].concat(), tag_value);
     set(&[&registration[..], &["notify_address", "pattern"]].concat(), json!(socket_address_pattern()));
+    set(&[&registration[..], &["msisdn", "pattern"]].concat(), json!(omadm_core::model::MSISDN_PATTERN));
     let commands = ["CommandsRequest", "properties", "commands"];
     set(&[&commands[..], &["minItems"]].concat(), json!(1));
     set(&[&commands[..], &["maxItems"]].concat(), json!(omadm_core::usecase::queue::MAX_COMMANDS_PER_REQUEST));

@@ -32,6 +32,11 @@ pub struct DeviceRegistration {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub notify_address: Option<std::net::SocketAddr>,
+    /// The device's phone number, E.164 (`+` then 6 to 15 digits), e.g. `+491701234567`: Package#0 goes there
+    /// as WAP Push over SMS when the device has no notify address and the server has an SMSC.
+    #[serde(default)]
+    #[schema(example = "+491701234567")]
+    pub msisdn: Option<String>,
 }
 
 /// What the server knows of a device's identity, from DevInfo and SessionInfo.
@@ -119,6 +124,8 @@ pub struct DeviceView {
     /// Where the device receives Package#0 over UDP, when it registered one.
     #[schema(value_type = Option<String>)]
     pub notify_address: Option<std::net::SocketAddr>,
+    /// The device's phone number (E.164), when it has one: where Package#0 goes over SMS.
+    pub msisdn: Option<String>,
     pub last_session: Option<SessionView>,
     /// Commands queued or sent, not yet answered.
     pub pending_commands: u64,

@@ -1,0 +1,279 @@
+//! The SMS transport end to end: the embedded store and JSONL bus, the notifier bound to the test kit's SMSC
+//! (an SMPP 3.4 server on a loopback port, real TCP), and every recorded submit_sm put back together with the
+//! proto reassembler into a WSP push whose Package#0 verifies with the device's secret.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use omadm_core::bus::relay::OutboxRelay;
+use omadm_core::bus::{Bus, BusOptions};
+use omadm_core::clock::now_millis;
+use omadm_core::model::Device;
+use omadm_core::store::{Store, WriteBatch};
+use omadm_notifier::{Notifier, NotifierSettings, SmppSettings};
+use omadm_proto::notification::{MAX_SMS_OCTETS, Notification, SmsReassembler, parse_segment, unwrap_push, verify};
+use omadm_runtime::ops::Readiness;
+use omadm_testkit::smsc::{SmscOptions, Submitted, TestSmsc};
+use support::*;
+
+/// A SERVER-ID long enough that every Package#0 needs two SMS: concatenation is exercised on every device.
+fn long_server_id() -> String {
+    format!("{SERVER_ID}/{}", "x".repeat(100))
+}
+
+struct Embedded {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+    relay: OutboxRelay,
+    _directory: tempfile::TempDir,
+}
+
+async fn embedded() -> Embedded {
+    let directory = tempfile::tempdir().unwrap();
+    let store = omadm_core::store::open(directory.path().join("store").to_str().unwrap()).await.unwrap();
+    let bus = omadm_core::bus::open_with(directory.path().join("events").to_str().unwrap(), &BusOptions::default())
+        .await
+        .unwrap();
+    let relay = OutboxRelay::spawn(store.clone(), bus.clone());
+    Embedded { store, bus, relay, _directory: directory }
+}
+
+/// Notifier settings with the SMSC at `port` (or none), `tps` submits per second, and `server_id`.
+fn sms_settings(port: Option<u16>, tps: u32, server_id: &str) -> NotifierSettings {
+    let smpp = port.map(|port| SmppSettings {
+        host: "127.0.0.1".to_owned(),
+        port,
+        system_id: "omadm".to_owned(),
+        password: "pw".to_owned(),
+        system_type: "DM".to_owned(),
+        source_addr: "OMADM".to_owned(),
+        tps,
+    });
+    NotifierSettings { server_id: server_id.to_owned(), smpp, ..settings(0) }
+}
+
+/// Registers a device reachable by SMS only, signed with `secret`.
+async fn register_phone(store: &dyn Store, id: &str, msisdn: &str, secret: &str) {
+    let now = now_millis();
+    let mut device = Device::new(id, omadm_core::auth::credentials_for(id, "omadm", "password"), now);
+    device.msisdn = Some(msisdn.to_owned());
+    device.auth_secret = Some(secret.to_owned());
+    device.inventory.updated_at = Some(now);
+    store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+}
+
+fn msisdn(index: usize) -> String {
+    format!("+4917000{index:05}")
+}
+
+/// The recorded submits put back together per destination (segments fed last first), each push's Package#0.
+fn packages_by_destination(submits: &[Submitted]) -> BTreeMap<String, Vec<Vec<u8>>> {
+    let mut reassembler = SmsReassembler::default();
+    let mut packages: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for submit in submits.iter().rev() {
+        if let Some(pdu) = reassembler.accept(&submit.destination_addr, &submit.short_message, 0).unwrap() {
+            let package = unwrap_push(&pdu).unwrap().to_vec();
+            packages.entry(format!("+{}", submit.destination_addr)).or_default().push(package);
+        }
+    }
+    assert_eq!(reassembler.pending(), 0, "every segment found its message");
+    packages
+}
+
+fn posix_now() -> u32 {
+    u32::try_from(now_millis() / 1000).unwrap()
+}
+
+async fn wait_for_submits(smsc: &TestSmsc, count: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    while smsc.submits().len() < count {
+        assert!(Instant::now() < deadline, "{} of {count} submits", smsc.submits().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_phones_get_verified_pushes_through_the_smsc_despite_a_refused_bind_and_throttling() {
+    let smsc = TestSmsc::start(SmscOptions { refuse_binds: 1, throttle_submits: 2, ..SmscOptions::default() });
+    let world = embedded().await;
+    let store = &*world.store;
+    let server_id = long_server_id();
+    let mut requests = Vec::new();
+    for index in 0..100 {
+        let id = format!("IMEI:{index}");
+        register_phone(store, &id, &msisdn(index), &format!("secret {index}")).await;
+        requests.push(request(store, &id, false).await);
+    }
+    let readiness = Arc::new(Readiness::new());
+    let notifier = Notifier::start(
+        world.store.clone(),
+        world.bus.clone(),
+        sms_settings(Some(smsc.port()), 1000, &server_id),
+        readiness,
+    )
+    .await
+    .unwrap();
+    let mut observer = Observer::start(&world.bus).await;
+    observer.wait_for(&requests).await;
+
+    let mut sent_ids = BTreeMap::new();
+    for (index, request_id) in requests.iter().enumerate() {
+        let sent = observer.outcome(request_id);
+        assert_eq!(sent.event_type, "notification.sent", "{:?}", sent.payload);
+        assert_eq!(sent.payload["transport"], "sms");
+        sent_ids.insert(msisdn(index), sent.payload["notification_id"].as_u64().unwrap());
+    }
+    let submits = smsc.submits();
+    assert_eq!(submits.len(), 200, "two segments per device");
+    for submit in &submits {
+        assert_eq!((submit.esm_class, submit.data_coding, submit.registered_delivery), (0x40, 0x04, 1));
+        assert_eq!((submit.dest_addr_ton, submit.dest_addr_npi), (1, 1), "international, ISDN");
+        assert_eq!(submit.source_addr, "OMADM");
+        assert!(submit.short_message.len() <= MAX_SMS_OCTETS);
+        let segment = parse_segment(&submit.short_message).unwrap();
+        assert_eq!(segment.ports.map(|ports| (ports.destination, ports.source)), Some((2948, 9200)));
+        assert!(segment.concatenation.is_some());
+    }
+    let packages = packages_by_destination(&submits);
+    assert_eq!(packages.len(), 100);
+    for index in 0..100 {
+        let number = msisdn(index);
+        let received = &packages[&number];
+        assert_eq!(received.len(), 1, "{number}: one push");
+        let secret = format!("secret {index}");
+        let notification = verify(&received[0], Some(secret.as_bytes()), posix_now(), Some(60)).unwrap();
+        assert_eq!(notification.server_id.as_deref(), Some(server_id.as_str()));
+        assert_eq!(notification.notification_id.map(u64::from), Some(sent_ids[&number]));
+        assert!(verify(&received[0], Some(b"another device's secret"), posix_now(), None).is_err());
+    }
+    // The refused bind and the throttled submits were retried: one bind failed, one held, two submits waited.
+    let binds = smsc.binds();
+    assert_eq!(binds.iter().map(|bind| bind.accepted).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(
+        (binds[1].system_id.as_str(), binds[1].password.as_str(), binds[1].system_type.as_str()),
+        ("omadm", "pw", "DM")
+    );
+    assert_eq!(binds[1].interface_version, 0x34, "SMPP 3.4");
+    assert_eq!(smsc.throttled(), 2);
+    let metrics = omadm_notifier::metrics::metrics();
+    assert!(metrics.sms_submits.with_label_values(&["throttled"]).get() >= 2);
+    assert!(metrics.smpp_binds.with_label_values(&["refused"]).get() >= 1);
+    notifier.stop().await;
+    world.relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_bind_is_bound_again_and_the_rate_limit_holds() {
+    let invalid = msisdn(99);
+    let options = SmscOptions { invalid_destinations: vec![invalid[1..].to_owned()], ..SmscOptions::default() };
+    let smsc = TestSmsc::start(options);
+    let world = embedded().await;
+    let store = &*world.store;
+    for index in 0..10 {
+        register_phone(store, &format!("IMEI:{index}"), &msisdn(index), "s").await;
+    }
+    let readiness = Arc::new(Readiness::new());
+    // Five submits per second, short packages (one SMS each).
+    let notifier = Notifier::start(
+        world.store.clone(),
+        world.bus.clone(),
+        sms_settings(Some(smsc.port()), 5, SERVER_ID),
+        readiness,
+    )
+    .await
+    .unwrap();
+    let mut observer = Observer::start(&world.bus).await;
+    let first = request(store, "IMEI:0", false).await;
+    observer.wait_for(std::slice::from_ref(&first)).await;
+    assert_eq!(smsc.binds().len(), 1);
+
+    // The SMSC drops the connection: the next send binds again and is delivered.
+    smsc.drop_connections();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut requests = Vec::new();
+    for index in 1..10 {
+        requests.push(request(store, &format!("IMEI:{index}"), false).await);
+    }
+    observer.wait_for(&requests).await;
+    wait_for_submits(&smsc, 10).await;
+    for request_id in &requests {
+        assert_eq!(observer.outcome(request_id).event_type, "notification.sent");
+    }
+    assert_eq!(smsc.binds().iter().filter(|bind| bind.accepted).count(), 2, "bound again after the drop");
+    // Ten submits at five per second, a full bucket of five to start: at least the last four waited for tokens.
+    assert!(started.elapsed() >= Duration::from_millis(700), "{:?}", started.elapsed());
+    let packages = packages_by_destination(&smsc.submits());
+    assert_eq!(packages.len(), 10);
+    // A number the SMSC refuses is not tried again: the status is about the message, not the SMSC.
+    register_phone(store, "IMEI:99", &invalid, "s").await;
+    let refused = request(store, "IMEI:99", false).await;
+    observer.wait_for(std::slice::from_ref(&refused)).await;
+    let failed = observer.outcome(&refused);
+    assert_eq!(failed.payload["reason"], "transport_error");
+    assert!(failed.payload["detail"].as_str().unwrap().contains("Rinvdstadr"), "{}", failed.payload["detail"]);
+    assert_eq!(smsc.invalid_destinations(), 1, "one try");
+    for received in packages.values() {
+        let notification = Notification::decode(&received[0]).unwrap();
+        assert_eq!(notification.server_id.as_deref(), Some(SERVER_ID));
+    }
+    notifier.stop().await;
+    world.relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_smsc_or_with_one_that_refuses_every_bind_the_request_fails_with_a_reason() {
+    let world = embedded().await;
+    let store = &*world.store;
+    register_phone(store, "IMEI:1", "+491701234567", "s").await;
+    let readiness = Arc::new(Readiness::new());
+    let mut observer = Observer::start(&world.bus).await;
+
+    let no_smsc =
+        Notifier::start(world.store.clone(), world.bus.clone(), sms_settings(None, 1, SERVER_ID), readiness.clone())
+            .await
+            .unwrap();
+    let unreachable = request(store, "IMEI:1", false).await;
+    observer.wait_for(std::slice::from_ref(&unreachable)).await;
+    let failed = observer.outcome(&unreachable);
+    assert_eq!(
+        (failed.event_type.as_str(), failed.payload["reason"].as_str()),
+        ("notification.failed", Some("no_transport"))
+    );
+    no_smsc.stop().await;
+
+    let smsc = TestSmsc::start(SmscOptions { refuse_binds: usize::MAX, ..SmscOptions::default() });
+    let refusing = Notifier::start(
+        world.store.clone(),
+        world.bus.clone(),
+        sms_settings(Some(smsc.port()), 100, SERVER_ID),
+        readiness,
+    )
+    .await
+    .unwrap();
+    let refused = request(store, "IMEI:1", false).await;
+    observer.wait_for(std::slice::from_ref(&refused)).await;
+    let failed = observer.outcome(&refused);
+    assert_eq!(failed.event_type, "notification.failed");
+    assert_eq!(
+        (failed.payload["reason"].as_str(), failed.payload["transport"].as_str()),
+        (Some("transport_error"), Some("sms"))
+    );
+    assert!(failed.payload["detail"].as_str().unwrap().contains("Rbindfail"), "{}", failed.payload["detail"]);
+    assert_eq!(smsc.binds().len(), 5, "five tries, then the send fails");
+    // The SMSC is now known unavailable: the next request fails at once, without binding again.
+    let cooling = request(store, "IMEI:1", false).await;
+    observer.wait_for(std::slice::from_ref(&cooling)).await;
+    let failed = observer.outcome(&cooling);
+    assert_eq!(failed.payload["reason"], "transport_error");
+    assert!(failed.payload["detail"].as_str().unwrap().contains("unavailable"), "{}", failed.payload["detail"]);
+    assert_eq!(smsc.binds().len(), 5, "no bind during the cool-down");
+    assert!(smsc.submits().is_empty());
+    refusing.stop().await;
+    world.relay.stop().await;
+}
