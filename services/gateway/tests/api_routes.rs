@@ -100,6 +100,7 @@ async fn device_registration_read_list_and_delete() {
 
     assert_eq!(device["notify_address"], Value::Null);
     assert_eq!(device["msisdn"], Value::Null);
+    assert_eq!(device["notify"], json!(["udp", "sms"]), "the default order");
 
     // Update: new tags, notification address and MSISDN, secret kept.
     let updated = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({
@@ -119,6 +120,22 @@ async fn device_registration_read_list_and_delete() {
     let fetched: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched["tags"], json!({"fleet": "cars"}));
     assert_eq!(fetched["msisdn"], "+491701234567", "GET shows the MSISDN");
+
+    // The operator's transport order: kept without repeats, shown, stored; `[]` is the default again.
+    let ordered = server
+        .api(Method::PUT, "/api/v1/devices/IMEI:1")
+        .json(&json!({"password": "other", "notify": ["sms", "udp", "sms"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ordered.json::<Value>().await.unwrap()["notify"], json!(["sms", "udp"]));
+    let stored = server.state.store.get_device("IMEI:1").await.unwrap().unwrap();
+    assert_eq!(stored.notify_order, [omadm_core::model::NotifyTransport::Sms, omadm_core::model::NotifyTransport::Udp]);
+    let kept = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({"password": "other"})).send();
+    assert_eq!(kept.await.unwrap().json::<Value>().await.unwrap()["notify"], json!(["sms", "udp"]), "left out: kept");
+    let reset = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({"password": "other", "notify": []}));
+    assert_eq!(reset.send().await.unwrap().json::<Value>().await.unwrap()["notify"], json!(["udp", "sms"]));
+    assert!(server.state.store.get_device("IMEI:1").await.unwrap().unwrap().notify_order.is_empty());
 
     server.register("IMEI:2", json!({"fleet": "meters"})).await;
     server.register("IMEI:3", json!({"fleet": "meters"})).await;
@@ -174,6 +191,9 @@ async fn device_bad_input() {
         expect_error(put().json(&json!({"password": "pw", "notify_address": "nowhere"})).send().await.unwrap(), 400)
             .await;
     assert!(reason.contains("notify_address") || reason.contains("socket address"), "{reason}");
+    let reason =
+        expect_error(put().json(&json!({"password": "pw", "notify": ["pigeon"]})).send().await.unwrap(), 400).await;
+    assert!(reason.contains("notify") || reason.contains("pigeon"), "{reason}");
     for msisdn in ["491701234567", "+12345", "+49 170 1234567", "+1234567890123456"] {
         let reason =
             expect_error(put().json(&json!({"password": "pw", "msisdn": msisdn})).send().await.unwrap(), 400).await;

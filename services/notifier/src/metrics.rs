@@ -3,6 +3,7 @@
 //! ```text
 //! omadm_notifications_total{transport="udp|sms|none", outcome="sent|failed|collapsed"}
 //! omadm_notification_dispatch_seconds{transport="udp"}     request read -> Package#0 handed to the transport
+//! omadm_notification_fallbacks_total{transport="udp|sms"}  sent by this transport after an earlier one failed
 //! omadm_sms_submits_total{outcome="accepted|throttled|refused|error"}   one per submit_sm try (SMS transport)
 //! omadm_smpp_binds_total{outcome="bound|refused|error"}                 one per bind_transmitter try
 //! ```
@@ -16,6 +17,8 @@ pub struct NotifierMetrics {
     pub notifications: IntCounterVec,
     /// From reading the request to the transport's accepting the package, by transport.
     pub dispatch_seconds: HistogramVec,
+    /// Requests sent by a later transport of the device's order after an earlier one failed, by the one that sent.
+    pub notification_fallbacks: IntCounterVec,
     /// submit_sm tries of the SMS transport, by outcome (`error`: the connection failed or timed out).
     pub sms_submits: IntCounterVec,
     /// bind_transmitter tries of the SMS transport, by outcome.
@@ -44,6 +47,14 @@ pub fn metrics() -> &'static NotifierMetrics {
             &["transport"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let notification_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "omadm_notification_fallbacks_total",
+                "Notifications sent by a later transport of the device's order after an earlier one failed.",
+            ),
+            &["transport"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
         let sms_submits = IntCounterVec::new(
             Opts::new("omadm_sms_submits_total", "submit_sm tries of the SMS transport, by outcome."),
             &["outcome"],
@@ -56,9 +67,10 @@ pub fn metrics() -> &'static NotifierMetrics {
         .unwrap_or_else(|_| unreachable_metric());
         let _ = registry.register(Box::new(notifications.clone()));
         let _ = registry.register(Box::new(dispatch_seconds.clone()));
+        let _ = registry.register(Box::new(notification_fallbacks.clone()));
         let _ = registry.register(Box::new(sms_submits.clone()));
         let _ = registry.register(Box::new(smpp_binds.clone()));
-        NotifierMetrics { notifications, dispatch_seconds, sms_submits, smpp_binds }
+        NotifierMetrics { notifications, dispatch_seconds, notification_fallbacks, sms_submits, smpp_binds }
     })
 }
 

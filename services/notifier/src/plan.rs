@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use omadm_core::bus::Event;
 use omadm_core::clock::Millis;
-use omadm_core::model::Device;
+use omadm_core::model::{Device, NotifyTransport};
 use omadm_core::session::events::{NOTIFICATION_REQUESTED, NotificationRequested};
 use omadm_proto::notification::{ConnectionType, Notification, PreferredConnectionTypes, WAP_PUSH_PORT};
 
@@ -50,23 +50,31 @@ impl Destination {
     }
 }
 
-/// Every place `device` can be reached, in the order they are tried: UDP first (no cost, no SMSC between), then
-/// SMS. One function, so that a per-device order (the operator's `"notify": [...]`) replaces only this.
+/// Every place `device` can be reached, in the order they are tried: the operator's `"notify"` order when it set
+/// one (only the transports it names), else UDP first (no cost, no SMSC between), then SMS. A transport the
+/// device has no address for is left out.
 pub fn destinations(device: &Device) -> Vec<Destination> {
-    let udp = device.notify_address.map(|mut address| {
-        if address.port() == 0 {
-            address.set_port(WAP_PUSH_PORT);
-        }
-        Destination::Udp(address)
-    });
-    let sms = device.msisdn.clone().map(|msisdn| Destination::Sms { msisdn });
-    udp.into_iter().chain(sms).collect()
+    NotifyTransport::effective_order(&device.notify_order)
+        .into_iter()
+        .filter_map(|transport| match transport {
+            NotifyTransport::Udp => device.notify_address.map(|mut address| {
+                if address.port() == 0 {
+                    address.set_port(WAP_PUSH_PORT);
+                }
+                Destination::Udp(address)
+            }),
+            NotifyTransport::Sms => device.msisdn.clone().map(|msisdn| Destination::Sms { msisdn }),
+        })
+        .collect()
 }
 
 /// A request the notifier can send, before its NOTIFICATION-ID is drawn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// The first destination a configured transport takes.
     pub destination: Destination,
+    /// The ones after it that a configured transport takes, tried in turn when a send fails.
+    pub fallbacks: Vec<Destination>,
     /// Every option but NOTIFICATION-ID and SHA256-DIGEST, which [`Plan::package`] adds.
     pub notification: Notification,
     /// The device's AuthSecret; `None` (or empty) sends the package unsigned.
@@ -131,10 +139,10 @@ pub fn plan(
     let names =
         if request.preferred_con_types.is_empty() { &device.preferred_con_types } else { &request.preferred_con_types };
     let preferred_connection_types = connection_types(names)?;
-    let destination = destinations(device)
-        .into_iter()
-        .find(|destination| rules.transports.contains(&destination.transport()))
-        .ok_or(Refusal::NoTransport)?;
+    let mut usable =
+        destinations(device).into_iter().filter(|destination| rules.transports.contains(&destination.transport()));
+    let destination = usable.next().ok_or(Refusal::NoTransport)?;
+    let fallbacks = usable.collect();
     let inventory_stale = match device.inventory.updated_at {
         None => true,
         Some(read_at) => now.saturating_sub(read_at) > rules.inventory_max_age,
@@ -148,7 +156,7 @@ pub fn plan(
         unknown_options: Vec::new(),
     };
     let secret = device.auth_secret.clone().filter(|secret| !secret.is_empty());
-    Ok(Plan { destination, notification, secret })
+    Ok(Plan { destination, fallbacks, notification, secret })
 }
 
 fn connection_types(names: &[String]) -> Result<Option<PreferredConnectionTypes>, Refusal> {
@@ -404,6 +412,33 @@ mod tests {
         assert_eq!(plan(&request(&[], false), Some(&both), &rules(), NOW).unwrap().destination.transport(), "udp");
         let udp_less = PackageRules { transports: vec!["sms"], ..rules() };
         assert_eq!(plan(&request(&[], false), Some(&both), &udp_less, NOW).unwrap().destination.transport(), "sms");
+    }
+
+    #[test]
+    fn the_operators_order_decides_and_the_rest_are_fallbacks() {
+        let udp = Destination::Udp("127.0.0.1:40000".parse().unwrap());
+        let sms = Destination::Sms { msisdn: "+491701234567".to_owned() };
+        let both = Device { msisdn: Some("+491701234567".to_owned()), ..device() };
+        let with_smsc = PackageRules { transports: vec!["udp", "sms"], ..rules() };
+        let default_order = plan(&request(&[], false), Some(&both), &with_smsc, NOW).unwrap();
+        assert_eq!((default_order.destination, default_order.fallbacks), (udp.clone(), vec![sms.clone()]));
+
+        let sms_first = Device { notify_order: vec![NotifyTransport::Sms, NotifyTransport::Udp], ..both.clone() };
+        assert_eq!(destinations(&sms_first), vec![sms.clone(), udp.clone()]);
+        let planned = plan(&request(&[], false), Some(&sms_first), &with_smsc, NOW).unwrap();
+        assert_eq!((planned.destination, planned.fallbacks), (sms.clone(), vec![udp.clone()]));
+        // Without an SMSC the listed SMS is skipped, not a failure.
+        let planned = plan(&request(&[], false), Some(&sms_first), &rules(), NOW).unwrap();
+        assert_eq!((planned.destination, planned.fallbacks), (udp.clone(), Vec::new()));
+
+        // Only what the operator lists; repeats count once.
+        let sms_only = Device { notify_order: vec![NotifyTransport::Sms, NotifyTransport::Sms], ..both.clone() };
+        assert_eq!(destinations(&sms_only), vec![sms]);
+        let refused = plan(&request(&[], false), Some(&sms_only), &rules(), NOW).unwrap_err();
+        assert_eq!(refused, Refusal::NoTransport, "UDP is not listed, SMS has no SMSC");
+        let udp_listed_without_address =
+            Device { notify_order: vec![NotifyTransport::Udp], notify_address: None, ..both };
+        assert_eq!(destinations(&udp_listed_without_address), Vec::new());
     }
 
     #[test]

@@ -186,10 +186,6 @@ impl Dispatcher {
             Err(refusal) => return Ok(failed(request, None, &refusal, now)),
         };
         let transport = plan.destination.transport();
-        let Some(sender) = self.transports.iter().find(|candidate| candidate.name() == transport).cloned() else {
-            let refusal = Refusal::Transport(format!("no {transport} transport is configured"));
-            return Ok(failed(request, Some(transport), &refusal, now));
-        };
         match self.in_flight.admit(&request.device_id, &request.request_id, now) {
             Admission::Send => {}
             Admission::AlreadySent { notification_id, sent_at } => {
@@ -221,14 +217,35 @@ impl Dispatcher {
             Ok(package) => package,
             Err(refusal) => return Ok(failed(request, Some(transport), &refusal, now)),
         };
-        if let Err(error) = sender.send(&plan.destination, &package, notification_id).await {
-            tracing::warn!(%error, "notification not sent");
-            return Ok(failed(request, Some(transport), &Refusal::Transport(error.to_string()), now));
+        // The device's destinations in turn: the first send that succeeds is the outcome; one package, one id.
+        let mut errors: Vec<String> = Vec::new();
+        let mut last_transport = transport;
+        for destination in std::iter::once(&plan.destination).chain(&plan.fallbacks) {
+            let transport = destination.transport();
+            last_transport = transport;
+            let Some(sender) = self.transports.iter().find(|candidate| candidate.name() == transport).cloned() else {
+                errors.push(format!("no {transport} transport is configured"));
+                continue;
+            };
+            match sender.send(destination, &package, notification_id).await {
+                Ok(()) => {
+                    metrics().dispatch_seconds.with_label_values(&[transport]).observe(started.elapsed().as_secs_f64());
+                    if !errors.is_empty() {
+                        metrics().notification_fallbacks.with_label_values(&[transport]).inc();
+                        tracing::info!(transport, failed = %errors.join("; "), "notification sent after a fallback");
+                    }
+                    self.in_flight.sent(&request.device_id, &request.request_id, notification_id, now);
+                    tracing::info!(transport, notification_id, signed = plan.secret.is_some(), "notification sent");
+                    return Ok(sent(request, transport, notification_id, &plan, now));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, transport, "notification not sent");
+                    errors.push(error.to_string());
+                }
+            }
         }
-        metrics().dispatch_seconds.with_label_values(&[transport]).observe(started.elapsed().as_secs_f64());
-        self.in_flight.sent(&request.device_id, &request.request_id, notification_id, now);
-        tracing::info!(transport, notification_id, signed = plan.secret.is_some(), "notification sent");
-        Ok(sent(request, transport, notification_id, &plan, now))
+        let refusal = Refusal::Transport(errors.join("; "));
+        Ok(failed(request, Some(last_transport), &refusal, now))
     }
 
     fn unavailable(&self, error: StoreError) -> HandlerError {

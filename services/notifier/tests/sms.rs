@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use omadm_core::bus::relay::OutboxRelay;
 use omadm_core::bus::{Bus, BusOptions};
 use omadm_core::clock::now_millis;
-use omadm_core::model::Device;
+use omadm_core::model::{Device, NotifyTransport};
 use omadm_core::store::{Store, WriteBatch};
 use omadm_notifier::{Notifier, NotifierSettings, SmppSettings};
 use omadm_proto::notification::{MAX_SMS_OCTETS, Notification, SmsReassembler, parse_segment, unwrap_push, verify};
@@ -275,5 +275,49 @@ async fn without_an_smsc_or_with_one_that_refuses_every_bind_the_request_fails_w
     assert_eq!(smsc.binds().len(), 5, "no bind during the cool-down");
     assert!(smsc.submits().is_empty());
     refusing.stop().await;
+    world.relay.stop().await;
+}
+
+/// A device whose operator put SMS first: with an SMSC that refuses every bind, its Package#0 goes out over UDP,
+/// the next transport of its order, as one `notification.sent` (transport udp) with one NOTIFICATION-ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_first_device_falls_back_to_udp_when_the_smsc_refuses() {
+    let world = embedded().await;
+    let store = &*world.store;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut device = Device::new("IMEI:both", omadm_core::auth::credentials_for("IMEI:both", "omadm", "pw"), 1);
+    device.msisdn = Some("+491701234567".to_owned());
+    device.notify_address = Some(socket.local_addr().unwrap());
+    device.notify_order = vec![NotifyTransport::Sms, NotifyTransport::Udp];
+    device.auth_secret = Some("both secret".to_owned());
+    store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+    let smsc = TestSmsc::start(SmscOptions { refuse_binds: usize::MAX, ..SmscOptions::default() });
+    let fallbacks_before = omadm_notifier::metrics::metrics().notification_fallbacks.with_label_values(&["udp"]).get();
+    let notifier = Notifier::start(
+        world.store.clone(),
+        world.bus.clone(),
+        sms_settings(Some(smsc.port()), 100, SERVER_ID),
+        Arc::new(Readiness::new()),
+    )
+    .await
+    .unwrap();
+    let mut observer = Observer::start(&world.bus).await;
+    let requested = request(store, "IMEI:both", false).await;
+    observer.wait_for(std::slice::from_ref(&requested)).await;
+    let sent = observer.outcome(&requested);
+    assert_eq!((sent.event_type.as_str(), sent.payload["transport"].as_str()), ("notification.sent", Some("udp")));
+    assert!(!smsc.binds().is_empty(), "SMS was tried first");
+    assert!(smsc.submits().is_empty());
+    let mut buffer = [0u8; 1500];
+    let (length, _) =
+        tokio::time::timeout(Duration::from_secs(10), socket.recv_from(&mut buffer)).await.unwrap().unwrap();
+    let package = unwrap_push(&buffer[..length]).unwrap();
+    let verified = verify(package, Some(b"both secret"), posix_now(), Some(60)).unwrap();
+    assert_eq!(u64::from(verified.notification_id.unwrap()), sent.payload["notification_id"].as_u64().unwrap());
+    assert_eq!(
+        omadm_notifier::metrics::metrics().notification_fallbacks.with_label_values(&["udp"]).get(),
+        fallbacks_before + 1
+    );
+    notifier.stop().await;
     world.relay.stop().await;
 }

@@ -91,6 +91,10 @@ pub struct Device {
     /// device has no notify address and an SMSC is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msisdn: Option<String>,
+    /// The operator's order of the ways to reach the device with a Package#0 (`"notify": ["sms", "udp"]`); the
+    /// notifier tries them in turn and falls back to the next when one fails. Empty: UDP, then SMS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify_order: Vec<NotifyTransport>,
     /// PREFERRED-CON-TYPE of this device's Package#0 when the request names none, highest priority first:
     /// `mobile`, `wireless`, `wireline`, `any` (last only). Empty: no preference is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -100,6 +104,39 @@ pub struct Device {
     pub last_session_id: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// A way a Package#0 reaches a device: WAP Push over UDP to its notify address, or over SMS to its MSISDN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyTransport {
+    Udp,
+    Sms,
+}
+
+impl NotifyTransport {
+    /// The order the notifier tries when the operator set none.
+    pub const DEFAULT_ORDER: [NotifyTransport; 2] = [NotifyTransport::Udp, NotifyTransport::Sms];
+
+    /// The name in the API, events and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyTransport::Udp => "udp",
+            NotifyTransport::Sms => "sms",
+        }
+    }
+
+    /// `order` without repeats (the first of each kept), or the default order when it is empty.
+    pub fn effective_order(order: &[NotifyTransport]) -> Vec<NotifyTransport> {
+        let mut effective: Vec<NotifyTransport> = Vec::with_capacity(2);
+        for transport in if order.is_empty() { &Self::DEFAULT_ORDER[..] } else { order } {
+            if !effective.contains(transport) {
+                effective.push(*transport);
+            }
+        }
+        effective
+    }
 }
 
 /// Per-device HTTP authentication material (5.1.2). Digest (RFC 7616) needs
@@ -176,6 +213,7 @@ impl Device {
             supported_objects: Vec::new(),
             notify_address: None,
             msisdn: None,
+            notify_order: Vec::new(),
             preferred_con_types: Vec::new(),
             last_session_id: None,
             created_at: now,

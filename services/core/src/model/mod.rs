@@ -15,7 +15,7 @@ pub use alert::AlertRecord;
 pub use command::{CommandId, CommandOrigin, CommandRecord, CommandResultData, CommandState, NewCommand};
 pub use device::{
     Credentials, DEVICE_ID_PATTERN, DEVICE_ID_RULE, Device, DeviceFilter, DeviceIdError, DevicePage, Inventory,
-    MAX_DEVICE_ID_BYTES, MSISDN_PATTERN, MSISDN_RULE, MsisdnError, check_device_id, check_msisdn,
+    MAX_DEVICE_ID_BYTES, MSISDN_PATTERN, MSISDN_RULE, MsisdnError, NotifyTransport, check_device_id, check_msisdn,
 };
 pub use mirror::MirrorRecord;
 pub use notification::{

@@ -159,6 +159,7 @@ pub fn device(id: &str) -> Device {
         ],
         notify_address: None,
         msisdn: Some("+491701234567".to_owned()),
+        notify_order: vec![crate::model::NotifyTransport::Sms, crate::model::NotifyTransport::Udp],
         preferred_con_types: vec!["wireless".to_owned(), "any".to_owned()],
         last_session_id: None,
         created_at: 1_700_000_000_000,

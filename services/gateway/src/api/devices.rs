@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::auth::credentials_for;
 use omadm_core::clock::now_millis;
-use omadm_core::model::{Device, DeviceFilter, check_msisdn};
+use omadm_core::model::{Device, DeviceFilter, NotifyTransport, check_msisdn};
 use omadm_core::store::WriteBatch;
 
 use super::body::{json_body, page_limit};
@@ -71,6 +71,9 @@ pub(super) async fn put_device(
             if let Some(msisdn) = registration.msisdn {
                 device.msisdn = Some(msisdn);
             }
+            if let Some(order) = &registration.notify {
+                device.notify_order = notify_order(order);
+            }
             device.updated_at = now;
             device
         }
@@ -79,6 +82,7 @@ pub(super) async fn put_device(
             tags: registration.tags.unwrap_or_default(),
             notify_address: registration.notify_address,
             msisdn: registration.msisdn,
+            notify_order: registration.notify.as_deref().map(notify_order).unwrap_or_default(),
             ..Device::new(device_id, credentials, now)
         },
     };
@@ -93,6 +97,11 @@ pub(super) async fn put_device(
     } else {
         Ok(HttpResponse::Ok().json(view))
     }
+}
+
+/// The order as stored: repeats dropped (the first kept); empty for the default order.
+fn notify_order(order: &[NotifyTransport]) -> Vec<NotifyTransport> {
+    if order.is_empty() { Vec::new() } else { NotifyTransport::effective_order(order) }
 }
 
 fn check_registration(registration: &DeviceRegistration) -> Result<(), HttpError> {
@@ -156,6 +165,7 @@ async fn device_view(state: &AppState, device: &Device) -> Result<DeviceView, Ht
         has_auth_secret: device.auth_secret.is_some(),
         notify_address: device.notify_address,
         msisdn: device.msisdn.clone(),
+        notify: NotifyTransport::effective_order(&device.notify_order),
         last_session,
         pending_commands,
         created_at: device.created_at,
@@ -310,11 +320,25 @@ mod tests {
             tags: Some(tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
             notify_address: None,
             msisdn: None,
+            notify: None,
         };
         assert!(check_registration(&registration("pw", &[("fleet", "meters")])).is_ok());
         assert!(check_registration(&registration("", &[])).is_err());
         assert!(check_registration(&registration("pw", &[("a:b", "c")])).is_err());
         assert!(check_registration(&registration("pw", &[("", "c")])).is_err());
+    }
+
+    #[test]
+    fn the_document_names_every_transport_an_order_may_hold() {
+        let document = super::super::openapi_document();
+        let transport = &document["components"]["schemas"]["NotifyTransport"];
+        assert_eq!(transport["enum"], serde_json::json!(["udp", "sms"]), "{transport}");
+        let items = &document["components"]["schemas"]["DeviceRegistration"]["properties"]["notify"]["items"];
+        assert_eq!(items["$ref"], "#/components/schemas/NotifyTransport", "{items}");
+        for name in ["udp", "sms"] {
+            let parsed: NotifyTransport = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(parsed.name(), name);
+        }
     }
 
     #[test]
@@ -329,6 +353,7 @@ mod tests {
                 tags: None,
                 notify_address: None,
                 msisdn: Some(msisdn.to_owned()),
+                notify: None,
             };
             assert_eq!(pattern.is_match(msisdn), check_registration(&registration).is_ok(), "{msisdn:?}");
         }
@@ -352,6 +377,7 @@ mod tests {
                 tags: Some(tags),
                 notify_address: None,
                 msisdn: None,
+                notify: None,
             };
             assert_eq!(documented, check_registration(&registration).is_ok(), "{key:?}");
         }

@@ -37,6 +37,10 @@ pub struct DeviceRegistration {
     #[serde(default)]
     #[schema(example = "+491701234567")]
     pub msisdn: Option<String>,
+    /// The order the notifier tries the device's transports in, falling back to the next when a send fails;
+    /// only those listed are used (a repeat counts once). `[]` restores the default: udp, then sms.
+    #[serde(default)]
+    pub notify: Option<Vec<omadm_core::model::NotifyTransport>>,
 }
 
 /// What the server knows of a device's identity, from DevInfo and SessionInfo.
@@ -126,6 +130,8 @@ pub struct DeviceView {
     pub notify_address: Option<std::net::SocketAddr>,
     /// The device's phone number (E.164), when it has one: where Package#0 goes over SMS.
     pub msisdn: Option<String>,
+    /// The order its transports are tried in (the default order, udp then sms, when the operator set none).
+    pub notify: Vec<omadm_core::model::NotifyTransport>,
     pub last_session: Option<SessionView>,
     /// Commands queued or sent, not yet answered.
     pub pending_commands: u64,
