@@ -249,12 +249,7 @@ pub(crate) async fn receive_body(
 ) -> Result<StoredBlob, HttpError> {
     let too_large =
         || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over the limit of {limit} bytes"));
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
+    if crate::api::body::declared_length(request).is_some_and(|length| length > limit) {
         return Err(too_large());
     }
     let body = IdleDeadline { payload, idle, deadline: None };

@@ -10,30 +10,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use omadm_core::bus::relay::OutboxRelay;
-use omadm_core::bus::{Bus, BusOptions, Event, Topic};
+use omadm_core::bus::{Event, Topic};
 use omadm_core::clock::now_millis;
-use omadm_core::store::{Store, WriteBatch};
+use omadm_core::store::WriteBatch;
 use omadm_notifier::Notifier;
 use omadm_runtime::ops::Readiness;
 use support::*;
-
-struct Embedded {
-    store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
-    relay: OutboxRelay,
-    _directory: tempfile::TempDir,
-}
-
-async fn embedded() -> Embedded {
-    let directory = tempfile::tempdir().unwrap();
-    let store = omadm_core::store::open(directory.path().join("store").to_str().unwrap()).await.unwrap();
-    let bus = omadm_core::bus::open_with(directory.path().join("events").to_str().unwrap(), &BusOptions::default())
-        .await
-        .unwrap();
-    let relay = OutboxRelay::spawn(store.clone(), bus.clone());
-    Embedded { store, bus, relay, _directory: directory }
-}
 
 fn sent_count() -> u64 {
     omadm_notifier::metrics::metrics().notifications.with_label_values(&["udp", "sent"]).get()

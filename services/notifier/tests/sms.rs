@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omadm_core::bus::relay::OutboxRelay;
-use omadm_core::bus::{Bus, BusOptions};
 use omadm_core::clock::now_millis;
 use omadm_core::model::{Device, NotifyTransport};
 use omadm_core::store::{Store, WriteBatch};
@@ -24,23 +22,6 @@ use support::*;
 /// A SERVER-ID long enough that every Package#0 needs two SMS: concatenation is exercised on every device.
 fn long_server_id() -> String {
     format!("{SERVER_ID}/{}", "x".repeat(100))
-}
-
-struct Embedded {
-    store: Arc<dyn Store>,
-    bus: Arc<dyn Bus>,
-    relay: OutboxRelay,
-    _directory: tempfile::TempDir,
-}
-
-async fn embedded() -> Embedded {
-    let directory = tempfile::tempdir().unwrap();
-    let store = omadm_core::store::open(directory.path().join("store").to_str().unwrap()).await.unwrap();
-    let bus = omadm_core::bus::open_with(directory.path().join("events").to_str().unwrap(), &BusOptions::default())
-        .await
-        .unwrap();
-    let relay = OutboxRelay::spawn(store.clone(), bus.clone());
-    Embedded { store, bus, relay, _directory: directory }
 }
 
 /// Notifier settings with the SMSC at `port` (or none), `tps` submits per second, and `server_id`.

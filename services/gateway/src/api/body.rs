@@ -22,15 +22,20 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy)]
 pub struct BodyReadTimeout(pub Duration);
 
-/// Reads the whole body, refusing more than `limit` bytes (413) or a body slower than the deadline (408).
-pub async fn read_body_limited(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Bytes, HttpError> {
-    let too_large = || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {limit} bytes"));
-    let declared_length = request
+/// The body length the request's `Content-Length` declares, when it declares one that parses (a body over a limit
+/// is refused from it before a byte is read; actix-http has already refused a malformed one).
+pub fn declared_length(request: &HttpRequest) -> Option<u64> {
+    request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > limit as u64) {
+        .and_then(|text| text.trim().parse().ok())
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (413) or a body slower than the deadline (408).
+pub async fn read_body_limited(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Bytes, HttpError> {
+    let too_large = || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {limit} bytes"));
+    if declared_length(request).is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
     let deadline = request.app_data::<BodyReadTimeout>().map_or(DEFAULT_BODY_READ_TIMEOUT, |timeout| timeout.0);

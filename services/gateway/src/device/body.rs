@@ -55,12 +55,7 @@ pub(crate) async fn read_body(
 ) -> Result<Bytes, HttpError> {
     let too_large =
         || HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over the limit of {limit} bytes"));
-    let declared = request
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    if crate::api::body::declared_length(request).is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
     match tokio::time::timeout(timeout, payload.to_bytes_limited(limit)).await {

@@ -1,4 +1,4 @@
-//! What the notifier's end-to-end tests share: devices that listen on real UDP sockets, requests through the
+//! What the notifier's end-to-end tests share: the embedded backends, devices that listen on real UDP sockets, requests through the
 //! core use case, and an observer group that reads the outcome events off the bus.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omadm_core::bus::{Bus, Event, Subscription, Topic};
+use omadm_core::bus::relay::OutboxRelay;
+use omadm_core::bus::{Bus, BusOptions, Event, Subscription, Topic};
 use omadm_core::clock::now_millis;
 use omadm_core::model::Device;
 use omadm_core::store::{Store, WriteBatch};
@@ -18,6 +19,24 @@ use omadm_proto::notification::{Notification, unwrap_push, verify};
 use tokio::net::UdpSocket;
 
 pub const SERVER_ID: &str = "dms.test";
+
+/// The embedded mode's backends in a temp dir, with the outbox relay `omadm serve` runs.
+pub struct Embedded {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub relay: OutboxRelay,
+    _directory: tempfile::TempDir,
+}
+
+pub async fn embedded() -> Embedded {
+    let directory = tempfile::tempdir().unwrap();
+    let store = omadm_core::store::open(directory.path().join("store").to_str().unwrap()).await.unwrap();
+    let bus = omadm_core::bus::open_with(directory.path().join("events").to_str().unwrap(), &BusOptions::default())
+        .await
+        .unwrap();
+    let relay = OutboxRelay::spawn(store.clone(), bus.clone());
+    Embedded { store, bus, relay, _directory: directory }
+}
 /// How long a test waits for something that should happen within a second or two.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
