@@ -89,8 +89,6 @@ pub struct ContentEngine {
     kind: EngineKind,
     /// The URL without its query (which may carry credentials), for the banner and logs.
     description: String,
-    /// The directory of a directory engine, to bound its files to the owner (0600).
-    directory: Option<PathBuf>,
 }
 
 impl fmt::Debug for ContentEngine {
@@ -110,7 +108,6 @@ impl ContentEngine {
                 objects: Arc::new(InMemory::new()),
                 kind: EngineKind::Memory,
                 description: url.to_owned(),
-                directory: None,
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
@@ -131,12 +128,7 @@ impl ContentEngine {
                 "" => Arc::new(s3),
                 prefix => Arc::new(PrefixStore::new(s3, prefix)),
             };
-            return Ok(ContentEngine {
-                objects,
-                kind: EngineKind::S3,
-                description: format!("s3://{location}"),
-                directory: None,
-            });
+            return Ok(ContentEngine { objects, kind: EngineKind::S3, description: format!("s3://{location}") });
         }
         if url.contains("://") && !url.starts_with("file://") {
             return Err(config("the content engine is a directory, file://, s3:// or memory://".to_owned()));
@@ -157,7 +149,6 @@ impl ContentEngine {
             objects: Arc::new(local),
             kind: EngineKind::Directory,
             description: directory.display().to_string(),
-            directory: Some(directory.to_owned()),
         })
     }
 
@@ -239,11 +230,6 @@ impl ContentEngine {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(error) => Err(error.into()),
         }
-    }
-
-    /// The directory of a directory engine.
-    pub fn local_directory(&self) -> Option<&FsPath> {
-        self.directory.as_deref()
     }
 }
 
