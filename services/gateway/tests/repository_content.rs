@@ -177,6 +177,20 @@ async fn content_round_trip(server: &TestServer, engine: &Engine) {
     assert_eq!(blobs(engine).await, 1, "the refused body left no blob");
     expect_error(server.api(Method::GET, "/api/v1/repository/fw/too-large.bin").send().await.unwrap(), 404).await;
 
+    // A body that stops arriving: 408 once no byte came for the body read timeout (1 s here), nothing kept.
+    let base = server.base.clone();
+    let stalled = tokio::task::spawn_blocking(move || {
+        let head = format!(
+            "PUT /api/v1/repository/fw/stalled.bin HTTP/1.1\r\nHost: omadm\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Length: 1000\r\n\r\nonly the start"
+        );
+        api_support::raw_exchange(&base, &[(head.as_bytes(), Duration::ZERO)], Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled:?}");
+    assert_eq!(blobs(engine).await, 1, "the stalled body left no blob");
+
     let deleted = server.api(Method::DELETE, "/api/v1/repository/fw/image.bin").send().await.unwrap();
     assert_eq!(deleted.status(), 204);
     assert_eq!(blobs(engine).await, 0, "a deleted item's bytes are gone");
