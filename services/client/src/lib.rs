@@ -6,7 +6,8 @@
 //! ([`transport::Transport`]: Digest SHA-256/MD5 or Basic, plain HTTP in this build, retries and failover
 //! between equivalent server URLs as [`retry`] decides); each DM command executes
 //! in its own file under [`command`]; [`access`] applies the DMDAC rights of 11.3; [`notification`] receives
-//! Package#0 over UDP (WAP Push) or a push message; [`bootstrap`] provisions the DM account.
+//! Package#0 over UDP (WAP Push) or a push message; [`push`] registers the device's push-service RegID with the
+//! server (D.2.4); [`bootstrap`] provisions the DM account.
 //!
 //! ```no_run
 //! # async fn example(devinfo: omadm_proto::mo::DevInfo) -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +30,7 @@ pub mod bootstrap;
 pub mod command;
 pub mod device;
 pub mod notification;
+pub mod push;
 pub mod retry;
 pub mod session;
 pub mod transport;

@@ -66,6 +66,9 @@ pub struct Metrics {
     pub outbox_full: IntCounter,
     /// Notifications requested (a `notification.requested` event and its record committed).
     pub notifications_requested: IntCounter,
+    /// Push registrations and unregistrations at the device edge (D.2.4), by `action` (`register`,
+    /// `unregister`) and `outcome` (`stored`, `unchanged`, `cleared`, `other_reg_id`, `refused`).
+    pub push_registrations: IntCounterVec,
     /// Device requests this node tried to forward to another node, by `outcome`: `relayed` (the owner
     /// answered), `owner_unreachable` (handled here instead), `refused` (the owner refused the internal
     /// token), `hop_limit` (a lease held elsewhere after the last allowed hop).
@@ -216,6 +219,11 @@ impl Metrics {
             notifications_requested: plain_counter(
                 "omadm_notifications_requested_total",
                 "Notifications requested: an event and its notification record committed.",
+            ),
+            push_registrations: counter(
+                "omadm_push_registrations_total",
+                "Push registrations and unregistrations at the device edge, by action and outcome.",
+                &["action", "outcome"],
             ),
             forwards: counter(
                 "omadm_forwards_total",

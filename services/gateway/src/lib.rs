@@ -1,6 +1,6 @@
 //! omadm-gateway: the HTTP edge of the server, thin shells around omadm-core.
 //!
-//! - [`device`]: `/dm` and `/dm/s/{sid}` (session actors), `/repo/{path}`, `/bootstrap`.
+//! - [`device`]: `/dm` and `/dm/s/{sid}` (session actors), `/repo/{path}`, `/bootstrap`, `/push/gcm/...`.
 //! - [`cluster`]: membership, ownership of devices and outbox shards, forwarding to the owner.
 //! - `content`: repository content over HTTP (streamed bodies, ETag, Range, HEAD) for both listeners.
 //! - [`api`]: the operator API under `/api/v1` with its OpenAPI document.
@@ -25,4 +25,6 @@ pub mod server;
 mod state;
 
 pub use error::HttpError;
-pub use state::{AppState, AuthThrottleConfig, BootstrapConfig, GatewayConfig, SessionRateLimit, UploadQuotaConfig};
+pub use state::{
+    AppState, AuthThrottleConfig, BootstrapConfig, GatewayConfig, GcmOffer, SessionRateLimit, UploadQuotaConfig,
+};

@@ -160,7 +160,30 @@ pub struct BootstrapConfig {
     /// DEFAULT commands: (ServerURI, MOID) pairs.
     pub defaults: Vec<(String, String)>,
     /// DMAcc `Push/GCM` (D.2.3): how the device registers for push notifications; none when not offered.
-    pub gcm: Option<omadm_proto::mo::GcmPush>,
+    pub gcm: Option<GcmOffer>,
+}
+
+/// What the operator sets of the bootstrap's Push/GCM; RegURL and UnRegURL are not among it: they are
+/// the routes this server mounts ([`crate::device::push`]) under its public URL, so they cannot disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcmOffer {
+    /// Push/GCM/SenderID: the sender ID (FCM project number) of the push service.
+    pub sender_id: String,
+    /// Push/GCM/RegParams: extra form parameters, already URI-query encoded; `None` hands out an empty node.
+    pub registration_parameters: Option<String>,
+}
+
+impl GcmOffer {
+    /// The Push/GCM node for a server whose devices reach it at `public_url` (no trailing slash).
+    pub fn gcm_push(&self, public_url: &str) -> omadm_proto::mo::GcmPush {
+        omadm_proto::mo::GcmPush {
+            sender_id: self.sender_id.clone(),
+            registration_url: format!("{public_url}{}", crate::device::push::REGISTER_PATH),
+            unregistration_url: format!("{public_url}{}", crate::device::push::UNREGISTER_PATH),
+            registration_parameters: self.registration_parameters.clone(),
+            extensions: None,
+        }
+    }
 }
 
 #[cfg(test)]

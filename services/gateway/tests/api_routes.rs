@@ -100,7 +100,8 @@ async fn device_registration_read_list_and_delete() {
 
     assert_eq!(device["notify_address"], Value::Null);
     assert_eq!(device["msisdn"], Value::Null);
-    assert_eq!(device["notify"], json!(["udp", "sms"]), "the default order");
+    assert_eq!(device["push_registered_at"], Value::Null, "no RegID registered");
+    assert_eq!(device["notify"], json!(["push", "udp", "sms"]), "the default order");
 
     // Update: new tags, notification address and MSISDN, secret kept.
     let updated = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({
@@ -134,7 +135,7 @@ async fn device_registration_read_list_and_delete() {
     let kept = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({"password": "other"})).send();
     assert_eq!(kept.await.unwrap().json::<Value>().await.unwrap()["notify"], json!(["sms", "udp"]), "left out: kept");
     let reset = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({"password": "other", "notify": []}));
-    assert_eq!(reset.send().await.unwrap().json::<Value>().await.unwrap()["notify"], json!(["udp", "sms"]));
+    assert_eq!(reset.send().await.unwrap().json::<Value>().await.unwrap()["notify"], json!(["push", "udp", "sms"]));
     assert!(server.state.store.get_device("IMEI:1").await.unwrap().unwrap().notify_order.is_empty());
 
     server.register("IMEI:2", json!({"fleet": "meters"})).await;

@@ -1,11 +1,12 @@
 //! The notifier's Prometheus metrics, registered in the process's one registry (`omadm_core::metrics`).
 //!
 //! ```text
-//! omadm_notifications_total{transport="udp|sms|none", outcome="sent|failed|collapsed"}
+//! omadm_notifications_total{transport="push|udp|sms|none", outcome="sent|failed|collapsed"}
 //! omadm_notification_dispatch_seconds{transport="udp"}     request read -> Package#0 handed to the transport
 //! omadm_notification_fallbacks_total{transport="udp|sms"}  sent by this transport after an earlier one failed
 //! omadm_sms_submits_total{outcome="accepted|throttled|refused|error"}   one per submit_sm try (SMS transport)
 //! omadm_smpp_binds_total{outcome="bound|refused|error"}                 one per bind_transmitter try
+//! omadm_push_sends_total{outcome="accepted|refused|unregistered|error|timeout"}  one per push gateway request
 //! ```
 
 use std::sync::OnceLock;
@@ -23,6 +24,9 @@ pub struct NotifierMetrics {
     pub sms_submits: IntCounterVec,
     /// bind_transmitter tries of the SMS transport, by outcome.
     pub smpp_binds: IntCounterVec,
+    /// Requests to the push gateway, by outcome (`unregistered`: the RegID is gone and was cleared; `error`: no
+    /// connection; `timeout`: no answer in time).
+    pub push_sends: IntCounterVec,
 }
 
 /// 0.1 ms to 5 s: a UDP send takes well under a millisecond, the store round trips dominate.
@@ -65,12 +69,18 @@ pub fn metrics() -> &'static NotifierMetrics {
             &["outcome"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let push_sends = IntCounterVec::new(
+            Opts::new("omadm_push_sends_total", "Requests of the push transport to the push gateway, by outcome."),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let _ = registry.register(Box::new(push_sends.clone()));
         let _ = registry.register(Box::new(notifications.clone()));
         let _ = registry.register(Box::new(dispatch_seconds.clone()));
         let _ = registry.register(Box::new(notification_fallbacks.clone()));
         let _ = registry.register(Box::new(sms_submits.clone()));
         let _ = registry.register(Box::new(smpp_binds.clone()));
-        NotifierMetrics { notifications, dispatch_seconds, notification_fallbacks, sms_submits, smpp_binds }
+        NotifierMetrics { notifications, dispatch_seconds, notification_fallbacks, sms_submits, smpp_binds, push_sends }
     })
 }
 

@@ -34,6 +34,9 @@ pub struct PackageRules {
 /// Where a Package#0 goes, and so which transport takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
+    /// Through the push gateway to the RegID the device registered (Appendix D.2); the device id goes along so
+    /// that a RegID the gateway no longer knows can be cleared from its record.
+    Push { device_id: String, registration_id: String },
     /// Connectionless WAP Push over UDP (Appendix D.1).
     Udp(SocketAddr),
     /// WAP Push over SMS through the SMSC (SMPP 3.4) to this E.164 number (`+491701234567`).
@@ -44,6 +47,7 @@ impl Destination {
     /// The transport's name, as in metrics and `notification.sent`.
     pub fn transport(&self) -> &'static str {
         match self {
+            Destination::Push { .. } => "push",
             Destination::Udp(_) => "udp",
             Destination::Sms { .. } => "sms",
         }
@@ -51,12 +55,16 @@ impl Destination {
 }
 
 /// Every place `device` can be reached, in the order they are tried: the operator's `"notify"` order when it set
-/// one (only the transports it names), else UDP first (no cost, no SMSC between), then SMS. A transport the
-/// device has no address for is left out.
+/// one (only the transports it names), else push first (only a device that registered a RegID has it), then UDP
+/// (no cost, no SMSC between), then SMS. A transport the device has no address for is left out.
 pub fn destinations(device: &Device) -> Vec<Destination> {
     NotifyTransport::effective_order(&device.notify_order)
         .into_iter()
         .filter_map(|transport| match transport {
+            NotifyTransport::Push => device.push_registration.as_ref().map(|registration| Destination::Push {
+                device_id: device.id.clone(),
+                registration_id: registration.registration_id.clone(),
+            }),
             NotifyTransport::Udp => device.notify_address.map(|mut address| {
                 if address.port() == 0 {
                     address.set_port(WAP_PUSH_PORT);
@@ -86,7 +94,7 @@ pub struct Plan {
 pub enum Refusal {
     #[error("no device {0:?} in the store")]
     UnknownDevice(String),
-    #[error("the device has no notify address or MSISDN that a configured transport can reach")]
+    #[error("the device has no push RegID, notify address or MSISDN that a configured transport can reach")]
     NoTransport,
     #[error("{0}")]
     InvalidRequest(String),
@@ -439,6 +447,34 @@ mod tests {
         let udp_listed_without_address =
             Device { notify_order: vec![NotifyTransport::Udp], notify_address: None, ..both };
         assert_eq!(destinations(&udp_listed_without_address), Vec::new());
+    }
+
+    #[test]
+    fn push_goes_first_for_a_registered_device_and_only_with_a_push_gateway() {
+        let udp = Destination::Udp("127.0.0.1:40000".parse().unwrap());
+        let sms = Destination::Sms { msisdn: "+491701234567".to_owned() };
+        let push = Destination::Push { device_id: "IMEI:1".to_owned(), registration_id: "tok:1".to_owned() };
+        let registration =
+            omadm_core::model::PushRegistration { registration_id: "tok:1".to_owned(), registered_at: 1 };
+        let all =
+            Device { msisdn: Some("+491701234567".to_owned()), push_registration: Some(registration), ..device() };
+        assert_eq!(destinations(&all), vec![push.clone(), udp.clone(), sms.clone()], "the default order");
+        let every = PackageRules { transports: vec!["udp", "sms", "push"], ..rules() };
+        let planned = plan(&request(&[], false), Some(&all), &every, NOW).unwrap();
+        assert_eq!((planned.destination, planned.fallbacks), (push.clone(), vec![udp.clone(), sms.clone()]));
+        // No push gateway configured: the RegID is skipped, UDP goes first.
+        let no_gateway = PackageRules { transports: vec!["udp", "sms"], ..rules() };
+        let planned = plan(&request(&[], false), Some(&all), &no_gateway, NOW).unwrap();
+        assert_eq!((planned.destination, planned.fallbacks), (udp.clone(), vec![sms.clone()]));
+        // Unregistered (no RegID): push is left out of the default order.
+        let unregistered = Device { push_registration: None, ..all.clone() };
+        assert_eq!(destinations(&unregistered), vec![udp.clone(), sms.clone()]);
+        // The operator's order puts push last, or leaves it out.
+        let push_last = Device { notify_order: vec![NotifyTransport::Udp, NotifyTransport::Push], ..all.clone() };
+        assert_eq!(destinations(&push_last), vec![udp, push.clone()]);
+        let push_only = Device { notify_order: vec![NotifyTransport::Push], ..unregistered };
+        assert_eq!(plan(&request(&[], false), Some(&push_only), &every, NOW).unwrap_err(), Refusal::NoTransport);
+        assert_eq!(push.transport(), "push");
     }
 
     #[test]

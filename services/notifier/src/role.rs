@@ -32,6 +32,7 @@ use tracing::Instrument as _;
 use crate::NotifierError;
 use crate::metrics::metrics;
 use crate::plan::{self, Admission, InFlight, PackageRules, Refusal};
+use crate::push::PushTransport;
 use crate::settings::{CONSUMER_GROUP, NotifierSettings};
 use crate::sms::SmppTransport;
 use crate::transport::{Transport, UdpTransport};
@@ -62,6 +63,12 @@ impl Notifier {
             let sms = SmppTransport::new(smpp.clone());
             tracing::info!(smsc = %sms.smsc(), system_id = %smpp.system_id, tps = smpp.tps, "SMS transport configured");
             transports.push(Arc::new(sms));
+        }
+        // No push gateway configured, no push transport: a RegID alone reaches nothing.
+        if let Some(push) = &settings.push {
+            let push = PushTransport::new(push.clone(), store.clone())?;
+            tracing::info!(gateway = %push.url(), "push transport configured");
+            transports.push(Arc::new(push));
         }
         tracing::info!(server_id = %settings.server_id, transports = ?transports.iter().map(|transport| transport.name()).collect::<Vec<_>>(), "notifier starting");
         let handler = Dispatcher {

@@ -14,11 +14,16 @@
 //! --notifier-smpp-system-type T     OMADM_SMPP_SYSTEM_TYPE          smpp_system_type      ""
 //! --notifier-smpp-source-addr A     OMADM_SMPP_SOURCE_ADDR          smpp_source_addr      "" (the SMSC's default)
 //! --notifier-smpp-tps N             OMADM_SMPP_TPS                  smpp_tps              10
+//! --notifier-push-url URL           OMADM_PUSH_URL                  push_url              none: no push transport
+//! --notifier-push-auth-header H     OMADM_PUSH_AUTH_HEADER          push_auth_header      none ("Name: value")
+//! --notifier-push-body-template T   OMADM_PUSH_BODY_TEMPLATE        push_body_template    FCM HTTP v1 message
+//! --notifier-push-timeout SECONDS   OMADM_PUSH_TIMEOUT              push_timeout          10
 //! ```
 //!
 //! The flags carry a `notifier-` prefix so that `omadm serve` can take them beside the gateway's; the server id
 //! and the inventory age share their variables with the gateway's, since they mean the same thing there. The
-//! SMPP variables are `OMADM_SMPP_*`: the SMSC account is the operator's, not the notifier's.
+//! SMPP variables are `OMADM_SMPP_*`: the SMSC account is the operator's, not the notifier's; so are the push
+//! gateway's, `OMADM_PUSH_*`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::NotifierError;
 use crate::plan::PackageRules;
+use crate::push::{BodyTemplate, DEFAULT_BODY_TEMPLATE};
 
 /// The consumer group every notifier replica joins.
 pub const CONSUMER_GROUP: &str = "omadm-notifier";
@@ -82,6 +88,25 @@ pub struct NotifierArgs {
     /// submit_sm per second at most, the SMSC account's throughput [default: 10].
     #[arg(long = "notifier-smpp-tps", env = "OMADM_SMPP_TPS", value_name = "N")]
     pub smpp_tps: Option<u32>,
+    /// The push gateway's URL (Appendix D.2; for FCM `https://fcm.googleapis.com/v1/projects/ID/messages:send`);
+    /// unset: no push transport.
+    #[arg(long = "notifier-push-url", env = "OMADM_PUSH_URL", value_name = "URL")]
+    pub push_url: Option<String>,
+    /// The header every push request carries, as `Name: value` (`Authorization: Bearer ya29...`) [default: none].
+    #[arg(
+        long = "notifier-push-auth-header",
+        env = "OMADM_PUSH_AUTH_HEADER",
+        value_name = "HEADER",
+        hide_env_values = true
+    )]
+    pub push_auth_header: Option<String>,
+    /// The JSON body of a push request, `{{RegID}}` and `{{SMS}}` standing for the device's RegID and the base64
+    /// Package#0 [default: {"message":{"token":"{{RegID}}","data":{"SMS":"{{SMS}}"}}}].
+    #[arg(long = "notifier-push-body-template", env = "OMADM_PUSH_BODY_TEMPLATE", value_name = "JSON")]
+    pub push_body_template: Option<String>,
+    /// Seconds a push request may take, connecting included, before it counts as failed [default: 10].
+    #[arg(long = "notifier-push-timeout", env = "OMADM_PUSH_TIMEOUT", value_name = "SECONDS")]
+    pub push_timeout: Option<u64>,
 }
 
 /// The notifier's settings, defaults filled in and checked.
@@ -94,6 +119,33 @@ pub struct NotifierSettings {
     pub batch_size: usize,
     /// The SMSC to send WAP Push over SMS through; `None`: no SMS transport.
     pub smpp: Option<SmppSettings>,
+    /// The push gateway to send Package#0 through (D.2); `None`: no push transport.
+    pub push: Option<PushSettings>,
+}
+
+/// The push gateway of the push transport, checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PushSettings {
+    /// An `http` or `https` URL.
+    pub url: String,
+    /// (name, value) of the header every request carries, e.g. `Authorization`, `Bearer ya29...`.
+    pub auth_header: Option<(String, String)>,
+    pub body_template: BodyTemplate,
+    /// A request that takes longer (connecting included) fails.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for PushSettings {
+    /// Everything but the auth header's value, which a log line must never carry.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PushSettings")
+            .field("url", &self.url)
+            .field("auth_header", &self.auth_header.as_ref().map(|(name, _)| format!("{name}: <set>")))
+            .field("body_template", &self.body_template)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// The SMSC account of the SMS transport, checked.
@@ -141,8 +193,10 @@ impl NotifierSettings {
             return Err(NotifierError::Settings("the notifier's batch size must be at least 1".to_owned()));
         }
         let smpp = smpp_settings(args)?;
+        let push = push_settings(args)?;
         Ok(NotifierSettings {
             smpp,
+            push,
             server_id,
             dedup_window: Duration::from_secs(args.dedup_window.unwrap_or(60)),
             inventory_max_age: Duration::from_secs(args.inventory_max_age.unwrap_or(86_400)),
@@ -204,6 +258,42 @@ fn smpp_settings(args: &NotifierArgs) -> Result<Option<SmppSettings>, NotifierEr
     }))
 }
 
+/// The push gateway when a URL is given: an http(s) URL, a `Name: value` header, a template that renders to
+/// JSON with both placeholders, a timeout of at least a second.
+fn push_settings(args: &NotifierArgs) -> Result<Option<PushSettings>, NotifierError> {
+    let Some(url) = args.push_url.clone().filter(|url| !url.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let refuse = |message: String| Err(NotifierError::Settings(message));
+    let url = url.trim().to_owned();
+    if !(url.starts_with("http://") || url.starts_with("https://")) || reqwest::Url::parse(&url).is_err() {
+        return refuse(format!("the push gateway URL {url:?} is not an http(s) URL (--notifier-push-url)"));
+    }
+    let auth_header = match args.push_auth_header.as_deref().map(str::trim).filter(|header| !header.is_empty()) {
+        None => None,
+        Some(header) => {
+            let parsed =
+                header.split_once(':').map(|(name, value)| (name.trim(), value.trim())).filter(|(name, value)| {
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                        && reqwest::header::HeaderValue::from_str(value).is_ok()
+                        && !value.is_empty()
+                });
+            let Some((name, value)) = parsed else {
+                return refuse("the push auth header must be `Name: value` (--notifier-push-auth-header)".to_owned());
+            };
+            Some((name.to_owned(), value.to_owned()))
+        }
+    };
+    let template = args.push_body_template.as_deref().unwrap_or(DEFAULT_BODY_TEMPLATE);
+    let body_template = BodyTemplate::new(template)
+        .map_err(|error| NotifierError::Settings(format!("the push body template: {error}")))?;
+    let timeout = args.push_timeout.unwrap_or(10);
+    if timeout == 0 {
+        return refuse("the push timeout (--notifier-push-timeout) must be at least 1 second".to_owned());
+    }
+    Ok(Some(PushSettings { url, auth_header, body_template, timeout: Duration::from_secs(timeout) }))
+}
+
 fn millis(duration: Duration) -> Millis {
     Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
 }
@@ -237,8 +327,42 @@ mod tests {
                 udp_bind: "0.0.0.0:0".parse().unwrap(),
                 batch_size: 100,
                 smpp: None,
+                push: None,
             }
         );
+    }
+
+    #[test]
+    fn a_push_gateway_is_configured_by_its_url_and_checked() {
+        let parsed = Command::try_parse_from([
+            "omadm",
+            "--notifier-push-url",
+            "https://fcm.googleapis.com/v1/projects/p/messages:send",
+            "--notifier-push-auth-header",
+            "Authorization: Bearer ya29.secret",
+        ])
+        .unwrap();
+        let file: NotifierArgs = toml::from_str("push_timeout = 3\n").unwrap();
+        let merged = omadm_runtime::settings::layer(&parsed.notifier, &file).unwrap();
+        let push = NotifierSettings::resolve(&merged).unwrap().push.unwrap();
+        assert_eq!(push.url, "https://fcm.googleapis.com/v1/projects/p/messages:send");
+        assert_eq!(push.auth_header, Some(("Authorization".to_owned(), "Bearer ya29.secret".to_owned())));
+        assert_eq!(push.timeout, Duration::from_secs(3));
+        assert_eq!(push.body_template.render("tok", "IQ=="), r#"{"message":{"token":"tok","data":{"SMS":"IQ=="}}}"#);
+        assert!(!format!("{push:?}").contains("ya29"), "the credential stays out of logs");
+        let base = NotifierArgs { push_url: Some("http://127.0.0.1:1/send".to_owned()), ..NotifierArgs::default() };
+        assert_eq!(NotifierSettings::resolve(&base).unwrap().push.unwrap().auth_header, None);
+        for bad in [
+            NotifierArgs { push_url: Some("fcm.googleapis.com/send".to_owned()), ..base.clone() },
+            NotifierArgs { push_auth_header: Some("Bearer ya29".to_owned()), ..base.clone() },
+            NotifierArgs { push_auth_header: Some("Bad Name: x".to_owned()), ..base.clone() },
+            NotifierArgs { push_body_template: Some(r#"{"token":"{{RegID}}"}"#.to_owned()), ..base.clone() },
+            NotifierArgs { push_body_template: Some("{{RegID}} {{SMS}}".to_owned()), ..base.clone() },
+            NotifierArgs { push_timeout: Some(0), ..base.clone() },
+        ] {
+            assert!(matches!(NotifierSettings::resolve(&bad), Err(NotifierError::Settings(_))), "{bad:?}");
+        }
+        assert_eq!(NotifierSettings::resolve(&NotifierArgs::default()).unwrap().push, None, "no URL, no push");
     }
 
     #[test]

@@ -414,6 +414,7 @@ impl SmppTransport {
 
 fn destination_text(destination: &Destination) -> String {
     match destination {
+        Destination::Push { device_id, .. } => format!("push:{device_id}"),
         Destination::Udp(address) => address.to_string(),
         Destination::Sms { msisdn } => msisdn.clone(),
     }

@@ -3,7 +3,7 @@
 //! Each module is one concept. The plain ones need nothing but std and
 //! tempfile; `store`, `fixtures` and `config::session` need the `core` feature
 //! (omadm-core), `config::gateway` and `edge` the `gateway` feature (omadm-gateway),
-//! `smsc` the `smsc` feature (rusmpp), so a crate's tests compile only what they use. Every helper fails by panicking
+//! `smsc` the `smsc` feature (rusmpp), `push` the `push` feature (actix-web), so a crate's tests compile only what they use. Every helper fails by panicking
 //! with what was missing: in a test, a failed set-up step is a failed test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -16,6 +16,8 @@ pub mod fixtures;
 pub mod kafka;
 pub mod ports;
 pub mod process;
+#[cfg(feature = "push")]
+pub mod push;
 pub mod redis;
 pub mod redis_cluster;
 pub mod s3;

@@ -91,8 +91,13 @@ pub struct Device {
     /// device has no notify address and an SMSC is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msisdn: Option<String>,
+    /// The device's registration with the push service (Appendix D.2.4): the RegID it POSTed to the RegURL of
+    /// its bootstrap's Push/GCM, and when. Set and cleared by the device edge (and cleared by the notifier when
+    /// the push gateway says the RegID is no longer registered); the operator API only shows whether one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_registration: Option<PushRegistration>,
     /// The operator's order of the ways to reach the device with a Package#0 (`"notify": ["sms", "udp"]`); the
-    /// notifier tries them in turn and falls back to the next when one fails. Empty: UDP, then SMS.
+    /// notifier tries them in turn and falls back to the next when one fails. Empty: push, then UDP, then SMS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify_order: Vec<NotifyTransport>,
     /// PREFERRED-CON-TYPE of this device's Package#0 when the request names none, highest priority first:
@@ -106,22 +111,60 @@ pub struct Device {
     pub updated_at: Millis,
 }
 
-/// A way a Package#0 reaches a device: WAP Push over UDP to its notify address, or over SMS to its MSISDN.
+/// Longest RegID the device edge accepts, in bytes (FCM registration tokens are about 160; the bound keeps a
+/// device from storing kilobytes in its record).
+pub const MAX_PUSH_REGISTRATION_ID_BYTES: usize = 4096;
+
+/// The RegID rule as one sentence, for error messages.
+pub const PUSH_REGISTRATION_ID_RULE: &str = "a RegId is 1 to 4096 visible ASCII characters";
+
+/// Why a RegID is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid RegId of {length} bytes: {PUSH_REGISTRATION_ID_RULE}")]
+pub struct PushRegistrationIdError {
+    pub length: usize,
+}
+
+/// Checks a RegID: 1 to [`MAX_PUSH_REGISTRATION_ID_BYTES`] visible ASCII characters (FCM tokens are letters,
+/// digits, `-`, `_` and `:`), so it can go into a push gateway's request as it is.
+pub fn check_push_registration_id(registration_id: &str) -> Result<(), PushRegistrationIdError> {
+    let length = registration_id.len();
+    if length == 0 || length > MAX_PUSH_REGISTRATION_ID_BYTES || !registration_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(PushRegistrationIdError { length });
+    }
+    Ok(())
+}
+
+/// A device's registration with the push service (D.2.4), as the device edge stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRegistration {
+    /// The RegID (an FCM registration token): the push gateway's address of the device.
+    pub registration_id: String,
+    /// When the device registered it.
+    pub registered_at: Millis,
+}
+
+/// A way a Package#0 reaches a device: through the push service to its RegID, WAP Push over UDP to its notify
+/// address, or over SMS to its MSISDN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyTransport {
+    Push,
     Udp,
     Sms,
 }
 
 impl NotifyTransport {
-    /// The order the notifier tries when the operator set none.
-    pub const DEFAULT_ORDER: [NotifyTransport; 2] = [NotifyTransport::Udp, NotifyTransport::Sms];
+    /// The order the notifier tries when the operator set none: push first (an Android fleet wakes on it, at
+    /// no cost, and only a device that registered a RegID has it), then UDP (no cost, no SMSC between), then SMS.
+    pub const DEFAULT_ORDER: [NotifyTransport; 3] = [NotifyTransport::Push, NotifyTransport::Udp, NotifyTransport::Sms];
 
     /// The name in the API, events and metrics.
     pub fn name(self) -> &'static str {
         match self {
+            NotifyTransport::Push => "push",
             NotifyTransport::Udp => "udp",
             NotifyTransport::Sms => "sms",
         }
@@ -129,7 +172,7 @@ impl NotifyTransport {
 
     /// `order` without repeats (the first of each kept), or the default order when it is empty.
     pub fn effective_order(order: &[NotifyTransport]) -> Vec<NotifyTransport> {
-        let mut effective: Vec<NotifyTransport> = Vec::with_capacity(2);
+        let mut effective: Vec<NotifyTransport> = Vec::with_capacity(Self::DEFAULT_ORDER.len());
         for transport in if order.is_empty() { &Self::DEFAULT_ORDER[..] } else { order } {
             if !effective.contains(transport) {
                 effective.push(*transport);
@@ -213,6 +256,7 @@ impl Device {
             supported_objects: Vec::new(),
             notify_address: None,
             msisdn: None,
+            push_registration: None,
             notify_order: Vec::new(),
             preferred_con_types: Vec::new(),
             last_session_id: None,
@@ -259,6 +303,26 @@ mod tests {
             assert_eq!(check_msisdn(bad), Err(MsisdnError(bad.to_owned())), "{bad:?}");
         }
         assert!(check_msisdn("0170").unwrap_err().to_string().contains(MSISDN_RULE));
+    }
+
+    #[test]
+    fn registration_ids_are_visible_ascii_of_bounded_length() {
+        let token = "cZ3f-9Qk:APA91bH_x7";
+        assert_eq!(check_push_registration_id(token), Ok(()));
+        assert_eq!(check_push_registration_id(&"t".repeat(MAX_PUSH_REGISTRATION_ID_BYTES)), Ok(()));
+        for bad in [String::new(), "t".repeat(MAX_PUSH_REGISTRATION_ID_BYTES + 1), "a b".to_owned(), "é".to_owned()] {
+            assert_eq!(check_push_registration_id(&bad), Err(PushRegistrationIdError { length: bad.len() }), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn push_goes_first_by_default_and_an_order_keeps_its_first_of_each() {
+        use NotifyTransport::*;
+        assert_eq!(NotifyTransport::effective_order(&[]), vec![Push, Udp, Sms]);
+        assert_eq!(NotifyTransport::effective_order(&[Sms, Push, Sms]), vec![Sms, Push]);
+        let names: Vec<&str> = NotifyTransport::DEFAULT_ORDER.iter().map(|transport| transport.name()).collect();
+        assert_eq!(names, ["push", "udp", "sms"]);
+        assert_eq!(serde_json::to_string(&Push).unwrap(), "\"push\"");
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub use alert::AlertRecord;
 pub use command::{CommandId, CommandOrigin, CommandRecord, CommandResultData, CommandState, NewCommand};
 pub use device::{
     Credentials, DEVICE_ID_PATTERN, DEVICE_ID_RULE, Device, DeviceFilter, DeviceIdError, DevicePage, Inventory,
-    MAX_DEVICE_ID_BYTES, MSISDN_PATTERN, MSISDN_RULE, MsisdnError, NotifyTransport, check_device_id, check_msisdn,
+    MAX_DEVICE_ID_BYTES, MAX_PUSH_REGISTRATION_ID_BYTES, MSISDN_PATTERN, MSISDN_RULE, MsisdnError, NotifyTransport,
+    PUSH_REGISTRATION_ID_RULE, PushRegistration, PushRegistrationIdError, check_device_id, check_msisdn,
+    check_push_registration_id,
 };
 pub use mirror::MirrorRecord;
 pub use notification::{

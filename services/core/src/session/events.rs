@@ -23,6 +23,13 @@
 //! notification.collapsed  notifications  notification:{device}:{request id}:collapsed
 //! ```
 //!
+//! The device edge records what the push service registration of a device became (D.2.4):
+//!
+//! ```text
+//! push.registered         notifications  push:{device}:registered:{registered_at}
+//! push.unregistered       notifications  push:{device}:unregistered:{unregistered_at}
+//! ```
+//!
 //! Ids are derived from what the event is about, never from a clock or a
 //! counter of the emitter, so a step that is retried after a failed commit
 //! produces the same ids and consumers can drop repeats. Every event is keyed
@@ -57,6 +64,10 @@ pub const NOTIFICATION_SENT: &str = "notification.sent";
 pub const NOTIFICATION_FAILED: &str = "notification.failed";
 /// `notification.collapsed`: the request joined one already in flight for the device; nothing more was sent.
 pub const NOTIFICATION_COLLAPSED: &str = "notification.collapsed";
+/// `push.registered`: the device registered a RegID at its RegURL.
+pub const PUSH_REGISTERED: &str = "push.registered";
+/// `push.unregistered`: the device's RegID was cleared (it unregistered, or the push gateway no longer knows it).
+pub const PUSH_UNREGISTERED: &str = "push.unregistered";
 
 /// GET data larger than this (as JSON text) is left out of `command.result`
 /// (`data_omitted` is set): events stay small enough for any broker, and the
@@ -332,6 +343,38 @@ pub fn notification_collapsed(payload: NotificationCollapsed) -> Event {
     let id = format!("notification:{}:{}:collapsed", payload.device_id, payload.request_id);
     let (key, timestamp) = (payload.device_id.clone(), payload.collapsed_at);
     envelope(id, NOTIFICATION_COLLAPSED, Topic::Notifications, &key, timestamp, payload)
+}
+
+/// Payload of `push.registered`. The RegID itself stays in the device record: events are read widely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushRegistered {
+    pub device_id: String,
+    /// True when the device had another RegID before (the push service gave it a new one).
+    pub replaced: bool,
+    pub registered_at: Millis,
+}
+
+/// Payload of `push.unregistered`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushUnregistered {
+    pub device_id: String,
+    /// `device` (a POST to the UnRegURL) or `push_gateway` (the gateway answered that the RegID is unregistered).
+    pub by: String,
+    pub unregistered_at: Millis,
+}
+
+/// `push:{device}:registered:{registered_at}` on `notifications`.
+pub fn push_registered(payload: PushRegistered) -> Event {
+    let id = format!("push:{}:registered:{}", payload.device_id, payload.registered_at);
+    let (key, timestamp) = (payload.device_id.clone(), payload.registered_at);
+    envelope(id, PUSH_REGISTERED, Topic::Notifications, &key, timestamp, payload)
+}
+
+/// `push:{device}:unregistered:{unregistered_at}` on `notifications`.
+pub fn push_unregistered(payload: PushUnregistered) -> Event {
+    let id = format!("push:{}:unregistered:{}", payload.device_id, payload.unregistered_at);
+    let (key, timestamp) = (payload.device_id.clone(), payload.unregistered_at);
+    envelope(id, PUSH_UNREGISTERED, Topic::Notifications, &key, timestamp, payload)
 }
 
 #[cfg(test)]

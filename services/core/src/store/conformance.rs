@@ -159,6 +159,10 @@ pub fn device(id: &str) -> Device {
         ],
         notify_address: None,
         msisdn: Some("+491701234567".to_owned()),
+        push_registration: Some(crate::model::PushRegistration {
+            registration_id: "cZ3f-9Qk:APA91bH_x7".to_owned(),
+            registered_at: 1_700_000_000_500,
+        }),
         notify_order: vec![crate::model::NotifyTransport::Sms, crate::model::NotifyTransport::Udp],
         preferred_con_types: vec!["wireless".to_owned(), "any".to_owned()],
         last_session_id: None,

@@ -165,6 +165,7 @@ async fn device_view(state: &AppState, device: &Device) -> Result<DeviceView, Ht
         has_auth_secret: device.auth_secret.is_some(),
         notify_address: device.notify_address,
         msisdn: device.msisdn.clone(),
+        push_registered_at: device.push_registration.as_ref().map(|registration| registration.registered_at),
         notify: NotifyTransport::effective_order(&device.notify_order),
         last_session,
         pending_commands,
@@ -332,10 +333,10 @@ mod tests {
     fn the_document_names_every_transport_an_order_may_hold() {
         let document = super::super::openapi_document();
         let transport = &document["components"]["schemas"]["NotifyTransport"];
-        assert_eq!(transport["enum"], serde_json::json!(["udp", "sms"]), "{transport}");
+        assert_eq!(transport["enum"], serde_json::json!(["push", "udp", "sms"]), "{transport}");
         let items = &document["components"]["schemas"]["DeviceRegistration"]["properties"]["notify"]["items"];
         assert_eq!(items["$ref"], "#/components/schemas/NotifyTransport", "{items}");
-        for name in ["udp", "sms"] {
+        for name in ["push", "udp", "sms"] {
             let parsed: NotifyTransport = serde_json::from_value(serde_json::json!(name)).unwrap();
             assert_eq!(parsed.name(), name);
         }

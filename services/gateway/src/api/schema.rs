@@ -38,7 +38,8 @@ pub struct DeviceRegistration {
     #[schema(example = "+491701234567")]
     pub msisdn: Option<String>,
     /// The order the notifier tries the device's transports in, falling back to the next when a send fails;
-    /// only those listed are used (a repeat counts once). `[]` restores the default: udp, then sms.
+    /// only those listed are used (a repeat counts once). `[]` restores the default: push, then udp, then sms.
+    /// `push` reaches a device that registered a RegID (D.2.4) when the server has a push gateway.
     #[serde(default)]
     pub notify: Option<Vec<omadm_core::model::NotifyTransport>>,
 }
@@ -130,7 +131,11 @@ pub struct DeviceView {
     pub notify_address: Option<std::net::SocketAddr>,
     /// The device's phone number (E.164), when it has one: where Package#0 goes over SMS.
     pub msisdn: Option<String>,
-    /// The order its transports are tried in (the default order, udp then sms, when the operator set none).
+    /// When the device registered its push-service RegID at the RegURL (D.2.4; ms since the UNIX epoch);
+    /// null when it holds none. The RegID itself is not shown.
+    pub push_registered_at: Option<u64>,
+    /// The order its transports are tried in (the default order, push then udp then sms, when the operator set
+    /// none).
     pub notify: Vec<omadm_core::model::NotifyTransport>,
     pub last_session: Option<SessionView>,
     /// Commands queued or sent, not yet answered.

@@ -62,7 +62,8 @@ pub(crate) async fn bootstrap(shared: web::Data<EdgeShared>, request: HttpReques
         }
         authenticate(&shared, &request, Some(&device_id)).await?;
         let secret = notification_secret(&shared, &device_id).await?;
-        let document = bootstrap_document(&shared.state.config.bootstrap, secret).map_err(|reason| {
+        let config = &shared.state.config;
+        let document = bootstrap_document(&config.bootstrap, &config.public_url, secret).map_err(|reason| {
             tracing::error!(%reason, "bootstrap is misconfigured");
             HttpError::new(StatusCode::SERVICE_UNAVAILABLE, format!("bootstrap is not available: {reason}"))
         })?;
@@ -101,9 +102,13 @@ async fn notification_secret(shared: &EdgeShared, device_id: &str) -> Result<Str
     Ok(secret)
 }
 
-/// The bootstrap document for a device whose AuthNoti secret is `secret`; the
-/// reason when the configuration cannot make a valid one.
-pub(crate) fn bootstrap_document(config: &BootstrapConfig, secret: String) -> Result<serde_json::Value, String> {
+/// The bootstrap document for a device whose AuthNoti secret is `secret`, from a server at `public_url` (its
+/// Push/GCM URLs are the routes mounted there); the reason when the configuration cannot make a valid one.
+pub(crate) fn bootstrap_document(
+    config: &BootstrapConfig,
+    public_url: &str,
+    secret: String,
+) -> Result<serde_json::Value, String> {
     let permissions: BTreeMap<String, Permission> = config
         .permitted_moids
         .iter()
@@ -115,8 +120,8 @@ pub(crate) fn bootstrap_document(config: &BootstrapConfig, secret: String) -> Re
         name: config.server_name.clone(),
         permissions,
         notification_auth: Some(NotificationAuth { auth_type: NotificationAuthType::Sha256Digest, secret }),
-        push: config.gcm.clone().map(|gcm| Push {
-            gcm: Some(gcm),
+        push: config.gcm.as_ref().map(|offer| Push {
+            gcm: Some(offer.gcm_push(public_url)),
             extensions: None,
             other_mechanisms: serde_json::Map::new(),
         }),
@@ -144,7 +149,10 @@ pub(crate) fn bootstrap_document(config: &BootstrapConfig, secret: String) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::GcmOffer;
     use omadm_proto::mo::{GcmPush, ManagementObject};
+
+    const PUBLIC_URL: &str = "https://dm.example.com";
 
     fn config() -> BootstrapConfig {
         BootstrapConfig {
@@ -158,7 +166,7 @@ mod tests {
 
     #[test]
     fn document_carries_the_account_and_the_defaults() {
-        let document = bootstrap_document(&config(), "s3cr3t".into()).unwrap();
+        let document = bootstrap_document(&config(), PUBLIC_URL, "s3cr3t".into()).unwrap();
         let account = DmAccount::from_dmmo_document(&document["MO"][0]).unwrap();
         assert_eq!(document["MO"][0]["MIID"], "dms1");
         assert_eq!(account.server_id, "dms1");
@@ -174,7 +182,9 @@ mod tests {
 
     #[test]
     fn push_configuration_is_offered_when_set() {
-        assert!(bootstrap_document(&config(), "s".into()).unwrap()["MO"][0]["MOData"].get("Push").is_none());
+        assert!(
+            bootstrap_document(&config(), PUBLIC_URL, "s".into()).unwrap()["MO"][0]["MOData"].get("Push").is_none()
+        );
         let gcm = GcmPush {
             sender_id: "1234567890".into(),
             registration_url: "https://dm.example.com/push/gcm/register".into(),
@@ -182,8 +192,9 @@ mod tests {
             registration_parameters: Some("fleet=meters".into()),
             extensions: None,
         };
-        let with_push = BootstrapConfig { gcm: Some(gcm.clone()), ..config() };
-        let document = bootstrap_document(&with_push, "s".into()).unwrap();
+        let offer = GcmOffer { sender_id: "1234567890".into(), registration_parameters: Some("fleet=meters".into()) };
+        let with_push = BootstrapConfig { gcm: Some(offer), ..config() };
+        let document = bootstrap_document(&with_push, PUBLIC_URL, "s".into()).unwrap();
         let account = DmAccount::from_dmmo_document(&document["MO"][0]).unwrap();
         assert_eq!(account.push.and_then(|push| push.gcm), Some(gcm));
         assert_eq!(document["MO"][0]["MOData"]["Push"]["GCM"]["SenderID"], "1234567890");
@@ -193,9 +204,9 @@ mod tests {
     fn misconfiguration_is_reported_not_served() {
         let mut no_permissions = config();
         no_permissions.permitted_moids.clear();
-        assert!(bootstrap_document(&no_permissions, "s".into()).unwrap_err().contains("Permissions"));
+        assert!(bootstrap_document(&no_permissions, PUBLIC_URL, "s".into()).unwrap_err().contains("Permissions"));
         let mut bad_default = config();
         bad_default.defaults = vec![("not a uri".into(), "urn:oma:mo:oma-scomo:1.0".into())];
-        assert!(bootstrap_document(&bad_default, "s".into()).unwrap_err().starts_with("DEFAULT"));
+        assert!(bootstrap_document(&bad_default, PUBLIC_URL, "s".into()).unwrap_err().starts_with("DEFAULT"));
     }
 }

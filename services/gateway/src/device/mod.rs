@@ -8,6 +8,8 @@
 //! GET  /repo/{path}  operator content, negotiated on Accept, streamed (ETag, Range, If-Range; HEAD too)
 //! PUT  /repo/{path}  device upload (HPUT), HTTP auth; POST likewise (HPOST)
 //! GET  /bootstrap?DevID=..&MCC=..&MNC=..   DMAcc + DEFAULT commands, HTTP auth
+//! POST /push/gcm/register     RegId form (D.2.4), HTTP auth -> 204, the device's RegID stored
+//! POST /push/gcm/unregister   RegId form, HTTP auth -> 204, the RegID cleared
 //! ```
 //!
 //! Handlers are thin: they check headers, authenticate, read bounded bodies,
@@ -23,6 +25,7 @@ mod authenticate;
 mod body;
 mod bootstrap;
 mod dm;
+pub mod push;
 mod repository;
 mod session;
 
@@ -158,7 +161,9 @@ impl DeviceEdge {
                     .route(web::put().to(repository::upload))
                     .route(web::post().to(repository::upload)),
             )
-            .service(web::resource("/bootstrap").route(web::get().to(bootstrap::bootstrap)));
+            .service(web::resource("/bootstrap").route(web::get().to(bootstrap::bootstrap)))
+            .service(web::resource(push::REGISTER_PATH).route(web::post().to(push::register)))
+            .service(web::resource(push::UNREGISTER_PATH).route(web::post().to(push::unregister)));
     }
 
     /// Registers the routes of the internal listener: the DM routes, for requests peers forward here

@@ -132,12 +132,14 @@ pub struct Observer {
     subscription: Box<dyn Subscription>,
     /// request id -> the outcome events seen for it, in arrival order.
     pub outcomes: BTreeMap<String, Vec<Event>>,
+    /// Events of the topic that belong to no request (`push.registered`, `push.unregistered`), in arrival order.
+    pub others: Vec<Event>,
 }
 
 impl Observer {
     pub async fn start(bus: &Arc<dyn Bus>) -> Observer {
         let subscription = bus.subscribe("test-observer", &[Topic::Notifications]).await.unwrap();
-        Observer { subscription, outcomes: BTreeMap::new() }
+        Observer { subscription, outcomes: BTreeMap::new(), others: Vec::new() }
     }
 
     /// Reads until `done` holds for what was seen; panics after [`PATIENCE`].
@@ -151,7 +153,11 @@ impl Observer {
                 if event.event_type == "notification.requested" {
                     continue;
                 }
-                let request_id = event.payload["request_id"].as_str().unwrap().to_owned();
+                // The topic carries the device edge's push.registered / push.unregistered too: no request id.
+                let Some(request_id) = event.payload["request_id"].as_str().map(str::to_owned) else {
+                    self.others.push(event);
+                    continue;
+                };
                 self.outcomes.entry(request_id).or_default().push(event);
             }
         }

@@ -6,9 +6,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use omadm_gateway::BootstrapConfig;
+use omadm_gateway::{BootstrapConfig, GcmOffer};
 use omadm_notifier::{NotifierArgs, NotifierSettings};
-use omadm_proto::mo::GcmPush;
 use omadm_runtime::logging::LogFormat;
 use omadm_runtime::settings;
 use serde::{Deserialize, Serialize};
@@ -218,15 +217,10 @@ pub struct BootstrapArgs {
 #[derive(Debug, Default, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GcmArgs {
-    /// GCM sender ID handed out by /bootstrap as DMAcc Push/GCM/SenderID; setting it offers GCM push.
+    /// GCM sender ID handed out by /bootstrap as DMAcc Push/GCM/SenderID; setting it offers GCM push, with
+    /// RegURL `{public_url}/push/gcm/register` and UnRegURL `{public_url}/push/gcm/unregister`.
     #[arg(long = "gcm-sender-id", env = "OMADM_GCM_SENDER_ID", value_name = "ID")]
     pub sender_id: Option<String>,
-    /// Push/GCM/RegURL: where devices register their GCM RegId (required with --gcm-sender-id).
-    #[arg(long = "gcm-reg-url", env = "OMADM_GCM_REG_URL", value_name = "URL")]
-    pub reg_url: Option<String>,
-    /// Push/GCM/UnRegURL: where devices unregister (required with --gcm-sender-id).
-    #[arg(long = "gcm-unreg-url", env = "OMADM_GCM_UNREG_URL", value_name = "URL")]
-    pub unreg_url: Option<String>,
     /// Push/GCM/RegParams: extra registration parameters, already URI-query encoded.
     #[arg(long = "gcm-reg-params", env = "OMADM_GCM_REG_PARAMS", value_name = "QUERY")]
     pub reg_params: Option<String>,
@@ -591,23 +585,14 @@ fn bootstrap_config(args: BootstrapArgs) -> anyhow::Result<BootstrapConfig> {
             .into_iter()
             .map(|default| (default.server_uri, default.moid))
             .collect(),
-        gcm: gcm_push(args.gcm)?,
+        gcm: gcm_push(args.gcm),
     })
 }
 
-/// Push/GCM of the bootstrap account: offered when a sender ID is set, which then needs both URLs.
-fn gcm_push(args: GcmArgs) -> anyhow::Result<Option<GcmPush>> {
-    let Some(sender_id) = args.sender_id else { return Ok(None) };
-    let (Some(registration_url), Some(unregistration_url)) = (args.reg_url, args.unreg_url) else {
-        bail!("--gcm-sender-id needs --gcm-reg-url and --gcm-unreg-url");
-    };
-    Ok(Some(GcmPush {
-        sender_id,
-        registration_url,
-        unregistration_url,
-        registration_parameters: args.reg_params,
-        extensions: None,
-    }))
+/// Push/GCM of the bootstrap account: offered when a sender ID is set; its URLs are the routes the gateway mounts.
+fn gcm_push(args: GcmArgs) -> Option<GcmOffer> {
+    let sender_id = args.sender_id.filter(|id| !id.trim().is_empty())?;
+    Some(GcmOffer { sender_id, registration_parameters: args.reg_params.filter(|params| !params.is_empty()) })
 }
 
 #[cfg(test)]
@@ -656,18 +641,18 @@ mod tests {
     }
 
     #[test]
-    fn gcm_push_is_offered_only_when_complete() {
+    fn gcm_push_is_offered_by_a_sender_id_at_the_mounted_urls() {
         assert_eq!(layered(ServeArgs::default(), "", Role::Serve).unwrap().bootstrap.gcm, None);
-        let file = "[bootstrap.gcm]\nsender_id = \"42\"\nreg_url = \"https://dm.example.com/gcm/reg\"\nunreg_url = \"https://dm.example.com/gcm/unreg\"\n";
+        let file = "public_url = \"https://dm.example.com\"\n[bootstrap.gcm]\nsender_id = \"42\"\n";
         let mut args = ServeArgs::default();
         args.bootstrap.gcm.reg_params = Some("fleet=meters".to_owned());
-        let gcm = layered(args, file, Role::Serve).unwrap().bootstrap.gcm.unwrap();
+        let settings = layered(args, file, Role::Serve).unwrap();
+        let gcm = settings.bootstrap.gcm.unwrap().gcm_push(settings.public_url.as_deref().unwrap());
         assert_eq!(gcm.sender_id, "42");
-        assert_eq!(gcm.registration_url, "https://dm.example.com/gcm/reg");
+        assert_eq!(gcm.registration_url, "https://dm.example.com/push/gcm/register", "the route mounted");
+        assert_eq!(gcm.unregistration_url, "https://dm.example.com/push/gcm/unregister");
         assert_eq!(gcm.registration_parameters.as_deref(), Some("fleet=meters"));
-        let mut incomplete = ServeArgs::default();
-        incomplete.bootstrap.gcm.sender_id = Some("42".to_owned());
-        assert!(layered(incomplete, "", Role::Serve).is_err());
+        assert!(toml::from_str::<ServeArgs>("[bootstrap.gcm]\nreg_url = \"https://x/\"\n").is_err(), "not a setting");
     }
 
     #[test]
