@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use omadm_core::bus::Event;
 use omadm_core::session::events::{
     ContentUploaded, NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent,
-    content_uploaded, notification_collapsed, notification_failed, notification_requested, notification_sent,
+    PushRegistered, PushUnregistered, content_uploaded, notification_collapsed, notification_failed,
+    notification_requested, notification_sent, push_registered, push_unregistered,
 };
 use serde_json::json;
 use session_support::*;
@@ -100,6 +101,19 @@ fn the_edge_events_match_their_documented_schemas() {
     });
     check_event(&documented, &collapsed);
     assert_eq!(collapsed.id, format!("notification:{DEVICE_ID}:r-3:collapsed"));
+    let registered =
+        push_registered(PushRegistered { device_id: DEVICE_ID.to_owned(), replaced: true, registered_at: START });
+    check_event(&documented, &registered);
+    assert_eq!(registered.id, format!("push:{DEVICE_ID}:registered:{START}"));
+    for by in ["device", "push_gateway"] {
+        let unregistered = push_unregistered(PushUnregistered {
+            device_id: DEVICE_ID.to_owned(),
+            by: by.to_owned(),
+            unregistered_at: START + 1,
+        });
+        check_event(&documented, &unregistered);
+        assert_eq!(unregistered.id, format!("push:{DEVICE_ID}:unregistered:{}", START + 1));
+    }
 }
 
 #[test]

@@ -192,3 +192,79 @@ fn the_notifier_role_runs_alone_beside_a_gateway() {
     assert!(exit.success(), "{exit:?}");
     gateway.kill();
 }
+
+/// `omadm serve --gcm-sender-id ... --notifier-push-url ...`: the bootstrap hands out the RegURL the binary
+/// serves, omadm-client registers its RegID there, and a notify request reaches the push gateway with the
+/// configured credential, its `data.SMS` a Package#0 signed with the device's secret.
+#[test]
+fn serve_pushes_a_registered_device_its_package0_through_the_push_gateway() {
+    use omadm_testkit::push::{PushGatewayOptions, TestPushGateway};
+
+    let gateway = TestPushGateway::start(PushGatewayOptions::default());
+    let data = omadm_testkit::process::data_dir();
+    let url = gateway.url();
+    let flags = ["--server-id", "dms.example.com", "--gcm-sender-id", "42", "--notifier-push-url", &url];
+    let served =
+        start(data.path(), &[&flags[..], &["--notifier-push-auth-header", "Authorization: Bearer t0ken"]].concat());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let registered = client
+            .put(format!("{}/api/v1/devices/IMEI:android", served.base))
+            .bearer_auth(&served.token)
+            .json(&json!({"password": "pw", "auth_secret": "noti-secret"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(registered.status().is_success(), "{}", registered.text().await.unwrap());
+
+        let account = omadm_client::device::ServerAccount {
+            server_id: "dms.example.com".to_owned(),
+            package1_url: format!("{}/dm", served.base),
+        };
+        let mut device =
+            omadm_client::device::Device::new(omadm_testkit::fixtures::devinfo("IMEI:android"), "pw", account).unwrap();
+        let transport = omadm_client::transport::Transport::new(device.credentials.clone()).unwrap();
+        omadm_client::bootstrap::client_initiated(&mut device, &transport, &served.base).await.unwrap();
+        let gcm = omadm_client::push::gcm_push(&device).unwrap();
+        assert_eq!(gcm.registration_url, format!("{}/push/gcm/register", served.base));
+        omadm_client::push::register(&device, &transport, "fcm-token:android").await.unwrap();
+
+        let shown: Value = client
+            .get(format!("{}/api/v1/devices/IMEI:android", served.base))
+            .bearer_auth(&served.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(shown["push_registered_at"].as_u64().is_some(), "{shown}");
+        assert_eq!(shown["notify"], json!(["push", "udp", "sms"]));
+        assert!(!shown.to_string().contains("fcm-token"), "the RegID is not shown");
+        let notified = client
+            .post(format!("{}/api/v1/devices/IMEI:android/notify", served.base))
+            .bearer_auth(&served.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(notified.status(), 202);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while gateway.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing reached the push gateway within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pushed = &gateway.requests()[0];
+    assert_eq!(
+        (pushed.token.as_deref(), pushed.authorization.as_deref()),
+        (Some("fcm-token:android"), Some("Bearer t0ken"))
+    );
+    let package = omadm_proto::notification::decode_base64(pushed.sms.as_deref().unwrap()).unwrap();
+    let now =
+        u32::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let notification = verify(&package, Some(b"noti-secret"), now, Some(60)).unwrap();
+    assert_eq!(notification.server_id.as_deref(), Some("dms.example.com"));
+    assert!(terminate(served).success());
+}
