@@ -409,7 +409,7 @@ impl Store for EmbeddedStore {
             return Ok(0);
         }
         let first_due = self.run("scheduled", read::first_scheduled).await?;
-        if !first_due.is_some_and(|due_at| due_at <= now) {
+        if first_due.is_none_or(|due_at| due_at > now) {
             return Ok(0);
         }
         match self.write("release_due_events", WriteJob::ReleaseDue { now, limit }).await? {
