@@ -1364,6 +1364,7 @@ fn notification_record(request_id: &str, device_id: &str, requested_at: Millis) 
         requested_by: "operator".to_owned(),
         request_mos: true,
         outcome: None,
+        ..NotificationRecord::default()
     }
 }
 
