@@ -61,13 +61,28 @@ pub struct NotifierArgs {
     pub batch_size: Option<usize>,
     /// Attempts per request, the first included, while its sends fail in a way that may pass (1: no retry)
     /// [default: 5].
-    #[arg(long = "notifier-max-attempts", env = "OMADM_NOTIFIER_MAX_ATTEMPTS", value_name = "N")]
+    #[arg(
+        id = "notifier_max_attempts",
+        long = "notifier-max-attempts",
+        env = "OMADM_NOTIFIER_MAX_ATTEMPTS",
+        value_name = "N"
+    )]
     pub max_attempts: Option<u32>,
     /// The wait before a request's second attempt; it doubles per attempt [default: 10].
-    #[arg(long = "notifier-retry-delay", env = "OMADM_NOTIFIER_RETRY_DELAY", value_name = "SECONDS")]
+    #[arg(
+        id = "notifier_retry_delay",
+        long = "notifier-retry-delay",
+        env = "OMADM_NOTIFIER_RETRY_DELAY",
+        value_name = "SECONDS"
+    )]
     pub retry_delay: Option<u64>,
     /// The longest wait between two attempts [default: 300].
-    #[arg(long = "notifier-retry-max-delay", env = "OMADM_NOTIFIER_RETRY_MAX_DELAY", value_name = "SECONDS")]
+    #[arg(
+        id = "notifier_retry_max_delay",
+        long = "notifier-retry-max-delay",
+        env = "OMADM_NOTIFIER_RETRY_MAX_DELAY",
+        value_name = "SECONDS"
+    )]
     pub retry_max_delay: Option<u64>,
     /// The SMSC's host for WAP Push over SMS (SMPP 3.4); unset: no SMS transport.
     #[arg(long = "notifier-smpp-host", env = "OMADM_SMPP_HOST", value_name = "HOST")]
