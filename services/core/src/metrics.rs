@@ -64,6 +64,8 @@ pub struct Metrics {
     pub outbox_backlog: IntGauge,
     /// Commits refused because their outbox shard was full (`StoreError::OutboxFull`); counted by the caller.
     pub outbox_full: IntCounter,
+    /// Scheduled events (`WriteBatch::scheduled`) this node's relay moved into the outbox at their time.
+    pub scheduled_released: IntCounter,
     /// Notifications requested (a `notification.requested` event and its record committed).
     pub notifications_requested: IntCounter,
     /// Push registrations and unregistrations at the device edge (D.2.4), by `action` (`register`,
@@ -215,6 +217,10 @@ impl Metrics {
             outbox_full: plain_counter(
                 "omadm_outbox_full_total",
                 "Commits refused because their outbox shard held its bound of events.",
+            ),
+            scheduled_released: plain_counter(
+                "omadm_scheduled_events_released_total",
+                "Scheduled events moved into the outbox at their time by this node's relay.",
             ),
             notifications_requested: plain_counter(
                 "omadm_notifications_requested_total",

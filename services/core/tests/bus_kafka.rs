@@ -132,6 +132,7 @@ async fn records_are_documented_events_with_key_headers_and_timestamp() {
         requested_by: "operator".to_owned(),
         request_mos: false,
         preferred_con_types: vec!["mobile".to_owned()],
+        attempt: 1,
     }));
     events.push(notification_sent(NotificationSent {
         device_id: "IMEI:1".to_owned(),
@@ -141,6 +142,7 @@ async fn records_are_documented_events_with_key_headers_and_timestamp() {
         signed: true,
         request_mos: false,
         sent_at: 1_700_000_000_001,
+        attempt: 1,
     }));
     events.push(notification_failed(NotificationFailed {
         device_id: "IMEI:1".to_owned(),
@@ -149,6 +151,8 @@ async fn records_are_documented_events_with_key_headers_and_timestamp() {
         reason: "unknown_device".to_owned(),
         detail: "no device".to_owned(),
         failed_at: 1_700_000_000_002,
+        attempt: 1,
+        retry_at: None,
     }));
     events.push(notification_collapsed(NotificationCollapsed {
         device_id: "IMEI:1".to_owned(),

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use omadm_core::bus::relay::{OutboxRelay, RelayConfig};
 use omadm_core::bus::{Bus, Event, JsonlBus, Topic};
+use omadm_core::clock::now_millis;
 use omadm_core::store::conformance::event;
-use omadm_core::store::{EmbeddedStore, Store, WriteBatch};
+use omadm_core::store::{EmbeddedStore, ScheduledEvent, Store, WriteBatch};
 
 fn read_events(path: &Path) -> Vec<Event> {
     std::fs::read_to_string(path).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
@@ -114,4 +115,33 @@ async fn stop_ends_the_task_and_later_events_wait_in_the_outbox() {
     waker.wake();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(store.outbox_len().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_is_published_after_its_time_and_not_before() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, bus) = store_and_bus(directory.path()).await;
+    let config = RelayConfig {
+        poll_interval: Duration::from_millis(20),
+        release_interval: Duration::from_millis(50),
+        ..quick_config()
+    };
+    let relay = OutboxRelay::spawn_with(store.clone(), bus.clone() as Arc<dyn Bus>, config);
+    let notifications = bus.topic_path(Topic::Notifications).unwrap().to_owned();
+    let due_at = now_millis() + 1_500;
+    let later = event("later", Topic::Notifications, "IMEI:7");
+    let now = event("now", Topic::Notifications, "IMEI:7");
+    let batch = WriteBatch {
+        events: vec![now.clone()],
+        scheduled: vec![ScheduledEvent { due_at, event: later.clone() }],
+        ..WriteBatch::default()
+    };
+    store.commit(batch).await.unwrap();
+    eventually("the event of the batch", async || read_events(&notifications) == vec![now.clone()]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read_events(&notifications), vec![now.clone()], "the scheduled event waits for its time");
+    eventually("the scheduled event", async || read_events(&notifications) == vec![now.clone(), later.clone()]).await;
+    assert!(now_millis() >= due_at, "published at or after its time");
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+    relay.stop().await;
 }

@@ -114,6 +114,7 @@ fn config(ownership: ShardOwnership) -> RelayConfig {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
         ownership,
+        release_interval: Duration::from_secs(1),
     }
 }
 

@@ -16,7 +16,7 @@ use omadm_core::bus::Event;
 use omadm_core::session::events::{
     ContentUploaded, NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent,
     PushRegistered, PushUnregistered, content_uploaded, notification_collapsed, notification_failed,
-    notification_requested, notification_sent, push_registered, push_unregistered,
+    notification_requested, notification_retry, notification_sent, push_registered, push_unregistered,
 };
 use serde_json::json;
 use session_support::*;
@@ -67,9 +67,28 @@ fn the_edge_events_match_their_documented_schemas() {
         requested_by: "operator".to_owned(),
         request_mos: true,
         preferred_con_types: vec!["wireless".to_owned(), "any".to_owned()],
+        attempt: 1,
     });
     check_event(&documented, &notify);
     assert_eq!(notify.id, format!("notify:{DEVICE_ID}:r-1"));
+    assert!(notify.payload.get("attempt").is_none(), "the first attempt is left out");
+    let retry = notification_retry(
+        NotificationRequested {
+            device_id: DEVICE_ID.to_owned(),
+            request_id: "r-1".to_owned(),
+            requested_at: START,
+            requested_by: "operator".to_owned(),
+            request_mos: false,
+            preferred_con_types: Vec::new(),
+            attempt: 2,
+        },
+        START + 10_000,
+    );
+    check_event(&documented, &retry);
+    assert_eq!(
+        (retry.id.as_str(), retry.timestamp),
+        (format!("notify:{DEVICE_ID}:r-1:attempt:2").as_str(), START + 10_000)
+    );
     let sent = notification_sent(NotificationSent {
         device_id: DEVICE_ID.to_owned(),
         request_id: "r-1".to_owned(),
@@ -78,6 +97,7 @@ fn the_edge_events_match_their_documented_schemas() {
         signed: true,
         request_mos: false,
         sent_at: START,
+        attempt: 2,
     });
     check_event(&documented, &sent);
     assert_eq!(sent.id, format!("notification:{DEVICE_ID}:r-1:sent"));
@@ -89,10 +109,25 @@ fn the_edge_events_match_their_documented_schemas() {
             reason: "no_transport".to_owned(),
             detail: "the device has no notify address".to_owned(),
             failed_at: START,
+            attempt: 1,
+            retry_at: None,
         });
         check_event(&documented, &failed);
         assert_eq!(failed.id, format!("notification:{DEVICE_ID}:r-2:failed"));
     }
+    // A failed attempt that is tried again has an id of its own; the request's outcome keeps the plain one.
+    let attempt_failed = notification_failed(NotificationFailed {
+        device_id: DEVICE_ID.to_owned(),
+        request_id: "r-2".to_owned(),
+        transport: Some("sms".to_owned()),
+        reason: "transport_error".to_owned(),
+        detail: "the SMSC did not answer".to_owned(),
+        failed_at: START,
+        attempt: 3,
+        retry_at: Some(START + 40_000),
+    });
+    check_event(&documented, &attempt_failed);
+    assert_eq!(attempt_failed.id, format!("notification:{DEVICE_ID}:r-2:attempt:3:failed"));
     let collapsed = notification_collapsed(NotificationCollapsed {
         device_id: DEVICE_ID.to_owned(),
         request_id: "r-3".to_owned(),

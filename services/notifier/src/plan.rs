@@ -5,6 +5,7 @@
 //! request + device record + now -> plan()  -> Plan {destination, options, secret} | Refusal (reason, detail)
 //! plan + NOTIFICATION-ID + now  -> package() -> signed Package#0 bytes (SHA256-DIGEST when the device has a secret)
 //! device + request + now        -> InFlight::admit() -> Send | AlreadySent | Collapse {into}
+//! refusal + attempt + now       -> RetryPolicy::next_attempt_at() -> Some(when) | None (the failure is final)
 //! ```
 //!
 //! OMA DM 2.0's Package#0 has no UI-mode or initiator field (DM 1.2's had); its options are SERVER-ID,
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use omadm_core::bus::Event;
 use omadm_core::clock::Millis;
 use omadm_core::model::{Device, NotifyTransport};
-use omadm_core::session::events::{NOTIFICATION_REQUESTED, NotificationRequested};
+use omadm_core::session::events::{NOTIFICATION_REQUESTED, NOTIFICATION_RETRY, NotificationRequested};
 use omadm_proto::notification::{ConnectionType, Notification, PreferredConnectionTypes, WAP_PUSH_PORT};
 
 /// What every plan of one notifier shares (from its settings).
@@ -98,9 +99,12 @@ pub enum Refusal {
     NoTransport,
     #[error("{0}")]
     InvalidRequest(String),
-    /// The transport refused or failed the send.
+    /// Every transport tried failed the send, and at least one failure may pass (no bind, no answer, throttled).
     #[error("{0}")]
     Transport(String),
+    /// Every transport tried refused the message itself (an SMSC refusing the number): another try would not help.
+    #[error("{0}")]
+    TransportRejected(String),
 }
 
 impl Refusal {
@@ -111,18 +115,56 @@ impl Refusal {
             Refusal::NoTransport => "no_transport",
             Refusal::InvalidRequest(_) => "invalid_request",
             Refusal::Transport(_) => "transport_error",
+            Refusal::TransportRejected(_) => "transport_rejected",
         }
+    }
+
+    /// Whether trying the request again later may succeed: only a transport failure that may pass.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Refusal::Transport(_))
     }
 }
 
-/// Reads a `notification.requested` event; anything else on the topic is `None` (not for the notifier).
+/// When a request whose attempt failed is tried again: exponential backoff from `first_delay`, doubling per
+/// attempt up to `max_delay`, for at most `max_attempts` attempts in all. Each delay is spread by up to a fifth
+/// either way, by the request id, so that a fleet whose sends failed together does not retry together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included (1: never retry).
+    pub max_attempts: u32,
+    pub first_delay: Millis,
+    pub max_delay: Millis,
+}
+
+impl RetryPolicy {
+    /// When attempt `attempt + 1` is due after attempt `attempt` failed at `now` with `refusal`; `None` when
+    /// the failure is the request's outcome (not retryable, or no attempts left).
+    pub fn next_attempt_at(&self, request_id: &str, attempt: u32, refusal: &Refusal, now: Millis) -> Option<Millis> {
+        if !refusal.is_retryable() || attempt >= self.max_attempts {
+            return None;
+        }
+        let doublings = attempt.saturating_sub(1).min(32);
+        let delay = self.first_delay.saturating_mul(1u64 << doublings).min(self.max_delay);
+        // A fixed spread per (request, attempt): FNV-1a, in [-delay/5, +delay/5].
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in request_id.bytes().chain(attempt.to_be_bytes()) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let spread = delay / 5;
+        let offset = if spread == 0 { 0 } else { hash % (2 * spread + 1) };
+        Some(now.saturating_add(delay - spread + offset))
+    }
+}
+
+/// Reads a `notification.requested` (or the notifier's own `notification.retry`) event; anything else on the
+/// topic is `None` (not for the notifier).
 pub fn read_request(event: &Event) -> Option<Result<NotificationRequested, Refusal>> {
-    if event.event_type != NOTIFICATION_REQUESTED {
+    if event.event_type != NOTIFICATION_REQUESTED && event.event_type != NOTIFICATION_RETRY {
         return None;
     }
     Some(
         serde_json::from_value::<NotificationRequested>(event.payload.clone())
-            .map_err(|error| Refusal::InvalidRequest(format!("unreadable notification.requested: {error}")))
+            .map_err(|error| Refusal::InvalidRequest(format!("unreadable {}: {error}", event.event_type)))
             .and_then(|request| {
                 if request.device_id.is_empty() || request.request_id.is_empty() {
                     Err(Refusal::InvalidRequest("notification.requested without a device or request id".to_owned()))
@@ -314,6 +356,7 @@ mod tests {
             requested_by: "operator".to_owned(),
             request_mos,
             preferred_con_types: types.iter().map(|name| (*name).to_owned()).collect(),
+            attempt: 1,
         }
     }
 
@@ -522,5 +565,44 @@ mod tests {
         let mut off = InFlight::new(0);
         off.sent("d1", "r1", 1, NOW);
         assert_eq!(off.admit("d1", "r2", NOW), Admission::Send);
+    }
+
+    #[test]
+    fn failed_attempts_back_off_exponentially_within_a_spread_up_to_the_cap() {
+        let policy = RetryPolicy { max_attempts: 6, first_delay: 10_000, max_delay: 60_000 };
+        let failed = Refusal::Transport("the SMSC did not answer".to_owned());
+        let delays: Vec<Millis> =
+            (1..6).map(|attempt| policy.next_attempt_at("r1", attempt, &failed, NOW).unwrap() - NOW).collect();
+        for (delay, nominal) in delays.iter().zip([10_000u64, 20_000, 40_000, 60_000, 60_000]) {
+            assert!((nominal - nominal / 5..=nominal + nominal / 5).contains(delay), "{delay} vs {nominal}");
+        }
+        assert_eq!(policy.next_attempt_at("r1", 6, &failed, NOW), None, "no attempts left");
+        assert_eq!(policy.next_attempt_at("r1", 2, &failed, NOW), policy.next_attempt_at("r1", 2, &failed, NOW));
+        // The spread tells requests apart: a fleet that failed together does not retry in one instant.
+        let spread: std::collections::HashSet<Millis> =
+            (0..100).filter_map(|index| policy.next_attempt_at(&format!("r{index}"), 1, &failed, NOW)).collect();
+        assert!(spread.len() > 90, "{} distinct times of 100", spread.len());
+        for refusal in [
+            Refusal::TransportRejected("ESME_RINVDSTADR".to_owned()),
+            Refusal::NoTransport,
+            Refusal::UnknownDevice("IMEI:1".to_owned()),
+            Refusal::InvalidRequest("unreadable".to_owned()),
+        ] {
+            assert_eq!(policy.next_attempt_at("r1", 1, &refusal, NOW), None, "{refusal:?} is final");
+        }
+        let never = RetryPolicy { max_attempts: 1, ..policy };
+        assert_eq!(never.next_attempt_at("r1", 1, &failed, NOW), None);
+    }
+
+    #[test]
+    fn the_notifiers_own_retries_are_read_as_requests() {
+        let retry = omadm_core::session::events::notification_retry(
+            NotificationRequested { attempt: 3, ..request(&[], false) },
+            NOW + 40_000,
+        );
+        assert_eq!(read_request(&retry), Some(Ok(NotificationRequested { attempt: 3, ..request(&[], false) })));
+        let mut other = retry.clone();
+        other.event_type = "notification.sent".to_owned();
+        assert_eq!(read_request(&other), None);
     }
 }

@@ -6,8 +6,10 @@
 //!   -> POST {push_url}   Content-Type: application/json   {auth header}
 //!        {"message":{"token":"cZ3f...","data":{"SMS":"IQAQA3NydkAA..."}}}     (the FCM HTTP v1 shape, by default)
 //!   <- 2xx                                   sent
-//!   <- 404, or errorCode "UNREGISTERED"      failed; the RegID is cleared from the device record (push.unregistered)
-//!   <- any other status, no answer in time   failed, with the status and the gateway's message
+//!   <- 404, or errorCode "UNREGISTERED"      rejected; the RegID is cleared from the device record (push.unregistered)
+//!   <- another 4xx but 401/403/408/429       rejected (the message itself): not tried again
+//!   <- 401/403/408/429/5xx, no connection,   failed, may pass: tried again later (the notifier's retries)
+//!      no answer in time
 //! ```
 //!
 //! A RegID is cleared only on the answers that say the token is gone for good (FCM: 404 NOT_FOUND with
@@ -127,6 +129,13 @@ pub fn read_answer(status: u16, body: &[u8]) -> Answer {
     } else {
         Answer::Refused { reason }
     }
+}
+
+/// Whether a refusal with `status` is about the message itself, so that sending it again cannot help
+/// ([`TransportError::Rejected`]): a 4xx other than 401/403 (this server's credential, which the operator can
+/// renew), 408 and 429 (the gateway's load). Those and 5xx are [`TransportError::Send`], tried again later.
+pub fn refuses_the_message(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 401 | 403 | 408 | 429)
 }
 
 /// The push transport: one HTTP client (connections kept) to one push gateway.
@@ -254,6 +263,11 @@ impl Transport for PushTransport {
             destination: format!("the RegID of {device_id}"),
             reason,
         };
+        let rejected = |reason: String| TransportError::Rejected {
+            transport: "push",
+            destination: format!("the RegID of {device_id}"),
+            reason,
+        };
         let span =
             tracing::info_span!("push.send", device_id = %device_id, notification_id, gateway = %self.settings.url);
         async {
@@ -276,7 +290,11 @@ impl Transport for PushTransport {
                 Answer::Unregistered { reason } => {
                     outcome("unregistered");
                     self.clear_registration(device_id, registration_id).await;
-                    Err(failed(format!("the RegID is not registered ({reason})")))
+                    Err(rejected(format!("the RegID is not registered ({reason})")))
+                }
+                Answer::Refused { reason } if refuses_the_message(status) => {
+                    outcome("refused");
+                    Err(rejected(reason))
                 }
                 Answer::Refused { reason } => {
                     outcome("refused");
@@ -342,5 +360,15 @@ mod tests {
         assert_eq!(read_answer(503, b""), Answer::Refused { reason: "HTTP 503".to_owned() });
         let long = read_answer(500, "x".repeat(5000).as_bytes());
         assert!(matches!(long, Answer::Refused { reason } if reason.len() < 400), "reasons stay short");
+    }
+
+    #[test]
+    fn only_refusals_of_the_message_itself_are_final() {
+        for status in [400, 404, 410, 413] {
+            assert!(refuses_the_message(status), "{status}");
+        }
+        for status in [401, 403, 408, 429, 500, 503, 302] {
+            assert!(!refuses_the_message(status), "{status}");
+        }
     }
 }

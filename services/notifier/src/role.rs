@@ -2,11 +2,16 @@
 //! makes its outcome durable before the batch is committed.
 //!
 //! ```text
-//! notification.requested -> get_device -> plan -> in flight? -> next_sequence -> package -> transport.send
+//! notification.requested | .retry -> get_device -> plan -> in flight? -> next_sequence -> package -> send
 //!     -> notification.sent | .failed | .collapsed   (one WriteBatch of the batch's outcomes, through the outbox,
 //!                                                    with each request's notification record carrying its outcome)
+//!      | notification.failed {retry_at} + a scheduled notification.retry at retry_at (an attempt that may pass)
 //!     -> ConsumerLoop commits the batch's offsets
 //! ```
+//!
+//! A retry is durable from the commit of the failed attempt: the store keeps it out of the outbox until its
+//! time (`WriteBatch::scheduled`), and the outbox relay releases it onto the topic, where a replica takes it like
+//! any request. So a request waiting for its next attempt holds no partition and no memory.
 //!
 //! A store failure fails the whole batch (the loop hands it over again, and the outcomes already reached are
 //! reused, so nothing is sent twice); a request the notifier cannot serve (unknown device, no address, a
@@ -19,19 +24,19 @@ use std::time::Instant;
 use async_trait::async_trait;
 use omadm_core::bus::{Bus, Delivery, Event, Topic};
 use omadm_core::clock::{Millis, now_millis};
-use omadm_core::model::{NotificationOutcome, NotificationRecord, NotificationState};
+use omadm_core::model::{NotificationAttempt, NotificationOutcome, NotificationRecord, NotificationState};
 use omadm_core::session::events::{
     NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent, notification_collapsed,
-    notification_failed, notification_sent,
+    notification_failed, notification_retry, notification_sent,
 };
-use omadm_core::store::{Store, StoreError, WriteBatch};
+use omadm_core::store::{ScheduledEvent, Store, StoreError, WriteBatch};
 use omadm_runtime::consumer::{BatchHandler, ConsumerLoop, ConsumerOptions, HandlerError};
 use omadm_runtime::ops::Readiness;
 use tracing::Instrument as _;
 
 use crate::NotifierError;
 use crate::metrics::metrics;
-use crate::plan::{self, Admission, InFlight, PackageRules, Refusal};
+use crate::plan::{self, Admission, InFlight, PackageRules, Refusal, RetryPolicy};
 use crate::push::PushTransport;
 use crate::settings::{CONSUMER_GROUP, NotifierSettings};
 use crate::sms::SmppTransport;
@@ -73,6 +78,7 @@ impl Notifier {
         tracing::info!(server_id = %settings.server_id, transports = ?transports.iter().map(|transport| transport.name()).collect::<Vec<_>>(), "notifier starting");
         let handler = Dispatcher {
             store,
+            retry: settings.retry,
             rules: settings.package_rules(transports.iter().map(|transport| transport.name()).collect()),
             transports,
             in_flight: InFlight::new(settings.dedup_window_millis()),
@@ -95,6 +101,7 @@ impl Notifier {
 /// The batch handler.
 struct Dispatcher {
     store: Arc<dyn Store>,
+    retry: RetryPolicy,
     /// One per kind of destination, found by [`Transport::name`].
     transports: Vec<Arc<dyn Transport>>,
     rules: PackageRules,
@@ -105,33 +112,45 @@ struct Dispatcher {
     readiness: Arc<Readiness>,
 }
 
-/// One request's outcome, before it is durable.
+/// One request's outcome (or its attempt's, when it is tried again), before it is durable.
 #[derive(Clone)]
 struct Outcome {
     event: Event,
     /// The request's notification record with this outcome, stored with the event.
     record: NotificationRecord,
+    /// The next attempt, when this one failed and is tried again: stored with the event, released at its time.
+    retry: Option<ScheduledEvent>,
     transport: &'static str,
+    /// `sent`, `failed`, `collapsed`, or `retrying` for an attempt that failed and is tried again.
     kind: &'static str,
 }
 
+/// What an attempt leaves in the request's record besides its outcome: the attempts that failed before it.
+fn record_of(request: &NotificationRequested, earlier: Vec<NotificationAttempt>) -> NotificationRecord {
+    NotificationRecord {
+        request_id: request.request_id.clone(),
+        device_id: request.device_id.clone(),
+        requested_at: request.requested_at,
+        requested_by: request.requested_by.clone(),
+        request_mos: request.request_mos,
+        outcome: None,
+        attempts: earlier,
+        next_attempt_at: None,
+    }
+}
+
 impl Outcome {
+    /// A final outcome.
     fn new(
         event: Event,
         request: &NotificationRequested,
+        earlier: Vec<NotificationAttempt>,
         outcome: NotificationOutcome,
         transport: &'static str,
     ) -> Self {
         let kind = outcome.state.as_str();
-        let record = NotificationRecord {
-            request_id: request.request_id.clone(),
-            device_id: request.device_id.clone(),
-            requested_at: request.requested_at,
-            requested_by: request.requested_by.clone(),
-            request_mos: request.request_mos,
-            outcome: Some(outcome),
-        };
-        Outcome { event, record, transport, kind }
+        let record = NotificationRecord { outcome: Some(outcome), ..record_of(request, earlier) };
+        Outcome { event, record, retry: None, transport, kind }
     }
 }
 
@@ -150,17 +169,19 @@ impl BatchHandler for Dispatcher {
                     let span = tracing::info_span!(
                         "notification",
                         device_id = %request.device_id,
-                        request_id = %request.request_id
+                        request_id = %request.request_id,
+                        attempt = request.attempt
                     );
                     self.dispatch(&request).instrument(span).await
                 }
-                Err(refusal) => Ok(malformed(&delivery.event, &refusal)),
+                Err(refusal) => Ok(Some(malformed(&delivery.event, &refusal))),
             };
             match outcome {
-                Ok(outcome) => {
+                Ok(Some(outcome)) => {
                     self.handled.insert(delivery.event.id.clone(), outcome.clone());
                     outcomes.push(outcome);
                 }
+                Ok(None) => {}
                 Err(error) => return Err(self.unavailable(error)),
             }
         }
@@ -170,7 +191,9 @@ impl BatchHandler for Dispatcher {
         }
         let events = outcomes.iter().map(|outcome| outcome.event.clone()).collect();
         let notifications = outcomes.iter().map(|outcome| outcome.record.clone()).collect();
-        if let Err(error) = self.store.commit(WriteBatch { events, notifications, ..WriteBatch::default() }).await {
+        let scheduled = outcomes.iter().filter_map(|outcome| outcome.retry.clone()).collect();
+        let batch = WriteBatch { events, notifications, scheduled, ..WriteBatch::default() };
+        if let Err(error) = self.store.commit(batch).await {
             return Err(self.unavailable(error));
         }
         self.handled.clear();
@@ -183,20 +206,39 @@ impl BatchHandler for Dispatcher {
 }
 
 impl Dispatcher {
-    /// One request to its outcome; `Err` only when the store failed (the batch is handled again).
-    async fn dispatch(&mut self, request: &NotificationRequested) -> Result<Outcome, StoreError> {
+    /// One request (or one retry of it) to its outcome; `Ok(None)` for a retry whose request already has its
+    /// outcome or has passed this attempt (a retry released twice); `Err` only when the store failed (the batch
+    /// is handled again).
+    async fn dispatch(&mut self, request: &NotificationRequested) -> Result<Option<Outcome>, StoreError> {
         let started = Instant::now();
+        let earlier = if request.attempt > 1 {
+            let record = self.store.get_notification(&request.request_id).await?;
+            match record {
+                Some(record)
+                    if record.outcome.is_some()
+                        || record.attempts.iter().any(|attempt| attempt.attempt >= request.attempt) =>
+                {
+                    tracing::info!(state = record.state(), "retry of a request past this attempt: nothing to do");
+                    return Ok(None);
+                }
+                Some(record) => record.attempts,
+                // Past its retention: the attempts before are forgotten, the request is still served.
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
         let device = self.store.get_device(&request.device_id).await?;
         let now = now_millis();
         let plan = match plan::plan(request, device.as_ref(), &self.rules, now) {
             Ok(plan) => plan,
-            Err(refusal) => return Ok(failed(request, None, &refusal, now)),
+            Err(refusal) => return Ok(Some(self.failed(request, earlier, None, &refusal, now))),
         };
         let transport = plan.destination.transport();
         match self.in_flight.admit(&request.device_id, &request.request_id, now) {
             Admission::Send => {}
             Admission::AlreadySent { notification_id, sent_at } => {
-                return Ok(sent(request, transport, notification_id, &plan, sent_at));
+                return Ok(Some(sent(request, earlier, transport, notification_id, &plan, sent_at)));
             }
             Admission::Collapse { into } => {
                 tracing::info!(collapsed_into = %into, "notification collapsed into the one in flight");
@@ -215,17 +257,18 @@ impl Dispatcher {
                     detail: None,
                     collapsed_into: Some(into),
                 };
-                return Ok(Outcome::new(event, request, outcome, transport));
+                return Ok(Some(Outcome::new(event, request, earlier, outcome, transport)));
             }
         }
         let counter = plan::notification_id_counter(&self.rules.server_id, &request.device_id);
         let notification_id = plan::notification_id(self.store.next_sequence(&counter).await?);
         let package = match plan.package(notification_id, now) {
             Ok(package) => package,
-            Err(refusal) => return Ok(failed(request, Some(transport), &refusal, now)),
+            Err(refusal) => return Ok(Some(self.failed(request, earlier, Some(transport), &refusal, now))),
         };
         // The device's destinations in turn: the first send that succeeds is the outcome; one package, one id.
         let mut errors: Vec<String> = Vec::new();
+        let mut any_may_pass = false;
         let mut last_transport = transport;
         for destination in std::iter::once(&plan.destination).chain(&plan.fallbacks) {
             let transport = destination.transport();
@@ -243,16 +286,57 @@ impl Dispatcher {
                     }
                     self.in_flight.sent(&request.device_id, &request.request_id, notification_id, now);
                     tracing::info!(transport, notification_id, signed = plan.secret.is_some(), "notification sent");
-                    return Ok(sent(request, transport, notification_id, &plan, now));
+                    return Ok(Some(sent(request, earlier, transport, notification_id, &plan, now)));
                 }
                 Err(error) => {
                     tracing::warn!(%error, transport, "notification not sent");
+                    any_may_pass |= error.may_pass();
                     errors.push(error.to_string());
                 }
             }
         }
-        let refusal = Refusal::Transport(errors.join("; "));
-        Ok(failed(request, Some(last_transport), &refusal, now))
+        let detail = errors.join("; ");
+        let refusal = if any_may_pass { Refusal::Transport(detail) } else { Refusal::TransportRejected(detail) };
+        Ok(Some(self.failed(request, earlier, Some(last_transport), &refusal, now)))
+    }
+
+    /// A failed attempt: the request's outcome, or, when the failure may pass and attempts are left, one attempt
+    /// of it with the next scheduled.
+    fn failed(
+        &self,
+        request: &NotificationRequested,
+        earlier: Vec<NotificationAttempt>,
+        transport: Option<&'static str>,
+        refusal: &Refusal,
+        now: Millis,
+    ) -> Outcome {
+        let retry_at = self.retry.next_attempt_at(&request.request_id, request.attempt, refusal, now);
+        let Some(retry_at) = retry_at else {
+            return failed(request, earlier, transport, refusal, now);
+        };
+        tracing::info!(reason = refusal.reason(), detail = %refusal, retry_at, "notification attempt failed; trying again later");
+        let event = notification_failed(NotificationFailed {
+            device_id: request.device_id.clone(),
+            request_id: request.request_id.clone(),
+            transport: transport.map(str::to_owned),
+            reason: refusal.reason().to_owned(),
+            detail: refusal.to_string(),
+            failed_at: now,
+            attempt: request.attempt,
+            retry_at: Some(retry_at),
+        });
+        let mut attempts = earlier;
+        attempts.push(NotificationAttempt {
+            attempt: request.attempt,
+            at: now,
+            transport: transport.map(str::to_owned),
+            reason: refusal.reason().to_owned(),
+            detail: refusal.to_string(),
+        });
+        let record = NotificationRecord { next_attempt_at: Some(retry_at), ..record_of(request, attempts) };
+        let next = NotificationRequested { attempt: request.attempt.saturating_add(1), ..request.clone() };
+        let retry = ScheduledEvent { due_at: retry_at, event: notification_retry(next, retry_at) };
+        Outcome { event, record, retry: Some(retry), transport: transport.unwrap_or("none"), kind: "retrying" }
     }
 
     fn unavailable(&self, error: StoreError) -> HandlerError {
@@ -263,6 +347,7 @@ impl Dispatcher {
 
 fn sent(
     request: &NotificationRequested,
+    earlier: Vec<NotificationAttempt>,
     transport: &'static str,
     notification_id: u16,
     plan: &plan::Plan,
@@ -276,6 +361,7 @@ fn sent(
         signed: plan.secret.is_some(),
         request_mos: plan.notification.request_mos,
         sent_at,
+        attempt: request.attempt,
     });
     let outcome = NotificationOutcome {
         state: NotificationState::Sent,
@@ -286,10 +372,17 @@ fn sent(
         detail: None,
         collapsed_into: None,
     };
-    Outcome::new(event, request, outcome, transport)
+    Outcome::new(event, request, earlier, outcome, transport)
 }
 
-fn failed(request: &NotificationRequested, transport: Option<&'static str>, refusal: &Refusal, now: Millis) -> Outcome {
+/// The request's outcome: failed.
+fn failed(
+    request: &NotificationRequested,
+    earlier: Vec<NotificationAttempt>,
+    transport: Option<&'static str>,
+    refusal: &Refusal,
+    now: Millis,
+) -> Outcome {
     tracing::info!(reason = refusal.reason(), detail = %refusal, "notification failed");
     let event = notification_failed(NotificationFailed {
         device_id: request.device_id.clone(),
@@ -298,6 +391,8 @@ fn failed(request: &NotificationRequested, transport: Option<&'static str>, refu
         reason: refusal.reason().to_owned(),
         detail: refusal.to_string(),
         failed_at: now,
+        attempt: request.attempt,
+        retry_at: None,
     });
     let outcome = NotificationOutcome {
         state: NotificationState::Failed,
@@ -308,7 +403,7 @@ fn failed(request: &NotificationRequested, transport: Option<&'static str>, refu
         detail: Some(refusal.to_string()),
         collapsed_into: None,
     };
-    Outcome::new(event, request, outcome, transport.unwrap_or("none"))
+    Outcome::new(event, request, earlier, outcome, transport.unwrap_or("none"))
 }
 
 /// The outcome of an event that is not a readable request: named after the event (its key is the device id).
@@ -324,6 +419,7 @@ fn malformed(event: &Event, refusal: &Refusal) -> Outcome {
         requested_by: String::new(),
         request_mos: false,
         preferred_con_types: Vec::new(),
+        attempt: 1,
     };
-    failed(&request, None, refusal, now_millis())
+    failed(&request, Vec::new(), None, refusal, now_millis())
 }

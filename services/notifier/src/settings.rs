@@ -7,6 +7,9 @@
 //! --notifier-inventory-max-age S    OMADM_INVENTORY_MAX_AGE         inventory_max_age     86400
 //! --notifier-udp-bind HOST:PORT     OMADM_NOTIFIER_UDP_BIND         udp_bind              "0.0.0.0:0"
 //! --notifier-batch-size N           OMADM_NOTIFIER_BATCH_SIZE       batch_size            100
+//! --notifier-max-attempts N         OMADM_NOTIFIER_MAX_ATTEMPTS     max_attempts          5
+//! --notifier-retry-delay SECONDS    OMADM_NOTIFIER_RETRY_DELAY      retry_delay           10
+//! --notifier-retry-max-delay S      OMADM_NOTIFIER_RETRY_MAX_DELAY  retry_max_delay       300
 //! --notifier-smpp-host HOST         OMADM_SMPP_HOST                 smpp_host             none: no SMS transport
 //! --notifier-smpp-port PORT         OMADM_SMPP_PORT                 smpp_port             2775
 //! --notifier-smpp-system-id ID      OMADM_SMPP_SYSTEM_ID            smpp_system_id        required with a host
@@ -32,7 +35,7 @@ use omadm_core::clock::Millis;
 use serde::{Deserialize, Serialize};
 
 use crate::NotifierError;
-use crate::plan::PackageRules;
+use crate::plan::{PackageRules, RetryPolicy};
 use crate::push::{BodyTemplate, DEFAULT_BODY_TEMPLATE};
 
 /// The consumer group every notifier replica joins.
@@ -62,6 +65,31 @@ pub struct NotifierArgs {
     /// Requests read from the bus per batch, at most [default: 100].
     #[arg(long = "notifier-batch-size", env = "OMADM_NOTIFIER_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
+    /// Attempts per request, the first included, while its sends fail in a way that may pass (1: no retry)
+    /// [default: 5].
+    #[arg(
+        id = "notifier_max_attempts",
+        long = "notifier-max-attempts",
+        env = "OMADM_NOTIFIER_MAX_ATTEMPTS",
+        value_name = "N"
+    )]
+    pub max_attempts: Option<u32>,
+    /// The wait before a request's second attempt; it doubles per attempt [default: 10].
+    #[arg(
+        id = "notifier_retry_delay",
+        long = "notifier-retry-delay",
+        env = "OMADM_NOTIFIER_RETRY_DELAY",
+        value_name = "SECONDS"
+    )]
+    pub retry_delay: Option<u64>,
+    /// The longest wait between two attempts [default: 300].
+    #[arg(
+        id = "notifier_retry_max_delay",
+        long = "notifier-retry-max-delay",
+        env = "OMADM_NOTIFIER_RETRY_MAX_DELAY",
+        value_name = "SECONDS"
+    )]
+    pub retry_max_delay: Option<u64>,
     /// The SMSC's host for WAP Push over SMS (SMPP 3.4); unset: no SMS transport.
     #[arg(long = "notifier-smpp-host", env = "OMADM_SMPP_HOST", value_name = "HOST")]
     pub smpp_host: Option<String>,
@@ -117,6 +145,8 @@ pub struct NotifierSettings {
     pub inventory_max_age: Duration,
     pub udp_bind: SocketAddr,
     pub batch_size: usize,
+    /// When a request whose sends failed is tried again.
+    pub retry: RetryPolicy,
     /// The SMSC to send WAP Push over SMS through; `None`: no SMS transport.
     pub smpp: Option<SmppSettings>,
     /// The push gateway to send Package#0 through (D.2); `None`: no push transport.
@@ -194,7 +224,9 @@ impl NotifierSettings {
         }
         let smpp = smpp_settings(args)?;
         let push = push_settings(args)?;
+        let retry = retry_policy(args)?;
         Ok(NotifierSettings {
+            retry,
             smpp,
             push,
             server_id,
@@ -217,6 +249,26 @@ impl NotifierSettings {
     pub(crate) fn dedup_window_millis(&self) -> Millis {
         millis(self.dedup_window)
     }
+}
+
+/// The retry settings, checked: at least one attempt, a first delay of at least a second, a cap not below it.
+fn retry_policy(args: &NotifierArgs) -> Result<RetryPolicy, NotifierError> {
+    let max_attempts = args.max_attempts.unwrap_or(5);
+    let first_delay = args.retry_delay.unwrap_or(10);
+    let max_delay = args.retry_max_delay.unwrap_or(300.max(first_delay));
+    if max_attempts == 0 {
+        return Err(NotifierError::Settings("the notifier's max attempts must be at least 1".to_owned()));
+    }
+    if first_delay == 0 || max_delay < first_delay {
+        return Err(NotifierError::Settings(format!(
+            "the notifier's retry delay ({first_delay} s) must be at least 1 s and at most its max delay ({max_delay} s)"
+        )));
+    }
+    Ok(RetryPolicy {
+        max_attempts,
+        first_delay: first_delay.saturating_mul(1000),
+        max_delay: max_delay.saturating_mul(1000),
+    })
 }
 
 /// The SMSC settings when a host is given; each text within its SMPP 3.4 field length (5.2), so a bind never
@@ -326,6 +378,7 @@ mod tests {
                 inventory_max_age: Duration::from_secs(86_400),
                 udp_bind: "0.0.0.0:0".parse().unwrap(),
                 batch_size: 100,
+                retry: RetryPolicy { max_attempts: 5, first_delay: 10_000, max_delay: 300_000 },
                 smpp: None,
                 push: None,
             }
@@ -363,6 +416,23 @@ mod tests {
             assert!(matches!(NotifierSettings::resolve(&bad), Err(NotifierError::Settings(_))), "{bad:?}");
         }
         assert_eq!(NotifierSettings::resolve(&NotifierArgs::default()).unwrap().push, None, "no URL, no push");
+    }
+
+    #[test]
+    fn retry_settings_are_checked() {
+        let args = |max_attempts, retry_delay, retry_max_delay| NotifierArgs {
+            max_attempts,
+            retry_delay,
+            retry_max_delay,
+            ..NotifierArgs::default()
+        };
+        let policy = NotifierSettings::resolve(&args(Some(1), Some(2), Some(3))).unwrap().retry;
+        assert_eq!(policy, RetryPolicy { max_attempts: 1, first_delay: 2_000, max_delay: 3_000 });
+        let raised = NotifierSettings::resolve(&args(None, Some(600), None)).unwrap().retry;
+        assert_eq!(raised.max_delay, 600_000, "an unset cap is never below the first delay");
+        for refused in [args(Some(0), None, None), args(None, Some(0), None), args(None, Some(20), Some(10))] {
+            assert!(NotifierSettings::resolve(&refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

@@ -17,11 +17,24 @@ use tokio::net::UdpSocket;
 
 use crate::plan::Destination;
 
-/// A transport's failure to send; becomes `notification.failed` with reason `transport_error`.
+/// A transport's failure to send. When every transport tried fails, the request's attempt fails: as
+/// `transport_error`, tried again later, when any failure was a [`TransportError::Send`]; as
+/// `transport_rejected`, its outcome, when all were [`TransportError::Rejected`].
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The send failed in a way that may pass: no connection, no answer, throttled.
     #[error("{transport} cannot send to {destination}: {reason}")]
     Send { transport: &'static str, destination: String, reason: String },
+    /// The destination refused the message itself (an SMSC refusing the number): sending it again would not help.
+    #[error("{transport} refused the message to {destination}: {reason}")]
+    Rejected { transport: &'static str, destination: String, reason: String },
+}
+
+impl TransportError {
+    /// Whether sending the same message later may succeed.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, TransportError::Send { .. })
+    }
 }
 
 /// Sends Package#0 bytes to one kind of destination.

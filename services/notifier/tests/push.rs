@@ -72,6 +72,8 @@ fn push_settings(url: &str, timeout: u64) -> NotifierSettings {
         push_url: Some(url.to_owned()),
         push_auth_header: Some(format!("Authorization: {CREDENTIAL}")),
         push_timeout: Some(timeout),
+        // One attempt: each request's first outcome is its last, and no retry reaches a later phase's gateway.
+        max_attempts: Some(1),
         ..NotifierArgs::default()
     })
     .unwrap()

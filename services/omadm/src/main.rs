@@ -117,3 +117,15 @@ fn report_usage_error(error: &clap::Error) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap checks a command's arguments only when it is built: two roles' settings flattened into `serve` with
+    /// one argument id fail at start-up, not at compile time. This builds every subcommand.
+    #[test]
+    fn every_subcommand_builds_with_unique_arguments() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -19,6 +19,11 @@
 //! - a hint, [`OutboxWaker::wake_shard`] right after a commit: that shard only,
 //!   when this node owns it (another node's shard waits for its owner's sweep).
 //!
+//! Scheduled events ([`crate::store::WriteBatch::scheduled`], such as a notification's next attempt) enter
+//! the outbox through the relay too: at most once per `release_interval`, a sweep first asks the store to
+//! move the due events of each owned shard into its outbox (`Store::release_due_events`), then publishes.
+//! An event is released at most one interval (plus one poll) after its time.
+//!
 //! It backs off (capped exponential) while the bus or the store fails. An
 //! event is published again when the process dies between its publish and its
 //! acknowledgement, or when two nodes briefly both believe they own a shard
@@ -38,6 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -46,6 +52,9 @@ use tracing::Instrument as _;
 use super::Bus;
 use crate::metrics::metrics;
 use crate::store::Store;
+
+/// Shards whose due scheduled events are released at once.
+const RELEASE_CONCURRENCY: usize = 16;
 
 /// Which outbox shards this node relays. Asked at every sweep and hint, so it
 /// may follow membership (e.g. `rendezvous_owner(live nodes, shard) == me`).
@@ -102,6 +111,8 @@ pub struct RelayConfig {
     pub max_backoff: Duration,
     /// The shards this node relays.
     pub ownership: ShardOwnership,
+    /// How often due scheduled events are moved into the owned shards' outboxes (at a sweep).
+    pub release_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -112,6 +123,7 @@ impl Default for RelayConfig {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             ownership: ShardOwnership::all(),
+            release_interval: Duration::from_secs(1),
         }
     }
 }
@@ -210,7 +222,14 @@ impl OutboxRelay {
             hints: Mutex::new(Hints::default()),
             drains: Mutex::new(Vec::new()),
         });
-        let worker = Relay { store, bus, config, shared: Arc::clone(&shared), failed_last: AtomicU32::new(u32::MAX) };
+        let worker = Relay {
+            store,
+            bus,
+            config,
+            shared: Arc::clone(&shared),
+            failed_last: AtomicU32::new(u32::MAX),
+            released_at: Mutex::new(None),
+        };
         let task = tokio::spawn(worker.run().instrument(tracing::info_span!("outbox_relay")));
         OutboxRelay { shared, task: Some(task) }
     }
@@ -270,6 +289,8 @@ struct Relay {
     shared: Arc<Shared>,
     /// The shard whose publish failed last (`u32::MAX`: none); the next round starts after it.
     failed_last: AtomicU32,
+    /// When due scheduled events were last released (None: not yet).
+    released_at: Mutex<Option<Instant>>,
 }
 
 impl Relay {
@@ -329,6 +350,7 @@ impl Relay {
     /// Publishes every owned shard until a look at their lengths finds them all empty
     /// (or the relay is asked to stop).
     async fn sweep(&self) -> Result<(), RelayError> {
+        self.release_due().await?;
         loop {
             let waiting = self.waiting_shards().await?;
             if waiting.is_empty() || self.shared.stopping() {
@@ -336,6 +358,36 @@ impl Relay {
             }
             self.publish_shards(waiting).await?;
         }
+    }
+
+    /// Moves due scheduled events into the owned shards' outboxes, when `release_interval` has passed since
+    /// the last time. A few shards at a time: on Redis Cluster a node owns thousands of them.
+    async fn release_due(&self) -> Result<(), RelayError> {
+        let started = Instant::now();
+        {
+            let mut released_at = self.released_at.lock().unwrap_or_else(PoisonError::into_inner);
+            if released_at.is_some_and(|at| started.duration_since(at) < self.config.release_interval) {
+                return Ok(());
+            }
+            *released_at = Some(started);
+        }
+        let now = crate::clock::now_millis();
+        let limit = self.config.batch_size.max(1);
+        let owned = (0..self.store.outbox_shards()).filter(|shard| self.config.ownership.owns(*shard));
+        let released: Vec<Result<usize, crate::store::StoreError>> = futures_util::stream::iter(owned)
+            .map(|shard| self.store.release_due_events(shard, now, limit))
+            .buffer_unordered(RELEASE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut total = 0;
+        for result in released {
+            total += result.map_err(store_error)?;
+        }
+        if total > 0 {
+            metrics().scheduled_released.inc_by(total as u64);
+            tracing::debug!(events = total, "scheduled events released into the outbox");
+        }
+        Ok(())
     }
 
     /// The owned shards holding events; sets the backlog gauge to their sum.

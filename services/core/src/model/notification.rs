@@ -18,7 +18,7 @@ pub fn is_request_id(request_id: &str) -> bool {
 }
 
 /// One request, keyed by its request id (the hex part of its `notification.requested` event id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationRecord {
     pub request_id: String,
     pub device_id: String,
@@ -28,6 +28,25 @@ pub struct NotificationRecord {
     /// None while the notifier has not dispatched the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<NotificationOutcome>,
+    /// The attempts that failed and were tried again, oldest first (the last attempt is the outcome).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<NotificationAttempt>,
+    /// When the next attempt is due, while the request waits for it (no outcome yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Millis>,
+}
+
+/// One failed attempt of a request that was tried again: the fields of its `notification.failed` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationAttempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    pub at: Millis,
+    /// The last transport tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    pub reason: String,
+    pub detail: String,
 }
 
 /// What the notifier made of a request; the fields of its `notification.sent|failed|collapsed` event.
@@ -72,14 +91,21 @@ impl NotificationState {
 }
 
 impl NotificationRecord {
-    /// `requested` until an outcome is stored, then the outcome's state.
+    /// `requested` until the first attempt, `retrying` while an attempt that failed waits for the next, then
+    /// the outcome's state.
     pub fn state(&self) -> &'static str {
-        self.outcome.as_ref().map_or("requested", |outcome| outcome.state.as_str())
+        match (&self.outcome, self.next_attempt_at) {
+            (Some(outcome), _) => outcome.state.as_str(),
+            (None, Some(_)) => "retrying",
+            (None, None) => "requested",
+        }
     }
 
-    /// The record's newest time (its outcome's, else its request's), from which its retention runs.
+    /// The record's newest time (its outcome's, else its last failed attempt's, else its request's), from
+    /// which its retention runs.
     pub fn written_at(&self) -> Millis {
-        self.outcome.as_ref().map_or(self.requested_at, |outcome| outcome.at.max(self.requested_at))
+        let attempted = self.attempts.last().map_or(self.requested_at, |attempt| attempt.at.max(self.requested_at));
+        self.outcome.as_ref().map_or(attempted, |outcome| outcome.at.max(attempted))
     }
 
     /// When the record may be forgotten.
@@ -101,8 +127,19 @@ mod tests {
             requested_by: "operator".to_owned(),
             request_mos: false,
             outcome: None,
+            ..NotificationRecord::default()
         };
         assert_eq!((record.state(), record.expires_at()), ("requested", 100 + NOTIFICATION_RETENTION_MILLIS));
+        record.attempts.push(NotificationAttempt {
+            attempt: 1,
+            at: 180,
+            transport: Some("sms".to_owned()),
+            reason: "transport_error".to_owned(),
+            detail: "no bind".to_owned(),
+        });
+        record.next_attempt_at = Some(10_180);
+        assert_eq!((record.state(), record.expires_at()), ("retrying", 180 + NOTIFICATION_RETENTION_MILLIS));
+        record.next_attempt_at = None;
         record.outcome = Some(NotificationOutcome {
             state: NotificationState::Collapsed,
             at: 250,

@@ -58,6 +58,8 @@ pub const ALERT_RECEIVED: &str = "alert.received";
 pub const CONTENT_UPLOADED: &str = "content.uploaded";
 /// `notification.requested`: someone asked for a Package#0 to wake the device.
 pub const NOTIFICATION_REQUESTED: &str = "notification.requested";
+/// `notification.retry`: the notifier's own next attempt at a request whose attempt failed, released at its time.
+pub const NOTIFICATION_RETRY: &str = "notification.retry";
 /// `notification.sent`: a Package#0 left for the device.
 pub const NOTIFICATION_SENT: &str = "notification.sent";
 /// `notification.failed`: no Package#0 left for this request, and why.
@@ -274,6 +276,17 @@ pub struct NotificationRequested {
     /// device's own preference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preferred_con_types: Vec<String>,
+    /// Which attempt this is: 1 (left out) for the request itself, 2 and up in a `notification.retry`.
+    #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+fn is_first_attempt(attempt: &u32) -> bool {
+    *attempt <= 1
 }
 
 /// Payload of `notification.sent`.
@@ -290,6 +303,9 @@ pub struct NotificationSent {
     /// True when the package carries REQ-MOS.
     pub request_mos: bool,
     pub sent_at: Millis,
+    /// The attempt that sent it: 1 (left out) unless earlier ones failed.
+    #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+    pub attempt: u32,
 }
 
 /// Payload of `notification.failed`.
@@ -300,11 +316,17 @@ pub struct NotificationFailed {
     /// The transport that was tried; absent when none was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
-    /// `unknown_device`, `no_transport`, `invalid_request` or `transport_error`.
+    /// `unknown_device`, `no_transport`, `invalid_request`, `transport_error` or `transport_rejected`.
     pub reason: String,
     /// The reason in words, for people.
     pub detail: String,
     pub failed_at: Millis,
+    /// The attempt that failed: 1 (left out) for the first.
+    #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+    pub attempt: u32,
+    /// When the next attempt is due; absent when this failure is the request's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Millis>,
 }
 
 /// Payload of `notification.collapsed`.
@@ -331,9 +353,23 @@ pub fn notification_sent(payload: NotificationSent) -> Event {
     envelope(id, NOTIFICATION_SENT, Topic::Notifications, &key, timestamp, payload)
 }
 
-/// `notification:{device}:{request id}:failed` on `notifications`.
+/// `notify:{device}:{request id}:attempt:{attempt}` on `notifications`: the request again, as attempt `attempt`.
+pub fn notification_retry(payload: NotificationRequested, at: Millis) -> Event {
+    let id = format!("notify:{}:{}:attempt:{}", payload.device_id, payload.request_id, payload.attempt);
+    let key = payload.device_id.clone();
+    envelope(id, NOTIFICATION_RETRY, Topic::Notifications, &key, at, payload)
+}
+
+/// `notification:{device}:{request id}:failed` on `notifications` when the failure is the request's outcome;
+/// `notification:{device}:{request id}:attempt:{attempt}:failed` for a failed attempt that is tried again
+/// (`retry_at`).
 pub fn notification_failed(payload: NotificationFailed) -> Event {
-    let id = format!("notification:{}:{}:failed", payload.device_id, payload.request_id);
+    let id = match payload.retry_at {
+        None => format!("notification:{}:{}:failed", payload.device_id, payload.request_id),
+        Some(_) => {
+            format!("notification:{}:{}:attempt:{}:failed", payload.device_id, payload.request_id, payload.attempt)
+        }
+    };
     let (key, timestamp) = (payload.device_id.clone(), payload.failed_at);
     envelope(id, NOTIFICATION_FAILED, Topic::Notifications, &key, timestamp, payload)
 }

@@ -39,8 +39,8 @@ use omadm_proto::package::{AlertItem, SupportedObject};
 use serde_json::json;
 
 use super::{
-    SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, UploadCharge, UploadLimits, UploadQuotaKind,
-    UploadUsage, WriteBatch,
+    ScheduledEvent, SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, UploadCharge, UploadLimits,
+    UploadQuotaKind, UploadUsage, WriteBatch,
 };
 use crate::bus::{Event, SCHEMA_VERSION, Topic};
 use crate::clock::{Millis, now_millis};
@@ -92,7 +92,8 @@ macro_rules! store_conformance_tests {
             record_once_is_new_once_until_it_expires,
             count_in_window_counts_per_fixed_window,
             next_sequence_counts_from_one_without_repeats,
-            notifications_keep_the_request_then_its_outcome
+            notifications_keep_the_request_then_its_outcome,
+            scheduled_events_enter_the_outbox_when_due
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -123,6 +124,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     one_batch_writes_everything(store.clone()).await;
     delete_device_removes_everything_of_the_device(store.clone()).await;
     list_devices_filters_and_pages(store.clone()).await;
+    scheduled_events_enter_the_outbox_when_due(store.clone()).await;
     load_session_reads_what_a_step_needs(store.clone()).await;
     unknown_device_is_not_leased(store.clone()).await;
     leases_are_granted_renewed_held_and_taken_over(store.clone()).await;
@@ -695,6 +697,7 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         contents: vec![upload(device_id)],
         events: Vec::new(),
         notifications: vec![notification.clone()],
+        scheduled: Vec::new(),
         upload: None,
         fence: None,
     };
@@ -1365,6 +1368,7 @@ fn notification_record(request_id: &str, device_id: &str, requested_at: Millis) 
         requested_by: "operator".to_owned(),
         request_mos: true,
         outcome: None,
+        ..NotificationRecord::default()
     }
 }
 
@@ -1436,4 +1440,40 @@ pub async fn notifications_keep_the_request_then_its_outcome(store: Arc<dyn Stor
     assert_eq!(store.get_notification("conf-notify-old").await.unwrap(), None, "pruned, not back");
     assert_eq!(store.get_notification("conf-notify-r3").await.unwrap(), Some(fresh));
     assert_eq!(store.get_notification("conf-notify-r1").await.unwrap(), Some(sent), "a fresh record is kept");
+}
+
+/// Scheduled events wait out of the outbox until a release at or after their time moves them in, earliest
+/// first, each once; scheduling an id again moves it to its new time; a release moves at most its limit.
+pub async fn scheduled_events_enter_the_outbox_when_due(store: Arc<dyn Store>) {
+    let key = "conf-scheduled-1";
+    let shard = store.outbox_shard_of(key);
+    let base: Millis = 1_000_000;
+    let at = |id: &str, due_at: Millis| ScheduledEvent { due_at, event: event(id, Topic::Notifications, key) };
+    let scheduled = vec![at("conf-s-late", base + 60_000), at("conf-s-b", base - 5), at("conf-s-a", base - 10)];
+    let batch = WriteBatch { devices: vec![device(key)], scheduled: scheduled.clone(), ..WriteBatch::default() };
+    store.commit(batch).await.unwrap();
+    // Scheduled again before its time: the new time holds (was late, is now due).
+    let moved = at("conf-s-moved", base + 90_000);
+    store.commit(WriteBatch { scheduled: vec![moved.clone()], ..WriteBatch::default() }).await.unwrap();
+    store.commit(WriteBatch { scheduled: vec![at("conf-s-moved", base - 1)], ..WriteBatch::default() }).await.unwrap();
+    assert!(store.outbox(shard, 10).await.unwrap().is_empty(), "nothing enters the outbox before a release");
+
+    assert_eq!(store.release_due_events(shard, base - 20, 10).await.unwrap(), 0, "nothing is due yet");
+    assert_eq!(store.release_due_events(shard, base, 2).await.unwrap(), 2, "at most the limit moves");
+    assert_eq!(store.release_due_events(shard, base, 10).await.unwrap(), 1);
+    assert_eq!(store.release_due_events(shard, base, 10).await.unwrap(), 0, "each event moves once");
+    let ids: Vec<String> = store.outbox(shard, 10).await.unwrap().into_iter().map(|event| event.id).collect();
+    assert_eq!(ids, ["conf-s-a", "conf-s-b", "conf-s-moved"], "earliest first");
+
+    assert_eq!(store.release_due_events(shard, base + 60_000, 10).await.unwrap(), 1);
+    let released = store.outbox(shard, 10).await.unwrap();
+    assert_eq!(released.last(), Some(&scheduled[0].event), "the event as scheduled");
+    assert_eq!(
+        store.release_due_events(shard, base + 100_000, 10).await.unwrap(),
+        0,
+        "the moved id left nothing behind"
+    );
+    let ids: Vec<String> = released.into_iter().map(|event| event.id).collect();
+    store.ack_outbox(shard, &ids).await.unwrap();
+    assert_eq!(store.release_due_events(store.outbox_shards(), base, 10).await.unwrap(), 0, "no such shard");
 }

@@ -196,6 +196,10 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("outbox_lengths")?;
         self.interposer.outbox_lengths(&*self.inner, shards).await
     }
+    async fn release_due_events(&self, shard: u32, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.interposer.before("release_due_events")?;
+        self.inner.release_due_events(shard, now, limit).await
+    }
     async fn record_once(&self, key: &str, ttl: Millis, now: Millis) -> Result<bool, StoreError> {
         self.interposer.before("record_once")?;
         self.inner.record_once(key, ttl, now).await

@@ -239,6 +239,10 @@ pub struct WriteBatch {
     /// `notification.requested` event, its outcome with the outcome event. Each is kept until its
     /// [`NotificationRecord::expires_at`] (judged by the wall clock), then forgotten.
     pub notifications: Vec<NotificationRecord>,
+    /// Events to put in the outbox later, at their `due_at` (a notification's next attempt): kept in the
+    /// shard of their key until [`Store::release_due_events`] moves them into the outbox. An event id already
+    /// scheduled is replaced (its new time holds).
+    pub scheduled: Vec<ScheduledEvent>,
     /// The upload quota share of a device upload among `contents`: checked before anything is written.
     pub upload: Option<UploadCharge>,
     /// For a session step: the lease the step was loaded under. The batch is
@@ -257,9 +261,17 @@ impl WriteBatch {
             && self.contents.is_empty()
             && self.events.is_empty()
             && self.notifications.is_empty()
+            && self.scheduled.is_empty()
             && self.upload.is_none()
             && self.fence.is_none()
     }
+}
+
+/// An event that enters the outbox at `due_at` (ms since the epoch), not before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledEvent {
+    pub due_at: Millis,
+    pub event: Event,
 }
 
 /// The state of the server. Every method is safe to call concurrently; the
@@ -357,6 +369,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ack_outbox(&self, shard: u32, event_ids: &[String]) -> Result<(), StoreError>;
     /// Events waiting in each of `shards` (same order), for the relay's sweep.
     async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError>;
+    /// Moves the events of `shard` scheduled at or before `now` ([`WriteBatch::scheduled`]) into its outbox,
+    /// earliest first, at most `limit`, atomically (an event is moved once, whoever else releases), and
+    /// returns how many moved. Fewer move when the outbox is near its bound; the rest wait for a later call.
+    async fn release_due_events(&self, shard: u32, now: Millis, limit: usize) -> Result<usize, StoreError>;
     /// Events waiting in the whole outbox (for the backlog metric).
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         let shards: Vec<u32> = (0..self.outbox_shards()).collect();

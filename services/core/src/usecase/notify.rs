@@ -66,6 +66,7 @@ pub async fn request_notification(
         requested_by: request.requested_by.to_owned(),
         request_mos: request.request_mos,
         outcome: None,
+        ..NotificationRecord::default()
     };
     let requested = Requested { event_id: event.id.clone(), request_id };
     let batch = WriteBatch { events: vec![event], notifications: vec![record], ..WriteBatch::default() };
@@ -198,6 +199,7 @@ fn notification_event_by(request: &NotificationRequest<'_>, now: Millis) -> Even
         requested_by: request.requested_by.to_owned(),
         request_mos: request.request_mos,
         preferred_con_types: request.preferred_con_types.to_vec(),
+        attempt: 1,
     })
 }
 

@@ -391,6 +391,7 @@ pub async fn round_trips_of_every_call(store: &RedisStore) {
         requested_by: "operator".to_owned(),
         request_mos: false,
         outcome: None,
+        ..omadm_core::model::NotificationRecord::default()
     };
     let requested = WriteBatch {
         notifications: vec![record],

@@ -107,11 +107,13 @@ pub struct BulkNotifyAccepted {
     pub truncated: bool,
 }
 
-/// Where a request is: `requested` until the notifier stored its outcome.
+/// Where a request is: `requested` until the notifier's first attempt, `retrying` while an attempt that failed
+/// waits for the next, then its outcome.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationStateView {
     Requested,
+    Retrying,
     Sent,
     Failed,
     Collapsed,
@@ -143,12 +145,32 @@ pub struct NotificationView {
     pub detail: Option<String>,
     /// The request id of the notification in flight this one collapsed into.
     pub collapsed_into: Option<String>,
+    /// The attempts that failed and were tried again, oldest first (the outcome is the last attempt's).
+    pub attempts: Vec<NotificationAttemptView>,
+    /// When the next attempt is due, while the state is `retrying` (milliseconds since the epoch).
+    pub next_attempt_at: Option<u64>,
+}
+
+/// One failed attempt of a request that was tried again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationAttemptView {
+    /// 1 for the first.
+    #[schema(minimum = 1)]
+    pub attempt: u32,
+    /// When it failed, in milliseconds since the epoch.
+    pub at: u64,
+    /// The last transport tried.
+    pub transport: Option<String>,
+    /// `transport_error`.
+    pub reason: String,
+    pub detail: String,
 }
 
 impl From<NotificationRecord> for NotificationView {
     fn from(record: NotificationRecord) -> Self {
         let outcome = record.outcome;
         let state = match outcome.as_ref().map(|outcome| outcome.state) {
+            None if record.next_attempt_at.is_some() => NotificationStateView::Retrying,
             None => NotificationStateView::Requested,
             Some(NotificationState::Sent) => NotificationStateView::Sent,
             Some(NotificationState::Failed) => NotificationStateView::Failed,
@@ -168,6 +190,18 @@ impl From<NotificationRecord> for NotificationView {
             reason: outcome.and_then(|outcome| outcome.reason.clone()),
             detail: outcome.and_then(|outcome| outcome.detail.clone()),
             collapsed_into: outcome.and_then(|outcome| outcome.collapsed_into.clone()),
+            attempts: record
+                .attempts
+                .into_iter()
+                .map(|attempt| NotificationAttemptView {
+                    attempt: attempt.attempt,
+                    at: attempt.at,
+                    transport: attempt.transport,
+                    reason: attempt.reason,
+                    detail: attempt.detail,
+                })
+                .collect(),
+            next_attempt_at: record.next_attempt_at,
         }
     }
 }

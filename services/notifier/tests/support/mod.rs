@@ -115,13 +115,15 @@ fn rand_nonce() -> u128 {
         | u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Notifier settings for a test: this server id, datagrams from loopback, `dedup_window` seconds.
+/// Notifier settings for a test: this server id, datagrams from loopback, `dedup_window` seconds, one attempt
+/// per request (a failure is the outcome at once; `tests/retries.rs` tries again).
 pub fn settings(dedup_window: u64) -> NotifierSettings {
     NotifierSettings::resolve(&NotifierArgs {
         server_id: Some(SERVER_ID.to_owned()),
         dedup_window: Some(dedup_window),
         udp_bind: Some("127.0.0.1:0".parse().unwrap()),
         batch_size: Some(100),
+        max_attempts: Some(1),
         ..NotifierArgs::default()
     })
     .unwrap()
@@ -150,7 +152,7 @@ impl Observer {
             let batch = self.subscription.next_batch(100, Duration::from_millis(200)).await.unwrap();
             for delivery in batch {
                 let event = delivery.event;
-                if event.event_type == "notification.requested" {
+                if event.event_type == "notification.requested" || event.event_type == "notification.retry" {
                     continue;
                 }
                 // The topic carries the device edge's push.registered / push.unregistered too: no request id.

@@ -176,6 +176,8 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::EPHEMERAL_EXPIRY)?;
         transaction.open_table(tables::NOTIFICATIONS)?;
         transaction.open_table(tables::NOTIFICATION_EXPIRY)?;
+        transaction.open_table(tables::SCHEDULED)?;
+        transaction.open_table(tables::SCHEDULED_IDS)?;
         let mut meta = transaction.open_table(tables::META)?;
         let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
         match stored_version {
@@ -398,6 +400,21 @@ impl Store for EmbeddedStore {
         match self.write("count_in_window", job).await? {
             WriteOutput::Count(count) => Ok(count),
             other => Err(unexpected("count_in_window", &other)),
+        }
+    }
+
+    /// A read first: the writer (and its fsync) is used only when something is due.
+    async fn release_due_events(&self, shard: u32, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        if shard != 0 || limit == 0 {
+            return Ok(0);
+        }
+        let first_due = self.run("scheduled", read::first_scheduled).await?;
+        if first_due.is_none_or(|due_at| due_at > now) {
+            return Ok(0);
+        }
+        match self.write("release_due_events", WriteJob::ReleaseDue { now, limit }).await? {
+            WriteOutput::Count(released) => Ok(usize::try_from(released).unwrap_or(usize::MAX)),
+            other => Err(unexpected("release_due_events", &other)),
         }
     }
 

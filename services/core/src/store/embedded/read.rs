@@ -8,7 +8,7 @@ use super::tables::{
     ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, MIRRORS, NEXT_ALERT_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX,
     PENDING_COMMANDS, QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, successor,
 };
-use super::tables::{META, META_UPLOAD_TOTAL_BYTES, NOTIFICATIONS, UPLOAD_USAGE};
+use super::tables::{META, META_UPLOAD_TOTAL_BYTES, NOTIFICATIONS, SCHEDULED, UPLOAD_USAGE};
 use crate::bus::Event;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NotificationRecord,
@@ -264,4 +264,12 @@ pub fn outbox(database: &Database, limit: usize) -> Result<Vec<Event>, StoreErro
 pub fn outbox_len(database: &Database) -> Result<u64, StoreError> {
     let transaction = database.begin_read()?;
     Ok(transaction.open_table(OUTBOX)?.len()?)
+}
+
+/// When the earliest scheduled event is due, if any is scheduled.
+pub fn first_scheduled(database: &Database) -> Result<Option<u64>, StoreError> {
+    let transaction = database.begin_read()?;
+    let scheduled = transaction.open_table(SCHEDULED)?;
+    let first = scheduled.first()?.map(|(key, _)| key.value().0);
+    Ok(first)
 }

@@ -31,6 +31,8 @@
 //! sequences                counter key                        -> u64          `next_sequence`; never reset
 //! notifications            request id                         -> (expires at, NotificationRecord)
 //! notification_expiry      (expires at, request id)           -> ()           pruning order
+//! scheduled                (due at, event id)                 -> Event        until released into the outbox
+//! scheduled_ids            event id                           -> due at
 //! ```
 
 use redb::{ReadableTable, TableDefinition};
@@ -85,6 +87,11 @@ pub const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequence
 pub const NOTIFICATIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("notifications");
 /// The entries of `notifications` by expiry, so writes prune the expired ones first.
 pub const NOTIFICATION_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("notification_expiry");
+
+/// Events waiting for their time ([`crate::store::WriteBatch::scheduled`]), earliest first.
+pub const SCHEDULED: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("scheduled");
+/// The time each scheduled event id waits for, so scheduling an id again replaces it.
+pub const SCHEDULED_IDS: TableDefinition<&str, u64> = TableDefinition::new("scheduled_ids");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";

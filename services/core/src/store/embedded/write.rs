@@ -16,11 +16,13 @@ use super::tables::{
     NEXT_ALERT_ID, NEXT_COMMAND_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX, OUTBOX_IDS, PENDING_COMMANDS,
     QUEUED_COMMANDS, REPOSITORY, SEQUENCES, SESSION_HISTORY, counter, decode, encode, successor,
 };
-use super::tables::{META_UPLOAD_TOTAL_BYTES, NOTIFICATION_EXPIRY, NOTIFICATIONS, UPLOAD_SIZES, UPLOAD_USAGE};
+use super::tables::{
+    META_UPLOAD_TOTAL_BYTES, NOTIFICATION_EXPIRY, NOTIFICATIONS, SCHEDULED, SCHEDULED_IDS, UPLOAD_SIZES, UPLOAD_USAGE,
+};
 use crate::bus::Event;
 use crate::clock::Millis;
 use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, NotificationRecord, RepositoryItem};
-use crate::store::{StoreError, UploadCharge, UploadUsage, WriteBatch, quota_refusal};
+use crate::store::{ScheduledEvent, StoreError, UploadCharge, UploadUsage, WriteBatch, quota_refusal};
 
 /// The one field of a stored command the queued index and the pending count depend on.
 #[derive(Deserialize)]
@@ -271,24 +273,89 @@ fn apply_batch(
             repository.insert(*path, bytes.as_slice())?;
         }
     }
-    if !events.is_empty() {
-        let mut outbox = transaction.open_table(OUTBOX)?;
-        let mut outbox_ids = transaction.open_table(OUTBOX_IDS)?;
-        let mut meta = transaction.open_table(META)?;
-        let mut sequence = counter(&meta, META_OUTBOX_NEXT_SEQUENCE, 0)?;
-        for (event_id, bytes) in &events {
-            // The same id is the same event (ids are stable across retries): one copy waits.
-            if outbox_ids.get(*event_id)?.is_some() {
-                continue;
-            }
-            outbox.insert(sequence, bytes.as_slice())?;
-            outbox_ids.insert(*event_id, sequence)?;
-            sequence += 1;
-        }
-        meta.insert(META_OUTBOX_NEXT_SEQUENCE, sequence)?;
-    }
+    append_to_outbox(transaction, &events)?;
     write_notifications(transaction, &batch.notifications)?;
+    schedule_events(transaction, &batch.scheduled)?;
     Ok(())
+}
+
+/// Appends encoded events (id, JSON) to the outbox in order.
+fn append_to_outbox(transaction: &WriteTransaction, events: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut outbox = transaction.open_table(OUTBOX)?;
+    let mut outbox_ids = transaction.open_table(OUTBOX_IDS)?;
+    let mut meta = transaction.open_table(META)?;
+    let mut sequence = counter(&meta, META_OUTBOX_NEXT_SEQUENCE, 0)?;
+    for (event_id, bytes) in events {
+        // The same id is the same event (ids are stable across retries): one copy waits.
+        if outbox_ids.get(*event_id)?.is_some() {
+            continue;
+        }
+        outbox.insert(sequence, bytes.as_slice())?;
+        outbox_ids.insert(*event_id, sequence)?;
+        sequence += 1;
+    }
+    meta.insert(META_OUTBOX_NEXT_SEQUENCE, sequence)?;
+    Ok(())
+}
+
+/// Keeps each event until its time; an id already scheduled moves to its new time.
+fn schedule_events(transaction: &WriteTransaction, scheduled: &[ScheduledEvent]) -> Result<(), StoreError> {
+    if scheduled.is_empty() {
+        return Ok(());
+    }
+    let mut order = transaction.open_table(SCHEDULED)?;
+    let mut ids = transaction.open_table(SCHEDULED_IDS)?;
+    for entry in scheduled {
+        let id = entry.event.id.as_str();
+        let previous = ids.get(id)?.map(|due_at| due_at.value());
+        if let Some(previous) = previous {
+            order.remove((previous, id))?;
+        }
+        order.insert((entry.due_at, id), encode(&entry.event)?.as_slice())?;
+        ids.insert(id, entry.due_at)?;
+    }
+    Ok(())
+}
+
+/// Moves the events scheduled at or before `now` into the outbox, earliest first, at most `limit` and no more
+/// than the outbox's bound leaves room for; returns how many moved.
+pub fn release_due_events(
+    transaction: &WriteTransaction,
+    now: Millis,
+    limit: usize,
+    outbox_limit: u64,
+) -> Result<usize, StoreError> {
+    let waiting = transaction.open_table(OUTBOX)?.len()?;
+    let room = usize::try_from(outbox_limit.saturating_sub(waiting)).unwrap_or(usize::MAX).min(limit);
+    if room == 0 {
+        return Ok(0);
+    }
+    let mut due: Vec<(Millis, String, Vec<u8>)> = Vec::new();
+    {
+        let order = transaction.open_table(SCHEDULED)?;
+        for entry in order.range::<(u64, &str)>(..(now.saturating_add(1), ""))?.take(room) {
+            let (key, value) = entry?;
+            let (due_at, id) = key.value();
+            due.push((due_at, id.to_owned(), value.value().to_vec()));
+        }
+    }
+    if due.is_empty() {
+        return Ok(0);
+    }
+    {
+        let mut order = transaction.open_table(SCHEDULED)?;
+        let mut ids = transaction.open_table(SCHEDULED_IDS)?;
+        for (due_at, id, _) in &due {
+            order.remove((*due_at, id.as_str()))?;
+            ids.remove(id.as_str())?;
+        }
+    }
+    let events: Vec<(&str, Vec<u8>)> = due.iter().map(|(_, id, bytes)| (id.as_str(), bytes.clone())).collect();
+    append_to_outbox(transaction, &events)?;
+    Ok(due.len())
 }
 
 /// Expired notification records one write removes at most, so a write after a long pause stays short;

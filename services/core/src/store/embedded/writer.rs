@@ -69,6 +69,10 @@ pub enum WriteJob {
         now: Millis,
     },
     NextSequence(String),
+    ReleaseDue {
+        now: Millis,
+        limit: usize,
+    },
 }
 
 /// What a write returns.
@@ -241,5 +245,9 @@ fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJo
             ephemeral::count_in_window(transaction, key, *hits, *window, *now).map(WriteOutput::Count)
         }
         WriteJob::NextSequence(key) => write::next_sequence(transaction, key).map(WriteOutput::Count),
+        WriteJob::ReleaseDue { now, limit } => {
+            write::release_due_events(transaction, *now, *limit, settings.outbox_limit)
+                .map(|released| WriteOutput::Count(released as u64))
+        }
     }
 }

@@ -288,6 +288,15 @@ pub fn plan(
             &args,
         );
     }
+    for scheduled in &batch.scheduled {
+        let shard = keys.shard_of_device(&scheduled.event.key);
+        let due_at = scheduled.due_at.to_string();
+        plan.groups.entry(shard).or_default().op(
+            "SCHEDULE",
+            &[&keys.scheduled_order(shard), &keys.scheduled_events(shard)],
+            &[due_at.as_bytes(), scheduled.event.id.as_bytes(), &encode(&scheduled.event)?],
+        );
+    }
     if let Some(fence) = &batch.fence {
         let shard = group_of(&fence.device_id);
         plan.groups.entry(shard).or_default().fence(keys, fence, FenceMode::of(fence));

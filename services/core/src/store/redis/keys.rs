@@ -127,6 +127,14 @@ impl Keys {
     pub fn outbox_sequence(&self, shard: u32) -> String {
         self.shard_key(shard, "outbox-sequence")
     }
+    /// ZSET: the shard's scheduled event ids scored by when they are due (`WriteBatch::scheduled`).
+    pub fn scheduled_order(&self, shard: u32) -> String {
+        self.shard_key(shard, "scheduled-order")
+    }
+    /// HASH: scheduled event id -> event (JSON), until it is released into the shard's outbox.
+    pub fn scheduled_events(&self, shard: u32) -> String {
+        self.shard_key(shard, "scheduled-events")
+    }
     /// SET: ids of the shard's devices that have open sessions (for `open_sessions`).
     pub fn open_devices(&self, shard: u32) -> String {
         self.shard_key(shard, "open-devices")

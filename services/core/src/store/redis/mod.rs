@@ -61,9 +61,10 @@ static OUTBOX_ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!(
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 static RECORD_ONCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record_once.lua")));
 static COUNT_IN_WINDOW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/count_in_window.lua")));
+static RELEASE_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release_due.lua")));
 
 /// Every script, loaded into the server (every node of a cluster) when the store connects.
-static SCRIPTS: [&LazyLock<Script>; 10] = [
+static SCRIPTS: [&LazyLock<Script>; 11] = [
     &COMMIT,
     &LOAD_SESSION,
     &COMMAND_PAGE,
@@ -74,6 +75,7 @@ static SCRIPTS: [&LazyLock<Script>; 10] = [
     &HEARTBEAT,
     &RECORD_ONCE,
     &COUNT_IN_WINDOW,
+    &RELEASE_DUE,
 ];
 
 /// The Redis engine of [`Store`]. Cheap to share behind an `Arc`; any number
@@ -820,6 +822,24 @@ impl Store for RedisStore {
         }
         self.script("ack_outbox", &invocation).await?;
         Ok(())
+    }
+
+    async fn release_due_events(&self, shard: u32, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        if limit == 0 || shard >= self.keys.shards() {
+            return Ok(0);
+        }
+        let mut invocation = RELEASE_DUE.prepare_invoke();
+        invocation
+            .key(self.keys.scheduled_order(shard))
+            .key(self.keys.scheduled_events(shard))
+            .key(self.keys.outbox_events(shard))
+            .key(self.keys.outbox_order(shard))
+            .key(self.keys.outbox_sequence(shard))
+            .arg(now)
+            .arg(limit)
+            .arg(self.options.outbox_limit_per_shard);
+        let released = integer(self.script("release_due_events", &invocation).await?)?;
+        Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
     async fn outbox_lengths(&self, shards: &[u32]) -> Result<Vec<u64>, StoreError> {

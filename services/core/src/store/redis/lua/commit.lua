@@ -10,11 +10,13 @@
 -- PRUNE order history keep: keeps the device's newest `keep` ended sessions (by start, then id).
 -- SETPXAT key value at: sets the key to expire at `at` (ms since the epoch; notification records).
 -- DEL key: deletes the key (an operator's repository delete).
+-- SCHEDULE order events due id event: keeps the event until `due` (ms since the epoch); an id already
+-- scheduled moves to the new time.
 -- Returns {'OK', keys deleted by DEL}, {'FENCED'}, {'FULL', events waiting in the shard} or {'QUOTA', quota label}.
 
 local ARITY = {
   SET = 2, SETPXAT = 3, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
-  RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1,
+  RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1, SCHEDULE = 5,
 }
 
 local function key(index)
@@ -162,6 +164,9 @@ while i <= #ARGV do
     release(key(ARGV[a]), ARGV[a + 1])
   elseif op == 'DEL' then
     deleted = deleted + redis.call('DEL', key(ARGV[a]))
+  elseif op == 'SCHEDULE' then
+    redis.call('ZADD', key(ARGV[a]), ARGV[a + 2], ARGV[a + 3])
+    redis.call('HSET', key(ARGV[a + 1]), ARGV[a + 3], ARGV[a + 4])
   elseif op == 'PRUNE' then
     local order, history = key(ARGV[a]), key(ARGV[a + 1])
     local excess = redis.call('ZCARD', order) - tonumber(ARGV[a + 2])
