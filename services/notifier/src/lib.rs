@@ -6,6 +6,8 @@
 //! - [`transport`]: the [`Transport`] trait and [`UdpTransport`].
 //! - [`sms`]: [`SmppTransport`], WAP Push over SMS through the SMSC, and its submit rate limit.
 //! - [`role`]: [`Notifier`], the consumer loop and its handler.
+//! - [`answers`]: the sessions topic's consumer that closes a sent notification as answered by the device's
+//!   next session (`notification.answered`).
 //! - [`settings`]: [`NotifierArgs`] (flags, variables, TOML) and [`NotifierSettings`].
 //!
 //! Wiring, under the role runtime's shutdown order:
@@ -16,6 +18,7 @@
 //! stop.add(Phase::StopConsumers, "notifier", notifier.stop());
 //! ```
 
+pub mod answers;
 pub mod metrics;
 pub mod plan;
 pub mod role;
