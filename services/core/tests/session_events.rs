@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 
 use omadm_core::bus::Event;
 use omadm_core::session::events::{
-    ContentUploaded, NotificationCollapsed, NotificationFailed, NotificationRequested, NotificationSent,
-    PushRegistered, PushUnregistered, content_uploaded, notification_collapsed, notification_failed,
-    notification_requested, notification_retry, notification_sent, push_registered, push_unregistered,
+    ContentUploaded, NotificationAnswered, NotificationCollapsed, NotificationFailed, NotificationRequested,
+    NotificationSent, PushRegistered, PushUnregistered, content_uploaded, notification_answered,
+    notification_collapsed, notification_failed, notification_requested, notification_retry, notification_sent,
+    push_registered, push_unregistered,
 };
 use serde_json::json;
 use session_support::*;
@@ -128,6 +129,17 @@ fn the_edge_events_match_their_documented_schemas() {
     });
     check_event(&documented, &attempt_failed);
     assert_eq!(attempt_failed.id, format!("notification:{DEVICE_ID}:r-2:attempt:3:failed"));
+    let answered = notification_answered(NotificationAnswered {
+        device_id: DEVICE_ID.to_owned(),
+        request_id: "r-1".to_owned(),
+        session_id: "s-9".to_owned(),
+        transport: "udp".to_owned(),
+        notification_id: 65_535,
+        sent_at: START,
+        answered_at: START + 800,
+    });
+    check_event(&documented, &answered);
+    assert_eq!(answered.id, format!("notification:{DEVICE_ID}:r-1:answered"));
     let collapsed = notification_collapsed(NotificationCollapsed {
         device_id: DEVICE_ID.to_owned(),
         request_id: "r-3".to_owned(),

@@ -337,9 +337,25 @@ async fn one_api_call_wakes_a_thousand_devices_over_udp_and_each_opens_its_sessi
         assert!(requested_devices.insert(record["device_id"].as_str().unwrap().to_owned()), "{record}");
     }
     assert_eq!(requested_devices, notified);
+    let mut last_sessions = std::collections::BTreeMap::new();
     for device_id in &notified {
         let device = api(reqwest::Method::GET, format!("{}/api/v1/devices/{device_id}", served.base), None).await;
         assert_eq!(device["last_session"]["outcome"], "ended", "{device}");
+        last_sessions.insert(device_id.clone(), device["last_session"]["id"].as_str().unwrap().to_owned());
+    }
+    // The session each device opened answered its notification (notification.answered, through the sessions
+    // topic): the record names that session, started no earlier than the send.
+    for request_id in &request_ids {
+        let url = format!("{}/api/v1/notifications/{request_id}", served.base);
+        let mut record = api(reqwest::Method::GET, url.clone(), None).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while record["answered"].is_null() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            record = api(reqwest::Method::GET, url.clone(), None).await;
+        }
+        let device_id = record["device_id"].as_str().unwrap();
+        assert_eq!(record["answered"]["session_id"].as_str(), Some(last_sessions[device_id].as_str()), "{record}");
+        assert!(record["answered"]["at"].as_u64() >= record["outcome_at"].as_u64(), "{record}");
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`sms`]: [`SmppTransport`], WAP Push over SMS through the SMSC, and its submit rate limit.
 //! - [`push`]: [`PushTransport`], Package#0 through a push gateway over HTTP (D.2, FCM HTTP v1 by default).
 //! - [`role`]: [`Notifier`], the consumer loop and its handler.
+//! - [`answers`]: the sessions topic's consumer that closes a sent notification as answered by the device's
+//!   next session (`notification.answered`).
 //! - [`settings`]: [`NotifierArgs`] (flags, variables, TOML) and [`NotifierSettings`].
 //!
 //! Wiring, under the role runtime's shutdown order:
@@ -17,6 +19,7 @@
 //! stop.add(Phase::StopConsumers, "notifier", notifier.stop());
 //! ```
 
+pub mod answers;
 pub mod metrics;
 pub mod plan;
 pub mod push;

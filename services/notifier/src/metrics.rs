@@ -7,6 +7,7 @@
 //! omadm_sms_submits_total{outcome="accepted|throttled|refused|error"}   one per submit_sm try (SMS transport)
 //! omadm_smpp_binds_total{outcome="bound|refused|error"}                 one per bind_transmitter try
 //! omadm_push_sends_total{outcome="accepted|refused|unregistered|error|timeout"}  one per push gateway request
+//! omadm_notification_answer_seconds{transport="push|udp|sms"}  Package#0 sent -> the device's next session started
 //! ```
 
 use std::sync::OnceLock;
@@ -27,7 +28,15 @@ pub struct NotifierMetrics {
     /// Requests to the push gateway, by outcome (`unregistered`: the RegID is gone and was cleared; `error`: no
     /// connection; `timeout`: no answer in time).
     pub push_sends: IntCounterVec,
+    /// From a Package#0's send to the start of the session that answered it, by transport: how long devices
+    /// take to call back (its count is the answered notifications).
+    pub answer_seconds: HistogramVec,
 }
+
+/// 0.1 s to a day: a device on an IP network calls back within a second or two, one asleep on a cellular
+/// network may take minutes or hours.
+const ANSWER_BUCKETS: &[f64] =
+    &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21_600.0, 86_400.0];
 
 /// 0.1 ms to 5 s: a UDP send takes well under a millisecond, the store round trips dominate.
 const DISPATCH_BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
@@ -75,12 +84,30 @@ pub fn metrics() -> &'static NotifierMetrics {
         )
         .unwrap_or_else(|_| unreachable_metric());
         let _ = registry.register(Box::new(push_sends.clone()));
+        let answer_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "omadm_notification_answer_seconds",
+                "Seconds from a Package#0's send to the start of the device's next session, by transport.",
+            )
+            .buckets(ANSWER_BUCKETS.to_vec()),
+            &["transport"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let _ = registry.register(Box::new(answer_seconds.clone()));
         let _ = registry.register(Box::new(notifications.clone()));
         let _ = registry.register(Box::new(dispatch_seconds.clone()));
         let _ = registry.register(Box::new(notification_fallbacks.clone()));
         let _ = registry.register(Box::new(sms_submits.clone()));
         let _ = registry.register(Box::new(smpp_binds.clone()));
-        NotifierMetrics { notifications, dispatch_seconds, notification_fallbacks, sms_submits, smpp_binds, push_sends }
+        NotifierMetrics {
+            notifications,
+            dispatch_seconds,
+            notification_fallbacks,
+            sms_submits,
+            smpp_binds,
+            push_sends,
+            answer_seconds,
+        }
     })
 }
 

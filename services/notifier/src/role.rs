@@ -9,6 +9,9 @@
 //!     -> ConsumerLoop commits the batch's offsets
 //! ```
 //!
+//! Before a batch is stored, each device sent to is read again: a session it started since is matched to the
+//! send there ([`crate::answers`]).
+//!
 //! A retry is durable from the commit of the failed attempt: the store keeps it out of the outbox until its
 //! time (`WriteBatch::scheduled`), and the outbox relay releases it onto the topic, where a replica takes it like
 //! any request. So a request waiting for its next attempt holds no partition and no memory.
@@ -35,6 +38,7 @@ use omadm_runtime::ops::Readiness;
 use tracing::Instrument as _;
 
 use crate::NotifierError;
+use crate::answers::{ANSWERS_CONSUMER_GROUP, Answers, SentBeforeStored, check_sessions_during_dispatch};
 use crate::metrics::metrics;
 use crate::plan::{self, Admission, InFlight, PackageRules, Refusal, RetryPolicy};
 use crate::push::PushTransport;
@@ -48,6 +52,8 @@ const READINESS_CONDITION: &str = "notifier";
 /// A running notifier; [`Notifier::stop`] ends it after the batch in hand.
 pub struct Notifier {
     consumer: ConsumerLoop,
+    /// Matches sessions to the notifications they answer ([`crate::answers`]).
+    answers: ConsumerLoop,
 }
 
 impl Notifier {
@@ -86,15 +92,20 @@ impl Notifier {
             readiness,
         };
         let options = ConsumerOptions { batch_size: settings.batch_size, ..ConsumerOptions::default() };
-        let consumer = ConsumerLoop::start(&bus, CONSUMER_GROUP, &[Topic::Notifications], handler, options)
+        let answers = Answers { store: handler.store.clone() };
+        let consumer = ConsumerLoop::start(&bus, CONSUMER_GROUP, &[Topic::Notifications], handler, options.clone())
             .await
             .map_err(NotifierError::Bus)?;
-        Ok(Notifier { consumer })
+        let answers = ConsumerLoop::start(&bus, ANSWERS_CONSUMER_GROUP, &[Topic::Sessions], answers, options)
+            .await
+            .map_err(NotifierError::Bus)?;
+        Ok(Notifier { consumer, answers })
     }
 
-    /// Stops consuming: the batch in hand is finished (and committed if its outcomes were stored).
+    /// Stops consuming: the batches in hand are finished (and committed if their outcomes were stored).
     pub async fn stop(self) {
         self.consumer.stop().await;
+        self.answers.stop().await;
     }
 }
 
@@ -123,6 +134,9 @@ struct Outcome {
     transport: &'static str,
     /// `sent`, `failed`, `collapsed`, or `retrying` for an attempt that failed and is tried again.
     kind: &'static str,
+    /// For a send: the device's last session id when the send was planned, to find a session that answers it
+    /// before it is stored ([`check_sessions_during_dispatch`]).
+    last_session_at_send: Option<Option<String>>,
 }
 
 /// What an attempt leaves in the request's record besides its outcome: the attempts that failed before it.
@@ -135,7 +149,7 @@ fn record_of(request: &NotificationRequested, earlier: Vec<NotificationAttempt>)
         request_mos: request.request_mos,
         outcome: None,
         attempts: earlier,
-        next_attempt_at: None,
+        ..NotificationRecord::default()
     }
 }
 
@@ -150,7 +164,7 @@ impl Outcome {
     ) -> Self {
         let kind = outcome.state.as_str();
         let record = NotificationRecord { outcome: Some(outcome), ..record_of(request, earlier) };
-        Outcome { event, record, retry: None, transport, kind }
+        Outcome { event, record, retry: None, transport, kind, last_session_at_send: None }
     }
 }
 
@@ -189,7 +203,15 @@ impl BatchHandler for Dispatcher {
             self.handled.clear();
             return Ok(());
         }
-        let events = outcomes.iter().map(|outcome| outcome.event.clone()).collect();
+        let sent = outcomes.iter_mut().filter_map(|outcome| {
+            let last_session_before = outcome.last_session_at_send.clone()?;
+            Some(SentBeforeStored { record: &mut outcome.record, last_session_before })
+        });
+        let answered = match check_sessions_during_dispatch(&*self.store, sent.collect()).await {
+            Ok(answered) => answered,
+            Err(error) => return Err(self.unavailable(error)),
+        };
+        let events = outcomes.iter().map(|outcome| outcome.event.clone()).chain(answered).collect();
         let notifications = outcomes.iter().map(|outcome| outcome.record.clone()).collect();
         let scheduled = outcomes.iter().filter_map(|outcome| outcome.retry.clone()).collect();
         let batch = WriteBatch { events, notifications, scheduled, ..WriteBatch::default() };
@@ -229,6 +251,7 @@ impl Dispatcher {
             Vec::new()
         };
         let device = self.store.get_device(&request.device_id).await?;
+        let last_session = device.as_ref().and_then(|device| device.last_session_id.clone());
         let now = now_millis();
         let plan = match plan::plan(request, device.as_ref(), &self.rules, now) {
             Ok(plan) => plan,
@@ -238,7 +261,8 @@ impl Dispatcher {
         match self.in_flight.admit(&request.device_id, &request.request_id, now) {
             Admission::Send => {}
             Admission::AlreadySent { notification_id, sent_at } => {
-                return Ok(Some(sent(request, earlier, transport, notification_id, &plan, sent_at)));
+                let sent = sent(request, earlier, transport, notification_id, &plan, sent_at);
+                return Ok(Some(Outcome { last_session_at_send: Some(last_session), ..sent }));
             }
             Admission::Collapse { into } => {
                 tracing::info!(collapsed_into = %into, "notification collapsed into the one in flight");
@@ -286,7 +310,8 @@ impl Dispatcher {
                     }
                     self.in_flight.sent(&request.device_id, &request.request_id, notification_id, now);
                     tracing::info!(transport, notification_id, signed = plan.secret.is_some(), "notification sent");
-                    return Ok(Some(sent(request, earlier, transport, notification_id, &plan, now)));
+                    let sent = sent(request, earlier, transport, notification_id, &plan, now);
+                    return Ok(Some(Outcome { last_session_at_send: Some(last_session), ..sent }));
                 }
                 Err(error) => {
                     tracing::warn!(%error, transport, "notification not sent");
@@ -336,7 +361,14 @@ impl Dispatcher {
         let record = NotificationRecord { next_attempt_at: Some(retry_at), ..record_of(request, attempts) };
         let next = NotificationRequested { attempt: request.attempt.saturating_add(1), ..request.clone() };
         let retry = ScheduledEvent { due_at: retry_at, event: notification_retry(next, retry_at) };
-        Outcome { event, record, retry: Some(retry), transport: transport.unwrap_or("none"), kind: "retrying" }
+        Outcome {
+            event,
+            record,
+            retry: Some(retry),
+            transport: transport.unwrap_or("none"),
+            kind: "retrying",
+            last_session_at_send: None,
+        }
     }
 
     fn unavailable(&self, error: StoreError) -> HandlerError {

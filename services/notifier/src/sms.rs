@@ -250,11 +250,11 @@ impl SmppTransport {
                 }
                 Failure::Permanent(detail) => {
                     metrics().sms_submits.with_label_values(&["refused"]).inc();
-                    return Err(Refused { detail, bound: true });
+                    return Err(Refused { detail, bound: true, permanent: true });
                 }
                 Failure::Rejected(status) => {
                     metrics().sms_submits.with_label_values(&["refused"]).inc();
-                    return Err(Refused { detail: format!("{status:?}"), bound: true });
+                    return Err(Refused { detail: format!("{status:?}"), bound: true, permanent: true });
                 }
             };
             drop(held);
@@ -265,7 +265,11 @@ impl SmppTransport {
                 pause = (pause * 2).min(MAX_PAUSE);
             }
         }
-        Err(Refused { detail: format!("{MAX_ATTEMPTS} tries failed, the last: {last}"), bound: ever_bound })
+        Err(Refused {
+            detail: format!("{MAX_ATTEMPTS} tries failed, the last: {last}"),
+            bound: ever_bound,
+            permanent: false,
+        })
     }
 
     /// The submit_sm of one segment to `msisdn`.
@@ -292,10 +296,12 @@ impl SmppTransport {
     }
 }
 
-/// Why a segment was not accepted, and whether any try got a bind (else the SMSC is unavailable: cool down).
+/// Why a segment was not accepted, whether any try got a bind (else the SMSC is unavailable: cool down), and
+/// whether the SMSC refused the message itself (an invalid destination, say), which no later attempt changes.
 struct Refused {
     detail: String,
     bound: bool,
+    permanent: bool,
 }
 
 /// esm_class with the UDHI bit: short_message starts with a user data header (SMPP 3.4 5.2.12).
@@ -366,22 +372,32 @@ impl Transport for SmppTransport {
         let segments =
             sms_segments(&pdu, ConcatReference::Bits8(low_byte)).map_err(|error| failed(error.to_string()))?;
         let span = tracing::info_span!("sms.send", segments = segments.len(), smsc = %self.smsc());
-        self.send_segments(msisdn, &segments).instrument(span).await.map_err(failed)
+        self.send_segments(msisdn, &segments).instrument(span).await.map_err(|refused| {
+            let reason = refused.detail;
+            if refused.permanent {
+                TransportError::Rejected { transport: "sms", destination: destination_text(destination), reason }
+            } else {
+                failed(reason)
+            }
+        })
     }
 }
 
 impl SmppTransport {
     /// Every segment in order; the first that cannot be submitted ends the send.
-    async fn send_segments(&self, msisdn: &str, segments: &[Vec<u8>]) -> Result<(), String> {
+    async fn send_segments(&self, msisdn: &str, segments: &[Vec<u8>]) -> Result<(), Refused> {
         for (index, segment) in segments.iter().enumerate() {
-            let submit = self.submit_sm(msisdn, segment)?;
+            // A number the SMPP fields cannot hold stays so: final.
+            let submit =
+                self.submit_sm(msisdn, segment).map_err(|detail| Refused { detail, bound: true, permanent: true })?;
             let message_id = match self.submit(&submit).await {
                 Ok(message_id) => message_id,
                 Err(refused) => {
                     if !refused.bound {
                         self.start_cool_down(Instant::now(), &refused.detail);
                     }
-                    return Err(format!("segment {} of {}: {}", index + 1, segments.len(), refused.detail));
+                    let detail = format!("segment {} of {}: {}", index + 1, segments.len(), refused.detail);
+                    return Err(Refused { detail, ..refused });
                 }
             };
             tracing::debug!(%message_id, segment = index + 1, "segment accepted by the SMSC");

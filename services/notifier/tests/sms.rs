@@ -196,7 +196,7 @@ async fn a_dropped_bind_is_bound_again_and_the_rate_limit_holds() {
     let refused = request(store, "IMEI:99", false).await;
     observer.wait_for(std::slice::from_ref(&refused)).await;
     let failed = observer.outcome(&refused);
-    assert_eq!(failed.payload["reason"], "transport_error");
+    assert_eq!(failed.payload["reason"], "transport_rejected", "final: no attempt would change it");
     assert!(failed.payload["detail"].as_str().unwrap().contains("Rinvdstadr"), "{}", failed.payload["detail"]);
     assert_eq!(smsc.invalid_destinations(), 1, "one try");
     for received in packages.values() {

@@ -241,7 +241,8 @@ pub fn serve(binary: &Path, data_dir: &Path, args: &[&str]) -> Served {
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)
-        .env("RUST_LOG", "warn");
+        // OMADM_TEST_LOG: the served process's filter when a test is being looked into (RUST_LOG's syntax).
+        .env("RUST_LOG", std::env::var("OMADM_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()));
     let mut process = Spawned::spawn(command, Output::Lines);
     let banner = process.wait_for_line(Duration::from_secs(60), |line| line.starts_with("try: "));
     let listening = banner.iter().find_map(|line| line.strip_prefix("omadm serve: listening on ")).unwrap();

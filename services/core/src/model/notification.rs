@@ -34,6 +34,17 @@ pub struct NotificationRecord {
     /// When the next attempt is due, while the request waits for it (no outcome yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Millis>,
+    /// The device's first session after the Package#0 was sent: the answer to a `sent` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered: Option<NotificationAnswer>,
+}
+
+/// The session that answered a notification (its Package#1 came after the send).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationAnswer {
+    pub session_id: String,
+    /// When the session started.
+    pub at: Millis,
 }
 
 /// One failed attempt of a request that was tried again: the fields of its `notification.failed` event.
@@ -101,11 +112,12 @@ impl NotificationRecord {
         }
     }
 
-    /// The record's newest time (its outcome's, else its last failed attempt's, else its request's), from
-    /// which its retention runs.
+    /// The record's newest time (its answer's, else its outcome's, else its last failed attempt's, else its
+    /// request's), from which its retention runs.
     pub fn written_at(&self) -> Millis {
         let attempted = self.attempts.last().map_or(self.requested_at, |attempt| attempt.at.max(self.requested_at));
-        self.outcome.as_ref().map_or(attempted, |outcome| outcome.at.max(attempted))
+        let outcome = self.outcome.as_ref().map_or(attempted, |outcome| outcome.at.max(attempted));
+        self.answered.as_ref().map_or(outcome, |answer| answer.at.max(outcome))
     }
 
     /// When the record may be forgotten.

@@ -64,6 +64,8 @@ pub const NOTIFICATION_RETRY: &str = "notification.retry";
 pub const NOTIFICATION_SENT: &str = "notification.sent";
 /// `notification.failed`: no Package#0 left for this request, and why.
 pub const NOTIFICATION_FAILED: &str = "notification.failed";
+/// `notification.answered`: the device's first session after a Package#0 was sent to it started.
+pub const NOTIFICATION_ANSWERED: &str = "notification.answered";
 /// `notification.collapsed`: the request joined one already in flight for the device; nothing more was sent.
 pub const NOTIFICATION_COLLAPSED: &str = "notification.collapsed";
 /// `push.registered`: the device registered a RegID at its RegURL.
@@ -329,6 +331,21 @@ pub struct NotificationFailed {
     pub retry_at: Option<Millis>,
 }
 
+/// Payload of `notification.answered`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationAnswered {
+    pub device_id: String,
+    pub request_id: String,
+    /// The session whose Package#1 answered.
+    pub session_id: String,
+    /// The transport and NOTIFICATION-ID of the Package#0 it answered.
+    pub transport: String,
+    pub notification_id: u16,
+    pub sent_at: Millis,
+    /// When the session started.
+    pub answered_at: Millis,
+}
+
 /// Payload of `notification.collapsed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationCollapsed {
@@ -372,6 +389,13 @@ pub fn notification_failed(payload: NotificationFailed) -> Event {
     };
     let (key, timestamp) = (payload.device_id.clone(), payload.failed_at);
     envelope(id, NOTIFICATION_FAILED, Topic::Notifications, &key, timestamp, payload)
+}
+
+/// `notification:{device}:{request id}:answered` on `notifications`.
+pub fn notification_answered(payload: NotificationAnswered) -> Event {
+    let id = format!("notification:{}:{}:answered", payload.device_id, payload.request_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.answered_at);
+    envelope(id, NOTIFICATION_ANSWERED, Topic::Notifications, &key, timestamp, payload)
 }
 
 /// `notification:{device}:{request id}:collapsed` on `notifications`.

@@ -93,7 +93,8 @@ macro_rules! store_conformance_tests {
             count_in_window_counts_per_fixed_window,
             next_sequence_counts_from_one_without_repeats,
             notifications_keep_the_request_then_its_outcome,
-            scheduled_events_enter_the_outbox_when_due
+            scheduled_events_enter_the_outbox_when_due,
+            latest_notification_is_the_newest_sent_request
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -125,6 +126,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     delete_device_removes_everything_of_the_device(store.clone()).await;
     list_devices_filters_and_pages(store.clone()).await;
     scheduled_events_enter_the_outbox_when_due(store.clone()).await;
+    latest_notification_is_the_newest_sent_request(store.clone()).await;
     load_session_reads_what_a_step_needs(store.clone()).await;
     unknown_device_is_not_leased(store.clone()).await;
     leases_are_granted_renewed_held_and_taken_over(store.clone()).await;
@@ -1476,4 +1478,52 @@ pub async fn scheduled_events_enter_the_outbox_when_due(store: Arc<dyn Store>) {
     let ids: Vec<String> = released.into_iter().map(|event| event.id).collect();
     store.ack_outbox(shard, &ids).await.unwrap();
     assert_eq!(store.release_due_events(store.outbox_shards(), base, 10).await.unwrap(), 0, "no such shard");
+}
+
+/// A device's latest notification is its newest request written with a `sent` outcome: not a request
+/// still waiting, not a failure, and not an older request written again later.
+pub async fn latest_notification_is_the_newest_sent_request(store: Arc<dyn Store>) {
+    let device_id = "conf-latest-1";
+    let now = now_millis();
+    let sent = |request_id: &str, at: Millis| NotificationRecord {
+        outcome: Some(NotificationOutcome {
+            state: NotificationState::Sent,
+            at,
+            transport: Some("udp".to_owned()),
+            notification_id: Some(1),
+            reason: None,
+            detail: None,
+            collapsed_into: None,
+        }),
+        ..notification_record(request_id, device_id, now)
+    };
+    let write = |records: Vec<NotificationRecord>| {
+        let store = store.clone();
+        async move { store.commit(WriteBatch { notifications: records, ..WriteBatch::default() }).await.unwrap() }
+    };
+    let latest = || async { store.latest_notification(device_id).await.unwrap().map(|record| record.request_id) };
+    assert_eq!(latest().await, None);
+    write(vec![notification_record("conf-latest-r1", device_id, now)]).await;
+    assert_eq!(latest().await, None, "a request not sent yet");
+    write(vec![sent("conf-latest-r1", now + 10)]).await;
+    assert_eq!(store.latest_notification(device_id).await.unwrap(), Some(sent("conf-latest-r1", now + 10)));
+    write(vec![sent("conf-latest-r2", now + 20)]).await;
+    assert_eq!(latest().await.as_deref(), Some("conf-latest-r2"));
+    write(vec![sent("conf-latest-r1", now + 10)]).await;
+    assert_eq!(latest().await.as_deref(), Some("conf-latest-r2"), "an older request written again");
+    let failed = NotificationRecord {
+        outcome: Some(NotificationOutcome {
+            state: NotificationState::Failed,
+            at: now + 30,
+            transport: None,
+            notification_id: None,
+            reason: Some("no_transport".to_owned()),
+            detail: Some("no address".to_owned()),
+            collapsed_into: None,
+        }),
+        ..notification_record("conf-latest-r3", device_id, now)
+    };
+    write(vec![failed]).await;
+    assert_eq!(latest().await.as_deref(), Some("conf-latest-r2"), "a failure is not a notification sent");
+    assert_eq!(store.latest_notification("conf-latest-2").await.unwrap(), None, "another device");
 }

@@ -150,6 +150,10 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("get_notification")?;
         self.inner.get_notification(request_id).await
     }
+    async fn latest_notification(&self, device_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        self.interposer.before("latest_notification")?;
+        self.inner.latest_notification(device_id).await
+    }
     async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
         self.interposer.before("list_alerts")?;
         self.inner.list_alerts(device_id, limit).await

@@ -352,6 +352,9 @@ pub trait Store: Send + Sync + 'static {
     /// The record of a notification request (see [`WriteBatch::notifications`]); None for an unknown request id
     /// or one past its retention.
     async fn get_notification(&self, request_id: &str) -> Result<Option<NotificationRecord>, StoreError>;
+    /// The device's most recently sent request (the newest record written with a `sent` outcome), while its
+    /// record is kept: what the device's next session answers.
+    async fn latest_notification(&self, device_id: &str) -> Result<Option<NotificationRecord>, StoreError>;
 
     // Atomic writes and the outbox.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;

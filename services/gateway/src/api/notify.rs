@@ -149,6 +149,16 @@ pub struct NotificationView {
     pub attempts: Vec<NotificationAttemptView>,
     /// When the next attempt is due, while the state is `retrying` (milliseconds since the epoch).
     pub next_attempt_at: Option<u64>,
+    /// The device's first session after the Package#0 was sent (`notification.answered`); null until then.
+    pub answered: Option<NotificationAnswerView>,
+}
+
+/// The session that answered a sent notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationAnswerView {
+    pub session_id: String,
+    /// When the session started, in milliseconds since the epoch.
+    pub at: u64,
 }
 
 /// One failed attempt of a request that was tried again.
@@ -202,6 +212,9 @@ impl From<NotificationRecord> for NotificationView {
                 })
                 .collect(),
             next_attempt_at: record.next_attempt_at,
+            answered: record
+                .answered
+                .map(|answer| NotificationAnswerView { session_id: answer.session_id, at: answer.at }),
         }
     }
 }

@@ -177,6 +177,7 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::NOTIFICATIONS)?;
         transaction.open_table(tables::NOTIFICATION_EXPIRY)?;
         transaction.open_table(tables::SCHEDULED)?;
+        transaction.open_table(tables::LATEST_NOTIFICATIONS)?;
         transaction.open_table(tables::SCHEDULED_IDS)?;
         let mut meta = transaction.open_table(tables::META)?;
         let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
@@ -291,6 +292,12 @@ impl Store for EmbeddedStore {
         let request_id = request_id.to_owned();
         let now = crate::clock::now_millis();
         self.run("get_notification", move |database| read::notification(database, &request_id, now)).await
+    }
+
+    async fn latest_notification(&self, device_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        let device_id = device_id.to_owned();
+        let now = crate::clock::now_millis();
+        self.run("latest_notification", move |database| read::latest_notification(database, &device_id, now)).await
     }
 
     async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {

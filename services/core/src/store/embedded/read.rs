@@ -8,7 +8,7 @@ use super::tables::{
     ALERTS, COMMANDS, DEVICES, ENDED_SESSIONS, MIRRORS, NEXT_ALERT_ID, OPEN_SESSIONS, OPEN_SESSIONS_BY_DEVICE, OUTBOX,
     PENDING_COMMANDS, QUEUED_COMMANDS, REPOSITORY, SESSION_HISTORY, counter, decode, successor,
 };
-use super::tables::{META, META_UPLOAD_TOTAL_BYTES, NOTIFICATIONS, SCHEDULED, UPLOAD_USAGE};
+use super::tables::{LATEST_NOTIFICATIONS, META, META_UPLOAD_TOTAL_BYTES, NOTIFICATIONS, SCHEDULED, UPLOAD_USAGE};
 use crate::bus::Event;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NotificationRecord,
@@ -70,6 +70,28 @@ pub fn notification(
     let transaction = database.begin_read()?;
     let table = transaction.open_table(NOTIFICATIONS)?;
     let Some(entry) = table.get(request_id)? else {
+        return Ok(None);
+    };
+    let (expires_at, bytes) = entry.value();
+    if expires_at <= now {
+        return Ok(None);
+    }
+    decode("notifications", &request_id, bytes).map(Some)
+}
+
+/// The device's most recently sent request, read in one snapshot with its record.
+pub fn latest_notification(
+    database: &Database,
+    device_id: &str,
+    now: crate::clock::Millis,
+) -> Result<Option<NotificationRecord>, StoreError> {
+    let transaction = database.begin_read()?;
+    let latest = transaction.open_table(LATEST_NOTIFICATIONS)?.get(device_id)?.map(|entry| entry.value().0.to_owned());
+    let Some(request_id) = latest else {
+        return Ok(None);
+    };
+    let table = transaction.open_table(NOTIFICATIONS)?;
+    let Some(entry) = table.get(request_id.as_str())? else {
         return Ok(None);
     };
     let (expires_at, bytes) = entry.value();

@@ -31,6 +31,7 @@
 //! sequences                counter key                        -> u64          `next_sequence`; never reset
 //! notifications            request id                         -> (expires at, NotificationRecord)
 //! notification_expiry      (expires at, request id)           -> ()           pruning order
+//! latest_notifications     device id                          -> (request id, sent at)   its newest sent request
 //! scheduled                (due at, event id)                 -> Event        until released into the outbox
 //! scheduled_ids            event id                           -> due at
 //! ```
@@ -88,6 +89,8 @@ pub const NOTIFICATIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::
 /// The entries of `notifications` by expiry, so writes prune the expired ones first.
 pub const NOTIFICATION_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("notification_expiry");
 
+/// Each device's most recently sent request (`Store::latest_notification`); its record's expiry ends it too.
+pub const LATEST_NOTIFICATIONS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("latest_notifications");
 /// Events waiting for their time ([`crate::store::WriteBatch::scheduled`]), earliest first.
 pub const SCHEDULED: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("scheduled");
 /// The time each scheduled event id waits for, so scheduling an id again replaces it.

@@ -17,11 +17,14 @@ use super::tables::{
     QUEUED_COMMANDS, REPOSITORY, SEQUENCES, SESSION_HISTORY, counter, decode, encode, successor,
 };
 use super::tables::{
-    META_UPLOAD_TOTAL_BYTES, NOTIFICATION_EXPIRY, NOTIFICATIONS, SCHEDULED, SCHEDULED_IDS, UPLOAD_SIZES, UPLOAD_USAGE,
+    LATEST_NOTIFICATIONS, META_UPLOAD_TOTAL_BYTES, NOTIFICATION_EXPIRY, NOTIFICATIONS, SCHEDULED, SCHEDULED_IDS,
+    UPLOAD_SIZES, UPLOAD_USAGE,
 };
 use crate::bus::Event;
 use crate::clock::Millis;
-use crate::model::{CommandId, CommandRecord, CommandState, NewCommand, NotificationRecord, RepositoryItem};
+use crate::model::{
+    CommandId, CommandRecord, CommandState, NewCommand, NotificationRecord, NotificationState, RepositoryItem,
+};
 use crate::store::{ScheduledEvent, StoreError, UploadCharge, UploadUsage, WriteBatch, quota_refusal};
 
 /// The one field of a stored command the queued index and the pending count depend on.
@@ -370,6 +373,7 @@ fn write_notifications(transaction: &WriteTransaction, records: &[NotificationRe
     };
     let mut table = transaction.open_table(NOTIFICATIONS)?;
     let mut expiry = transaction.open_table(NOTIFICATION_EXPIRY)?;
+    let mut latest = transaction.open_table(LATEST_NOTIFICATIONS)?;
     let mut expired = Vec::new();
     for entry in expiry.range::<(u64, &str)>((0, "")..(now, ""))?.take(NOTIFICATION_PRUNE_PER_WRITE) {
         let (key, _) = entry?;
@@ -388,6 +392,13 @@ fn write_notifications(transaction: &WriteTransaction, records: &[NotificationRe
         let expires_at = record.expires_at();
         table.insert(record.request_id.as_str(), (expires_at, encode(record)?.as_slice()))?;
         expiry.insert((expires_at, record.request_id.as_str()), ())?;
+        // A later write of an older request (its delivery, say) does not move the pointer back.
+        if let Some(outcome) = record.outcome.as_ref().filter(|outcome| outcome.state == NotificationState::Sent) {
+            let newer = latest.get(record.device_id.as_str())?.is_none_or(|entry| entry.value().1 <= outcome.at);
+            if newer {
+                latest.insert(record.device_id.as_str(), (record.request_id.as_str(), outcome.at))?;
+            }
+        }
     }
     Ok(())
 }

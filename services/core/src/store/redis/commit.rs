@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::keys::Keys;
 use crate::cluster::Fence;
-use crate::model::CommandState;
+use crate::model::{CommandState, NotificationState};
 use crate::store::{StoreError, UploadCharge, WriteBatch};
 
 /// The ops of one `commit.lua` invocation, its keys numbered as they first appear.
@@ -255,6 +255,14 @@ pub fn plan(
         let ops = plan.groups.entry(group_of(device_id)).or_default();
         let record_key = keys.notification(device_id, &record.request_id);
         ops.op("SETPXAT", &[&record_key], &[&encode(record)?, expires.as_bytes()]);
+        if let Some(outcome) = record.outcome.as_ref().filter(|outcome| outcome.state == NotificationState::Sent) {
+            let sent_at = outcome.at.to_string();
+            ops.op(
+                "LATEST",
+                &[&keys.latest_notification(device_id)],
+                &[record.request_id.as_bytes(), sent_at.as_bytes(), expires.as_bytes()],
+            );
+        }
     }
     if let Some(charge) = &batch.upload {
         if cluster {

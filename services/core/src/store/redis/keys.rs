@@ -94,6 +94,12 @@ impl Keys {
         format!("{}:notification-device:{request_id}", self.prefix)
     }
     /// STRING with PX: the id of the node holding the device's session lease, while the lease runs.
+    /// HASH `request_id`, `at`: the device's most recently sent request and when it was sent; it expires with
+    /// that request's record.
+    pub fn latest_notification(&self, device_id: &str) -> String {
+        self.device_key(device_id, "notification-latest")
+    }
+
     pub fn lease(&self, device_id: &str) -> String {
         self.device_key(device_id, "lease")
     }

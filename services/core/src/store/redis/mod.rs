@@ -701,6 +701,15 @@ impl Store for RedisStore {
         bytes.map(|bytes| Self::decode("get_notification", &key, &bytes)).transpose()
     }
 
+    async fn latest_notification(&self, device_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        let pointer = self.keys.latest_notification(device_id);
+        let request_id: Option<String> = self.call("latest_notification", &Cmd::hget(&pointer, "request_id")).await?;
+        let Some(request_id) = request_id else { return Ok(None) };
+        let key = self.keys.notification(device_id, &request_id);
+        let bytes: Option<Vec<u8>> = self.call("latest_notification", &Cmd::get(&key)).await?;
+        bytes.map(|bytes| Self::decode("latest_notification", &key, &bytes)).transpose()
+    }
+
     async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());

@@ -10,13 +10,15 @@
 -- PRUNE order history keep: keeps the device's newest `keep` ended sessions (by start, then id).
 -- SETPXAT key value at: sets the key to expire at `at` (ms since the epoch; notification records).
 -- DEL key: deletes the key (an operator's repository delete).
+-- LATEST pointer request at expires: the device's most recently sent request, unless the pointer names one
+-- sent later (a later write of an older record leaves it); it expires with the record (PXAT).
 -- SCHEDULE order events due id event: keeps the event until `due` (ms since the epoch); an id already
 -- scheduled moves to the new time.
 -- Returns {'OK', keys deleted by DEL}, {'FENCED'}, {'FULL', events waiting in the shard} or {'QUOTA', quota label}.
 
 local ARITY = {
   SET = 2, SETPXAT = 3, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
-  RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1, SCHEDULE = 5,
+  RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1, SCHEDULE = 5, LATEST = 4,
 }
 
 local function key(index)
@@ -164,6 +166,12 @@ while i <= #ARGV do
     release(key(ARGV[a]), ARGV[a + 1])
   elseif op == 'DEL' then
     deleted = deleted + redis.call('DEL', key(ARGV[a]))
+  elseif op == 'LATEST' then
+    local pointer = key(ARGV[a])
+    if tonumber(redis.call('HGET', pointer, 'at') or '-1') <= tonumber(ARGV[a + 2]) then
+      redis.call('HSET', pointer, 'request_id', ARGV[a + 1], 'at', ARGV[a + 2])
+      redis.call('PEXPIREAT', pointer, ARGV[a + 3])
+    end
   elseif op == 'SCHEDULE' then
     redis.call('ZADD', key(ARGV[a]), ARGV[a + 2], ARGV[a + 3])
     redis.call('HSET', key(ARGV[a + 1]), ARGV[a + 3], ARGV[a + 4])
