@@ -94,7 +94,8 @@ macro_rules! store_conformance_tests {
             next_sequence_counts_from_one_without_repeats,
             notifications_keep_the_request_then_its_outcome,
             scheduled_events_enter_the_outbox_when_due,
-            latest_notification_is_the_newest_sent_request
+            latest_notification_is_the_newest_sent_request,
+            rate_tokens_are_shared_and_refill_at_their_rate
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -127,6 +128,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     list_devices_filters_and_pages(store.clone()).await;
     scheduled_events_enter_the_outbox_when_due(store.clone()).await;
     latest_notification_is_the_newest_sent_request(store.clone()).await;
+    rate_tokens_are_shared_and_refill_at_their_rate(store.clone()).await;
     load_session_reads_what_a_step_needs(store.clone()).await;
     unknown_device_is_not_leased(store.clone()).await;
     leases_are_granted_renewed_held_and_taken_over(store.clone()).await;
@@ -1526,4 +1528,29 @@ pub async fn latest_notification_is_the_newest_sent_request(store: Arc<dyn Store
     write(vec![failed]).await;
     assert_eq!(latest().await.as_deref(), Some("conf-latest-r2"), "a failure is not a notification sent");
     assert_eq!(store.latest_notification("conf-latest-2").await.unwrap(), None, "another device");
+}
+
+/// `take_rate_token`: a new bucket holds one second's worth, then waits say how long until the next token; it
+/// refills at its rate up to one second's worth; keys are apart; calls from many tasks share one bucket.
+pub async fn rate_tokens_are_shared_and_refill_at_their_rate(store: Arc<dyn Store>) {
+    let start: Millis = 5_000_000;
+    for _ in 0..4 {
+        assert_eq!(store.take_rate_token("conf-rate-a", 4, start).await.unwrap(), 0, "a second's burst");
+    }
+    assert_eq!(store.take_rate_token("conf-rate-a", 4, start).await.unwrap(), 250, "empty: the next in 250 ms");
+    assert_eq!(store.take_rate_token("conf-rate-a", 4, start + 100).await.unwrap(), 150, "a wait takes nothing");
+    assert_eq!(store.take_rate_token("conf-rate-a", 4, start + 250).await.unwrap(), 0);
+    assert_eq!(store.take_rate_token("conf-rate-b", 4, start + 250).await.unwrap(), 0, "another key");
+    let mut taken = 0;
+    while store.take_rate_token("conf-rate-a", 4, start + 60_000).await.unwrap() == 0 {
+        taken += 1;
+    }
+    assert_eq!(taken, 4, "an idle minute saves one second's worth, no more");
+    // Twenty callers at once on a bucket of 5: five tokens between them.
+    let takes = (0..20).map(|_| {
+        let store = store.clone();
+        async move { store.take_rate_token("conf-rate-c", 5, start).await.unwrap() }
+    });
+    let waits = futures_util::future::join_all(takes).await;
+    assert_eq!(waits.iter().filter(|wait| **wait == 0).count(), 5, "{waits:?}");
 }

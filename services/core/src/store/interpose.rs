@@ -212,6 +212,10 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("count_in_window")?;
         self.inner.count_in_window(key, hits, window, now).await
     }
+    async fn take_rate_token(&self, key: &str, per_second: u32, now: Millis) -> Result<Millis, StoreError> {
+        self.interposer.before("take_rate_token")?;
+        self.inner.take_rate_token(key, per_second, now).await
+    }
     async fn next_sequence(&self, key: &str) -> Result<u64, StoreError> {
         self.interposer.before("next_sequence")?;
         self.inner.next_sequence(key).await

@@ -399,12 +399,45 @@ pub trait Store: Send + Sync + 'static {
     /// these hits included; `hits` = 0 reads it without writing. A window's count is forgotten
     /// when the window ends. One round trip.
     async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError>;
+    /// Takes one token from the bucket `key`, which refills at `per_second` tokens a second (at least 1) and holds
+    /// one second's worth at most: `Ok(0)` when a token was taken, else the milliseconds until one is due (nothing
+    /// is taken then). One bucket for every caller of the store: a rate shared by all replicas. A bucket idle for
+    /// a minute is forgotten (it would be full again). Time is the callers' `now`; a caller whose clock lags the
+    /// bucket's refills nothing until it catches up. One round trip. The arithmetic is [`take_rate_token`].
+    async fn take_rate_token(&self, key: &str, per_second: u32, now: Millis) -> Result<Millis, StoreError>;
 
     // Counters, shared by every node.
     /// Adds one to the counter `key` and returns its new value: 1 the first time, then 2, 3, ... Of concurrent
     /// calls with one key each gets a value of its own; a counter is never reset (deleting a device keeps it).
     /// One round trip.
     async fn next_sequence(&self, key: &str) -> Result<u64, StoreError>;
+}
+
+/// A token bucket of [`Store::take_rate_token`]: the tokens it holds (a fraction too) when last counted, at `at`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateBucket {
+    pub tokens: f64,
+    pub at: Millis,
+}
+
+/// How long a bucket is kept after its last take (ms): long enough to have filled up again.
+pub const RATE_BUCKET_KEEP_MILLIS: Millis = 60_000;
+
+/// One take from `bucket` (`None`: a new, full one) at `now`: the bucket after it and the wait, 0 when a token
+/// was taken. Pure; the Redis engine's `rate_token.lua` is the same arithmetic.
+pub fn take_rate_token(bucket: Option<RateBucket>, per_second: u32, now: Millis) -> (RateBucket, Millis) {
+    let rate = f64::from(per_second.max(1));
+    let mut bucket = bucket.unwrap_or(RateBucket { tokens: rate, at: now });
+    if now > bucket.at {
+        bucket.tokens = (bucket.tokens + (now - bucket.at) as f64 * rate / 1000.0).min(rate);
+        bucket.at = now;
+    }
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        return (bucket, 0);
+    }
+    let wait = ((1.0 - bucket.tokens) * 1000.0 / rate).ceil().max(1.0) as Millis;
+    (bucket, wait)
 }
 
 /// When the fixed window of `window` ms that `now` falls in ends (see [`Store::count_in_window`]).

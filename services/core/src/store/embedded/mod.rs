@@ -20,6 +20,7 @@ mod tables;
 mod write;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -44,6 +45,10 @@ pub const DATABASE_FILE_NAME: &str = "store.redb";
 /// time one request can hold a blocking thread when a filter matches few devices.
 pub const DEFAULT_LIST_SCAN_BUDGET: usize = 10_000;
 
+/// Rate buckets held before idle ones are dropped: a few keys are in use (one per transport), so a map this
+/// large means callers are making up keys.
+const RATE_BUCKETS_BEFORE_PRUNE: usize = 1024;
+
 /// The embedded engine of [`Store`]. Cheap to share behind an `Arc`; one
 /// process at a time may open a data dir (the second gets
 /// [`StoreError::Unavailable`]).
@@ -52,6 +57,9 @@ pub struct EmbeddedStore {
     writer: Writer,
     path: PathBuf,
     list_scan_budget: usize,
+    /// `take_rate_token`'s buckets, in memory: the embedded store admits one process, and a bucket lost with it
+    /// would be full again by the time the process is back.
+    rate_buckets: Arc<std::sync::Mutex<HashMap<String, crate::store::RateBucket>>>,
 }
 
 impl EmbeddedStore {
@@ -87,7 +95,13 @@ impl EmbeddedStore {
         let database = Arc::new(database);
         let writer = Writer::start(Arc::clone(&database), settings)?;
         tracing::info!(path = %path.display(), "embedded store open");
-        Ok(EmbeddedStore { database, writer, path, list_scan_budget: DEFAULT_LIST_SCAN_BUDGET })
+        Ok(EmbeddedStore {
+            database,
+            writer,
+            path,
+            list_scan_budget: DEFAULT_LIST_SCAN_BUDGET,
+            rate_buckets: Arc::default(),
+        })
     }
 
     /// Sets how many records one `list_devices` call may look at (at least 1).
@@ -408,6 +422,16 @@ impl Store for EmbeddedStore {
             WriteOutput::Count(count) => Ok(count),
             other => Err(unexpected("count_in_window", &other)),
         }
+    }
+
+    async fn take_rate_token(&self, key: &str, per_second: u32, now: Millis) -> Result<Millis, StoreError> {
+        let mut buckets = self.rate_buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (bucket, wait) = crate::store::take_rate_token(buckets.get(key).copied(), per_second, now);
+        if buckets.len() >= RATE_BUCKETS_BEFORE_PRUNE {
+            buckets.retain(|_, kept| now.saturating_sub(kept.at) < crate::store::RATE_BUCKET_KEEP_MILLIS);
+        }
+        buckets.insert(key.to_owned(), bucket);
+        Ok(wait)
     }
 
     /// A read first: the writer (and its fsync) is used only when something is due.

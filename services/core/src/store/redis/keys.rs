@@ -176,6 +176,10 @@ impl Keys {
     pub fn sequence(&self, key: &str) -> String {
         format!("{}:sequence:{key}", self.prefix)
     }
+    /// HASH with PX (`tokens`, `at`): the token bucket `key` of `Store::take_rate_token`. No hash tag.
+    pub fn rate_bucket(&self, key: &str) -> String {
+        format!("{}:rate:{key}", self.prefix)
+    }
     /// STRING counter with PX: the hits of `key` in the window of `window` ms that starts at `start`.
     pub fn window_count(&self, key: &str, window: u64, start: u64) -> String {
         format!("{}:count:{key}:{window}:{start}", self.prefix)

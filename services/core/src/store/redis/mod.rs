@@ -62,9 +62,10 @@ static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("
 static RECORD_ONCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/record_once.lua")));
 static COUNT_IN_WINDOW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/count_in_window.lua")));
 static RELEASE_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release_due.lua")));
+static RATE_TOKEN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/rate_token.lua")));
 
 /// Every script, loaded into the server (every node of a cluster) when the store connects.
-static SCRIPTS: [&LazyLock<Script>; 11] = [
+static SCRIPTS: [&LazyLock<Script>; 12] = [
     &COMMIT,
     &LOAD_SESSION,
     &COMMAND_PAGE,
@@ -76,6 +77,7 @@ static SCRIPTS: [&LazyLock<Script>; 11] = [
     &RECORD_ONCE,
     &COUNT_IN_WINDOW,
     &RELEASE_DUE,
+    &RATE_TOKEN,
 ];
 
 /// The Redis engine of [`Store`]. Cheap to share behind an `Arc`; any number
@@ -909,6 +911,12 @@ impl Store for RedisStore {
         let mut invocation = COUNT_IN_WINDOW.prepare_invoke();
         invocation.key(&counter).arg(hits).arg(keep_for);
         integer(self.script("count_in_window", &invocation).await?)
+    }
+
+    async fn take_rate_token(&self, key: &str, per_second: u32, now: Millis) -> Result<Millis, StoreError> {
+        let mut invocation = RATE_TOKEN.prepare_invoke();
+        invocation.key(self.keys.rate_bucket(key)).arg(now).arg(per_second.max(1)).arg(super::RATE_BUCKET_KEEP_MILLIS);
+        integer(self.script("take_rate_token", &invocation).await?)
     }
 
     /// INCR is atomic on its key's node, on a cluster as on one server.
