@@ -23,6 +23,7 @@ pub mod answers;
 pub mod metrics;
 pub mod plan;
 pub mod push;
+pub mod rate;
 pub mod role;
 pub mod settings;
 pub mod sms;

@@ -7,12 +7,13 @@
 //! omadm_sms_submits_total{outcome="accepted|throttled|refused|error"}   one per submit_sm try (SMS transport)
 //! omadm_smpp_binds_total{outcome="bound|refused|error"}                 one per bind_transmitter try
 //! omadm_push_sends_total{outcome="accepted|refused|unregistered|error|timeout"}  one per push gateway request
+//! omadm_notification_rate_wait_seconds_total{transport="push|udp|sms"}  time sends waited for the shared rate
 //! omadm_notification_answer_seconds{transport="push|udp|sms"}  Package#0 sent -> the device's next session started
 //! ```
 
 use std::sync::OnceLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 pub struct NotifierMetrics {
     /// Requests by outcome, and the transport that was used (`none` when no transport was tried).
@@ -31,6 +32,8 @@ pub struct NotifierMetrics {
     /// From a Package#0's send to the start of the session that answered it, by transport: how long devices
     /// take to call back (its count is the answered notifications).
     pub answer_seconds: HistogramVec,
+    /// Seconds sends waited for a token of their transport's shared rate (`rate::SharedRate`).
+    pub rate_wait_seconds: CounterVec,
 }
 
 /// 0.1 s to a day: a device on an IP network calls back within a second or two, one asleep on a cellular
@@ -94,6 +97,15 @@ pub fn metrics() -> &'static NotifierMetrics {
         )
         .unwrap_or_else(|_| unreachable_metric());
         let _ = registry.register(Box::new(answer_seconds.clone()));
+        let rate_wait_seconds = CounterVec::new(
+            Opts::new(
+                "omadm_notification_rate_wait_seconds_total",
+                "Seconds sends waited for their transport's shared rate, by transport.",
+            ),
+            &["transport"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let _ = registry.register(Box::new(rate_wait_seconds.clone()));
         let _ = registry.register(Box::new(notifications.clone()));
         let _ = registry.register(Box::new(dispatch_seconds.clone()));
         let _ = registry.register(Box::new(notification_fallbacks.clone()));
@@ -107,6 +119,7 @@ pub fn metrics() -> &'static NotifierMetrics {
             smpp_binds,
             push_sends,
             answer_seconds,
+            rate_wait_seconds,
         }
     })
 }

@@ -29,6 +29,7 @@ use tracing::Instrument as _;
 use crate::NotifierError;
 use crate::metrics::metrics;
 use crate::plan::Destination;
+use crate::rate::SharedRate;
 use crate::settings::PushSettings;
 use crate::transport::{Transport, TransportError};
 
@@ -142,6 +143,8 @@ pub fn refuses_the_message(status: u16) -> bool {
 pub struct PushTransport {
     http: reqwest::Client,
     settings: PushSettings,
+    /// Requests per second to the gateway for all replicas (`notifier:push:{url}`); `None`: no limit.
+    rate: Option<SharedRate>,
     /// Where a RegID the gateway no longer knows is cleared.
     store: Arc<dyn Store>,
 }
@@ -158,7 +161,8 @@ impl PushTransport {
             .map_err(|error| {
                 NotifierError::Transport(format!("cannot build the push gateway's HTTP client: {error}"))
             })?;
-        Ok(PushTransport { http, settings, store })
+        let rate = SharedRate::new(store.clone(), "push", &settings.url, settings.rate);
+        Ok(PushTransport { http, settings, store, rate })
     }
 
     /// The push gateway's URL.
@@ -271,6 +275,9 @@ impl Transport for PushTransport {
         let span =
             tracing::info_span!("push.send", device_id = %device_id, notification_id, gateway = %self.settings.url);
         async {
+            if let Some(rate) = &self.rate {
+                rate.wait_turn().await.map_err(failed)?;
+            }
             let body = self.settings.body_template.render(registration_id, &encode_base64(package));
             let outcome = |label: &str| metrics().push_sends.with_label_values(&[label]).inc();
             let (status, answer) = match self.post(body).await {

@@ -42,6 +42,7 @@ use crate::answers::{ANSWERS_CONSUMER_GROUP, Answers, SentBeforeStored, check_se
 use crate::metrics::metrics;
 use crate::plan::{self, Admission, InFlight, PackageRules, Refusal, RetryPolicy};
 use crate::push::PushTransport;
+use crate::rate::SharedRate;
 use crate::settings::{CONSUMER_GROUP, NotifierSettings};
 use crate::sms::SmppTransport;
 use crate::transport::{Transport, UdpTransport};
@@ -68,10 +69,11 @@ impl Notifier {
         let udp = UdpTransport::bind(settings.udp_bind)
             .await
             .map_err(|error| NotifierError::Transport(format!("cannot bind {}: {error}", settings.udp_bind)))?;
+        let udp = udp.with_rate(SharedRate::new(store.clone(), "udp", "datagrams", settings.udp_rate));
         let mut transports: Vec<Arc<dyn Transport>> = vec![Arc::new(udp)];
         // No SMSC configured, no SMS transport: a device reachable only by SMS gets `no_transport`.
         if let Some(smpp) = &settings.smpp {
-            let sms = SmppTransport::new(smpp.clone());
+            let sms = SmppTransport::new(smpp.clone(), store.clone());
             tracing::info!(smsc = %sms.smsc(), system_id = %smpp.system_id, tps = smpp.tps, "SMS transport configured");
             transports.push(Arc::new(sms));
         }

@@ -6,6 +6,7 @@
 //! --notifier-dedup-window SECONDS   OMADM_NOTIFIER_DEDUP_WINDOW     dedup_window          60
 //! --notifier-inventory-max-age S    OMADM_INVENTORY_MAX_AGE         inventory_max_age     86400
 //! --notifier-udp-bind HOST:PORT     OMADM_NOTIFIER_UDP_BIND         udp_bind              "0.0.0.0:0"
+//! --notifier-udp-rate N             OMADM_NOTIFIER_UDP_RATE         udp_rate              0 (no limit)
 //! --notifier-batch-size N           OMADM_NOTIFIER_BATCH_SIZE       batch_size            100
 //! --notifier-max-attempts N         OMADM_NOTIFIER_MAX_ATTEMPTS     max_attempts          5
 //! --notifier-retry-delay SECONDS    OMADM_NOTIFIER_RETRY_DELAY      retry_delay           10
@@ -21,12 +22,14 @@
 //! --notifier-push-auth-header H     OMADM_PUSH_AUTH_HEADER          push_auth_header      none ("Name: value")
 //! --notifier-push-body-template T   OMADM_PUSH_BODY_TEMPLATE        push_body_template    FCM HTTP v1 message
 //! --notifier-push-timeout SECONDS   OMADM_PUSH_TIMEOUT              push_timeout          10
+//! --notifier-push-rate N            OMADM_PUSH_RATE                 push_rate             0 (no limit)
 //! ```
 //!
 //! The flags carry a `notifier-` prefix so that `omadm serve` can take them beside the gateway's; the server id
 //! and the inventory age share their variables with the gateway's, since they mean the same thing there. The
 //! SMPP variables are `OMADM_SMPP_*`: the SMSC account is the operator's, not the notifier's; so are the push
-//! gateway's, `OMADM_PUSH_*`.
+//! gateway's, `OMADM_PUSH_*`. The rates (`smpp_tps`, `push_rate`, `udp_rate`: sends per second) are shared by
+//! every replica through the Store (`rate::SharedRate`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -62,6 +65,9 @@ pub struct NotifierArgs {
     /// The address WAP Push datagrams leave from [default: 0.0.0.0:0].
     #[arg(long = "notifier-udp-bind", env = "OMADM_NOTIFIER_UDP_BIND", value_name = "HOST:PORT")]
     pub udp_bind: Option<SocketAddr>,
+    /// WAP Push datagrams per second at most, all replicas together; 0: no limit [default: 0].
+    #[arg(long = "notifier-udp-rate", env = "OMADM_NOTIFIER_UDP_RATE", value_name = "N")]
+    pub udp_rate: Option<u32>,
     /// Requests read from the bus per batch, at most [default: 100].
     #[arg(long = "notifier-batch-size", env = "OMADM_NOTIFIER_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<usize>,
@@ -135,6 +141,9 @@ pub struct NotifierArgs {
     /// Seconds a push request may take, connecting included, before it counts as failed [default: 10].
     #[arg(long = "notifier-push-timeout", env = "OMADM_PUSH_TIMEOUT", value_name = "SECONDS")]
     pub push_timeout: Option<u64>,
+    /// Requests to the push gateway per second at most, all replicas together; 0: no limit [default: 0].
+    #[arg(long = "notifier-push-rate", env = "OMADM_PUSH_RATE", value_name = "N")]
+    pub push_rate: Option<u32>,
 }
 
 /// The notifier's settings, defaults filled in and checked.
@@ -144,6 +153,8 @@ pub struct NotifierSettings {
     pub dedup_window: Duration,
     pub inventory_max_age: Duration,
     pub udp_bind: SocketAddr,
+    /// Datagrams per second, all replicas together; 0: no limit.
+    pub udp_rate: u32,
     pub batch_size: usize,
     /// When a request whose sends failed is tried again.
     pub retry: RetryPolicy,
@@ -163,6 +174,8 @@ pub struct PushSettings {
     pub body_template: BodyTemplate,
     /// A request that takes longer (connecting included) fails.
     pub timeout: Duration,
+    /// Requests per second, all replicas together; 0: no limit.
+    pub rate: u32,
 }
 
 impl std::fmt::Debug for PushSettings {
@@ -174,6 +187,7 @@ impl std::fmt::Debug for PushSettings {
             .field("auth_header", &self.auth_header.as_ref().map(|(name, _)| format!("{name}: <set>")))
             .field("body_template", &self.body_template)
             .field("timeout", &self.timeout)
+            .field("rate", &self.rate)
             .finish()
     }
 }
@@ -233,6 +247,7 @@ impl NotifierSettings {
             dedup_window: Duration::from_secs(args.dedup_window.unwrap_or(60)),
             inventory_max_age: Duration::from_secs(args.inventory_max_age.unwrap_or(86_400)),
             udp_bind: args.udp_bind.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            udp_rate: args.udp_rate.unwrap_or(0),
             batch_size,
         })
     }
@@ -343,7 +358,13 @@ fn push_settings(args: &NotifierArgs) -> Result<Option<PushSettings>, NotifierEr
     if timeout == 0 {
         return refuse("the push timeout (--notifier-push-timeout) must be at least 1 second".to_owned());
     }
-    Ok(Some(PushSettings { url, auth_header, body_template, timeout: Duration::from_secs(timeout) }))
+    Ok(Some(PushSettings {
+        url,
+        auth_header,
+        body_template,
+        timeout: Duration::from_secs(timeout),
+        rate: args.push_rate.unwrap_or(0),
+    }))
 }
 
 fn millis(duration: Duration) -> Millis {
@@ -377,6 +398,7 @@ mod tests {
                 dedup_window: Duration::from_secs(60),
                 inventory_max_age: Duration::from_secs(86_400),
                 udp_bind: "0.0.0.0:0".parse().unwrap(),
+                udp_rate: 0,
                 batch_size: 100,
                 retry: RetryPolicy { max_attempts: 5, first_delay: 10_000, max_delay: 300_000 },
                 smpp: None,

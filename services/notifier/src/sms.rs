@@ -4,7 +4,7 @@
 //! ```text
 //! send(Sms { msisdn: "+491701234567" }, package, id 0x1234)
 //!   -> wrap_push(package, 0x34) -> sms_segments(pdu, 8-bit reference 0x34) -> 1..n user data of <= 140 octets
-//!   -> per segment, once the token bucket allows: submit_sm
+//!   -> per segment, once the account's shared rate allows (rate::SharedRate): submit_sm
 //!        dest_addr_ton 1 (international), dest_addr_npi 1 (ISDN), destination_addr "491701234567"
 //!        esm_class 0x40 (UDHI), data_coding 0x04 (8-bit), registered_delivery 1, short_message = the segment
 //! ```
@@ -12,16 +12,19 @@
 //! The bind is made on first use and made again when the SMSC drops it. A refused bind, a submit the SMSC
 //! cannot take now (ESME_RTHROTTLED, a full queue, a system error) and a dropped connection are retried a few
 //! times with a doubling pause; past that, or at once for a status about the message itself (a bad destination),
-//! the send is a [`TransportError`] and the request's outcome `notification.failed` (`transport_error`). When no
+//! the send is a [`TransportError`]: `Rejected` (final, `transport_rejected`) for a status about the message,
+//! `Send` (tried again by the notifier's retries) for the rest. When no
 //! try got a bind, the SMSC counts as unavailable and sends fail at once for 30 s, so that a batch of requests
 //! does not wait out every request's bind tries. A transmitter bind receives no deliver_sm, so delivery receipts
 //! are asked for (registered_delivery 1) but not read back.
 
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
+use omadm_core::store::Store;
 use omadm_proto::notification::{ConcatReference, sms_segments, wrap_push};
 use rusmpp::CommandStatus;
 use rusmpp::pdus::{BindTransmitter, SubmitSm};
@@ -33,6 +36,7 @@ use tracing::Instrument as _;
 
 use crate::metrics::metrics;
 use crate::plan::Destination;
+use crate::rate::SharedRate;
 use crate::settings::SmppSettings;
 use crate::transport::{Transport, TransportError};
 
@@ -51,40 +55,11 @@ const COOL_DOWN: Duration = Duration::from_secs(30);
 /// enquire_link keeps an idle bind alive through NATs and tells a dead SMSC apart.
 const ENQUIRE_LINK_INTERVAL: Duration = Duration::from_secs(30);
 
-/// A submit rate limit: `rate` tokens per second, at most `rate` saved up (one second's burst).
-///
-/// Pure: [`TokenBucket::take`] is given the time and answers how long to wait.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate: f64,
-    tokens: f64,
-    updated: Instant,
-}
-
-impl TokenBucket {
-    /// A full bucket of `per_second` tokens at `now`.
-    pub fn new(per_second: u32, now: Instant) -> TokenBucket {
-        let rate = f64::from(per_second.max(1));
-        TokenBucket { rate, tokens: rate, updated: now }
-    }
-
-    /// Takes a token at `now`: `None` when one was there, else how long until one is (nothing is taken then).
-    pub fn take(&mut self, now: Instant) -> Option<Duration> {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return None;
-        }
-        Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-    }
-}
-
 /// The SMS transport: one SMPP transmitter bind to the SMSC, shared by the notifier's sends.
 pub struct SmppTransport {
     settings: SmppSettings,
-    bucket: Mutex<TokenBucket>,
+    /// The account's submit rate, shared by every replica bound with it.
+    rate: Option<SharedRate>,
     /// The bound client, `None` until the first send and after the SMSC dropped the bind.
     client: Mutex<Option<Client>>,
     /// Set when a send found no bind after all its tries: until then sends fail without trying, with the reason.
@@ -125,10 +100,12 @@ fn transient(status: CommandStatus) -> bool {
 }
 
 impl SmppTransport {
-    /// The transport for `settings`; nothing is connected until the first send.
-    pub fn new(settings: SmppSettings) -> SmppTransport {
-        let bucket = Mutex::new(TokenBucket::new(settings.tps, Instant::now()));
-        SmppTransport { settings, bucket, client: Mutex::new(None), cool_down: std::sync::Mutex::new(None) }
+    /// The transport for `settings`, its submit rate kept in `store` under the SMSC account
+    /// (`notifier:sms:{system_id}@{host}:{port}`); nothing is connected until the first send.
+    pub fn new(settings: SmppSettings, store: Arc<dyn Store>) -> SmppTransport {
+        let account = format!("{}@{}:{}", settings.system_id, settings.host, settings.port);
+        let rate = SharedRate::new(store, "sms", &account, settings.tps);
+        SmppTransport { settings, rate, client: Mutex::new(None), cool_down: std::sync::Mutex::new(None) }
     }
 
     /// `host:port` of the SMSC.
@@ -136,14 +113,11 @@ impl SmppTransport {
         format!("{}:{}", self.settings.host, self.settings.port)
     }
 
-    /// Waits for the rate limit's next token.
-    async fn throttle(&self) {
-        loop {
-            let wait = self.bucket.lock().await.take(Instant::now());
-            match wait {
-                None => return,
-                Some(wait) => tokio::time::sleep(wait).await,
-            }
+    /// Waits for the account's next token; the reason when the shared rate cannot be read.
+    async fn throttle(&self) -> Result<(), String> {
+        match &self.rate {
+            Some(rate) => rate.wait_turn().await,
+            None => Ok(()),
         }
     }
 
@@ -212,7 +186,9 @@ impl SmppTransport {
         let mut last = String::new();
         let mut ever_bound = false;
         for attempt in 1..=MAX_ATTEMPTS {
-            self.throttle().await;
+            if let Err(detail) = self.throttle().await {
+                return Err(Refused { detail, bound: true, permanent: false });
+            }
             let mut held = self.client.lock().await;
             let result = match self.bound(&mut held).await {
                 Ok(client) => {
@@ -443,25 +419,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bucket_gives_its_rate_per_second_and_says_how_long_to_wait() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::new(4, start);
-        for _ in 0..4 {
-            assert_eq!(bucket.take(start), None, "a full second's burst");
-        }
-        let wait = bucket.take(start).unwrap();
-        assert!((wait.as_secs_f64() - 0.25).abs() < 1e-9, "{wait:?}");
-        assert_eq!(bucket.take(start + Duration::from_millis(250)), None, "a token a quarter second later");
-        assert!(bucket.take(start + Duration::from_millis(250)).is_some());
-        assert_eq!(bucket.take(start + Duration::from_secs(60)), None);
-        let mut saved = 0;
-        while bucket.take(start + Duration::from_secs(60)).is_none() {
-            saved += 1;
-        }
-        assert_eq!(saved, 3, "an idle minute saves no more than one second's worth");
-    }
-
-    #[test]
     fn source_addresses_get_their_ton_and_npi() {
         assert_eq!(source_address("+4930123"), (Ton::International, Npi::Isdn, "4930123"));
         assert_eq!(source_address("12345"), (Ton::Unknown, Npi::Isdn, "12345"));
@@ -472,7 +429,7 @@ mod tests {
 
     #[test]
     fn a_submit_carries_udhi_8_bit_coding_and_the_international_number() {
-        let transport = SmppTransport::new(SmppSettings {
+        let settings = SmppSettings {
             host: "127.0.0.1".to_owned(),
             port: 2775,
             system_id: "omadm".to_owned(),
@@ -480,7 +437,9 @@ mod tests {
             system_type: String::new(),
             source_addr: "OMADM".to_owned(),
             tps: 1,
-        });
+        };
+        let transport =
+            SmppTransport { settings, rate: None, client: Mutex::new(None), cool_down: std::sync::Mutex::new(None) };
         let submit = transport.submit_sm("+491701234567", &[0x06, 0x05, 0x04, 0x0b, 0x84, 0x23, 0xf0]).unwrap();
         assert_eq!(u8::from(submit.esm_class), 0x40);
         assert_eq!(u8::from(submit.data_coding), 0x04);

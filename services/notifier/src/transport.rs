@@ -16,6 +16,7 @@ use omadm_proto::notification::wrap_push;
 use tokio::net::UdpSocket;
 
 use crate::plan::Destination;
+use crate::rate::SharedRate;
 
 /// A transport's failure to send. When every transport tried fails, the request's attempt fails: as
 /// `transport_error`, tried again later, when any failure was a [`TransportError::Send`]; as
@@ -51,12 +52,19 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct UdpTransport {
     socket: UdpSocket,
+    /// Datagrams per second for all replicas; `None`: no limit.
+    rate: Option<SharedRate>,
 }
 
 impl UdpTransport {
     /// Binds the socket datagrams leave from (`0.0.0.0:0`: any address, a port of the system's choice).
     pub async fn bind(address: SocketAddr) -> std::io::Result<UdpTransport> {
-        Ok(UdpTransport { socket: UdpSocket::bind(address).await? })
+        Ok(UdpTransport { socket: UdpSocket::bind(address).await?, rate: None })
+    }
+
+    /// The same transport, its datagrams paced by `rate`.
+    pub fn with_rate(self, rate: Option<SharedRate>) -> UdpTransport {
+        UdpTransport { rate, ..self }
     }
 
     /// Where datagrams leave from.
@@ -88,6 +96,9 @@ impl Transport for UdpTransport {
         let pdu = wrap_push(package, notification_id.to_be_bytes()[1]);
         let failed =
             |reason: String| TransportError::Send { transport: "udp", destination: address.to_string(), reason };
+        if let Some(rate) = &self.rate {
+            rate.wait_turn().await.map_err(failed)?;
+        }
         let written = self.socket.send_to(&pdu, address).await.map_err(|error| failed(error.to_string()))?;
         if written != pdu.len() {
             return Err(failed(format!("{written} of {} bytes written", pdu.len())));
