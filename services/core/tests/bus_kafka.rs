@@ -305,27 +305,30 @@ async fn publish_one_event_per_call() {
     assert_eq!(sequences, (0..EVENTS).collect::<Vec<_>>());
 }
 
-/// Broker durability: events published while the broker (tansu on its S3 engine, over moto) is SIGKILLed and
+/// How the broker goes down mid-run in a durability test.
+#[derive(Debug, Clone, Copy)]
+enum Outage {
+    /// SIGKILL: nothing is flushed.
+    Kill,
+    /// SIGTERM (SIGKILL after 5 s): the broker shuts down as an orchestrator's rollout stops it.
+    Stop,
+}
+
+/// Broker durability: events published while the broker (tansu on its S3 engine, over moto) goes down and is
 /// started again. Every publish the bus reported done is read back by a new group afterwards; publishes that
 /// failed while it was down may or may not have landed (at least once), but none that succeeded is lost.
-///
-/// Ignored: on tansu 0.6.0's S3 engine this fails. In two runs on the 2-core CI VM one acknowledged event of the
-/// batch in flight at the SIGKILL was missing afterwards (`durable-60`, then `durable-61`): librdkafka's retry of
-/// an idempotent batch after the restart was acknowledged while the record was not kept. docs/kafka.md records it;
-/// `cargo test -p omadm-core --test bus_kafka -- --ignored nothing_the_broker` reproduces it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu 0.6.0's S3 engine loses an acknowledged record across a SIGKILL (docs/kafka.md)"]
-async fn nothing_the_broker_acknowledged_is_lost_across_a_kill_and_restart() {
-    const BEFORE_KILL: usize = 60;
-    const TOTAL: usize = 150;
+async fn nothing_acknowledged_is_lost_across(outage: Outage) {
+    const BEFORE_OUTAGE: usize = 60;
+    const AFTER_RESTART: usize = 60;
     let mut broker = KafkaBroker::start_durable();
     let bus = omadm_core::bus::open_with(&broker.url(), &options(&broker, &unique_prefix())).await.unwrap();
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let enough = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let publisher = {
-        let (bus, acknowledged) = (Arc::clone(&bus), Arc::clone(&acknowledged));
+        let (bus, acknowledged, enough) = (Arc::clone(&bus), Arc::clone(&acknowledged), Arc::clone(&enough));
         tokio::spawn(async move {
             let (mut sequence, mut failed) = (0u64, 0usize);
-            while acknowledged.lock().unwrap().len() < TOTAL {
+            while !enough.load(std::sync::atomic::Ordering::Relaxed) {
                 let batch: Vec<Event> = (0..3)
                     .map(|offset| {
                         let sequence = sequence + offset;
@@ -343,17 +346,26 @@ async fn nothing_the_broker_acknowledged_is_lost_across_a_kill_and_restart() {
         })
     };
     let started = Instant::now();
-    while acknowledged.lock().unwrap().len() < BEFORE_KILL {
-        assert!(started.elapsed() < PATIENCE, "the bus published too slowly before the kill");
+    while acknowledged.lock().unwrap().len() < BEFORE_OUTAGE {
+        assert!(started.elapsed() < PATIENCE, "the bus published too slowly before the outage");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    broker.kill();
-    let at_kill = acknowledged.lock().unwrap().len();
+    match outage {
+        Outage::Kill => broker.kill(),
+        Outage::Stop => broker.stop(),
+    }
+    // Counted once the broker is gone: what it acknowledged while shutting down counts as before the outage.
+    let at_outage = acknowledged.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
     broker.restart();
-    let failed = tokio::time::timeout(PATIENCE * 2, publisher).await.expect("publishing resumed").unwrap();
+    let resumed = Instant::now();
+    while acknowledged.lock().unwrap().len() < at_outage + AFTER_RESTART {
+        assert!(resumed.elapsed() < PATIENCE * 2, "publishing did not resume after the restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    enough.store(true, std::sync::atomic::Ordering::Relaxed);
+    let failed = tokio::time::timeout(PATIENCE, publisher).await.expect("the publisher stopped").unwrap();
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > at_kill, "publishes were acknowledged after the restart too");
 
     let mut subscription = bus.subscribe("durable-readers", &[Topic::Results]).await.unwrap();
     let mut missing: std::collections::BTreeSet<String> = acknowledged.iter().cloned().collect();
@@ -362,7 +374,7 @@ async fn nothing_the_broker_acknowledged_is_lost_across_a_kill_and_restart() {
     while !missing.is_empty() {
         assert!(
             reading.elapsed() < PATIENCE,
-            "{} acknowledged events were lost across the broker's restart: {:?}",
+            "{} acknowledged events were lost across the broker's restart ({outage:?}): {:?}",
             missing.len(),
             missing.iter().take(10).collect::<Vec<_>>()
         );
@@ -372,8 +384,30 @@ async fn nothing_the_broker_acknowledged_is_lost_across_a_kill_and_restart() {
         }
     }
     println!(
-        "durable broker: {} events acknowledged ({at_kill} before the SIGKILL), {failed} publish calls failed while \
-         it was down, {read} read back by a new group, none of the acknowledged lost",
+        "durable broker ({outage:?}): {} events acknowledged ({at_outage} before the outage), {failed} publish calls \
+         failed while it was down, {read} read back by a new group, none of the acknowledged lost",
         acknowledged.len()
     );
+}
+
+/// A broker stopped as a rollout stops it (SIGTERM) and started again keeps everything it acknowledged.
+///
+/// Ignored: this fails on tansu 0.6.0's S3 engine too. In one run on the 2-core CI VM, 1 of about 550 acknowledged
+/// events was missing afterwards (`durable-489`, the batch in flight at the SIGTERM), as across a SIGKILL below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6.0's S3 engine loses an acknowledged record across a stop and restart too (docs/kafka.md)"]
+async fn nothing_the_broker_acknowledged_is_lost_across_a_stop_and_restart() {
+    nothing_acknowledged_is_lost_across(Outage::Stop).await;
+}
+
+/// The same across a SIGKILL.
+///
+/// Ignored: on tansu 0.6.0's S3 engine this fails. In two runs on the 2-core CI VM one acknowledged event of the
+/// batch in flight at the SIGKILL was missing afterwards (`durable-60`, then `durable-61`): librdkafka's retry of
+/// an idempotent batch after the restart was acknowledged while the record was not kept. docs/kafka.md records it;
+/// `cargo test -p omadm-core --test bus_kafka -- --ignored nothing_the_broker` reproduces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6.0's S3 engine loses an acknowledged record across a SIGKILL (docs/kafka.md)"]
+async fn nothing_the_broker_acknowledged_is_lost_across_a_kill_and_restart() {
+    nothing_acknowledged_is_lost_across(Outage::Kill).await;
 }

@@ -230,27 +230,26 @@ impl BatchHandler for Dispatcher {
 }
 
 impl Dispatcher {
-    /// One request (or one retry of it) to its outcome; `Ok(None)` for a retry whose request already has its
-    /// outcome or has passed this attempt (a retry released twice); `Err` only when the store failed (the batch
-    /// is handled again).
+    /// One request (or one retry of it) to its outcome; `Ok(None)` for one whose request already has its
+    /// outcome or has passed this attempt (delivered again after a replica stored its batch but died before
+    /// committing the offsets, or a retry released twice); `Err` only when the store failed (the batch is handled
+    /// again).
     async fn dispatch(&mut self, request: &NotificationRequested) -> Result<Option<Outcome>, StoreError> {
         let started = Instant::now();
-        let earlier = if request.attempt > 1 {
-            let record = self.store.get_notification(&request.request_id).await?;
-            match record {
-                Some(record)
-                    if record.outcome.is_some()
-                        || record.attempts.iter().any(|attempt| attempt.attempt >= request.attempt) =>
-                {
-                    tracing::info!(state = record.state(), "retry of a request past this attempt: nothing to do");
-                    return Ok(None);
-                }
-                Some(record) => record.attempts,
-                // Past its retention: the attempts before are forgotten, the request is still served.
-                None => Vec::new(),
+        // The record is read for every request, not only retries: a request handled again by another replica
+        // could otherwise get a second, different outcome (collapsed there, sent here).
+        let record = self.store.get_notification(&request.request_id).await?;
+        let earlier = match record {
+            Some(record)
+                if record.outcome.is_some()
+                    || record.attempts.iter().any(|attempt| attempt.attempt >= request.attempt) =>
+            {
+                tracing::info!(state = record.state(), "request already past this attempt: nothing to do");
+                return Ok(None);
             }
-        } else {
-            Vec::new()
+            Some(record) => record.attempts,
+            // Past its retention (or written by a version that kept no record): served without its history.
+            None => Vec::new(),
         };
         let device = self.store.get_device(&request.device_id).await?;
         let last_session = device.as_ref().and_then(|device| device.last_session_id.clone());

@@ -175,3 +175,43 @@ async fn a_notifier_stopped_before_its_outcomes_were_stored_loses_no_request() {
     second.stop().await;
     world.relay.stop().await;
 }
+
+/// A request delivered again after its outcome was stored (as when a replica stored its batch and died before
+/// committing the offsets) is skipped: the device gets one Package#0 and the request keeps its one outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_delivered_again_after_its_outcome_was_stored_is_skipped() {
+    use omadm_core::session::events::{NotificationRequested, notification_requested};
+
+    let world = embedded().await;
+    let store = &*world.store;
+    let device = ListeningDevice::register(store, "IMEI:again", None).await;
+    let notifier =
+        Notifier::start(world.store.clone(), world.bus.clone(), settings(0), Arc::new(Readiness::new())).await.unwrap();
+    let mut observer = Observer::start(&world.bus).await;
+    let first = request(store, &device.id, false).await;
+    observer.wait_for(std::slice::from_ref(&first)).await;
+    assert!(device.receive(Duration::from_secs(10)).await.is_some(), "the first Package#0");
+
+    // The same request event once more, straight onto the topic, then a new request behind it.
+    let record = store.get_notification(&first).await.unwrap().unwrap();
+    let again = notification_requested(NotificationRequested {
+        device_id: record.device_id.clone(),
+        request_id: record.request_id.clone(),
+        requested_at: record.requested_at,
+        requested_by: record.requested_by.clone(),
+        request_mos: record.request_mos,
+        preferred_con_types: Vec::new(),
+        attempt: 1,
+    });
+    world.bus.publish(&[again]).await.unwrap();
+    let behind = request(store, &device.id, false).await;
+    observer.wait_for(std::slice::from_ref(&behind)).await;
+
+    let received = device.receive_all(Duration::from_millis(500)).await;
+    assert_eq!(received.len(), 1, "one Package#0 for the new request, none for the repeat: {received:?}");
+    assert_eq!(observer.outcomes[&first].len(), 1, "{:#?}", observer.summary());
+    let kept = store.get_notification(&first).await.unwrap().unwrap();
+    assert_eq!(kept.outcome, record.outcome, "the stored outcome stands");
+    notifier.stop().await;
+    world.relay.stop().await;
+}
