@@ -2,6 +2,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use omadm_core::metrics::metrics;
+use omadm_core::store::StoreError;
 
 /// An HTTP failure answered as `{"error": "<one line>"}` with its status.
 /// Client mistakes are 4xx with the reason; server-side failures (store, bus)
@@ -76,5 +78,13 @@ impl ResponseError for HttpError {
             response.append_header((name.as_str(), value.as_str()));
         }
         response.json(serde_json::json!({ "error": self.reason }))
+    }
+}
+
+/// Maps a store failure to 503 and counts it under `operation` in `omadm_store_errors_total`.
+pub(crate) fn store_failure(operation: &'static str) -> impl FnOnce(StoreError) -> HttpError {
+    move |error| {
+        metrics().store_errors.with_label_values(&[operation]).inc();
+        HttpError::from(error)
     }
 }

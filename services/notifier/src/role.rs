@@ -341,16 +341,7 @@ impl Dispatcher {
             return failed(request, earlier, transport, refusal, now);
         };
         tracing::info!(reason = refusal.reason(), detail = %refusal, retry_at, "notification attempt failed; trying again later");
-        let event = notification_failed(NotificationFailed {
-            device_id: request.device_id.clone(),
-            request_id: request.request_id.clone(),
-            transport: transport.map(str::to_owned),
-            reason: refusal.reason().to_owned(),
-            detail: refusal.to_string(),
-            failed_at: now,
-            attempt: request.attempt,
-            retry_at: Some(retry_at),
-        });
+        let event = failed_event(request, transport, refusal, now, Some(retry_at));
         let mut attempts = earlier;
         attempts.push(NotificationAttempt {
             attempt: request.attempt,
@@ -408,6 +399,26 @@ fn sent(
     Outcome::new(event, request, earlier, outcome, transport)
 }
 
+/// `notification.failed` for this attempt of `request`; `retry_at` when another attempt follows.
+fn failed_event(
+    request: &NotificationRequested,
+    transport: Option<&'static str>,
+    refusal: &Refusal,
+    now: Millis,
+    retry_at: Option<Millis>,
+) -> Event {
+    notification_failed(NotificationFailed {
+        device_id: request.device_id.clone(),
+        request_id: request.request_id.clone(),
+        transport: transport.map(str::to_owned),
+        reason: refusal.reason().to_owned(),
+        detail: refusal.to_string(),
+        failed_at: now,
+        attempt: request.attempt,
+        retry_at,
+    })
+}
+
 /// The request's outcome: failed.
 fn failed(
     request: &NotificationRequested,
@@ -417,16 +428,7 @@ fn failed(
     now: Millis,
 ) -> Outcome {
     tracing::info!(reason = refusal.reason(), detail = %refusal, "notification failed");
-    let event = notification_failed(NotificationFailed {
-        device_id: request.device_id.clone(),
-        request_id: request.request_id.clone(),
-        transport: transport.map(str::to_owned),
-        reason: refusal.reason().to_owned(),
-        detail: refusal.to_string(),
-        failed_at: now,
-        attempt: request.attempt,
-        retry_at: None,
-    });
+    let event = failed_event(request, transport, refusal, now, None);
     let outcome = NotificationOutcome {
         state: NotificationState::Failed,
         at: now,

@@ -31,9 +31,7 @@ pub mod schema;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, Route, web};
 
-use omadm_core::metrics::metrics;
 use omadm_core::model::{Device, check_device_id};
-use omadm_core::store::StoreError;
 
 use crate::{AppState, HttpError};
 
@@ -136,13 +134,7 @@ async fn method_not_allowed(request: HttpRequest, allowed: String) -> Result<Htt
         .with_header("Allow", allowed))
 }
 
-/// Maps a store failure to 503 and counts it under `operation` in `omadm_store_errors_total`.
-pub(crate) fn store_failure(operation: &'static str) -> impl FnOnce(StoreError) -> HttpError {
-    move |error| {
-        metrics().store_errors.with_label_values(&[operation]).inc();
-        HttpError::from(error)
-    }
-}
+pub(crate) use crate::error::store_failure;
 
 /// Checks a device id taken from the path against the one device-id rule (`omadm_core::model::check_device_id`),
 /// the one the device edge applies to `OMADM-DevID`: 400 with the rule in the message.

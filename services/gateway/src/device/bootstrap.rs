@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use omadm_core::clock;
-use omadm_core::metrics::metrics;
 use omadm_core::store::WriteBatch;
 use omadm_proto::command::Command;
 use omadm_proto::mo::{DmAccount, ManagementObject as _, NotificationAuth, NotificationAuthType, Permission, Push};
@@ -32,6 +31,7 @@ use tracing::Instrument as _;
 use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{check_device_id, optional_device_id_header};
+use crate::error::store_failure;
 use crate::{BootstrapConfig, HttpError};
 
 #[derive(Debug, Deserialize)]
@@ -76,19 +76,8 @@ pub(crate) async fn bootstrap(shared: web::Data<EdgeShared>, request: HttpReques
 
 /// The device's AuthNoti secret, generated and stored when it has none.
 async fn notification_secret(shared: &EdgeShared, device_id: &str) -> Result<String, HttpError> {
-    let store_failure = |operation: &'static str| {
-        move |error| {
-            metrics().store_errors.with_label_values(&[operation]).inc();
-            HttpError::from(error)
-        }
-    };
-    let _device_guard = shared.device_locks.lock(device_id).await;
+    let (_device_guard, mut device) = super::locked_device(shared, device_id).await?;
     let store = &shared.state.store;
-    let mut device = store
-        .get_device(device_id)
-        .await
-        .map_err(store_failure("get_device"))?
-        .ok_or_else(|| HttpError::new(StatusCode::GONE, "the device is no longer registered"))?;
     if let Some(secret) = &device.auth_secret {
         return Ok(secret.clone());
     }

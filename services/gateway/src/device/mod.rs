@@ -66,6 +66,20 @@ impl Default for DeviceEdgeOptions {
 
 /// Pokes the outbox relay, when the server gave one (`OutboxWaker` app data), so the events a
 /// request just committed reach the bus now rather than at the relay's next poll.
+/// The device's record read under its lock (a session step, a push registration and a secret's generation of
+/// one device never interleave on a node); 410 when it is no longer registered.
+pub(crate) async fn locked_device(
+    shared: &EdgeShared,
+    device_id: &str,
+) -> Result<(tokio::sync::OwnedMutexGuard<()>, omadm_core::model::Device), crate::HttpError> {
+    let guard = shared.device_locks.lock(device_id).await;
+    let device =
+        shared.state.store.get_device(device_id).await.map_err(crate::error::store_failure("get_device"))?.ok_or_else(
+            || crate::HttpError::new(actix_web::http::StatusCode::GONE, "the device is no longer registered"),
+        )?;
+    Ok((guard, device))
+}
+
 pub(crate) fn wake_outbox_relay(request: &actix_web::HttpRequest) {
     if let Some(waker) = request.app_data::<omadm_core::bus::relay::OutboxWaker>() {
         waker.wake();

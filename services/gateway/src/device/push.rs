@@ -33,6 +33,7 @@ use super::EdgeShared;
 use super::authenticate::authenticate;
 use super::body::{content_type, optional_device_id_header, read_body};
 use crate::HttpError;
+use crate::error::store_failure;
 
 /// Where devices register: the RegURL handed out is `{public_url}` followed by this.
 pub const REGISTER_PATH: &str = "/push/gcm/register";
@@ -195,19 +196,8 @@ async fn apply(
     action: Action,
     registration_id: &str,
 ) -> Result<Change, HttpError> {
-    let store_failure = |operation: &'static str| {
-        move |error| {
-            metrics().store_errors.with_label_values(&[operation]).inc();
-            HttpError::from(error)
-        }
-    };
-    let _device_guard = shared.device_locks.lock(device_id).await;
+    let (_device_guard, mut device) = super::locked_device(shared, device_id).await?;
     let store = &shared.state.store;
-    let mut device = store
-        .get_device(device_id)
-        .await
-        .map_err(store_failure("get_device"))?
-        .ok_or_else(|| HttpError::new(StatusCode::GONE, "the device is no longer registered"))?;
     let now = clock::now_millis();
     let change = decide(device.push_registration.as_ref(), action, registration_id, now);
     let event = match &change {

@@ -30,6 +30,7 @@ use super::authenticate::authenticate;
 use super::body::{content_type, optional_device_id_header};
 use crate::HttpError;
 use crate::content::{discard_blob, receive_body};
+use crate::error::store_failure;
 use crate::path::{decode_repository_path, tail_after};
 
 /// Where repository paths start in the request path.
@@ -164,14 +165,6 @@ async fn may_write(
     check_upload(&device.id, path, existing.as_ref(), grant)
         .map_err(|refusal| HttpError::new(StatusCode::FORBIDDEN, refusal.to_string()))?;
     Ok(existing)
-}
-
-/// Maps a store failure to 503 and counts it under `operation`.
-fn store_failure(operation: &'static str) -> impl FnOnce(StoreError) -> HttpError {
-    move |error| {
-        metrics().store_errors.with_label_values(&[operation]).inc();
-        HttpError::from(error)
-    }
 }
 
 /// A charge the quotas refused: 413 for the device's own quota (its uploads are too much), 507 for the cap
