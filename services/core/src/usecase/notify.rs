@@ -57,24 +57,56 @@ pub async fn request_notification(
     if device.is_none() {
         return Err(NotifyError::UnknownDevice(request.device_id.to_owned()));
     }
-    let event = notification_event_by(&request, now);
-    let request_id = request_id_of(request.nonce);
-    let record = NotificationRecord {
-        request_id: request_id.clone(),
-        device_id: request.device_id.to_owned(),
-        requested_at: now,
-        requested_by: request.requested_by.to_owned(),
-        request_mos: request.request_mos,
-        outcome: None,
-        ..NotificationRecord::default()
-    };
-    let requested = Requested { event_id: event.id.clone(), request_id };
-    let batch = WriteBatch { events: vec![event], notifications: vec![record], ..WriteBatch::default() };
-    store.commit(batch).await.map_err(store_error("commit"))?;
-    metrics().notifications_requested.inc();
-    tracing::info!(event_id = %requested.event_id, request_id = %requested.request_id,
-        req_mos = request.request_mos, "notification requested");
+    let mut pending = PendingRequests::default();
+    let requested = pending.add(&request, now);
+    pending.commit(store).await?;
     Ok(requested)
+}
+
+/// Requests built but not committed yet: their events and records, in request order.
+#[derive(Default)]
+struct PendingRequests {
+    batch: WriteBatch,
+    requested: Vec<Requested>,
+}
+
+impl PendingRequests {
+    /// Adds `request`; what it will be known by once committed.
+    fn add(&mut self, request: &NotificationRequest<'_>, now: Millis) -> Requested {
+        let event = notification_event_by(request, now);
+        let request_id = request_id_of(request.nonce);
+        self.batch.notifications.push(NotificationRecord {
+            request_id: request_id.clone(),
+            device_id: request.device_id.to_owned(),
+            requested_at: now,
+            requested_by: request.requested_by.to_owned(),
+            request_mos: request.request_mos,
+            outcome: None,
+            ..NotificationRecord::default()
+        });
+        let requested = Requested { event_id: event.id.clone(), request_id };
+        self.requested.push(requested.clone());
+        self.batch.events.push(event);
+        requested
+    }
+
+    fn len(&self) -> usize {
+        self.requested.len()
+    }
+
+    /// One commit of every pending request (events and records together); what was committed, in order.
+    async fn commit(&mut self, store: &dyn Store) -> Result<Vec<Requested>, NotifyError> {
+        if self.requested.is_empty() {
+            return Ok(Vec::new());
+        }
+        store.commit(std::mem::take(&mut self.batch)).await.map_err(store_error("commit"))?;
+        let committed = std::mem::take(&mut self.requested);
+        metrics().notifications_requested.inc_by(committed.len() as u64);
+        for requested in &committed {
+            tracing::info!(event_id = %requested.event_id, request_id = %requested.request_id, "notification requested");
+        }
+        Ok(committed)
+    }
 }
 
 /// Which devices one bulk request notifies.
@@ -124,9 +156,14 @@ impl BulkRequested {
     }
 }
 
-/// Requests one notification per selected device, each committed as [`request_notification`] does (its event
-/// and record); a filter is walked [`BULK_PAGE`] devices at a time, so the fleet is never in memory. A store
-/// failure stops the walk: the requests committed before it stand (their events are in the outbox).
+/// Requests committed per store write in a bulk request: one round trip (and, on the embedded store, one fsync)
+/// for this many devices instead of one each.
+const BULK_COMMIT: usize = 100;
+
+/// Requests one notification per selected device, each with its event and record as [`request_notification`]
+/// writes them, [`BULK_COMMIT`] to a commit; a filter is walked [`BULK_PAGE`] devices at a time, so the fleet is
+/// never in memory. A store failure stops the walk: the requests committed before it stand (their events are in
+/// the outbox), those of the failed commit were not made.
 pub async fn request_notifications(
     store: &dyn Store,
     selection: DeviceSelection<'_>,
@@ -136,16 +173,21 @@ pub async fn request_notifications(
     nonce: &mut (dyn FnMut() -> u128 + Send),
 ) -> Result<BulkRequested, NotifyError> {
     let mut outcome = BulkRequested::default();
+    let mut pending = PendingRequests::default();
     fn one<'a>(device_id: &'a str, request_mos: bool, requested_by: &'a str, nonce: u128) -> NotificationRequest<'a> {
         NotificationRequest { device_id, request_mos, requested_by, preferred_con_types: &[], nonce }
     }
     match selection {
         DeviceSelection::Ids(device_ids) => {
             for device_id in device_ids {
-                match request_notification(store, one(device_id, request_mos, requested_by, nonce()), now).await {
-                    Ok(requested) => outcome.add(requested),
-                    Err(NotifyError::UnknownDevice(_)) => outcome.add_unknown(device_id),
-                    Err(error) => return Err(error),
+                let device = store.get_device(device_id).await.map_err(store_error("get_device"))?;
+                if device.is_none() {
+                    outcome.add_unknown(device_id);
+                    continue;
+                }
+                pending.add(&one(device_id, request_mos, requested_by, nonce()), now);
+                if pending.len() >= BULK_COMMIT {
+                    pending.commit(store).await?.into_iter().for_each(|requested| outcome.add(requested));
                 }
             }
         }
@@ -156,12 +198,12 @@ pub async fn request_notifications(
                     .list_devices(filter, after.as_deref(), BULK_PAGE)
                     .await
                     .map_err(store_error("list_devices"))?;
+                // The page has just read these devices: one deleted since gets a request the notifier fails as
+                // unknown_device, as one deleted after its request would.
                 for device in &page.devices {
-                    match request_notification(store, one(&device.id, request_mos, requested_by, nonce()), now).await {
-                        Ok(requested) => outcome.add(requested),
-                        // Deleted since the page was read: nothing to wake.
-                        Err(NotifyError::UnknownDevice(_)) => {}
-                        Err(error) => return Err(error),
+                    pending.add(&one(&device.id, request_mos, requested_by, nonce()), now);
+                    if pending.len() >= BULK_COMMIT {
+                        pending.commit(store).await?.into_iter().for_each(|requested| outcome.add(requested));
                     }
                 }
                 match page.next {
@@ -171,6 +213,7 @@ pub async fn request_notifications(
             }
         }
     }
+    pending.commit(store).await?.into_iter().for_each(|requested| outcome.add(requested));
     tracing::info!(requested = outcome.requested, unknown = outcome.unknown.len(), "notifications requested in bulk");
     Ok(outcome)
 }
@@ -300,6 +343,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(even.requested, (BULK_PAGE as u64 + 3).div_ceil(2), "past the first page");
+        for request_id in &even.request_ids {
+            assert!(store.get_notification(request_id).await.unwrap().is_some(), "every commit of the walk stored");
+        }
         let last = store.get_notification(even.request_ids.last().unwrap()).await.unwrap().unwrap();
         assert_eq!(last.device_id, format!("IMEI:{:04}", BULK_PAGE + 2));
         let ids = ["IMEI:0001".to_owned(), "IMEI:none".to_owned()];
