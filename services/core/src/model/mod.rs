@@ -21,8 +21,8 @@ pub use device::{
 };
 pub use mirror::MirrorRecord;
 pub use notification::{
-    NOTIFICATION_RETENTION_MILLIS, NotificationAnswer, NotificationAttempt, NotificationOutcome, NotificationRecord,
-    NotificationState, REQUEST_ID_PATTERN, is_request_id,
+    NOTIFICATION_RETENTION_MILLIS, NotificationAnswer, NotificationAttempt, NotificationDelivery, NotificationOutcome,
+    NotificationRecord, NotificationState, REQUEST_ID_PATTERN, is_request_id,
 };
 pub use repository::{
     ContentSource, DEVICE_UPLOAD_FOLDER, MAX_REPOSITORY_PATH_BYTES, REPOSITORY_PATH_PATTERN, RepositoryItem,

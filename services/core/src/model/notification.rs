@@ -37,6 +37,27 @@ pub struct NotificationRecord {
     /// The device's first session after the Package#0 was sent: the answer to a `sent` request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered: Option<NotificationAnswer>,
+    /// What the transport reported of the sent Package#0's delivery (an SMSC's delivery receipt), once it did.
+    /// Set by [`crate::store::WriteBatch::deliveries`] and kept by later writes of the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<NotificationDelivery>,
+}
+
+/// A transport's report on a sent Package#0 (an SMSC's delivery receipt): the payload of
+/// `notification.delivered` (`delivered`) or `notification.undelivered`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationDelivery {
+    pub device_id: String,
+    pub request_id: String,
+    pub transport: String,
+    /// Whether the message reached the device.
+    pub delivered: bool,
+    /// The transport's word for the outcome (SMPP's `stat`: DELIVRD, UNDELIV, EXPIRED, REJECTD, DELETED...).
+    pub status: String,
+    /// The transport's id of the message it reported on (the SMSC's message_id).
+    pub message_id: String,
+    /// When the report arrived.
+    pub at: Millis,
 }
 
 /// The session that answered a notification (its Package#1 came after the send).

@@ -66,6 +66,10 @@ pub const NOTIFICATION_SENT: &str = "notification.sent";
 pub const NOTIFICATION_FAILED: &str = "notification.failed";
 /// `notification.answered`: the device's first session after a Package#0 was sent to it started.
 pub const NOTIFICATION_ANSWERED: &str = "notification.answered";
+/// `notification.delivered`: the transport reported the Package#0 delivered to the device (an SMS receipt).
+pub const NOTIFICATION_DELIVERED: &str = "notification.delivered";
+/// `notification.undelivered`: the transport reported the Package#0 could not be delivered (expired, rejected...).
+pub const NOTIFICATION_UNDELIVERED: &str = "notification.undelivered";
 /// `notification.collapsed`: the request joined one already in flight for the device; nothing more was sent.
 pub const NOTIFICATION_COLLAPSED: &str = "notification.collapsed";
 /// `push.registered`: the device registered a RegID at its RegURL.
@@ -396,6 +400,18 @@ pub fn notification_answered(payload: NotificationAnswered) -> Event {
     let id = format!("notification:{}:{}:answered", payload.device_id, payload.request_id);
     let (key, timestamp) = (payload.device_id.clone(), payload.answered_at);
     envelope(id, NOTIFICATION_ANSWERED, Topic::Notifications, &key, timestamp, payload)
+}
+
+/// `notification:{device}:{request id}:delivered` (or `:undelivered`) on `notifications`.
+pub fn notification_delivery(payload: crate::model::NotificationDelivery) -> Event {
+    let (suffix, event_type) = if payload.delivered {
+        ("delivered", NOTIFICATION_DELIVERED)
+    } else {
+        ("undelivered", NOTIFICATION_UNDELIVERED)
+    };
+    let id = format!("notification:{}:{}:{suffix}", payload.device_id, payload.request_id);
+    let (key, timestamp) = (payload.device_id.clone(), payload.at);
+    envelope(id, event_type, Topic::Notifications, &key, timestamp, payload)
 }
 
 /// `notification:{device}:{request id}:collapsed` on `notifications`.

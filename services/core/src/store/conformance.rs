@@ -47,8 +47,9 @@ use crate::clock::{Millis, now_millis};
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::model::{
     AlertRecord, CommandOrigin, CommandRecord, CommandResultData, CommandState, ContentSource, Credentials, Device,
-    DeviceFilter, Inventory, MirrorRecord, NOTIFICATION_RETENTION_MILLIS, NewCommand, NotificationOutcome,
-    NotificationRecord, NotificationState, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
+    DeviceFilter, Inventory, MirrorRecord, NOTIFICATION_RETENTION_MILLIS, NewCommand, NotificationAnswer,
+    NotificationDelivery, NotificationOutcome, NotificationRecord, NotificationState, RepositoryItem, SessionOutcome,
+    SessionState, SessionSummary,
 };
 
 /// Generates one `#[tokio::test]` per check. `$fresh` is an async fn returning
@@ -95,7 +96,9 @@ macro_rules! store_conformance_tests {
             notifications_keep_the_request_then_its_outcome,
             scheduled_events_enter_the_outbox_when_due,
             latest_notification_is_the_newest_sent_request,
-            rate_tokens_are_shared_and_refill_at_their_rate
+            rate_tokens_are_shared_and_refill_at_their_rate,
+            deliveries_join_their_records_and_outlive_later_writes,
+            remembered_values_live_until_their_ttl
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -129,6 +132,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     scheduled_events_enter_the_outbox_when_due(store.clone()).await;
     latest_notification_is_the_newest_sent_request(store.clone()).await;
     rate_tokens_are_shared_and_refill_at_their_rate(store.clone()).await;
+    deliveries_join_their_records_and_outlive_later_writes(store.clone()).await;
+    remembered_values_live_until_their_ttl(store.clone()).await;
     load_session_reads_what_a_step_needs(store.clone()).await;
     unknown_device_is_not_leased(store.clone()).await;
     leases_are_granted_renewed_held_and_taken_over(store.clone()).await;
@@ -691,6 +696,15 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
     registered.last_session_id = Some("conf-batch-s".to_owned());
     let session = open_session("conf-batch-s", device_id, 50);
     let notification = notification_record("conf-batch-n", device_id, now_millis());
+    let delivery = NotificationDelivery {
+        device_id: device_id.to_owned(),
+        request_id: "conf-batch-n".to_owned(),
+        transport: "sms".to_owned(),
+        delivered: true,
+        status: "DELIVRD".to_owned(),
+        message_id: "1".to_owned(),
+        at: notification.requested_at + 1,
+    };
     let batch = WriteBatch {
         devices: vec![registered.clone()],
         sessions: vec![session.clone()],
@@ -701,11 +715,13 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         contents: vec![upload(device_id)],
         events: Vec::new(),
         notifications: vec![notification.clone()],
+        deliveries: vec![delivery.clone()],
         scheduled: Vec::new(),
         upload: None,
         fence: None,
     };
     store.commit(batch).await.unwrap();
+    let notification = NotificationRecord { delivery: Some(delivery), ..notification };
     assert_eq!(store.get_notification("conf-batch-n").await.unwrap(), Some(notification));
     assert_eq!(store.get_device(device_id).await.unwrap(), Some(registered));
     assert_eq!(store.get_session(device_id, "conf-batch-s").await.unwrap(), Some(session));
@@ -1528,6 +1544,81 @@ pub async fn latest_notification_is_the_newest_sent_request(store: Arc<dyn Store
     write(vec![failed]).await;
     assert_eq!(latest().await.as_deref(), Some("conf-latest-r2"), "a failure is not a notification sent");
     assert_eq!(store.latest_notification("conf-latest-2").await.unwrap(), None, "another device");
+}
+
+/// A delivery report shows in its request's record (read by id and as the device's latest), a later write of the
+/// record without one keeps it (the dispatcher's and the answer's writes race the receipt), a newer report
+/// replaces it, and a report on a request the store has no record of shows nowhere.
+pub async fn deliveries_join_their_records_and_outlive_later_writes(store: Arc<dyn Store>) {
+    let device_id = "conf-delivery-1";
+    let now = now_millis();
+    let sent = NotificationRecord {
+        outcome: Some(NotificationOutcome {
+            state: NotificationState::Sent,
+            at: now + 5,
+            transport: Some("sms".to_owned()),
+            notification_id: Some(9),
+            reason: None,
+            detail: None,
+            collapsed_into: None,
+        }),
+        ..notification_record("conf-delivery-r1", device_id, now)
+    };
+    store.commit(WriteBatch { notifications: vec![sent.clone()], ..WriteBatch::default() }).await.unwrap();
+    let report = |delivered: bool, status: &str, at: Millis| NotificationDelivery {
+        device_id: device_id.to_owned(),
+        request_id: "conf-delivery-r1".to_owned(),
+        transport: "sms".to_owned(),
+        delivered,
+        status: status.to_owned(),
+        message_id: "m-17".to_owned(),
+        at,
+    };
+    let undelivered = report(false, "UNDELIV", now + 10);
+    let event = event("conf-delivery-e1", Topic::Notifications, device_id);
+    let batch =
+        WriteBatch { deliveries: vec![undelivered.clone()], events: vec![event.clone()], ..WriteBatch::default() };
+    store.commit(batch).await.unwrap();
+    let expected = NotificationRecord { delivery: Some(undelivered), ..sent.clone() };
+    assert_eq!(store.get_notification("conf-delivery-r1").await.unwrap().as_ref(), Some(&expected));
+    assert_eq!(store.latest_notification(device_id).await.unwrap().as_ref(), Some(&expected), "the latest too");
+    let shard = store.outbox_shard_of(device_id);
+    assert!(store.outbox(shard, 10_000).await.unwrap().iter().any(|waiting| waiting.id == event.id), "with its event");
+    store.ack_outbox(shard, std::slice::from_ref(&event.id)).await.unwrap();
+
+    let answered = NotificationRecord {
+        answered: Some(NotificationAnswer { session_id: "s1".to_owned(), at: now + 20 }),
+        ..sent.clone()
+    };
+    store.commit(WriteBatch { notifications: vec![answered.clone()], ..WriteBatch::default() }).await.unwrap();
+    let stored = store.get_notification("conf-delivery-r1").await.unwrap().unwrap();
+    assert_eq!(stored.answered, answered.answered);
+    assert_eq!(stored.delivery, expected.delivery, "a write without a delivery keeps it");
+
+    let delivered = report(true, "DELIVRD", now + 30);
+    store.commit(WriteBatch { deliveries: vec![delivered.clone()], ..WriteBatch::default() }).await.unwrap();
+    let stored = store.get_notification("conf-delivery-r1").await.unwrap().unwrap();
+    assert_eq!((stored.delivery, stored.answered), (Some(delivered), answered.answered), "a newer report replaces it");
+
+    let stray = NotificationDelivery { request_id: "conf-delivery-none".to_owned(), ..report(true, "DELIVRD", now) };
+    store.commit(WriteBatch { deliveries: vec![stray], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.get_notification("conf-delivery-none").await.unwrap(), None, "no record, nothing to read");
+}
+
+/// `remember` keeps a value until its ttl by the caller's clock, replaces it when called again, keeps keys apart,
+/// and `recall` of a key never remembered is None.
+pub async fn remembered_values_live_until_their_ttl(store: Arc<dyn Store>) {
+    let now = now_millis();
+    assert_eq!(store.recall("conf-remember-none", now).await.unwrap(), None);
+    store.remember("conf-remember-a", "request 1\nsegment 2", 60_000, now).await.unwrap();
+    store.remember("conf-remember-b", "", 60_000, now).await.unwrap();
+    assert_eq!(store.recall("conf-remember-a", now).await.unwrap().as_deref(), Some("request 1\nsegment 2"));
+    assert_eq!(store.recall("conf-remember-a", now + 59_999).await.unwrap().as_deref(), Some("request 1\nsegment 2"));
+    assert_eq!(store.recall("conf-remember-a", now + 60_000).await.unwrap(), None, "expired by the caller's clock");
+    assert_eq!(store.recall("conf-remember-b", now).await.unwrap().as_deref(), Some(""), "an empty value is a value");
+    assert_eq!(store.recall("conf-remember", now).await.unwrap(), None, "keys are matched whole");
+    store.remember("conf-remember-a", "request 2", 120_000, now).await.unwrap();
+    assert_eq!(store.recall("conf-remember-a", now + 90_000).await.unwrap().as_deref(), Some("request 2"), "replaced");
 }
 
 /// `take_rate_token`: a new bucket holds one second's worth, then waits say how long until the next token; it

@@ -212,6 +212,16 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("count_in_window")?;
         self.inner.count_in_window(key, hits, window, now).await
     }
+    async fn remember(&self, key: &str, value: &str, ttl: Millis, now: Millis) -> Result<(), StoreError> {
+        self.interposer.before("remember")?;
+        self.inner.remember(key, value, ttl, now).await
+    }
+
+    async fn recall(&self, key: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        self.interposer.before("recall")?;
+        self.inner.recall(key, now).await
+    }
+
     async fn take_rate_token(&self, key: &str, per_second: u32, now: Millis) -> Result<Millis, StoreError> {
         self.interposer.before("take_rate_token")?;
         self.inner.take_rate_token(key, per_second, now).await

@@ -33,7 +33,7 @@ use crate::clock::Millis;
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
-    NotificationRecord, RepositoryItem, SessionState, SessionSummary,
+    NotificationDelivery, NotificationRecord, RepositoryItem, SessionState, SessionSummary,
 };
 
 pub use embedded::EmbeddedStore;
@@ -239,6 +239,10 @@ pub struct WriteBatch {
     /// `notification.requested` event, its outcome with the outcome event. Each is kept until its
     /// [`NotificationRecord::expires_at`] (judged by the wall clock), then forgotten.
     pub notifications: Vec<NotificationRecord>,
+    /// Delivery reports to set on their requests' records ([`NotificationRecord::delivery`]); a later write of a
+    /// record that carries no delivery keeps the one set. A report on a request whose record the store does not hold
+    /// (never written, or past its retention) is dropped.
+    pub deliveries: Vec<NotificationDelivery>,
     /// Events to put in the outbox later, at their `due_at` (a notification's next attempt): kept in the
     /// shard of their key until [`Store::release_due_events`] moves them into the outbox. An event id already
     /// scheduled is replaced (its new time holds).
@@ -261,6 +265,7 @@ impl WriteBatch {
             && self.contents.is_empty()
             && self.events.is_empty()
             && self.notifications.is_empty()
+            && self.deliveries.is_empty()
             && self.scheduled.is_empty()
             && self.upload.is_none()
             && self.fence.is_none()
@@ -399,6 +404,11 @@ pub trait Store: Send + Sync + 'static {
     /// these hits included; `hits` = 0 reads it without writing. A window's count is forgotten
     /// when the window ends. One round trip.
     async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError>;
+    /// Keeps `value` under `key` until `now + ttl` (replacing what the key held): a short-lived reference that any
+    /// node can [`Store::recall`], such as the request an SMSC's message id belongs to. One round trip.
+    async fn remember(&self, key: &str, value: &str, ttl: Millis, now: Millis) -> Result<(), StoreError>;
+    /// The value [`Store::remember`] keeps under `key`, while it lives at `now`. One round trip.
+    async fn recall(&self, key: &str, now: Millis) -> Result<Option<String>, StoreError>;
     /// Takes one token from the bucket `key`, which refills at `per_second` tokens a second (at least 1) and holds
     /// one second's worth at most: `Ok(0)` when a token was taken, else the milliseconds until one is due (nothing
     /// is taken then). One bucket for every caller of the store: a rate shared by all replicas. A bucket idle for

@@ -1,18 +1,20 @@
-//! Short-lived records of the embedded store: keys recorded once with a TTL, and hit counts per fixed window.
+//! Short-lived records of the embedded store: keys recorded once with a TTL, hit counts per fixed window, and
+//! remembered values.
 //!
-//! Both live in one table, `ephemeral` (key -> (expires at, value)), with an
-//! expiry index, `ephemeral_expiry` ((expires at, key) -> ()). Expiry is judged
+//! The first two live in one table, `ephemeral` (key -> (expires at, value)), values in `remembered` (key ->
+//! (expires at, text)), all with one expiry index, `ephemeral_expiry` ((expires at, key) -> ()). Expiry is judged
 //! by the caller's `now`; every write also prunes a few entries that expired
 //! by then, so the table holds about what is live, without a sweeper.
 //!
 //! ```text
 //! once\0{key}                          -> (now + ttl, 0)
 //! count\0{key}\0{window}\0{start}       -> (start + window, hits)     start = now - now % window
+//! value\0{key}                         -> (now + ttl, value)            in `remembered`
 //! ```
 
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
-use super::tables::{EPHEMERAL, EPHEMERAL_EXPIRY};
+use super::tables::{EPHEMERAL, EPHEMERAL_EXPIRY, REMEMBERED};
 use crate::clock::Millis;
 use crate::store::StoreError;
 
@@ -75,6 +77,42 @@ pub fn count_in_window(
     Ok(count)
 }
 
+fn value_key(key: &str) -> String {
+    format!("value\0{key}")
+}
+
+/// Keeps `value` under `key` until `now + ttl`.
+pub fn remember(
+    transaction: &WriteTransaction,
+    key: &str,
+    value: &str,
+    ttl: Millis,
+    now: Millis,
+) -> Result<(), StoreError> {
+    prune(transaction, now)?;
+    let stored_key = value_key(key);
+    let expires_at = now.saturating_add(ttl.max(1));
+    let mut table = transaction.open_table(REMEMBERED)?;
+    let mut expiry = transaction.open_table(EPHEMERAL_EXPIRY)?;
+    if let Some(previous) = table.insert(stored_key.as_str(), (expires_at, value))? {
+        let (previous_expiry, _) = previous.value();
+        expiry.remove((previous_expiry, stored_key.as_str()))?;
+    }
+    expiry.insert((expires_at, stored_key.as_str()), ())?;
+    Ok(())
+}
+
+/// The value remembered under `key`, if it lives at `now`.
+pub fn recall(database: &Database, key: &str, now: Millis) -> Result<Option<String>, StoreError> {
+    let transaction = database.begin_read()?;
+    let table = transaction.open_table(REMEMBERED)?;
+    let stored = table.get(value_key(key).as_str())?;
+    Ok(stored.and_then(|entry| {
+        let (expires_at, value) = entry.value();
+        (expires_at > now).then(|| value.to_owned())
+    }))
+}
+
 fn put(
     transaction: &WriteTransaction,
     table: &mut redb::Table<&str, (u64, u64)>,
@@ -104,9 +142,14 @@ fn prune(transaction: &WriteTransaction, now: Millis) -> Result<(), StoreError> 
         return Ok(());
     }
     let mut table = transaction.open_table(EPHEMERAL)?;
+    let mut values = transaction.open_table(REMEMBERED)?;
     for (expires_at, stored_key) in expired {
         expiry.remove((expires_at, stored_key.as_str()))?;
-        table.remove(stored_key.as_str())?;
+        if stored_key.starts_with("value\0") {
+            values.remove(stored_key.as_str())?;
+        } else {
+            table.remove(stored_key.as_str())?;
+        }
     }
     Ok(())
 }

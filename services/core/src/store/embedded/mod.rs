@@ -188,6 +188,7 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::NODES)?;
         transaction.open_table(tables::EPHEMERAL)?;
         transaction.open_table(tables::EPHEMERAL_EXPIRY)?;
+        transaction.open_table(tables::REMEMBERED)?;
         transaction.open_table(tables::NOTIFICATIONS)?;
         transaction.open_table(tables::NOTIFICATION_EXPIRY)?;
         transaction.open_table(tables::SCHEDULED)?;
@@ -407,6 +408,16 @@ impl Store for EmbeddedStore {
             WriteOutput::New(new) => Ok(new),
             other => Err(unexpected("record_once", &other)),
         }
+    }
+
+    async fn remember(&self, key: &str, value: &str, ttl: Millis, now: Millis) -> Result<(), StoreError> {
+        let job = WriteJob::Remember { key: key.to_owned(), value: value.to_owned(), ttl, now };
+        self.write("remember", job).await.map(|_| ())
+    }
+
+    async fn recall(&self, key: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.run("recall", move |database| ephemeral::recall(database, &key, now)).await
     }
 
     /// A read (`hits` = 0) runs on the blocking pool and writes nothing; hits go through the writer.

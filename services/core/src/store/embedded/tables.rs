@@ -27,7 +27,8 @@
 //! lease_epochs             device id                          -> u64          last epoch granted; never reset
 //! nodes                    node id                            -> (internal url, expires at)
 //! ephemeral                once/count key                     -> (expires at, value)   see `ephemeral`
-//! ephemeral_expiry         (expires at, once/count key)       -> ()           pruning order
+//! ephemeral_expiry         (expires at, once/count/value key) -> ()           pruning order
+//! remembered               value key                          -> (expires at, text)    `Store::remember`
 //! sequences                counter key                        -> u64          `next_sequence`; never reset
 //! notifications            request id                         -> (expires at, NotificationRecord)
 //! notification_expiry      (expires at, request id)           -> ()           pruning order
@@ -78,6 +79,9 @@ pub const NODES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("node
 
 /// Keys recorded once and fixed-window counts ([`super::ephemeral`]): expiry (ms since the epoch) and value.
 pub const EPHEMERAL: TableDefinition<&str, (u64, u64)> = TableDefinition::new("ephemeral");
+/// The values of `Store::remember`, by stored key (`value\0{key}`), with the time they expire; their expiry
+/// shares `ephemeral_expiry`.
+pub const REMEMBERED: TableDefinition<&str, (u64, &str)> = TableDefinition::new("remembered");
 /// The entries of `ephemeral` by expiry, so writes prune the expired ones first.
 pub const EPHEMERAL_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("ephemeral_expiry");
 

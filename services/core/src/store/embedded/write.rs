@@ -23,7 +23,8 @@ use super::tables::{
 use crate::bus::Event;
 use crate::clock::Millis;
 use crate::model::{
-    CommandId, CommandRecord, CommandState, NewCommand, NotificationRecord, NotificationState, RepositoryItem,
+    CommandId, CommandRecord, CommandState, NewCommand, NotificationDelivery, NotificationRecord, NotificationState,
+    RepositoryItem,
 };
 use crate::store::{ScheduledEvent, StoreError, UploadCharge, UploadUsage, WriteBatch, quota_refusal};
 
@@ -278,6 +279,7 @@ fn apply_batch(
     }
     append_to_outbox(transaction, &events)?;
     write_notifications(transaction, &batch.notifications)?;
+    write_deliveries(transaction, &batch.deliveries)?;
     schedule_events(transaction, &batch.scheduled)?;
     Ok(())
 }
@@ -385,12 +387,25 @@ fn write_notifications(transaction: &WriteTransaction, records: &[NotificationRe
         table.remove(request_id.as_str())?;
     }
     for record in records {
-        let previous = table.get(record.request_id.as_str())?.map(|entry| entry.value().0);
-        if let Some(previous) = previous {
+        let previous = match table.get(record.request_id.as_str())? {
+            Some(entry) => {
+                let (expires_at, bytes) = entry.value();
+                Some((expires_at, decode::<NotificationRecord>("notifications", &record.request_id, bytes)?.delivery))
+            }
+            None => None,
+        };
+        let mut kept = None;
+        if let Some((previous, delivery)) = previous {
             expiry.remove((previous, record.request_id.as_str()))?;
+            kept = delivery;
         }
         let expires_at = record.expires_at();
-        table.insert(record.request_id.as_str(), (expires_at, encode(record)?.as_slice()))?;
+        // The delivery report arrives apart from the dispatcher's writes of the record: a write without it keeps it.
+        let bytes = match (&record.delivery, kept) {
+            (None, Some(delivery)) => encode(&NotificationRecord { delivery: Some(delivery), ..record.clone() })?,
+            _ => encode(record)?,
+        };
+        table.insert(record.request_id.as_str(), (expires_at, bytes.as_slice()))?;
         expiry.insert((expires_at, record.request_id.as_str()), ())?;
         // A later write of an older request (its delivery, say) does not move the pointer back.
         if let Some(outcome) = record.outcome.as_ref().filter(|outcome| outcome.state == NotificationState::Sent) {
@@ -399,6 +414,32 @@ fn write_notifications(transaction: &WriteTransaction, records: &[NotificationRe
                 latest.insert(record.device_id.as_str(), (record.request_id.as_str(), outcome.at))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Sets each report on its request's record, where the record is held and has not expired at the report's time.
+fn write_deliveries(transaction: &WriteTransaction, deliveries: &[NotificationDelivery]) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let mut table = transaction.open_table(NOTIFICATIONS)?;
+    for delivery in deliveries {
+        let stored = match table.get(delivery.request_id.as_str())? {
+            Some(entry) => {
+                let (expires_at, bytes) = entry.value();
+                (expires_at > delivery.at)
+                    .then(|| {
+                        decode::<NotificationRecord>("notifications", &delivery.request_id, bytes)
+                            .map(|record| (expires_at, record))
+                    })
+                    .transpose()?
+            }
+            None => None,
+        };
+        let Some((expires_at, record)) = stored else { continue };
+        let record = NotificationRecord { delivery: Some(delivery.clone()), ..record };
+        table.insert(delivery.request_id.as_str(), (expires_at, encode(&record)?.as_slice()))?;
     }
     Ok(())
 }

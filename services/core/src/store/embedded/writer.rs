@@ -69,6 +69,12 @@ pub enum WriteJob {
         now: Millis,
     },
     NextSequence(String),
+    Remember {
+        key: String,
+        value: String,
+        ttl: Millis,
+        now: Millis,
+    },
     ReleaseDue {
         now: Millis,
         limit: usize,
@@ -245,6 +251,9 @@ fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJo
             ephemeral::count_in_window(transaction, key, *hits, *window, *now).map(WriteOutput::Count)
         }
         WriteJob::NextSequence(key) => write::next_sequence(transaction, key).map(WriteOutput::Count),
+        WriteJob::Remember { key, value, ttl, now } => {
+            ephemeral::remember(transaction, key, value, *ttl, *now).map(|()| WriteOutput::Done)
+        }
         WriteJob::ReleaseDue { now, limit } => {
             write::release_due_events(transaction, *now, *limit, settings.outbox_limit)
                 .map(|released| WriteOutput::Count(released as u64))

@@ -264,6 +264,12 @@ pub fn plan(
             );
         }
     }
+    for delivery in &batch.deliveries {
+        let expires = delivery.at.saturating_add(crate::model::NOTIFICATION_RETENTION_MILLIS).to_string();
+        let key = keys.notification_delivery(&delivery.device_id, &delivery.request_id);
+        let ops = plan.groups.entry(group_of(&delivery.device_id)).or_default();
+        ops.op("SETPXAT", &[&key], &[&encode(delivery)?, expires.as_bytes()]);
+    }
     if let Some(charge) = &batch.upload {
         if cluster {
             let mut ops = ScriptOps::default();

@@ -93,13 +93,18 @@ impl Keys {
     pub fn notification_device(&self, request_id: &str) -> String {
         format!("{}:notification-device:{request_id}", self.prefix)
     }
-    /// STRING with PX: the id of the node holding the device's session lease, while the lease runs.
+    /// STRING with PXAT (the report's time plus the notification retention): the delivery report (JSON) of a
+    /// request, apart from its record so that the dispatcher's writes of the record cannot lose it; read with it.
+    pub fn notification_delivery(&self, device_id: &str, request_id: &str) -> String {
+        self.device_key(device_id, &format!("notification-delivery:{request_id}"))
+    }
     /// HASH `request_id`, `at`: the device's most recently sent request and when it was sent; it expires with
     /// that request's record.
     pub fn latest_notification(&self, device_id: &str) -> String {
         self.device_key(device_id, "notification-latest")
     }
 
+    /// STRING with PX: the id of the node holding the device's session lease, while the lease runs.
     pub fn lease(&self, device_id: &str) -> String {
         self.device_key(device_id, "lease")
     }
@@ -179,6 +184,10 @@ impl Keys {
     /// HASH with PX (`tokens`, `at`): the token bucket `key` of `Store::take_rate_token`. No hash tag.
     pub fn rate_bucket(&self, key: &str) -> String {
         format!("{}:rate:{key}", self.prefix)
+    }
+    /// STRING with PX: `Store::remember`'s value of `key`, after its expiry time and a newline. No hash tag.
+    pub fn remembered(&self, key: &str) -> String {
+        format!("{}:remembered:{key}", self.prefix)
     }
     /// STRING counter with PX: the hits of `key` in the window of `window` ms that starts at `start`.
     pub fn window_count(&self, key: &str, window: u64, start: u64) -> String {

@@ -204,6 +204,26 @@ impl RedisStore {
     }
 
     /// Decodes a record read back, counting a corrupt one under `operation`.
+    /// A notification record with its delivery report, both under the device's tag: one MGET.
+    async fn notification_with_delivery(
+        &self,
+        operation: &'static str,
+        device_id: &str,
+        request_id: &str,
+    ) -> Result<Option<NotificationRecord>, StoreError> {
+        let key = self.keys.notification(device_id, request_id);
+        let delivery_key = self.keys.notification_delivery(device_id, request_id);
+        let mut command = redis::cmd("MGET");
+        command.arg(&key).arg(&delivery_key);
+        let (record, delivery): (Option<Vec<u8>>, Option<Vec<u8>>) = self.call(operation, &command).await?;
+        let Some(record) = record else { return Ok(None) };
+        let mut record: NotificationRecord = Self::decode(operation, &key, &record)?;
+        if let Some(delivery) = delivery {
+            record.delivery = Some(Self::decode(operation, &delivery_key, &delivery)?);
+        }
+        Ok(Some(record))
+    }
+
     fn decode<T: DeserializeOwned>(operation: &'static str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|error| {
             metrics().store_errors.with_label_values(&[operation]).inc();
@@ -698,18 +718,14 @@ impl Store for RedisStore {
         let device_key = self.keys.notification_device(request_id);
         let device_id: Option<String> = self.call("get_notification", &Cmd::get(&device_key)).await?;
         let Some(device_id) = device_id else { return Ok(None) };
-        let key = self.keys.notification(&device_id, request_id);
-        let bytes: Option<Vec<u8>> = self.call("get_notification", &Cmd::get(&key)).await?;
-        bytes.map(|bytes| Self::decode("get_notification", &key, &bytes)).transpose()
+        self.notification_with_delivery("get_notification", &device_id, request_id).await
     }
 
     async fn latest_notification(&self, device_id: &str) -> Result<Option<NotificationRecord>, StoreError> {
         let pointer = self.keys.latest_notification(device_id);
         let request_id: Option<String> = self.call("latest_notification", &Cmd::hget(&pointer, "request_id")).await?;
         let Some(request_id) = request_id else { return Ok(None) };
-        let key = self.keys.notification(device_id, &request_id);
-        let bytes: Option<Vec<u8>> = self.call("latest_notification", &Cmd::get(&key)).await?;
-        bytes.map(|bytes| Self::decode("latest_notification", &key, &bytes)).transpose()
+        self.notification_with_delivery("latest_notification", device_id, &request_id).await
     }
 
     async fn list_alerts(&self, device_id: &str, limit: usize) -> Result<Vec<AlertRecord>, StoreError> {
@@ -911,6 +927,23 @@ impl Store for RedisStore {
         let mut invocation = COUNT_IN_WINDOW.prepare_invoke();
         invocation.key(&counter).arg(hits).arg(keep_for);
         integer(self.script("count_in_window", &invocation).await?)
+    }
+
+    /// The expiry goes in the value: reads judge it by the caller's clock, as the embedded engine does.
+    async fn remember(&self, key: &str, value: &str, ttl: Millis, now: Millis) -> Result<(), StoreError> {
+        let ttl = ttl.max(1);
+        let stored = format!("{}\n{value}", now.saturating_add(ttl));
+        let command = redis::cmd("SET").arg(self.keys.remembered(key)).arg(stored).arg("PX").arg(ttl).to_owned();
+        let _: () = self.call("remember", &command).await?;
+        Ok(())
+    }
+
+    async fn recall(&self, key: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        let stored: Option<String> = self.call("recall", &Cmd::get(self.keys.remembered(key))).await?;
+        Ok(stored.and_then(|stored| {
+            let (expires_at, value) = stored.split_once('\n')?;
+            (expires_at.parse::<Millis>().ok()? > now).then(|| value.to_owned())
+        }))
     }
 
     async fn take_rate_token(&self, key: &str, per_second: u32, now: Millis) -> Result<Millis, StoreError> {
