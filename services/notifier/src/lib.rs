@@ -1,10 +1,13 @@
 //! omadm-notifier: the role that wakes devices. It consumes `notification.requested` from the notifications
 //! topic, builds and signs each device's Package#0 (5.2.1), sends it through a push gateway (Appendix D.2), as
-//! connectionless WAP Push over UDP or SMS (Appendix D.1; SMS through an SMSC over SMPP 3.4) and records `notification.sent`, `.failed` or `.collapsed` (docs/events.md, docs/notifier.md).
+//! connectionless WAP Push over UDP or SMS (Appendix D.1; SMS through an SMSC over SMPP 3.4) and records
+//! `notification.sent`, `.failed` or `.collapsed`, then `.delivered` or `.undelivered` where the SMSC reports it
+//! (docs/events.md, docs/notifier.md).
 //!
 //! - [`plan`]: the decisions, pure: options, signature, destination, dedup of requests in flight.
 //! - [`transport`]: the [`Transport`] trait and [`UdpTransport`].
 //! - [`sms`]: [`SmppTransport`], WAP Push over SMS through the SMSC, and its submit rate limit.
+//! - [`receipts`]: the SMSC's delivery receipts filed under their requests (`notification.delivered`).
 //! - [`push`]: [`PushTransport`], Package#0 through a push gateway over HTTP (D.2, FCM HTTP v1 by default).
 //! - [`role`]: [`Notifier`], the consumer loop and its handler.
 //! - [`answers`]: the sessions topic's consumer that closes a sent notification as answered by the device's
@@ -24,6 +27,7 @@ pub mod metrics;
 pub mod plan;
 pub mod push;
 pub mod rate;
+pub mod receipts;
 pub mod role;
 pub mod settings;
 pub mod sms;
@@ -31,9 +35,9 @@ pub mod transport;
 
 pub use push::PushTransport;
 pub use role::Notifier;
-pub use settings::{CONSUMER_GROUP, NotifierArgs, NotifierSettings, PushSettings, SmppSettings};
+pub use settings::{CONSUMER_GROUP, NotifierArgs, NotifierSettings, PushSettings, SmppBind, SmppSettings};
 pub use sms::SmppTransport;
-pub use transport::{Transport, TransportError, UdpTransport};
+pub use transport::{Dispatch, Transport, TransportError, UdpTransport};
 
 /// Why the notifier cannot start.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,9 @@
 //! omadm_notification_dispatch_seconds{transport="udp"}     request read -> Package#0 handed to the transport
 //! omadm_notification_fallbacks_total{transport="udp|sms"}  sent by this transport after an earlier one failed
 //! omadm_sms_submits_total{outcome="accepted|throttled|refused|error"}   one per submit_sm try (SMS transport)
-//! omadm_smpp_binds_total{outcome="bound|refused|error"}                 one per bind_transmitter try
+//! omadm_smpp_binds_total{outcome="bound|refused|error"}                 one per bind try (transmitter or transceiver)
+//! omadm_sms_receipts_total{outcome="delivered|undelivered|pending|earlier_segment|duplicate|unmatched|no_record|error"}
+//!                                                                       one per delivery receipt (deliver_sm) read
 //! omadm_push_sends_total{outcome="accepted|refused|unregistered|error|timeout"}  one per push gateway request
 //! omadm_notification_rate_wait_seconds_total{transport="push|udp|sms"}  time sends waited for the shared rate
 //! omadm_notification_answer_seconds{transport="push|udp|sms"}  Package#0 sent -> the device's next session started
@@ -26,6 +28,8 @@ pub struct NotifierMetrics {
     pub sms_submits: IntCounterVec,
     /// bind_transmitter tries of the SMS transport, by outcome.
     pub smpp_binds: IntCounterVec,
+    /// SMSC delivery receipts, by what they made of their request ([`crate::receipts::Filed`]).
+    pub sms_receipts: IntCounterVec,
     /// Requests to the push gateway, by outcome (`unregistered`: the RegID is gone and was cleared; `error`: no
     /// connection; `timeout`: no answer in time).
     pub push_sends: IntCounterVec,
@@ -77,10 +81,16 @@ pub fn metrics() -> &'static NotifierMetrics {
         )
         .unwrap_or_else(|_| unreachable_metric());
         let smpp_binds = IntCounterVec::new(
-            Opts::new("omadm_smpp_binds_total", "bind_transmitter tries of the SMS transport, by outcome."),
+            Opts::new("omadm_smpp_binds_total", "Bind tries of the SMS transport, by outcome."),
             &["outcome"],
         )
         .unwrap_or_else(|_| unreachable_metric());
+        let sms_receipts = IntCounterVec::new(
+            Opts::new("omadm_sms_receipts_total", "SMSC delivery receipts read by the SMS transport, by outcome."),
+            &["outcome"],
+        )
+        .unwrap_or_else(|_| unreachable_metric());
+        let _ = registry.register(Box::new(sms_receipts.clone()));
         let push_sends = IntCounterVec::new(
             Opts::new("omadm_push_sends_total", "Requests of the push transport to the push gateway, by outcome."),
             &["outcome"],
@@ -117,6 +127,7 @@ pub fn metrics() -> &'static NotifierMetrics {
             notification_fallbacks,
             sms_submits,
             smpp_binds,
+            sms_receipts,
             push_sends,
             answer_seconds,
             rate_wait_seconds,

@@ -31,7 +31,7 @@ use crate::metrics::metrics;
 use crate::plan::Destination;
 use crate::rate::SharedRate;
 use crate::settings::PushSettings;
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Dispatch, Transport, TransportError};
 
 /// The FCM HTTP v1 `messages:send` body: a data message to one registration token.
 pub const DEFAULT_BODY_TEMPLATE: &str = r#"{"message":{"token":"{{RegID}}","data":{"SMS":"{{SMS}}"}}}"#;
@@ -253,8 +253,9 @@ impl Transport for PushTransport {
         &self,
         destination: &Destination,
         package: &[u8],
-        notification_id: u16,
+        dispatch: &Dispatch<'_>,
     ) -> Result<(), TransportError> {
+        let notification_id = dispatch.notification_id;
         let Destination::Push { device_id, registration_id } = destination else {
             return Err(TransportError::Send {
                 transport: "push",

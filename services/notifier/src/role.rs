@@ -45,7 +45,7 @@ use crate::push::PushTransport;
 use crate::rate::SharedRate;
 use crate::settings::{CONSUMER_GROUP, NotifierSettings};
 use crate::sms::SmppTransport;
-use crate::transport::{Transport, UdpTransport};
+use crate::transport::{Dispatch, Transport, UdpTransport};
 
 /// The readiness condition the notifier raises while it cannot make outcomes durable.
 const READINESS_CONDITION: &str = "notifier";
@@ -302,7 +302,8 @@ impl Dispatcher {
                 errors.push(format!("no {transport} transport is configured"));
                 continue;
             };
-            match sender.send(destination, &package, notification_id).await {
+            let dispatch = Dispatch { device_id: &request.device_id, request_id: &request.request_id, notification_id };
+            match sender.send(destination, &package, &dispatch).await {
                 Ok(()) => {
                     metrics().dispatch_seconds.with_label_values(&[transport]).observe(started.elapsed().as_secs_f64());
                     if !errors.is_empty() {

@@ -18,6 +18,7 @@
 //! --notifier-smpp-system-type T     OMADM_SMPP_SYSTEM_TYPE          smpp_system_type      ""
 //! --notifier-smpp-source-addr A     OMADM_SMPP_SOURCE_ADDR          smpp_source_addr      "" (the SMSC's default)
 //! --notifier-smpp-tps N             OMADM_SMPP_TPS                  smpp_tps              10
+//! --notifier-smpp-bind MODE         OMADM_SMPP_BIND                 smpp_bind             "transceiver"
 //! --notifier-push-url URL           OMADM_PUSH_URL                  push_url              none: no push transport
 //! --notifier-push-auth-header H     OMADM_PUSH_AUTH_HEADER          push_auth_header      none ("Name: value")
 //! --notifier-push-body-template T   OMADM_PUSH_BODY_TEMPLATE        push_body_template    FCM HTTP v1 message
@@ -122,6 +123,10 @@ pub struct NotifierArgs {
     /// submit_sm per second at most, the SMSC account's throughput [default: 10].
     #[arg(long = "notifier-smpp-tps", env = "OMADM_SMPP_TPS", value_name = "N")]
     pub smpp_tps: Option<u32>,
+    /// `transceiver`: submits and the SMSC's delivery receipts on one bind; `transmitter`: submits only, no
+    /// receipts read (for an account that may not bind as transceiver) [default: transceiver].
+    #[arg(long = "notifier-smpp-bind", env = "OMADM_SMPP_BIND", value_name = "MODE")]
+    pub smpp_bind: Option<SmppBind>,
     /// The push gateway's URL (Appendix D.2; for FCM `https://fcm.googleapis.com/v1/projects/ID/messages:send`);
     /// unset: no push transport.
     #[arg(long = "notifier-push-url", env = "OMADM_PUSH_URL", value_name = "URL")]
@@ -192,6 +197,17 @@ impl std::fmt::Debug for PushSettings {
     }
 }
 
+/// How the SMS transport binds to the SMSC (SMPP 3.4 4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppBind {
+    /// bind_transceiver: submit_sm out, deliver_sm (delivery receipts) in, on one connection.
+    #[default]
+    Transceiver,
+    /// bind_transmitter: submit_sm only; the SMSC sends no receipts on it.
+    Transmitter,
+}
+
 /// The SMSC account of the SMS transport, checked.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SmppSettings {
@@ -207,6 +223,7 @@ pub struct SmppSettings {
     pub source_addr: String,
     /// submit_sm per second, at least 1.
     pub tps: u32,
+    pub bind: SmppBind,
 }
 
 impl std::fmt::Debug for SmppSettings {
@@ -221,6 +238,7 @@ impl std::fmt::Debug for SmppSettings {
             .field("system_type", &self.system_type)
             .field("source_addr", &self.source_addr)
             .field("tps", &self.tps)
+            .field("bind", &self.bind)
             .finish()
     }
 }
@@ -322,6 +340,7 @@ fn smpp_settings(args: &NotifierArgs) -> Result<Option<SmppSettings>, NotifierEr
         system_type,
         source_addr,
         tps,
+        bind: args.smpp_bind.unwrap_or_default(),
     }))
 }
 
@@ -494,8 +513,10 @@ mod tests {
             "secret",
         ])
         .unwrap();
-        let file: NotifierArgs =
-            toml::from_str("smpp_port = 2776\nsmpp_tps = 50\nsmpp_source_addr = \"+4930123\"\n").unwrap();
+        let file: NotifierArgs = toml::from_str(
+            "smpp_port = 2776\nsmpp_tps = 50\nsmpp_source_addr = \"+4930123\"\nsmpp_bind = \"transmitter\"\n",
+        )
+        .unwrap();
         let merged = omadm_runtime::settings::layer(&parsed.notifier, &file).unwrap();
         let smpp = NotifierSettings::resolve(&merged).unwrap().smpp.unwrap();
         assert_eq!(
@@ -508,13 +529,15 @@ mod tests {
                 system_type: String::new(),
                 source_addr: "+4930123".to_owned(),
                 tps: 50,
+                bind: SmppBind::Transmitter,
             }
         );
         assert!(!format!("{smpp:?}").contains("secret"), "the password stays out of logs");
         let base = NotifierArgs { smpp_host: Some("smsc".to_owned()), ..NotifierArgs::default() };
         assert!(matches!(NotifierSettings::resolve(&base), Err(NotifierError::Settings(_))), "no system id");
         let with_id = NotifierArgs { smpp_system_id: Some("id".to_owned()), ..base };
-        assert_eq!(NotifierSettings::resolve(&with_id).unwrap().smpp.unwrap().port, 2775);
+        let defaults = NotifierSettings::resolve(&with_id).unwrap().smpp.unwrap();
+        assert_eq!((defaults.port, defaults.bind), (2775, SmppBind::Transceiver));
         for bad in [
             NotifierArgs { smpp_password: Some("nine char".to_owned()), ..with_id.clone() },
             NotifierArgs { smpp_system_id: Some("sixteen chars ..".to_owned()), ..with_id.clone() },

@@ -1,5 +1,6 @@
 //! WAP Push over SMS through the operator's SMSC (Appendix D.1 "typically delivered over SMS"): an SMPP 3.4
-//! transmitter bind (rusmppc) and one submit_sm per WDP segment (omadm_proto::notification::sms_segments).
+//! bind (rusmppc; transceiver by default, transmitter when the account allows no more) and one submit_sm per WDP
+//! segment (omadm_proto::notification::sms_segments).
 //!
 //! ```text
 //! send(Sms { msisdn: "+491701234567" }, package, id 0x1234)
@@ -7,6 +8,7 @@
 //!   -> per segment, once the account's shared rate allows (rate::SharedRate): submit_sm
 //!        dest_addr_ton 1 (international), dest_addr_npi 1 (ISDN), destination_addr "491701234567"
 //!        esm_class 0x40 (UDHI), data_coding 0x04 (8-bit), registered_delivery 1, short_message = the segment
+//!   -> each segment's message_id filed under the request (crate::receipts), for the SMSC's delivery receipt
 //! ```
 //!
 //! The bind is made on first use and made again when the SMSC drops it. A refused bind, a submit the SMSC
@@ -15,8 +17,9 @@
 //! the send is a [`TransportError`]: `Rejected` (final, `transport_rejected`) for a status about the message,
 //! `Send` (tried again by the notifier's retries) for the rest. When no
 //! try got a bind, the SMSC counts as unavailable and sends fail at once for 30 s, so that a batch of requests
-//! does not wait out every request's bind tries. A transmitter bind receives no deliver_sm, so delivery receipts
-//! are asked for (registered_delivery 1) but not read back.
+//! does not wait out every request's bind tries. A transceiver bind receives the SMSC's deliver_sm: each receipt is
+//! filed under its request ([`crate::receipts`]) before it is answered, so one that cannot be stored comes again. A
+//! transmitter bind receives none: receipts are asked for (registered_delivery 1) but not read back.
 
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -26,10 +29,11 @@ use async_trait::async_trait;
 use futures_util::StreamExt as _;
 use omadm_core::store::Store;
 use omadm_proto::notification::{ConcatReference, sms_segments, wrap_push};
-use rusmpp::CommandStatus;
-use rusmpp::pdus::{BindTransmitter, SubmitSm};
+use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm};
+use rusmpp::tlvs::TlvValue;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, InterfaceVersion, Npi, RegisteredDelivery, Ton};
+use rusmpp::{Command, CommandStatus, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::sync::Mutex;
 use tracing::Instrument as _;
@@ -37,8 +41,9 @@ use tracing::Instrument as _;
 use crate::metrics::metrics;
 use crate::plan::Destination;
 use crate::rate::SharedRate;
-use crate::settings::SmppSettings;
-use crate::transport::{Transport, TransportError};
+use crate::receipts::{Receipt, ReceiptBook};
+use crate::settings::{SmppBind, SmppSettings};
+use crate::transport::{Dispatch, Transport, TransportError};
 
 /// Tries of one bind or one segment's submit before the send fails.
 const MAX_ATTEMPTS: u32 = 5;
@@ -60,6 +65,8 @@ pub struct SmppTransport {
     settings: SmppSettings,
     /// The account's submit rate, shared by every replica bound with it.
     rate: Option<SharedRate>,
+    /// Where the message ids of submits wait for their receipts, shared by every replica.
+    receipts: ReceiptBook,
     /// The bound client, `None` until the first send and after the SMSC dropped the bind.
     client: Mutex<Option<Client>>,
     /// Set when a send found no bind after all its tries: until then sends fail without trying, with the reason.
@@ -104,8 +111,9 @@ impl SmppTransport {
     /// (`notifier:sms:{system_id}@{host}:{port}`); nothing is connected until the first send.
     pub fn new(settings: SmppSettings, store: Arc<dyn Store>) -> SmppTransport {
         let account = format!("{}@{}:{}", settings.system_id, settings.host, settings.port);
-        let rate = SharedRate::new(store, "sms", &account, settings.tps);
-        SmppTransport { settings, rate, client: Mutex::new(None), cool_down: std::sync::Mutex::new(None) }
+        let rate = SharedRate::new(store.clone(), "sms", &account, settings.tps);
+        let receipts = ReceiptBook::new(store, account);
+        SmppTransport { settings, rate, receipts, client: Mutex::new(None), cool_down: std::sync::Mutex::new(None) }
     }
 
     /// `host:port` of the SMSC.
@@ -131,15 +139,11 @@ impl SmppTransport {
         fn text<const MAX: usize>(value: &str, what: &str) -> Result<COctetString<1, MAX>, Failure> {
             COctetString::from_str(value).map_err(|error| Failure::Permanent(format!("SMPP {what}: {error}")))
         }
-        let bind = BindTransmitter::builder()
-            .system_id(text(&self.settings.system_id, "system_id")?)
-            .password(text(&self.settings.password, "password")?)
-            .system_type(text(&self.settings.system_type, "system_type")?)
-            .interface_version(InterfaceVersion::Smpp3_4)
-            .addr_ton(Ton::Unknown)
-            .addr_npi(Npi::Unknown)
-            .address_range(COctetString::empty())
-            .build();
+        let (system_id, password, system_type) = (
+            text(&self.settings.system_id, "system_id")?,
+            text(&self.settings.password, "password")?,
+            text(&self.settings.system_type, "system_type")?,
+        );
         let address = (self.settings.host.as_str(), self.settings.port);
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
             .await
@@ -152,18 +156,48 @@ impl SmppTransport {
             .enquire_link_interval(ENQUIRE_LINK_INTERVAL)
             .connected(stream);
         // The event stream is unbounded: drain it, or a long-lived bind would hold every event in memory.
+        let receipts = (self.settings.bind == SmppBind::Transceiver).then(|| self.receipts.clone());
+        let responder = client.clone();
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                if let Event::Error(error) = event {
-                    tracing::debug!(%error, "SMPP connection event");
+                match event {
+                    Event::Incoming(command) => answer_incoming(&responder, receipts.as_ref(), command),
+                    Event::Error(error) => tracing::debug!(%error, "SMPP connection event"),
                 }
             }
         });
-        match client.bind_transmitter(bind).await {
-            Ok(_) => {
+        let bound = match self.settings.bind {
+            SmppBind::Transceiver => {
+                let bind = BindTransceiver::builder()
+                    .system_id(system_id)
+                    .password(password)
+                    .system_type(system_type)
+                    .interface_version(InterfaceVersion::Smpp3_4)
+                    .addr_ton(Ton::Unknown)
+                    .addr_npi(Npi::Unknown)
+                    .address_range(COctetString::empty())
+                    .build();
+                client.bind_transceiver(bind).await.map(|_| ())
+            }
+            SmppBind::Transmitter => {
+                let bind = BindTransmitter::builder()
+                    .system_id(system_id)
+                    .password(password)
+                    .system_type(system_type)
+                    .interface_version(InterfaceVersion::Smpp3_4)
+                    .addr_ton(Ton::Unknown)
+                    .addr_npi(Npi::Unknown)
+                    .address_range(COctetString::empty())
+                    .build();
+                client.bind_transmitter(bind).await.map(|_| ())
+            }
+        };
+        match bound {
+            Ok(()) => {
                 metrics().smpp_binds.with_label_values(&["bound"]).inc();
                 let system_id = &self.settings.system_id;
-                tracing::info!(smsc = %self.smsc(), %system_id, "bound to the SMSC as transmitter");
+                let mode = self.settings.bind;
+                tracing::info!(smsc = %self.smsc(), %system_id, ?mode, "bound to the SMSC");
                 *held = Some(client.clone());
                 Ok(client)
             }
@@ -247,29 +281,29 @@ impl SmppTransport {
             permanent: false,
         })
     }
+}
 
-    /// The submit_sm of one segment to `msisdn`.
-    fn submit_sm(&self, msisdn: &str, segment: &[u8]) -> Result<SubmitSm, String> {
-        let destination = msisdn.strip_prefix('+').unwrap_or(msisdn);
-        let (source_ton, source_npi, source) = source_address(&self.settings.source_addr);
-        let text = |value: &str, what: &str| {
-            COctetString::<1, 21>::from_str(value).map_err(|error| format!("SMPP {what} {value:?}: {error}"))
-        };
-        let short_message = OctetString::from_slice(segment)
-            .map_err(|error| format!("a segment of {} octets: {error}", segment.len()))?;
-        Ok(SubmitSm::builder()
-            .source_addr_ton(source_ton)
-            .source_addr_npi(source_npi)
-            .source_addr(text(source, "source_addr")?)
-            .dest_addr_ton(Ton::International)
-            .dest_addr_npi(Npi::Isdn)
-            .destination_addr(text(destination, "destination_addr")?)
-            .esm_class(EsmClass::from(UDHI))
-            .registered_delivery(RegisteredDelivery::from(1))
-            .data_coding(DataCoding::from(DATA_CODING_8BIT))
-            .short_message(short_message)
-            .build())
-    }
+/// The submit_sm of one segment to `msisdn`.
+fn submit_sm(settings: &SmppSettings, msisdn: &str, segment: &[u8]) -> Result<SubmitSm, String> {
+    let destination = msisdn.strip_prefix('+').unwrap_or(msisdn);
+    let (source_ton, source_npi, source) = source_address(&settings.source_addr);
+    let text = |value: &str, what: &str| {
+        COctetString::<1, 21>::from_str(value).map_err(|error| format!("SMPP {what} {value:?}: {error}"))
+    };
+    let short_message =
+        OctetString::from_slice(segment).map_err(|error| format!("a segment of {} octets: {error}", segment.len()))?;
+    Ok(SubmitSm::builder()
+        .source_addr_ton(source_ton)
+        .source_addr_npi(source_npi)
+        .source_addr(text(source, "source_addr")?)
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(text(destination, "destination_addr")?)
+        .esm_class(EsmClass::from(UDHI))
+        .registered_delivery(RegisteredDelivery::from(1))
+        .data_coding(DataCoding::from(DATA_CODING_8BIT))
+        .short_message(short_message)
+        .build())
 }
 
 /// Why a segment was not accepted, whether any try got a bind (else the SMSC is unavailable: cool down), and
@@ -329,8 +363,9 @@ impl Transport for SmppTransport {
         &self,
         destination: &Destination,
         package: &[u8],
-        notification_id: u16,
+        dispatch: &Dispatch<'_>,
     ) -> Result<(), TransportError> {
+        let notification_id = dispatch.notification_id;
         let failed = |reason: String| TransportError::Send {
             transport: "sms",
             destination: destination_text(destination),
@@ -348,7 +383,7 @@ impl Transport for SmppTransport {
         let segments =
             sms_segments(&pdu, ConcatReference::Bits8(low_byte)).map_err(|error| failed(error.to_string()))?;
         let span = tracing::info_span!("sms.send", segments = segments.len(), smsc = %self.smsc());
-        self.send_segments(msisdn, &segments).instrument(span).await.map_err(|refused| {
+        self.send_segments(msisdn, &segments, dispatch.request_id).instrument(span).await.map_err(|refused| {
             let reason = refused.detail;
             if refused.permanent {
                 TransportError::Rejected { transport: "sms", destination: destination_text(destination), reason }
@@ -361,11 +396,14 @@ impl Transport for SmppTransport {
 
 impl SmppTransport {
     /// Every segment in order; the first that cannot be submitted ends the send.
-    async fn send_segments(&self, msisdn: &str, segments: &[Vec<u8>]) -> Result<(), Refused> {
+    async fn send_segments(&self, msisdn: &str, segments: &[Vec<u8>], request_id: &str) -> Result<(), Refused> {
         for (index, segment) in segments.iter().enumerate() {
             // A number the SMPP fields cannot hold stays so: final.
-            let submit =
-                self.submit_sm(msisdn, segment).map_err(|detail| Refused { detail, bound: true, permanent: true })?;
+            let submit = submit_sm(&self.settings, msisdn, segment).map_err(|detail| Refused {
+                detail,
+                bound: true,
+                permanent: true,
+            })?;
             let message_id = match self.submit(&submit).await {
                 Ok(message_id) => message_id,
                 Err(refused) => {
@@ -377,6 +415,12 @@ impl SmppTransport {
                 }
             };
             tracing::debug!(%message_id, segment = index + 1, "segment accepted by the SMSC");
+            // The push is out whatever happens here: a message id not filed only loses its receipt.
+            if self.settings.bind == SmppBind::Transceiver
+                && let Err(error) = self.receipts.expect(&message_id, request_id, index + 1, segments.len()).await
+            {
+                tracing::warn!(%error, %message_id, "cannot file the message id for its delivery receipt");
+            }
         }
         Ok(())
     }
@@ -402,6 +446,51 @@ impl SmppTransport {
         let mut cool_down = self.cool_down.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *cool_down = Some((now + COOL_DOWN, reason.to_owned()));
     }
+}
+
+/// A command the SMSC sent on its own: a deliver_sm is answered once its receipt is filed (ESME_RX_T_APPN when the
+/// store cannot take it, so that the SMSC delivers it again); a mobile-originated message is taken and dropped.
+fn answer_incoming(client: &Client, receipts: Option<&ReceiptBook>, command: Command) {
+    let sequence = command.sequence_number();
+    let Some(Pdu::DeliverSm(deliver)) = command.pdu() else {
+        tracing::debug!(id = ?command.id(), "SMPP command from the SMSC left unanswered");
+        return;
+    };
+    let receipt = read_receipt(deliver);
+    let (client, receipts) = (client.clone(), receipts.cloned());
+    tokio::spawn(async move {
+        let status = match (receipt, receipts) {
+            (Some(receipt), Some(receipts)) => match receipts.file(&receipt).await {
+                Ok(filed) => {
+                    tracing::debug!(message_id = %receipt.message_id, filed = filed.label(), "delivery receipt read");
+                    CommandStatus::EsmeRok
+                }
+                Err(error) => {
+                    tracing::warn!(%error, message_id = %receipt.message_id, "cannot file a delivery receipt");
+                    CommandStatus::EsmeRxTAppn
+                }
+            },
+            _ => CommandStatus::EsmeRok,
+        };
+        if let Err(error) = client.status(status).deliver_sm_resp(sequence, DeliverSmResp::default()).await {
+            tracing::debug!(%error, "cannot answer a deliver_sm");
+        }
+    });
+}
+
+/// The receipt of a deliver_sm, from its TLVs or its text.
+fn read_receipt(deliver: &DeliverSm) -> Option<Receipt> {
+    let mut receipted_message_id = None;
+    let mut message_state = None;
+    for tlv in deliver.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => receipted_message_id = Some(id.to_string()),
+            Some(TlvValue::MessageState(state)) => message_state = Some(u8::from(*state)),
+            _ => {}
+        }
+    }
+    let esm_class = u8::from(deliver.esm_class);
+    Receipt::read(esm_class, deliver.short_message().as_ref(), receipted_message_id.as_deref(), message_state)
 }
 
 fn destination_text(destination: &Destination) -> String {
@@ -437,16 +526,15 @@ mod tests {
             system_type: String::new(),
             source_addr: "OMADM".to_owned(),
             tps: 1,
+            bind: crate::settings::SmppBind::Transceiver,
         };
-        let transport =
-            SmppTransport { settings, rate: None, client: Mutex::new(None), cool_down: std::sync::Mutex::new(None) };
-        let submit = transport.submit_sm("+491701234567", &[0x06, 0x05, 0x04, 0x0b, 0x84, 0x23, 0xf0]).unwrap();
+        let submit = submit_sm(&settings, "+491701234567", &[0x06, 0x05, 0x04, 0x0b, 0x84, 0x23, 0xf0]).unwrap();
         assert_eq!(u8::from(submit.esm_class), 0x40);
         assert_eq!(u8::from(submit.data_coding), 0x04);
         assert_eq!(u8::from(submit.registered_delivery), 1);
         assert_eq!((submit.dest_addr_ton, submit.dest_addr_npi), (Ton::International, Npi::Isdn));
         assert_eq!(submit.destination_addr.to_string(), "491701234567");
         assert_eq!(submit.short_message().as_ref(), &[0x06, 0x05, 0x04, 0x0b, 0x84, 0x23, 0xf0]);
-        assert!(transport.submit_sm(&format!("+{}", "1".repeat(21)), &[0]).is_err(), "too long for the field");
+        assert!(submit_sm(&settings, &format!("+{}", "1".repeat(21)), &[0]).is_err(), "too long for the field");
     }
 }

@@ -38,14 +38,28 @@ impl TransportError {
     }
 }
 
+/// The request a send serves: a transport that reports on deliveries later (an SMSC's receipts) files its
+/// report under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch<'a> {
+    pub device_id: &'a str,
+    pub request_id: &'a str,
+    /// The Package#0's NOTIFICATION-ID.
+    pub notification_id: u16,
+}
+
 /// Sends Package#0 bytes to one kind of destination.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// The transport's name, as [`Destination::transport`] gives it.
     fn name(&self) -> &'static str;
-    /// Sends `package` (the Package#0, NOTIFICATION-ID `notification_id`) to `destination`.
-    async fn send(&self, destination: &Destination, package: &[u8], notification_id: u16)
-    -> Result<(), TransportError>;
+    /// Sends `package` (the Package#0 of `dispatch`) to `destination`.
+    async fn send(
+        &self,
+        destination: &Destination,
+        package: &[u8],
+        dispatch: &Dispatch<'_>,
+    ) -> Result<(), TransportError>;
 }
 
 /// Connectionless WAP Push over UDP (Appendix D.1) from one socket.
@@ -83,7 +97,7 @@ impl Transport for UdpTransport {
         &self,
         destination: &Destination,
         package: &[u8],
-        notification_id: u16,
+        dispatch: &Dispatch<'_>,
     ) -> Result<(), TransportError> {
         let Destination::Udp(address) = destination else {
             return Err(TransportError::Send {
@@ -93,7 +107,7 @@ impl Transport for UdpTransport {
             });
         };
         // The WSP transaction id only tells pushes apart; the id's low byte does that well enough.
-        let pdu = wrap_push(package, notification_id.to_be_bytes()[1]);
+        let pdu = wrap_push(package, dispatch.notification_id.to_be_bytes()[1]);
         let failed =
             |reason: String| TransportError::Send { transport: "udp", destination: address.to_string(), reason };
         if let Some(rate) = &self.rate {
@@ -129,7 +143,8 @@ mod tests {
         };
         let package = notification.encode_signed(b"secret", 1_700_000_000).unwrap();
         let destination = Destination::Udp(device.local_addr().unwrap());
-        transport.send(&destination, &package, 0x1234).await.unwrap();
+        let dispatch = Dispatch { device_id: "IMEI:1", request_id: "r1", notification_id: 0x1234 };
+        transport.send(&destination, &package, &dispatch).await.unwrap();
 
         let mut buffer = [0u8; 1500];
         let (length, from) =
@@ -150,7 +165,8 @@ mod tests {
         // An IPv6 destination from an IPv4 socket: the system refuses the send at once.
         let transport = UdpTransport::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let destination = Destination::Udp("[::1]:2948".parse().unwrap());
-        let error = transport.send(&destination, &[0x20, 0x00], 1).await.unwrap_err();
+        let dispatch = Dispatch { device_id: "IMEI:1", request_id: "r1", notification_id: 1 };
+        let error = transport.send(&destination, &[0x20, 0x00], &dispatch).await.unwrap_err();
         assert!(matches!(error, TransportError::Send { transport: "udp", .. }), "{error}");
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use omadm_notifier::metrics::metrics;
 use omadm_notifier::plan::Destination;
 use omadm_notifier::rate::SharedRate;
-use omadm_notifier::transport::{Transport, UdpTransport};
+use omadm_notifier::transport::{Dispatch, Transport, UdpTransport};
 use omadm_testkit::redis::RedisServer;
 
 const RATE: u32 = 20;
@@ -35,7 +35,8 @@ async fn two_replicas_share_one_rate_through_the_store() {
         let (replica, destination) = (Arc::clone(replica), destination.clone());
         tokio::spawn(async move {
             for index in 0..PER_REPLICA {
-                replica.send(&destination, &[0xA5, u8::try_from(index).unwrap()], 1).await.unwrap();
+                let dispatch = Dispatch { device_id: "IMEI:rate", request_id: "r", notification_id: 1 };
+                replica.send(&destination, &[0xA5, u8::try_from(index).unwrap()], &dispatch).await.unwrap();
             }
         })
     });

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omadm_core::clock::now_millis;
-use omadm_core::model::{Device, NotifyTransport};
+use omadm_core::model::{Device, NotificationOutcome, NotificationRecord, NotificationState, NotifyTransport};
 use omadm_core::store::{Store, WriteBatch};
-use omadm_notifier::{Notifier, NotifierSettings, SmppSettings};
+use omadm_notifier::plan::Destination;
+use omadm_notifier::{Dispatch, Notifier, NotifierSettings, SmppBind, SmppSettings, SmppTransport, Transport as _};
 use omadm_proto::notification::{MAX_SMS_OCTETS, Notification, SmsReassembler, parse_segment, unwrap_push, verify};
 use omadm_runtime::ops::Readiness;
 use omadm_testkit::smsc::{SmscOptions, Submitted, TestSmsc};
@@ -34,6 +35,7 @@ fn sms_settings(port: Option<u16>, tps: u32, server_id: &str) -> NotifierSetting
         system_type: "DM".to_owned(),
         source_addr: "OMADM".to_owned(),
         tps,
+        bind: SmppBind::Transceiver,
     });
     NotifierSettings { server_id: server_id.to_owned(), smpp, ..settings(0) }
 }
@@ -50,6 +52,16 @@ async fn register_phone(store: &dyn Store, id: &str, msisdn: &str, secret: &str)
 
 fn msisdn(index: usize) -> String {
     format!("+4917000{index:05}")
+}
+
+/// The number [`msisdn`] gave the device `IMEI:{index}`.
+fn msisdn_of(device_id: &str) -> String {
+    msisdn(device_id.trim_start_matches("IMEI:").parse().unwrap())
+}
+
+/// How many delivery reports (`notification.delivered` or `.undelivered`) are among a request's events.
+fn reports(events: Option<&Vec<omadm_core::bus::Event>>) -> usize {
+    events.map_or(0, |events| events.iter().filter(|event| event.event_type.ends_with("delivered")).count())
 }
 
 /// The recorded submits put back together per destination (segments fed last first), each push's Package#0.
@@ -140,10 +152,39 @@ async fn a_hundred_phones_get_verified_pushes_through_the_smsc_despite_a_refused
         ("omadm", "pw", "DM")
     );
     assert_eq!(binds[1].interface_version, 0x34, "SMPP 3.4");
+    assert!(binds[1].transceiver, "bound as transceiver, for the receipts");
     assert_eq!(smsc.throttled(), 2);
     let metrics = omadm_notifier::metrics::metrics();
     assert!(metrics.sms_submits.with_label_values(&["throttled"]).get() >= 2);
     assert!(metrics.smpp_binds.with_label_values(&["refused"]).get() >= 1);
+
+    // Both segments' receipts came back on the bind; the last one's says delivered: one report per request.
+    observer.wait_until(|outcomes| requests.iter().all(|id| reports(outcomes.get(id)) == 1)).await;
+    for request_id in &requests {
+        let report =
+            observer.outcomes[request_id].iter().find(|event| event.event_type.ends_with("delivered")).unwrap();
+        assert_eq!(report.event_type, "notification.delivered", "{:?}", report.payload);
+        let record = store.get_notification(request_id).await.unwrap().unwrap();
+        let delivery = record.delivery.as_ref().unwrap();
+        assert_eq!(
+            (delivery.delivered, delivery.status.as_str(), delivery.transport.as_str()),
+            (true, "DELIVRD", "sms")
+        );
+        let last_segment = submits
+            .iter()
+            .filter(|submit| format!("+{}", submit.destination_addr) == msisdn_of(&record.device_id))
+            .last()
+            .unwrap();
+        assert_eq!(delivery.message_id, last_segment.message_id, "the last segment's receipt decides");
+        assert_eq!(record.state(), "sent", "a receipt does not change the outcome");
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while smsc.receipt_answers().len() < 200 {
+        assert!(Instant::now() < deadline, "{} of 200 receipts answered", smsc.receipt_answers().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(smsc.receipt_answers().iter().all(|(_, status)| *status == 0), "every receipt answered ESME_ROK");
+    assert!(metrics.sms_receipts.with_label_values(&["earlier_segment"]).get() >= 100);
     notifier.stop().await;
     world.relay.stop().await;
 }
@@ -300,5 +341,94 @@ async fn an_sms_first_device_falls_back_to_udp_when_the_smsc_refuses() {
         fallbacks_before + 1
     );
     notifier.stop().await;
+    world.relay.stop().await;
+}
+
+/// A receipt reaches its request whichever replica's bind the SMSC hands it to (another replica of the account
+/// is bound first, and the SMSC routes every receipt to the other bind), an undeliverable number's receipt says
+/// so, and a transmitter bind reads none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_reach_their_request_through_any_replicas_bind() {
+    let undeliverable = msisdn(1);
+    let options = SmscOptions {
+        undeliverable: vec![undeliverable[1..].to_owned()],
+        receipts_elsewhere: true,
+        ..SmscOptions::default()
+    };
+    let smsc = TestSmsc::start(options);
+    let world = embedded().await;
+    let store = &*world.store;
+    for index in 0..3 {
+        register_phone(store, &format!("IMEI:{index}"), &msisdn(index), "s").await;
+    }
+    // The other replica: the same account and store, bound before the notifier, its one push to a phone of its own
+    // (its record written as a dispatcher writes it, so the notifier has nothing to dispatch for it).
+    let settings = sms_settings(Some(smsc.port()), 100, SERVER_ID).smpp.unwrap();
+    let other = SmppTransport::new(settings, world.store.clone());
+    let other_request = "0".repeat(32);
+    let other_record = NotificationRecord {
+        request_id: other_request.clone(),
+        device_id: "IMEI:9".to_owned(),
+        requested_at: now_millis(),
+        requested_by: "test".to_owned(),
+        outcome: Some(NotificationOutcome {
+            state: NotificationState::Sent,
+            at: now_millis(),
+            transport: Some("sms".to_owned()),
+            notification_id: Some(9),
+            reason: None,
+            detail: None,
+            collapsed_into: None,
+        }),
+        ..NotificationRecord::default()
+    };
+    store.commit(WriteBatch { notifications: vec![other_record], ..WriteBatch::default() }).await.unwrap();
+    let destination = Destination::Sms { msisdn: msisdn(9) };
+    let dispatch = Dispatch { device_id: "IMEI:9", request_id: &other_request, notification_id: 9 };
+    other.send(&destination, &[0x20, 0x00], &dispatch).await.unwrap();
+
+    let readiness = Arc::new(Readiness::new());
+    let notifier = Notifier::start(
+        world.store.clone(),
+        world.bus.clone(),
+        sms_settings(Some(smsc.port()), 100, SERVER_ID),
+        readiness,
+    )
+    .await
+    .unwrap();
+    let mut observer = Observer::start(&world.bus).await;
+    let mut requests = Vec::new();
+    for index in 0..3 {
+        requests.push(request(store, &format!("IMEI:{index}"), false).await);
+    }
+    observer.wait_until(|outcomes| requests.iter().all(|id| reports(outcomes.get(id)) == 1)).await;
+    for (index, request_id) in requests.iter().enumerate() {
+        let expected = if index == 1 { "notification.undelivered" } else { "notification.delivered" };
+        let report =
+            observer.outcomes[request_id].iter().find(|event| event.event_type.ends_with("delivered")).unwrap();
+        assert_eq!(report.event_type, expected, "{:?}", report.payload);
+        let delivery = store.get_notification(request_id).await.unwrap().unwrap().delivery.unwrap();
+        assert_eq!(delivery.status, if index == 1 { "UNDELIV" } else { "DELIVRD" });
+    }
+    // The other replica's receipt came on its own bind (the only one then); the notifier's three all went to the
+    // other replica's (connection 1), which filed them under the notifier's requests.
+    let sent = smsc.receipts_sent();
+    let on_first = sent.iter().filter(|(connection, _)| *connection == 1).count();
+    assert_eq!((sent.len(), on_first), (4, 4), "{sent:?}");
+    let record = store.get_notification(&other_request).await.unwrap().unwrap();
+    assert_eq!(record.delivery.map(|delivery| delivery.delivered), Some(true));
+    notifier.stop().await;
+
+    // A transmitter bind gets no receipts.
+    let transmitter =
+        SmppSettings { bind: SmppBind::Transmitter, ..sms_settings(Some(smsc.port()), 100, SERVER_ID).smpp.unwrap() };
+    let quiet_smsc = TestSmsc::start(SmscOptions::default());
+    let transmitter = SmppSettings { port: quiet_smsc.port(), ..transmitter };
+    let lone = SmppTransport::new(transmitter, world.store.clone());
+    let dispatch = Dispatch { device_id: "IMEI:0", request_id: &requests[0], notification_id: 10 };
+    lone.send(&Destination::Sms { msisdn: msisdn(0) }, &[0x20, 0x00], &dispatch).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(quiet_smsc.binds().iter().map(|bind| bind.transceiver).collect::<Vec<_>>(), [false]);
+    assert!(quiet_smsc.receipts_sent().is_empty(), "no receipt on a transmitter bind");
     world.relay.stop().await;
 }

@@ -1,14 +1,22 @@
-//! A test SMSC: an SMPP 3.4 server (rusmpp's codec) on a loopback port of its own that takes transmitter binds,
-//! answers submit_sm with message ids and records every submit_sm it accepted, for a test to read.
+//! A test SMSC: an SMPP 3.4 server (rusmpp's codec) on a loopback port of its own that takes transmitter and
+//! transceiver binds, answers submit_sm with message ids, records every submit_sm it accepted for a test to
+//! read, and sends transceivers a delivery receipt for each.
 //!
 //! ```text
 //! let smsc = TestSmsc::start(SmscOptions { refuse_binds: 1, throttle_submits: 2, ..SmscOptions::default() });
-//! bind_transmitter #1          -> bind_transmitter_resp ESME_RBINDFAIL (0x0d)
-//! bind_transmitter #2          -> bind_transmitter_resp OK, system_id "TESTSMSC"
+//! bind_transmitter|transceiver #1 -> ..._resp ESME_RBINDFAIL (0x0d)
+//! bind_transmitter|transceiver #2 -> ..._resp OK, system_id "TESTSMSC"
 //! submit_sm #1, #2             -> submit_sm_resp ESME_RTHROTTLED (0x58)
 //! submit_sm #3...              -> submit_sm_resp OK, message_id "1", "2", ...   (recorded: smsc.submits())
+//!                                 then, on a transceiver, deliver_sm esm_class 0x04 "id:1 ... stat:DELIVRD ..."
+//!                                 (odd ids also with the receipted_message_id and message_state TLVs)
 //! submit_sm to an invalid_destinations number -> submit_sm_resp ESME_RINVDSTADR (0x0b)
+//! submit_sm to an undeliverable number        -> accepted, its receipt says stat:UNDELIV
 //! ```
+//!
+//! With `receipts_elsewhere`, a receipt goes to another transceiver of the SMSC when one is bound, as a real
+//! SMSC hands an account's receipts to any of its binds; [`TestSmsc::receipt_answers`] lists the
+//! deliver_sm_resp statuses.
 //!
 //! It runs on a thread with its own runtime, so a test's runtime can be busy or gone without stopping it; it
 //! stops when the [`TestSmsc`] is dropped. [`TestSmsc::drop_connections`] closes every connection, as an SMSC
@@ -19,13 +27,17 @@ use std::str::FromStr as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use rusmpp::pdus::{BindTransceiverResp, DeliverSm};
 use rusmpp::pdus::{BindTransmitterResp, SubmitSmResp};
+use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::types::COctetString;
+use rusmpp::types::OctetString;
 use rusmpp::values::InterfaceVersion;
+use rusmpp::values::{EsmClass, MessageState};
 use rusmpp::{Command, CommandStatus, Pdu};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::Framed;
 
 /// How the SMSC behaves.
@@ -37,6 +49,10 @@ pub struct SmscOptions {
     pub throttle_submits: usize,
     /// submit_sm to these destination_addr values are answered ESME_RINVDSTADR (and not recorded).
     pub invalid_destinations: Vec<String>,
+    /// submit_sm to these destination_addr values are accepted, and their receipts say UNDELIV.
+    pub undeliverable: Vec<String>,
+    /// Send each receipt on another transceiver than the one that submitted, when another is bound.
+    pub receipts_elsewhere: bool,
 }
 
 /// One accepted submit_sm, the fields a WAP Push over SMS sets.
@@ -53,9 +69,11 @@ pub struct Submitted {
     pub message_id: String,
 }
 
-/// One bind_transmitter as received.
+/// One bind as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
+    /// Whether it was a bind_transceiver (else bind_transmitter).
+    pub transceiver: bool,
     pub system_id: String,
     pub password: String,
     pub system_type: String,
@@ -69,6 +87,13 @@ struct Recorded {
     submits: Vec<Submitted>,
     throttled: usize,
     invalid: usize,
+    /// Receipts sent, by the connection that got them: (connection, message id, sequence number).
+    receipts_sent: Vec<(u64, String, u32)>,
+    /// deliver_sm_resp received: (message id, command status).
+    receipt_answers: Vec<(String, u32)>,
+    /// Transceiver connections that receipts can be sent on.
+    transceivers: Vec<(u64, mpsc::UnboundedSender<Command>)>,
+    next_connection: u64,
 }
 
 /// A running test SMSC; stopped when dropped.
@@ -117,7 +142,17 @@ impl TestSmsc {
         self.lock().submits.clone()
     }
 
-    /// Every bind_transmitter so far, refused ones too.
+    /// (message id, command status) of every deliver_sm_resp the ESMEs sent for receipts, in arrival order.
+    pub fn receipt_answers(&self) -> Vec<(String, u32)> {
+        self.lock().receipt_answers.clone()
+    }
+
+    /// (connection, message id) of every receipt sent: connections are numbered from 1 in accept order.
+    pub fn receipts_sent(&self) -> Vec<(u64, String)> {
+        self.lock().receipts_sent.iter().map(|(connection, id, _)| (*connection, id.clone())).collect()
+    }
+
+    /// Every bind so far, refused ones too.
     pub fn binds(&self) -> Vec<Bind> {
         self.lock().binds.clone()
     }
@@ -168,8 +203,73 @@ impl Server {
         self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// One ESME connection until it unbinds, closes, or [`TestSmsc::drop_connections`].
+    /// One ESME connection: its session, then its receipt route closed.
     async fn serve(&self, stream: TcpStream) {
+        let connection = {
+            let mut recorded = self.lock();
+            recorded.next_connection += 1;
+            recorded.next_connection
+        };
+        let (outbound, mut queued) = mpsc::unbounded_channel::<Command>();
+        self.session(connection, stream, outbound, &mut queued).await;
+        self.lock().transceivers.retain(|(id, _)| *id != connection);
+    }
+
+    /// A bind: accepted unless it is among the first `refuse_binds`; a transceiver joins the receipt routes.
+    fn bind(&self, connection: u64, bind: Bind, outbound: &mpsc::UnboundedSender<Command>) -> bool {
+        let mut recorded = self.lock();
+        let refused = recorded.binds.iter().filter(|bind| !bind.accepted).count();
+        let accepted = refused >= self.options.refuse_binds;
+        if accepted && bind.transceiver {
+            recorded.transceivers.push((connection, outbound.clone()));
+        }
+        recorded.binds.push(Bind { accepted, ..bind });
+        accepted
+    }
+
+    /// The delivery receipt of an accepted submit, onto the connection it is routed to (none for a transmitter
+    /// without `receipts_elsewhere`).
+    fn send_receipt(&self, connection: u64, message_id: &str, submitted: &Submitted) {
+        let mut recorded = self.lock();
+        let own = recorded.transceivers.iter().position(|(id, _)| *id == connection);
+        let elsewhere = recorded.transceivers.iter().position(|(id, _)| *id != connection);
+        let route = if self.options.receipts_elsewhere { elsewhere.or(own) } else { own };
+        let Some(route) = route else { return };
+        let (target, sender) = recorded.transceivers[route].clone();
+        let delivered = !self.options.undeliverable.contains(&submitted.destination_addr);
+        let (stat, state) =
+            if delivered { ("DELIVRD", MessageState::Delivered) } else { ("UNDELIV", MessageState::Undeliverable) };
+        let text = format!(
+            "id:{message_id} sub:001 dlvrd:{} submit date:2612031200 done date:2612031200 stat:{stat} err:000 text:",
+            if delivered { "001" } else { "000" }
+        );
+        let mut deliver = DeliverSm::builder()
+            .source_addr(COctetString::from_str(&submitted.destination_addr).unwrap())
+            .destination_addr(COctetString::from_str(&submitted.source_addr).unwrap_or_else(|_| COctetString::empty()))
+            .esm_class(EsmClass::from(0x04))
+            .short_message(OctetString::from_slice(text.as_bytes()).unwrap())
+            .build();
+        // Odd ids carry the SMPP 3.4 TLVs too: both ways of reading a receipt are exercised.
+        if message_id.parse::<u64>().is_ok_and(|id| id % 2 == 1) {
+            deliver.push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+                COctetString::from_str(message_id).unwrap(),
+            ));
+            deliver.push_tlv(MessageDeliveryRequestTlvValue::MessageState(state));
+        }
+        // The SMSC's own sequence numbers, apart from the ESME's.
+        let sequence = 0x4000_0000 + u32::try_from(recorded.receipts_sent.len()).unwrap_or(0);
+        recorded.receipts_sent.push((target, message_id.to_owned(), sequence));
+        let _ = sender.send(Command::new(CommandStatus::EsmeRok, sequence, Pdu::DeliverSm(deliver)));
+    }
+
+    /// One ESME connection until it unbinds, closes, or [`TestSmsc::drop_connections`].
+    async fn session(
+        &self,
+        connection: u64,
+        stream: TcpStream,
+        outbound: mpsc::UnboundedSender<Command>,
+        queued: &mut mpsc::UnboundedReceiver<Command>,
+    ) {
         let mut framed = Framed::new(stream, CommandCodec::new());
         let mut generation = self.generation.clone();
         generation.mark_unchanged();
@@ -180,28 +280,61 @@ impl Server {
                     Some(Ok(command)) => command,
                     _ => return,
                 },
+                Some(receipt) = queued.recv() => {
+                    if framed.send(receipt).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 _ = generation.changed() => return,
             };
             let sequence = command.sequence_number();
+            let mut receipt = None;
             let (status, pdu, close) = match command.pdu() {
-                Some(Pdu::BindTransmitter(bind)) => {
-                    let mut recorded = self.lock();
-                    let refused = recorded.binds.iter().filter(|bind| !bind.accepted).count();
-                    let accepted = bound || refused >= self.options.refuse_binds;
-                    recorded.binds.push(Bind {
+                Some(Pdu::BindTransmitter(bind)) if !bound => {
+                    let bind = Bind {
+                        transceiver: false,
                         system_id: bind.system_id.to_string(),
                         password: bind.password.to_string(),
                         system_type: bind.system_type.to_string(),
                         interface_version: u8::from(bind.interface_version),
-                        accepted,
-                    });
-                    bound = bound || accepted;
+                        accepted: false,
+                    };
+                    bound = self.bind(connection, bind, &outbound);
                     let response = BindTransmitterResp::new(
                         COctetString::from_str("TESTSMSC").unwrap(),
                         Some(InterfaceVersion::Smpp3_4),
                     );
-                    let status = if accepted { CommandStatus::EsmeRok } else { CommandStatus::EsmeRbindfail };
-                    (status, Pdu::BindTransmitterResp(response), !accepted)
+                    let status = if bound { CommandStatus::EsmeRok } else { CommandStatus::EsmeRbindfail };
+                    (status, Pdu::BindTransmitterResp(response), !bound)
+                }
+                Some(Pdu::BindTransceiver(bind)) if !bound => {
+                    let bind = Bind {
+                        transceiver: true,
+                        system_id: bind.system_id.to_string(),
+                        password: bind.password.to_string(),
+                        system_type: bind.system_type.to_string(),
+                        interface_version: u8::from(bind.interface_version),
+                        accepted: false,
+                    };
+                    bound = self.bind(connection, bind, &outbound);
+                    let response = BindTransceiverResp::new(
+                        COctetString::from_str("TESTSMSC").unwrap(),
+                        Some(InterfaceVersion::Smpp3_4),
+                    );
+                    let status = if bound { CommandStatus::EsmeRok } else { CommandStatus::EsmeRbindfail };
+                    (status, Pdu::BindTransceiverResp(response), !bound)
+                }
+                Some(Pdu::BindTransmitter(_)) | Some(Pdu::BindTransceiver(_)) => {
+                    (CommandStatus::EsmeRalybnd, Pdu::GenericNack, false)
+                }
+                Some(Pdu::DeliverSmResp(_)) => {
+                    let mut recorded = self.lock();
+                    let answered = recorded.receipts_sent.iter().find(|(_, _, sent)| *sent == sequence);
+                    if let Some((_, message_id, _)) = answered.cloned() {
+                        recorded.receipt_answers.push((message_id, u32::from(command.status())));
+                    }
+                    continue;
                 }
                 Some(Pdu::SubmitSm(submit)) if bound => {
                     let mut recorded = self.lock();
@@ -227,6 +360,7 @@ impl Server {
                             short_message: submit.short_message().as_ref().to_vec(),
                             message_id: message_id.clone(),
                         });
+                        receipt = Some((message_id.clone(), recorded.submits.last().cloned()));
                         let response = SubmitSmResp::new(COctetString::from_str(&message_id).unwrap(), Vec::new());
                         (CommandStatus::EsmeRok, Pdu::SubmitSmResp(response), false)
                     }
@@ -243,6 +377,12 @@ impl Server {
             };
             if framed.send(Command::new(status, sequence, pdu)).await.is_err() || close {
                 return;
+            }
+            // After the submit_sm_resp, as an SMSC reports at the soonest.
+            if let Some((message_id, Some(submitted))) = receipt
+                && submitted.registered_delivery & 0x01 == 1
+            {
+                self.send_receipt(connection, &message_id, &submitted);
             }
         }
     }
