@@ -85,7 +85,7 @@ fn serve_sends_a_phone_its_package0_by_sms_through_the_configured_smsc() {
     let flags = ["--server-id", "dms.example.com", "--notifier-smpp-host", "127.0.0.1", "--notifier-smpp-port", &port];
     let served = start(data.path(), &[&flags[..], &["--notifier-smpp-system-id", "omadm"]].concat());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
+    let request_id = runtime.block_on(async {
         let client = reqwest::Client::new();
         let registered = client
             .put(format!("{}/api/v1/devices/IMEI:phone", served.base))
@@ -103,6 +103,7 @@ fn serve_sends_a_phone_its_package0_by_sms_through_the_configured_smsc() {
             .await
             .unwrap();
         assert_eq!(notified.status(), 202);
+        notified.json::<serde_json::Value>().await.unwrap()["request_id"].as_str().unwrap().to_owned()
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut reassembler = SmsReassembler::default();
@@ -127,6 +128,30 @@ fn serve_sends_a_phone_its_package0_by_sms_through_the_configured_smsc() {
     assert_eq!(notification.server_id.as_deref(), Some("dms.example.com"));
     assert_eq!(smsc.binds().len(), 1);
     assert_eq!(smsc.binds()[0].system_id, "omadm");
+    // The SMSC's delivery receipt came back on the transceiver bind: the API shows it on the request.
+    let delivery = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let shown: serde_json::Value = client
+                .get(format!("{}/api/v1/notifications/{request_id}", served.base))
+                .bearer_auth(&served.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if !shown["delivery"].is_null() {
+                assert_eq!(shown["state"], "sent");
+                break shown["delivery"].clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no delivery report within 30 s: {shown}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!((delivery["delivered"].as_bool(), delivery["status"].as_str()), (Some(true), Some("DELIVRD")));
+    assert_eq!(delivery["transport"], "sms");
     assert!(terminate(served).success());
 }
 

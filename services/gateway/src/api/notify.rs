@@ -151,6 +151,24 @@ pub struct NotificationView {
     pub next_attempt_at: Option<u64>,
     /// The device's first session after the Package#0 was sent (`notification.answered`); null until then.
     pub answered: Option<NotificationAnswerView>,
+    /// What the transport reported of the Package#0's delivery (an SMSC's delivery receipt:
+    /// `notification.delivered` or `.undelivered`); null until it does, and always for UDP.
+    pub delivery: Option<NotificationDeliveryView>,
+}
+
+/// A transport's report on a sent Package#0.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationDeliveryView {
+    /// Whether the message reached the device.
+    pub delivered: bool,
+    /// The transport's word for it (SMPP `stat`: `DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD`, ...).
+    pub status: String,
+    /// `sms`.
+    pub transport: String,
+    /// The transport's id of the message reported on (the SMSC's message_id of the push's last segment).
+    pub message_id: String,
+    /// When the report arrived, in milliseconds since the epoch.
+    pub at: u64,
 }
 
 /// The session that answered a sent notification.
@@ -215,6 +233,13 @@ impl From<NotificationRecord> for NotificationView {
             answered: record
                 .answered
                 .map(|answer| NotificationAnswerView { session_id: answer.session_id, at: answer.at }),
+            delivery: record.delivery.map(|delivery| NotificationDeliveryView {
+                delivered: delivery.delivered,
+                status: delivery.status,
+                transport: delivery.transport,
+                message_id: delivery.message_id,
+                at: delivery.at,
+            }),
         }
     }
 }
