@@ -13,11 +13,12 @@ mod support {
 use std::collections::BTreeMap;
 
 use omadm_core::bus::Event;
+use omadm_core::model::NotificationDelivery;
 use omadm_core::session::events::{
     ContentUploaded, NotificationAnswered, NotificationCollapsed, NotificationFailed, NotificationRequested,
     NotificationSent, PushRegistered, PushUnregistered, content_uploaded, notification_answered,
-    notification_collapsed, notification_failed, notification_requested, notification_retry, notification_sent,
-    push_registered, push_unregistered,
+    notification_collapsed, notification_delivery, notification_failed, notification_requested, notification_retry,
+    notification_sent, push_registered, push_unregistered,
 };
 use serde_json::json;
 use session_support::*;
@@ -139,6 +140,20 @@ fn the_edge_events_match_their_documented_schemas() {
         answered_at: START + 800,
     });
     check_event(&documented, &answered);
+    for (delivered, status) in [(true, "DELIVRD"), (false, "EXPIRED")] {
+        let report = notification_delivery(NotificationDelivery {
+            device_id: DEVICE_ID.to_owned(),
+            request_id: "r-1".to_owned(),
+            transport: "sms".to_owned(),
+            delivered,
+            status: status.to_owned(),
+            message_id: "4711".to_owned(),
+            at: START + 300,
+        });
+        check_event(&documented, &report);
+        let suffix = if delivered { "delivered" } else { "undelivered" };
+        assert_eq!(report.id, format!("notification:{DEVICE_ID}:r-1:{suffix}"));
+    }
     assert_eq!(answered.id, format!("notification:{DEVICE_ID}:r-1:answered"));
     let collapsed = notification_collapsed(NotificationCollapsed {
         device_id: DEVICE_ID.to_owned(),
