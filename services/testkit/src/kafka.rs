@@ -9,8 +9,10 @@
 //! (where scripts/test builds it), else `tansu` on PATH.
 //! `OMADM_TEST_KAFKA_SETTINGS=key=value,key=value` adds librdkafka settings
 //! for every client ([`KafkaBroker::client_settings`]). [`KafkaBroker::start_durable`] runs tansu on its
-//! S3 engine over a moto server of its own ([`crate::s3`]), so what the broker acknowledged outlives a kill
-//! and restart of the broker. Either way, tests use
+//! PostgreSQL engine over a PostgreSQL server of its own ([`crate::postgres`]), so what the broker
+//! acknowledged outlives a kill and restart of the broker; that binary is `OMADM_TANSU_POSTGRES`, else
+//! `~/.cache/omadm-tools/tansu-pg-0.6.0/bin/tansu` (built with the `postgres` feature, which the other
+//! build lacks). Either way, tests use
 //! topic names of their own ([`unique_prefix`]) so they never see each
 //! other's events.
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::ports::free_port;
+use crate::postgres::PostgresServer;
 use crate::process::{Output, Spawned, log_tail};
 
 pub struct KafkaBroker {
@@ -33,14 +36,22 @@ pub struct KafkaBroker {
 struct LocalBroker {
     port: u16,
     binary: PathBuf,
+    /// Where `binary` comes from, for the failure when it is missing.
+    install: &'static str,
     storage: String,
-    /// The environment of the broker's process (the S3 engine's endpoint and credentials).
-    environment: Vec<(String, String)>,
     directory: TempDir,
     process: Option<Spawned>,
-    /// The S3-compatible server of a durable broker; it outlives the broker's restarts.
-    _objects: Option<crate::s3::S3Server>,
+    /// The PostgreSQL server of a durable broker; it outlives the broker's restarts.
+    _database: Option<PostgresServer>,
 }
+
+/// The tables tansu's PostgreSQL engine needs, which it does not create.
+const TANSU_POSTGRES_SCHEMA: &str = include_str!("tansu_postgres.sql");
+
+const INSTALL_TANSU: &str = "scripts/test builds it (`cargo install tansu --version 0.6.0 --locked --features \
+     dynostore --root ~/.cache/omadm-tools/tansu-0.6.0`), or set OMADM_TANSU or OMADM_TEST_KAFKA";
+const INSTALL_TANSU_POSTGRES: &str = "scripts/test builds it (`cargo install tansu --version 0.6.0 --locked \
+     --features postgres --root ~/.cache/omadm-tools/tansu-pg-0.6.0`), or set OMADM_TANSU_POSTGRES";
 
 /// The tansu binary the tests run.
 pub fn tansu_binary() -> PathBuf {
@@ -54,6 +65,15 @@ pub fn tansu_binary() -> PathBuf {
         }
     }
     PathBuf::from("tansu")
+}
+
+/// The tansu binary with the PostgreSQL engine, which [`KafkaBroker::start_durable`] runs.
+pub fn tansu_postgres_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("OMADM_TANSU_POSTGRES") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    home.join(".cache/omadm-tools/tansu-pg-0.6.0/bin/tansu")
 }
 
 /// A topic prefix no other test (nor an earlier run on an external broker) uses: `t4242-3-1700000000123.`
@@ -73,41 +93,27 @@ impl KafkaBroker {
             return KafkaBroker { brokers: brokers.trim_start_matches("kafka://").to_owned(), local: None };
         }
         let storage = std::env::var("OMADM_TANSU_STORAGE").unwrap_or_else(|_| "memory://tansu/".to_owned());
-        KafkaBroker::start_local(storage, Vec::new(), None)
+        KafkaBroker::start_local(tansu_binary(), INSTALL_TANSU, storage, None)
     }
 
-    /// A tansu whose topics are kept in an S3-compatible server (moto) started now: a kill and a restart lose
-    /// nothing it acknowledged. Never the external broker (its durability is its own).
+    /// A tansu whose topics are kept in a PostgreSQL server started now (every commit fsynced): a kill or a
+    /// stop and a restart lose nothing it acknowledged. Never the external broker (its durability is its own).
     pub fn start_durable() -> KafkaBroker {
-        let objects = crate::s3::S3Server::start();
-        let environment = [
-            ("AWS_ENDPOINT", objects.endpoint()),
-            ("AWS_ALLOW_HTTP", "true".to_owned()),
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-            ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-        ];
-        let environment = environment.into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
-        KafkaBroker::start_local(format!("s3://{}/", crate::s3::BUCKET), environment, Some(objects))
+        let database = PostgresServer::start();
+        database.psql(TANSU_POSTGRES_SCHEMA);
+        let storage = database.url();
+        KafkaBroker::start_local(tansu_postgres_binary(), INSTALL_TANSU_POSTGRES, storage, Some(database))
     }
 
     fn start_local(
+        binary: PathBuf,
+        install: &'static str,
         storage: String,
-        environment: Vec<(String, String)>,
-        objects: Option<crate::s3::S3Server>,
+        database: Option<PostgresServer>,
     ) -> KafkaBroker {
         let port = free_port();
         let directory = tempfile::tempdir().unwrap();
-        let local = LocalBroker {
-            port,
-            binary: tansu_binary(),
-            storage,
-            environment,
-            directory,
-            process: None,
-            _objects: objects,
-        };
+        let local = LocalBroker { port, binary, install, storage, directory, process: None, _database: database };
         let mut broker = KafkaBroker { brokers: format!("127.0.0.1:{port}"), local: Some(local) };
         broker.restart();
         broker
@@ -181,7 +187,9 @@ impl KafkaBroker {
         }
     }
 
-    /// Stops the broker (SIGTERM, SIGKILL after 5 s).
+    /// Stops the broker (SIGTERM, SIGKILL after 5 s). tansu 0.6.0 exits on SIGTERM at once when no client is
+    /// connected; in the durability tests, with a producer connected, it kept serving for the whole 5 s and
+    /// ended in the SIGKILL.
     pub fn stop(&mut self) {
         let local = self.local.as_mut().expect("an external broker cannot be stopped by the tests");
         if let Some(mut process) = local.process.take() {
@@ -199,14 +207,9 @@ impl KafkaBroker {
         command
             .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
             .args(["--storage-engine", &local.storage])
-            .envs(local.environment.iter().map(|(key, value)| (key.as_str(), value.as_str())))
             .current_dir(local.directory.path());
         if !local.binary.is_file() && local.binary.components().count() > 1 {
-            panic!(
-                "no tansu at {}: scripts/test builds it (`cargo install tansu --version 0.6.0 --locked \
-                 --features dynostore --root ~/.cache/omadm-tools/tansu-0.6.0`), or set OMADM_TANSU / OMADM_TEST_KAFKA",
-                local.binary.display()
-            );
+            panic!("no tansu at {}: {}", local.binary.display(), local.install);
         }
         let mut process = Spawned::spawn(command, Output::LogFile(local.log_path()));
         process.wait_for_listener(local.port, Duration::from_secs(30));
@@ -239,5 +242,18 @@ impl Drop for KafkaBroker {
         if let Some(mut process) = local.process.take() {
             process.kill();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tansu_schema_applies_to_a_fresh_postgres() {
+        let database = PostgresServer::start();
+        database.psql(TANSU_POSTGRES_SCHEMA);
+        let tables = database.psql("select count(*) from pg_tables where schemaname = 'public';");
+        assert_eq!(tables, "20\n");
     }
 }

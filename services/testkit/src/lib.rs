@@ -15,6 +15,7 @@ pub mod edge;
 pub mod fixtures;
 pub mod kafka;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 #[cfg(feature = "push")]
 pub mod push;

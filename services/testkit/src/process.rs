@@ -138,12 +138,18 @@ impl Spawned {
 
     /// SIGTERM, then up to `grace` for the process to exit, then SIGKILL. The exit status when it exited in time.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        self.signal_and_wait("TERM", grace)
+    }
+
+    /// Sends `signal` (a name `kill` takes: `TERM`, `INT`), then waits up to `grace` for the process to exit,
+    /// then SIGKILLs it. The exit status when it exited in time.
+    pub fn signal_and_wait(&mut self, signal: &str, grace: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
         }
-        let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(signalled.success(), "kill -TERM {} failed", child.id());
+        let signalled = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        assert!(signalled.success(), "kill -{signal} {} failed", child.id());
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
