@@ -172,8 +172,7 @@ async fn a_hundred_phones_get_verified_pushes_through_the_smsc_despite_a_refused
         );
         let last_segment = submits
             .iter()
-            .filter(|submit| format!("+{}", submit.destination_addr) == msisdn_of(&record.device_id))
-            .last()
+            .rfind(|submit| format!("+{}", submit.destination_addr) == msisdn_of(&record.device_id))
             .unwrap();
         assert_eq!(delivery.message_id, last_segment.message_id, "the last segment's receipt decides");
         assert_eq!(record.state(), "sent", "a receipt does not change the outcome");
