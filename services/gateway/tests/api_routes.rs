@@ -2,6 +2,7 @@
 
 mod api_support;
 
+use omadm_testkit::http::JsonAnswer as _;
 use std::time::Duration;
 
 use api_support::{MAX_BODY_BYTES, MAX_REPOSITORY_BYTES, SERVER_ID, TOKEN, TestServer, expect_error, raw_exchange};
@@ -118,7 +119,7 @@ async fn device_registration_read_list_and_delete() {
     let stored = server.state.store.get_device("IMEI:1").await.unwrap().unwrap();
     assert_eq!(stored.credentials, omadm_core::auth::credentials_for("IMEI:1", "omadm", "other"));
 
-    let fetched: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").send().await.unwrap().json().await.unwrap();
+    let fetched: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").json_answer().await;
     assert_eq!(fetched["tags"], json!({"fleet": "cars"}));
     assert_eq!(fetched["msisdn"], "+491701234567", "GET shows the MSISDN");
 
@@ -135,36 +136,28 @@ async fn device_registration_read_list_and_delete() {
     let kept = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({"password": "other"})).send();
     assert_eq!(kept.await.unwrap().json::<Value>().await.unwrap()["notify"], json!(["sms", "udp"]), "left out: kept");
     let reset = server.api(Method::PUT, "/api/v1/devices/IMEI:1").json(&json!({"password": "other", "notify": []}));
-    assert_eq!(reset.send().await.unwrap().json::<Value>().await.unwrap()["notify"], json!(["push", "udp", "sms"]));
+    assert_eq!(reset.json_answer::<Value>().await["notify"], json!(["push", "udp", "sms"]));
     assert!(server.state.store.get_device("IMEI:1").await.unwrap().unwrap().notify_order.is_empty());
 
     server.register("IMEI:2", json!({"fleet": "meters"})).await;
     server.register("IMEI:3", json!({"fleet": "meters"})).await;
 
     // Paging in id order.
-    let first: Value = server.api(Method::GET, "/api/v1/devices?limit=2").send().await.unwrap().json().await.unwrap();
+    let first: Value = server.api(Method::GET, "/api/v1/devices?limit=2").json_answer().await;
     let ids: Vec<&str> = first["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["IMEI:1", "IMEI:2"]);
     let next = first["next"].as_str().unwrap();
-    let second: Value = server
-        .api(Method::GET, "/api/v1/devices")
-        .query(&[("limit", "2"), ("after", next)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second: Value =
+        server.api(Method::GET, "/api/v1/devices").query(&[("limit", "2"), ("after", next)]).json_answer().await;
     let ids: Vec<&str> = second["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["IMEI:3"]);
     assert_eq!(second["next"], Value::Null);
 
     // Tag filter.
-    let meters: Value =
-        server.api(Method::GET, "/api/v1/devices?tag=fleet:meters").send().await.unwrap().json().await.unwrap();
+    let meters: Value = server.api(Method::GET, "/api/v1/devices?tag=fleet:meters").json_answer().await;
     let ids: Vec<&str> = meters["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["IMEI:2", "IMEI:3"]);
-    let none: Value = server.api(Method::GET, "/api/v1/devices?man=Nobody").send().await.unwrap().json().await.unwrap();
+    let none: Value = server.api(Method::GET, "/api/v1/devices?man=Nobody").json_answer().await;
     assert_eq!(none["devices"], json!([]));
 
     // Delete.
@@ -260,8 +253,7 @@ async fn commands_are_validated_queued_and_followed() {
     let queued: Value = queued.json().await.unwrap();
     assert_eq!(queued, json!({"ids": [1, 2]}));
 
-    let command: Value =
-        server.api(Method::GET, "/api/v1/devices/IMEI:1/commands/2").send().await.unwrap().json().await.unwrap();
+    let command: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1/commands/2").json_answer().await;
     assert_eq!(command["id"], 2);
     assert_eq!(
         command["command"],
@@ -273,15 +265,13 @@ async fn commands_are_validated_queued_and_followed() {
     assert_eq!(command["data"], Value::Null);
     assert_eq!(command["origin"], "operator");
 
-    let device: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").send().await.unwrap().json().await.unwrap();
+    let device: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").json_answer().await;
     assert_eq!(device["pending_commands"], 2);
 
-    let page: Value =
-        server.api(Method::GET, "/api/v1/devices/IMEI:1/commands?limit=1").send().await.unwrap().json().await.unwrap();
+    let page: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1/commands?limit=1").json_answer().await;
     assert_eq!(page["commands"].as_array().unwrap().len(), 1);
     assert_eq!(page["next"], 1);
-    let rest: Value =
-        server.api(Method::GET, "/api/v1/devices/IMEI:1/commands?after=1").send().await.unwrap().json().await.unwrap();
+    let rest: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1/commands?after=1").json_answer().await;
     assert_eq!(rest["commands"][0]["id"], 2);
     assert_eq!(rest["next"], Value::Null);
 
@@ -312,8 +302,7 @@ async fn commands_are_validated_queued_and_followed() {
         .unwrap();
     let reason = expect_error(deep, 400).await;
     assert!(reason.contains("recursion limit"), "{reason}");
-    let all: Value =
-        server.api(Method::GET, "/api/v1/devices/IMEI:1/commands").send().await.unwrap().json().await.unwrap();
+    let all: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1/commands").json_answer().await;
     assert_eq!(all["commands"].as_array().unwrap().len(), 2);
 
     // Unknown device, unknown or malformed command id.
@@ -367,8 +356,7 @@ async fn commands_the_device_would_refuse_are_forbidden() {
     .await;
     assert!(reason.starts_with("commands[1]: ") && reason.contains("EXEC"), "{reason}");
     // All or nothing: the GET before the refused EXEC was not queued either.
-    let all: Value =
-        server.api(Method::GET, "/api/v1/devices/IMEI:1/commands").send().await.unwrap().json().await.unwrap();
+    let all: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1/commands").json_answer().await;
     assert_eq!(all["commands"].as_array().unwrap().len(), 1);
 }
 
@@ -428,15 +416,13 @@ async fn mirror_alerts_and_sessions_are_readable() {
         .unwrap();
     expect_error(unknown, 404).await;
 
-    let alerts: Value =
-        server.api(Method::GET, "/api/v1/devices/IMEI:1/alerts").send().await.unwrap().json().await.unwrap();
+    let alerts: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1/alerts").json_answer().await;
     assert_eq!(alerts["alerts"][0]["item"]["AlertType"], "urn:oma:at:fumo:1.0:DownloadComplete");
     assert_eq!(alerts["alerts"][0]["status"], 200);
-    let sessions: Value =
-        server.api(Method::GET, "/api/v1/devices/IMEI:1/sessions?limit=5").send().await.unwrap().json().await.unwrap();
+    let sessions: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1/sessions?limit=5").json_answer().await;
     assert_eq!(sessions["sessions"][0]["id"], "s1");
     assert_eq!(sessions["sessions"][0]["outcome"], "ended");
-    let device: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").send().await.unwrap().json().await.unwrap();
+    let device: Value = server.api(Method::GET, "/api/v1/devices/IMEI:1").json_answer().await;
     assert_eq!(device["last_session"]["id"], "s1");
 
     expect_error(server.api(Method::GET, "/api/v1/devices/IMEI:1/alerts?limit=0").send().await.unwrap(), 400).await;

@@ -166,31 +166,23 @@ impl SmppTransport {
                 }
             }
         });
+        // Both binds carry the same fields (SMPP 3.4 4.1.1, 4.1.5); only the PDU type differs.
+        macro_rules! bind_pdu {
+            ($pdu:ty) => {
+                <$pdu>::builder()
+                    .system_id(system_id)
+                    .password(password)
+                    .system_type(system_type)
+                    .interface_version(InterfaceVersion::Smpp3_4)
+                    .addr_ton(Ton::Unknown)
+                    .addr_npi(Npi::Unknown)
+                    .address_range(COctetString::empty())
+                    .build()
+            };
+        }
         let bound = match self.settings.bind {
-            SmppBind::Transceiver => {
-                let bind = BindTransceiver::builder()
-                    .system_id(system_id)
-                    .password(password)
-                    .system_type(system_type)
-                    .interface_version(InterfaceVersion::Smpp3_4)
-                    .addr_ton(Ton::Unknown)
-                    .addr_npi(Npi::Unknown)
-                    .address_range(COctetString::empty())
-                    .build();
-                client.bind_transceiver(bind).await.map(|_| ())
-            }
-            SmppBind::Transmitter => {
-                let bind = BindTransmitter::builder()
-                    .system_id(system_id)
-                    .password(password)
-                    .system_type(system_type)
-                    .interface_version(InterfaceVersion::Smpp3_4)
-                    .addr_ton(Ton::Unknown)
-                    .addr_npi(Npi::Unknown)
-                    .address_range(COctetString::empty())
-                    .build();
-                client.bind_transmitter(bind).await.map(|_| ())
-            }
+            SmppBind::Transceiver => client.bind_transceiver(bind_pdu!(BindTransceiver)).await.map(|_| ()),
+            SmppBind::Transmitter => client.bind_transmitter(bind_pdu!(BindTransmitter)).await.map(|_| ()),
         };
         match bound {
             Ok(()) => {

@@ -64,6 +64,11 @@ fn reports(events: Option<&Vec<omadm_core::bus::Event>>) -> usize {
     events.map_or(0, |events| events.iter().filter(|event| event.event_type.ends_with("delivered")).count())
 }
 
+/// A notifier on the world's store and bus.
+async fn start_notifier(world: &Embedded, settings: NotifierSettings) -> Notifier {
+    Notifier::start(world.store.clone(), world.bus.clone(), settings, Arc::new(Readiness::new())).await.unwrap()
+}
+
 /// The recorded submits put back together per destination (segments fed last first), each push's Package#0.
 fn packages_by_destination(submits: &[Submitted]) -> BTreeMap<String, Vec<Vec<u8>>> {
     let mut reassembler = SmsReassembler::default();
@@ -102,15 +107,7 @@ async fn a_hundred_phones_get_verified_pushes_through_the_smsc_despite_a_refused
         register_phone(store, &id, &msisdn(index), &format!("secret {index}")).await;
         requests.push(request(store, &id, false).await);
     }
-    let readiness = Arc::new(Readiness::new());
-    let notifier = Notifier::start(
-        world.store.clone(),
-        world.bus.clone(),
-        sms_settings(Some(smsc.port()), 1000, &server_id),
-        readiness,
-    )
-    .await
-    .unwrap();
+    let notifier = start_notifier(&world, sms_settings(Some(smsc.port()), 1000, &server_id)).await;
     let mut observer = Observer::start(&world.bus).await;
     observer.wait_for(&requests).await;
 
@@ -198,16 +195,8 @@ async fn a_dropped_bind_is_bound_again_and_the_rate_limit_holds() {
     for index in 0..10 {
         register_phone(store, &format!("IMEI:{index}"), &msisdn(index), "s").await;
     }
-    let readiness = Arc::new(Readiness::new());
     // Five submits per second, short packages (one SMS each).
-    let notifier = Notifier::start(
-        world.store.clone(),
-        world.bus.clone(),
-        sms_settings(Some(smsc.port()), 5, SERVER_ID),
-        readiness,
-    )
-    .await
-    .unwrap();
+    let notifier = start_notifier(&world, sms_settings(Some(smsc.port()), 5, SERVER_ID)).await;
     let mut observer = Observer::start(&world.bus).await;
     let first = request(store, "IMEI:0", false).await;
     observer.wait_for(std::slice::from_ref(&first)).await;
@@ -252,13 +241,9 @@ async fn without_an_smsc_or_with_one_that_refuses_every_bind_the_request_fails_w
     let world = embedded().await;
     let store = &*world.store;
     register_phone(store, "IMEI:1", "+491701234567", "s").await;
-    let readiness = Arc::new(Readiness::new());
     let mut observer = Observer::start(&world.bus).await;
 
-    let no_smsc =
-        Notifier::start(world.store.clone(), world.bus.clone(), sms_settings(None, 1, SERVER_ID), readiness.clone())
-            .await
-            .unwrap();
+    let no_smsc = start_notifier(&world, sms_settings(None, 1, SERVER_ID)).await;
     let unreachable = request(store, "IMEI:1", false).await;
     observer.wait_for(std::slice::from_ref(&unreachable)).await;
     let failed = observer.outcome(&unreachable);
@@ -269,14 +254,7 @@ async fn without_an_smsc_or_with_one_that_refuses_every_bind_the_request_fails_w
     no_smsc.stop().await;
 
     let smsc = TestSmsc::start(SmscOptions { refuse_binds: usize::MAX, ..SmscOptions::default() });
-    let refusing = Notifier::start(
-        world.store.clone(),
-        world.bus.clone(),
-        sms_settings(Some(smsc.port()), 100, SERVER_ID),
-        readiness,
-    )
-    .await
-    .unwrap();
+    let refusing = start_notifier(&world, sms_settings(Some(smsc.port()), 100, SERVER_ID)).await;
     let refused = request(store, "IMEI:1", false).await;
     observer.wait_for(std::slice::from_ref(&refused)).await;
     let failed = observer.outcome(&refused);
@@ -314,14 +292,7 @@ async fn an_sms_first_device_falls_back_to_udp_when_the_smsc_refuses() {
     store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
     let smsc = TestSmsc::start(SmscOptions { refuse_binds: usize::MAX, ..SmscOptions::default() });
     let fallbacks_before = omadm_notifier::metrics::metrics().notification_fallbacks.with_label_values(&["udp"]).get();
-    let notifier = Notifier::start(
-        world.store.clone(),
-        world.bus.clone(),
-        sms_settings(Some(smsc.port()), 100, SERVER_ID),
-        Arc::new(Readiness::new()),
-    )
-    .await
-    .unwrap();
+    let notifier = start_notifier(&world, sms_settings(Some(smsc.port()), 100, SERVER_ID)).await;
     let mut observer = Observer::start(&world.bus).await;
     let requested = request(store, "IMEI:both", false).await;
     observer.wait_for(std::slice::from_ref(&requested)).await;
@@ -386,15 +357,7 @@ async fn receipts_reach_their_request_through_any_replicas_bind() {
     let dispatch = Dispatch { device_id: "IMEI:9", request_id: &other_request, notification_id: 9 };
     other.send(&destination, &[0x20, 0x00], &dispatch).await.unwrap();
 
-    let readiness = Arc::new(Readiness::new());
-    let notifier = Notifier::start(
-        world.store.clone(),
-        world.bus.clone(),
-        sms_settings(Some(smsc.port()), 100, SERVER_ID),
-        readiness,
-    )
-    .await
-    .unwrap();
+    let notifier = start_notifier(&world, sms_settings(Some(smsc.port()), 100, SERVER_ID)).await;
     let mut observer = Observer::start(&world.bus).await;
     let mut requests = Vec::new();
     for index in 0..3 {

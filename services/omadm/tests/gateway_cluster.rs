@@ -5,6 +5,7 @@
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use omadm_testkit::http::JsonAnswer as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -200,12 +201,8 @@ fn gateways_share_redis_and_kafka_and_a_session_survives_the_sigkill_of_its_owne
             let record: Value = client
                 .get(gateways[0].url(&format!("/api/v1/devices/{device_id}/commands/{id}")))
                 .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json_answer()
+                .await;
             assert_eq!((record["state"].as_str(), record["attempts"].as_u64()), (Some("done"), Some(1)), "{record}");
         }
 

@@ -5,6 +5,7 @@
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use omadm_testkit::http::JsonAnswer as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -150,15 +151,8 @@ async fn wait_until_final(
     let mut records = BTreeMap::new();
     eventually("every request to reach a final state", within, async || {
         for request_id in pending.clone() {
-            let record: Value = client
-                .get(format!("{base}/api/v1/notifications/{request_id}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let record: Value =
+                client.get(format!("{base}/api/v1/notifications/{request_id}")).bearer_auth(TOKEN).json_answer().await;
             if ["sent", "failed", "collapsed"].contains(&record["state"].as_str().unwrap()) {
                 pending.remove(&request_id);
                 records.insert(request_id, record);

@@ -4,6 +4,7 @@
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use omadm_testkit::http::JsonAnswer as _;
 use serde_json::{Value, json};
 
 mod support;
@@ -66,12 +67,8 @@ fn serve_runs_stops_on_sigterm_and_keeps_its_state() {
         let device: Value = client
             .get(format!("{}/api/v1/devices/IMEI:42", second.base))
             .bearer_auth(&second.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_answer()
+            .await;
         assert_eq!(device["tags"], json!({"fleet": "lab"}));
     });
     assert!(terminate(second).success());

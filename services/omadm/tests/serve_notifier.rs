@@ -5,6 +5,7 @@
 // Helpers outside #[test] functions: a failure in them is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use omadm_testkit::http::JsonAnswer as _;
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -136,12 +137,8 @@ fn serve_sends_a_phone_its_package0_by_sms_through_the_configured_smsc() {
             let shown: serde_json::Value = client
                 .get(format!("{}/api/v1/notifications/{request_id}", served.base))
                 .bearer_auth(&served.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json_answer()
+                .await;
             if !shown["delivery"].is_null() {
                 assert_eq!(shown["state"], "sent");
                 break shown["delivery"].clone();
@@ -258,12 +255,8 @@ fn serve_pushes_a_registered_device_its_package0_through_the_push_gateway() {
         let shown: Value = client
             .get(format!("{}/api/v1/devices/IMEI:android", served.base))
             .bearer_auth(&served.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_answer()
+            .await;
         assert!(shown["push_registered_at"].as_u64().is_some(), "{shown}");
         assert_eq!(shown["notify"], json!(["push", "udp", "sms"]));
         assert!(!shown.to_string().contains("fcm-token"), "the RegID is not shown");

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use omadm_testkit::http::JsonAnswer as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -104,12 +105,8 @@ fn a_session_survives_sigkill_between_packages() {
             .post(format!("{base}/api/v1/devices/{DEVICE}/commands"))
             .bearer_auth(&token)
             .json(&json!({"commands": commands}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_answer()
+            .await;
         queued["ids"].as_array().unwrap().iter().map(|id| id.as_u64().unwrap()).collect()
     });
     assert_eq!(ids.len(), 5);
@@ -167,12 +164,8 @@ fn a_session_survives_sigkill_between_packages() {
             let record: Value = client
                 .get(format!("{}/api/v1/devices/{DEVICE}/commands/{id}", served.base))
                 .bearer_auth(&served.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .json_answer()
+                .await;
             assert_eq!(record["state"], "done", "{record}");
             assert_eq!(record["status"], 200, "{record}");
             assert_eq!(record["data"]["value"], format!("value of {uri}"), "{record}");
@@ -180,12 +173,8 @@ fn a_session_survives_sigkill_between_packages() {
         let device: Value = client
             .get(format!("{}/api/v1/devices/{DEVICE}", served.base))
             .bearer_auth(&served.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_answer()
+            .await;
         assert_eq!(device["inventory"]["man"], "Acme", "{device}");
         assert_eq!(device["inventory"]["fwv"], "1.0.3", "{device}");
         assert_eq!(device["pending_commands"], 0, "{device}");

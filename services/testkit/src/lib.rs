@@ -3,7 +3,8 @@
 //! Each module is one concept. The plain ones need nothing but std and
 //! tempfile; `store`, `fixtures` and `config::session` need the `core` feature
 //! (omadm-core), `config::gateway` and `edge` the `gateway` feature (omadm-gateway),
-//! `smsc` the `smsc` feature (rusmpp), `push` the `push` feature (actix-web), so a crate's tests compile only what they use. Every helper fails by panicking
+//! `smsc` the `smsc` feature (rusmpp), `push` the `push` feature (actix-web), `http` the `http` feature
+//! (reqwest), so a crate's tests compile only what they use. Every helper fails by panicking
 //! with what was missing: in a test, a failed set-up step is a failed test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -13,6 +14,8 @@ pub mod config;
 pub mod edge;
 #[cfg(feature = "core")]
 pub mod fixtures;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod kafka;
 pub mod ports;
 pub mod postgres;

@@ -81,6 +81,35 @@ pub struct Bind {
     pub accepted: bool,
 }
 
+impl Bind {
+    /// The bind as received, given its interface version; `accepted` is decided by [`Server::bind`].
+    fn of(
+        transceiver: bool,
+        system_id: &impl ToString,
+        password: &impl ToString,
+        system_type: &impl ToString,
+    ) -> impl FnOnce(u8) -> Bind {
+        let (system_id, password, system_type) = (system_id.to_string(), password.to_string(), system_type.to_string());
+        move |interface_version| Bind {
+            transceiver,
+            system_id,
+            password,
+            system_type,
+            interface_version,
+            accepted: false,
+        }
+    }
+}
+
+/// The SMSC's system_id in its bind responses.
+fn system_id() -> COctetString<1, 16> {
+    COctetString::from_str("TESTSMSC").unwrap()
+}
+
+fn bind_status(accepted: bool) -> CommandStatus {
+    if accepted { CommandStatus::EsmeRok } else { CommandStatus::EsmeRbindfail }
+}
+
 #[derive(Debug, Default)]
 struct Recorded {
     binds: Vec<Bind>,
@@ -292,38 +321,16 @@ impl Server {
             let mut receipt = None;
             let (status, pdu, close) = match command.pdu() {
                 Some(Pdu::BindTransmitter(bind)) if !bound => {
-                    let bind = Bind {
-                        transceiver: false,
-                        system_id: bind.system_id.to_string(),
-                        password: bind.password.to_string(),
-                        system_type: bind.system_type.to_string(),
-                        interface_version: u8::from(bind.interface_version),
-                        accepted: false,
-                    };
-                    bound = self.bind(connection, bind, &outbound);
-                    let response = BindTransmitterResp::new(
-                        COctetString::from_str("TESTSMSC").unwrap(),
-                        Some(InterfaceVersion::Smpp3_4),
-                    );
-                    let status = if bound { CommandStatus::EsmeRok } else { CommandStatus::EsmeRbindfail };
-                    (status, Pdu::BindTransmitterResp(response), !bound)
+                    let request = Bind::of(false, &bind.system_id, &bind.password, &bind.system_type);
+                    bound = self.bind(connection, request(u8::from(bind.interface_version)), &outbound);
+                    let response = BindTransmitterResp::new(system_id(), Some(InterfaceVersion::Smpp3_4));
+                    (bind_status(bound), Pdu::BindTransmitterResp(response), !bound)
                 }
                 Some(Pdu::BindTransceiver(bind)) if !bound => {
-                    let bind = Bind {
-                        transceiver: true,
-                        system_id: bind.system_id.to_string(),
-                        password: bind.password.to_string(),
-                        system_type: bind.system_type.to_string(),
-                        interface_version: u8::from(bind.interface_version),
-                        accepted: false,
-                    };
-                    bound = self.bind(connection, bind, &outbound);
-                    let response = BindTransceiverResp::new(
-                        COctetString::from_str("TESTSMSC").unwrap(),
-                        Some(InterfaceVersion::Smpp3_4),
-                    );
-                    let status = if bound { CommandStatus::EsmeRok } else { CommandStatus::EsmeRbindfail };
-                    (status, Pdu::BindTransceiverResp(response), !bound)
+                    let request = Bind::of(true, &bind.system_id, &bind.password, &bind.system_type);
+                    bound = self.bind(connection, request(u8::from(bind.interface_version)), &outbound);
+                    let response = BindTransceiverResp::new(system_id(), Some(InterfaceVersion::Smpp3_4));
+                    (bind_status(bound), Pdu::BindTransceiverResp(response), !bound)
                 }
                 Some(Pdu::BindTransmitter(_)) | Some(Pdu::BindTransceiver(_)) => {
                     (CommandStatus::EsmeRalybnd, Pdu::GenericNack, false)
