@@ -126,25 +126,37 @@ async fn corrupt_record_is_a_typed_error() {
     assert_eq!(errors_after, errors_before + 1);
 }
 
-/// A filter that matches little returns short pages with a cursor instead of reading the whole registry at once.
+/// A filter is answered from the inventory index: a rare term at once, without reading the registry; a filter
+/// whose terms are each common but rare together walks its rarest term and returns short pages with a cursor
+/// instead of reading that term's devices at once.
 #[tokio::test]
-async fn list_devices_bounds_the_records_one_call_reads() {
+async fn list_devices_walks_the_rarest_term_and_bounds_the_records_one_call_reads() {
     let directory = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(directory.path()).await.unwrap().with_list_scan_budget(10);
     let devices = (0..50)
         .map(|index| {
             let mut device = conformance::device(&format!("scan-{index:02}"));
             device.inventory.fwv = Some(if index == 37 { "rare" } else { "common" }.to_owned());
+            // 25..49 are sensors; 0..24 and 37 run swv "x": only 37 is both.
+            device.inventory.dev_type = Some(if index >= 25 { "sensor" } else { "meter" }.to_owned());
+            device.inventory.swv = Some(if index < 25 || index == 37 { "x" } else { "y" }.to_owned());
             device
         })
         .collect();
     store.commit(WriteBatch { devices, ..WriteBatch::default() }).await.unwrap();
 
     let rare = DeviceFilter { fwv: Some("rare".to_owned()), ..DeviceFilter::default() };
+    let page = store.list_devices(&rare, None, 5).await.unwrap();
+    assert_eq!(page.devices.iter().map(|device| device.id.as_str()).collect::<Vec<_>>(), ["scan-37"]);
+    assert_eq!(page.next, None, "one term, one device: the index has it");
+    assert_eq!(store.count_devices(&rare).await.unwrap(), 1);
+
+    let both =
+        DeviceFilter { dev_type: Some("sensor".to_owned()), swv: Some("x".to_owned()), ..DeviceFilter::default() };
     let mut pages = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.list_devices(&rare, cursor.as_deref(), 5).await.unwrap();
+        let page = store.list_devices(&both, cursor.as_deref(), 5).await.unwrap();
         pages.push((page.devices.iter().map(|device| device.id.clone()).collect::<Vec<_>>(), page.next.clone()));
         match page.next {
             Some(next) => cursor = Some(next),
@@ -152,18 +164,48 @@ async fn list_devices_bounds_the_records_one_call_reads() {
         }
     }
     let expected: Vec<(Vec<String>, Option<String>)> = vec![
-        (vec![], Some("scan-09".to_owned())),
-        (vec![], Some("scan-19".to_owned())),
-        (vec![], Some("scan-29".to_owned())),
-        (vec!["scan-37".to_owned()], Some("scan-39".to_owned())),
+        (vec![], Some("scan-34".to_owned())),
+        (vec!["scan-37".to_owned()], Some("scan-44".to_owned())),
         (vec![], None),
     ];
-    assert_eq!(pages, expected);
+    assert_eq!(pages, expected, "the 25 sensors walked ten at a time");
+    assert_eq!(store.count_devices(&both).await.unwrap(), 1);
 
     // Without a filter the budget is never the limit that matters: full pages.
     let page = store.list_devices(&DeviceFilter::default(), None, 10).await.unwrap();
     assert_eq!(page.devices.len(), 10);
     assert_eq!(page.next.as_deref(), Some("scan-09"));
+    assert_eq!(store.count_devices(&DeviceFilter::default()).await.unwrap(), 50);
+}
+
+/// A store written before the inventory index existed gets it built when it is opened.
+#[tokio::test]
+async fn a_store_without_an_index_gets_it_built_when_opened() {
+    let directory = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(directory.path()).await.unwrap();
+    let mut device = conformance::device("old-1");
+    device.inventory.fwv = Some("0.9".to_owned());
+    store.commit(WriteBatch { devices: vec![device], ..WriteBatch::default() }).await.unwrap();
+    drop(store);
+    // As a build without the index left it: its tables empty, no version.
+    {
+        let database = redb::Database::create(directory.path().join("store.redb")).unwrap();
+        let transaction = database.begin_write().unwrap();
+        transaction.delete_table(redb::TableDefinition::<(&str, &str), ()>::new("device_terms")).unwrap();
+        transaction.delete_table(redb::TableDefinition::<&str, u64>::new("term_counts")).unwrap();
+        transaction.delete_table(redb::TableDefinition::<&str, &[u8]>::new("terms_of_device")).unwrap();
+        transaction
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap()
+            .remove("index_version")
+            .unwrap();
+        transaction.commit().unwrap();
+    }
+    let store = EmbeddedStore::open(directory.path()).await.unwrap();
+    let filter = DeviceFilter { fwv: Some("0.9".to_owned()), ..DeviceFilter::default() };
+    let page = store.list_devices(&filter, None, 10).await.unwrap();
+    assert_eq!(page.devices.iter().map(|device| device.id.as_str()).collect::<Vec<_>>(), ["old-1"]);
+    assert_eq!(store.count_devices(&filter).await.unwrap(), 1);
 }
 
 /// Writes submitted together share a transaction; one that fails (here: it meets a corrupt

@@ -233,6 +233,8 @@ pub struct DeviceFilter {
     pub man: Option<String>,
     pub model: Option<String>,
     pub fwv: Option<String>,
+    pub swv: Option<String>,
+    pub dev_type: Option<String>,
     /// (key, value) tags that must all be present.
     pub tags: Vec<(String, String)>,
 }
@@ -273,6 +275,8 @@ impl DeviceFilter {
         field(&self.man, &device.inventory.man)
             && field(&self.model, &device.inventory.model)
             && field(&self.fwv, &device.inventory.fwv)
+            && field(&self.swv, &device.inventory.swv)
+            && field(&self.dev_type, &device.inventory.dev_type)
             && self.tags.iter().all(|(key, value)| device.tags.get(key) == Some(value))
     }
 }

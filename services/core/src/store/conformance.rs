@@ -98,6 +98,7 @@ macro_rules! store_conformance_tests {
             latest_notification_is_the_newest_sent_request,
             rate_tokens_are_shared_and_refill_at_their_rate,
             deliveries_join_their_records_and_outlive_later_writes,
+            the_inventory_index_follows_writes_and_deletes,
             remembered_values_live_until_their_ttl
         );
     };
@@ -133,6 +134,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     latest_notification_is_the_newest_sent_request(store.clone()).await;
     rate_tokens_are_shared_and_refill_at_their_rate(store.clone()).await;
     deliveries_join_their_records_and_outlive_later_writes(store.clone()).await;
+    the_inventory_index_follows_writes_and_deletes(store.clone()).await;
     remembered_values_live_until_their_ttl(store.clone()).await;
     load_session_reads_what_a_step_needs(store.clone()).await;
     unknown_device_is_not_leased(store.clone()).await;
@@ -1603,6 +1605,83 @@ pub async fn deliveries_join_their_records_and_outlive_later_writes(store: Arc<d
     let stray = NotificationDelivery { request_id: "conf-delivery-none".to_owned(), ..report(true, "DELIVRD", now) };
     store.commit(WriteBatch { deliveries: vec![stray], ..WriteBatch::default() }).await.unwrap();
     assert_eq!(store.get_notification("conf-delivery-none").await.unwrap(), None, "no record, nothing to read");
+}
+
+/// Filtered listings and counts follow the inventory index: a device found by each of its fields and tags, moved
+/// when a write changes them, gone when it is deleted; pages in id order with a cursor; a term no device has
+/// finds nothing.
+pub async fn the_inventory_index_follows_writes_and_deletes(store: Arc<dyn Store>) {
+    let with = |id: &str, model: &str, fwv: &str, region: &str| {
+        let mut device = device(id);
+        device.inventory.man = Some("conf-index-man".to_owned());
+        device.inventory.model = Some(model.to_owned());
+        device.inventory.fwv = Some(fwv.to_owned());
+        device.inventory.swv = Some("conf-index-swv".to_owned());
+        device.inventory.dev_type = Some("conf-index-type".to_owned());
+        device.tags.insert("conf-region".to_owned(), region.to_owned());
+        device
+    };
+    let devices = vec![
+        with("conf-index-a", "conf-X1", "1.2", "eu"),
+        with("conf-index-b", "conf-X1", "1.3", "eu"),
+        with("conf-index-c", "conf-X1", "1.2", "us"),
+        with("conf-index-d", "conf-X2", "1.2", "eu"),
+    ];
+    store.commit(WriteBatch { devices: devices.clone(), ..WriteBatch::default() }).await.unwrap();
+    let filter = |model: Option<&str>, fwv: Option<&str>, region: Option<&str>| DeviceFilter {
+        model: model.map(str::to_owned),
+        fwv: fwv.map(str::to_owned),
+        tags: region.map(|region| ("conf-region".to_owned(), region.to_owned())).into_iter().collect(),
+        ..DeviceFilter::default()
+    };
+    let listed = |filter: DeviceFilter| {
+        let store = store.clone();
+        async move {
+            let mut ids = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.list_devices(&filter, after.as_deref(), 1).await.unwrap();
+                ids.extend(page.devices.into_iter().map(|device| device.id));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let count = store.count_devices(&filter).await.unwrap();
+            assert_eq!(count, ids.len() as u64, "count and listing agree for {filter:?}");
+            ids
+        }
+    };
+    assert_eq!(listed(filter(Some("conf-X1"), Some("1.2"), None)).await, ["conf-index-a", "conf-index-c"]);
+    assert_eq!(listed(filter(Some("conf-X1"), None, None)).await, ["conf-index-a", "conf-index-b", "conf-index-c"]);
+    assert_eq!(listed(filter(None, Some("1.2"), Some("eu"))).await, ["conf-index-a", "conf-index-d"]);
+    let everything_here = DeviceFilter {
+        man: Some("conf-index-man".to_owned()),
+        swv: Some("conf-index-swv".to_owned()),
+        dev_type: Some("conf-index-type".to_owned()),
+        ..DeviceFilter::default()
+    };
+    assert_eq!(listed(everything_here.clone()).await.len(), 4, "Man, SwV and DevType are indexed too");
+    assert!(listed(filter(Some("conf-X9"), None, None)).await.is_empty(), "a term no device has");
+    assert!(listed(filter(Some("conf-X2"), Some("1.3"), None)).await.is_empty(), "terms that never meet");
+
+    // An update moves the device: out of FwV 1.2 and region eu, into 1.3 and us.
+    let updated = with("conf-index-a", "conf-X1", "1.3", "us");
+    store.commit(WriteBatch { devices: vec![updated], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(listed(filter(Some("conf-X1"), Some("1.2"), None)).await, ["conf-index-c"]);
+    assert_eq!(listed(filter(None, Some("1.3"), None)).await, ["conf-index-a", "conf-index-b"]);
+    assert_eq!(listed(filter(None, None, Some("eu"))).await, ["conf-index-b", "conf-index-d"]);
+    // The same device written again changes nothing; a tag dropped leaves its term.
+    let mut untagged = with("conf-index-b", "conf-X1", "1.3", "eu");
+    store.commit(WriteBatch { devices: vec![untagged.clone()], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(listed(filter(None, Some("1.3"), None)).await, ["conf-index-a", "conf-index-b"]);
+    untagged.tags.remove("conf-region");
+    store.commit(WriteBatch { devices: vec![untagged], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(listed(filter(None, None, Some("eu"))).await, ["conf-index-d"]);
+
+    assert!(store.delete_device("conf-index-c").await.unwrap());
+    assert!(listed(filter(Some("conf-X1"), Some("1.2"), None)).await.is_empty(), "a deleted device is not found");
+    assert_eq!(listed(everything_here).await.len(), 3);
 }
 
 /// `remember` keeps a value until its ttl by the caller's clock, replaces it when called again, keeps keys apart,

@@ -90,6 +90,10 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("list_devices")?;
         self.inner.list_devices(filter, after, limit).await
     }
+    async fn count_devices(&self, filter: &DeviceFilter) -> Result<u64, StoreError> {
+        self.interposer.before("count_devices")?;
+        self.inner.count_devices(filter).await
+    }
     async fn enqueue_commands(
         &self,
         device_id: &str,

@@ -23,6 +23,7 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod embedded;
+pub mod index;
 pub mod interpose;
 mod redis;
 
@@ -289,13 +290,19 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the device and everything that belongs to it (queue, sessions, mirror, alerts).
     async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError>;
     /// Devices in id order after `after`, at most `limit`, that match `filter`.
-    /// Streams through the registry: memory stays bounded by `limit`.
+    /// A filter with any field or tag walks the inventory index ([`index`]) by its rarest term, not the
+    /// registry; either way memory stays bounded by `limit`, and a page may end short of `limit` with a cursor
+    /// when the walk's budget is spent.
     async fn list_devices(
         &self,
         filter: &DeviceFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<DevicePage, StoreError>;
+
+    /// How many devices match `filter`: from the index's count of a single term (or the registry's size for an
+    /// empty filter) at once; a filter of several terms walks its rarest term's devices.
+    async fn count_devices(&self, filter: &DeviceFilter) -> Result<u64, StoreError>;
 
     // Command queues.
     /// Appends commands to the device's queue in order and returns their ids.

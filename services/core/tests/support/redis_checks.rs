@@ -346,9 +346,12 @@ pub async fn round_trips_of_every_call(store: &RedisStore) {
             store.round_trips() - before
         }};
     }
-    // A device registered outside a session step: the index first on a cluster (a step of its own).
+    // A device registered outside a session step: on a cluster its stored index terms are read (one GET), the
+    // device index and the terms it joins written (the slot table read, then one pipeline per node they are
+    // on: 1 to 3), then its group.
     let register = WriteBatch { devices: vec![device(device_id)], ..WriteBatch::default() };
-    assert_eq!(trips!(store.commit(register)), if cluster { 2 } else { 1 }, "commit registering a device");
+    let registering = trips!(store.commit(register));
+    assert!(if cluster { (4..=6).contains(&registering) } else { registering == 1 }, "registering: {registering}");
     assert_eq!(trips!(store.get_device(device_id)), 1, "get_device");
     assert_eq!(
         trips!(store.enqueue_commands(device_id, vec![get_command("urn:oma:mo:oma-dm-devinfo:1.2//Man")], 1)),
@@ -422,5 +425,8 @@ pub async fn round_trips_of_every_call(store: &RedisStore) {
     );
     let listed = trips!(store.list_devices(&Default::default(), None, 10));
     assert!(if cluster { (3..=5).contains(&listed) } else { listed == 2 }, "list_devices: {listed}");
-    assert_eq!(trips!(store.delete_device(device_id)), if cluster { 2 } else { 1 }, "delete_device");
+    // On a cluster: its terms read, its script, then the device index and its terms (the slot table read, then
+    // one pipeline per node).
+    let deleting = trips!(store.delete_device(device_id));
+    assert!(if cluster { (4..=6).contains(&deleting) } else { deleting == 1 }, "delete_device: {deleting}");
 }

@@ -5,7 +5,12 @@
 //! PUT /api/v1/devices/IMEI:1 {"password": "s3cret", "msisdn": "+491701234567"}    -> SMS notifications
 //! GET /api/v1/devices?man=Acme&mod=X1&fwv=1.2&tag=fleet:meters&limit=100&after=IMEI:1
 //!     -> {"devices": [...], "next": "IMEI:99" | null}
+//! GET /api/v1/counts/devices?mod=X1&fwv=1.2       -> {"count": 12345}
 //! ```
+//!
+//! Filters (also swv and devtype) are answered from the Store's inventory index (`store::index`), not by
+//! reading the registry. The count has a path of its own: under `/devices/` it would hide a device named
+//! `count`.
 //!
 //! Views never carry credentials or the notification secret: only whether one is set.
 
@@ -15,6 +20,8 @@ use omadm_core::auth::credentials_for;
 use omadm_core::clock::now_millis;
 use omadm_core::model::{Device, DeviceFilter, NotifyTransport, check_msisdn};
 use omadm_core::store::WriteBatch;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::body::{json_body, page_limit};
 use super::schema::{DevicePageView, DeviceRegistration, DeviceSummaryView, DeviceView, InventoryView, SessionView};
@@ -235,6 +242,8 @@ fn parse_list_query(query: &str) -> Result<DeviceListQuery, HttpError> {
             "man" => single(&mut parsed.filter.man, "man", value)?,
             "mod" => single(&mut parsed.filter.model, "mod", value)?,
             "fwv" => single(&mut parsed.filter.fwv, "fwv", value)?,
+            "swv" => single(&mut parsed.filter.swv, "swv", value)?,
+            "devtype" => single(&mut parsed.filter.dev_type, "devtype", value)?,
             "after" => single(&mut parsed.after, "after", value)?,
             "tag" => {
                 let Some((key, tag_value)) = value.split_once(':') else {
@@ -250,7 +259,7 @@ fn parse_list_query(query: &str) -> Result<DeviceListQuery, HttpError> {
             }
             other => {
                 return Err(HttpError::bad_request(format!(
-                    "unknown query parameter {other:?}: expected man, mod, fwv, tag, limit or after"
+                    "unknown query parameter {other:?}: expected man, mod, fwv, swv, devtype, tag, limit or after"
                 )));
             }
         }
@@ -264,6 +273,8 @@ fn parse_list_query(query: &str) -> Result<DeviceListQuery, HttpError> {
         ("man" = Option<String>, Query, description = "DevInfo Man equals"),
         ("mod" = Option<String>, Query, description = "DevInfo Mod equals"),
         ("fwv" = Option<String>, Query, description = "DevInfo FwV equals"),
+        ("swv" = Option<String>, Query, description = "DevInfo SwV equals"),
+        ("devtype" = Option<String>, Query, description = "DevInfo DevType equals"),
         ("tag" = Option<Vec<String>>, Query, description = "key:value, repeatable; every one must match"),
         ("limit" = Option<usize>, Query, description = "page size, 1 to 1000, default 100"),
         ("after" = Option<String>, Query, description = "cursor: the `next` of the previous page"),
@@ -283,6 +294,37 @@ pub(super) async fn list_devices(state: web::Data<AppState>, request: HttpReques
         .map_err(store_failure("list_devices"))?;
     let view = DevicePageView { devices: page.devices.iter().map(DeviceSummaryView::from).collect(), next: page.next };
     Ok(HttpResponse::build(StatusCode::OK).json(view))
+}
+
+/// How many devices a filter matches.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceCountView {
+    pub count: u64,
+}
+
+/// How many devices match the filters of `GET /api/v1/devices` (the same parameters; no `limit` or `after`),
+/// from the inventory index: a one-term filter is answered from the term's count.
+#[utoipa::path(get, path = "/api/v1/counts/devices", tag = "devices",
+    params(
+        ("man" = Option<String>, Query, description = "DevInfo Man equals"),
+        ("mod" = Option<String>, Query, description = "DevInfo Mod equals"),
+        ("fwv" = Option<String>, Query, description = "DevInfo FwV equals"),
+        ("swv" = Option<String>, Query, description = "DevInfo SwV equals"),
+        ("devtype" = Option<String>, Query, description = "DevInfo DevType equals"),
+        ("tag" = Option<Vec<String>>, Query, description = "key:value, repeatable; every one must match"),
+    ),
+    responses(
+        (status = 200, description = "The count", body = DeviceCountView),
+        (status = 400, description = "Invalid query", body = super::schema::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.count_devices", skip_all)]
+pub(super) async fn count_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let query = parse_list_query(request.query_string())?;
+    if query.limit.is_some() || query.after.is_some() {
+        return Err(HttpError::bad_request("a count takes filters only: no limit or after"));
+    }
+    let count = state.store.count_devices(&query.filter).await.map_err(store_failure("count_devices"))?;
+    Ok(HttpResponse::build(StatusCode::OK).json(DeviceCountView { count }))
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ impl ApiRoute {
 /// so a known path with an unknown method answers 405.
 pub const ROUTES: &[ApiRoute] = &[
     ApiRoute { method: "GET", path: "/devices", make: || web::get().to(devices::list_devices) },
+    ApiRoute { method: "GET", path: "/counts/devices", make: || web::get().to(devices::count_devices) },
     ApiRoute { method: "PUT", path: "/devices/{devid}", make: || web::put().to(devices::put_device) },
     ApiRoute { method: "GET", path: "/devices/{devid}", make: || web::get().to(devices::get_device) },
     ApiRoute { method: "DELETE", path: "/devices/{devid}", make: || web::delete().to(devices::delete_device) },

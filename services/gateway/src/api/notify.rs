@@ -77,6 +77,10 @@ pub struct BulkFilter {
     pub model: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub fwv: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub swv: Option<String>,
+    #[serde(default, rename = "devtype", deserialize_with = "present")]
+    pub dev_type: Option<String>,
     /// Tags the device must all carry, key to value.
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
@@ -317,6 +321,8 @@ pub(super) async fn post_notifications(
                 man: given.man,
                 model: given.model,
                 fwv: given.fwv,
+                swv: given.swv,
+                dev_type: given.dev_type,
                 tags: given.tags.into_iter().collect(),
             };
             DeviceSelection::Filter(&filter)

@@ -22,6 +22,7 @@ use super::{commands, devices, mirror, notify, repository};
     paths(
         get_openapi,
         devices::list_devices,
+        devices::count_devices,
         devices::put_device,
         devices::get_device,
         devices::delete_device,

@@ -15,6 +15,7 @@
 
 mod coordination;
 mod ephemeral;
+mod index;
 mod read;
 mod tables;
 mod write;
@@ -194,6 +195,9 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::SCHEDULED)?;
         transaction.open_table(tables::LATEST_NOTIFICATIONS)?;
         transaction.open_table(tables::SCHEDULED_IDS)?;
+        transaction.open_table(tables::DEVICE_TERMS)?;
+        transaction.open_table(tables::TERM_COUNTS)?;
+        transaction.open_table(tables::TERMS_OF_DEVICE)?;
         let mut meta = transaction.open_table(tables::META)?;
         let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
         match stored_version {
@@ -209,6 +213,7 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
             }
         }
     }
+    index::build_if_missing(&transaction)?;
     transaction.commit()?;
     Ok(())
 }
@@ -237,9 +242,17 @@ impl Store for EmbeddedStore {
         let after = after.map(str::to_owned);
         let scan_budget = self.list_scan_budget;
         self.run("list_devices", move |database| {
-            read::list_devices(database, &filter, after.as_deref(), limit, scan_budget)
+            match index::list(database, &filter, after.as_deref(), limit, scan_budget)? {
+                Some(page) => Ok(page),
+                None => read::list_devices(database, &filter, after.as_deref(), limit, scan_budget),
+            }
         })
         .await
+    }
+
+    async fn count_devices(&self, filter: &DeviceFilter) -> Result<u64, StoreError> {
+        let filter = filter.clone();
+        self.run("count_devices", move |database| index::count(database, &filter)).await
     }
 
     async fn enqueue_commands(

@@ -29,6 +29,9 @@
 //! ephemeral                once/count key                     -> (expires at, value)   see `ephemeral`
 //! ephemeral_expiry         (expires at, once/count/value key) -> ()           pruning order
 //! remembered               value key                          -> (expires at, text)    `Store::remember`
+//! device_terms             (index term, device id)            -> ()           `embedded::index`
+//! term_counts              index term                         -> devices
+//! terms_of_device          device id                          -> its index terms (JSON)
 //! sequences                counter key                        -> u64          `next_sequence`; never reset
 //! notifications            request id                         -> (expires at, NotificationRecord)
 //! notification_expiry      (expires at, request id)           -> ()           pruning order
@@ -88,6 +91,11 @@ pub const EPHEMERAL_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::
 /// The counters of `Store::next_sequence`: the last value handed out per key.
 pub const SEQUENCES: TableDefinition<&str, u64> = TableDefinition::new("sequences");
 
+/// The inventory index (`embedded::index`): each term's devices, how many, and each device's terms.
+pub const DEVICE_TERMS: TableDefinition<(&str, &str), ()> = TableDefinition::new("device_terms");
+pub const TERM_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("term_counts");
+pub const TERMS_OF_DEVICE: TableDefinition<&str, &[u8]> = TableDefinition::new("terms_of_device");
+
 /// Notification records by request id, with the time they may be forgotten.
 pub const NOTIFICATIONS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("notifications");
 /// The entries of `notifications` by expiry, so writes prune the expired ones first.
@@ -101,6 +109,8 @@ pub const SCHEDULED: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new(
 pub const SCHEDULED_IDS: TableDefinition<&str, u64> = TableDefinition::new("scheduled_ids");
 
 pub const META_SCHEMA_VERSION: &str = "schema_version";
+/// The `store::index::INDEX_VERSION` the inventory index was built with.
+pub const META_INDEX_VERSION: &str = "index_version";
 pub const META_OUTBOX_NEXT_SEQUENCE: &str = "outbox_next_sequence";
 /// The bytes of every device upload.
 pub const META_UPLOAD_TOTAL_BYTES: &str = "upload_total_bytes";

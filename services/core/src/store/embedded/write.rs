@@ -189,6 +189,9 @@ fn apply_batch(
             table.insert(*device_id, bytes.as_slice())?;
         }
     }
+    for device in &batch.devices {
+        super::index::index_device(transaction, device)?;
+    }
     if !sessions.is_empty() || !ended_sessions.is_empty() {
         let mut open = transaction.open_table(OPEN_SESSIONS)?;
         let mut open_by_device = transaction.open_table(OPEN_SESSIONS_BY_DEVICE)?;
@@ -502,6 +505,7 @@ pub fn delete_device(transaction: &WriteTransaction, device_id: &str) -> Result<
             .open_table(ALERTS)?
             .retain_in::<(&str, u64), _>((device_id, 0)..=(device_id, u64::MAX), |_, _| false)?;
         coordination::forget_lease(transaction, device_id)?;
+        super::index::unindex_device(transaction, device_id)?;
     }
     Ok(existed)
 }

@@ -19,7 +19,8 @@ use serde::Serialize;
 
 use super::keys::Keys;
 use crate::cluster::Fence;
-use crate::model::{CommandState, NotificationState};
+use crate::model::{CommandState, Device, NotificationState};
+use crate::store::index::device_terms;
 use crate::store::{StoreError, UploadCharge, WriteBatch};
 
 /// The ops of one `commit.lua` invocation, its keys numbered as they first appear.
@@ -92,6 +93,8 @@ pub enum GlobalWrite {
     Content(String, Vec<u8>),
     /// A notification request's device: key, device id, expiry (ms since the epoch).
     NotificationDevice(String, String, u64),
+    /// A device joins (or leaves) an inventory index term.
+    Term { term: String, device_id: String, joined: bool },
 }
 
 /// The Redis writes of one batch.
@@ -106,6 +109,10 @@ pub struct CommitPlan {
     /// On Redis Cluster, the upload charge, run before everything else (its key has a slot of its own);
     /// on a standalone server it is in the one group.
     pub charge: Option<ScriptOps>,
+    /// On Redis Cluster, each written device's index terms: the terms it joins are added before the groups
+    /// run, those it leaves removed after (their keys are in other slots), so a crash between leaves only
+    /// entries that listing skips. On a standalone server the one group moves them (the TERMS op).
+    pub terms: Vec<(String, BTreeSet<String>)>,
 }
 
 impl ScriptOps {
@@ -142,6 +149,32 @@ fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|error| StoreError::Io(format!("cannot encode a record: {error}")))
 }
 
+/// The index moves of a written device: the TERMS op in its group on a standalone server; on a cluster its
+/// terms stored in its group and the moves left to [`CommitPlan::terms`].
+fn index_terms(keys: &Keys, plan: &mut CommitPlan, device: &Device) -> Result<(), StoreError> {
+    let terms = device_terms(device);
+    let ops = plan.groups.entry(keys.shard_of_device(&device.id)).or_default();
+    if keys.is_cluster() {
+        ops.op("SET", &[&keys.device_terms(&device.id)], &[&encode(&terms)?]);
+        plan.terms.push((device.id.clone(), terms));
+    } else {
+        let term_prefix = keys.term_prefix();
+        let args: [&[u8]; 3] = [term_prefix.as_bytes(), device.id.as_bytes(), &encode(&terms)?];
+        ops.op("TERMS", &[&keys.device_terms(&device.id)], &args);
+    }
+    Ok(())
+}
+
+/// A plan that only indexes `devices` (their records stay as they are): building the index of devices written
+/// before it existed.
+pub fn index_plan(keys: &Keys, devices: &[Device]) -> Result<CommitPlan, StoreError> {
+    let mut plan = CommitPlan::default();
+    for device in devices {
+        index_terms(keys, &mut plan, device)?;
+    }
+    Ok(plan)
+}
+
 /// Builds the plan of `batch`. `outbox_limit` is the bound of one outbox shard; each device that gains
 /// an ended session keeps its newest `history_per_device` summaries (the older go in the same script).
 pub fn plan(
@@ -161,6 +194,8 @@ pub fn plan(
     for device in &batch.devices {
         let ops = plan.groups.entry(group_of(&device.id)).or_default();
         ops.op("SET", &[&keys.device(&device.id)], &[&encode(device)?]);
+        index_terms(keys, &mut plan, device)?;
+        let ops = plan.groups.entry(group_of(&device.id)).or_default();
         if !cluster {
             ops.op("ZADD", &[&keys.device_index()], &[b"0", device.id.as_bytes()]);
         } else if fenced_device != Some(device.id.as_str()) {

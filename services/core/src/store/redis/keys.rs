@@ -71,6 +71,10 @@ impl Keys {
     pub fn ended(&self, device_id: &str) -> String {
         self.device_key(device_id, "ended")
     }
+    /// STRING: the inventory index terms the device is found by (JSON array), so a write knows what it leaves.
+    pub fn device_terms(&self, device_id: &str) -> String {
+        self.device_key(device_id, "terms")
+    }
     /// STRING: the device's MO mirror (JSON).
     pub fn mirror(&self, device_id: &str) -> String {
         self.device_key(device_id, "mirror")
@@ -154,6 +158,19 @@ impl Keys {
     /// ZSET: every device id with score 0, paged in id order with ZRANGEBYLEX.
     pub fn device_index(&self) -> String {
         format!("{}:devices", self.prefix)
+    }
+    /// ZSET: the ids (score 0) of every device an inventory index term (`store::index`) finds, paged in id
+    /// order with ZRANGEBYLEX. No hash tag: on Redis Cluster each term is in a slot of its own.
+    pub fn term(&self, term: &str) -> String {
+        format!("{}{term}", self.term_prefix())
+    }
+    /// What [`Keys::term`] puts before the term: `commit.lua` builds the keys of the terms a device leaves.
+    pub fn term_prefix(&self) -> String {
+        format!("{}:term:", self.prefix)
+    }
+    /// STRING: the index version (`store::index::INDEX_VERSION`) the terms were built with.
+    pub fn index_version(&self) -> String {
+        format!("{}:index-version", self.prefix)
     }
     /// HASH of the upload quotas (one slot, `{uploads}`): `size:<path>` and `owner:<path>` of each device
     /// upload, `bytes:<device id>` and `items:<device id>` of each device's uploads, `total` of all.

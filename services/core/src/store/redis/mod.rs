@@ -32,6 +32,7 @@ use serde::de::DeserializeOwned;
 use self::commit::{CommitPlan, FenceMode, GlobalWrite, ScriptOps};
 use self::connection::{Connection, Counted, parse_target, unavailable};
 use self::keys::Keys;
+use super::index::{INDEX_VERSION, filter_terms, term_changes};
 use super::{SessionLoad, SessionSnapshot, Store, StoreError, StoreOptions, WriteBatch};
 use crate::bus::Event;
 use crate::clock::Millis;
@@ -141,8 +142,40 @@ impl RedisStore {
             requests: Arc::new(AtomicU64::new(0)),
         };
         store.load_scripts().await?;
+        store.build_index_if_missing().await?;
         tracing::info!(prefix, cluster, "redis store connected");
         Ok(store)
+    }
+
+    /// Indexes the devices written before the inventory index existed (or under another [`INDEX_VERSION`]):
+    /// the first node to connect walks the device index in chunks; one that connects meanwhile does the same
+    /// work again, which changes nothing.
+    async fn build_index_if_missing(&self) -> Result<(), StoreError> {
+        let version: Option<u64> = self.call("open", &Cmd::get(self.keys.index_version())).await?;
+        if version == Some(INDEX_VERSION) {
+            return Ok(());
+        }
+        let everything = DeviceFilter::default();
+        let mut after: Option<String> = None;
+        let mut built = 0;
+        loop {
+            let page = self
+                .walk_devices(&self.keys.device_index(), &everything, after.as_deref(), LIST_CHUNK, usize::MAX)
+                .await?;
+            if !page.devices.is_empty() {
+                built += page.devices.len();
+                self.apply(commit::index_plan(&self.keys, &page.devices)?, None).await?;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let _: () = self.call("open", &Cmd::set(self.keys.index_version(), INDEX_VERSION)).await?;
+        if built > 0 {
+            tracing::info!(devices = built, version = INDEX_VERSION, "inventory index built");
+        }
+        Ok(())
     }
 
     /// Loads every script now, so that calls go out as one EVALSHA each from the start. A server
@@ -203,7 +236,77 @@ impl RedisStore {
         u16::try_from(shard).unwrap_or(0)
     }
 
-    /// Decodes a record read back, counting a corrupt one under `operation`.
+    /// The ZSET a listing walks: the device index for a filter without terms, else its rarest term's; None when
+    /// a term finds no device (nothing can match).
+    async fn walked_index(&self, filter: &DeviceFilter) -> Result<Option<String>, StoreError> {
+        let terms = filter_terms(filter);
+        if terms.is_empty() {
+            return Ok(Some(self.keys.device_index()));
+        }
+        Ok(self.rarest_term(&terms).await?.filter(|(_, count)| *count > 0).map(|(term, _)| self.keys.term(&term)))
+    }
+
+    /// The term of `terms` that finds the fewest devices, and how many (one ZCARD each: a filter has a few).
+    async fn rarest_term(&self, terms: &[String]) -> Result<Option<(String, u64)>, StoreError> {
+        let mut rarest: Option<(String, u64)> = None;
+        for term in terms {
+            let count: u64 = integer(self.call("list_devices", &Cmd::zcard(self.keys.term(term))).await?)?;
+            if rarest.as_ref().is_none_or(|(_, least)| count < *least) {
+                rarest = Some((term.clone(), count));
+            }
+        }
+        Ok(rarest)
+    }
+
+    /// Devices of the id ZSET `walked` after `after` that match `filter`, in chunks, reading at most `budget`
+    /// ids (a page may end short of `limit` with a cursor).
+    async fn walk_devices(
+        &self,
+        walked: &str,
+        filter: &DeviceFilter,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+    ) -> Result<DevicePage, StoreError> {
+        let mut page = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        let mut last_scanned: Option<String> = None;
+        let mut scanned = 0;
+        loop {
+            let lower = cursor.as_ref().map_or_else(|| "-".to_owned(), |cursor| format!("({cursor}"));
+            let range = Cmd::zrangebylex_limit(walked, lower, "+", 0, LIST_CHUNK as isize);
+            let ids: Vec<String> = self.call("list_devices", &range).await?;
+            if ids.is_empty() {
+                return Ok(DevicePage { devices: page, next: None });
+            }
+            // One pipeline on a server; on a cluster one per node, sent at once.
+            let reads = ids
+                .iter()
+                .map(|id| (Self::slot_of_shard(self.keys.shard_of_device(id)), Cmd::get(self.keys.device(id))))
+                .collect();
+            let records = self.per_slot("list_devices", reads).await?.into_iter().map(bytes);
+            let chunk_was_full = ids.len() == LIST_CHUNK;
+            for (id, bytes) in ids.into_iter().zip(records) {
+                // Another record exists: stop here with a cursor when the page is full or the budget spent.
+                if page.len() == limit || scanned == budget {
+                    return Ok(DevicePage { devices: page, next: last_scanned });
+                }
+                scanned += 1;
+                last_scanned = Some(id.clone());
+                // Deleted between the two round trips (or indexed by a write that did not finish): skipped.
+                let Some(bytes) = bytes else { continue };
+                let device: Device = Self::decode("list_devices", &id, &bytes)?;
+                if filter.matches(&device) {
+                    page.push(device);
+                }
+            }
+            if !chunk_was_full {
+                return Ok(DevicePage { devices: page, next: None });
+            }
+            cursor = last_scanned.clone();
+        }
+    }
+
     /// A notification record with its delivery report, both under the device's tag: one MGET.
     async fn notification_with_delivery(
         &self,
@@ -224,6 +327,7 @@ impl RedisStore {
         Ok(Some(record))
     }
 
+    /// Decodes a record read back, counting a corrupt one under `operation`.
     fn decode<T: DeserializeOwned>(operation: &'static str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|error| {
             metrics().store_errors.with_label_values(&[operation]).inc();
@@ -271,30 +375,49 @@ impl RedisStore {
         }
     }
 
-    /// The global step of a cluster commit: each write to its own key, all at once.
+    /// The global step of a cluster commit: each write to its own key, one pipeline per node, all at once.
     async fn run_global(&self, writes: &[GlobalWrite]) -> Result<(), StoreError> {
-        let sends = writes.iter().map(|write| async move {
-            let command = match write {
-                GlobalWrite::IndexDevices(ids) => {
-                    let mut command = redis::cmd("ZADD");
-                    command.arg(self.keys.device_index());
-                    for id in ids {
-                        command.arg(0).arg(id);
+        let requests = writes
+            .iter()
+            .map(|write| {
+                let (key, command) = match write {
+                    GlobalWrite::IndexDevices(ids) => {
+                        let key = self.keys.device_index();
+                        let mut command = redis::cmd("ZADD");
+                        command.arg(&key);
+                        for id in ids {
+                            command.arg(0).arg(id);
+                        }
+                        (key, command)
                     }
-                    command
-                }
-                GlobalWrite::Content(key, json) => redis::Cmd::set(key, json.as_slice()),
-                GlobalWrite::NotificationDevice(key, device_id, expires_at) => {
-                    let mut command = redis::cmd("SET");
-                    command.arg(key).arg(device_id).arg("PXAT").arg(*expires_at);
-                    command
-                }
-            };
-            self.call::<Value>("commit", &command).await
-        });
-        for result in join_all(sends).await {
-            result?;
+                    GlobalWrite::Content(key, json) => (key.clone(), redis::Cmd::set(key, json.as_slice())),
+                    GlobalWrite::Term { term, device_id, joined: true } => {
+                        let key = self.keys.term(term);
+                        let mut command = redis::cmd("ZADD");
+                        command.arg(&key).arg(0).arg(device_id);
+                        (key, command)
+                    }
+                    GlobalWrite::Term { term, device_id, joined: false } => {
+                        let key = self.keys.term(term);
+                        let command = Cmd::zrem(&key, device_id);
+                        (key, command)
+                    }
+                    GlobalWrite::NotificationDevice(key, device_id, expires_at) => {
+                        let mut command = redis::cmd("SET");
+                        command.arg(key).arg(device_id).arg("PXAT").arg(*expires_at);
+                        (key.clone(), command)
+                    }
+                };
+                (slot::key_slot(key.as_bytes()), command)
+            })
+            .collect();
+        // One pipeline per node, sent at once (a single write goes alone, without reading the slot table).
+        let requests: Vec<(u16, Cmd)> = requests;
+        if let [(_, command)] = requests.as_slice() {
+            let _: Value = self.call("commit", command).await?;
+            return Ok(());
         }
+        self.per_slot("commit", requests).await?;
         Ok(())
     }
 
@@ -319,8 +442,10 @@ impl RedisStore {
                 return Err(StoreError::QuotaExceeded { quota });
             }
         }
-        if !plan.global.is_empty() {
-            self.run_global(&plan.global).await?;
+        let mut global = plan.global;
+        let left = self.join_terms(&plan.terms, &mut global).await?;
+        if !global.is_empty() {
+            self.run_global(&global).await?;
         }
         let mut groups = plan.groups;
         if let Some(ops) = plan.fence_group.and_then(|shard| groups.remove(&shard)) {
@@ -344,10 +469,57 @@ impl RedisStore {
                 GroupOutcome::Fenced => return Err(fenced(fence)),
             }
         }
-        match full {
-            Some(len) => Err(StoreError::OutboxFull { len }),
-            None => Ok(()),
+        if let Some(len) = full {
+            return Err(StoreError::OutboxFull { len });
         }
+        if !left.is_empty() {
+            self.run_global(&left).await?;
+        }
+        Ok(())
+    }
+
+    /// On Redis Cluster, the index moves of the batch's devices: their stored terms read, the terms they join
+    /// added to `global` (written before the groups), the ZREMs of the terms they leave returned (for after).
+    async fn join_terms(
+        &self,
+        terms: &[(String, BTreeSet<String>)],
+        global: &mut Vec<GlobalWrite>,
+    ) -> Result<Vec<GlobalWrite>, StoreError> {
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A session step writes one device: one GET, not a slot-table read and a pipeline.
+        let stored = match terms {
+            [(id, _)] => vec![self.call::<Value>("commit", &Cmd::get(self.keys.device_terms(id))).await?],
+            _ => {
+                let reads = terms
+                    .iter()
+                    .map(|(id, _)| {
+                        (Self::slot_of_shard(self.keys.shard_of_device(id)), Cmd::get(self.keys.device_terms(id)))
+                    })
+                    .collect();
+                self.per_slot("commit", reads).await?
+            }
+        };
+        let mut left = Vec::new();
+        for ((device_id, after), stored) in terms.iter().zip(stored) {
+            let before: BTreeSet<String> = match bytes(stored) {
+                Some(json) => Self::decode("commit", &self.keys.device_terms(device_id), &json)?,
+                None => BTreeSet::new(),
+            };
+            let (leaves, joins) = term_changes(&before, after);
+            global.extend(joins.into_iter().map(|term| GlobalWrite::Term {
+                term,
+                device_id: device_id.clone(),
+                joined: true,
+            }));
+            left.extend(leaves.into_iter().map(|term| GlobalWrite::Term {
+                term,
+                device_id: device_id.clone(),
+                joined: false,
+            }));
+        }
+        Ok(left)
     }
 
     /// A page of command records from one of the device's id indexes.
@@ -419,6 +591,17 @@ impl Store for RedisStore {
     async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
         let keys = &self.keys;
         let shard = keys.shard_of_device(device_id);
+        // On a cluster the terms are read first and left after the record is gone: a crash between leaves index
+        // entries that listing skips (their device is missing). On a server the script leaves them.
+        let terms: Vec<String> = if keys.is_cluster() {
+            let stored: Option<Vec<u8>> = self.call("delete_device", &Cmd::get(keys.device_terms(device_id))).await?;
+            match stored {
+                Some(json) => Self::decode("delete_device", &keys.device_terms(device_id), &json)?,
+                None => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
         let mut invocation = DELETE_DEVICE.prepare_invoke();
         invocation.key(keys.device(device_id)).key(keys.open_devices(shard)).key(keys.fencing(device_id));
         // The id counters and the lease epoch stay: a device registered again never reuses a
@@ -435,6 +618,7 @@ impl Store for RedisStore {
             keys.mirror(device_id),
             keys.alerts(device_id),
             keys.lease(device_id),
+            keys.device_terms(device_id),
         ] {
             invocation.key(key);
         }
@@ -442,12 +626,18 @@ impl Store for RedisStore {
         if keys.is_cluster() {
             invocation.arg("0");
         } else {
-            invocation.key(keys.device_index()).arg("1");
+            invocation.key(keys.device_index()).arg("1").arg(keys.term_prefix());
         }
         let existed = integer(self.script("delete_device", &invocation).await?)? > 0;
         if keys.is_cluster() {
-            // The record is gone first: a crash here leaves an index entry that listing skips.
-            let _: Value = self.call("delete_device", &Cmd::zrem(keys.device_index(), device_id)).await?;
+            // The record is gone first: a crash here leaves index entries that listing skips.
+            let mut left =
+                vec![(slot::key_slot(keys.device_index().as_bytes()), Cmd::zrem(keys.device_index(), device_id))];
+            for term in terms {
+                let key = keys.term(&term);
+                left.push((slot::key_slot(key.as_bytes()), Cmd::zrem(&key, device_id)));
+            }
+            self.per_slot("delete_device", left).await?;
         }
         Ok(existed)
     }
@@ -458,43 +648,29 @@ impl Store for RedisStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<DevicePage, StoreError> {
-        let limit = limit.max(1);
-        let mut page = Vec::new();
-        let mut cursor = after.map(str::to_owned);
-        let mut last_scanned: Option<String> = None;
-        let mut scanned = 0;
+        let Some(walked) = self.walked_index(filter).await? else { return Ok(DevicePage::default()) };
+        self.walk_devices(&walked, filter, after, limit.max(1), LIST_SCAN_BUDGET).await
+    }
+
+    async fn count_devices(&self, filter: &DeviceFilter) -> Result<u64, StoreError> {
+        let terms = filter_terms(filter);
+        if terms.is_empty() {
+            return integer(self.call("count_devices", &Cmd::zcard(self.keys.device_index())).await?);
+        }
+        let Some((term, count)) = self.rarest_term(&terms).await? else { return Ok(0) };
+        if terms.len() == 1 || count == 0 {
+            return Ok(count);
+        }
+        let walked = self.keys.term(&term);
+        let mut matching = 0;
+        let mut after: Option<String> = None;
         loop {
-            let lower = cursor.as_ref().map_or_else(|| "-".to_owned(), |cursor| format!("({cursor}"));
-            let range = Cmd::zrangebylex_limit(self.keys.device_index(), lower, "+", 0, LIST_CHUNK as isize);
-            let ids: Vec<String> = self.call("list_devices", &range).await?;
-            if ids.is_empty() {
-                return Ok(DevicePage { devices: page, next: None });
+            let page = self.walk_devices(&walked, filter, after.as_deref(), LIST_CHUNK, usize::MAX).await?;
+            matching += page.devices.len() as u64;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(matching),
             }
-            // One pipeline on a server; on a cluster one per node, sent at once.
-            let reads = ids
-                .iter()
-                .map(|id| (Self::slot_of_shard(self.keys.shard_of_device(id)), Cmd::get(self.keys.device(id))))
-                .collect();
-            let records = self.per_slot("list_devices", reads).await?.into_iter().map(bytes);
-            let chunk_was_full = ids.len() == LIST_CHUNK;
-            for (id, bytes) in ids.into_iter().zip(records) {
-                // Another record exists: stop here with a cursor when the page is full or the budget spent.
-                if page.len() == limit || scanned == LIST_SCAN_BUDGET {
-                    return Ok(DevicePage { devices: page, next: last_scanned });
-                }
-                scanned += 1;
-                last_scanned = Some(id.clone());
-                // Deleted between the two round trips (or indexed by a registration that did not finish): skipped.
-                let Some(bytes) = bytes else { continue };
-                let device: Device = Self::decode("list_devices", &id, &bytes)?;
-                if filter.matches(&device) {
-                    page.push(device);
-                }
-            }
-            if !chunk_was_full {
-                return Ok(DevicePage { devices: page, next: None });
-            }
-            cursor = last_scanned.clone();
         }
     }
 

@@ -14,11 +14,15 @@
 -- sent later (a later write of an older record leaves it); it expires with the record (PXAT).
 -- SCHEDULE order events due id event: keeps the event until `due` (ms since the epoch); an id already
 -- scheduled moves to the new time.
+-- TERMS terms prefix device json: moves the device between the inventory index's term ZSETs (`prefix` ..
+-- term), from the terms `terms` held to the JSON array `json`, which `terms` then holds (standalone server only:
+-- the term keys are not in KEYS).
 -- Returns {'OK', keys deleted by DEL}, {'FENCED'}, {'FULL', events waiting in the shard} or {'QUOTA', quota label}.
 
 local ARITY = {
   SET = 2, SETPXAT = 3, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
   RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1, SCHEDULE = 5, LATEST = 4,
+  TERMS = 4,
 }
 
 local function key(index)
@@ -172,6 +176,23 @@ while i <= #ARGV do
       redis.call('HSET', pointer, 'request_id', ARGV[a + 1], 'at', ARGV[a + 2])
       redis.call('PEXPIREAT', pointer, ARGV[a + 3])
     end
+  elseif op == 'TERMS' then
+    local terms, prefix, device = key(ARGV[a]), ARGV[a + 1], ARGV[a + 2]
+    local joined = {}
+    for _, term in ipairs(cjson.decode(ARGV[a + 3])) do
+      joined[term] = true
+    end
+    for _, term in ipairs(cjson.decode(redis.call('GET', terms) or '[]')) do
+      if joined[term] then
+        joined[term] = nil
+      else
+        redis.call('ZREM', prefix .. term, device)
+      end
+    end
+    for term in pairs(joined) do
+      redis.call('ZADD', prefix .. term, 0, device)
+    end
+    redis.call('SET', terms, ARGV[a + 3])
   elseif op == 'SCHEDULE' then
     redis.call('ZADD', key(ARGV[a]), ARGV[a + 2], ARGV[a + 3])
     redis.call('HSET', key(ARGV[a + 1]), ARGV[a + 3], ARGV[a + 4])
