@@ -22,6 +22,14 @@ fn field(name: &str, value: &str) -> String {
     format!("{name}={value}")
 }
 
+/// The indexed fields' names, in the order [`field_terms`] takes their values.
+const FIELDS: [&str; 5] = ["man", "mod", "fwv", "swv", "devtype"];
+
+/// The terms of the indexed fields that have a value, given Man, Mod, FwV, SwV and DevType in that order.
+fn field_terms<'a>(values: [&'a Option<String>; 5]) -> impl Iterator<Item = String> + 'a {
+    FIELDS.into_iter().zip(values).filter_map(|(name, value)| value.as_deref().map(|value| field(name, value)))
+}
+
 fn tag(key: &str, value: &str) -> String {
     format!("tag:{}:{key}={value}", key.len())
 }
@@ -29,31 +37,15 @@ fn tag(key: &str, value: &str) -> String {
 /// Every term `device` is found by, in order.
 pub fn device_terms(device: &Device) -> BTreeSet<String> {
     let inventory = &device.inventory;
-    let fields = [
-        ("man", &inventory.man),
-        ("mod", &inventory.model),
-        ("fwv", &inventory.fwv),
-        ("swv", &inventory.swv),
-        ("devtype", &inventory.dev_type),
-    ];
-    let mut terms: BTreeSet<String> =
-        fields.into_iter().filter_map(|(name, value)| value.as_deref().map(|value| field(name, value))).collect();
-    terms.extend(device.tags.iter().map(|(key, value)| tag(key, value)));
-    terms
+    let fields = [&inventory.man, &inventory.model, &inventory.fwv, &inventory.swv, &inventory.dev_type];
+    field_terms(fields).chain(device.tags.iter().map(|(key, value)| tag(key, value))).collect()
 }
 
 /// The terms a device must have to match `filter`; empty for a filter that matches every device.
 pub fn filter_terms(filter: &DeviceFilter) -> Vec<String> {
-    let fields = [
-        ("man", &filter.man),
-        ("mod", &filter.model),
-        ("fwv", &filter.fwv),
-        ("swv", &filter.swv),
-        ("devtype", &filter.dev_type),
-    ];
+    let fields = [&filter.man, &filter.model, &filter.fwv, &filter.swv, &filter.dev_type];
     let mut terms: Vec<String> =
-        fields.into_iter().filter_map(|(name, value)| value.as_deref().map(|value| field(name, value))).collect();
-    terms.extend(filter.tags.iter().map(|(key, value)| tag(key, value)));
+        field_terms(fields).chain(filter.tags.iter().map(|(key, value)| tag(key, value))).collect();
     terms.sort();
     terms.dedup();
     terms

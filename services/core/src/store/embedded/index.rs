@@ -23,14 +23,15 @@ use crate::store::index::{INDEX_VERSION, device_terms, filter_terms, term_change
 pub fn index_device(transaction: &WriteTransaction, device: &Device) -> Result<(), StoreError> {
     let terms = device_terms(device);
     let mut terms_of_device = transaction.open_table(TERMS_OF_DEVICE)?;
-    let before: BTreeSet<String> = match terms_of_device.get(device.id.as_str())? {
-        Some(stored) => decode("terms_of_device", &device.id, stored.value())?,
-        None => BTreeSet::new(),
+    let stored: Option<BTreeSet<String>> = match terms_of_device.get(device.id.as_str())? {
+        Some(stored) => Some(decode("terms_of_device", &device.id, stored.value())?),
+        None => None,
     };
-    let (left, joined) = term_changes(&before, &terms);
-    if left.is_empty() && joined.is_empty() && !before.is_empty() {
+    // Most writes of a device (a session step's) leave its inventory and tags as they were: nothing to write.
+    if stored.as_ref() == Some(&terms) {
         return Ok(());
     }
+    let (left, joined) = term_changes(&stored.unwrap_or_default(), &terms);
     move_terms(transaction, &device.id, &left, &joined)?;
     terms_of_device.insert(device.id.as_str(), encode(&terms)?.as_slice())?;
     Ok(())

@@ -410,9 +410,8 @@ impl RedisStore {
                 };
                 (slot::key_slot(key.as_bytes()), command)
             })
-            .collect();
+            .collect::<Vec<(u16, Cmd)>>();
         // One pipeline per node, sent at once (a single write goes alone, without reading the slot table).
-        let requests: Vec<(u16, Cmd)> = requests;
         if let [(_, command)] = requests.as_slice() {
             let _: Value = self.call("commit", command).await?;
             return Ok(());
