@@ -16,6 +16,7 @@
 pub mod access;
 pub mod auth;
 pub mod bus;
+pub mod campaign;
 pub mod clock;
 pub mod cluster;
 pub mod content;

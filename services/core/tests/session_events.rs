@@ -221,3 +221,44 @@ fn the_validator_rejects_what_breaks_a_schema() {
     assert!(!id_matches("result:{device id}:{command id}:{attempt}", "alert:IMEI:1:7"));
     assert!(!id_matches("session:{session id}:started", "session:s1:ended"));
 }
+
+#[test]
+fn the_campaign_events_match_their_documented_schemas() {
+    use omadm_core::campaign::events::{campaign_created, campaign_device_changed, campaign_state_changed};
+    use omadm_core::campaign::{Campaign, CampaignDevice, CampaignSpec, CampaignState, DeviceState, Progress};
+    let documented = documented();
+    let body = json!({"name": "fw-1.3", "target": {"filter": {"mod": "X1", "fwv": "1.2"}},
+        "action": {"firmware": {"url": "fw/x1-1.3.bin", "version": "1.3"}}, "policy": {"waves": ["5%", "100%"]}});
+    let spec = CampaignSpec::from_json(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let mut campaign = Campaign {
+        id: "cmp-0123456789ab".to_owned(),
+        spec,
+        state: CampaignState::Running,
+        reason: None,
+        descriptor_url: None,
+        follow_up_of: Some("cmp-00000000000a".to_owned()),
+        created_at: START,
+        updated_at: START,
+        progress: Progress::default(),
+    };
+    let created = campaign_created(&campaign);
+    check_documented(&documented, &created);
+    assert_eq!(created.key, campaign.id);
+    campaign.state = CampaignState::Paused;
+    campaign.reason = Some("failure_threshold".to_owned());
+    let changed = campaign_state_changed(&campaign, CampaignState::Running, 7, START + 1);
+    check_documented(&documented, &changed);
+    assert_eq!(changed.id, "campaign:cmp-0123456789ab:state:7");
+    let mut device = CampaignDevice::new(DEVICE_ID, 1, START);
+    let joined = campaign_device_changed(&campaign.id, &device, None, 0, START);
+    check_documented(&documented, &joined);
+    assert!(joined.payload.get("from").is_none());
+    device.state = DeviceState::Failed;
+    device.attempt = 1;
+    device.result_code = Some(410);
+    device.reason = Some("result_code".to_owned());
+    let failed = campaign_device_changed(&campaign.id, &device, Some(DeviceState::Executing), 4, START + 2);
+    check_documented(&documented, &failed);
+    assert_eq!(failed.key, campaign.id);
+    assert_eq!(failed.id, format!("campaign:cmp-0123456789ab:device:{DEVICE_ID}:4"));
+}

@@ -71,7 +71,8 @@ pub struct Args {
     /// devices take unsigned notifications.
     #[arg(long, value_name = "S")]
     pub auth_secret: Option<String>,
-    /// List, in the report, the devices that accepted a notification (`notified_devices`, in id order).
+    /// List, in the report, the devices that accepted a notification (`notified_devices`) and those whose last
+    /// firmware update failed (`firmware_failed_devices`), in id order.
     #[arg(long)]
     pub report_devices: bool,
     /// DMAcc ServerID the devices are provisioned with (must match the server's --server-id).
@@ -80,6 +81,9 @@ pub struct Args {
     /// Probability (0..=1) that a firmware update fails (FUMO result 410).
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub fw_fail_rate: f64,
+    /// Report a firmware update's success but keep the old DevInfo FwV (an update that did not take).
+    #[arg(long)]
+    pub fw_keep_version: bool,
     /// How long a firmware update takes, in milliseconds.
     #[arg(long, value_name = "D", default_value_t = 1000)]
     pub fw_duration_ms: u64,

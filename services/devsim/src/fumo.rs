@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use omadm_client::device::{Device, ExecOutcome, ExecutableNode};
 use omadm_client::transport::Transport;
-use omadm_proto::mo::{FirmwareUpdate, FumoOperation, FumoResultCode, FumoState};
+use omadm_proto::mo::{DevInfo, FirmwareUpdate, FumoOperation, FumoResultCode, FumoState};
 use omadm_proto::package::AlertItem;
 use omadm_proto::status::StatusCode;
 use omadm_proto::tree::{LeafValue, Node};
@@ -20,6 +20,8 @@ pub const FUMO_MIID: &str = "fw";
 pub struct FirmwareBehaviour {
     pub fail_rate: f64,
     pub duration: Duration,
+    /// Report success but keep the old DevInfo FwV (a device whose update did not take).
+    pub keep_version: bool,
 }
 
 /// The result code of an update given a uniform draw in [0, 1): failure (410) below the fail rate.
@@ -157,7 +159,24 @@ async fn update(
         FumoState::UpdateFailedNoData
     };
     set_state(device, end_state);
+    if code == FumoResultCode::SUCCESSFUL && !behaviour.keep_version {
+        install_version(device);
+    }
     code
+}
+
+/// After a successful update the device runs the package's version: DevInfo FwV becomes the FUMO PkgVersion.
+fn install_version(device: &mut Device) {
+    let version = match device.tree.instance(FirmwareUpdate::MOID, FUMO_MIID).and_then(|fumo| fumo.get(&["PkgVersion"]))
+    {
+        Some(Node::Leaf(LeafValue::Chr(version))) if !version.trim().is_empty() => version.trim().to_owned(),
+        _ => return,
+    };
+    if let Some(devinfo) = device.tree.instance_mut(DevInfo::MOID, "")
+        && let Err(error) = devinfo.set_leaf(&["FwV"], LeafValue::Chr(version))
+    {
+        tracing::warn!(%error, "cannot write DevInfo FwV");
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +216,7 @@ mod tests {
         assert_eq!(state(&device), Some(FumoState::Idle));
         assert_eq!(package_url(&device, FumoOperation::DownloadAndUpdate), None);
         let transport = Transport::new(device.credentials.clone()).unwrap();
-        let behaviour = FirmwareBehaviour { fail_rate: 0.0, duration: Duration::from_millis(1) };
+        let behaviour = FirmwareBehaviour { fail_rate: 0.0, duration: Duration::from_millis(1), keep_version: false };
         let uri = "urn:oma:mo:oma-fumo:1.0/fw/DownloadAndUpdate";
         let (code, alert) = run_update(&mut device, &transport, FumoOperation::DownloadAndUpdate, uri, behaviour).await;
         assert_eq!(code, FumoResultCode::MALFORMED_URL);

@@ -89,6 +89,7 @@ async fn devsim(args: Args) -> anyhow::Result<bool> {
         notify_port: (!args.no_notify).then_some(args.notify_port),
         firmware: FirmwareBehaviour {
             fail_rate: args.fw_fail_rate,
+            keep_version: args.fw_keep_version,
             duration: Duration::from_millis(args.fw_duration_ms),
         },
         alert_rate: args.alert_rate,

@@ -54,6 +54,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notified_devices: Option<Vec<String>>,
     pub firmware: FirmwareCounts,
+    /// With --report-devices: the devices whose last firmware update failed (its result code was not 200), in
+    /// id order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware_failed_devices: Option<Vec<String>>,
     /// Requests the devices sent again (after a 503/429, or after no answer).
     pub retries: u64,
     /// Retries sent to another server URL than the attempt before (a server did not answer).
@@ -95,6 +99,7 @@ struct Tallies {
     notifications_received: u64,
     notifications_dropped: BTreeMap<String, u64>,
     notified_devices: Option<std::collections::BTreeSet<String>>,
+    firmware_failed_devices: Option<std::collections::BTreeSet<String>>,
     listeners_set_up: u64,
     firmware: FirmwareCounts,
     transport: TransportStats,
@@ -151,6 +156,7 @@ impl Collector {
                 notifications_received: 0,
                 notifications_dropped: BTreeMap::new(),
                 notified_devices: None,
+                firmware_failed_devices: None,
                 listeners_set_up: 0,
                 firmware: FirmwareCounts::default(),
                 transport: TransportStats::default(),
@@ -218,12 +224,22 @@ impl Collector {
         })
     }
 
-    pub fn record_firmware(&self, succeeded: bool) {
+    /// The outcome of one firmware update of `device_id`; with `named`, a failure names the device in the report
+    /// (and a later success of the same device takes the name out).
+    pub fn record_firmware(&self, device_id: &str, succeeded: bool, named: bool) {
         self.with(|tallies| {
             if succeeded {
                 tallies.firmware.succeeded += 1;
             } else {
                 tallies.firmware.failed += 1;
+            }
+            if named {
+                let failed = tallies.firmware_failed_devices.get_or_insert_default();
+                if succeeded {
+                    failed.remove(device_id);
+                } else {
+                    failed.insert(device_id.to_owned());
+                }
             }
         });
     }
@@ -277,6 +293,10 @@ impl Collector {
             notifications_dropped: tallies.notifications_dropped.clone(),
             notified_devices: tallies.notified_devices.as_ref().map(|devices| devices.iter().cloned().collect()),
             firmware: tallies.firmware.clone(),
+            firmware_failed_devices: tallies
+                .firmware_failed_devices
+                .as_ref()
+                .map(|devices| devices.iter().cloned().collect()),
             retries: tallies.transport.retries,
             failovers: tallies.transport.failovers,
             unavailable_answers: tallies.transport.unavailable_answers,
@@ -322,7 +342,7 @@ mod tests {
         collector.record_session(ok(&[200], &[5], 5));
         collector.record_session(SessionOutcome::Failed { kind: "transport".into() });
         collector.record_error("register");
-        collector.record_firmware(false);
+        collector.record_firmware("d", false, false);
         let stats = TransportStats { retries: 3, failovers: 1, unavailable_answers: 2, challenges_answered: 1 };
         collector.record_transport(stats);
         collector.record_transport(stats);

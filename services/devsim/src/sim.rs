@@ -62,6 +62,28 @@ struct Shared {
     stop: AtomicBool,
     /// Wakes the progress task at once when the run ends (a stored permit, so a wake-up is never missed).
     stopped: tokio::sync::Notify,
+    /// Set on SIGTERM or SIGINT: devices waiting for notifications stop waiting (sessions in flight finish), so
+    /// the run ends early with its report, as at the end of `--duration`.
+    ending: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A receiver that turns true on SIGTERM or SIGINT (never, where the signals cannot be listened for).
+fn termination() -> tokio::sync::watch::Receiver<bool> {
+    let (ending, ended) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("omadm-devsim: stopping: devices stop waiting for notifications");
+        let _ = ending.send(true);
+        // Keep the sender: a dropped one would read as a change to every receiver that waits later.
+        std::future::pending::<()>().await;
+    });
+    ended
 }
 
 /// The error kind a failed session is counted under in the report.
@@ -120,6 +142,7 @@ pub async fn run(profile: FleetProfile, config: RunConfig, collector: Arc<Collec
         started: Instant::now(),
         stop: AtomicBool::new(false),
         stopped: tokio::sync::Notify::new(),
+        ending: termination(),
         config,
     });
     let profile = Arc::new(profile);
@@ -198,7 +221,15 @@ async fn play_device(spec: DeviceSpec, profile: Arc<FleetProfile>, shared: Arc<S
         // Own sessions done: wait for notifications until the deadline, if there is one and a listener.
         let (Some(duration), Some(_)) = (bounds.duration, listener.as_ref()) else { break };
         let Some(remaining) = duration.checked_sub(elapsed) else { break };
-        match tokio::time::timeout(remaining, accepted.recv()).await {
+        let mut ending = shared.ending.clone();
+        if *ending.borrow() {
+            break;
+        }
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(remaining, accepted.recv()) => waited,
+            _ = ending.changed() => break,
+        };
+        match waited {
             Ok(Some(notification)) => {
                 shared.collector.record_notification(&spec.device_id, shared.config.report_devices);
                 one_session(&mut device, &transport, &shared, notification.request_mos, &pending_update).await;
@@ -227,7 +258,11 @@ async fn one_session(
         let next = pending_update.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         let Some((operation, client_uri)) = next else { return };
         let (code, alert) = fumo::run_update(device, transport, operation, &client_uri, shared.config.firmware).await;
-        shared.collector.record_firmware(code == FumoResultCode::SUCCESSFUL);
+        shared.collector.record_firmware(
+            &device.credentials.device_id,
+            code == FumoResultCode::SUCCESSFUL,
+            shared.config.report_devices,
+        );
         session(device, transport, shared, false, vec![alert]).await;
     }
 }

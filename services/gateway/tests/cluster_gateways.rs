@@ -378,6 +378,7 @@ async fn a_full_outbox_gives_503_and_not_ready_until_the_relay_drains_it() {
             command: Command::from_json(&serde_json::json!(["EXEC", format!("urn:oma:mo:test:1.0//Op{index}")]))
                 .unwrap(),
             origin: CommandOrigin::Operator,
+            campaign_id: None,
         })
         .collect();
     store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap();

@@ -33,6 +33,8 @@ enum Command {
     Gateway(Box<serve::ServeArgs>),
     /// Run the notifier role (Package#0 over WAP Push/UDP for notification.requested) on shared Redis and Kafka.
     Notifier(Box<serve::ServeArgs>),
+    /// Run the campaigns role (rollouts in waves at a rate, following devices' results) on shared Redis and Kafka.
+    Campaigns(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => return report_serve(serve::run(*args, serve::Role::Serve)),
         Command::Gateway(args) => return report_serve(serve::run(*args, serve::Role::Gateway)),
         Command::Notifier(args) => return report_serve(serve::run(*args, serve::Role::Notifier)),
+        Command::Campaigns(args) => return report_serve(serve::run(*args, serve::Role::Campaigns)),
     };
     match result {
         Ok(output) => print_output(&output),

@@ -47,7 +47,11 @@ pub async fn enqueue(store: &dyn Store, device_id: &str, commands: serde_json::V
         .as_array()
         .unwrap()
         .iter()
-        .map(|command| NewCommand { command: Command::from_json(command).unwrap(), origin: CommandOrigin::Operator })
+        .map(|command| NewCommand {
+            command: Command::from_json(command).unwrap(),
+            origin: CommandOrigin::Operator,
+            campaign_id: None,
+        })
         .collect();
     store.enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap()
 }

@@ -13,6 +13,9 @@ pub type CommandId = u64;
 pub struct NewCommand {
     pub command: Command,
     pub origin: CommandOrigin,
+    /// The campaign that queued it, carried into its record and its `command.result` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
 }
 
 /// Who asked for the command.
@@ -66,6 +69,9 @@ pub struct CommandRecord {
     pub device_id: String,
     pub command: Command,
     pub origin: CommandOrigin,
+    /// The campaign that queued it ([`NewCommand::campaign_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
     pub state: CommandState,
     /// The device's status code once answered (or 304 kept as done).
     #[serde(default, skip_serializing_if = "Option::is_none")]

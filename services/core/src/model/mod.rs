@@ -1,5 +1,5 @@
-//! What the server stores: devices, their command queues, sessions, alerts, MO mirrors, repository content and
-//! notification requests.
+//! What the server stores: devices, their command queues, sessions, alerts, MO mirrors, repository content,
+//! notification requests and the records of roles (campaigns).
 //!
 //! Every record is plain data with serde, so each Store engine keeps the same JSON.
 
@@ -8,6 +8,7 @@ mod command;
 mod device;
 mod mirror;
 mod notification;
+mod record;
 mod repository;
 mod session;
 
@@ -24,6 +25,7 @@ pub use notification::{
     NOTIFICATION_RETENTION_MILLIS, NotificationAnswer, NotificationAttempt, NotificationDelivery, NotificationOutcome,
     NotificationRecord, NotificationState, REQUEST_ID_PATTERN, is_request_id,
 };
+pub use record::{Record, RecordCounts, RecordPut, RecordWrite};
 pub use repository::{
     ContentSource, DEVICE_UPLOAD_FOLDER, MAX_REPOSITORY_PATH_BYTES, REPOSITORY_PATH_PATTERN, RepositoryItem,
     RepositoryPathError, UploadGrant, UploadMethod, UploadRefusal, check_repository_path, check_upload,

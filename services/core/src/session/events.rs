@@ -130,6 +130,9 @@ pub struct CommandResult {
     pub attempt: u32,
     pub command: Command,
     pub origin: CommandOrigin,
+    /// The campaign that queued the command, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
     /// `done`, `failed` or `expired`.
     pub state: CommandState,
     /// The device's status code; absent when the command expired unanswered.
@@ -159,7 +162,7 @@ pub struct AlertReceived {
     pub item: AlertItem,
 }
 
-fn envelope(
+pub(crate) fn envelope(
     id: String,
     event_type: &str,
     topic: Topic,
@@ -222,6 +225,7 @@ pub fn command_result(record: &CommandRecord, now: Millis) -> Event {
         attempt: record.attempts,
         command: record.command.clone(),
         origin: record.origin,
+        campaign_id: record.campaign_id.clone(),
         state: record.state,
         status: record.status,
         extra: record.extra.clone(),
@@ -463,6 +467,7 @@ mod tests {
             device_id: "IMEI:1".to_owned(),
             command: Command::from_json(&serde_json::json!(["GET", "urn:oma:mo:a:1.0//X"])).unwrap(),
             origin: CommandOrigin::Operator,
+            campaign_id: None,
             state: CommandState::Done,
             status: Some(200),
             extra: Vec::new(),

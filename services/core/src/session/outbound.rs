@@ -82,6 +82,7 @@ mod tests {
             device_id: "d".to_owned(),
             command: Command::from_json(&serde_json::json!(["EXEC", "urn:oma:mo:a:1.0//Run"])).unwrap(),
             origin: CommandOrigin::Operator,
+            campaign_id: None,
             state,
             status: None,
             extra: Vec::new(),

@@ -186,7 +186,11 @@ pub fn device(id: &str) -> Device {
 
 /// `["GET", uri]` for the operator.
 pub fn get_command(uri: &str) -> NewCommand {
-    NewCommand { command: Command::from_json(&json!(["GET", uri])).unwrap(), origin: CommandOrigin::Operator }
+    NewCommand {
+        command: Command::from_json(&json!(["GET", uri])).unwrap(),
+        origin: CommandOrigin::Operator,
+        campaign_id: None,
+    }
 }
 
 fn numbered_gets(count: usize) -> Vec<NewCommand> {
@@ -720,6 +724,8 @@ pub async fn one_batch_writes_everything(store: Arc<dyn Store>) {
         deliveries: vec![delivery.clone()],
         scheduled: Vec::new(),
         upload: None,
+        records: Vec::new(),
+        enqueued: Vec::new(),
         fence: None,
     };
     store.commit(batch).await.unwrap();

@@ -20,7 +20,7 @@ use crate::clock::Millis;
 use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
-    NotificationRecord, RepositoryItem, SessionState, SessionSummary,
+    NotificationRecord, Record, RecordCounts, RepositoryItem, SessionState, SessionSummary,
 };
 
 /// What a caller puts between an [`Interposed`] store and its inner one; every method forwards unless overridden.
@@ -216,6 +216,43 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("count_in_window")?;
         self.inner.count_in_window(key, hits, window, now).await
     }
+    async fn get_record(&self, scope: &str, collection: &str, key: &str) -> Result<Option<Record>, StoreError> {
+        self.interposer.before("get_record")?;
+        self.inner.get_record(scope, collection, key).await
+    }
+
+    async fn get_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        self.interposer.before("get_records")?;
+        self.inner.get_records(scope, collection, keys).await
+    }
+
+    async fn list_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        label: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.interposer.before("list_records")?;
+        self.inner.list_records(scope, collection, label, after, limit).await
+    }
+
+    async fn count_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        labels: &[String],
+    ) -> Result<RecordCounts, StoreError> {
+        self.interposer.before("count_records")?;
+        self.inner.count_records(scope, collection, labels).await
+    }
+
     async fn remember(&self, key: &str, value: &str, ttl: Millis, now: Millis) -> Result<(), StoreError> {
         self.interposer.before("remember")?;
         self.inner.remember(key, value, ttl, now).await

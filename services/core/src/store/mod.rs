@@ -34,7 +34,8 @@ use crate::clock::Millis;
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
-    NotificationDelivery, NotificationRecord, RepositoryItem, SessionState, SessionSummary,
+    NotificationDelivery, NotificationRecord, Record, RecordCounts, RecordWrite, RepositoryItem, SessionState,
+    SessionSummary,
 };
 
 pub use embedded::EmbeddedStore;
@@ -64,6 +65,10 @@ pub enum StoreError {
     /// quota: nothing was written.
     #[error("the upload is over {quota}; nothing written")]
     QuotaExceeded { quota: UploadQuotaKind },
+    /// A [`RecordWrite`] of the batch expected another revision of its record (another writer replaced it since
+    /// it was read): nothing was written. The writer reads again and decides again.
+    #[error("record {collection}/{key} of {scope:?} changed since it was read; nothing written")]
+    Conflict { scope: String, collection: String, key: String },
 }
 
 /// Which upload quota a refused [`UploadCharge`] would have passed.
@@ -250,6 +255,12 @@ pub struct WriteBatch {
     pub scheduled: Vec<ScheduledEvent>,
     /// The upload quota share of a device upload among `contents`: checked before anything is written.
     pub upload: Option<UploadCharge>,
+    /// Records of roles to create, replace or remove, each with its labels; a put whose expected revision does
+    /// not hold fails the batch with [`StoreError::Conflict`] before anything is written.
+    pub records: Vec<RecordWrite>,
+    /// Commands to append to devices' queues in this batch (ids given by the store as by
+    /// [`Store::enqueue_commands`]), so a queue entry lands with the record that asked for it.
+    pub enqueued: Vec<EnqueuedCommands>,
     /// For a session step: the lease the step was loaded under. The batch is
     /// applied only while it still holds (else `StoreError::Fenced`).
     pub fence: Option<Fence>,
@@ -269,8 +280,18 @@ impl WriteBatch {
             && self.deliveries.is_empty()
             && self.scheduled.is_empty()
             && self.upload.is_none()
+            && self.records.is_empty()
+            && self.enqueued.is_empty()
             && self.fence.is_none()
     }
+}
+
+/// Commands appended to one device's queue by a [`WriteBatch`], created at `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnqueuedCommands {
+    pub device_id: String,
+    pub commands: Vec<NewCommand>,
+    pub now: Millis,
 }
 
 /// An event that enters the outbox at `due_at` (ms since the epoch), not before.
@@ -367,6 +388,29 @@ pub trait Store: Send + Sync + 'static {
     /// The device's most recently sent request (the newest record written with a `sent` outcome), while its
     /// record is kept: what the device's next session answers.
     async fn latest_notification(&self, device_id: &str) -> Result<Option<NotificationRecord>, StoreError>;
+
+    // Records of roles (see [`Record`]).
+    async fn get_record(&self, scope: &str, collection: &str, key: &str) -> Result<Option<Record>, StoreError>;
+    /// The records of `keys` (same order, `None` where there is none), in one round trip.
+    async fn get_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Record>>, StoreError>;
+    /// Records of the collection in key order after `after`, at most `limit`: all of them, or those carrying `label`.
+    async fn list_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        label: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// How many records the collection holds, and how many carry each of `labels`, in one round trip, without
+    /// walking them.
+    async fn count_records(&self, scope: &str, collection: &str, labels: &[String])
+    -> Result<RecordCounts, StoreError>;
 
     // Atomic writes and the outbox.
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;

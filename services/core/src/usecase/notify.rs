@@ -73,20 +73,8 @@ struct PendingRequests {
 impl PendingRequests {
     /// Adds `request`; what it will be known by once committed.
     fn add(&mut self, request: &NotificationRequest<'_>, now: Millis) -> Requested {
-        let event = notification_event_by(request, now);
-        let request_id = request_id_of(request.nonce);
-        self.batch.notifications.push(NotificationRecord {
-            request_id: request_id.clone(),
-            device_id: request.device_id.to_owned(),
-            requested_at: now,
-            requested_by: request.requested_by.to_owned(),
-            request_mos: request.request_mos,
-            outcome: None,
-            ..NotificationRecord::default()
-        });
-        let requested = Requested { event_id: event.id.clone(), request_id };
+        let requested = add_request(&mut self.batch, request, now);
         self.requested.push(requested.clone());
-        self.batch.events.push(event);
         requested
     }
 
@@ -107,6 +95,25 @@ impl PendingRequests {
         }
         Ok(committed)
     }
+}
+
+/// Adds `request`'s `notification.requested` event and its notification record to `batch`, for a caller that
+/// commits them with writes of its own (a campaign starting a device); the device must be registered.
+pub fn add_request(batch: &mut WriteBatch, request: &NotificationRequest<'_>, now: Millis) -> Requested {
+    let event = notification_event_by(request, now);
+    let request_id = request_id_of(request.nonce);
+    batch.notifications.push(NotificationRecord {
+        request_id: request_id.clone(),
+        device_id: request.device_id.to_owned(),
+        requested_at: now,
+        requested_by: request.requested_by.to_owned(),
+        request_mos: request.request_mos,
+        outcome: None,
+        ..NotificationRecord::default()
+    });
+    let requested = Requested { event_id: event.id.clone(), request_id };
+    batch.events.push(event);
+    requested
 }
 
 /// Which devices one bulk request notifies.

@@ -95,7 +95,7 @@ pub async fn queue_commands(
         }
     }
     let names: Vec<&'static str> = commands.iter().map(Command::name).collect();
-    let new_commands = commands.into_iter().map(|command| NewCommand { command, origin }).collect();
+    let new_commands = commands.into_iter().map(|command| NewCommand { command, origin, campaign_id: None }).collect();
     let ids = store.enqueue_commands(device_id, new_commands, now).await.map_err(store_error("enqueue_commands"))?;
     let origin_label = origin_label(origin);
     for name in names {

@@ -105,6 +105,7 @@ impl World {
                     device_id: DEVICE_ID.to_owned(),
                     command: command(wire.clone()),
                     origin: CommandOrigin::Operator,
+                    campaign_id: None,
                     state: CommandState::Queued,
                     status: None,
                     extra: Vec::new(),

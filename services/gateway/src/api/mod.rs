@@ -20,6 +20,7 @@
 
 mod auth;
 pub mod body;
+mod campaigns;
 mod commands;
 mod devices;
 mod mirror;
@@ -91,6 +92,16 @@ pub const ROUTES: &[ApiRoute] = &[
     ApiRoute { method: "POST", path: "/devices/{devid}/notify", make: || web::post().to(notify::post_notify) },
     ApiRoute { method: "POST", path: "/notifications", make: || web::post().to(notify::post_notifications) },
     ApiRoute { method: "GET", path: "/notifications/{request_id}", make: || web::get().to(notify::get_notification) },
+    ApiRoute { method: "POST", path: "/campaigns", make: || web::post().to(campaigns::create_campaign) },
+    ApiRoute { method: "GET", path: "/campaigns", make: || web::get().to(campaigns::list_campaigns) },
+    ApiRoute { method: "GET", path: "/campaigns/{id}", make: || web::get().to(campaigns::get_campaign) },
+    ApiRoute { method: "POST", path: "/campaigns/{id}/approve", make: || web::post().to(campaigns::approve) },
+    ApiRoute { method: "POST", path: "/campaigns/{id}/pause", make: || web::post().to(campaigns::pause) },
+    ApiRoute { method: "POST", path: "/campaigns/{id}/resume", make: || web::post().to(campaigns::resume) },
+    ApiRoute { method: "POST", path: "/campaigns/{id}/cancel", make: || web::post().to(campaigns::cancel) },
+    ApiRoute { method: "POST", path: "/campaigns/{id}/retry", make: || web::post().to(campaigns::retry) },
+    ApiRoute { method: "GET", path: "/campaigns/{id}/devices", make: || web::get().to(campaigns::list_devices) },
+    ApiRoute { method: "GET", path: "/campaigns/{id}/devices/{devid}", make: || web::get().to(campaigns::get_device) },
     ApiRoute { method: "PUT", path: "/repository/{path:.+}", make: || web::put().to(repository::put_content) },
     ApiRoute { method: "GET", path: "/repository/{path:.+}", make: || web::get().to(repository::get_content) },
     ApiRoute { method: "HEAD", path: "/repository/{path:.+}", make: || web::head().to(repository::head_content) },

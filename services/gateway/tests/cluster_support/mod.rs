@@ -213,6 +213,7 @@ impl TestCluster {
                 command: Command::from_json(&serde_json::json!(["EXEC", format!("urn:oma:mo:test:1.0//Op{index}")]))
                     .unwrap(),
                 origin: CommandOrigin::Operator,
+                campaign_id: None,
             })
             .collect();
         self.store().enqueue_commands(device_id, commands, clock::now_millis()).await.unwrap()

@@ -57,7 +57,7 @@ pub fn print_role(settings: &Settings, doing: &str, ops_url: Option<String>) {
 fn backends_line(settings: &Settings) -> String {
     let backends = format!("store: {}; events: {}", shown_url(&settings.store), shown_url(&settings.bus));
     match settings.role {
-        Role::Notifier => backends,
+        Role::Notifier | Role::Campaigns => backends,
         Role::Serve | Role::Gateway => {
             // The query of an s3:// URL may carry credentials.
             let content = settings.content.split('?').next().unwrap_or_default();

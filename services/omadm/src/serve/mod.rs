@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use anyhow::{Context as _, bail};
+use omadm_campaigns::Orchestrator;
 use omadm_core::bus::{Bus, BusOptions};
 use omadm_core::content::ContentEngine;
 use omadm_core::session::SessionConfig;
@@ -57,6 +58,7 @@ pub fn run(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     match role {
         Role::Serve | Role::Gateway => actix_web::rt::System::new().block_on(serve(settings)),
         Role::Notifier => actix_web::rt::System::new().block_on(run_notifier(settings)),
+        Role::Campaigns => actix_web::rt::System::new().block_on(run_campaigns(settings)),
     }
 }
 
@@ -108,6 +110,39 @@ async fn run_notifier(settings: Settings) -> anyhow::Result<()> {
     let stopping = Arc::clone(&readiness);
     plan.add(Phase::StopAccepting, "readiness", async move { stopping.begin_shutdown() });
     plan.add(Phase::StopConsumers, "notifier", notifier.stop());
+    if let Some(ops) = ops {
+        plan.add(Phase::CloseStore, "ops listener", ops.stop());
+    }
+    let signal = signals.wait().await;
+    tracing::info!(signal = signal.name(), "stopping");
+    plan.run().await;
+    Ok(())
+}
+
+/// `omadm campaigns`: the campaigns role alone, with an ops listener, stopped in the runtime's order.
+async fn run_campaigns(settings: Settings) -> anyhow::Result<()> {
+    secrets::private_files_from_now_on();
+    let client = format!("campaigns-{}", settings.node_id.clone().unwrap_or_else(random_node_id));
+    let (store, bus) = open_backends(&settings, &client).await?;
+    let readiness = Arc::new(Readiness::new());
+    let ops = match &settings.ops_listen {
+        Some(address) => Some(
+            OpsServer::start(bind(address, "--ops-listen")?, web::Data::from(Arc::clone(&readiness)))
+                .context("cannot start the ops listener")?,
+        ),
+        None => None,
+    };
+    let campaigns = Orchestrator::start(store, bus, settings.campaigns.clone()).await?;
+    let signals = shutdown::StopSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
+    banner::print_role(
+        &settings,
+        &format!("running campaigns as consumer group {}", omadm_campaigns::CONSUMER_GROUP),
+        ops.as_ref().map(|ops| format!("http://{}", ops.local_addr())),
+    );
+    let mut plan = ShutdownPlan::new();
+    let stopping = Arc::clone(&readiness);
+    plan.add(Phase::StopAccepting, "readiness", async move { stopping.begin_shutdown() });
+    plan.add(Phase::StopConsumers, "campaigns", campaigns.stop());
     if let Some(ops) = ops {
         plan.add(Phase::CloseStore, "ops listener", ops.stop());
     }
@@ -183,11 +218,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let node = Node::start(Arc::clone(&store), Arc::clone(&bus), content, node_settings, listeners).await?;
     // `serve` is every role in one process: the notifier consumes what this node's API requests.
-    let notifier = match settings.role {
+    // `serve` is every role in one process: the notifier consumes what this node's API requests, the campaigns
+    // role runs the campaigns it creates.
+    let (notifier, campaigns) = match settings.role {
         Role::Serve => {
-            Some(Notifier::start(store, bus, settings.notifier.clone(), node.readiness().into_inner()).await?)
+            let campaigns =
+                Orchestrator::start(Arc::clone(&store), Arc::clone(&bus), settings.campaigns.clone()).await?;
+            let notifier =
+                Notifier::start(store, bus, settings.notifier.clone(), node.readiness().into_inner()).await?;
+            (Some(notifier), Some(campaigns))
         }
-        Role::Gateway | Role::Notifier => None,
+        Role::Gateway | Role::Notifier | Role::Campaigns => (None, None),
     };
     let signals = shutdown::StopSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
 
@@ -207,6 +248,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     node.stop_steps(&mut plan);
     if let Some(notifier) = notifier {
         plan.add(Phase::StopConsumers, "notifier", notifier.stop());
+    }
+    if let Some(campaigns) = campaigns {
+        plan.add(Phase::StopConsumers, "campaigns", campaigns.stop());
     }
     let signal = signals.wait().await;
     tracing::info!(signal = signal.name(), "stopping");

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use omadm_campaigns::{CampaignsArgs, CampaignsSettings};
 use omadm_gateway::{BootstrapConfig, GcmOffer};
 use omadm_notifier::{NotifierArgs, NotifierSettings};
 use omadm_runtime::logging::LogFormat;
@@ -185,6 +186,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(default)]
     pub notifier: NotifierArgs,
+    /// The campaigns role's settings (the `[campaigns]` table); `serve` runs it in-process, `campaigns` alone.
+    #[command(flatten)]
+    #[serde(default)]
+    pub campaigns: CampaignsArgs,
 }
 
 /// What `/bootstrap` hands out (the `[bootstrap]` table of the file).
@@ -256,6 +261,8 @@ pub enum Role {
     Gateway,
     /// `omadm notifier`: the notifier role alone, on shared backends.
     Notifier,
+    /// `omadm campaigns`: the campaigns role alone, on shared backends.
+    Campaigns,
 }
 
 impl Role {
@@ -264,6 +271,7 @@ impl Role {
             Role::Serve => "serve",
             Role::Gateway => "gateway",
             Role::Notifier => "notifier",
+            Role::Campaigns => "campaigns",
         }
     }
 }
@@ -318,6 +326,7 @@ pub struct Settings {
     pub session_rate: omadm_gateway::SessionRateLimit,
     pub uploads: omadm_gateway::UploadQuotaConfig,
     pub notifier: NotifierSettings,
+    pub campaigns: CampaignsSettings,
 }
 
 impl Settings {
@@ -377,6 +386,7 @@ impl Settings {
             ..args.notifier
         };
         let notifier = NotifierSettings::resolve(&notifier_args)?;
+        let campaigns = CampaignsSettings::resolve(&args.campaigns).map_err(anyhow::Error::msg)?;
         let settings = Settings {
             role,
             listen: args.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
@@ -448,6 +458,7 @@ impl Settings {
                 max_total_bytes: args.max_upload_total_bytes.unwrap_or(uploads.max_total_bytes),
             },
             notifier,
+            campaigns,
         };
         settings.check(store_given, bus_given, content_given)?;
         Ok(settings)
@@ -533,7 +544,7 @@ impl Settings {
                 ("--public-url", self.public_url.is_none()),
                 ("--internal-listen", self.internal_listen.is_none()),
             ],
-            Role::Notifier => &[("--store", !store_given), ("--bus", !bus_given)],
+            Role::Notifier | Role::Campaigns => &[("--store", !store_given), ("--bus", !bus_given)],
         };
         let missing: Vec<&str> = required.iter().filter_map(|(flag, absent)| absent.then_some(*flag)).collect();
         let role = self.role.name();

@@ -54,7 +54,7 @@ pub fn run_config(servers: Vec<String>, selection: ServerSelection, bounds: Boun
         bounds,
         concurrency,
         notify_port: None,
-        firmware: FirmwareBehaviour { fail_rate: 0.0, duration: Duration::from_millis(1) },
+        firmware: FirmwareBehaviour { fail_rate: 0.0, duration: Duration::from_millis(1), keep_version: false },
         alert_rate: 0.0,
         progress: false,
     }

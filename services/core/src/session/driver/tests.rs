@@ -81,6 +81,7 @@ async fn store_with(options: StoreOptions, commands: usize) -> (Arc<dyn Store>, 
         .map(|index| NewCommand {
             command: Command::from_json(&json!(["EXEC", format!("urn:oma:mo:oma-fumo:1.0/fw{index}/Update")])).unwrap(),
             origin: CommandOrigin::Operator,
+            campaign_id: None,
         })
         .collect();
     let ids = store.enqueue_commands(DEVICE, queued, START).await.unwrap();

@@ -17,6 +17,7 @@ mod coordination;
 mod ephemeral;
 mod index;
 mod read;
+mod records;
 mod tables;
 mod write;
 mod writer;
@@ -36,7 +37,7 @@ use crate::cluster::{LeaseRequest, NodeInfo};
 use crate::metrics::metrics;
 use crate::model::{
     AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
-    NotificationRecord, RepositoryItem, SessionState, SessionSummary,
+    NotificationRecord, Record, RecordCounts, RepositoryItem, SessionState, SessionSummary,
 };
 
 /// The file inside the data dir that holds every table.
@@ -198,6 +199,7 @@ fn create_tables(database: &Database) -> Result<(), StoreError> {
         transaction.open_table(tables::DEVICE_TERMS)?;
         transaction.open_table(tables::TERM_COUNTS)?;
         transaction.open_table(tables::TERMS_OF_DEVICE)?;
+        records::create_tables(&transaction)?;
         let mut meta = transaction.open_table(tables::META)?;
         let stored_version = meta.get(tables::META_SCHEMA_VERSION)?.map(|version| version.value());
         match stored_version {
@@ -359,6 +361,45 @@ impl Store for EmbeddedStore {
         self.run("upload_usage", move |database| read::upload_usage(database, &device_id)).await
     }
 
+    async fn get_record(&self, scope: &str, collection: &str, key: &str) -> Result<Option<Record>, StoreError> {
+        let (scope, collection, keys) = (scope.to_owned(), collection.to_owned(), vec![key.to_owned()]);
+        let mut found =
+            self.run("get_record", move |database| records::get(database, &scope, &collection, &keys)).await?;
+        Ok(found.pop().flatten())
+    }
+    async fn get_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        let (scope, collection, keys) = (scope.to_owned(), collection.to_owned(), keys.to_vec());
+        self.run("get_records", move |database| records::get(database, &scope, &collection, &keys)).await
+    }
+    async fn list_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        label: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (scope, collection) = (scope.to_owned(), collection.to_owned());
+        let (label, after) = (label.map(str::to_owned), after.map(str::to_owned));
+        self.run("list_records", move |database| {
+            records::list(database, &scope, &collection, label.as_deref(), after.as_deref(), limit)
+        })
+        .await
+    }
+    async fn count_records(
+        &self,
+        scope: &str,
+        collection: &str,
+        labels: &[String],
+    ) -> Result<RecordCounts, StoreError> {
+        let (scope, collection, labels) = (scope.to_owned(), collection.to_owned(), labels.to_vec());
+        self.run("count_records", move |database| records::count(database, &scope, &collection, &labels)).await
+    }
     async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());

@@ -61,6 +61,7 @@ pub fn enqueue_commands(
                 device_id: device_id.to_owned(),
                 command: new_command.command.clone(),
                 origin: new_command.origin,
+                campaign_id: new_command.campaign_id.clone(),
                 state: CommandState::Queued,
                 status: None,
                 extra: Vec::new(),
@@ -112,7 +113,14 @@ pub fn commit(
     {
         return Ok(Applied::Refused(StoreError::QuotaExceeded { quota }));
     }
+    if let Some(conflict) = super::records::conflict(transaction, &batch.records)? {
+        return Ok(Applied::Refused(conflict));
+    }
     apply_batch(transaction, batch, history_per_device)?;
+    super::records::apply(transaction, &batch.records)?;
+    for enqueued in &batch.enqueued {
+        enqueue_commands(transaction, &enqueued.device_id, &enqueued.commands, enqueued.now)?;
+    }
     if let Some(charge) = &batch.upload {
         release_upload(transaction, &charge.path)?;
         charge_upload(transaction, charge)?;

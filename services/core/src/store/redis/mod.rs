@@ -695,6 +695,7 @@ impl Store for RedisStore {
                 device_id: device_id.to_owned(),
                 command: new_command.command,
                 origin: new_command.origin,
+                campaign_id: new_command.campaign_id,
                 state: CommandState::Queued,
                 status: None,
                 extra: Vec::new(),
@@ -969,6 +970,41 @@ impl Store for RedisStore {
         }
     }
 
+    // Records of roles: TEMPORARY stubs until the engines implement them (branch records).
+    async fn get_record(
+        &self,
+        _scope: &str,
+        _collection: &str,
+        _key: &str,
+    ) -> Result<Option<crate::model::Record>, StoreError> {
+        Err(StoreError::Unavailable("records not implemented".into()))
+    }
+    async fn get_records(
+        &self,
+        _scope: &str,
+        _collection: &str,
+        _keys: &[String],
+    ) -> Result<Vec<Option<crate::model::Record>>, StoreError> {
+        Err(StoreError::Unavailable("records not implemented".into()))
+    }
+    async fn list_records(
+        &self,
+        _scope: &str,
+        _collection: &str,
+        _label: Option<&str>,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<Vec<crate::model::Record>, StoreError> {
+        Err(StoreError::Unavailable("records not implemented".into()))
+    }
+    async fn count_records(
+        &self,
+        _scope: &str,
+        _collection: &str,
+        _labels: &[String],
+    ) -> Result<crate::model::RecordCounts, StoreError> {
+        Err(StoreError::Unavailable("records not implemented".into()))
+    }
     #[tracing::instrument(
         level = "debug",
         skip_all,

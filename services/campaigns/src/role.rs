@@ -1,0 +1,560 @@
+//! The campaigns role's shell: a ticker that moves every running campaign this replica holds (select, start,
+//! time out, gate, finish), and a consumer loop that moves each device on its sessions, command results and FUMO
+//! alerts. Both read and write only through the Store, against the revisions they read ([`omadm_core::campaign`]).
+//!
+//! ```text
+//! tick (every tick_interval, per running campaign held this window):
+//!   count_records -> rollout::plan -> state change? write, done
+//!                                  -> select a page of the target (device records, cursor) in one commit
+//!                                  -> deadlines of devices in flight (at most every deadline_sweep)
+//!                                  -> start up to the budget: per device start::plan, then one commit of the
+//!                                     device records, their queued commands, notification requests, events and
+//!                                     the campaign's spent rate
+//! progress (group omadm-campaigns on sessions, results, alerts):
+//!   event -> the device's active campaigns -> progress::on_event -> device record + event (+ FwV read back)
+//! ```
+//!
+//! A campaign is held by one replica per lease window: the first whose `record_once` of the window's key wins.
+//! A tick that overruns into the next window meets the next holder's writes through the revisions: the later
+//! commit fails with `Conflict` and writes nothing, so no device is started twice and none is lost; rates hold
+//! across replicas because only the holder spends the campaign's tokens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use omadm_core::bus::{Bus, Delivery, Topic};
+use omadm_core::campaign::records::{
+    self, DeviceCounts, Stored, active_campaigns_of, count_devices, get_campaign, list_campaigns, state_label,
+    wave_label, write_campaign, write_device,
+};
+use omadm_core::campaign::{Campaign, CampaignDevice, CampaignState, DeviceState};
+use omadm_core::clock::{Millis, now_millis};
+use omadm_core::model::{CommandOrigin, Device, NewCommand};
+use omadm_core::session::events::{AlertReceived, COMMAND_RESULT, CommandResult, SESSION_ENDED, SESSION_STARTED};
+use omadm_core::store::{EnqueuedCommands, Store, StoreError, WriteBatch};
+use omadm_core::usecase::notify::{NotificationRequest, add_request};
+use omadm_proto::mo::{FumoOperation, FumoResultCode};
+use omadm_runtime::consumer::{BatchHandler, ConsumerLoop, ConsumerOptions, HandlerError};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tracing::Instrument as _;
+
+use crate::metrics::metrics;
+use crate::progress::{self, DeviceEvent, FollowUp};
+use crate::start::{self, Start};
+use crate::{CONSUMER_GROUP, CampaignsError, CampaignsSettings};
+
+/// Target devices selected per commit.
+const SELECT_PAGE: usize = 1_000;
+/// Devices started per commit: one round trip (one fsync embedded) for this many.
+const START_BATCH: usize = 250;
+/// Devices read per page when looking for deadlines.
+const DEADLINE_PAGE: usize = 500;
+/// Running campaigns read per page by the ticker.
+const CAMPAIGN_PAGE: usize = 100;
+/// Writes of one device's change tried against newer revisions before the batch is handed over again.
+const ATTEMPTS: usize = 5;
+
+/// A running campaigns role; [`Orchestrator::stop`] ends it after the tick and the batch in hand.
+pub struct Orchestrator {
+    stop: watch::Sender<bool>,
+    ticker: tokio::task::JoinHandle<()>,
+    progress: ConsumerLoop,
+}
+
+impl Orchestrator {
+    /// Joins the consumer group `omadm-campaigns` and starts ticking.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        settings: CampaignsSettings,
+    ) -> Result<Orchestrator, CampaignsError> {
+        let handler = ProgressHandler { store: Arc::clone(&store) };
+        let progress = ConsumerLoop::start(
+            &bus,
+            CONSUMER_GROUP,
+            &[Topic::Sessions, Topic::Results, Topic::Alerts],
+            handler,
+            ConsumerOptions::default(),
+        )
+        .await
+        .map_err(|error| CampaignsError::Bus(error.to_string()))?;
+        let (stop, mut stopped) = watch::channel(false);
+        let ticker = tokio::spawn(async move {
+            let mut ticker = Ticker { store, settings, held: HashMap::new(), swept: HashMap::new() };
+            while !*stopped.borrow() {
+                let started = Instant::now();
+                ticker.tick_all().await;
+                metrics().tick_seconds.observe(started.elapsed().as_secs_f64());
+                tokio::select! {
+                    () = tokio::time::sleep(ticker.settings.tick_interval) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            tracing::info!("campaign ticker stopped");
+        });
+        Ok(Orchestrator { stop, ticker, progress })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.ticker.await {
+            tracing::error!(%error, "the campaign ticker failed");
+        }
+        self.progress.stop().await;
+    }
+}
+
+struct Ticker {
+    store: Arc<dyn Store>,
+    settings: CampaignsSettings,
+    /// The lease window each campaign is held in by this replica.
+    held: HashMap<String, Millis>,
+    /// When each campaign's devices were last checked against their deadlines.
+    swept: HashMap<String, Millis>,
+}
+
+impl Ticker {
+    async fn tick_all(&mut self) {
+        let mut after: Option<String> = None;
+        loop {
+            let page = match list_campaigns(
+                self.store.as_ref(),
+                Some(CampaignState::Running),
+                after.as_deref(),
+                CAMPAIGN_PAGE,
+            )
+            .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot list the running campaigns");
+                    return;
+                }
+            };
+            let Some(last) = page.last() else { return };
+            after = Some(last.value.id.clone());
+            let full = page.len() == CAMPAIGN_PAGE;
+            for stored in page {
+                let id = stored.value.id.clone();
+                match self.holds(&id).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(error) => {
+                        tracing::warn!(campaign_id = %id, %error, "cannot take the campaign's lease");
+                        continue;
+                    }
+                }
+                let span = tracing::info_span!("campaign_tick", campaign_id = %id);
+                match self.tick(stored).instrument(span).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict { .. }) => metrics().conflicts.with_label_values(&["tick"]).inc(),
+                    Err(error) => tracing::warn!(campaign_id = %id, %error, "campaign tick failed"),
+                }
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Whether this replica holds `campaign_id` in the current lease window (the first to record it does).
+    async fn holds(&mut self, campaign_id: &str) -> Result<bool, StoreError> {
+        let lease = self.settings.lease.as_millis().max(1) as Millis;
+        let now = now_millis();
+        let window = now / lease;
+        if self.held.get(campaign_id) == Some(&window) {
+            return Ok(true);
+        }
+        let key = format!("campaign-lease:{campaign_id}:{window}");
+        let won = self.store.record_once(&key, lease.saturating_mul(2), now).await?;
+        if won {
+            self.held.insert(campaign_id.to_owned(), window);
+        } else {
+            self.held.remove(campaign_id);
+        }
+        Ok(won)
+    }
+
+    async fn tick(&mut self, stored: Stored<Campaign>) -> Result<(), StoreError> {
+        let store = self.store.as_ref();
+        let Stored { value: campaign, mut revision } = stored;
+        let now = now_millis();
+        let waves = campaign.spec.policy.waves.len();
+        let counts = count_devices(store, &campaign.id, waves).await?;
+        let plan = crate::rollout::plan(&campaign, &counts, now);
+        let mut next = plan.campaign;
+        if next.state != campaign.state {
+            let mut batch = WriteBatch::default();
+            write_campaign(&mut batch, &next, campaign.state, revision, now);
+            store.commit(batch).await?;
+            metrics().campaign_states.with_label_values(&[next.state.name()]).inc();
+            tracing::info!(campaign_id = %next.id, from = campaign.state.name(), to = next.state.name(),
+                reason = next.reason.as_deref().unwrap_or(""), "campaign changed");
+            return Ok(());
+        }
+        let mut dirty = next.progress.current_wave != campaign.progress.current_wave;
+        if dirty {
+            tracing::info!(campaign_id = %next.id, wave = next.progress.current_wave, "next wave opens");
+        }
+        if plan.select {
+            select(store, &mut next, &mut revision, now).await?;
+            dirty = false;
+        }
+        let sweep_every = self.settings.deadline_sweep.as_millis() as Millis;
+        if self.swept.get(&next.id).is_none_or(|at| now.saturating_sub(*at) >= sweep_every) {
+            sweep_deadlines(store, &next, now).await?;
+            self.swept.insert(next.id.clone(), now);
+        }
+        if plan.start_budget > 0 {
+            let started = start_devices(store, &mut next, &mut revision, plan.start_budget, &counts, now).await?;
+            dirty = dirty && started == 0;
+        }
+        if dirty {
+            let mut batch = WriteBatch::default();
+            write_campaign(&mut batch, &next, next.state, revision, now);
+            store.commit(batch).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Selects the next page of the target: a device record (pending, in its wave) for each device not already in
+/// the campaign, and the campaign's cursor, in one commit.
+async fn select(store: &dyn Store, campaign: &mut Campaign, revision: &mut u64, now: Millis) -> Result<(), StoreError> {
+    let explicit = &campaign.spec.target.devices;
+    if campaign.progress.selected == 0 && campaign.progress.wave_bounds.is_empty() {
+        let size = if explicit.is_empty() {
+            let filter = campaign.spec.target.filter.clone().unwrap_or_default().device_filter();
+            store.count_devices(&filter).await?
+        } else {
+            explicit.len() as u64
+        };
+        campaign.progress.target_size = size;
+        campaign.progress.wave_bounds = campaign.spec.policy.wave_bounds(size);
+    }
+    let (ids, cursor, done) = if explicit.is_empty() {
+        let filter = campaign.spec.target.filter.clone().unwrap_or_default().device_filter();
+        let page = store.list_devices(&filter, campaign.progress.cursor.as_deref(), SELECT_PAGE).await?;
+        let ids: Vec<String> = page.devices.into_iter().map(|device| device.id).collect();
+        let cursor = page.next.clone().or_else(|| ids.last().cloned()).or(campaign.progress.cursor.clone());
+        (ids, cursor, page.next.is_none())
+    } else {
+        let from = (campaign.progress.selected as usize).min(explicit.len());
+        let to = (from + SELECT_PAGE).min(explicit.len());
+        (explicit[from..to].to_vec(), explicit.get(to.wrapping_sub(1)).cloned(), to == explicit.len())
+    };
+    let existing = records::get_devices(store, &campaign.id, &ids).await?;
+    let mut batch = WriteBatch::default();
+    let mut ordinal = campaign.progress.selected;
+    for (device_id, existing) in ids.iter().zip(existing) {
+        if existing.is_some() {
+            continue;
+        }
+        let wave = crate::rollout::wave_of(&campaign.progress.wave_bounds, ordinal, campaign.progress.current_wave);
+        write_device(&mut batch, &campaign.id, &CampaignDevice::new(device_id, wave, now), None, 0, now);
+        ordinal += 1;
+    }
+    let selected = ordinal - campaign.progress.selected;
+    campaign.progress.selected = ordinal;
+    campaign.progress.cursor = cursor;
+    campaign.progress.selection_done = done;
+    campaign.updated_at = now;
+    write_campaign(&mut batch, campaign, campaign.state, *revision, now);
+    store.commit(batch).await?;
+    *revision += 1;
+    metrics().devices.with_label_values(&[DeviceState::Pending.name()]).inc_by(selected);
+    tracing::debug!(campaign_id = %campaign.id, selected, done, "target page selected");
+    Ok(())
+}
+
+/// Times out (or schedules the retry of) every device in flight past its deadline, one commit each: deadlines
+/// are rare next to the device's own progress, which may write the same record meanwhile.
+async fn sweep_deadlines(store: &dyn Store, campaign: &Campaign, now: Millis) -> Result<(), StoreError> {
+    for state in DeviceState::IN_FLIGHT {
+        let label = state_label(state);
+        let mut after: Option<String> = None;
+        loop {
+            let page =
+                records::list_devices(store, &campaign.id, Some(&label), after.as_deref(), DEADLINE_PAGE).await?;
+            let full = page.len() == DEADLINE_PAGE;
+            after = page.last().map(|stored| stored.value.device_id.clone());
+            for stored in page {
+                if let Some(next) = progress::on_deadline(campaign, &stored.value, now) {
+                    let mut batch = WriteBatch::default();
+                    write_device(&mut batch, &campaign.id, &next, Some(stored.value.state), stored.revision, now);
+                    match store.commit(batch).await {
+                        Ok(()) => metrics().devices.with_label_values(&[next.state.name()]).inc(),
+                        Err(StoreError::Conflict { .. }) => metrics().conflicts.with_label_values(&["deadline"]).inc(),
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A request id that names the campaign, the device and the attempt: a start repeated after a failed commit
+/// asks for the same notification.
+fn notification_nonce(campaign_id: &str, device_id: &str, attempt: u32, purpose: &str) -> u128 {
+    let digest = Sha256::digest(format!("campaign:{campaign_id}:{device_id}:{attempt}:{purpose}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(bytes)
+}
+
+/// Starts up to `budget` pending devices of the open waves (earliest wave first: retries of a passed wave go
+/// before new devices), [`START_BATCH`] to a commit with the campaign's spent tokens; how many were started.
+async fn start_devices(
+    store: &dyn Store,
+    campaign: &mut Campaign,
+    revision: &mut u64,
+    budget: u64,
+    counts: &DeviceCounts,
+    now: Millis,
+) -> Result<u64, StoreError> {
+    let mut started_total = 0;
+    let mut left = budget;
+    for wave in 0..=campaign.progress.current_wave {
+        if counts.wave_state(wave, DeviceState::Pending) == 0 {
+            continue;
+        }
+        let label = wave_label(wave, DeviceState::Pending);
+        let mut after: Option<String> = None;
+        while left > 0 {
+            let limit = (left as usize).min(START_BATCH);
+            let page = records::list_devices(store, &campaign.id, Some(&label), after.as_deref(), limit).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.value.device_id.clone());
+            let full = page.len() == limit;
+            let ready: Vec<Stored<CampaignDevice>> =
+                page.into_iter().filter(|stored| stored.value.not_before <= now).collect();
+            let devices = read_devices(store, &ready).await?;
+            let mut batch = WriteBatch::default();
+            let mut started = 0;
+            for (stored, device) in ready.iter().zip(&devices) {
+                let mut next = stored.value.clone();
+                match start::plan(campaign, device.as_ref()) {
+                    Start::Skip(reason) => {
+                        next.state = DeviceState::Skipped;
+                        next.reason = Some(reason.to_owned());
+                        next.note(now, "outcome", Some(format!("skipped ({reason})")));
+                    }
+                    Start::Fail(reason) => {
+                        next.state = DeviceState::Failed;
+                        next.reason = Some(reason.to_owned());
+                        next.note(now, "outcome", Some(format!("failed ({reason})")));
+                    }
+                    Start::Commands { commands, fumo_miid } => {
+                        next.state = DeviceState::Notified;
+                        next.attempt += 1;
+                        next.answered = 0;
+                        next.fumo_miid = fumo_miid;
+                        next.deadline_at = now.saturating_add(campaign.spec.policy.device_deadline_s * 1000);
+                        next.note(now, "notified", Some(format!("attempt {}", next.attempt)));
+                        queue_and_wake(&mut batch, &campaign.id, &next.device_id, next.attempt, "start", commands, now);
+                        started += 1;
+                    }
+                }
+                write_device(&mut batch, &campaign.id, &next, Some(stored.value.state), stored.revision, now);
+                metrics().devices.with_label_values(&[next.state.name()]).inc();
+            }
+            crate::rollout::spend(campaign, started);
+            campaign.updated_at = now;
+            write_campaign(&mut batch, campaign, campaign.state, *revision, now);
+            store.commit(batch).await?;
+            *revision += 1;
+            started_total += started;
+            left = left.saturating_sub(ready.len() as u64);
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(started_total)
+}
+
+/// The registry records of `devices`, read concurrently.
+async fn read_devices(
+    store: &dyn Store,
+    devices: &[Stored<CampaignDevice>],
+) -> Result<Vec<Option<Device>>, StoreError> {
+    let reads = devices.iter().map(|stored| store.get_device(&stored.value.device_id));
+    futures_util::future::join_all(reads).await.into_iter().collect()
+}
+
+/// Queues `commands` for the device under the campaign's name and requests its notification, in `batch`.
+fn queue_and_wake(
+    batch: &mut WriteBatch,
+    campaign_id: &str,
+    device_id: &str,
+    attempt: u32,
+    purpose: &str,
+    commands: Vec<omadm_proto::command::Command>,
+    now: Millis,
+) {
+    let commands = commands
+        .into_iter()
+        .map(|command| NewCommand {
+            command,
+            origin: CommandOrigin::Operator,
+            campaign_id: Some(campaign_id.to_owned()),
+        })
+        .collect();
+    batch.enqueued.push(EnqueuedCommands { device_id: device_id.to_owned(), commands, now });
+    let requested_by = format!("campaign:{campaign_id}");
+    let request = NotificationRequest {
+        device_id,
+        request_mos: false,
+        requested_by: &requested_by,
+        preferred_con_types: &[],
+        nonce: notification_nonce(campaign_id, device_id, attempt, purpose),
+    };
+    add_request(batch, &request, now);
+}
+
+/// Moves devices on the events of their sessions.
+struct ProgressHandler {
+    store: Arc<dyn Store>,
+}
+
+/// What a device event means to the campaigns it is in.
+enum Observed {
+    SessionStarted,
+    SessionEnded,
+    CommandResult(CommandResult),
+    FumoResult(u16),
+}
+
+fn observe(delivery: &Delivery) -> Option<(String, Observed)> {
+    let event = &delivery.event;
+    match event.event_type.as_str() {
+        SESSION_STARTED => Some((event.key.clone(), Observed::SessionStarted)),
+        SESSION_ENDED => Some((event.key.clone(), Observed::SessionEnded)),
+        COMMAND_RESULT => {
+            let result: CommandResult = serde_json::from_value(event.payload.clone()).ok()?;
+            result.campaign_id.as_ref()?;
+            Some((result.device_id.clone(), Observed::CommandResult(result)))
+        }
+        omadm_core::session::events::ALERT_RECEIVED => {
+            let alert: AlertReceived = serde_json::from_value(event.payload.clone()).ok()?;
+            FumoOperation::from_alert_type(&alert.item.alert_type)?;
+            let code = FumoResultCode::from_alert_data(alert.item.data.as_ref()?).ok()?;
+            Some((alert.device_id, Observed::FumoResult(code.0)))
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl BatchHandler for ProgressHandler {
+    async fn handle(&mut self, deliveries: &[Delivery]) -> Result<(), HandlerError> {
+        for delivery in deliveries {
+            let Some((device_id, observed)) = observe(delivery) else { continue };
+            let campaigns = match &observed {
+                Observed::CommandResult(result) => result.campaign_id.clone().into_iter().collect(),
+                _ => active_campaigns_of(self.store.as_ref(), &device_id).await.map_err(handler_error)?,
+            };
+            for campaign_id in campaigns {
+                let span = tracing::info_span!("campaign_device", campaign_id = %campaign_id, device_id = %device_id);
+                self.advance(&campaign_id, &device_id, &observed, delivery.event.timestamp)
+                    .instrument(span)
+                    .await
+                    .map_err(handler_error)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn handler_error(error: StoreError) -> HandlerError {
+    HandlerError(error.to_string())
+}
+
+impl ProgressHandler {
+    /// Applies one observation to the device's record in one campaign, again on a newer revision if another
+    /// writer got there first.
+    async fn advance(
+        &self,
+        campaign_id: &str,
+        device_id: &str,
+        observed: &Observed,
+        happened_at: Millis,
+    ) -> Result<(), StoreError> {
+        let store = self.store.as_ref();
+        for _ in 0..ATTEMPTS {
+            let Some(Stored { value: campaign, .. }) = get_campaign(store, campaign_id).await? else { return Ok(()) };
+            let Some(stored) = records::get_device(store, campaign_id, device_id).await? else { return Ok(()) };
+            let now = now_millis();
+            let event = match observed {
+                Observed::SessionStarted => DeviceEvent::SessionStarted,
+                Observed::FumoResult(code) => DeviceEvent::FumoResult { code: *code },
+                Observed::CommandResult(result) => DeviceEvent::CommandResult {
+                    command: &result.command,
+                    state: result.state,
+                    status: result.status,
+                    data: result.data.as_ref(),
+                },
+                Observed::SessionEnded => {
+                    if stored.value.state != DeviceState::Verifying {
+                        return Ok(());
+                    }
+                    match reported_version(store, device_id, stored.value.verify_since).await? {
+                        Some(fwv) => DeviceEvent::VersionReported { fwv },
+                        None => return Ok(()),
+                    }
+                }
+            };
+            let Some((mut next, follow_up)) = progress::on_event(&campaign, &stored.value, &event, now) else {
+                return Ok(());
+            };
+            let mut batch = WriteBatch::default();
+            if follow_up == FollowUp::ReadVersion {
+                // The version may already be in: a device that reboots into new firmware sends DevInfo with
+                // the alert's Package#1, and that step is what published the alert.
+                match reported_version(store, device_id, happened_at).await? {
+                    Some(fwv) => {
+                        let reported = DeviceEvent::VersionReported { fwv };
+                        if let Some((verified, _)) = progress::on_event(&campaign, &next, &reported, now) {
+                            next = verified;
+                        }
+                    }
+                    None => queue_and_wake(
+                        &mut batch,
+                        campaign_id,
+                        device_id,
+                        next.attempt,
+                        "verify",
+                        vec![start::version_read()],
+                        now,
+                    ),
+                }
+            }
+            write_device(&mut batch, campaign_id, &next, Some(stored.value.state), stored.revision, now);
+            match store.commit(batch).await {
+                Ok(()) => {
+                    metrics().devices.with_label_values(&[next.state.name()]).inc();
+                    return Ok(());
+                }
+                Err(StoreError::Conflict { .. }) => metrics().conflicts.with_label_values(&["progress"]).inc(),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(StoreError::Unavailable(format!("device {device_id} of campaign {campaign_id} kept changing")))
+    }
+}
+
+/// The FwV the device's inventory holds when it was read at or after `since`.
+async fn reported_version(store: &dyn Store, device_id: &str, since: Millis) -> Result<Option<String>, StoreError> {
+    let device = store.get_device(device_id).await?;
+    Ok(device.and_then(|device| {
+        let fresh = device.inventory.updated_at.is_some_and(|read_at| read_at >= since);
+        fresh.then_some(device.inventory.fwv).flatten()
+    }))
+}

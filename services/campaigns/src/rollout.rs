@@ -1,0 +1,254 @@
+//! The rollout of one campaign, pure: from the campaign's record, its device counts and the time, what the next
+//! tick does (change state, open the next wave, how many devices it may start) and the record after it.
+//!
+//! ```text
+//! running --failure share over threshold (after threshold_min_finished)--> paused | aborted
+//! running --every wave open, nothing pending or in flight, selection done--> completed
+//! wave w --succeeded >= success share of its devices, or all of them finished--> wave w + 1 opens
+//! starts this tick = min(rate tokens, max_in_flight - in flight)
+//! ```
+
+use omadm_core::campaign::records::DeviceCounts;
+use omadm_core::campaign::{Campaign, CampaignState, DeviceState, OnThreshold};
+use omadm_core::clock::Millis;
+
+/// What one tick of a running campaign does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickPlan {
+    /// The campaign after the tick's decisions (state, wave, rate); the shell writes it against the revision read.
+    pub campaign: Campaign,
+    /// Select more of the target this tick.
+    pub select: bool,
+    /// Devices of `campaign.progress.current_wave` it may start.
+    pub start_budget: u64,
+}
+
+/// Failed devices of every kind.
+pub fn failures(counts: &DeviceCounts) -> u64 {
+    counts.state(DeviceState::Failed) + counts.state(DeviceState::TimedOut)
+}
+
+/// Devices that reached an outcome the threshold judges (skipped ones did nothing).
+pub fn finished(counts: &DeviceCounts) -> u64 {
+    counts.state(DeviceState::Succeeded) + failures(counts)
+}
+
+/// The start rate in force: the ramp's step for the devices succeeded so far, within the policy's maximum.
+pub fn rate_per_minute(campaign: &Campaign, counts: &DeviceCounts) -> u32 {
+    let policy = &campaign.spec.policy;
+    match policy.ramp {
+        None => policy.max_starts_per_minute,
+        Some(ramp) => {
+            let steps = counts.state(DeviceState::Succeeded) / ramp.every.max(1);
+            let rate = f64::from(ramp.base_per_minute) * ramp.factor.powf(steps.min(1_000) as f64);
+            rate.min(f64::from(policy.max_starts_per_minute)) as u32
+        }
+    }
+    .max(1)
+}
+
+/// The tick of `campaign` at `now`, given its devices' counts. Pure.
+pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan {
+    let mut next = campaign.clone();
+    if campaign.state != CampaignState::Running {
+        return TickPlan { campaign: next, select: false, start_budget: 0 };
+    }
+    let policy = &campaign.spec.policy;
+    let progress = &mut next.progress;
+
+    // The threshold judges the devices finished since the last resume.
+    let finished_since = finished(counts).saturating_sub(progress.threshold_base_finished);
+    let failed_since = failures(counts).saturating_sub(progress.threshold_base_failed);
+    if finished_since >= policy.threshold_min_finished.max(1)
+        && failed_since as f64 > policy.failure_threshold * finished_since as f64
+    {
+        next.state = match policy.on_threshold {
+            OnThreshold::Pause => CampaignState::Paused,
+            OnThreshold::Abort => CampaignState::Aborted,
+        };
+        next.reason = Some("failure_threshold".to_owned());
+        next.updated_at = now;
+        return TickPlan { campaign: next, select: false, start_budget: 0 };
+    }
+
+    // The wave gate: the current wave is wholly selected, and enough of it succeeded (or all of it finished).
+    let last_wave = progress.wave_bounds.len().saturating_sub(1);
+    while progress.current_wave < last_wave {
+        let wave = progress.current_wave;
+        let bound = progress.wave_bounds.get(wave).copied().unwrap_or(0);
+        let selected_all = progress.selection_done || progress.selected >= bound;
+        let size = counts.wave_total(wave);
+        let succeeded = counts.wave_state(wave, DeviceState::Succeeded);
+        let open = counts.wave_state(wave, DeviceState::Pending)
+            + DeviceState::IN_FLIGHT.iter().map(|state| counts.wave_state(wave, *state)).sum::<u64>();
+        let share_met = succeeded as f64 >= policy.success_share() * size as f64;
+        if selected_all && (open == 0 || (share_met && size > 0)) {
+            progress.current_wave += 1;
+        } else {
+            break;
+        }
+    }
+
+    let pending = counts.state(DeviceState::Pending);
+    if progress.selection_done && progress.current_wave >= last_wave && pending == 0 && counts.in_flight() == 0 {
+        if !policy.dynamic {
+            next.state = CampaignState::Completed;
+            next.reason = None;
+            next.updated_at = now;
+            return TickPlan { campaign: next, select: false, start_budget: 0 };
+        }
+    }
+
+    // The rate: tokens accrue at the rate in force, at most one second's worth (no burst after a pause).
+    let rate = rate_per_minute(campaign, counts);
+    progress.rate_per_minute = rate;
+    let elapsed = now.saturating_sub(progress.rate_at);
+    let per_second = (f64::from(rate) / 60.0).max(1.0);
+    progress.rate_tokens = (progress.rate_tokens + elapsed as f64 * f64::from(rate) / 60_000.0).min(per_second);
+    progress.rate_at = now;
+    let room = u64::from(policy.max_in_flight).saturating_sub(counts.in_flight());
+    let start_budget = (progress.rate_tokens.floor() as u64).min(room);
+    TickPlan { select: !progress.selection_done, start_budget, campaign: next }
+}
+
+/// Spends `started` of the plan's rate tokens.
+pub fn spend(campaign: &mut Campaign, started: u64) {
+    campaign.progress.rate_tokens = (campaign.progress.rate_tokens - started as f64).max(0.0);
+    campaign.progress.started += started;
+}
+
+/// The wave of the `ordinal`-th selected device (0-based): the first whose bound is above it; devices beyond the
+/// last bound (joining later) belong to the wave open now.
+pub fn wave_of(bounds: &[u64], ordinal: u64, current_wave: usize) -> usize {
+    bounds.iter().position(|bound| ordinal < *bound).unwrap_or(current_wave).max(current_wave.min(bounds.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use omadm_core::campaign::{CampaignSpec, Progress};
+
+    use super::*;
+
+    fn campaign(policy: serde_json::Value) -> Campaign {
+        let spec = CampaignSpec::from_json(
+            &serde_json::to_vec(&serde_json::json!({"name": "t", "target": {"filter": {"mod": "X1"}},
+                "action": {"firmware": {"url": "fw/x.bin", "version": "2"}}, "policy": policy}))
+            .unwrap(),
+        )
+        .unwrap();
+        let bounds = spec.policy.wave_bounds(100);
+        Campaign {
+            id: "cmp-1".into(),
+            progress: Progress { target_size: 100, wave_bounds: bounds, rate_per_minute: 60, ..Progress::default() },
+            spec,
+            state: CampaignState::Running,
+            reason: None,
+            descriptor_url: None,
+            follow_up_of: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn counts(waves: &[&[(DeviceState, u64)]]) -> DeviceCounts {
+        let mut counts = DeviceCounts::default();
+        for wave in waves {
+            let mut states = BTreeMap::new();
+            for (state, count) in *wave {
+                states.insert(*state, *count);
+                *counts.by_state.entry(*state).or_default() += count;
+                counts.total += count;
+            }
+            counts.by_wave.push(states);
+        }
+        counts
+    }
+
+    #[test]
+    fn the_threshold_waits_for_enough_finished_devices_then_pauses() {
+        let campaign = campaign(serde_json::json!({"failure_threshold": 0.1, "threshold_min_finished": 10}));
+        let few = counts(&[&[(DeviceState::Failed, 5), (DeviceState::Pending, 95)]]);
+        assert_eq!(plan(&campaign, &few, 1_000).campaign.state, CampaignState::Running, "5 finished is too few");
+        let many = counts(&[&[(DeviceState::Failed, 3), (DeviceState::Succeeded, 17), (DeviceState::Pending, 80)]]);
+        let paused = plan(&campaign, &many, 1_000);
+        assert_eq!(paused.campaign.state, CampaignState::Paused);
+        assert_eq!(paused.campaign.reason.as_deref(), Some("failure_threshold"));
+        assert_eq!(paused.start_budget, 0);
+        // After a resume the threshold judges only what finished since.
+        let mut resumed = campaign.clone();
+        resumed.progress.threshold_base_finished = 20;
+        resumed.progress.threshold_base_failed = 3;
+        assert_eq!(plan(&resumed, &many, 1_000).campaign.state, CampaignState::Running);
+        let abort = super::tests::campaign(serde_json::json!({"failure_threshold": 0.1, "on_threshold": "abort"}));
+        assert_eq!(plan(&abort, &many, 1_000).campaign.state, CampaignState::Aborted);
+    }
+
+    #[test]
+    fn the_next_wave_opens_at_the_success_share() {
+        let mut campaign = campaign(serde_json::json!({"waves": ["10%", "100%"], "failure_threshold": 0.2}));
+        campaign.progress.selected = 100;
+        campaign.progress.selection_done = true;
+        let below =
+            counts(&[&[(DeviceState::Succeeded, 7), (DeviceState::Executing, 3)], &[(DeviceState::Pending, 90)]]);
+        assert_eq!(plan(&campaign, &below, 0).campaign.progress.current_wave, 0, "7 of 10 is under 80%");
+        let met = counts(&[&[(DeviceState::Succeeded, 8), (DeviceState::Executing, 2)], &[(DeviceState::Pending, 90)]]);
+        assert_eq!(plan(&campaign, &met, 0).campaign.progress.current_wave, 1);
+        // A wave whose devices all finished opens the next even under the share (the threshold judges failures).
+        let done = counts(&[&[(DeviceState::Succeeded, 1), (DeviceState::Skipped, 9)], &[(DeviceState::Pending, 90)]]);
+        assert_eq!(plan(&campaign, &done, 0).campaign.progress.current_wave, 1);
+        // Not wholly selected yet: the wave stays.
+        campaign.progress.selected = 5;
+        campaign.progress.selection_done = false;
+        assert_eq!(plan(&campaign, &met, 0).campaign.progress.current_wave, 0);
+    }
+
+    #[test]
+    fn starts_follow_the_rate_and_the_room_in_flight() {
+        let mut campaign = campaign(serde_json::json!({"max_starts_per_minute": 600, "max_in_flight": 5}));
+        campaign.progress.rate_at = 0;
+        let idle = counts(&[&[(DeviceState::Pending, 100)]]);
+        // 10 a second: after 500 ms, 5 tokens, and 5 may fly.
+        let first = plan(&campaign, &idle, 500);
+        assert_eq!(first.start_budget, 5);
+        // Tokens never exceed one second's worth.
+        assert_eq!(plan(&campaign, &idle, 3_600_000).campaign.progress.rate_tokens, 10.0);
+        let busy = counts(&[&[(DeviceState::Pending, 97), (DeviceState::Notified, 3)]]);
+        assert_eq!(plan(&campaign, &busy, 500).start_budget, 2, "room for 2 more in flight");
+        let mut spent = first.campaign;
+        spend(&mut spent, 5);
+        assert_eq!(spent.progress.rate_tokens, 0.0);
+        assert_eq!(spent.progress.started, 5);
+    }
+
+    #[test]
+    fn the_ramp_grows_by_its_factor_per_step_up_to_the_maximum() {
+        let campaign = campaign(serde_json::json!({"max_starts_per_minute": 1000,
+            "ramp": {"base_per_minute": 10, "factor": 2.0, "every": 5}}));
+        assert_eq!(rate_per_minute(&campaign, &counts(&[&[]])), 10);
+        assert_eq!(rate_per_minute(&campaign, &counts(&[&[(DeviceState::Succeeded, 12)]])), 40);
+        assert_eq!(rate_per_minute(&campaign, &counts(&[&[(DeviceState::Succeeded, 500)]])), 1000);
+    }
+
+    #[test]
+    fn a_campaign_completes_when_nothing_is_left_and_not_while_dynamic() {
+        let mut campaign = campaign(serde_json::json!({}));
+        campaign.progress.selection_done = true;
+        let done = counts(&[&[(DeviceState::Succeeded, 90), (DeviceState::Failed, 10)]]);
+        let mut lenient = campaign.clone();
+        lenient.spec.policy.failure_threshold = 1.0;
+        assert_eq!(plan(&lenient, &done, 0).campaign.state, CampaignState::Completed);
+        lenient.spec.policy.dynamic = true;
+        assert_eq!(plan(&lenient, &done, 0).campaign.state, CampaignState::Running);
+        assert_eq!(campaign.state, CampaignState::Running);
+    }
+
+    #[test]
+    fn waves_of_selected_devices() {
+        assert_eq!(wave_of(&[5, 100], 0, 0), 0);
+        assert_eq!(wave_of(&[5, 100], 5, 0), 1);
+        assert_eq!(wave_of(&[5, 100], 150, 1), 1, "beyond the target: the open wave");
+        assert_eq!(wave_of(&[5, 100], 2, 1), 1, "a late joiner never lands in a wave already passed");
+    }
+}

@@ -1,0 +1,239 @@
+//! Firmware campaigns end to end: `omadm serve` (embedded store, JSONL events, the campaigns and notifier roles
+//! in-process) and a devsim fleet over real HTTP and UDP on loopback. The campaign's figures, devsim's report and
+//! the campaigns topic must agree device by device.
+
+// Test helpers: a failure in them is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use omadm_testkit::ports::free_udp_port;
+use omadm_testkit::process::{self, Served};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "campaign-test-token";
+
+/// `omadm serve` whose notifier sends every request (no dedup window: a campaign wakes a device again to read
+/// its version back, within seconds of the first wake-up).
+fn serve(data_dir: &std::path::Path) -> Served {
+    process::serve(
+        &process::omadm_binary(),
+        data_dir,
+        &["--admin-token", TOKEN, "--notifier-dedup-window", "0", "--campaigns-tick-ms", "100"],
+    )
+}
+
+async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, url).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn put_package(served: &Served, path: &str, bytes: Vec<u8>) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/api/v1/repository/{path}", served.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// A devsim fleet registered with the server, each device listening for Package#0 on its loopback address; its
+/// first session (DevInfo and MOS) runs at once. Returns when every device listens.
+fn fleet(served: &Served, devices: usize, prefix: &str, extra: &[&str]) -> Child {
+    let port = free_udp_port().to_string();
+    let count = devices.to_string();
+    let mut args = vec![
+        "--server",
+        &served.base,
+        "--devices",
+        &count,
+        "--id-prefix",
+        prefix,
+        "--register",
+        "--admin-token",
+        TOKEN,
+        "--model",
+        "X1",
+        "--fwv",
+        "1.0",
+        "--concurrency",
+        "64",
+        "--sessions-per-device",
+        "1",
+        "--session-interval-ms",
+        "1000",
+        "--notify-port",
+        &port,
+        "--report-devices",
+        "--fw-duration-ms",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omadm-devsim"))
+        .args(&args)
+        .env_remove("OMADM_ADMIN_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (listening, listened) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains("devices listening for notifications") {
+                let _ = listening.send(());
+                sent = true;
+            }
+        }
+    });
+    listened.recv_timeout(Duration::from_secs(120)).expect("devsim never listened");
+    child
+}
+
+/// Waits until the server knows `devices` devices of model X1 (their first session read DevInfo).
+async fn wait_for_inventory(served: &Served, devices: usize) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, counted) =
+            call(reqwest::Method::GET, format!("{}/api/v1/counts/devices?mod=X1", served.base), None).await;
+        if counted["count"] == json!(devices) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "inventory of {devices} devices never arrived: {counted}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Polls the campaign until `done` holds of it.
+async fn wait_for(served: &Served, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, campaign) =
+            call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}", served.base), None).await;
+        assert_eq!(status, 200, "{campaign}");
+        if done(&campaign) {
+            return campaign;
+        }
+        assert!(Instant::now() < deadline, "campaign never got there: {campaign}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn campaign_events(served_data: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(served_data.join("events").join("omadm.campaigns.jsonl")).unwrap();
+    let mut seen = HashSet::new();
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|event| seen.insert(event["id"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+const FINAL: [&str; 4] = ["succeeded", "failed", "timed_out", "skipped"];
+
+/// Issue 12's fleet test: 10,000 devsim devices, 5% of them failing their update; the campaign runs to
+/// completion in waves at its rate; the API's counts match devsim's report device by device, and the campaigns
+/// topic holds each device's final outcome exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_thousand_device_firmware_campaign_completes_and_agrees_device_by_device() {
+    let devices: usize = std::env::var("OMADM_CAMPAIGN_DEVICES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 2048]).await;
+    let devsim = fleet(&served, devices, "camp-", &["--fw-fail-rate", "0.05", "--duration", "600"]);
+    wait_for_inventory(&served, devices).await;
+
+    let body = json!({"name": "x1-2.0", "target": {"filter": {"mod": "X1", "fwv": "1.0"}},
+        "action": {"firmware": {"url": format!("{}/repo/fw/x1-2.0.bin", served.base), "version": "2.0"}},
+        "policy": {"waves": ["5%", "100%"], "max_in_flight": 2000, "max_starts_per_minute": 120000,
+                   "failure_threshold": 0.2, "threshold_min_finished": 100, "device_deadline_s": 600}});
+    let (status, dry) =
+        call(reqwest::Method::POST, format!("{}/api/v1/campaigns?dry_run=true", served.base), Some(body.clone())).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["matched"], json!(devices), "{dry}");
+    let first_wave = devices.div_ceil(20);
+    assert_eq!(dry["waves"], json!([first_wave, devices - first_wave]), "{dry}");
+    let (status, created) = call(reqwest::Method::POST, format!("{}/api/v1/campaigns", served.base), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let campaign =
+        wait_for(&served, &id, Duration::from_secs(900), |campaign| campaign["state"] != json!("running")).await;
+    if campaign["state"] != json!("completed") {
+        let (_, failed) = call(
+            reqwest::Method::GET,
+            format!("{}/api/v1/campaigns/{id}/devices?state=failed&limit=2", served.base),
+            None,
+        )
+        .await;
+        panic!("{campaign}\n{failed}");
+    }
+    let counts = &campaign["counts"];
+    let succeeded = counts["succeeded"].as_u64().unwrap();
+    let failed = counts["failed"].as_u64().unwrap();
+    assert_eq!(succeeded + failed, devices as u64, "{campaign}");
+    assert_eq!(counts["timed_out"], json!(0), "{campaign}");
+    assert_eq!(campaign["codes"]["410"], json!(failed), "{campaign}");
+
+    // SIGTERM ends devsim's wait for notifications; it prints its report.
+    let pid = devsim.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let output = tokio::task::spawn_blocking(move || devsim.wait_with_output()).await.unwrap().unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("no report ({error}): {}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(report["firmware"]["failed"], json!(failed), "{}", report["firmware"]);
+    let mut failed_by_api = BTreeSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = after.as_ref().map_or(String::new(), |after| format!("&after={after}"));
+        let (_, page) = call(
+            reqwest::Method::GET,
+            format!("{}/api/v1/campaigns/{id}/devices?state=failed&limit=1000{query}", served.base),
+            None,
+        )
+        .await;
+        for device in page["devices"].as_array().unwrap() {
+            assert_eq!(device["result_code"], json!(410), "{device}");
+            failed_by_api.insert(device["device_id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(failed_by_api.len() as u64, failed);
+    let named = report["firmware_failed_devices"].as_array().cloned().unwrap_or_default();
+    let failed_by_devsim: BTreeSet<String> = named.iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+    assert_eq!(failed_by_api, failed_by_devsim);
+
+    // The topic: every device's final outcome once, agreeing with the API.
+    let events = campaign_events(data.path());
+    let mut finals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for event in events.iter().filter(|event| event["type"] == json!("campaign.device_changed")) {
+        let to = event["payload"]["to"].as_str().unwrap();
+        if FINAL.contains(&to) {
+            finals.entry(event["payload"]["device_id"].as_str().unwrap().to_owned()).or_default().push(to.to_owned());
+        }
+    }
+    assert_eq!(finals.len(), devices);
+    assert!(finals.values().all(|outcomes| outcomes.len() == 1), "a device with two final outcomes");
+    let failed_on_topic: BTreeSet<String> =
+        finals.iter().filter(|(_, outcomes)| outcomes[0] == "failed").map(|(id, _)| id.clone()).collect();
+    assert_eq!(failed_on_topic, failed_by_api);
+    let created_events = events.iter().filter(|event| event["type"] == json!("campaign.created")).count();
+    assert_eq!(created_events, 1);
+}
