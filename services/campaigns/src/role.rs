@@ -77,7 +77,8 @@ impl Orchestrator {
             CONSUMER_GROUP,
             &[Topic::Sessions, Topic::Results, Topic::Alerts],
             handler,
-            ConsumerOptions::default(),
+            // Large batches: the handler works on a batch's devices side by side.
+            ConsumerOptions { batch_size: 500, ..ConsumerOptions::default() },
         )
         .await
         .map_err(|error| CampaignsError::Bus(error.to_string()))?;
@@ -244,7 +245,8 @@ async fn select(store: &dyn Store, campaign: &mut Campaign, revision: &mut u64, 
     } else {
         let from = (campaign.progress.selected as usize).min(explicit.len());
         let to = (from + SELECT_PAGE).min(explicit.len());
-        (explicit[from..to].to_vec(), explicit.get(to.wrapping_sub(1)).cloned(), to == explicit.len())
+        let page = explicit.get(from..to).unwrap_or_default().to_vec();
+        (page, explicit.get(to.wrapping_sub(1)).cloned(), to == explicit.len())
     };
     let existing = records::get_devices(store, &campaign.id, &ids).await?;
     let mut batch = WriteBatch::default();
@@ -305,7 +307,9 @@ async fn sweep_deadlines(store: &dyn Store, campaign: &Campaign, now: Millis) ->
 fn notification_nonce(campaign_id: &str, device_id: &str, attempt: u32, purpose: &str) -> u128 {
     let digest = Sha256::digest(format!("campaign:{campaign_id}:{device_id}:{attempt}:{purpose}").as_bytes());
     let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
+    for (byte, digest_byte) in bytes.iter_mut().zip(digest.iter()) {
+        *byte = *digest_byte;
+    }
     u128::from_be_bytes(bytes)
 }
 
@@ -428,7 +432,7 @@ struct ProgressHandler {
 enum Observed {
     SessionStarted,
     SessionEnded,
-    CommandResult(CommandResult),
+    CommandResult(Box<CommandResult>),
     FumoResult(u16),
 }
 
@@ -440,7 +444,7 @@ fn observe(delivery: &Delivery) -> Option<(String, Observed)> {
         COMMAND_RESULT => {
             let result: CommandResult = serde_json::from_value(event.payload.clone()).ok()?;
             result.campaign_id.as_ref()?;
-            Some((result.device_id.clone(), Observed::CommandResult(result)))
+            Some((result.device_id.clone(), Observed::CommandResult(Box::new(result))))
         }
         omadm_core::session::events::ALERT_RECEIVED => {
             let alert: AlertReceived = serde_json::from_value(event.payload.clone()).ok()?;
@@ -455,18 +459,37 @@ fn observe(delivery: &Delivery) -> Option<(String, Observed)> {
 #[async_trait]
 impl BatchHandler for ProgressHandler {
     async fn handle(&mut self, deliveries: &[Delivery]) -> Result<(), HandlerError> {
+        // One device's events in their order, devices side by side: a fleet's events are mostly store reads
+        // that find nothing to change, and waiting for them one at a time would let the consumer fall behind.
+        let mut by_device: Vec<(String, Vec<(Observed, Millis)>)> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
         for delivery in deliveries {
             let Some((device_id, observed)) = observe(delivery) else { continue };
-            let campaigns = match &observed {
+            let index = *position.entry(device_id.clone()).or_insert_with(|| {
+                by_device.push((device_id.clone(), Vec::new()));
+                by_device.len() - 1
+            });
+            if let Some((_, observations)) = by_device.get_mut(index) {
+                observations.push((observed, delivery.event.timestamp));
+            }
+        }
+        let devices = by_device.iter().map(|(device_id, observations)| self.device_events(device_id, observations));
+        futures_util::future::try_join_all(devices).await.map_err(handler_error)?;
+        Ok(())
+    }
+}
+
+impl ProgressHandler {
+    /// Applies one device's observations in order to each campaign it is in.
+    async fn device_events(&self, device_id: &str, observations: &[(Observed, Millis)]) -> Result<(), StoreError> {
+        for (observed, happened_at) in observations {
+            let campaigns = match observed {
                 Observed::CommandResult(result) => result.campaign_id.clone().into_iter().collect(),
-                _ => active_campaigns_of(self.store.as_ref(), &device_id).await.map_err(handler_error)?,
+                _ => active_campaigns_of(self.store.as_ref(), device_id).await?,
             };
             for campaign_id in campaigns {
                 let span = tracing::info_span!("campaign_device", campaign_id = %campaign_id, device_id = %device_id);
-                self.advance(&campaign_id, &device_id, &observed, delivery.event.timestamp)
-                    .instrument(span)
-                    .await
-                    .map_err(handler_error)?;
+                self.advance(&campaign_id, device_id, observed, *happened_at).instrument(span).await?;
             }
         }
         Ok(())

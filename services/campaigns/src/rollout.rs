@@ -23,16 +23,6 @@ pub struct TickPlan {
     pub start_budget: u64,
 }
 
-/// Failed devices of every kind.
-pub fn failures(counts: &DeviceCounts) -> u64 {
-    counts.state(DeviceState::Failed) + counts.state(DeviceState::TimedOut)
-}
-
-/// Devices that reached an outcome the threshold judges (skipped ones did nothing).
-pub fn finished(counts: &DeviceCounts) -> u64 {
-    counts.state(DeviceState::Succeeded) + failures(counts)
-}
-
 /// The start rate in force: the ramp's step for the devices succeeded so far, within the policy's maximum.
 pub fn rate_per_minute(campaign: &Campaign, counts: &DeviceCounts) -> u32 {
     let policy = &campaign.spec.policy;
@@ -57,8 +47,8 @@ pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan
     let progress = &mut next.progress;
 
     // The threshold judges the devices finished since the last resume.
-    let finished_since = finished(counts).saturating_sub(progress.threshold_base_finished);
-    let failed_since = failures(counts).saturating_sub(progress.threshold_base_failed);
+    let finished_since = counts.reported().saturating_sub(progress.threshold_base_finished);
+    let failed_since = counts.failures().saturating_sub(progress.threshold_base_failed);
     if finished_since >= policy.threshold_min_finished.max(1)
         && failed_since as f64 > policy.failure_threshold * finished_since as f64
     {
@@ -90,13 +80,13 @@ pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan
     }
 
     let pending = counts.state(DeviceState::Pending);
-    if progress.selection_done && progress.current_wave >= last_wave && pending == 0 && counts.in_flight() == 0 {
-        if !policy.dynamic {
-            next.state = CampaignState::Completed;
-            next.reason = None;
-            next.updated_at = now;
-            return TickPlan { campaign: next, select: false, start_budget: 0 };
-        }
+    let nothing_left =
+        progress.selection_done && progress.current_wave >= last_wave && pending == 0 && counts.in_flight() == 0;
+    if nothing_left && !policy.dynamic {
+        next.state = CampaignState::Completed;
+        next.reason = None;
+        next.updated_at = now;
+        return TickPlan { campaign: next, select: false, start_budget: 0 };
     }
 
     // The rate: tokens accrue at the rate in force, at most one second's worth (no burst after a pause).
@@ -183,6 +173,10 @@ mod tests {
         assert_eq!(plan(&resumed, &many, 1_000).campaign.state, CampaignState::Running);
         let abort = super::tests::campaign(serde_json::json!({"failure_threshold": 0.1, "on_threshold": "abort"}));
         assert_eq!(plan(&abort, &many, 1_000).campaign.state, CampaignState::Aborted);
+        // Successes still being verified count as reported outcomes: 3 failures of 30 is at the threshold.
+        let verifying =
+            counts(&[&[(DeviceState::Failed, 3), (DeviceState::Succeeded, 7), (DeviceState::Verifying, 20)]]);
+        assert_eq!(plan(&campaign, &verifying, 1_000).campaign.state, CampaignState::Running);
     }
 
     #[test]

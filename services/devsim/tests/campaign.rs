@@ -3,7 +3,7 @@
 //! the campaigns topic must agree device by device.
 
 // Test helpers: a failure in them is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::BufRead;
@@ -236,4 +236,155 @@ async fn a_ten_thousand_device_firmware_campaign_completes_and_agrees_device_by_
     assert_eq!(failed_on_topic, failed_by_api);
     let created_events = events.iter().filter(|event| event["type"] == json!("campaign.created")).count();
     assert_eq!(created_events, 1);
+    // The second wave started only once the first had its success share (80%) of succeeded devices.
+    let mut first_wave_successes: Vec<u64> = events
+        .iter()
+        .filter(|event| event["payload"]["wave"] == json!(0) && event["payload"]["to"] == json!("succeeded"))
+        .map(|event| event["timestamp"].as_u64().unwrap())
+        .collect();
+    first_wave_successes.sort_unstable();
+    let share_reached_at = first_wave_successes[(first_wave * 4).div_ceil(5) - 1];
+    let second_wave_starts = events
+        .iter()
+        .filter(|event| event["payload"]["wave"] == json!(1) && event["payload"]["to"] == json!("notified"))
+        .map(|event| event["timestamp"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    assert!(
+        second_wave_starts >= share_reached_at,
+        "wave 1 started at {second_wave_starts}, before {share_reached_at}"
+    );
+}
+
+/// The `notified` events of a campaign's devices, their timestamps in order.
+fn start_times(events: &[Value]) -> Vec<u64> {
+    let mut times: Vec<u64> = events
+        .iter()
+        .filter(|event| {
+            event["type"] == json!("campaign.device_changed") && event["payload"]["to"] == json!("notified")
+        })
+        .map(|event| event["timestamp"].as_u64().unwrap())
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+fn firmware_body(served: &Served, policy: Value) -> Value {
+    json!({"name": "x1-2.0", "target": {"filter": {"mod": "X1"}},
+        "action": {"firmware": {"url": format!("{}/repo/fw/x1-2.0.bin", served.base), "version": "2.0"}},
+        "policy": policy})
+}
+
+async fn post(served: &Served, path: &str, body: Option<Value>) -> (u16, Value) {
+    call(reqwest::Method::POST, format!("{}/api/v1/campaigns{path}", served.base), body).await
+}
+
+/// Bad requests are refused naming their field; a campaign where 30% fail pauses itself at its threshold,
+/// starts nothing while paused, goes on when resumed, and starts nothing more once cancelled; starts never
+/// outrun the rate; a finished campaign refuses controls (409) and retries its failed devices in a follow-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_campaign_pauses_itself_resumes_and_stops_when_cancelled() {
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 512]).await;
+
+    let refusals = [
+        (json!({"filter": {"mod": "X1", "colour": "red"}}), json!({}), "target.filter.colour"),
+        (json!({}), json!({}), "target"),
+        (json!({"filter": {"mod": "X1"}}), json!({"waves": ["5%", "50%"]}), "policy.waves"),
+        (json!({"filter": {"mod": "X1"}}), json!({"max_starts_per_minute": 0}), "policy.max_starts_per_minute"),
+        (json!({"filter": {"mod": "X1"}}), json!({"failure_threshold": 1.5}), "policy.failure_threshold"),
+    ];
+    for (target, policy, field) in refusals {
+        let mut body = firmware_body(&served, policy);
+        body["target"] = target;
+        let (status, answer) = post(&served, "", Some(body)).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.to_string().contains(field), "{field}: {answer}");
+    }
+    let mut missing = firmware_body(&served, json!({}));
+    missing["action"]["firmware"]["url"] = json!("fw/none.bin");
+    let (status, answer) = post(&served, "", Some(missing)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("action.firmware.url"), "{answer}");
+    let (status, _) = call(reqwest::Method::GET, format!("{}/api/v1/campaigns/cmp-nothing", served.base), None).await;
+    assert_eq!(status, 404);
+
+    let devices = 200;
+    let devsim = fleet(&served, devices, "fail-", &["--fw-fail-rate", "0.3", "--duration", "300"]);
+    wait_for_inventory(&served, devices).await;
+    let policy = json!({"max_starts_per_minute": 600, "failure_threshold": 0.1, "threshold_min_finished": 20});
+    let (status, created) = post(&served, "", Some(firmware_body(&served, policy))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let paused =
+        wait_for(&served, &id, Duration::from_secs(120), |campaign| campaign["state"] != json!("running")).await;
+    assert_eq!((&paused["state"], &paused["reason"]), (&json!("paused"), &json!("failure_threshold")), "{paused}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = wait_for(&served, &id, Duration::from_secs(5), |_| true).await;
+    assert_eq!(still["started"], paused["started"], "a paused campaign starts nothing");
+
+    let (status, resumed) = post(&served, &format!("/{id}/resume"), None).await;
+    assert_eq!((status, &resumed["state"]), (200, &json!("running")), "{resumed}");
+    let started_at_resume = resumed["started"].as_u64().unwrap();
+    let going = wait_for(&served, &id, Duration::from_secs(60), |campaign| {
+        campaign["started"].as_u64() > Some(started_at_resume)
+    })
+    .await;
+    assert!(going["started"].as_u64() > Some(started_at_resume), "{going}");
+    let (status, cancelled) = post(&served, &format!("/{id}/cancel"), None).await;
+    assert_eq!((status, &cancelled["state"]), (200, &json!("cancelled")), "{cancelled}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = wait_for(&served, &id, Duration::from_secs(5), |_| true).await;
+    assert_eq!(after["started"], cancelled["started"], "nothing starts after the cancel");
+    let (status, refused) = post(&served, &format!("/{id}/pause"), None).await;
+    assert_eq!(status, 409, "{refused}");
+
+    // The rate: 600 a minute is 10 a second, with at most one second's worth saved up.
+    let starts = start_times(&campaign_events(data.path()));
+    assert!(!starts.is_empty());
+    for (index, at) in starts.iter().enumerate() {
+        let within_a_second = starts[index..].iter().take_while(|later| **later < at + 1000).count();
+        assert!(within_a_second <= 20, "{within_a_second} starts within a second of {at}");
+    }
+    let (status, follow_up) = post(&served, &format!("/{id}/retry"), None).await;
+    assert_eq!(status, 201, "{follow_up}");
+    assert_eq!(follow_up["follow_up_of"], json!(id));
+    assert!(follow_up["devices"].as_u64().unwrap() > 0, "{follow_up}");
+    stop(devsim).await;
+}
+
+/// Devices that report success but keep their old firmware (devsim --fw-keep-version) end `failed` with
+/// `version_mismatch`: success is what the device runs, not what it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_alert_without_the_new_version_is_a_version_mismatch() {
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 512]).await;
+    let devices = 20;
+    let devsim = fleet(&served, devices, "stale-", &["--fw-keep-version", "--duration", "120"]);
+    wait_for_inventory(&served, devices).await;
+    let (status, created) = post(&served, "", Some(firmware_body(&served, json!({})))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let done = wait_for(&served, &id, Duration::from_secs(120), |campaign| campaign["state"] != json!("running")).await;
+    assert_eq!(done["state"], json!("completed"), "{done}");
+    assert_eq!(done["counts"]["failed"], json!(devices), "{done}");
+    let (_, page) =
+        call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}/devices?state=failed", served.base), None).await;
+    for device in page["devices"].as_array().unwrap() {
+        assert_eq!(device["reason"], json!("version_mismatch"), "{device}");
+        let timeline = device["timeline"].to_string();
+        assert!(timeline.contains("FUMO result 200") && timeline.contains("FwV 1.0"), "{timeline}");
+    }
+    let (_, one) =
+        call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}/devices/stale-000000", served.base), None).await;
+    assert_eq!(one["state"], json!("failed"), "{one}");
+    stop(devsim).await;
+}
+
+async fn stop(devsim: Child) {
+    let pid = devsim.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let _ = tokio::task::spawn_blocking(move || devsim.wait_with_output()).await;
 }

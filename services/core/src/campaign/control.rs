@@ -3,7 +3,7 @@
 //! orchestrator (or another operator) is read again, never overwritten.
 
 use super::events::campaign_created;
-use super::records::{Stored, campaign_record, get_campaign, write_campaign};
+use super::records::{Stored, campaign_record, count_devices, get_campaign, write_campaign};
 use super::{Campaign, CampaignSpec, CampaignState, Progress};
 use crate::clock::Millis;
 use crate::model::RecordWrite;
@@ -99,6 +99,12 @@ pub async fn apply(store: &dyn Store, id: &str, control: Control, now: Millis) -
         let Some(to) = transition(from, control) else {
             return Err(ControlError::WrongState { id: id.to_owned(), state: from.name(), control: control.name() });
         };
+        if control == Control::Resume {
+            // The failure threshold judges what finishes from now on, or a paused campaign would pause again.
+            let counts = count_devices(store, id, campaign.spec.policy.waves.len()).await?;
+            campaign.progress.threshold_base_finished = counts.reported();
+            campaign.progress.threshold_base_failed = counts.failures();
+        }
         campaign.state = to;
         campaign.reason = Some(format!("operator:{}", control.name()));
         campaign.updated_at = now;

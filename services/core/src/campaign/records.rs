@@ -181,6 +181,18 @@ impl DeviceCounts {
         DeviceState::IN_FLIGHT.iter().map(|state| self.state(*state)).sum()
     }
 
+    /// Failed devices of every kind.
+    pub fn failures(&self) -> u64 {
+        self.state(DeviceState::Failed) + self.state(DeviceState::TimedOut)
+    }
+
+    /// Devices that reported an outcome the failure threshold judges: failures, successes, and successes whose
+    /// version is still being read back (they reported 200; leaving them out would judge failures, which report
+    /// at once, against only the successes verified so far). Skipped devices did nothing.
+    pub fn reported(&self) -> u64 {
+        self.state(DeviceState::Succeeded) + self.state(DeviceState::Verifying) + self.failures()
+    }
+
     pub fn wave_total(&self, wave: usize) -> u64 {
         self.by_wave.get(wave).map_or(0, |states| states.values().sum())
     }

@@ -91,3 +91,24 @@ pub struct CommandRecord {
     pub created_at: Millis,
     pub updated_at: Millis,
 }
+
+impl CommandRecord {
+    /// The record of `command` as queued for `device_id` under `id` at `now`: what every engine stores.
+    pub fn queued(device_id: &str, id: CommandId, command: NewCommand, now: Millis) -> CommandRecord {
+        CommandRecord {
+            id,
+            device_id: device_id.to_owned(),
+            command: command.command,
+            origin: command.origin,
+            campaign_id: command.campaign_id,
+            state: CommandState::Queued,
+            status: None,
+            extra: Vec::new(),
+            data: None,
+            session_id: None,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}

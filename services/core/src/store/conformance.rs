@@ -99,7 +99,9 @@ macro_rules! store_conformance_tests {
             rate_tokens_are_shared_and_refill_at_their_rate,
             deliveries_join_their_records_and_outlive_later_writes,
             the_inventory_index_follows_writes_and_deletes,
-            remembered_values_live_until_their_ttl
+            remembered_values_live_until_their_ttl,
+            records_keep_revisions_and_labels,
+            records_commit_with_queued_commands_and_events_or_not_at_all
         );
     };
     (@tests $fresh:path; $($check:ident),+) => {
@@ -133,6 +135,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     scheduled_events_enter_the_outbox_when_due(store.clone()).await;
     latest_notification_is_the_newest_sent_request(store.clone()).await;
     rate_tokens_are_shared_and_refill_at_their_rate(store.clone()).await;
+    records_keep_revisions_and_labels(store.clone()).await;
+    records_commit_with_queued_commands_and_events_or_not_at_all(store.clone()).await;
     deliveries_join_their_records_and_outlive_later_writes(store.clone()).await;
     the_inventory_index_follows_writes_and_deletes(store.clone()).await;
     remembered_values_live_until_their_ttl(store.clone()).await;
@@ -1729,4 +1733,135 @@ pub async fn rate_tokens_are_shared_and_refill_at_their_rate(store: Arc<dyn Stor
     });
     let waits = futures_util::future::join_all(takes).await;
     assert_eq!(waits.iter().filter(|wait| **wait == 0).count(), 5, "{waits:?}");
+}
+
+fn role_record(scope: &str, key: &str, labels: &[&str], value: serde_json::Value) -> crate::model::Record {
+    crate::model::Record {
+        scope: scope.to_owned(),
+        collection: "conf-things".to_owned(),
+        key: key.to_owned(),
+        labels: labels.iter().map(|label| (*label).to_owned()).collect(),
+        value,
+        revision: 0,
+    }
+}
+
+fn put(record: crate::model::Record, expected: Option<u64>) -> WriteBatch {
+    WriteBatch { records: vec![crate::model::RecordWrite::put(record, expected)], ..WriteBatch::default() }
+}
+
+/// Records of roles: a revision that counts the writes; a put against a stale revision (or `Some(0)` on an
+/// existing record) refused with `Conflict`, writing nothing; labels that move on replacement, page in key order
+/// and count without a walk; deletes that take the labels along.
+pub async fn records_keep_revisions_and_labels(store: Arc<dyn Store>) {
+    let scope = "conf-scope-a";
+    let keys: Vec<String> = ["k1", "k2", "k3"].iter().map(|key| (*key).to_owned()).collect();
+    for key in &keys {
+        store
+            .commit(put(role_record(scope, key, &["state:pending", "wave:0"], json!({"n": 1})), Some(0)))
+            .await
+            .unwrap();
+    }
+    let first = store.get_record(scope, "conf-things", "k1").await.unwrap().unwrap();
+    assert_eq!((first.revision, first.value.clone()), (1, json!({"n": 1})));
+    assert!(first.labels.contains("state:pending"));
+    // Some(0) on an existing record, and a stale revision: refused, nothing written.
+    let again = store.commit(put(role_record(scope, "k1", &["state:done"], json!({"n": 9})), Some(0))).await;
+    assert!(matches!(again, Err(StoreError::Conflict { ref key, .. }) if key == "k1"), "{again:?}");
+    let stale = store.commit(put(role_record(scope, "k1", &["state:done"], json!({"n": 9})), Some(7))).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+    assert_eq!(store.get_record(scope, "conf-things", "k1").await.unwrap().unwrap(), first);
+    // Replaced at its revision: the revision grows, the record moves between labels.
+    store.commit(put(role_record(scope, "k1", &["state:done", "wave:0"], json!({"n": 2})), Some(1))).await.unwrap();
+    let replaced = store.get_record(scope, "conf-things", "k1").await.unwrap().unwrap();
+    assert_eq!((replaced.revision, replaced.value), (2, json!({"n": 2})));
+    let labels = ["state:pending".to_owned(), "state:done".to_owned(), "wave:0".to_owned(), "none".to_owned()];
+    let counts = store.count_records(scope, "conf-things", &labels).await.unwrap();
+    assert_eq!(counts, crate::model::RecordCounts { total: 3, labels: vec![2, 1, 3, 0] });
+    let pending = store.list_records(scope, "conf-things", Some("state:pending"), None, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|record| record.key.as_str()).collect::<Vec<_>>(), ["k2", "k3"]);
+    let page = store.list_records(scope, "conf-things", None, Some("k1"), 1).await.unwrap();
+    assert_eq!(page.iter().map(|record| (record.key.as_str(), record.revision)).collect::<Vec<_>>(), [("k2", 1)]);
+    let found = store.get_records(scope, "conf-things", &["k3".to_owned(), "nope".to_owned(), "k1".to_owned()]).await;
+    let found = found.unwrap();
+    assert_eq!(
+        found.iter().map(|record| record.as_ref().map(|record| record.key.as_str())).collect::<Vec<_>>(),
+        [Some("k3"), None, Some("k1")]
+    );
+    // Another scope is another set of records.
+    assert_eq!(store.count_records("conf-scope-b", "conf-things", &labels).await.unwrap().total, 0);
+    // A delete takes the labels along.
+    let delete = crate::model::RecordWrite::Delete {
+        scope: scope.to_owned(),
+        collection: "conf-things".to_owned(),
+        key: "k2".to_owned(),
+    };
+    store.commit(WriteBatch { records: vec![delete], ..WriteBatch::default() }).await.unwrap();
+    assert_eq!(store.get_record(scope, "conf-things", "k2").await.unwrap(), None);
+    let counts = store.count_records(scope, "conf-things", &labels).await.unwrap();
+    assert_eq!(counts, crate::model::RecordCounts { total: 2, labels: vec![1, 1, 2, 0] });
+    // Collection and label names never run into each other: `a:b` labelled `c` is not `a` labelled `b:c`.
+    let mut joined = role_record(scope, "k", &["c"], json!({}));
+    joined.collection = "conf-a:b".to_owned();
+    store
+        .commit(WriteBatch { records: vec![crate::model::RecordWrite::put(joined, None)], ..WriteBatch::default() })
+        .await
+        .unwrap();
+    let other = store.count_records(scope, "conf-a", &["b:c".to_owned()]).await.unwrap();
+    assert_eq!(other, crate::model::RecordCounts { total: 0, labels: vec![0] });
+}
+
+/// A batch of records in two scopes, commands queued for a device and events keyed by each scope lands whole;
+/// the same batch against a stale revision writes none of it, queued commands and events included.
+pub async fn records_commit_with_queued_commands_and_events_or_not_at_all(store: Arc<dyn Store>) {
+    let device_id = "conf-rec-device";
+    store.commit(WriteBatch { devices: vec![device(device_id)], ..WriteBatch::default() }).await.unwrap();
+    let before = store.enqueue_commands(device_id, vec![get_command("urn:x//Before")], now_millis()).await.unwrap();
+    let shards: Vec<u32> = (0..store.outbox_shards()).collect();
+    let waiting = |store: Arc<dyn Store>| {
+        let shards = shards.clone();
+        async move { store.outbox_lengths(&shards).await.unwrap().iter().sum::<u64>() }
+    };
+    let outbox_before = waiting(store.clone()).await;
+    let batch = |expected: u64| {
+        let mut queued = get_command("urn:x//Campaign");
+        queued.campaign_id = Some("conf-campaign".to_owned());
+        WriteBatch {
+            records: vec![
+                crate::model::RecordWrite::put(
+                    role_record("conf-campaign", device_id, &["state:notified"], json!({})),
+                    Some(expected),
+                ),
+                crate::model::RecordWrite::put(role_record(device_id, "conf-campaign", &["active"], json!({})), None),
+            ],
+            enqueued: vec![crate::store::EnqueuedCommands {
+                device_id: device_id.to_owned(),
+                commands: vec![queued],
+                now: now_millis(),
+            }],
+            events: vec![
+                event("conf-rec-e1", crate::bus::Topic::Campaigns, "conf-campaign"),
+                event("conf-rec-e2", crate::bus::Topic::Notifications, device_id),
+            ],
+            ..WriteBatch::default()
+        }
+    };
+    let refused = store.commit(batch(3)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");
+    assert_eq!(store.get_record(device_id, "conf-things", "conf-campaign").await.unwrap(), None);
+    assert_eq!(store.queued_commands(device_id, 10).await.unwrap().len(), 1, "nothing queued by the refused batch");
+    assert_eq!(waiting(store.clone()).await, outbox_before, "no event of the refused batch");
+    store.commit(batch(0)).await.unwrap();
+    let queued = store.queued_commands(device_id, 10).await.unwrap();
+    assert_eq!(queued.len(), 2);
+    assert!(queued[1].id > before[0], "ids follow enqueue_commands' ids");
+    assert_eq!(queued[1].campaign_id.as_deref(), Some("conf-campaign"));
+    assert_eq!(store.get_record("conf-campaign", "conf-things", device_id).await.unwrap().unwrap().revision, 1);
+    assert_eq!(store.get_record(device_id, "conf-things", "conf-campaign").await.unwrap().unwrap().revision, 1);
+    assert_eq!(waiting(store.clone()).await, outbox_before + 2);
+    // Leave the outbox as it was found (other checks of run_all read it).
+    for (id, key) in [("conf-rec-e1", "conf-campaign"), ("conf-rec-e2", device_id)] {
+        store.ack_outbox(store.outbox_shard_of(key), &[id.to_owned()]).await.unwrap();
+    }
+    assert_eq!(waiting(store.clone()).await, outbox_before);
 }

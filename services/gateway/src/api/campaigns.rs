@@ -240,6 +240,15 @@ async fn target_size(state: &AppState, spec: &CampaignSpec) -> Result<u64, HttpE
 }
 
 /// `POST /api/v1/campaigns[?dry_run=true]`: 201 `{"id", "state"}`, or 200 with the dry run's figures.
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns",
+    params(("dry_run" = Option<bool>, Query, description = "Answer the matched count per wave, bytes and time, creating nothing")),
+    request_body(content = Object, description = "name, target (filter and/or devices), action (firmware or commands), policy (docs/campaigns.md)"),
+    responses(
+        (status = 201, description = "Created: its id and state", body = Object),
+        (status = 200, description = "The dry run's figures", body = Object),
+        (status = 400, description = "Invalid request, naming the field", body = super::schema::ErrorBody),
+    ))]
+#[tracing::instrument(name = "api.create_campaign", skip_all)]
 pub(super) async fn create_campaign(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -287,12 +296,25 @@ async fn require_campaign(state: &AppState, id: &str) -> Result<Stored<Campaign>
 }
 
 /// `GET /api/v1/campaigns/{id}`.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "The campaign with its counts per state, code and wave", body = Object),
+        (status = 404, description = "No such campaign", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.get_campaign", skip_all, fields(campaign_id = %id))]
 pub(super) async fn get_campaign(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
     let stored = require_campaign(&state, &id).await?;
     Ok(HttpResponse::Ok().json(campaign_view(&state, stored.value).await?))
 }
 
 /// `GET /api/v1/campaigns?state=&after=&limit=`: campaigns in id order.
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns",
+    params(("state" = Option<String>, Query, description = "Only campaigns in this state"),
+        ("wave" = Option<usize>, Query, description = "Refused here (devices only)"),
+        ("after" = Option<String>, Query, description = "Cursor: the last id of the previous page"),
+        ("limit" = Option<usize>, Query, description = "1 to 1000 (100)")),
+    responses((status = 200, description = "Campaigns in id order and the next cursor", body = Object),
+        (status = 400, description = "Invalid query", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.list_campaigns", skip_all)]
 pub(super) async fn list_campaigns(
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
@@ -330,24 +352,54 @@ async fn steer(state: &AppState, id: &str, control: Control) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(campaign_view(state, campaign).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/approve", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "The campaign as it now stands", body = Object),
+        (status = 404, description = "No such campaign", body = super::schema::ErrorBody),
+        (status = 409, description = "Not applicable to the campaign's state", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.approve_campaign", skip_all, fields(campaign_id = %id))]
 pub(super) async fn approve(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
     steer(&state, &id, Control::Approve).await
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/pause", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "The campaign as it now stands", body = Object),
+        (status = 404, description = "No such campaign", body = super::schema::ErrorBody),
+        (status = 409, description = "Not applicable to the campaign's state", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.pause_campaign", skip_all, fields(campaign_id = %id))]
 pub(super) async fn pause(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
     steer(&state, &id, Control::Pause).await
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/resume", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "The campaign as it now stands", body = Object),
+        (status = 404, description = "No such campaign", body = super::schema::ErrorBody),
+        (status = 409, description = "Not applicable to the campaign's state", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.resume_campaign", skip_all, fields(campaign_id = %id))]
 pub(super) async fn resume(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
     steer(&state, &id, Control::Resume).await
 }
 
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "The campaign as it now stands", body = Object),
+        (status = 404, description = "No such campaign", body = super::schema::ErrorBody),
+        (status = 409, description = "Not applicable to the campaign's state", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.cancel_campaign", skip_all, fields(campaign_id = %id))]
 pub(super) async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
     steer(&state, &id, Control::Cancel).await
 }
 
 /// `POST /api/v1/campaigns/{id}/retry`: a follow-up campaign over the devices that failed or timed out (at most
 /// 10,000), with the same action and policy in one wave; 409 while the campaign runs or when nothing failed.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/retry", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 201, description = "The follow-up campaign", body = Object),
+        (status = 404, description = "No such campaign", body = super::schema::ErrorBody),
+        (status = 409, description = "Running, or nothing failed", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.retry_campaign", skip_all, fields(campaign_id = %id))]
 pub(super) async fn retry(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
     let original = require_campaign(&state, &id).await?.value;
     if matches!(original.state, CampaignState::Running | CampaignState::Draft) {
@@ -397,6 +449,16 @@ pub(super) async fn retry(state: web::Data<AppState>, id: web::Path<String>) -> 
 }
 
 /// `GET /api/v1/campaigns/{id}/devices?state=&wave=&after=&limit=`: its devices in id order, with timelines.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/devices", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"),
+        ("state" = Option<String>, Query, description = "Only devices in this state"),
+        ("wave" = Option<usize>, Query, description = "With state: only this wave's"),
+        ("after" = Option<String>, Query, description = "Cursor: the last device id of the previous page"),
+        ("limit" = Option<usize>, Query, description = "1 to 1000 (100)")),
+    responses((status = 200, description = "Devices with their timelines, and the next cursor", body = Object),
+        (status = 400, description = "Invalid query", body = super::schema::ErrorBody),
+        (status = 404, description = "No such campaign", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.list_campaign_devices", skip_all, fields(campaign_id = %id))]
 pub(super) async fn list_devices(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -426,6 +488,11 @@ pub(super) async fn list_devices(
 }
 
 /// `GET /api/v1/campaigns/{id}/devices/{devid}`: one device's state and timeline.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/devices/{devid}", tag = "campaigns",
+    params(("id" = String, Path, description = "Campaign id"), ("devid" = String, Path, description = "DevID")),
+    responses((status = 200, description = "The device's state and timeline", body = Object),
+        (status = 404, description = "No such campaign or device in it", body = super::schema::ErrorBody)))]
+#[tracing::instrument(name = "api.get_campaign_device", skip_all)]
 pub(super) async fn get_device(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,

@@ -10,13 +10,13 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::ErrorBody;
-use super::{commands, devices, mirror, notify, repository};
+use super::{campaigns, commands, devices, mirror, notify, repository};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "omadm operator API",
-        description = "Devices, command queues, MO mirrors, repository content and notifications of an OMA DM 2.0 server. \
+        description = "Devices, command queues, MO mirrors, repository content, notifications and campaigns of an OMA DM 2.0 server. \
                        Every route but this document needs `Authorization: Bearer <admin token>`."
     ),
     paths(
@@ -39,6 +39,16 @@ use super::{commands, devices, mirror, notify, repository};
         repository::get_content,
         repository::head_content,
         repository::delete_content,
+        campaigns::create_campaign,
+        campaigns::list_campaigns,
+        campaigns::get_campaign,
+        campaigns::approve,
+        campaigns::pause,
+        campaigns::resume,
+        campaigns::cancel,
+        campaigns::retry,
+        campaigns::list_devices,
+        campaigns::get_device,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerSecurity),
@@ -47,6 +57,7 @@ use super::{commands, devices, mirror, notify, repository};
         (name = "devices", description = "Registry, inventory, mirror, alerts, sessions, notifications"),
         (name = "commands", description = "Command queues"),
         (name = "repository", description = "Data Repository content (5.1.4)"),
+        (name = "campaigns", description = "Fleet-wide rollouts of firmware or commands (docs/campaigns.md)"),
         (name = "meta", description = "This document"),
     )
 )]

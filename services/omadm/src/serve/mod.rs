@@ -1,5 +1,5 @@
-//! `omadm serve`, `omadm gateway` and `omadm notifier`: the DM server on one node, alone (embedded store, JSONL
-//! events) or in a cluster, and the notifier role on its own.
+//! `omadm serve`, `omadm gateway`, `omadm notifier` and `omadm campaigns`: the DM server on one node, alone
+//! (embedded store, JSONL events) or in a cluster, and the notifier and campaigns roles on their own.
 //!
 //! ```text
 //! $ omadm serve --listen 127.0.0.1:8080 --data-dir ./omadm-data
@@ -13,7 +13,7 @@
 //!
 //! `serve` and `gateway` run the same roles (device edge, operator API, outbox relay) through the same wiring
 //! ([`omadm_gateway::node::Node`]): `serve` on the data dir unless `--store`/`--bus` name shared backends, with
-//! the notifier in the same process; `gateway` always on shared backends, as one node of a cluster
+//! the notifier and campaigns roles in the same process; `gateway` always on shared backends, as one node of a cluster
 //! (docs/cluster.md). `notifier` is that role alone, on shared backends, with an ops listener: a role of the
 //! runtime is its handler plus [`run_notifier`]'s few lines.
 //! - [`settings`]: the flags, `OMADM_*` variables and TOML file, declared once; defaults and checks.
@@ -85,44 +85,41 @@ async fn open_backends(settings: &Settings, client: &str) -> anyhow::Result<(Arc
     Ok((store, bus))
 }
 
-/// `omadm notifier`: the notifier role alone, with an ops listener, stopped in the runtime's order.
+/// `omadm notifier`: the notifier role alone.
 async fn run_notifier(settings: Settings) -> anyhow::Result<()> {
-    secrets::private_files_from_now_on();
-    let client = format!("notifier-{}", settings.node_id.clone().unwrap_or_else(random_node_id));
-    let (store, bus) = open_backends(&settings, &client).await?;
-    let readiness = Arc::new(Readiness::new());
-    let ops = match &settings.ops_listen {
-        Some(address) => Some(
-            OpsServer::start(bind(address, "--ops-listen")?, web::Data::from(Arc::clone(&readiness)))
-                .context("cannot start the ops listener")?,
-        ),
-        None => None,
-    };
-    let notifier = Notifier::start(store, bus, settings.notifier.clone(), Arc::clone(&readiness)).await?;
-    let signals = shutdown::StopSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
-    banner::print_role(
-        &settings,
-        &format!("consuming notification.requested as consumer group {}", omadm_notifier::CONSUMER_GROUP),
-        ops.as_ref().map(|ops| format!("http://{}", ops.local_addr())),
-    );
-
-    let mut plan = ShutdownPlan::new();
-    let stopping = Arc::clone(&readiness);
-    plan.add(Phase::StopAccepting, "readiness", async move { stopping.begin_shutdown() });
-    plan.add(Phase::StopConsumers, "notifier", notifier.stop());
-    if let Some(ops) = ops {
-        plan.add(Phase::CloseStore, "ops listener", ops.stop());
-    }
-    let signal = signals.wait().await;
-    tracing::info!(signal = signal.name(), "stopping");
-    plan.run().await;
-    Ok(())
+    let doing = format!("consuming notification.requested as consumer group {}", omadm_notifier::CONSUMER_GROUP);
+    run_alone(settings, "notifier", &doing, |store, bus, settings, readiness| async move {
+        let notifier = Notifier::start(store, bus, settings.notifier.clone(), readiness).await?;
+        Ok(notifier.stop())
+    })
+    .await
 }
 
-/// `omadm campaigns`: the campaigns role alone, with an ops listener, stopped in the runtime's order.
+/// `omadm campaigns`: the campaigns role alone.
 async fn run_campaigns(settings: Settings) -> anyhow::Result<()> {
+    let doing = format!("running campaigns as consumer group {}", omadm_campaigns::CONSUMER_GROUP);
+    run_alone(settings, "campaigns", &doing, |store, bus, settings, _readiness| async move {
+        let campaigns = Orchestrator::start(store, bus, settings.campaigns.clone()).await?;
+        Ok(campaigns.stop())
+    })
+    .await
+}
+
+/// One role alone on the shared backends, with an ops listener, stopped in the runtime's order: `start` runs it
+/// and answers the step that stops it.
+async fn run_alone<Start, Started, Stop>(
+    settings: Settings,
+    name: &'static str,
+    doing: &str,
+    start: Start,
+) -> anyhow::Result<()>
+where
+    Start: FnOnce(Arc<dyn Store>, Arc<dyn omadm_core::bus::Bus>, Settings, Arc<Readiness>) -> Started,
+    Started: std::future::Future<Output = anyhow::Result<Stop>>,
+    Stop: std::future::Future<Output = ()> + 'static,
+{
     secrets::private_files_from_now_on();
-    let client = format!("campaigns-{}", settings.node_id.clone().unwrap_or_else(random_node_id));
+    let client = format!("{name}-{}", settings.node_id.clone().unwrap_or_else(random_node_id));
     let (store, bus) = open_backends(&settings, &client).await?;
     let readiness = Arc::new(Readiness::new());
     let ops = match &settings.ops_listen {
@@ -132,17 +129,13 @@ async fn run_campaigns(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let campaigns = Orchestrator::start(store, bus, settings.campaigns.clone()).await?;
+    let stop_role = start(store, bus, settings.clone(), Arc::clone(&readiness)).await?;
     let signals = shutdown::StopSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
-    banner::print_role(
-        &settings,
-        &format!("running campaigns as consumer group {}", omadm_campaigns::CONSUMER_GROUP),
-        ops.as_ref().map(|ops| format!("http://{}", ops.local_addr())),
-    );
+    banner::print_role(&settings, doing, ops.as_ref().map(|ops| format!("http://{}", ops.local_addr())));
     let mut plan = ShutdownPlan::new();
     let stopping = Arc::clone(&readiness);
     plan.add(Phase::StopAccepting, "readiness", async move { stopping.begin_shutdown() });
-    plan.add(Phase::StopConsumers, "campaigns", campaigns.stop());
+    plan.add(Phase::StopConsumers, name, stop_role);
     if let Some(ops) = ops {
         plan.add(Phase::CloseStore, "ops listener", ops.stop());
     }

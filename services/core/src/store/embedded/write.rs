@@ -56,21 +56,7 @@ pub fn enqueue_commands(
         let mut pending = transaction.open_table(PENDING_COMMANDS)?;
         let first_id = counter(&next_ids, device_id, 1)?;
         for (id, new_command) in (first_id..).zip(commands) {
-            let record = CommandRecord {
-                id,
-                device_id: device_id.to_owned(),
-                command: new_command.command.clone(),
-                origin: new_command.origin,
-                campaign_id: new_command.campaign_id.clone(),
-                state: CommandState::Queued,
-                status: None,
-                extra: Vec::new(),
-                data: None,
-                session_id: None,
-                attempts: 0,
-                created_at: now,
-                updated_at: now,
-            };
+            let record = CommandRecord::queued(device_id, id, new_command.clone(), now);
             records.insert((device_id, id), encode(&record)?.as_slice())?;
             queued.insert((device_id, id), ())?;
             ids.push(id);

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::keys::Keys;
 use crate::cluster::Fence;
-use crate::model::{CommandState, Device, NotificationState};
+use crate::model::{CommandState, Device, NotificationState, RecordWrite};
 use crate::store::index::device_terms;
 use crate::store::{StoreError, UploadCharge, WriteBatch};
 
@@ -113,6 +113,11 @@ pub struct CommitPlan {
     /// run, those it leaves removed after (their keys are in other slots), so a crash between leaves only
     /// entries that listing skips. On a standalone server the one group moves them (the TERMS op).
     pub terms: Vec<(String, BTreeSet<String>)>,
+    /// The groups whose record writes expect a revision: on Redis Cluster they run before the other groups, so a
+    /// conflict there writes nothing of the batch.
+    pub record_groups: BTreeSet<u32>,
+    /// The (scope, collection) of each record revisions key, to name a conflict the script reports.
+    pub record_collections: HashMap<String, (String, String)>,
 }
 
 impl ScriptOps {
@@ -346,12 +351,59 @@ pub fn plan(
             &[due_at.as_bytes(), scheduled.event.id.as_bytes(), &encode(&scheduled.event)?],
         );
     }
+    for write in &batch.records {
+        record_op(keys, &mut plan, write)?;
+    }
     if let Some(fence) = &batch.fence {
         let shard = group_of(&fence.device_id);
         plan.groups.entry(shard).or_default().fence(keys, fence, FenceMode::of(fence));
         plan.fence_group = Some(shard);
     }
     Ok(plan)
+}
+
+/// The RECORD op of one record write, in the group of its scope.
+fn record_op(keys: &Keys, plan: &mut CommitPlan, write: &RecordWrite) -> Result<(), StoreError> {
+    let (scope, collection, key, expected, json, labels, mode) = match write {
+        RecordWrite::Put(put) => {
+            let record = &put.record;
+            let mut stored = record.clone();
+            // The revision lives in its own hash (HINCRBY), so the script need not rewrite the JSON.
+            stored.revision = 0;
+            let labels: Vec<&String> = record.labels.iter().collect();
+            (
+                &record.scope,
+                &record.collection,
+                &record.key,
+                put.expected_revision,
+                encode(&stored)?,
+                encode(&labels)?,
+                "put",
+            )
+        }
+        RecordWrite::Delete { scope, collection, key } => {
+            (scope, collection, key, None, Vec::new(), b"[]".to_vec(), "del")
+        }
+    };
+    let shard = keys.shard_of_device(scope);
+    let revisions = keys.record_revisions(scope, collection);
+    if expected.is_some() {
+        plan.record_groups.insert(shard);
+    }
+    plan.record_collections.insert(revisions.clone(), (scope.clone(), collection.clone()));
+    let expected = expected.map(|revision| revision.to_string()).unwrap_or_default();
+    let prefix = keys.record_label_prefix(scope, collection);
+    plan.groups.entry(shard).or_default().op(
+        "RECORD",
+        &[
+            &keys.record_values(scope, collection),
+            &revisions,
+            &keys.record_labels_of(scope, collection),
+            &keys.record_keys(scope, collection),
+        ],
+        &[key.as_bytes(), expected.as_bytes(), prefix.as_bytes(), &json, &labels, mode.as_bytes()],
+    );
+    Ok(())
 }
 
 #[cfg(test)]

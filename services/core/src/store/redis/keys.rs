@@ -123,6 +123,31 @@ impl Keys {
         if self.cluster { u32::from(SLOTS) } else { 1 }
     }
     /// The shard of a device's events and of its entry in the open-sessions index: its slot on Redis Cluster.
+    /// HASH: record key -> record (JSON, its revision left at 0) of one collection of a scope (`model::Record`);
+    /// the scope is the hash tag, as a device id is.
+    pub fn record_values(&self, scope: &str, collection: &str) -> String {
+        self.device_key(scope, &format!("rec:{collection}"))
+    }
+    /// HASH: record key -> its revision (HINCRBY at every write).
+    pub fn record_revisions(&self, scope: &str, collection: &str) -> String {
+        self.device_key(scope, &format!("rec-rev:{collection}"))
+    }
+    /// HASH: record key -> its labels (a JSON array), what a replacement moves it out of.
+    pub fn record_labels_of(&self, scope: &str, collection: &str) -> String {
+        self.device_key(scope, &format!("rec-labels:{collection}"))
+    }
+    /// ZSET (scores 0, by key): every record key of the collection; ZCARD is its count.
+    pub fn record_keys(&self, scope: &str, collection: &str) -> String {
+        self.device_key(scope, &format!("rec-keys:{collection}"))
+    }
+    /// Prefix of the ZSETs (scores 0, by key) of each label's record keys: `<prefix><label>`. The collection's
+    /// length comes first, so collection `a:b` with label `c` and collection `a` with label `b:c` differ.
+    pub fn record_label_prefix(&self, scope: &str, collection: &str) -> String {
+        self.device_key(scope, &format!("rec-label:{}:{collection}:", collection.len()))
+    }
+    pub fn record_label(&self, scope: &str, collection: &str, label: &str) -> String {
+        format!("{}{label}", self.record_label_prefix(scope, collection))
+    }
     pub fn shard_of_device(&self, device_id: &str) -> u32 {
         if self.cluster { u32::from(slot::key_slot(self.device(device_id).as_bytes())) } else { 0 }
     }

@@ -39,8 +39,8 @@ use crate::clock::Millis;
 use crate::cluster::{Fence, Lease, LeaseRequest, NodeInfo};
 use crate::metrics::metrics;
 use crate::model::{
-    AlertRecord, CommandId, CommandRecord, CommandState, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
-    NotificationRecord, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
+    AlertRecord, CommandId, CommandRecord, Device, DeviceFilter, DevicePage, MirrorRecord, NewCommand,
+    NotificationRecord, Record, RecordCounts, RepositoryItem, SessionOutcome, SessionState, SessionSummary,
 };
 
 /// The key prefix unless told otherwise.
@@ -99,6 +99,50 @@ enum GroupOutcome {
     Fenced,
     OutboxFull(u64),
     QuotaExceeded(crate::store::UploadQuotaKind),
+    /// A record's revision was not the one expected: its revisions key and record key.
+    Conflict(String, String),
+}
+
+impl RedisStore {
+    /// The records of `keys` in one collection (None where absent): their JSON and revisions, one round trip.
+    async fn records_of(
+        &self,
+        operation: &'static str,
+        scope: &str,
+        collection: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = self.keys.record_values(scope, collection);
+        let mut lookup = redis::pipe();
+        lookup
+            .cmd("HMGET")
+            .arg(&values)
+            .arg(keys)
+            .cmd("HMGET")
+            .arg(self.keys.record_revisions(scope, collection))
+            .arg(keys);
+        let (records, revisions): (Vec<Option<Vec<u8>>>, Vec<Option<u64>>) = self.pipeline(operation, &lookup).await?;
+        records
+            .into_iter()
+            .zip(revisions)
+            .map(|(bytes, revision)| match bytes {
+                None => Ok(None),
+                Some(bytes) => {
+                    let mut record: Record = Self::decode(operation, &values, &bytes)?;
+                    record.revision = revision.unwrap_or(0);
+                    Ok(Some(record))
+                }
+            })
+            .collect()
+    }
+}
+
+/// The records of `commands` queued for `device_id` with ids from `first_id`.
+fn queued_records(device_id: &str, first_id: CommandId, commands: Vec<NewCommand>, now: Millis) -> Vec<CommandRecord> {
+    (first_id..).zip(commands).map(|(id, new_command)| CommandRecord::queued(device_id, id, new_command, now)).collect()
 }
 
 impl RedisStore {
@@ -371,6 +415,10 @@ impl RedisStore {
                     .map(GroupOutcome::QuotaExceeded)
                     .ok_or_else(|| StoreError::Unavailable(format!("redis: unknown upload quota {label:?}")))
             }
+            Some("CONFLICT") => {
+                let revisions = items.next().and_then(string).unwrap_or_default();
+                Ok(GroupOutcome::Conflict(revisions, items.next().and_then(string).unwrap_or_default()))
+            }
             other => Err(StoreError::Unavailable(format!("redis: commit script answered {other:?}"))),
         }
     }
@@ -446,8 +494,15 @@ impl RedisStore {
         if !global.is_empty() {
             self.run_global(&global).await?;
         }
+        let conflict = |revisions: String, key: String| {
+            let (scope, collection) = plan.record_collections.get(&revisions).cloned().unwrap_or_default();
+            StoreError::Conflict { scope, collection, key }
+        };
         let mut groups = plan.groups;
-        if let Some(ops) = plan.fence_group.and_then(|shard| groups.remove(&shard)) {
+        // The fence's group first, then those that check record revisions: a refusal there writes nothing else.
+        let first: Vec<u32> = plan.fence_group.into_iter().chain(plan.record_groups.iter().copied()).collect();
+        for shard in first {
+            let Some(ops) = groups.remove(&shard) else { continue };
             match self.run_group("commit", &ops).await? {
                 GroupOutcome::Applied(_) => {}
                 GroupOutcome::Fenced => {
@@ -456,6 +511,7 @@ impl RedisStore {
                 }
                 GroupOutcome::OutboxFull(len) => return Err(StoreError::OutboxFull { len }),
                 GroupOutcome::QuotaExceeded(quota) => return Err(StoreError::QuotaExceeded { quota }),
+                GroupOutcome::Conflict(revisions, key) => return Err(conflict(revisions, key)),
             }
         }
         let outcomes = join_all(groups.values().map(|ops| self.run_group("commit", ops))).await;
@@ -466,6 +522,7 @@ impl RedisStore {
                 GroupOutcome::OutboxFull(len) => full = Some(len),
                 GroupOutcome::QuotaExceeded(quota) => return Err(StoreError::QuotaExceeded { quota }),
                 GroupOutcome::Fenced => return Err(fenced(fence)),
+                GroupOutcome::Conflict(revisions, key) => return Err(conflict(revisions, key)),
             }
         }
         if let Some(len) = full {
@@ -689,29 +746,14 @@ impl Store for RedisStore {
         let first_id = last.saturating_sub(count) + 1;
         let mut ops = ScriptOps::default();
         let mut ids = Vec::with_capacity(commands.len());
-        for (id, new_command) in (first_id..).zip(commands) {
-            let record = CommandRecord {
-                id,
-                device_id: device_id.to_owned(),
-                command: new_command.command,
-                origin: new_command.origin,
-                campaign_id: new_command.campaign_id,
-                state: CommandState::Queued,
-                status: None,
-                extra: Vec::new(),
-                data: None,
-                session_id: None,
-                attempts: 0,
-                created_at: now,
-                updated_at: now,
-            };
-            let id_text = id.to_string();
+        for record in queued_records(device_id, first_id, commands, now) {
+            let id_text = record.id.to_string();
             let id_bytes = id_text.as_bytes();
             ops.op("HSET", &[&self.keys.commands(device_id)], &[id_bytes, &encode(&record)?]);
             ops.op("ZADD", &[&self.keys.command_ids(device_id)], &[id_bytes, id_bytes]);
             ops.op("ZADD", &[&self.keys.queued(device_id)], &[id_bytes, id_bytes]);
             ops.op("SADD", &[&self.keys.pending(device_id)], &[id_bytes]);
-            ids.push(id);
+            ids.push(record.id);
         }
         self.run_group("enqueue_commands", &ops).await?;
         Ok(ids)
@@ -970,49 +1012,84 @@ impl Store for RedisStore {
         }
     }
 
-    // Records of roles: TEMPORARY stubs until the engines implement them (branch records).
-    async fn get_record(
-        &self,
-        _scope: &str,
-        _collection: &str,
-        _key: &str,
-    ) -> Result<Option<crate::model::Record>, StoreError> {
-        Err(StoreError::Unavailable("records not implemented".into()))
+    async fn get_record(&self, scope: &str, collection: &str, key: &str) -> Result<Option<Record>, StoreError> {
+        let mut found = self.records_of("get_record", scope, collection, &[key.to_owned()]).await?;
+        Ok(found.pop().flatten())
     }
+
     async fn get_records(
         &self,
-        _scope: &str,
-        _collection: &str,
-        _keys: &[String],
-    ) -> Result<Vec<Option<crate::model::Record>>, StoreError> {
-        Err(StoreError::Unavailable("records not implemented".into()))
+        scope: &str,
+        collection: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        self.records_of("get_records", scope, collection, keys).await
     }
+
     async fn list_records(
         &self,
-        _scope: &str,
-        _collection: &str,
-        _label: Option<&str>,
-        _after: Option<&str>,
-        _limit: usize,
-    ) -> Result<Vec<crate::model::Record>, StoreError> {
-        Err(StoreError::Unavailable("records not implemented".into()))
+        scope: &str,
+        collection: &str,
+        label: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let index = match label {
+            Some(label) => self.keys.record_label(scope, collection, label),
+            None => self.keys.record_keys(scope, collection),
+        };
+        let start = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
+        let page: Vec<String> = self
+            .call(
+                "list_records",
+                Cmd::new().arg("ZRANGEBYLEX").arg(&index).arg(start).arg("+").arg("LIMIT").arg(0).arg(limit),
+            )
+            .await?;
+        let records = self.records_of("list_records", scope, collection, &page).await?;
+        // A key of the index whose record is gone was deleted between the two reads: skipped.
+        Ok(records.into_iter().flatten().collect())
     }
+
     async fn count_records(
         &self,
-        _scope: &str,
-        _collection: &str,
-        _labels: &[String],
-    ) -> Result<crate::model::RecordCounts, StoreError> {
-        Err(StoreError::Unavailable("records not implemented".into()))
+        scope: &str,
+        collection: &str,
+        labels: &[String],
+    ) -> Result<RecordCounts, StoreError> {
+        let mut counts = redis::pipe();
+        counts.zcard(self.keys.record_keys(scope, collection));
+        for label in labels {
+            counts.zcard(self.keys.record_label(scope, collection, label));
+        }
+        let figures: Vec<u64> = self.pipeline("count_records", &counts).await?;
+        let mut figures = figures.into_iter();
+        let total = figures.next().unwrap_or(0);
+        Ok(RecordCounts { total, labels: figures.collect() })
     }
+
     #[tracing::instrument(
         level = "debug",
         skip_all,
         fields(device_id = batch.fence.as_ref().map(|fence| fence.device_id.as_str()))
     )]
-    async fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+    async fn commit(&self, mut batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        // Commands queued by the batch: their ids reserved first (as enqueue_commands does; a refused batch only
+        // skips ids), then written by the batch's scripts like any command record.
+        let enqueued = std::mem::take(&mut batch.enqueued);
+        let reservations = enqueued.iter().filter(|queue| !queue.commands.is_empty()).map(|queue| {
+            let command = Cmd::incr(self.keys.last_command_id(&queue.device_id), queue.commands.len() as u64);
+            async move { self.call::<u64>("commit", &command).await }
+        });
+        let lasts = join_all(reservations).await.into_iter().collect::<Result<Vec<u64>, StoreError>>()?;
+        for (queue, last) in enqueued.into_iter().filter(|queue| !queue.commands.is_empty()).zip(lasts) {
+            let first_id = last.saturating_sub(queue.commands.len() as u64) + 1;
+            batch.commands.extend(queued_records(&queue.device_id, first_id, queue.commands, queue.now));
         }
         let plan = commit::plan(
             &self.keys,

@@ -12,6 +12,11 @@
 -- DEL key: deletes the key (an operator's repository delete).
 -- LATEST pointer request at expires: the device's most recently sent request, unless the pointer names one
 -- sent later (a later write of an older record leaves it); it expires with the record (PXAT).
+-- RECORD values revisions labels_of keys key expected prefix json labels mode: a record of a role
+-- (model::Record). Checked first: with `expected` not empty, the record's revision (0 when absent, as earlier
+-- RECORD ops of the group leave it) must be `expected`, else {'CONFLICT', revisions key, record key}. Then
+-- `put` stores `json`, raises the revision, and moves the key between the label ZSETs (`prefix` .. label,
+-- in the record's slot) from the labels it had to `labels` (a JSON array); `del` removes all of it.
 -- SCHEDULE order events due id event: keeps the event until `due` (ms since the epoch); an id already
 -- scheduled moves to the new time.
 -- TERMS terms prefix device json: moves the device between the inventory index's term ZSETs (`prefix` ..
@@ -22,7 +27,7 @@
 local ARITY = {
   SET = 2, SETPXAT = 3, HSET = 3, HDEL = 2, ZADD = 3, ZREM = 2, SADD = 2, SREM = 2, ZREMSCORE = 2,
   RAISE = 2, OPEN = 3, FENCE = 6, PRUNE = 3, QUOTA = 7, RELEASE = 2, DEL = 1, SCHEDULE = 5, LATEST = 4,
-  TERMS = 4,
+  TERMS = 4, RECORD = 10,
 }
 
 local function key(index)
@@ -80,6 +85,9 @@ local function arity(i)
   return count
 end
 
+-- Revisions as the group's RECORD ops leave them, for several writes of one record in one group.
+local planned = {}
+
 -- Checks. FENCE: the device's lease is held by node under epoch.
 -- OUTBOX events order sequence limit count id event ...: the new events fit under the shard's bound.
 local i = 1
@@ -109,6 +117,19 @@ while i <= #ARGV do
       tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7]))
     if refused then
       return {'QUOTA', refused}
+    end
+  elseif op == 'RECORD' then
+    local revisions, record = key(ARGV[i + 2]), ARGV[i + 5]
+    local slot = revisions .. '\n' .. record
+    local current = planned[slot] or tonumber(redis.call('HGET', revisions, record) or '0')
+    local expected = ARGV[i + 6]
+    if expected ~= '' and tonumber(expected) ~= current then
+      return {'CONFLICT', revisions, record}
+    end
+    if ARGV[i + 10] == 'put' then
+      planned[slot] = current + 1
+    else
+      planned[slot] = 0
     end
   end
   i = i + 1 + arity(i)
@@ -193,6 +214,36 @@ while i <= #ARGV do
       redis.call('ZADD', prefix .. term, 0, device)
     end
     redis.call('SET', terms, ARGV[a + 3])
+  elseif op == 'RECORD' then
+    local values, revisions, labels_of, keys = key(ARGV[a]), key(ARGV[a + 1]), key(ARGV[a + 2]), key(ARGV[a + 3])
+    local record, prefix, mode = ARGV[a + 4], ARGV[a + 6], ARGV[a + 9]
+    local joined = {}
+    if mode == 'put' then
+      for _, label in ipairs(cjson.decode(ARGV[a + 8])) do
+        joined[label] = true
+      end
+    end
+    for _, label in ipairs(cjson.decode(redis.call('HGET', labels_of, record) or '[]')) do
+      if joined[label] then
+        joined[label] = nil
+      else
+        redis.call('ZREM', prefix .. label, record)
+      end
+    end
+    for label in pairs(joined) do
+      redis.call('ZADD', prefix .. label, 0, record)
+    end
+    if mode == 'put' then
+      redis.call('HSET', values, record, ARGV[a + 7])
+      redis.call('HINCRBY', revisions, record, 1)
+      redis.call('HSET', labels_of, record, ARGV[a + 8])
+      redis.call('ZADD', keys, 0, record)
+    else
+      redis.call('HDEL', values, record)
+      redis.call('HDEL', revisions, record)
+      redis.call('HDEL', labels_of, record)
+      redis.call('ZREM', keys, record)
+    end
   elseif op == 'SCHEDULE' then
     redis.call('ZADD', key(ARGV[a]), ARGV[a + 2], ARGV[a + 3])
     redis.call('HSET', key(ARGV[a + 1]), ARGV[a + 3], ARGV[a + 4])
