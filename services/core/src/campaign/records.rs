@@ -41,6 +41,11 @@ pub fn wave_label(wave: usize, state: DeviceState) -> String {
     format!("wave:{wave}:{}", state.name())
 }
 
+/// Every device of a wave, whatever its state.
+pub fn wave_all_label(wave: usize) -> String {
+    format!("wave:{wave}")
+}
+
 pub fn code_label(code: u16) -> String {
     format!("code:{code}")
 }
@@ -66,7 +71,8 @@ pub fn campaign_record(campaign: &Campaign) -> Record {
 }
 
 pub fn device_labels(device: &CampaignDevice) -> BTreeSet<String> {
-    let mut labels = BTreeSet::from([state_label(device.state), wave_label(device.wave, device.state)]);
+    let mut labels =
+        BTreeSet::from([state_label(device.state), wave_label(device.wave, device.state), wave_all_label(device.wave)]);
     if let Some(code) = device.result_code
         && device.state.is_final()
     {

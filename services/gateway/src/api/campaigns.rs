@@ -49,12 +49,42 @@ pub(super) struct PageQuery {
     limit: Option<usize>,
 }
 
+/// The page size asked for: 1 to 1000 (100 when none is asked), as the OpenAPI document's `limit` says.
 fn page_limit(limit: Option<usize>) -> Result<usize, HttpError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(limit) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
         Some(_) => Err(HttpError::bad_request(format!("limit: 1 to {MAX_PAGE}"))),
     }
+}
+
+/// The campaign states, as the OpenAPI document names them (`state` of the campaign listing).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(super) enum CampaignStateName {
+    Draft,
+    Running,
+    Paused,
+    Completed,
+    Aborted,
+    Cancelled,
+}
+
+/// The device states of a campaign, as the OpenAPI document names them (`state` of the device listing).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(super) enum DeviceStateName {
+    Pending,
+    Notified,
+    InSession,
+    Executing,
+    Verifying,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Skipped,
 }
 
 /// A campaign as the API shows it: the record and its device counts.
@@ -308,10 +338,9 @@ pub(super) async fn get_campaign(state: web::Data<AppState>, id: web::Path<Strin
 
 /// `GET /api/v1/campaigns?state=&after=&limit=`: campaigns in id order.
 #[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns",
-    params(("state" = Option<String>, Query, description = "Only campaigns in this state"),
-        ("wave" = Option<usize>, Query, description = "Refused here (devices only)"),
+    params(("state" = Option<CampaignStateName>, Query, description = "Only campaigns in this state"),
         ("after" = Option<String>, Query, description = "Cursor: the last id of the previous page"),
-        ("limit" = Option<usize>, Query, description = "1 to 1000 (100)")),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (100)")),
     responses((status = 200, description = "Campaigns in id order and the next cursor", body = Object),
         (status = 400, description = "Invalid query", body = super::schema::ErrorBody)))]
 #[tracing::instrument(name = "api.list_campaigns", skip_all)]
@@ -448,13 +477,13 @@ pub(super) async fn retry(state: web::Data<AppState>, id: web::Path<String>) -> 
         "follow_up_of": original.id, "devices": campaign.spec.target.devices.len()})))
 }
 
-/// `GET /api/v1/campaigns/{id}/devices?state=&wave=&after=&limit=`: its devices in id order, with timelines.
+/// `GET /api/v1/campaigns/{id}/devices?state=&after=&limit=`: its devices in id order, with timelines (`wave=`, not
+/// in the OpenAPI document, narrows them to one wave).
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/devices", tag = "campaigns",
     params(("id" = String, Path, description = "Campaign id"),
-        ("state" = Option<String>, Query, description = "Only devices in this state"),
-        ("wave" = Option<usize>, Query, description = "With state: only this wave's"),
+        ("state" = Option<DeviceStateName>, Query, description = "Only devices in this state"),
         ("after" = Option<String>, Query, description = "Cursor: the last device id of the previous page"),
-        ("limit" = Option<usize>, Query, description = "1 to 1000 (100)")),
+        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (100)")),
     responses((status = 200, description = "Devices with their timelines, and the next cursor", body = Object),
         (status = 400, description = "Invalid query", body = super::schema::ErrorBody),
         (status = 404, description = "No such campaign", body = super::schema::ErrorBody)))]
@@ -475,7 +504,7 @@ pub(super) async fn list_devices(
     };
     let label = match (query.wave, wanted) {
         (Some(wave), Some(device_state)) => Some(wave_label(wave, device_state)),
-        (Some(_), None) => return Err(HttpError::bad_request("wave: give a state with it")),
+        (Some(wave), None) => Some(records::wave_all_label(wave)),
         (None, Some(device_state)) => Some(state_label(device_state)),
         (None, None) => None,
     };
