@@ -3,18 +3,20 @@
 //! ```text
 //! omadm_campaign_devices_total{state}            device records written in each state (starts: `notified`)
 //! omadm_campaign_states_total{state}             campaigns the orchestrator moved to each state
-//! omadm_campaign_conflicts_total{path}           writes that met a newer revision (tick, deadline, progress)
+//! omadm_campaign_conflicts_total{path}           writes that met a newer revision (tick, deadline, progress, join)
+//! omadm_campaign_joined_total                    devices taken into dynamic campaigns after their start
 //! omadm_campaign_tick_seconds                    one pass over every running campaign
 //! ```
 
 use std::sync::OnceLock;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 
 pub struct CampaignMetrics {
     pub devices: IntCounterVec,
     pub campaign_states: IntCounterVec,
     pub conflicts: IntCounterVec,
+    pub joined: IntCounter,
     pub tick_seconds: Histogram,
 }
 
@@ -35,6 +37,12 @@ pub fn metrics() -> &'static CampaignMetrics {
         )
         .unwrap_or_else(|error| unreachable!("the tick histogram is well formed: {error}"));
         let _ = registry.register(Box::new(tick_seconds.clone()));
+        let joined = IntCounter::new(
+            "omadm_campaign_joined_total",
+            "Devices taken into dynamic campaigns after their start (they matched the target later).",
+        )
+        .unwrap_or_else(|error| unreachable!("the joined counter is well formed: {error}"));
+        let _ = registry.register(Box::new(joined.clone()));
         CampaignMetrics {
             devices: counter("omadm_campaign_devices_total", "Campaign device records written, by state.", "state"),
             campaign_states: counter(
@@ -47,6 +55,7 @@ pub fn metrics() -> &'static CampaignMetrics {
                 "Campaign writes that met a newer revision and were read again, by path.",
                 "path",
             ),
+            joined,
             tick_seconds,
         }
     })

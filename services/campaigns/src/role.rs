@@ -29,7 +29,7 @@ use omadm_core::campaign::records::{
     self, DeviceCounts, Stored, active_campaigns_of, count_devices, get_campaign, list_campaigns, state_label,
     wave_label, write_campaign, write_device,
 };
-use omadm_core::campaign::{Campaign, CampaignDevice, CampaignState, DeviceState};
+use omadm_core::campaign::{Campaign, CampaignDevice, CampaignState, DeviceState, window};
 use omadm_core::clock::{Millis, now_millis};
 use omadm_core::model::{CommandOrigin, Device, NewCommand};
 use omadm_core::session::events::{AlertReceived, COMMAND_RESULT, CommandResult, SESSION_ENDED, SESSION_STARTED};
@@ -71,7 +71,7 @@ impl Orchestrator {
         bus: Arc<dyn Bus>,
         settings: CampaignsSettings,
     ) -> Result<Orchestrator, CampaignsError> {
-        let handler = ProgressHandler { store: Arc::clone(&store) };
+        let handler = ProgressHandler { store: Arc::clone(&store), dynamic: Vec::new(), dynamic_read_at: None };
         let progress = ConsumerLoop::start(
             &bus,
             CONSUMER_GROUP,
@@ -87,8 +87,13 @@ impl Orchestrator {
             let mut ticker = Ticker { store, settings, held: HashMap::new(), swept: HashMap::new() };
             while !*stopped.borrow() {
                 let started = Instant::now();
-                ticker.tick_all().await;
+                let selecting = ticker.tick_all().await;
                 metrics().tick_seconds.observe(started.elapsed().as_secs_f64());
+                if selecting {
+                    // A target still being selected goes on at once: its devices are waiting to be counted.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 tokio::select! {
                     () = tokio::time::sleep(ticker.settings.tick_interval) => {}
                     _ = stopped.changed() => {}
@@ -118,7 +123,9 @@ struct Ticker {
 }
 
 impl Ticker {
-    async fn tick_all(&mut self) {
+    /// Moves every running campaign held here; whether one of them has more of its target to select.
+    async fn tick_all(&mut self) -> bool {
+        let mut selecting = false;
         let mut after: Option<String> = None;
         loop {
             let page = match list_campaigns(
@@ -132,10 +139,10 @@ impl Ticker {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "cannot list the running campaigns");
-                    return;
+                    return false;
                 }
             };
-            let Some(last) = page.last() else { return };
+            let Some(last) = page.last() else { return selecting };
             after = Some(last.value.id.clone());
             let full = page.len() == CAMPAIGN_PAGE;
             for stored in page {
@@ -150,13 +157,13 @@ impl Ticker {
                 }
                 let span = tracing::info_span!("campaign_tick", campaign_id = %id);
                 match self.tick(stored).instrument(span).await {
-                    Ok(()) => {}
+                    Ok(more) => selecting |= more,
                     Err(StoreError::Conflict { .. }) => metrics().conflicts.with_label_values(&["tick"]).inc(),
                     Err(error) => tracing::warn!(campaign_id = %id, %error, "campaign tick failed"),
                 }
             }
             if !full {
-                return;
+                return selecting;
             }
         }
     }
@@ -179,7 +186,8 @@ impl Ticker {
         Ok(won)
     }
 
-    async fn tick(&mut self, stored: Stored<Campaign>) -> Result<(), StoreError> {
+    /// One tick of one campaign; whether its target has more to select.
+    async fn tick(&mut self, stored: Stored<Campaign>) -> Result<bool, StoreError> {
         let store = self.store.as_ref();
         let Stored { value: campaign, mut revision } = stored;
         let now = now_millis();
@@ -194,14 +202,16 @@ impl Ticker {
             metrics().campaign_states.with_label_values(&[next.state.name()]).inc();
             tracing::info!(campaign_id = %next.id, from = campaign.state.name(), to = next.state.name(),
                 reason = next.reason.as_deref().unwrap_or(""), "campaign changed");
-            return Ok(());
+            return Ok(false);
         }
         let mut dirty = next.progress.current_wave != campaign.progress.current_wave;
         if dirty {
             tracing::info!(campaign_id = %next.id, wave = next.progress.current_wave, "next wave opens");
         }
         if plan.select {
-            select(store, &mut next, &mut revision, now).await?;
+            // Selection goes on page after page for up to one tick interval: a million-device target is
+            // selected in seconds, and the tick still comes round to its starts and deadlines.
+            select(store, &mut next, &mut revision, now, Instant::now() + self.settings.tick_interval).await?;
             dirty = false;
         }
         let sweep_every = self.settings.deadline_sweep.as_millis() as Millis;
@@ -218,58 +228,108 @@ impl Ticker {
             write_campaign(&mut batch, &next, next.state, revision, now);
             store.commit(batch).await?;
         }
-        Ok(())
+        Ok(plan.select && !next.progress.selection_done)
     }
 }
 
-/// Selects the next page of the target: a device record (pending, in its wave) for each device not already in
-/// the campaign, and the campaign's cursor, in one commit.
-async fn select(store: &dyn Store, campaign: &mut Campaign, revision: &mut u64, now: Millis) -> Result<(), StoreError> {
+/// One page of a campaign's target, in selection order, and where the next starts.
+struct TargetPage {
+    device_ids: Vec<String>,
+    /// The filter walk's cursor after this page.
+    cursor: Option<String>,
+    /// Entries of the explicit list walked after this page.
+    listed: u64,
+    done: bool,
+}
+
+/// Reads the page of the target after `cursor` (a filter walk) or `listed` entries (an explicit list).
+async fn target_page(
+    store: &dyn Store,
+    campaign: &Campaign,
+    cursor: Option<&str>,
+    listed: u64,
+) -> Result<TargetPage, StoreError> {
     let explicit = &campaign.spec.target.devices;
+    if explicit.is_empty() {
+        let filter = campaign.spec.target.filter.clone().unwrap_or_default().device_filter();
+        let page = store.list_devices(&filter, cursor, SELECT_PAGE).await?;
+        let device_ids: Vec<String> = page.devices.into_iter().map(|device| device.id).collect();
+        let next = page.next.clone().or_else(|| device_ids.last().cloned()).or_else(|| cursor.map(str::to_owned));
+        return Ok(TargetPage { device_ids, cursor: next, listed, done: page.next.is_none() });
+    }
+    let from = (listed as usize).min(explicit.len());
+    let to = (from + SELECT_PAGE).min(explicit.len());
+    let device_ids = explicit.get(from..to).unwrap_or_default().to_vec();
+    Ok(TargetPage { device_ids, cursor: None, listed: to as u64, done: to == explicit.len() })
+}
+
+/// Selects the target page after page for up to `until`: per page, a device record (pending, in its wave) for
+/// each device not already in the campaign, and the campaign's position, in one commit; the next page is read
+/// while that commit is in flight.
+async fn select(
+    store: &dyn Store,
+    campaign: &mut Campaign,
+    revision: &mut u64,
+    now: Millis,
+    until: Instant,
+) -> Result<(), StoreError> {
+    let explicit = !campaign.spec.target.devices.is_empty();
     if campaign.progress.selected == 0 && campaign.progress.wave_bounds.is_empty() {
-        let size = if explicit.is_empty() {
+        let size = if explicit {
+            campaign.spec.target.devices.len() as u64
+        } else {
             let filter = campaign.spec.target.filter.clone().unwrap_or_default().device_filter();
             store.count_devices(&filter).await?
-        } else {
-            explicit.len() as u64
         };
         campaign.progress.target_size = size;
         campaign.progress.wave_bounds = campaign.spec.policy.wave_bounds(size);
     }
-    let (ids, cursor, done) = if explicit.is_empty() {
-        let filter = campaign.spec.target.filter.clone().unwrap_or_default().device_filter();
-        let page = store.list_devices(&filter, campaign.progress.cursor.as_deref(), SELECT_PAGE).await?;
-        let ids: Vec<String> = page.devices.into_iter().map(|device| device.id).collect();
-        let cursor = page.next.clone().or_else(|| ids.last().cloned()).or(campaign.progress.cursor.clone());
-        (ids, cursor, page.next.is_none())
-    } else {
-        let from = (campaign.progress.selected as usize).min(explicit.len());
-        let to = (from + SELECT_PAGE).min(explicit.len());
-        let page = explicit.get(from..to).unwrap_or_default().to_vec();
-        (page, explicit.get(to.wrapping_sub(1)).cloned(), to == explicit.len())
-    };
-    let existing = records::get_devices(store, &campaign.id, &ids).await?;
-    let mut batch = WriteBatch::default();
-    let mut ordinal = campaign.progress.selected;
-    for (device_id, existing) in ids.iter().zip(existing) {
-        if existing.is_some() {
-            continue;
+    // Only the walk writes a device's first record, unless devices join a dynamic campaign or a list repeats
+    // one: then each is looked for first, or its second first write would fail the whole page.
+    let look_first = campaign.spec.policy.dynamic || explicit;
+    let mut page = target_page(store, campaign, campaign.progress.cursor.as_deref(), campaign.progress.listed).await?;
+    loop {
+        let existing = if look_first {
+            records::get_devices(store, &campaign.id, &page.device_ids).await?
+        } else {
+            vec![None; page.device_ids.len()]
+        };
+        let mut batch = WriteBatch::default();
+        let mut ordinal = campaign.progress.selected;
+        let mut in_page = std::collections::HashSet::new();
+        for (device_id, existing) in page.device_ids.iter().zip(existing) {
+            if existing.is_some() || !in_page.insert(device_id.as_str()) {
+                continue;
+            }
+            let wave = crate::rollout::wave_of(&campaign.progress.wave_bounds, ordinal, campaign.progress.current_wave);
+            write_device(&mut batch, &campaign.id, &CampaignDevice::new(device_id, wave, now), None, 0, now);
+            ordinal += 1;
         }
-        let wave = crate::rollout::wave_of(&campaign.progress.wave_bounds, ordinal, campaign.progress.current_wave);
-        write_device(&mut batch, &campaign.id, &CampaignDevice::new(device_id, wave, now), None, 0, now);
-        ordinal += 1;
+        let selected = ordinal - campaign.progress.selected;
+        campaign.progress.selected = ordinal;
+        campaign.progress.cursor = page.cursor.clone();
+        campaign.progress.listed = page.listed;
+        campaign.progress.selection_done = page.done;
+        campaign.updated_at = now;
+        write_campaign(&mut batch, campaign, campaign.state, *revision, now);
+        let more = !page.done && Instant::now() < until;
+        let next = if more {
+            let (committed, next) =
+                tokio::join!(store.commit(batch), target_page(store, campaign, page.cursor.as_deref(), page.listed));
+            committed?;
+            Some(next)
+        } else {
+            store.commit(batch).await?;
+            None
+        };
+        *revision += 1;
+        metrics().devices.with_label_values(&[DeviceState::Pending.name()]).inc_by(selected);
+        tracing::debug!(campaign_id = %campaign.id, selected, done = page.done, "target page selected");
+        match next {
+            Some(next) => page = next?,
+            None => return Ok(()),
+        }
     }
-    let selected = ordinal - campaign.progress.selected;
-    campaign.progress.selected = ordinal;
-    campaign.progress.cursor = cursor;
-    campaign.progress.selection_done = done;
-    campaign.updated_at = now;
-    write_campaign(&mut batch, campaign, campaign.state, *revision, now);
-    store.commit(batch).await?;
-    *revision += 1;
-    metrics().devices.with_label_values(&[DeviceState::Pending.name()]).inc_by(selected);
-    tracing::debug!(campaign_id = %campaign.id, selected, done, "target page selected");
-    Ok(())
 }
 
 /// Times out (or schedules the retry of) every device in flight past its deadline, one commit each: deadlines
@@ -325,6 +385,11 @@ async fn start_devices(
 ) -> Result<u64, StoreError> {
     let mut started_total = 0;
     let mut left = budget;
+    let windows = &campaign.spec.policy.windows.clone();
+    let local_windows = window::any_local(windows);
+    // With device-local windows, many pending devices may be outside theirs: a tick looks at a bounded number.
+    let scan_limit = (budget as usize).saturating_mul(4).max(START_BATCH * 4);
+    let mut scanned = 0;
     for wave in 0..=campaign.progress.current_wave {
         if counts.wave_state(wave, DeviceState::Pending) == 0 {
             continue;
@@ -337,9 +402,16 @@ async fn start_devices(
             let Some(last) = page.last() else { break };
             after = Some(last.value.device_id.clone());
             let full = page.len() == limit;
-            let ready: Vec<Stored<CampaignDevice>> =
+            let due: Vec<Stored<CampaignDevice>> =
                 page.into_iter().filter(|stored| stored.value.not_before <= now).collect();
-            let devices = read_devices(store, &ready).await?;
+            let devices = read_devices(store, &due).await?;
+            // Devices outside their own maintenance window wait for the next tick, not counted against the budget.
+            let (ready, devices): (Vec<_>, Vec<_>) = due
+                .into_iter()
+                .zip(devices)
+                .filter(|(_, device)| !local_windows || window::may_start(windows, now, device.as_ref()))
+                .unzip();
+            scanned += limit;
             let mut batch = WriteBatch::default();
             let mut started = 0;
             for (stored, device) in ready.iter().zip(&devices) {
@@ -376,7 +448,7 @@ async fn start_devices(
             *revision += 1;
             started_total += started;
             left = left.saturating_sub(ready.len() as u64);
-            if !full {
+            if !full || scanned >= scan_limit {
                 break;
             }
         }
@@ -423,10 +495,16 @@ fn queue_and_wake(
     add_request(batch, &request, now);
 }
 
-/// Moves devices on the events of their sessions.
+/// Moves devices on the events of their sessions, and takes devices into dynamic campaigns they now match.
 struct ProgressHandler {
     store: Arc<dyn Store>,
+    /// The running and paused campaigns with `policy.dynamic`, as read at `dynamic_read_at`.
+    dynamic: Vec<Campaign>,
+    dynamic_read_at: Option<Instant>,
 }
+
+/// How long the list of dynamic campaigns is trusted: a new one takes in devices from then on.
+const DYNAMIC_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a device event means to the campaigns it is in.
 enum Observed {
@@ -459,6 +537,10 @@ fn observe(delivery: &Delivery) -> Option<(String, Observed)> {
 #[async_trait]
 impl BatchHandler for ProgressHandler {
     async fn handle(&mut self, deliveries: &[Delivery]) -> Result<(), HandlerError> {
+        if self.dynamic_read_at.is_none_or(|read_at| read_at.elapsed() >= DYNAMIC_REFRESH) {
+            self.dynamic = dynamic_campaigns(self.store.as_ref()).await.map_err(handler_error)?;
+            self.dynamic_read_at = Some(Instant::now());
+        }
         // One device's events in their order, devices side by side: a fleet's events are mostly store reads
         // that find nothing to change, and waiting for them one at a time would let the consumer fall behind.
         let mut by_device: Vec<(String, Vec<(Observed, Millis)>)> = Vec::new();
@@ -483,6 +565,9 @@ impl ProgressHandler {
     /// Applies one device's observations in order to each campaign it is in.
     async fn device_events(&self, device_id: &str, observations: &[(Observed, Millis)]) -> Result<(), StoreError> {
         for (observed, happened_at) in observations {
+            if matches!(observed, Observed::SessionEnded) && !self.dynamic.is_empty() {
+                self.join(device_id).await?;
+            }
             let campaigns = match observed {
                 Observed::CommandResult(result) => result.campaign_id.clone().into_iter().collect(),
                 _ => active_campaigns_of(self.store.as_ref(), device_id).await?,
@@ -494,6 +579,58 @@ impl ProgressHandler {
         }
         Ok(())
     }
+}
+
+impl ProgressHandler {
+    /// Takes `device_id` into each dynamic campaign whose target it now matches and that does not have it yet
+    /// (its session just refreshed the inventory): a pending device of the wave open now, started by the ticker
+    /// like any other.
+    async fn join(&self, device_id: &str) -> Result<(), StoreError> {
+        let store = self.store.as_ref();
+        let Some(device) = store.get_device(device_id).await? else { return Ok(()) };
+        for campaign in &self.dynamic {
+            let target = &campaign.spec.target;
+            let listed = target.devices.is_empty() || target.devices.iter().any(|listed| listed == device_id);
+            let matches = target.filter.as_ref().is_some_and(|filter| filter.device_filter().matches(&device));
+            if !listed || !matches || records::get_device(store, &campaign.id, device_id).await?.is_some() {
+                continue;
+            }
+            let now = now_millis();
+            let mut joined = CampaignDevice::new(device_id, campaign.progress.current_wave, now);
+            joined.note(now, "joined", Some("matched the target after the start".to_owned()));
+            let mut batch = WriteBatch::default();
+            write_device(&mut batch, &campaign.id, &joined, None, 0, now);
+            match store.commit(batch).await {
+                Ok(()) => {
+                    metrics().devices.with_label_values(&[DeviceState::Pending.name()]).inc();
+                    metrics().joined.inc();
+                    tracing::info!(campaign_id = %campaign.id, device_id, "device joined the dynamic campaign");
+                }
+                // The selection walk or another replica wrote it first.
+                Err(StoreError::Conflict { .. }) => metrics().conflicts.with_label_values(&["join"]).inc(),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The running and paused campaigns that take in devices matching later.
+async fn dynamic_campaigns(store: &dyn Store) -> Result<Vec<Campaign>, StoreError> {
+    let mut dynamic = Vec::new();
+    for state in [CampaignState::Running, CampaignState::Paused] {
+        let mut after: Option<String> = None;
+        loop {
+            let page = list_campaigns(store, Some(state), after.as_deref(), CAMPAIGN_PAGE).await?;
+            let full = page.len() == CAMPAIGN_PAGE;
+            after = page.last().map(|stored| stored.value.id.clone());
+            dynamic.extend(page.into_iter().map(|stored| stored.value).filter(|campaign| campaign.spec.policy.dynamic));
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(dynamic)
 }
 
 fn handler_error(error: StoreError) -> HandlerError {

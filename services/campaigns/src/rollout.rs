@@ -97,7 +97,9 @@ pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan
     progress.rate_tokens = (progress.rate_tokens + elapsed as f64 * f64::from(rate) / 60_000.0).min(per_second);
     progress.rate_at = now;
     let room = u64::from(policy.max_in_flight).saturating_sub(counts.in_flight());
-    let start_budget = (progress.rate_tokens.floor() as u64).min(room);
+    // Outside every maintenance window nothing starts (device-local windows are judged per device at start).
+    let window_open = omadm_core::campaign::window::may_start(&policy.windows, now, None);
+    let start_budget = if window_open { (progress.rate_tokens.floor() as u64).min(room) } else { 0 };
     TickPlan { select: !progress.selection_done, start_budget, campaign: next }
 }
 

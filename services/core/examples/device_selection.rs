@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omadm_core::auth::credentials_for;
-use omadm_core::model::{Device, DeviceFilter};
-use omadm_core::store::{EmbeddedStore, RedisStore, Store, WriteBatch};
+use omadm_core::model::DeviceFilter;
+use omadm_core::store::{EmbeddedStore, RedisStore, Store};
+use omadm_testkit::fixtures::register_fleet;
 use omadm_testkit::redis::RedisServer;
 
 /// Devices per registration commit.
@@ -25,23 +25,12 @@ const PAGE: usize = 1_000;
 #[tokio::main]
 async fn main() {
     let devices: usize = std::env::args().nth(1).map_or(1_000_000, |count| count.parse().expect("DEVICES is a number"));
-    // One hash of the credentials for all: registration speed is not what is measured.
-    let credentials = credentials_for("device", "omadm", "password");
     let directory = tempfile::tempdir().unwrap();
     let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(directory.path()).await.unwrap());
-    run("embedded", &embedded, devices, &credentials).await;
+    run("embedded", &embedded, devices).await;
     let redis = RedisServer::start();
     let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&redis.url()).await.unwrap());
-    run("redis", &store, devices, &credentials).await;
-}
-
-fn device(index: usize, credentials: &omadm_core::model::Credentials) -> Device {
-    let mut device = Device::new(format!("IMEI:{index:015}"), credentials.clone(), 0);
-    device.inventory.man = Some("ACME".to_owned());
-    device.inventory.model = Some(if index % 2 == 0 { "X1" } else { "X2" }.to_owned());
-    device.inventory.fwv = Some(if index % 10 == 0 { "1.2" } else { "1.1" }.to_owned());
-    device.tags.insert("region".to_owned(), ["eu", "us", "apac"][index % 3].to_owned());
-    device
+    run("redis", &store, devices).await;
 }
 
 /// Every page of `filter`, and how many devices they held.
@@ -59,12 +48,9 @@ async fn walk(store: &Arc<dyn Store>, filter: &DeviceFilter) -> (usize, Duration
     }
 }
 
-async fn run(engine: &str, store: &Arc<dyn Store>, devices: usize, credentials: &omadm_core::model::Credentials) {
+async fn run(engine: &str, store: &Arc<dyn Store>, devices: usize) {
     let started = Instant::now();
-    for first in (0..devices).step_by(BATCH) {
-        let batch = (first..(first + BATCH).min(devices)).map(|index| device(index, credentials)).collect();
-        store.commit(WriteBatch { devices: batch, ..WriteBatch::default() }).await.unwrap();
-    }
+    register_fleet(store.as_ref(), devices, BATCH).await;
     let registered = started.elapsed();
     let selection =
         DeviceFilter { model: Some("X1".to_owned()), fwv: Some("1.2".to_owned()), ..DeviceFilter::default() };

@@ -81,6 +81,10 @@ fn fleet(served: &Served, devices: usize, prefix: &str, extra: &[&str]) -> Child
         "--fw-duration-ms",
         "10",
     ];
+    if extra.contains(&"--model") {
+        let model = args.iter().position(|arg| *arg == "--model").unwrap();
+        args.drain(model..model + 2);
+    }
     args.extend_from_slice(extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_omadm-devsim"))
         .args(&args)
@@ -380,6 +384,119 @@ async fn a_success_alert_without_the_new_version_is_a_version_mismatch() {
     let (_, one) =
         call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}/devices/stale-000000", served.base), None).await;
     assert_eq!(one["state"], json!("failed"), "{one}");
+    stop(devsim).await;
+}
+
+/// A dynamic campaign takes in devices that register after its start: their first session (DevInfo on model
+/// X1, firmware 1.0) makes them match, they join the wave open then, and they are updated like the first ones;
+/// a device of another model registered beside them stays out. The campaign runs until it is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_campaign_updates_devices_that_register_after_its_start() {
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 512]).await;
+    let first = 20;
+    let early = fleet(&served, first, "early-", &["--duration", "180"]);
+    wait_for_inventory(&served, first).await;
+    let mut body = firmware_body(&served, json!({"dynamic": true}));
+    body["target"] = json!({"filter": {"mod": "X1", "fwv": "1.0"}});
+    let (status, created) = post(&served, "", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let succeeded = |count: usize| move |campaign: &Value| campaign["counts"]["succeeded"] == json!(count);
+    let updated = wait_for(&served, &id, Duration::from_secs(120), succeeded(first)).await;
+    assert_eq!(updated["state"], json!("running"), "a dynamic campaign waits for newcomers: {updated}");
+
+    let late = 5;
+    let newcomers = fleet(&served, late, "late-", &["--duration", "180"]);
+    let other = fleet(&served, 1, "other-", &["--duration", "180", "--model", "X2"]);
+    let all = wait_for(&served, &id, Duration::from_secs(120), succeeded(first + late)).await;
+    assert_eq!(all["state"], json!("running"), "{all}");
+    let (status, joined) =
+        call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}/devices/late-000003", served.base), None).await;
+    assert_eq!((status, &joined["state"]), (200, &json!("succeeded")), "{joined}");
+    let timeline = joined["timeline"].to_string();
+    assert!(timeline.contains("joined") && timeline.contains("FUMO result 200"), "{timeline}");
+    let (_, others) = call(reqwest::Method::GET, format!("{}/api/v1/counts/devices?mod=X2", served.base), None).await;
+    assert_eq!(others["count"], json!(1), "the X2 device's first session is over: {others}");
+    let (status, outsider) =
+        call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}/devices/other-000000", served.base), None).await;
+    assert_eq!(status, 404, "a device of another model never joins: {outsider}");
+    let (_, device) = call(reqwest::Method::GET, format!("{}/api/v1/devices/late-000003", served.base), None).await;
+    assert_eq!(device["inventory"]["fwv"], json!("2.0"), "{device}");
+
+    let (status, cancelled) = post(&served, &format!("/{id}/cancel"), None).await;
+    assert_eq!((status, &cancelled["state"]), (200, &json!("cancelled")), "{cancelled}");
+    for devsim in [early, newcomers, other] {
+        stop(devsim).await;
+    }
+}
+
+/// `HH:MM` of `minutes` past midnight, wrapped into one day.
+fn clock(minutes: u64) -> String {
+    let minutes = minutes % (24 * 60);
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// Maintenance windows: a window read on each device's clock (its `utc_offset` tag) starts the devices whose
+/// local time is inside it and leaves the others pending; a window that is closed now starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_windows_start_only_the_devices_inside_them() {
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 512]).await;
+    let devices = 10;
+    let devsim = fleet(&served, devices, "win-", &["--duration", "120"]);
+    wait_for_inventory(&served, devices).await;
+    // The first half lives six hours east of UTC.
+    for index in 0..devices / 2 {
+        let answer = reqwest::Client::new()
+            .put(format!("{}/api/v1/devices/win-{index:06}", served.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"password": "devsim-secret", "tags": {"utc_offset": "+06:00"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    }
+    let utc_minutes = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
+    // Open from five to seven hours past UTC now, on each device's clock: open at +06:00, closed at UTC.
+    let local = json!([{"start": clock(utc_minutes + 300), "end": clock(utc_minutes + 420), "local": true}]);
+    let (status, created) = post(&served, "", Some(firmware_body(&served, json!({"windows": local})))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Closed for everybody: from three to four hours from now, UTC.
+    let closed = json!([{"start": clock(utc_minutes + 180), "end": clock(utc_minutes + 240)}]);
+    let (status, waiting) = post(&served, "", Some(firmware_body(&served, json!({"windows": closed})))).await;
+    assert_eq!(status, 201, "{waiting}");
+    let waiting_id = waiting["id"].as_str().unwrap().to_owned();
+
+    let inside = wait_for(&served, &id, Duration::from_secs(90), |campaign| {
+        campaign["counts"]["succeeded"] == json!(devices / 2)
+    })
+    .await;
+    assert_eq!(inside["window_open"], json!(true), "{inside}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = wait_for(&served, &id, Duration::from_secs(5), |_| true).await;
+    assert_eq!(later["counts"]["pending"], json!(devices / 2), "devices on UTC wait for their window: {later}");
+    assert_eq!(later["started"], json!(devices / 2), "{later}");
+    for index in devices / 2..devices {
+        let (_, device) =
+            call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}/devices/win-{index:06}", served.base), None)
+                .await;
+        assert_eq!(device["state"], json!("pending"), "{device}");
+    }
+    let idle = wait_for(&served, &waiting_id, Duration::from_secs(5), |_| true).await;
+    assert_eq!((&idle["window_open"], &idle["started"]), (&json!(false), &json!(0)), "{idle}");
+    assert_eq!(idle["selected"], json!(devices), "selection goes on outside the window: {idle}");
+
+    let mut bad = firmware_body(&served, json!({"windows": [{"start": "25:00", "end": "02:00"}]}));
+    let (status, refused) = post(&served, "", Some(bad.clone())).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("policy.windows[0].start"), "{refused}");
+    bad["policy"]["windows"] = json!([{"start": "01:00", "end": "02:00", "utc_offset": "CET"}]);
+    let (status, refused) = post(&served, "", Some(bad)).await;
+    assert!(status == 400 && refused.to_string().contains("policy.windows[0].utc_offset"), "{refused}");
     stop(devsim).await;
 }
 

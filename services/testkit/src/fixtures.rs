@@ -89,3 +89,24 @@ pub async fn content_bytes(content: &ContentEngine, item: &RepositoryItem) -> Ve
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect("content engine stream");
     chunks.concat()
 }
+
+/// Device number `index` of a synthetic fleet: `IMEI:` and 15 digits, maker ACME, half on model X1 (even
+/// numbers) and half on X2, every tenth on FwV 1.2 and the rest on 1.1, tagged by region (eu, us, apac in turn).
+pub fn fleet_device(index: usize, credentials: &omadm_core::model::Credentials) -> Device {
+    let mut device = Device::new(format!("IMEI:{index:015}"), credentials.clone(), 0);
+    device.inventory.man = Some("ACME".to_owned());
+    device.inventory.model = Some(if index % 2 == 0 { "X1" } else { "X2" }.to_owned());
+    device.inventory.fwv = Some(if index % 10 == 0 { "1.2" } else { "1.1" }.to_owned());
+    device.tags.insert("region".to_owned(), ["eu", "us", "apac"][index % 3].to_owned());
+    device
+}
+
+/// Registers `devices` [`fleet_device`]s in commits of `batch`, all with one password hash (registration speed
+/// is not what a benchmark on such a fleet measures).
+pub async fn register_fleet(store: &dyn Store, devices: usize, batch: usize) {
+    let credentials = credentials_for("device", DEFAULT_REALM, "password");
+    for first in (0..devices).step_by(batch.max(1)) {
+        let page = (first..(first + batch).min(devices)).map(|index| fleet_device(index, &credentials)).collect();
+        store.commit(WriteBatch { devices: page, ..WriteBatch::default() }).await.unwrap();
+    }
+}

@@ -6,6 +6,7 @@ pub mod control;
 pub mod events;
 pub mod records;
 pub mod spec;
+pub mod window;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +153,10 @@ pub struct Progress {
     /// The last device id selected: selection goes on after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// Entries of an explicit device list walked so far (devices that joined earlier are passed over, so this
+    /// can be ahead of `selected`).
+    #[serde(default)]
+    pub listed: u64,
     /// The whole target has been selected (devices may still join a dynamic campaign).
     pub selection_done: bool,
     /// The wave devices are started from (0-based); earlier waves have passed their gate.

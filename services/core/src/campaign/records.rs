@@ -92,9 +92,10 @@ pub fn device_record(campaign_id: &str, device: &CampaignDevice) -> Record {
     }
 }
 
-/// The device's side: which campaign it is in, active until its state there is final.
+/// The device's side: which campaign it is in, active while it is in flight there (its session events matter
+/// to the campaign then; a pending device's do not).
 pub fn membership_record(campaign_id: &str, device: &CampaignDevice) -> Record {
-    let labels = if device.state.is_final() { BTreeSet::new() } else { BTreeSet::from([ACTIVE_LABEL.to_owned()]) };
+    let labels = if device.state.is_in_flight() { BTreeSet::from([ACTIVE_LABEL.to_owned()]) } else { BTreeSet::new() };
     Record {
         scope: device.device_id.clone(),
         collection: MEMBERSHIP_COLLECTION.to_owned(),
@@ -240,7 +241,12 @@ pub fn write_device(
     now: Millis,
 ) {
     batch.records.push(RecordWrite::put(device_record(campaign_id, device), Some(read_revision)));
-    batch.records.push(RecordWrite::put(membership_record(campaign_id, device), None));
+    // The membership changes only when the device starts or stops being in flight: a selected (pending) device
+    // has none yet, which keeps a million-device selection to one record per device.
+    let was_in_flight = from.is_some_and(DeviceState::is_in_flight);
+    if was_in_flight != device.state.is_in_flight() {
+        batch.records.push(RecordWrite::put(membership_record(campaign_id, device), None));
+    }
     batch.events.push(campaign_device_changed(campaign_id, device, from, read_revision + 1, now));
 }
 

@@ -19,6 +19,8 @@ pub const MAX_ACTION_COMMANDS: usize = 100;
 pub const MAX_RETRIES: u32 = 20;
 /// Per-device deadline bounds, in seconds: one minute to 30 days.
 pub const DEADLINE_SECONDS: std::ops::RangeInclusive<u64> = 60..=30 * 86_400;
+/// Maintenance windows a policy may list.
+pub const MAX_WINDOWS: usize = 32;
 /// Highest start rate a policy may ask for (devices per minute).
 pub const MAX_STARTS_PER_MINUTE: u32 = 10_000_000;
 
@@ -214,6 +216,9 @@ pub struct Policy {
     /// Devices that register or start matching the filter after the start join the running campaign.
     #[serde(default)]
     pub dynamic: bool,
+    /// When devices may be started (`campaign::window`); any time when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<super::window::MaintenanceWindow>,
 }
 
 impl Policy {
@@ -399,6 +404,14 @@ impl Policy {
         }
         if !DEADLINE_SECONDS.contains(&self.device_deadline_s) {
             return Err(refuse("policy.device_deadline_s", "60 seconds to 30 days"));
+        }
+        if self.windows.len() > MAX_WINDOWS {
+            return Err(refuse("policy.windows", format!("at most {MAX_WINDOWS} windows")));
+        }
+        for (index, window) in self.windows.iter().enumerate() {
+            if let Some((field, message)) = window.problem() {
+                return Err(refuse(&format!("policy.windows[{index}].{field}"), message));
+            }
         }
         Ok(())
     }

@@ -112,6 +112,9 @@ struct CampaignView {
     started: u64,
     current_wave: usize,
     rate_per_minute: u32,
+    /// Whether devices may be started now by the maintenance windows (always without windows; device-local ones
+    /// count as open, each device is judged at its start).
+    window_open: bool,
     waves: Vec<WaveView>,
 }
 
@@ -153,6 +156,7 @@ fn view(campaign: Campaign, counts: &DeviceCounts) -> CampaignView {
         started: campaign.progress.started,
         current_wave: campaign.progress.current_wave,
         rate_per_minute: campaign.progress.rate_per_minute,
+        window_open: omadm_core::campaign::window::may_start(&campaign.spec.policy.windows, now_millis(), None),
         waves,
         id: campaign.id,
         state: campaign.state,
