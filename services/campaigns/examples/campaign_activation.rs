@@ -54,6 +54,7 @@ async fn main() {
         let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&redis.url()).await.unwrap());
         run("redis", store, directory.path(), devices, rate).await;
         println!("redis used_memory after the run: {} bytes", used_memory(&redis.url()).await);
+        println!("redis commandstats: {}", script_time(&redis.url()).await);
     }
 }
 
@@ -74,6 +75,14 @@ async fn used_memory(url: &str) -> u64 {
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     let info: String = redis::cmd("INFO").arg("memory").query_async(&mut connection).await.unwrap();
     info.lines().find_map(|line| line.strip_prefix("used_memory:")).and_then(|value| value.trim().parse().ok()).unwrap()
+}
+
+/// What Redis reports of the scripts it ran (EVALSHA: calls, total and per-call time).
+async fn script_time(url: &str) -> String {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut connection).await.unwrap();
+    info.lines().filter(|line| line.starts_with("cmdstat_evalsha:")).collect::<Vec<_>>().join("; ")
 }
 
 /// Every page of `filter`, and how long they took.

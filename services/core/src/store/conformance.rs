@@ -101,6 +101,7 @@ macro_rules! store_conformance_tests {
             the_inventory_index_follows_writes_and_deletes,
             remembered_values_live_until_their_ttl,
             records_keep_revisions_and_labels,
+            records_written_twice_in_one_batch_end_as_the_last_write,
             records_commit_with_queued_commands_and_events_or_not_at_all
         );
     };
@@ -136,6 +137,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     latest_notification_is_the_newest_sent_request(store.clone()).await;
     rate_tokens_are_shared_and_refill_at_their_rate(store.clone()).await;
     records_keep_revisions_and_labels(store.clone()).await;
+    records_written_twice_in_one_batch_end_as_the_last_write(store.clone()).await;
     records_commit_with_queued_commands_and_events_or_not_at_all(store.clone()).await;
     deliveries_join_their_records_and_outlive_later_writes(store.clone()).await;
     the_inventory_index_follows_writes_and_deletes(store.clone()).await;
@@ -1748,6 +1750,57 @@ fn role_record(scope: &str, key: &str, labels: &[&str], value: serde_json::Value
 
 fn put(record: crate::model::Record, expected: Option<u64>) -> WriteBatch {
     WriteBatch { records: vec![crate::model::RecordWrite::put(record, expected)], ..WriteBatch::default() }
+}
+
+/// Several writes of one record in one batch: each checked against the revision the earlier ones leave, and
+/// the record, its revision, its labels and the counts end as the last write left them (a put then a delete: gone;
+/// a delete then a put: there, at revision 1).
+pub async fn records_written_twice_in_one_batch_end_as_the_last_write(store: Arc<dyn Store>) {
+    let scope = "conf-scope-twice";
+    let record = |key: &str, labels: &[&str], n: u64| role_record(scope, key, labels, json!({"n": n}));
+    let delete = |key: &str| crate::model::RecordWrite::Delete {
+        scope: scope.to_owned(),
+        collection: "conf-things".to_owned(),
+        key: key.to_owned(),
+    };
+    store.commit(put(record("gone", &["x"], 1), Some(0))).await.unwrap();
+    store.commit(put(record("back", &["x", "y"], 1), Some(0))).await.unwrap();
+    let batch = WriteBatch {
+        records: vec![
+            crate::model::RecordWrite::put(record("moved", &["x", "y"], 1), Some(0)),
+            crate::model::RecordWrite::put(record("moved", &["y", "z"], 2), Some(1)),
+            crate::model::RecordWrite::put(record("moved", &["x", "z"], 3), Some(2)),
+            crate::model::RecordWrite::put(record("gone", &["y"], 2), Some(1)),
+            delete("gone"),
+            delete("back"),
+            crate::model::RecordWrite::put(record("back", &["z"], 2), Some(0)),
+        ],
+        ..WriteBatch::default()
+    };
+    store.commit(batch).await.unwrap();
+    let moved = store.get_record(scope, "conf-things", "moved").await.unwrap().unwrap();
+    assert_eq!((moved.revision, moved.value), (3, json!({"n": 3})));
+    assert_eq!(moved.labels, ["x", "z"].iter().map(|label| (*label).to_owned()).collect());
+    assert_eq!(store.get_record(scope, "conf-things", "gone").await.unwrap(), None);
+    let back = store.get_record(scope, "conf-things", "back").await.unwrap().unwrap();
+    assert_eq!((back.revision, back.value), (1, json!({"n": 2})));
+    let labels = ["x".to_owned(), "y".to_owned(), "z".to_owned()];
+    let counts = store.count_records(scope, "conf-things", &labels).await.unwrap();
+    assert_eq!(counts, crate::model::RecordCounts { total: 2, labels: vec![1, 0, 2] });
+    let with_x = store.list_records(scope, "conf-things", Some("x"), None, 10).await.unwrap();
+    assert_eq!(with_x.iter().map(|record| record.key.as_str()).collect::<Vec<_>>(), ["moved"]);
+    let with_y = store.list_records(scope, "conf-things", Some("y"), None, 10).await.unwrap();
+    assert!(with_y.is_empty(), "{with_y:?}");
+    // A stale expectation inside the batch refuses all of it.
+    let stale = WriteBatch {
+        records: vec![
+            crate::model::RecordWrite::put(record("moved", &["y"], 4), Some(3)),
+            crate::model::RecordWrite::put(record("moved", &["y"], 5), Some(3)),
+        ],
+        ..WriteBatch::default()
+    };
+    assert!(matches!(store.commit(stale).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.get_record(scope, "conf-things", "moved").await.unwrap().unwrap().revision, 3);
 }
 
 /// Records of roles: a revision that counts the writes; a put against a stale revision (or `Some(0)` on an
