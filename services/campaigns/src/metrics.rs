@@ -5,6 +5,7 @@
 //! omadm_campaign_states_total{state}             campaigns the orchestrator moved to each state
 //! omadm_campaign_conflicts_total{path}           writes that met a newer revision (tick, deadline, progress, join)
 //! omadm_campaign_joined_total                    devices taken into dynamic campaigns after their start
+//! omadm_campaign_rate_changes_total{reason}      start rate changes (ramp, failures, outbox_backlog, recovered)
 //! omadm_campaign_tick_seconds                    one pass over every running campaign
 //! ```
 
@@ -17,6 +18,7 @@ pub struct CampaignMetrics {
     pub campaign_states: IntCounterVec,
     pub conflicts: IntCounterVec,
     pub joined: IntCounter,
+    pub rate_changes: IntCounterVec,
     pub tick_seconds: Histogram,
 }
 
@@ -56,6 +58,11 @@ pub fn metrics() -> &'static CampaignMetrics {
                 "path",
             ),
             joined,
+            rate_changes: counter(
+                "omadm_campaign_rate_changes_total",
+                "Changes of a campaign's start rate in force, by reason (ramp, failures, outbox_backlog, recovered).",
+                "reason",
+            ),
             tick_seconds,
         }
     })

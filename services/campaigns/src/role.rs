@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use omadm_core::bus::{Bus, Delivery, Topic};
+use omadm_core::campaign::events::campaign_rate_changed;
 use omadm_core::campaign::records::{
     self, DeviceCounts, Stored, active_campaigns_of, count_devices, get_campaign, list_campaigns, state_label,
     wave_label, write_campaign, write_device,
@@ -193,7 +194,11 @@ impl Ticker {
         let now = now_millis();
         let waves = campaign.spec.policy.waves.len();
         let counts = count_devices(store, &campaign.id, waves).await?;
-        let plan = crate::rollout::plan(&campaign, &counts, now);
+        let load = match campaign.spec.policy.backoff {
+            Some(_) => crate::rollout::Load { outbox_waiting: store.outbox_len().await? },
+            None => crate::rollout::Load::default(),
+        };
+        let plan = crate::rollout::plan(&campaign, &counts, load, now);
         let mut next = plan.campaign;
         if next.state != campaign.state {
             let mut batch = WriteBatch::default();
@@ -203,6 +208,16 @@ impl Ticker {
             tracing::info!(campaign_id = %next.id, from = campaign.state.name(), to = next.state.name(),
                 reason = next.reason.as_deref().unwrap_or(""), "campaign changed");
             return Ok(false);
+        }
+        if let Some(change) = plan.rate_changed {
+            let mut batch = WriteBatch::default();
+            write_campaign(&mut batch, &next, next.state, revision, now);
+            batch.events.push(campaign_rate_changed(&next, change.from, change.reason, revision + 1, now));
+            store.commit(batch).await?;
+            revision += 1;
+            metrics().rate_changes.with_label_values(&[change.reason]).inc();
+            tracing::info!(campaign_id = %next.id, from = change.from, to = change.to, reason = change.reason,
+                "start rate changed");
         }
         let mut dirty = next.progress.current_wave != campaign.progress.current_wave;
         if dirty {

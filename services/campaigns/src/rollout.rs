@@ -21,6 +21,66 @@ pub struct TickPlan {
     pub select: bool,
     /// Devices of `campaign.progress.current_wave` it may start.
     pub start_budget: u64,
+    /// The start rate changed this tick (written at once, with its `campaign.rate_changed` event).
+    pub rate_changed: Option<RateChange>,
+}
+
+/// A change of the start rate in force and why: `ramp` (more devices succeeded), `failures` or
+/// `outbox_backlog` (the controller backed off), `recovered` (a calm window raised it again).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateChange {
+    pub from: u32,
+    pub to: u32,
+    pub reason: &'static str,
+}
+
+/// What the shell reads of the system's load for the back-off controller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Events waiting in the store's outbox.
+    pub outbox_waiting: u64,
+}
+
+/// One step of the back-off controller at the end of its window: the share of the rate it allows next and
+/// why it moved, if it did. Pure; the window and its bases move in `progress`.
+pub fn backoff_step(
+    campaign: &Campaign,
+    progress: &mut omadm_core::campaign::Progress,
+    counts: &DeviceCounts,
+    load: Load,
+    now: Millis,
+) -> Option<&'static str> {
+    let backoff = campaign.spec.policy.backoff?;
+    let window_over = now.saturating_sub(progress.backoff_window_at) >= backoff.window_s.saturating_mul(1000);
+    if progress.backoff_window_at != 0 && !window_over {
+        return None;
+    }
+    let first = progress.backoff_window_at == 0;
+    let reported = counts.reported().saturating_sub(progress.backoff_base_reported);
+    let failed = counts.failures().saturating_sub(progress.backoff_base_failed);
+    progress.backoff_window_at = now;
+    progress.backoff_base_reported = counts.reported();
+    progress.backoff_base_failed = counts.failures();
+    if first {
+        return None;
+    }
+    let pressure = if load.outbox_waiting > backoff.max_outbox_backlog {
+        Some("outbox_backlog")
+    } else if reported >= backoff.min_reported.max(1) && failed as f64 > backoff.failure_share * reported as f64 {
+        Some("failures")
+    } else {
+        None
+    };
+    let share = progress.backoff_share;
+    let next = match pressure {
+        Some(_) => (share * backoff.factor).max(backoff.min_share),
+        None => (share / backoff.factor).min(1.0),
+    };
+    if (next - share).abs() < f64::EPSILON {
+        return None;
+    }
+    progress.backoff_share = next;
+    Some(pressure.unwrap_or("recovered"))
 }
 
 /// The start rate in force: the ramp's step for the devices succeeded so far, within the policy's maximum.
@@ -38,10 +98,10 @@ pub fn rate_per_minute(campaign: &Campaign, counts: &DeviceCounts) -> u32 {
 }
 
 /// The tick of `campaign` at `now`, given its devices' counts. Pure.
-pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan {
+pub fn plan(campaign: &Campaign, counts: &DeviceCounts, load: Load, now: Millis) -> TickPlan {
     let mut next = campaign.clone();
     if campaign.state != CampaignState::Running {
-        return TickPlan { campaign: next, select: false, start_budget: 0 };
+        return TickPlan { campaign: next, select: false, start_budget: 0, rate_changed: None };
     }
     let policy = &campaign.spec.policy;
     let progress = &mut next.progress;
@@ -58,7 +118,7 @@ pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan
         };
         next.reason = Some("failure_threshold".to_owned());
         next.updated_at = now;
-        return TickPlan { campaign: next, select: false, start_budget: 0 };
+        return TickPlan { campaign: next, select: false, start_budget: 0, rate_changed: None };
     }
 
     // The wave gate: the current wave is wholly selected, and enough of it succeeded (or all of it finished).
@@ -86,12 +146,16 @@ pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan
         next.state = CampaignState::Completed;
         next.reason = None;
         next.updated_at = now;
-        return TickPlan { campaign: next, select: false, start_budget: 0 };
+        return TickPlan { campaign: next, select: false, start_budget: 0, rate_changed: None };
     }
 
-    // The rate: tokens accrue at the rate in force, at most one second's worth (no burst after a pause).
-    let rate = rate_per_minute(campaign, counts);
+    // The rate in force: the ramp's, times the share the back-off controller allows.
+    let backed_off = backoff_step(campaign, progress, counts, load, now);
+    let rate = ((f64::from(rate_per_minute(campaign, counts)) * progress.backoff_share).round() as u32).max(1);
+    let from = campaign.progress.rate_per_minute;
+    let rate_changed = (rate != from).then(|| RateChange { from, to: rate, reason: backed_off.unwrap_or("ramp") });
     progress.rate_per_minute = rate;
+    // Tokens accrue at the rate in force, at most one second's worth (no burst after a pause).
     let elapsed = now.saturating_sub(progress.rate_at);
     let per_second = (f64::from(rate) / 60.0).max(1.0);
     progress.rate_tokens = (progress.rate_tokens + elapsed as f64 * f64::from(rate) / 60_000.0).min(per_second);
@@ -100,7 +164,7 @@ pub fn plan(campaign: &Campaign, counts: &DeviceCounts, now: Millis) -> TickPlan
     // Outside every maintenance window nothing starts (device-local windows are judged per device at start).
     let window_open = omadm_core::campaign::window::may_start(&policy.windows, now, None);
     let start_budget = if window_open { (progress.rate_tokens.floor() as u64).min(room) } else { 0 };
-    TickPlan { select: !progress.selection_done, start_budget, campaign: next }
+    TickPlan { select: !progress.selection_done, start_budget, rate_changed, campaign: next }
 }
 
 /// Spends `started` of the plan's rate tokens.
@@ -162,9 +226,13 @@ mod tests {
     fn the_threshold_waits_for_enough_finished_devices_then_pauses() {
         let campaign = campaign(serde_json::json!({"failure_threshold": 0.1, "threshold_min_finished": 10}));
         let few = counts(&[&[(DeviceState::Failed, 5), (DeviceState::Pending, 95)]]);
-        assert_eq!(plan(&campaign, &few, 1_000).campaign.state, CampaignState::Running, "5 finished is too few");
+        assert_eq!(
+            plan(&campaign, &few, Load::default(), 1_000).campaign.state,
+            CampaignState::Running,
+            "5 finished is too few"
+        );
         let many = counts(&[&[(DeviceState::Failed, 3), (DeviceState::Succeeded, 17), (DeviceState::Pending, 80)]]);
-        let paused = plan(&campaign, &many, 1_000);
+        let paused = plan(&campaign, &many, Load::default(), 1_000);
         assert_eq!(paused.campaign.state, CampaignState::Paused);
         assert_eq!(paused.campaign.reason.as_deref(), Some("failure_threshold"));
         assert_eq!(paused.start_budget, 0);
@@ -172,13 +240,13 @@ mod tests {
         let mut resumed = campaign.clone();
         resumed.progress.threshold_base_finished = 20;
         resumed.progress.threshold_base_failed = 3;
-        assert_eq!(plan(&resumed, &many, 1_000).campaign.state, CampaignState::Running);
+        assert_eq!(plan(&resumed, &many, Load::default(), 1_000).campaign.state, CampaignState::Running);
         let abort = super::tests::campaign(serde_json::json!({"failure_threshold": 0.1, "on_threshold": "abort"}));
-        assert_eq!(plan(&abort, &many, 1_000).campaign.state, CampaignState::Aborted);
+        assert_eq!(plan(&abort, &many, Load::default(), 1_000).campaign.state, CampaignState::Aborted);
         // Successes still being verified count as reported outcomes: 3 failures of 30 is at the threshold.
         let verifying =
             counts(&[&[(DeviceState::Failed, 3), (DeviceState::Succeeded, 7), (DeviceState::Verifying, 20)]]);
-        assert_eq!(plan(&campaign, &verifying, 1_000).campaign.state, CampaignState::Running);
+        assert_eq!(plan(&campaign, &verifying, Load::default(), 1_000).campaign.state, CampaignState::Running);
     }
 
     #[test]
@@ -188,16 +256,20 @@ mod tests {
         campaign.progress.selection_done = true;
         let below =
             counts(&[&[(DeviceState::Succeeded, 7), (DeviceState::Executing, 3)], &[(DeviceState::Pending, 90)]]);
-        assert_eq!(plan(&campaign, &below, 0).campaign.progress.current_wave, 0, "7 of 10 is under 80%");
+        assert_eq!(
+            plan(&campaign, &below, Load::default(), 0).campaign.progress.current_wave,
+            0,
+            "7 of 10 is under 80%"
+        );
         let met = counts(&[&[(DeviceState::Succeeded, 8), (DeviceState::Executing, 2)], &[(DeviceState::Pending, 90)]]);
-        assert_eq!(plan(&campaign, &met, 0).campaign.progress.current_wave, 1);
+        assert_eq!(plan(&campaign, &met, Load::default(), 0).campaign.progress.current_wave, 1);
         // A wave whose devices all finished opens the next even under the share (the threshold judges failures).
         let done = counts(&[&[(DeviceState::Succeeded, 1), (DeviceState::Skipped, 9)], &[(DeviceState::Pending, 90)]]);
-        assert_eq!(plan(&campaign, &done, 0).campaign.progress.current_wave, 1);
+        assert_eq!(plan(&campaign, &done, Load::default(), 0).campaign.progress.current_wave, 1);
         // Not wholly selected yet: the wave stays.
         campaign.progress.selected = 5;
         campaign.progress.selection_done = false;
-        assert_eq!(plan(&campaign, &met, 0).campaign.progress.current_wave, 0);
+        assert_eq!(plan(&campaign, &met, Load::default(), 0).campaign.progress.current_wave, 0);
     }
 
     #[test]
@@ -206,12 +278,12 @@ mod tests {
         campaign.progress.rate_at = 0;
         let idle = counts(&[&[(DeviceState::Pending, 100)]]);
         // 10 a second: after 500 ms, 5 tokens, and 5 may fly.
-        let first = plan(&campaign, &idle, 500);
+        let first = plan(&campaign, &idle, Load::default(), 500);
         assert_eq!(first.start_budget, 5);
         // Tokens never exceed one second's worth.
-        assert_eq!(plan(&campaign, &idle, 3_600_000).campaign.progress.rate_tokens, 10.0);
+        assert_eq!(plan(&campaign, &idle, Load::default(), 3_600_000).campaign.progress.rate_tokens, 10.0);
         let busy = counts(&[&[(DeviceState::Pending, 97), (DeviceState::Notified, 3)]]);
-        assert_eq!(plan(&campaign, &busy, 500).start_budget, 2, "room for 2 more in flight");
+        assert_eq!(plan(&campaign, &busy, Load::default(), 500).start_budget, 2, "room for 2 more in flight");
         let mut spent = first.campaign;
         spend(&mut spent, 5);
         assert_eq!(spent.progress.rate_tokens, 0.0);
@@ -234,10 +306,64 @@ mod tests {
         let done = counts(&[&[(DeviceState::Succeeded, 90), (DeviceState::Failed, 10)]]);
         let mut lenient = campaign.clone();
         lenient.spec.policy.failure_threshold = 1.0;
-        assert_eq!(plan(&lenient, &done, 0).campaign.state, CampaignState::Completed);
+        assert_eq!(plan(&lenient, &done, Load::default(), 0).campaign.state, CampaignState::Completed);
         lenient.spec.policy.dynamic = true;
-        assert_eq!(plan(&lenient, &done, 0).campaign.state, CampaignState::Running);
+        assert_eq!(plan(&lenient, &done, Load::default(), 0).campaign.state, CampaignState::Running);
         assert_eq!(campaign.state, CampaignState::Running);
+    }
+
+    #[test]
+    fn the_controller_backs_off_on_failures_and_a_backlog_and_recovers_in_calm_windows() {
+        let mut campaign = campaign(serde_json::json!({"max_starts_per_minute": 1000, "failure_threshold": 1.0,
+            "backoff": {"window_s": 10, "failure_share": 0.2, "min_reported": 10, "max_outbox_backlog": 500}}));
+        campaign.progress.rate_per_minute = 1000;
+        let quiet = counts(&[&[(DeviceState::Pending, 100)]]);
+        // The first tick opens the window; nothing moves within it.
+        let opened = plan(&campaign, &quiet, Load::default(), 1_000);
+        assert_eq!((opened.rate_changed, opened.campaign.progress.backoff_window_at), (None, 1_000));
+        campaign = opened.campaign;
+        assert_eq!(plan(&campaign, &quiet, Load::default(), 5_000).rate_changed, None);
+        // 6 of 20 failed in the window: 30% is over 20%, the rate halves.
+        let failing = counts(&[&[(DeviceState::Pending, 80), (DeviceState::Succeeded, 14), (DeviceState::Failed, 6)]]);
+        let backed = plan(&campaign, &failing, Load::default(), 11_000);
+        assert_eq!(backed.rate_changed, Some(RateChange { from: 1000, to: 500, reason: "failures" }));
+        assert_eq!(backed.campaign.progress.backoff_share, 0.5);
+        campaign = backed.campaign;
+        // A backlog in the outbox halves it again, whatever the failures.
+        let backlog = Load { outbox_waiting: 501 };
+        let lower = plan(&campaign, &failing, backlog, 21_000);
+        assert_eq!(lower.rate_changed, Some(RateChange { from: 500, to: 250, reason: "outbox_backlog" }));
+        campaign = lower.campaign;
+        // Too few reported in a window (5 < 10) is calm: the rate comes back step by step.
+        let calm = counts(&[&[(DeviceState::Pending, 75), (DeviceState::Succeeded, 18), (DeviceState::Failed, 7)]]);
+        let up = plan(&campaign, &calm, Load::default(), 31_000);
+        assert_eq!(up.rate_changed, Some(RateChange { from: 250, to: 500, reason: "recovered" }));
+        let up = plan(&up.campaign, &calm, Load::default(), 41_000);
+        assert_eq!(up.rate_changed.map(|change| change.to), Some(1000));
+        assert_eq!(plan(&up.campaign, &calm, Load::default(), 51_000).rate_changed, None, "never above the rate");
+    }
+
+    #[test]
+    fn the_controller_never_goes_below_its_minimum_share() {
+        let mut campaign = campaign(serde_json::json!({"max_starts_per_minute": 1000,
+            "backoff": {"window_s": 1, "min_share": 0.2}}));
+        campaign.progress.rate_per_minute = 1000;
+        campaign.progress.backoff_window_at = 1;
+        let backlog = Load { outbox_waiting: 1_000_000 };
+        let quiet = counts(&[&[(DeviceState::Pending, 100)]]);
+        for second in 1..10 {
+            campaign = plan(&campaign, &quiet, backlog, second * 1_000 + 1).campaign;
+        }
+        assert_eq!((campaign.progress.backoff_share, campaign.progress.rate_per_minute), (0.2, 200));
+    }
+
+    #[test]
+    fn ramp_steps_are_rate_changes_too() {
+        let mut campaign = campaign(serde_json::json!({"max_starts_per_minute": 1000,
+            "ramp": {"base_per_minute": 10, "factor": 2.0, "every": 5}}));
+        campaign.progress.rate_per_minute = 10;
+        let grown = plan(&campaign, &counts(&[&[(DeviceState::Succeeded, 5)]]), Load::default(), 1_000);
+        assert_eq!(grown.rate_changed, Some(RateChange { from: 10, to: 20, reason: "ramp" }));
     }
 
     #[test]

@@ -224,7 +224,9 @@ fn the_validator_rejects_what_breaks_a_schema() {
 
 #[test]
 fn the_campaign_events_match_their_documented_schemas() {
-    use omadm_core::campaign::events::{campaign_created, campaign_device_changed, campaign_state_changed};
+    use omadm_core::campaign::events::{
+        campaign_created, campaign_device_changed, campaign_rate_changed, campaign_state_changed,
+    };
     use omadm_core::campaign::{Campaign, CampaignDevice, CampaignSpec, CampaignState, DeviceState, Progress};
     let documented = documented();
     let body = json!({"name": "fw-1.3", "target": {"filter": {"mod": "X1", "fwv": "1.2"}},
@@ -261,4 +263,10 @@ fn the_campaign_events_match_their_documented_schemas() {
     check_documented(&documented, &failed);
     assert_eq!(failed.key, campaign.id);
     assert_eq!(failed.id, format!("campaign:cmp-0123456789ab:device:{DEVICE_ID}:4"));
+    campaign.progress.rate_per_minute = 300;
+    campaign.progress.backoff_share = 0.5;
+    let slower = campaign_rate_changed(&campaign, 600, "failures", 9, START + 3);
+    check_documented(&documented, &slower);
+    assert_eq!((slower.id.as_str(), slower.key.as_str()), ("campaign:cmp-0123456789ab:rate:9", "cmp-0123456789ab"));
+    assert_eq!((&slower.payload["from"], &slower.payload["to"]), (&json!(600), &json!(300)));
 }

@@ -432,6 +432,57 @@ async fn a_dynamic_campaign_updates_devices_that_register_after_its_start() {
     }
 }
 
+/// The back-off controller: while the devices started first fail (60% of them), the start rate drops, and once
+/// the later ones succeed it comes back; each change is a `campaign.rate_changed` event, and the starts follow
+/// the rate in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_rate_backs_off_while_devices_fail_and_recovers_after() {
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 512]).await;
+    // Selected and started in id order: the failing fleet first.
+    let failing = fleet(&served, 100, "bo-a-", &["--fw-fail-rate", "0.6", "--duration", "240"]);
+    let healthy = fleet(&served, 100, "bo-b-", &["--duration", "240"]);
+    wait_for_inventory(&served, 200).await;
+    let policy = json!({"max_starts_per_minute": 1200, "failure_threshold": 1.0,
+        "backoff": {"window_s": 2, "failure_share": 0.2, "min_reported": 5, "min_share": 0.25}});
+    let (status, created) = post(&served, "", Some(firmware_body(&served, policy))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let done = wait_for(&served, &id, Duration::from_secs(180), |campaign| campaign["state"] != json!("running")).await;
+    assert_eq!(done["state"], json!("completed"), "{done}");
+    assert_eq!(done["counts"]["succeeded"].as_u64().unwrap() + done["counts"]["failed"].as_u64().unwrap(), 200);
+
+    let events = campaign_events(data.path());
+    let changes: Vec<&Value> = events.iter().filter(|event| event["type"] == json!("campaign.rate_changed")).collect();
+    let described: Vec<String> = changes
+        .iter()
+        .map(|event| format!("{}->{} {}", event["payload"]["from"], event["payload"]["to"], event["payload"]["reason"]))
+        .collect();
+    let first_drop = changes.iter().position(|event| event["payload"]["reason"] == json!("failures"));
+    let first_drop = first_drop.unwrap_or_else(|| panic!("the rate never backed off: {described:?}"));
+    let lowest = changes.iter().filter_map(|event| event["payload"]["to"].as_u64()).min().unwrap();
+    assert!((300..1200).contains(&lowest), "lowest rate {lowest}: {described:?}");
+    let recovered = changes[first_drop..].iter().any(|event| {
+        event["payload"]["reason"] == json!("recovered") && event["payload"]["to"].as_u64() > Some(lowest)
+    });
+    assert!(recovered, "the rate never came back: {described:?}");
+    // While the rate was at its lowest, starts kept to it (with at most one second's worth saved up).
+    let lowest_at = changes.iter().find(|event| event["payload"]["to"].as_u64() == Some(lowest)).unwrap();
+    let from = lowest_at["timestamp"].as_u64().unwrap();
+    let until =
+        changes.iter().map(|event| event["timestamp"].as_u64().unwrap()).find(|at| *at > from).unwrap_or(u64::MAX);
+    let per_second = lowest.div_ceil(60);
+    let starts: Vec<u64> = start_times(&events).into_iter().filter(|at| *at >= from && *at < until).collect();
+    for (index, at) in starts.iter().enumerate() {
+        let within = starts[index..].iter().take_while(|later| **later < at + 1000).count() as u64;
+        assert!(within <= 2 * per_second + 1, "{within} starts within a second at {lowest}/min: {described:?}");
+    }
+    println!("rate changes: {described:?}");
+    stop(failing).await;
+    stop(healthy).await;
+}
+
 /// `HH:MM` of `minutes` past midnight, wrapped into one day.
 fn clock(minutes: u64) -> String {
     let minutes = minutes % (24 * 60);

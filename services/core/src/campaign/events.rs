@@ -12,6 +12,7 @@ use crate::session::events::envelope;
 pub const CAMPAIGN_CREATED: &str = "campaign.created";
 pub const CAMPAIGN_STATE_CHANGED: &str = "campaign.state_changed";
 pub const CAMPAIGN_DEVICE_CHANGED: &str = "campaign.device_changed";
+pub const CAMPAIGN_RATE_CHANGED: &str = "campaign.rate_changed";
 
 /// Payload of `campaign.created`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,19 @@ pub struct CampaignStateChanged {
     pub to: CampaignState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Payload of `campaign.rate_changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRateChanged {
+    pub campaign_id: String,
+    /// Starts per minute before and after.
+    pub from: u32,
+    pub to: u32,
+    /// `ramp`, `failures`, `outbox_backlog` or `recovered`.
+    pub reason: String,
+    /// The share of the policy's rate the back-off controller allows now (1 without back-off).
+    pub backoff_share: f64,
 }
 
 /// Payload of `campaign.device_changed`.
@@ -74,6 +88,19 @@ pub fn campaign_state_changed(campaign: &Campaign, from: CampaignState, revision
     };
     let id = format!("campaign:{}:state:{revision}", campaign.id);
     envelope(id, CAMPAIGN_STATE_CHANGED, Topic::Campaigns, &campaign.id, now, payload)
+}
+
+/// `campaign:{id}:rate:{revision}`: the rate change that made revision `revision` of the campaign's record.
+pub fn campaign_rate_changed(campaign: &Campaign, from: u32, reason: &str, revision: u64, now: Millis) -> Event {
+    let payload = CampaignRateChanged {
+        campaign_id: campaign.id.clone(),
+        from,
+        to: campaign.progress.rate_per_minute,
+        reason: reason.to_owned(),
+        backoff_share: campaign.progress.backoff_share,
+    };
+    let id = format!("campaign:{}:rate:{revision}", campaign.id);
+    envelope(id, CAMPAIGN_RATE_CHANGED, Topic::Campaigns, &campaign.id, now, payload)
 }
 
 /// `campaign:{id}:device:{device id}:{revision}`: the change that made revision `revision` of the device's record.

@@ -140,7 +140,7 @@ pub struct Campaign {
 }
 
 /// The rollout's position, rebuilt by a restarted orchestrator from this record and the device records.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Devices the target matched when the campaign started (what wave percentages are shares of).
     pub target_size: u64,
@@ -175,6 +175,46 @@ pub struct Progress {
     pub threshold_base_finished: u64,
     #[serde(default)]
     pub threshold_base_failed: u64,
+    /// The share of the rate the back-off controller allows (1: all of it).
+    #[serde(default = "Progress::full_share")]
+    pub backoff_share: f64,
+    /// When the controller's window began, and the reported and failed devices then.
+    #[serde(default)]
+    pub backoff_window_at: Millis,
+    #[serde(default)]
+    pub backoff_base_reported: u64,
+    #[serde(default)]
+    pub backoff_base_failed: u64,
+}
+
+impl Progress {
+    fn full_share() -> f64 {
+        1.0
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            target_size: 0,
+            wave_bounds: Vec::new(),
+            selected: 0,
+            cursor: None,
+            listed: 0,
+            selection_done: false,
+            current_wave: 0,
+            started: 0,
+            rate_per_minute: 0,
+            rate_tokens: 0.0,
+            rate_at: 0,
+            threshold_base_finished: 0,
+            threshold_base_failed: 0,
+            backoff_share: 1.0,
+            backoff_window_at: 0,
+            backoff_base_reported: 0,
+            backoff_base_failed: 0,
+        }
+    }
 }
 
 /// One device in a campaign, as stored in the campaign's scope.

@@ -178,6 +178,64 @@ pub struct Ramp {
     pub every: u64,
 }
 
+/// The rate controller: every `window_s`, the failure share of the devices that reported in the window (at
+/// least `min_reported` of them) above `failure_share`, or more than `max_outbox_backlog` events waiting in the
+/// store's outbox, multiplies the rate by `factor`, down to `min_share` of it; a window without either divides
+/// it by `factor` again, up to the whole rate. `{}` takes every default.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    #[serde(default = "Backoff::default_window_s")]
+    pub window_s: u64,
+    #[serde(default = "Backoff::default_failure_share")]
+    pub failure_share: f64,
+    #[serde(default = "Backoff::default_min_reported")]
+    pub min_reported: u64,
+    #[serde(default = "Backoff::default_max_outbox_backlog")]
+    pub max_outbox_backlog: u64,
+    #[serde(default = "Backoff::default_factor")]
+    pub factor: f64,
+    #[serde(default = "Backoff::default_min_share")]
+    pub min_share: f64,
+}
+
+impl Backoff {
+    fn default_window_s() -> u64 {
+        60
+    }
+    fn default_failure_share() -> f64 {
+        0.1
+    }
+    fn default_min_reported() -> u64 {
+        10
+    }
+    fn default_max_outbox_backlog() -> u64 {
+        100_000
+    }
+    fn default_factor() -> f64 {
+        0.5
+    }
+    fn default_min_share() -> f64 {
+        0.05
+    }
+
+    fn check(&self) -> Result<(), SpecError> {
+        if !(1..=86_400).contains(&self.window_s) {
+            return Err(refuse("policy.backoff.window_s", "1 to 86400 seconds"));
+        }
+        if !(0.0..=1.0).contains(&self.failure_share) {
+            return Err(refuse("policy.backoff.failure_share", "a share from 0 to 1"));
+        }
+        if !(self.factor > 0.0 && self.factor < 1.0) {
+            return Err(refuse("policy.backoff.factor", "above 0 and below 1"));
+        }
+        if !(self.min_share > 0.0 && self.min_share <= 1.0) {
+            return Err(refuse("policy.backoff.min_share", "above 0, at most 1"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -216,6 +274,9 @@ pub struct Policy {
     /// Devices that register or start matching the filter after the start join the running campaign.
     #[serde(default)]
     pub dynamic: bool,
+    /// Lowers the start rate while failures rise or the outbox backs up, and raises it again after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
     /// When devices may be started (`campaign::window`); any time when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<super::window::MaintenanceWindow>,
@@ -404,6 +465,9 @@ impl Policy {
         }
         if !DEADLINE_SECONDS.contains(&self.device_deadline_s) {
             return Err(refuse("policy.device_deadline_s", "60 seconds to 30 days"));
+        }
+        if let Some(backoff) = &self.backoff {
+            backoff.check()?;
         }
         if self.windows.len() > MAX_WINDOWS {
             return Err(refuse("policy.windows", format!("at most {MAX_WINDOWS} windows")));
