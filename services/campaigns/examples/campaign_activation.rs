@@ -126,7 +126,9 @@ async fn run(engine: &str, store: Arc<dyn Store>, directory: &std::path::Path, d
     let rss_before = rss_mib();
     let activated = Instant::now();
     let id = format!("cmp-activation-{engine}");
-    control::create(store.as_ref(), id.clone(), spec, None, None, now_millis()).await.unwrap();
+    control::create(store.as_ref(), id.clone(), spec, control::Descriptors::default(), None, now_millis())
+        .await
+        .unwrap();
     let mut quarters = Vec::new();
     let mut peak = rss_before;
     let campaign = loop {

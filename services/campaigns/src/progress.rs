@@ -189,6 +189,7 @@ mod tests {
             reason: None,
             descriptor_url: None,
             follow_up_of: None,
+            rollback_descriptor_url: None,
             created_at: 0,
             updated_at: 0,
             progress: Progress::default(),

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use omadm_core::bus::{Bus, Delivery, Topic};
+use omadm_core::campaign::control::{add_creation, rollback_of};
 use omadm_core::campaign::events::campaign_rate_changed;
 use omadm_core::campaign::records::{
     self, DeviceCounts, Stored, active_campaigns_of, count_devices, get_campaign, list_campaigns, state_label,
@@ -203,7 +204,15 @@ impl Ticker {
         if next.state != campaign.state {
             let mut batch = WriteBatch::default();
             write_campaign(&mut batch, &next, campaign.state, revision, now);
+            // The rollback starts with the abort, in its commit: once, or not at all.
+            let rollback = (next.state == CampaignState::Aborted).then(|| rollback_of(&next, now)).flatten();
+            if let Some(rollback) = &rollback {
+                add_creation(&mut batch, rollback);
+            }
             store.commit(batch).await?;
+            if let Some(rollback) = rollback {
+                tracing::info!(campaign_id = %next.id, rollback_id = %rollback.id, "rollback started");
+            }
             metrics().campaign_states.with_label_values(&[next.state.name()]).inc();
             tracing::info!(campaign_id = %next.id, from = campaign.state.name(), to = next.state.name(),
                 reason = next.reason.as_deref().unwrap_or(""), "campaign changed");
@@ -264,6 +273,21 @@ async fn target_page(
     cursor: Option<&str>,
     listed: u64,
 ) -> Result<TargetPage, StoreError> {
+    if let Some(source) = &campaign.spec.target.campaign {
+        // State after state of the source campaign; `listed` counts the states walked.
+        let Some(state) = source.states.get(listed as usize) else {
+            return Ok(TargetPage { device_ids: Vec::new(), cursor: None, listed, done: true });
+        };
+        let page = records::list_devices(store, &source.id, Some(&state_label(*state)), cursor, SELECT_PAGE).await?;
+        let full = page.len() == SELECT_PAGE;
+        let device_ids: Vec<String> = page.into_iter().map(|stored| stored.value.device_id).collect();
+        if full {
+            let next = device_ids.last().cloned();
+            return Ok(TargetPage { device_ids, cursor: next, listed, done: false });
+        }
+        let listed = listed + 1;
+        return Ok(TargetPage { device_ids, cursor: None, listed, done: listed as usize >= source.states.len() });
+    }
     let explicit = &campaign.spec.target.devices;
     if explicit.is_empty() {
         let filter = campaign.spec.target.filter.clone().unwrap_or_default().device_filter();
@@ -290,7 +314,10 @@ async fn select(
 ) -> Result<(), StoreError> {
     let explicit = !campaign.spec.target.devices.is_empty();
     if campaign.progress.selected == 0 && campaign.progress.wave_bounds.is_empty() {
-        let size = if explicit {
+        let size = if let Some(source) = &campaign.spec.target.campaign {
+            let counts = count_devices(store, &source.id, 1).await?;
+            source.states.iter().map(|state| counts.state(*state)).sum()
+        } else if explicit {
             campaign.spec.target.devices.len() as u64
         } else {
             let filter = campaign.spec.target.filter.clone().unwrap_or_default().device_filter();
@@ -300,8 +327,9 @@ async fn select(
         campaign.progress.wave_bounds = campaign.spec.policy.wave_bounds(size);
     }
     // Only the walk writes a device's first record, unless devices join a dynamic campaign or a list repeats
-    // one: then each is looked for first, or its second first write would fail the whole page.
-    let look_first = campaign.spec.policy.dynamic || explicit;
+    // one: then each is looked for first, or its second first write would fail the whole page. A source campaign's
+    // device may move from one listed state to the next while it is walked.
+    let look_first = campaign.spec.policy.dynamic || explicit || campaign.spec.target.campaign.is_some();
     let mut page = target_page(store, campaign, campaign.progress.cursor.as_deref(), campaign.progress.listed).await?;
     loop {
         let existing = if look_first {
@@ -605,7 +633,9 @@ impl ProgressHandler {
         let Some(device) = store.get_device(device_id).await? else { return Ok(()) };
         for campaign in &self.dynamic {
             let target = &campaign.spec.target;
-            let listed = target.devices.is_empty() || target.devices.iter().any(|listed| listed == device_id);
+            // A campaign over another campaign's devices takes in nobody else.
+            let listed = target.campaign.is_none()
+                && (target.devices.is_empty() || target.devices.iter().any(|listed| listed == device_id));
             let matches = target.filter.as_ref().is_some_and(|filter| filter.device_filter().matches(&device));
             if !listed || !matches || records::get_device(store, &campaign.id, device_id).await?.is_some() {
                 continue;

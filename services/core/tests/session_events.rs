@@ -239,6 +239,7 @@ fn the_campaign_events_match_their_documented_schemas() {
         reason: None,
         descriptor_url: None,
         follow_up_of: Some("cmp-00000000000a".to_owned()),
+        rollback_descriptor_url: None,
         created_at: START,
         updated_at: START,
         progress: Progress::default(),

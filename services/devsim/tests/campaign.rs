@@ -483,6 +483,63 @@ async fn the_start_rate_backs_off_while_devices_fail_and_recovers_after() {
     stop(healthy).await;
 }
 
+/// Rollback on abort: a campaign whose later devices all fail aborts at its threshold and, in the same commit,
+/// starts `{id}-rollback`, which installs the named previous package on the devices it had updated (and on no
+/// others); those end on the old version. A retry of the aborted campaign covers exactly its failed devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_campaign_rolls_back_the_devices_it_updated() {
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 512]).await;
+    put_package(&served, "fw/x1-1.0.bin", vec![41; 512]).await;
+    let healthy = fleet(&served, 30, "rb-a-", &["--duration", "240"]);
+    let broken = fleet(&served, 30, "rb-b-", &["--fw-fail-rate", "1", "--duration", "240"]);
+    wait_for_inventory(&served, 60).await;
+    let policy = json!({"max_starts_per_minute": 600, "max_in_flight": 10, "failure_threshold": 0.2,
+        "threshold_min_finished": 10, "on_threshold": "abort",
+        "rollback": {"url": "fw/x1-1.0.bin", "version": "1.0"}});
+    let mut missing = firmware_body(&served, policy.clone());
+    missing["policy"]["rollback"]["url"] = json!("fw/x1-0.9.bin");
+    let (status, refused) = post(&served, "", Some(missing)).await;
+    assert!(status == 400 && refused.to_string().contains("policy.rollback.url"), "{refused}");
+    let (status, created) = post(&served, "", Some(firmware_body(&served, policy))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let aborted =
+        wait_for(&served, &id, Duration::from_secs(120), |campaign| campaign["state"] != json!("running")).await;
+    assert_eq!((&aborted["state"], &aborted["reason"]), (&json!("aborted"), &json!("failure_threshold")), "{aborted}");
+
+    let rollback_id = format!("{id}-rollback");
+    let rollback =
+        wait_for(&served, &rollback_id, Duration::from_secs(120), |campaign| campaign["state"] != json!("running"))
+            .await;
+    assert_eq!((&rollback["state"], &rollback["follow_up_of"]), (&json!("completed"), &json!(id)), "{rollback}");
+    let rolled_back = rollback["counts"]["succeeded"].as_u64().unwrap();
+    assert!(rolled_back > 0, "{rollback}");
+    assert_eq!(rollback["devices"], json!(rolled_back), "every device of the rollback rolled back: {rollback}");
+    let (_, page) =
+        call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{rollback_id}/devices?limit=1000", served.base), None)
+            .await;
+    for device in page["devices"].as_array().unwrap() {
+        let device_id = device["device_id"].as_str().unwrap();
+        assert!(device_id.starts_with("rb-a-"), "only updated devices roll back: {device}");
+        let (_, parent) =
+            call(reqwest::Method::GET, format!("{}/api/v1/campaigns/{id}/devices/{device_id}", served.base), None)
+                .await;
+        assert!(["succeeded", "verifying"].contains(&parent["state"].as_str().unwrap()), "{parent}");
+        let (_, registry) =
+            call(reqwest::Method::GET, format!("{}/api/v1/devices/{device_id}", served.base), None).await;
+        assert_eq!(registry["inventory"]["fwv"], json!("1.0"), "{registry}");
+    }
+    let settled = wait_for(&served, &id, Duration::from_secs(5), |_| true).await;
+    let failed = settled["counts"]["failed"].as_u64().unwrap() + settled["counts"]["timed_out"].as_u64().unwrap();
+    let (status, retry) = post(&served, &format!("/{id}/retry"), None).await;
+    assert_eq!(status, 201, "{retry}");
+    assert_eq!(retry["devices"], json!(failed), "{retry} / {settled}");
+    stop(healthy).await;
+    stop(broken).await;
+}
+
 /// `HH:MM` of `minutes` past midnight, wrapped into one day.
 fn clock(minutes: u64) -> String {
     let minutes = minutes % (24 * 60);

@@ -130,9 +130,13 @@ pub struct Campaign {
     /// Where a firmware campaign's devices HGET their FUMO instance from (its descriptor in the repository).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub descriptor_url: Option<String>,
-    /// The campaign this one retries the failed devices of (`POST .../retry`).
+    /// The campaign this one follows: it retries its failed devices (`POST .../retry`) or rolls back its
+    /// updated ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up_of: Option<String>,
+    /// The descriptor of `policy.rollback`'s package, written with the campaign, for its rollback to HGET.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_descriptor_url: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
     #[serde(default)]

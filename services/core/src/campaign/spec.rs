@@ -43,6 +43,17 @@ pub struct Target {
     pub filter: Option<TargetFilter>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// The devices of another campaign in some of its states (with a filter: those that also match it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignSource>,
+}
+
+/// Devices of campaign `id` in `states`: a retry's failed and timed-out devices, a rollback's updated ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignSource {
+    pub id: String,
+    pub states: Vec<super::DeviceState>,
 }
 
 /// The inventory fields of `GET /api/v1/devices`: every given one must match exactly.
@@ -274,6 +285,10 @@ pub struct Policy {
     /// Devices that register or start matching the filter after the start join the running campaign.
     #[serde(default)]
     pub dynamic: bool,
+    /// A firmware campaign aborted by its threshold starts a follow-up that installs this package on the devices
+    /// it updated (`{id}-rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<FirmwareAction>,
     /// Lowers the start rate while failures rise or the outbox backs up, and raises it again after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
@@ -353,8 +368,19 @@ impl CampaignSpec {
             return Err(refuse("name", "a name of 1 to 200 bytes is required"));
         }
         let filter_empty = self.target.filter.as_ref().is_none_or(TargetFilter::is_empty);
-        if filter_empty && self.target.devices.is_empty() {
-            return Err(refuse("target", "the target is empty: give a filter, devices, or both"));
+        if filter_empty && self.target.devices.is_empty() && self.target.campaign.is_none() {
+            return Err(refuse("target", "the target is empty: give a filter, devices, a campaign's devices, or both"));
+        }
+        if let Some(source) = &self.target.campaign {
+            if !self.target.devices.is_empty() {
+                return Err(refuse("target.campaign", "a campaign's devices or a list of devices, not both"));
+            }
+            if source.id.trim().is_empty() {
+                return Err(refuse("target.campaign.id", "the campaign's id is required"));
+            }
+            if source.states.is_empty() || source.states.len() > super::DeviceState::ALL.len() {
+                return Err(refuse("target.campaign.states", "one or more device states"));
+            }
         }
         if self.target.devices.len() > MAX_TARGET_DEVICES {
             return Err(refuse(
@@ -366,23 +392,14 @@ impl CampaignSpec {
             check_device_id(device_id)
                 .map_err(|error| refuse(&format!("target.devices[{index}]"), error.to_string()))?;
         }
+        if self.policy.rollback.is_some() && !matches!(self.action, Action::Firmware(_)) {
+            return Err(refuse("policy.rollback", "only a firmware campaign rolls back"));
+        }
+        if let Some(rollback) = &self.policy.rollback {
+            check_firmware(rollback, "policy.rollback")?;
+        }
         match &self.action {
-            Action::Firmware(firmware) => {
-                if firmware.url.trim().is_empty() {
-                    return Err(refuse("action.firmware.url", "the package's repository path or URL is required"));
-                }
-                if firmware.version.trim().is_empty() || firmware.version.len() > 100 {
-                    return Err(refuse("action.firmware.version", "a version of 1 to 100 bytes is required"));
-                }
-                if let Some(checksum) = &firmware.checksum {
-                    let valid = checksum
-                        .strip_prefix("sha256:")
-                        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
-                    if !valid {
-                        return Err(refuse("action.firmware.checksum", "expected sha256:<64 hex digits>"));
-                    }
-                }
-            }
+            Action::Firmware(firmware) => check_firmware(firmware, "action.firmware")?,
             Action::Commands(commands) => {
                 if commands.len() > MAX_ACTION_COMMANDS {
                     return Err(refuse("action.commands", format!("at most {MAX_ACTION_COMMANDS} commands")));
@@ -392,7 +409,28 @@ impl CampaignSpec {
         }
         self.policy.check()
     }
+}
 
+/// The checks of a firmware package's fields, named under `prefix` (`action.firmware`, `policy.rollback`).
+fn check_firmware(firmware: &FirmwareAction, prefix: &str) -> Result<(), SpecError> {
+    if firmware.url.trim().is_empty() {
+        return Err(refuse(&format!("{prefix}.url"), "the package's repository path or URL is required"));
+    }
+    if firmware.version.trim().is_empty() || firmware.version.len() > 100 {
+        return Err(refuse(&format!("{prefix}.version"), "a version of 1 to 100 bytes is required"));
+    }
+    if let Some(checksum) = &firmware.checksum {
+        let valid = checksum
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        if !valid {
+            return Err(refuse(&format!("{prefix}.checksum"), "expected sha256:<64 hex digits>"));
+        }
+    }
+    Ok(())
+}
+
+impl CampaignSpec {
     /// The action's commands, parsed (a checked spec parses).
     pub fn commands(&self) -> Vec<omadm_proto::command::Command> {
         match &self.action {

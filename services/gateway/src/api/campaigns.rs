@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use omadm_core::campaign::control::{self, Control, ControlError};
+use omadm_core::campaign::control::{self, Control, ControlError, Descriptors};
 use omadm_core::campaign::records::{self, DeviceCounts, Stored, state_label, wave_label};
-use omadm_core::campaign::{Action, Campaign, CampaignDevice, CampaignSpec, CampaignState, DeviceState};
+use omadm_core::campaign::spec::CampaignSource;
+use omadm_core::campaign::{
+    Action, Campaign, CampaignDevice, CampaignSpec, CampaignState, DeviceState, FirmwareAction, Target,
+};
 use omadm_core::clock::now_millis;
 use omadm_core::model::{ContentSource, RepositoryItem, check_repository_path};
 use serde::{Deserialize, Serialize};
@@ -176,9 +179,10 @@ fn control_failure(error: ControlError) -> HttpError {
     }
 }
 
-/// The repository path of a firmware action's package: the path itself, or its URL under this server's `/repo/`.
-fn package_path<'a>(url: &'a str, public_url: &str) -> Result<&'a str, HttpError> {
-    let refuse = |reason: &str| HttpError::bad_request(format!("action.firmware.url: {reason}"));
+/// The repository path of a firmware package: the path itself, or its URL under this server's `/repo/`; a
+/// refusal names `{field}.url`.
+fn package_path<'a>(url: &'a str, public_url: &str, field: &str) -> Result<&'a str, HttpError> {
+    let refuse = |reason: &str| HttpError::bad_request(format!("{field}.url: {reason}"));
     let path = match url.strip_prefix(public_url).and_then(|rest| rest.strip_prefix("/repo/")) {
         Some(path) => path,
         None if url.contains("://") => return Err(refuse("not in this server's repository ({public_url}/repo/...)")),
@@ -188,38 +192,58 @@ fn package_path<'a>(url: &'a str, public_url: &str) -> Result<&'a str, HttpError
     Ok(path)
 }
 
-/// Checks the firmware package against the repository; its record.
+/// Checks the firmware action's package, and the rollback's, against the repository; the action's record.
 async fn package_item(state: &AppState, spec: &CampaignSpec) -> Result<Option<RepositoryItem>, HttpError> {
+    if let Some(rollback) = &spec.policy.rollback {
+        firmware_item(state, rollback, "policy.rollback").await?;
+    }
     let Action::Firmware(firmware) = &spec.action else { return Ok(None) };
-    let path = package_path(&firmware.url, &state.config.public_url)?;
+    firmware_item(state, firmware, "action.firmware").await.map(Some)
+}
+
+/// The repository's record of a firmware package, checked against its size and checksum when given; refusals
+/// name `{field}.url`, `{field}.size`, `{field}.checksum`.
+async fn firmware_item(state: &AppState, firmware: &FirmwareAction, field: &str) -> Result<RepositoryItem, HttpError> {
+    let path = package_path(&firmware.url, &state.config.public_url, field)?;
     let item = state.store.get_content(path).await.map_err(store_failure("get_content"))?;
     let Some(item) = item else {
-        return Err(HttpError::bad_request(format!("action.firmware.url: the repository has no {path:?}")));
+        return Err(HttpError::bad_request(format!("{field}.url: the repository has no {path:?}")));
     };
     if let Some(checksum) = &firmware.checksum
         && checksum.strip_prefix("sha256:").is_none_or(|hex| !hex.eq_ignore_ascii_case(&item.sha256))
     {
-        return Err(HttpError::bad_request("action.firmware.checksum: not the repository copy's sha256"));
+        return Err(HttpError::bad_request(format!("{field}.checksum: not the repository copy's sha256")));
     }
     if let Some(size) = firmware.size
         && size != item.size
     {
-        return Err(HttpError::bad_request(format!(
-            "action.firmware.size: the repository copy is {} bytes",
-            item.size
-        )));
+        return Err(HttpError::bad_request(format!("{field}.size: the repository copy is {} bytes", item.size)));
     }
-    Ok(Some(item))
+    Ok(item)
 }
 
-/// Writes the descriptor a firmware campaign's devices HGET; its URL.
+/// Writes the descriptors a firmware campaign's devices HGET (the action's, and the rollback's under
+/// `{id}-rollback`); their URLs.
+async fn write_descriptors(state: &AppState, campaign_id: &str, spec: &CampaignSpec) -> Result<Descriptors, HttpError> {
+    let Action::Firmware(firmware) = &spec.action else { return Ok(Descriptors::default()) };
+    let action = write_descriptor(state, campaign_id, firmware, "action.firmware").await?;
+    let rollback = match &spec.policy.rollback {
+        Some(rollback) => {
+            Some(write_descriptor(state, &format!("{campaign_id}-rollback"), rollback, "policy.rollback").await?)
+        }
+        None => None,
+    };
+    Ok(Descriptors { action: Some(action), rollback })
+}
+
+/// Writes the descriptor of one package for campaign `campaign_id`; its URL.
 async fn write_descriptor(
     state: &AppState,
     campaign_id: &str,
-    spec: &CampaignSpec,
-) -> Result<Option<String>, HttpError> {
-    let Action::Firmware(firmware) = &spec.action else { return Ok(None) };
-    let path = package_path(&firmware.url, &state.config.public_url)?;
+    firmware: &FirmwareAction,
+    field: &str,
+) -> Result<String, HttpError> {
+    let path = package_path(&firmware.url, &state.config.public_url, field)?;
     let package_url = format!("{}/repo/{path}", state.config.public_url);
     let document =
         omadm_core::campaign::spec::fumo_descriptor(&firmware.version, firmware.name.as_deref(), &package_url);
@@ -242,7 +266,7 @@ async fn write_descriptor(
         stored_at: now_millis(),
     };
     state.store.put_content(item).await.map_err(store_failure("put_content"))?;
-    Ok(Some(format!("{}/repo/{descriptor_path}", state.config.public_url)))
+    Ok(format!("{}/repo/{descriptor_path}", state.config.public_url))
 }
 
 /// What a dry run answers.
@@ -258,6 +282,12 @@ struct DryRun {
 }
 
 async fn target_size(state: &AppState, spec: &CampaignSpec) -> Result<u64, HttpError> {
+    if let Some(source) = &spec.target.campaign {
+        let counts = records::count_devices(state.store.as_ref(), &source.id, 1)
+            .await
+            .map_err(store_failure("count_records"))?;
+        return Ok(source.states.iter().map(|device_state| counts.state(*device_state)).sum());
+    }
     if spec.target.devices.is_empty() {
         let filter = spec.target.filter.clone().unwrap_or_default().device_filter();
         return state.store.count_devices(&filter).await.map_err(store_failure("count_devices"));
@@ -308,8 +338,13 @@ pub(super) async fn create_campaign(
         return Ok(HttpResponse::Ok().json(answer));
     }
     let id = format!("cmp-{:012x}", rand::random::<u64>() >> 16);
-    let descriptor_url = write_descriptor(&state, &id, &spec).await?;
-    let campaign = control::create(state.store.as_ref(), id, spec, descriptor_url, None, now_millis())
+    if let Some(source) = &spec.target.campaign {
+        require_campaign(&state, &source.id)
+            .await
+            .map_err(|_| HttpError::bad_request(format!("target.campaign.id: no campaign {:?}", source.id)))?;
+    }
+    let descriptors = write_descriptors(&state, &id, &spec).await?;
+    let campaign = control::create(state.store.as_ref(), id, spec, descriptors, None, now_millis())
         .await
         .map_err(store_failure("commit"))?;
     Ok(HttpResponse::Created().json(serde_json::json!({"id": campaign.id, "state": campaign.state})))
@@ -441,44 +476,32 @@ pub(super) async fn retry(state: web::Data<AppState>, id: web::Path<String>) -> 
             format!("campaign {id:?} is {}: pause, cancel or let it finish first", original.state.name()),
         ));
     }
-    let limit = omadm_core::campaign::spec::MAX_TARGET_DEVICES;
-    let mut devices = Vec::new();
-    for failed in [DeviceState::Failed, DeviceState::TimedOut] {
-        let label = state_label(failed);
-        let mut after: Option<String> = None;
-        while devices.len() < limit {
-            let page = records::list_devices(state.store.as_ref(), &id, Some(&label), after.as_deref(), MAX_PAGE)
-                .await
-                .map_err(store_failure("list_records"))?;
-            let full = page.len() == MAX_PAGE;
-            after = page.last().map(|stored| stored.value.device_id.clone());
-            devices.extend(page.into_iter().map(|stored| stored.value.device_id).take(limit - devices.len()));
-            if !full {
-                break;
-            }
-        }
-    }
-    if devices.is_empty() {
+    let retried = [DeviceState::Failed, DeviceState::TimedOut];
+    let counts = records::count_devices(state.store.as_ref(), &id, 1).await.map_err(store_failure("count_records"))?;
+    let devices: u64 = retried.iter().map(|failed| counts.state(*failed)).sum();
+    if devices == 0 {
         return Err(HttpError::new(StatusCode::CONFLICT, format!("campaign {id:?} has no failed devices to retry")));
     }
     let mut spec = original.spec.clone();
     spec.name = format!("{} (retry)", original.spec.name);
-    spec.target.devices = devices;
+    // Over the campaign's failed devices however many there are; the filter (if any) still has to match.
+    spec.target = Target {
+        filter: original.spec.target.filter.clone(),
+        devices: Vec::new(),
+        campaign: Some(CampaignSource { id: original.id.clone(), states: retried.to_vec() }),
+    };
     spec.policy.waves = vec![omadm_core::campaign::WaveSize::Percent(100.0)];
     spec.policy.requires_approval = false;
+    spec.policy.dynamic = false;
     let new_id = format!("cmp-{:012x}", rand::random::<u64>() >> 16);
-    let campaign = control::create(
-        state.store.as_ref(),
-        new_id,
-        spec,
-        original.descriptor_url.clone(),
-        Some(original.id.clone()),
-        now_millis(),
-    )
-    .await
-    .map_err(store_failure("commit"))?;
+    let descriptors =
+        Descriptors { action: original.descriptor_url.clone(), rollback: original.rollback_descriptor_url.clone() };
+    let campaign =
+        control::create(state.store.as_ref(), new_id, spec, descriptors, Some(original.id.clone()), now_millis())
+            .await
+            .map_err(store_failure("commit"))?;
     Ok(HttpResponse::Created().json(serde_json::json!({"id": campaign.id, "state": campaign.state,
-        "follow_up_of": original.id, "devices": campaign.spec.target.devices.len()})))
+        "follow_up_of": original.id, "devices": devices})))
 }
 
 /// `GET /api/v1/campaigns/{id}/devices?state=&after=&limit=`: its devices in id order, with timelines (`wave=`, not
