@@ -433,6 +433,21 @@ async fn start_devices(
     // With device-local windows, many pending devices may be outside theirs: a tick looks at a bounded number.
     let scan_limit = (budget as usize).saturating_mul(4).max(START_BATCH * 4);
     let mut scanned = 0;
+    let mut segments = match campaign.spec.policy.segments.clone() {
+        Some(policy) => {
+            let known: Vec<String> = campaign.progress.segment_tokens.keys().cloned().collect();
+            let in_flight = records::count_in_flight_by_segment(store, &campaign.id, &known).await?;
+            let saved = &campaign.progress.segment_tokens;
+            Some(crate::rollout::SegmentBudget::new(
+                &policy,
+                saved,
+                campaign.progress.segment_tokens_at,
+                &in_flight,
+                now,
+            ))
+        }
+        None => None,
+    };
     for wave in 0..=campaign.progress.current_wave {
         if counts.wave_state(wave, DeviceState::Pending) == 0 {
             continue;
@@ -457,9 +472,20 @@ async fn start_devices(
             scanned += limit;
             let mut batch = WriteBatch::default();
             let mut started = 0;
+            let mut written = 0;
             for (stored, device) in ready.iter().zip(&devices) {
                 let mut next = stored.value.clone();
-                match start::plan(campaign, device.as_ref()) {
+                let plan = start::plan(campaign, device.as_ref());
+                if let (Start::Commands { .. }, Some(budget), Some(device)) = (&plan, segments.as_mut(), device) {
+                    // A device whose segment is at its budget waits, not counted against the campaign's.
+                    let segment = budget.segment_of(device);
+                    if !budget.take(&segment) {
+                        continue;
+                    }
+                    next.segment = Some(segment);
+                }
+                written += 1;
+                match plan {
                     Start::Skip(reason) => {
                         next.state = DeviceState::Skipped;
                         next.reason = Some(reason.to_owned());
@@ -485,12 +511,16 @@ async fn start_devices(
                 metrics().devices.with_label_values(&[next.state.name()]).inc();
             }
             crate::rollout::spend(campaign, started);
+            if let Some(budget) = &segments {
+                campaign.progress.segment_tokens = budget.tokens();
+                campaign.progress.segment_tokens_at = now;
+            }
             campaign.updated_at = now;
             write_campaign(&mut batch, campaign, campaign.state, *revision, now);
             store.commit(batch).await?;
             *revision += 1;
             started_total += started;
-            left = left.saturating_sub(ready.len() as u64);
+            left = left.saturating_sub(written);
             if !full || scanned >= scan_limit {
                 break;
             }

@@ -167,6 +167,84 @@ pub fn plan(campaign: &Campaign, counts: &DeviceCounts, load: Load, now: Millis)
     TickPlan { select: !progress.selection_done, start_budget, rate_changed, campaign: next }
 }
 
+/// One tick's segment budgets (`policy.segments`): start tokens and room in flight per segment. Pure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentBudget {
+    tag: String,
+    /// Starts a second per segment (its bucket holds at most one second's worth); None: no rate per segment.
+    per_second: Option<f64>,
+    max_in_flight: Option<u64>,
+    tokens: std::collections::BTreeMap<String, f64>,
+    in_flight: std::collections::BTreeMap<String, u64>,
+}
+
+/// The segment of devices whose value is one too many to budget apart.
+pub const OTHER_SEGMENTS: &str = "*";
+
+impl SegmentBudget {
+    /// The budgets at `now`: the tokens saved at `tokens_at` plus what accrued since, and the devices in flight
+    /// per known segment (`in_flight`, in the order of `tokens`' keys).
+    pub fn new(
+        segments: &omadm_core::campaign::spec::Segments,
+        tokens: &std::collections::BTreeMap<String, f64>,
+        tokens_at: Millis,
+        in_flight: &[u64],
+        now: Millis,
+    ) -> SegmentBudget {
+        let per_second = segments.max_starts_per_minute.map(|rate| (f64::from(rate) / 60.0).max(1.0));
+        let elapsed = now.saturating_sub(tokens_at) as f64 / 1000.0;
+        let tokens = tokens
+            .iter()
+            .map(|(segment, saved)| {
+                let accrued = per_second.map_or(0.0, |rate| (saved + elapsed * rate).min(rate));
+                (segment.clone(), accrued)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>();
+        let in_flight = tokens.keys().cloned().zip(in_flight.iter().copied()).collect();
+        SegmentBudget {
+            tag: segments.tag.clone(),
+            per_second,
+            max_in_flight: segments.max_in_flight.map(u64::from),
+            tokens,
+            in_flight,
+        }
+    }
+
+    /// The segment `device` is counted in: its tag's value (`""` without it), or [`OTHER_SEGMENTS`] once
+    /// [`omadm_core::campaign::spec::MAX_SEGMENTS`] segments are known.
+    pub fn segment_of(&self, device: &omadm_core::model::Device) -> String {
+        let value = device.tags.get(&self.tag).cloned().unwrap_or_default();
+        if self.tokens.contains_key(&value) || self.tokens.len() < omadm_core::campaign::spec::MAX_SEGMENTS {
+            value
+        } else {
+            OTHER_SEGMENTS.to_owned()
+        }
+    }
+
+    /// Takes one start in `segment` if its budgets allow it.
+    pub fn take(&mut self, segment: &str) -> bool {
+        let full = self.per_second.unwrap_or(0.0);
+        let tokens = self.tokens.entry(segment.to_owned()).or_insert(full);
+        let in_flight = self.in_flight.entry(segment.to_owned()).or_insert(0);
+        if self.per_second.is_some() && *tokens < 1.0 {
+            return false;
+        }
+        if self.max_in_flight.is_some_and(|max| *in_flight >= max) {
+            return false;
+        }
+        if self.per_second.is_some() {
+            *tokens -= 1.0;
+        }
+        *in_flight += 1;
+        true
+    }
+
+    /// The tokens to save with the campaign.
+    pub fn tokens(&self) -> std::collections::BTreeMap<String, f64> {
+        self.tokens.clone()
+    }
+}
+
 /// Spends `started` of the plan's rate tokens.
 pub fn spend(campaign: &mut Campaign, started: u64) {
     campaign.progress.rate_tokens = (campaign.progress.rate_tokens - started as f64).max(0.0);
@@ -365,6 +443,43 @@ mod tests {
         campaign.progress.rate_per_minute = 10;
         let grown = plan(&campaign, &counts(&[&[(DeviceState::Succeeded, 5)]]), Load::default(), 1_000);
         assert_eq!(grown.rate_changed, Some(RateChange { from: 10, to: 20, reason: "ramp" }));
+    }
+
+    #[test]
+    fn segment_budgets_bound_each_segment_apart() {
+        let segments = omadm_core::campaign::spec::Segments {
+            tag: "region".into(),
+            max_starts_per_minute: Some(120),
+            max_in_flight: Some(3),
+        };
+        let device = |region: Option<&str>| {
+            let credentials = omadm_core::auth::credentials_for("d", "omadm", "pw");
+            let mut device = omadm_core::model::Device::new("d", credentials, 0);
+            if let Some(region) = region {
+                device.tags.insert("region".into(), region.into());
+            }
+            device
+        };
+        // eu is known with 1 token saved and 2 in flight; us is new (a second's worth: 2 tokens).
+        let saved = BTreeMap::from([("eu".to_owned(), 1.0)]);
+        let mut budget = SegmentBudget::new(&segments, &saved, 1_000, &[2], 1_000);
+        let eu = budget.segment_of(&device(Some("eu")));
+        assert!(budget.take(&eu), "one token, one slot in flight");
+        assert!(!budget.take(&eu), "no token and no room left");
+        let us = budget.segment_of(&device(Some("us")));
+        assert!(budget.take(&us) && budget.take(&us));
+        assert!(!budget.take(&us), "a second's worth is two");
+        assert_eq!(budget.segment_of(&device(None)), "");
+        // Half a second later eu has one token again, but its in-flight room is still spent.
+        let saved = budget.tokens();
+        let mut later = SegmentBudget::new(&segments, &saved, 1_000, &[3, 2], 1_500);
+        assert!(!later.take("eu"), "three in flight in eu");
+        assert!(later.take("us"));
+        let lots: BTreeMap<String, f64> =
+            (0..omadm_core::campaign::spec::MAX_SEGMENTS).map(|index| (format!("cell-{index}"), 0.0)).collect();
+        let crowded = SegmentBudget::new(&segments, &lots, 0, &[], 0);
+        assert_eq!(crowded.segment_of(&device(Some("new-cell"))), OTHER_SEGMENTS);
+        assert_eq!(crowded.segment_of(&device(Some("cell-7"))), "cell-7");
     }
 
     #[test]

@@ -81,9 +81,12 @@ fn fleet(served: &Served, devices: usize, prefix: &str, extra: &[&str]) -> Child
         "--fw-duration-ms",
         "10",
     ];
-    if extra.contains(&"--model") {
-        let model = args.iter().position(|arg| *arg == "--model").unwrap();
-        args.drain(model..model + 2);
+    // A flag given in `extra` replaces the default's (flag and value).
+    for flag in ["--model", "--fw-duration-ms"] {
+        if extra.contains(&flag) {
+            let at = args.iter().position(|arg| *arg == flag).unwrap();
+            args.drain(at..at + 2);
+        }
     }
     args.extend_from_slice(extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_omadm-devsim"))
@@ -538,6 +541,69 @@ async fn an_aborted_campaign_rolls_back_the_devices_it_updated() {
     assert_eq!(retry["devices"], json!(failed), "{retry} / {settled}");
     stop(healthy).await;
     stop(broken).await;
+}
+
+/// Segment budgets: with at most 2 devices in flight per region, no region ever has more, whatever the
+/// campaign's own (larger) room; both regions are updated to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_budgets_bound_each_region_apart() {
+    let data = process::data_dir();
+    let served = serve(data.path());
+    put_package(&served, "fw/x1-2.0.bin", vec![42; 512]).await;
+    let devices = 40;
+    let devsim = fleet(&served, devices, "seg-", &["--duration", "180", "--fw-duration-ms", "300"]);
+    wait_for_inventory(&served, devices).await;
+    let mut regions = BTreeMap::new();
+    for index in 0..devices {
+        let region = if index % 2 == 0 { "eu" } else { "us" };
+        let device_id = format!("seg-{index:06}");
+        let answer = reqwest::Client::new()
+            .put(format!("{}/api/v1/devices/{device_id}", served.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"password": "devsim-secret", "tags": {"region": region}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        regions.insert(device_id, region);
+    }
+    let policy = json!({"max_in_flight": 100, "max_starts_per_minute": 6000,
+        "segments": {"tag": "region", "max_in_flight": 2}});
+    let (status, created) = post(&served, "", Some(firmware_body(&served, policy))).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let done = wait_for(&served, &id, Duration::from_secs(180), |campaign| campaign["state"] != json!("running")).await;
+    assert_eq!((&done["state"], &done["counts"]["succeeded"]), (&json!("completed"), &json!(devices)), "{done}");
+
+    // Replay the devices' moves: in flight from `notified` to a final state, per region.
+    let mut moves: Vec<(u64, bool, String)> = Vec::new();
+    for event in campaign_events(data.path()) {
+        if event["type"] != json!("campaign.device_changed") || event["payload"]["campaign_id"] != json!(id) {
+            continue;
+        }
+        let to = event["payload"]["to"].as_str().unwrap();
+        let device_id = event["payload"]["device_id"].as_str().unwrap().to_owned();
+        let at = event["timestamp"].as_u64().unwrap();
+        if to == "notified" {
+            moves.push((at, true, device_id));
+        } else if FINAL.contains(&to) {
+            moves.push((at, false, device_id));
+        }
+    }
+    // At one millisecond, a device leaves before another takes its place (the start counted it gone).
+    moves.sort_by_key(|(at, starts, _)| (*at, *starts));
+    let mut in_flight: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut highest: BTreeMap<&str, i64> = BTreeMap::new();
+    for (_, starts, device_id) in &moves {
+        let region = regions[device_id];
+        let count = in_flight.entry(region).or_default();
+        *count += if *starts { 1 } else { -1 };
+        let high = highest.entry(region).or_default();
+        *high = (*high).max(*count);
+    }
+    assert_eq!(highest.get("eu"), Some(&2), "eu's highest in flight: {highest:?}");
+    assert_eq!(highest.get("us"), Some(&2), "us's highest in flight: {highest:?}");
+    stop(devsim).await;
 }
 
 /// `HH:MM` of `minutes` past midnight, wrapped into one day.

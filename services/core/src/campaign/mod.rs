@@ -189,6 +189,12 @@ pub struct Progress {
     pub backoff_base_reported: u64,
     #[serde(default)]
     pub backoff_base_failed: u64,
+    /// Start tokens per segment (`policy.segments`), counted at `segment_tokens_at`; a segment not in here yet
+    /// has one second's worth.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub segment_tokens: std::collections::BTreeMap<String, f64>,
+    #[serde(default)]
+    pub segment_tokens_at: Millis,
 }
 
 impl Progress {
@@ -217,6 +223,8 @@ impl Default for Progress {
             backoff_window_at: 0,
             backoff_base_reported: 0,
             backoff_base_failed: 0,
+            segment_tokens: std::collections::BTreeMap::new(),
+            segment_tokens_at: 0,
         }
     }
 }
@@ -251,6 +259,9 @@ pub struct CampaignDevice {
     /// The FUMO instance the update runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fumo_miid: Option<String>,
+    /// Its segment (the value of `policy.segments.tag` when it was started), what segment budgets count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     /// What happened to it, oldest first (bounded: [`MAX_TIMELINE_ENTRIES`]).
     #[serde(default)]
     pub timeline: Vec<TimelineEntry>,
@@ -284,6 +295,7 @@ impl CampaignDevice {
             answered: 0,
             verify_since: 0,
             fumo_miid: None,
+            segment: None,
             timeline: vec![TimelineEntry { at: now, event: "selected".to_owned(), detail: None }],
             updated_at: now,
         }

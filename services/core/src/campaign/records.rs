@@ -78,7 +78,30 @@ pub fn device_labels(device: &CampaignDevice) -> BTreeSet<String> {
     {
         labels.insert(code_label(code));
     }
+    if let Some(segment) = &device.segment
+        && device.state.is_in_flight()
+    {
+        labels.insert(segment_in_flight_label(segment));
+    }
     labels
+}
+
+/// The label of a campaign's devices in flight in `segment` (`policy.segments`).
+pub fn segment_in_flight_label(segment: &str) -> String {
+    format!("segment:{segment}:in_flight")
+}
+
+/// Devices in flight per segment of `segments`, from the labels.
+pub async fn count_in_flight_by_segment(
+    store: &dyn Store,
+    campaign_id: &str,
+    segments: &[String],
+) -> Result<Vec<u64>, StoreError> {
+    if segments.is_empty() {
+        return Ok(Vec::new());
+    }
+    let labels: Vec<String> = segments.iter().map(|segment| segment_in_flight_label(segment)).collect();
+    Ok(store.count_records(campaign_id, DEVICE_COLLECTION, &labels).await?.labels)
 }
 
 pub fn device_record(campaign_id: &str, device: &CampaignDevice) -> Record {

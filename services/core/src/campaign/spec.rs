@@ -189,6 +189,23 @@ pub struct Ramp {
     pub every: u64,
 }
 
+/// Per-segment budgets: devices are grouped by the value of their tag `tag` (devices without it form the
+/// segment `""`); each segment may start at most `max_starts_per_minute` devices a minute and have at most
+/// `max_in_flight` started and not finished, so no one region, carrier or cell is flooded. At most
+/// [`MAX_SEGMENTS`] segments are budgeted apart; devices of further values share the budget of `"*"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segments {
+    pub tag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_starts_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+}
+
+/// Segments budgeted apart (`policy.segments`).
+pub const MAX_SEGMENTS: usize = 1_000;
+
 /// The rate controller: every `window_s`, the failure share of the devices that reported in the window (at
 /// least `min_reported` of them) above `failure_share`, or more than `max_outbox_backlog` events waiting in the
 /// store's outbox, multiplies the rate by `factor`, down to `min_share` of it; a window without either divides
@@ -292,6 +309,9 @@ pub struct Policy {
     /// Lowers the start rate while failures rise or the outbox backs up, and raises it again after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+    /// Budgets per segment of the fleet (the value of one device tag: region, carrier, cell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<Segments>,
     /// When devices may be started (`campaign::window`); any time when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<super::window::MaintenanceWindow>,
@@ -506,6 +526,17 @@ impl Policy {
         }
         if let Some(backoff) = &self.backoff {
             backoff.check()?;
+        }
+        if let Some(segments) = &self.segments {
+            if segments.tag.trim().is_empty() || segments.tag.len() > 64 {
+                return Err(refuse("policy.segments.tag", "a device tag of 1 to 64 bytes"));
+            }
+            if segments.max_starts_per_minute.is_some_and(|rate| rate == 0 || rate > MAX_STARTS_PER_MINUTE) {
+                return Err(refuse("policy.segments.max_starts_per_minute", format!("1 to {MAX_STARTS_PER_MINUTE}")));
+            }
+            if segments.max_in_flight == Some(0) {
+                return Err(refuse("policy.segments.max_in_flight", "at least 1"));
+            }
         }
         if self.windows.len() > MAX_WINDOWS {
             return Err(refuse("policy.windows", format!("at most {MAX_WINDOWS} windows")));
