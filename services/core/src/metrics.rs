@@ -86,6 +86,8 @@ pub struct Metrics {
     pub live_nodes: IntGauge,
     /// Requests the Redis store engine sent, by store `operation` (load_session, commit...).
     pub redis_round_trips: IntCounterVec,
+    /// Redis Cluster connections built again from the seed nodes after a node stopped answering.
+    pub redis_cluster_rebuilds: IntCounter,
     /// Session lease decisions, by `outcome`: granted, renewed, taken_over, held (load_session), fenced (commit).
     pub store_leases: IntCounterVec,
     /// Kafka records sent, by `topic` and `outcome`: `acknowledged`, `retried` (failed, sent again) or `failed`.
@@ -256,6 +258,10 @@ impl Metrics {
                 "omadm_redis_round_trips_total",
                 "Requests the Redis store engine sent, by store operation.",
                 &["operation"],
+            ),
+            redis_cluster_rebuilds: plain_counter(
+                "omadm_redis_cluster_rebuilds_total",
+                "Redis Cluster connections built again from the seed nodes after a node stopped answering.",
             ),
             store_leases: counter("omadm_store_leases_total", "Session lease decisions, by outcome.", &["outcome"]),
             bus_records_sent: counter(

@@ -1,8 +1,14 @@
 //! A firmware campaign in cluster mode, with real processes: one `omadm gateway`, one `omadm notifier` and two
-//! `omadm campaigns` replicas share a redis-server and a Kafka-protocol broker; a devsim fleet listens for its
-//! Package#0 on loopback. The replica that is starting devices is SIGKILLed mid-campaign; the survivor takes the
-//! campaign's lease and the killed one's partitions, and the campaign completes with every device updated
-//! exactly once (devsim counts each update it runs) and each device's final outcome on `omadm.campaigns` once.
+//! `omadm campaigns` replicas share a store and a Kafka-protocol broker; a devsim fleet listens for its
+//! Package#0 on loopback. Mid-campaign something dies:
+//!
+//! - the campaigns replica that is starting devices (SIGKILL): the survivor takes the campaign's lease and the
+//!   killed one's partitions;
+//! - on a Redis Cluster of three primaries with a replica each, the primary that serves the campaign's device
+//!   records (SIGKILL): its replica is promoted and every process's client follows the new map.
+//!
+//! Either way the campaign completes with every device updated exactly once (devsim counts each update it runs),
+//! none skipped, and each device's final outcome on `omadm.campaigns` once.
 //!
 //! `OMADM_CLUSTER_CAMPAIGN_DEVICES` changes the fleet size (default 400).
 
@@ -24,6 +30,7 @@ use omadm_devsim::report::Collector;
 use omadm_devsim::schedule::Bounds;
 use omadm_testkit::ports::{free_port, free_udp_port};
 use omadm_testkit::process::{self, Output, Spawned};
+use omadm_testkit::redis_cluster::{ClusterShape, RedisCluster};
 use serde_json::{Value, json};
 
 /// Partitions of every topic: several per replica, so the survivor has some to take over.
@@ -46,7 +53,7 @@ fn start_role(cluster: &Cluster, role: &str, name: &str, extra: &[&str]) -> Role
     let mut command = process::command(env!("CARGO_BIN_EXE_omadm"));
     command
         .arg(role)
-        .args(["--store", &cluster.redis.url(), "--bus", &cluster.broker.url()])
+        .args(["--store", &cluster.store_url, "--bus", &cluster.broker.url()])
         .args(["--topic-prefix", &cluster.topic_prefix, "--kafka-partitions", PARTITIONS, "--node-id", name])
         .args(["--ops-listen", &format!("127.0.0.1:{ops_port}")])
         .args(cluster.broker.client_setting_args())
@@ -67,10 +74,17 @@ async fn started_by(http: &reqwest::Client, replica: &Role) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// The campaign as the API shows it; a 503 (the store failing over) is asked again for up to 30 s.
 async fn campaign(cluster: &Cluster, id: &str) -> Value {
-    let (status, campaign) = cluster.api(0, reqwest::Method::GET, &format!("/api/v1/campaigns/{id}"), None).await;
-    assert_eq!(status, 200, "{campaign}");
-    campaign
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, campaign) = cluster.api(0, reqwest::Method::GET, &format!("/api/v1/campaigns/{id}"), None).await;
+        if status == 200 {
+            return campaign;
+        }
+        assert!(status == 503 && Instant::now() < deadline, "{status} {campaign}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The `campaign.device_changed` events of `campaign_id` into a final state, read from the oldest in a group of
@@ -100,18 +114,35 @@ async fn final_outcomes(cluster: &Cluster, campaign_id: &str, devices: usize) ->
     outcomes
 }
 
+/// What dies mid-campaign.
+enum Fault<'a> {
+    CampaignsReplica,
+    RedisPrimary(&'a mut RedisCluster),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaigns_replica_killed_mid_campaign_neither_skips_nor_doubles_a_device() {
-    let devices = fleet_size();
     let cluster = Cluster::start(1, &["--kafka-partitions", PARTITIONS]).await;
+    campaign_through(&cluster, Fault::CampaignsReplica).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_primary_killed_mid_campaign_loses_and_doubles_nothing() {
+    let mut redis = RedisCluster::start_with(ClusterShape { primaries: 3, replicas_per_primary: 1 });
+    let cluster = Cluster::start_on(1, &["--kafka-partitions", PARTITIONS], Some(redis.url())).await;
+    campaign_through(&cluster, Fault::RedisPrimary(&mut redis)).await;
+}
+
+async fn campaign_through(cluster: &Cluster, fault: Fault<'_>) {
+    let devices = fleet_size();
     let servers = cluster.bases();
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
     // No dedup window: the verification read's wake-up follows the start's within seconds.
-    let _notifier = start_role(&cluster, "notifier", "notifier-1", &["--notifier-dedup-window", "0"]);
+    let _notifier = start_role(cluster, "notifier", "notifier-1", &["--notifier-dedup-window", "0"]);
     let replica_flags = ["--campaigns-tick-ms", "100", "--campaigns-lease-s", "2"];
     let mut replicas = [
-        start_role(&cluster, "campaigns", "campaigns-1", &replica_flags),
-        start_role(&cluster, "campaigns", "campaigns-2", &replica_flags),
+        start_role(cluster, "campaigns", "campaigns-1", &replica_flags),
+        start_role(cluster, "campaigns", "campaigns-2", &replica_flags),
     ];
 
     let answer = http
@@ -157,28 +188,40 @@ async fn a_campaigns_replica_killed_mid_campaign_neither_skips_nor_doubles_a_dev
     // Kill the replica that is starting devices now, once the campaign is well under way.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let now = campaign(&cluster, &id).await;
+        let now = campaign(cluster, &id).await;
         if now["counts"]["succeeded"].as_u64() >= Some(KILL_AFTER_SUCCEEDED) {
             break;
         }
         assert!(Instant::now() < deadline, "the campaign never got going: {now}\n{}", cluster.logs(30));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let victim = loop {
-        let before = [started_by(&http, &replicas[0]).await, started_by(&http, &replicas[1]).await];
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let after = [started_by(&http, &replicas[0]).await, started_by(&http, &replicas[1]).await];
-        if let Some(index) = (0..2).find(|index| after[*index] > before[*index]) {
-            break index;
+    let at_kill = campaign(cluster, &id).await;
+    let killed = match fault {
+        Fault::CampaignsReplica => {
+            let victim = loop {
+                let before = [started_by(&http, &replicas[0]).await, started_by(&http, &replicas[1]).await];
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let after = [started_by(&http, &replicas[0]).await, started_by(&http, &replicas[1]).await];
+                if let Some(index) = (0..2).find(|index| after[*index] > before[*index]) {
+                    break index;
+                }
+                assert!(Instant::now() < deadline, "no replica is starting devices");
+            };
+            replicas[victim].process.kill();
+            format!("campaigns-{}", victim + 1)
         }
-        assert!(Instant::now() < deadline, "no replica is starting devices");
+        Fault::RedisPrimary(redis) => {
+            // The primary of the slot the campaign's device records hash to ({campaign id}).
+            let port = redis.port_serving(redis.key_slot(&format!("{{{id}}}")));
+            let node = redis.nodes.iter_mut().find(|node| node.port() == port).unwrap();
+            node.kill();
+            format!("the Redis primary on port {port}")
+        }
     };
-    let at_kill = campaign(&cluster, &id).await;
-    replicas[victim].process.kill();
 
     let deadline = Instant::now() + Duration::from_secs(240);
     let done = loop {
-        let now = campaign(&cluster, &id).await;
+        let now = campaign(cluster, &id).await;
         if now["state"] != json!("running") {
             break now;
         }
@@ -203,17 +246,13 @@ async fn a_campaigns_replica_killed_mid_campaign_neither_skips_nor_doubles_a_dev
     );
 
     // The campaigns topic: one final outcome per device, no more.
-    let outcomes = final_outcomes(&cluster, &id, devices as usize).await;
+    let outcomes = final_outcomes(cluster, &id, devices as usize).await;
     assert_eq!(outcomes.len(), devices as usize, "devices with a final outcome on the topic");
     let twice: Vec<_> = outcomes.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(twice.is_empty(), "devices with more than one final outcome: {:?}", &twice[..twice.len().min(5)]);
     println!(
-        "cluster campaign: {devices} devices, campaigns-{} SIGKILLed at {} succeeded / {} started; completed with \
+        "cluster campaign: {devices} devices, {killed} SIGKILLed at {} succeeded / {} started; completed with \
          {} succeeded; the fleet ran {} updates",
-        victim + 1,
-        at_kill["counts"]["succeeded"],
-        at_kill["started"],
-        counts["succeeded"],
-        report.firmware.succeeded,
+        at_kill["counts"]["succeeded"], at_kill["started"], counts["succeeded"], report.firmware.succeeded,
     );
 }

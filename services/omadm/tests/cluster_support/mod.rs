@@ -68,6 +68,8 @@ pub struct Cluster {
     pub broker: KafkaBroker,
     pub gateways: Vec<Gateway>,
     pub topic_prefix: String,
+    /// What every process is given as `--store`: the redis-server's URL, or a Redis Cluster's.
+    pub store_url: String,
     /// The gateways' logs; kept after a failed test when `CLUSTER_TEST_KEEP` is set.
     dir: Option<tempfile::TempDir>,
     http: reqwest::Client,
@@ -91,13 +93,20 @@ impl Cluster {
     /// Starts everything and waits until every gateway's `/readyz` answers 200. `extra` is passed to every
     /// gateway (e.g. `--max-commands-per-package 1`).
     pub async fn start(nodes: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_on(nodes, extra, None).await
+    }
+
+    /// [`Cluster::start`] with the store at `store_url` (a Redis Cluster's `redis+cluster://`) when given.
+    pub async fn start_on(nodes: usize, extra: &[&str], store_url: Option<String>) -> Cluster {
         let redis = RedisServer::start_durable();
+        let store_url = store_url.unwrap_or_else(|| redis.url());
         let broker = KafkaBroker::start();
         let dir = tempfile::tempdir().unwrap();
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
         // A prefix of its own, so runs against one external broker do not read each other's events.
         let topic_prefix = format!("omadm{}.", free_port());
-        let mut cluster = Cluster { redis, broker, gateways: Vec::new(), topic_prefix, dir: Some(dir), http };
+        let mut cluster =
+            Cluster { redis, broker, gateways: Vec::new(), topic_prefix, store_url, dir: Some(dir), http };
         for index in 0..nodes {
             let gateway = cluster.launch_gateway(&format!("node-{}", index + 1), extra);
             cluster.gateways.push(gateway);
@@ -121,7 +130,7 @@ impl Cluster {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--internal-listen", &format!("127.0.0.1:{internal_port}")])
             .args(["--ops-listen", &format!("127.0.0.1:{ops_port}")])
-            .args(["--store", &self.redis.url()])
+            .args(["--store", &self.store_url])
             .args(["--bus", &format!("kafka://{}", self.broker.brokers())])
             // A directory every node shares, as a volume mounted on each would be.
             .args(["--content", &dir.join("content").to_string_lossy()])

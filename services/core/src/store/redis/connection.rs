@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -36,7 +36,54 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub enum Connection {
     Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterLink),
+}
+
+/// The least time between two rebuilds of a cluster connection.
+const REBUILD_EVERY: Duration = Duration::from_secs(1);
+
+/// A Redis Cluster connection that is built again from the seed nodes after a node stopped answering. The
+/// `redis` crate follows MOVED and ASK by itself, but a primary that died (its replica promoted) answers
+/// nothing: the crate reconnects to the same dead address, and its slot map, never told otherwise, keeps
+/// pointing there. A new connection reads the map from a live seed.
+#[derive(Clone)]
+pub struct ClusterLink {
+    client: Arc<redis::cluster::ClusterClient>,
+    current: Arc<std::sync::RwLock<ClusterConnection>>,
+    rebuilt_at: Arc<tokio::sync::Mutex<Instant>>,
+}
+
+impl ClusterLink {
+    fn connection(&self) -> ClusterConnection {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// After `error`, when it says a node is gone or the cluster is changing, builds the connection again (at
+    /// most once per [`REBUILD_EVERY`]; callers meanwhile get their error and retry as they would).
+    async fn rebuild_after(&self, error: &RedisError) {
+        let topology = error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || matches!(error.code(), Some("CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN"))
+            || error.kind() == redis::ErrorKind::ClusterConnectionNotFound;
+        if !topology {
+            return;
+        }
+        let mut rebuilt_at = self.rebuilt_at.lock().await;
+        if rebuilt_at.elapsed() < REBUILD_EVERY {
+            return;
+        }
+        *rebuilt_at = Instant::now();
+        match self.client.get_async_connection().await {
+            Ok(fresh) => {
+                *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                metrics().redis_cluster_rebuilds.inc();
+                tracing::warn!(%error, "Redis Cluster connection rebuilt from the seed nodes");
+            }
+            Err(rebuild_error) => tracing::warn!(%error, %rebuild_error, "cannot rebuild the Redis Cluster connection"),
+        }
+    }
 }
 
 /// Where a store URL points.
@@ -117,7 +164,13 @@ impl Connection {
                         StoreError::UnsupportedUrl(format!("{}: {error}", shown.join(",")))
                     })?;
                 let connection = client.get_async_connection().await.map_err(unavailable)?;
-                Ok(Connection::Cluster(connection))
+                // Built long ago: the first failure may rebuild at once.
+                let long_ago = Instant::now().checked_sub(REBUILD_EVERY).unwrap_or_else(Instant::now);
+                Ok(Connection::Cluster(ClusterLink {
+                    client: Arc::new(client),
+                    current: Arc::new(std::sync::RwLock::new(connection)),
+                    rebuilt_at: Arc::new(tokio::sync::Mutex::new(long_ago)),
+                }))
             }
         }
     }
@@ -127,7 +180,13 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Standalone(connection) => connection.req_packed_command(cmd),
-            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(link) => Box::pin(async move {
+                let result = link.connection().req_packed_command(cmd).await;
+                if let Err(error) = &result {
+                    link.rebuild_after(error).await;
+                }
+                result
+            }),
         }
     }
 
@@ -139,14 +198,20 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Standalone(connection) => connection.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(link) => Box::pin(async move {
+                let result = link.connection().req_packed_commands(cmd, offset, count).await;
+                if let Err(error) = &result {
+                    link.rebuild_after(error).await;
+                }
+                result
+            }),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Connection::Standalone(connection) => connection.get_db(),
-            Connection::Cluster(connection) => connection.get_db(),
+            Connection::Cluster(link) => link.connection().get_db(),
         }
     }
 }
@@ -183,7 +248,7 @@ impl Counted {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        let Connection::Cluster(cluster) = &self.connection else {
+        let Connection::Cluster(link) = &self.connection else {
             let mut pipeline = redis::pipe();
             for (_, command) in &requests {
                 pipeline.add_command(command.clone());
@@ -191,7 +256,14 @@ impl Counted {
             let mut connection = self.clone();
             return pipeline.query_async(&mut connection).await;
         };
-        let owners = self.slot_owners(cluster).await?;
+        let cluster = &link.connection();
+        let owners = match self.slot_owners(cluster).await {
+            Ok(owners) => owners,
+            Err(error) => {
+                link.rebuild_after(&error).await;
+                return Err(error);
+            }
+        };
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (index, (slot, _)) in requests.iter().enumerate() {
             let owner = owners.get(usize::from(*slot)).copied().unwrap_or(usize::MAX);
@@ -215,11 +287,21 @@ impl Counted {
         let answers = join_all(sends).await;
         let mut values: Vec<Option<Value>> = vec![None; requests.len()];
         for (indexes, answer) in groups.values().zip(answers) {
-            let Ok(answer) = answer else { continue };
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(error) => {
+                    link.rebuild_after(&error).await;
+                    continue;
+                }
+            };
             if answer.len() != indexes.len() {
                 continue;
             }
             for (index, value) in indexes.iter().zip(answer) {
+                // A redirect inside a pipeline is not followed by the client: that command is sent again alone.
+                if is_redirect(&value) {
+                    continue;
+                }
                 if let Some(slot) = values.get_mut(*index) {
                     *slot = Some(value);
                 }
@@ -275,6 +357,13 @@ impl Counted {
         }
         Ok(owners)
     }
+}
+
+/// An answer that says the slot is served elsewhere or not right now (a failover, a resharding): the client's
+/// own routing, which follows the new map, should send the command again.
+fn is_redirect(value: &Value) -> bool {
+    let Value::ServerError(error) = value else { return false };
+    matches!(error.code(), "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN")
 }
 
 impl ConnectionLike for Counted {
