@@ -16,14 +16,10 @@ use serde_json::{Value, json};
 
 const TOKEN: &str = "campaign-test-token";
 
-/// `omadm serve` whose notifier sends every request (no dedup window: a campaign wakes a device again to read
-/// its version back, within seconds of the first wake-up).
+/// `omadm serve` with its notifier's default dedup window: a campaign wakes a device again to read its version
+/// back seconds after the first wake-up, which the window lets through because the device had a session since.
 fn serve(data_dir: &std::path::Path) -> Served {
-    process::serve(
-        &process::omadm_binary(),
-        data_dir,
-        &["--admin-token", TOKEN, "--notifier-dedup-window", "0", "--campaigns-tick-ms", "100"],
-    )
+    process::serve(&process::omadm_binary(), data_dir, &["--admin-token", TOKEN, "--campaigns-tick-ms", "100"])
 }
 
 async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {

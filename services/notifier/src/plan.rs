@@ -281,6 +281,8 @@ struct Sent {
     request_id: String,
     notification_id: u16,
     sent_at: Millis,
+    /// The device's last session when the notification left: a later one answered it.
+    last_session: Option<String>,
 }
 
 impl InFlight {
@@ -289,9 +291,16 @@ impl InFlight {
         InFlight { window, by_device: HashMap::new(), pruned_at: 0 }
     }
 
-    pub fn admit(&mut self, device_id: &str, request_id: &str, now: Millis) -> Admission {
+    /// What to do with `request_id` for `device_id`, whose last session is `last_session`: a notification sent
+    /// within the window collapses it, unless the device has had a session since (that one was answered, and
+    /// this request asks for another session: a campaign's read-back after an update, say).
+    pub fn admit(&mut self, device_id: &str, request_id: &str, last_session: Option<&str>, now: Millis) -> Admission {
         self.prune(now);
         match self.by_device.get(device_id) {
+            Some(sent) if sent.request_id != request_id && sent.last_session.as_deref() != last_session => {
+                self.by_device.remove(device_id);
+                Admission::Send
+            }
             Some(sent) if now.saturating_sub(sent.sent_at) < self.window => {
                 if sent.request_id == request_id {
                     Admission::AlreadySent { notification_id: sent.notification_id, sent_at: sent.sent_at }
@@ -303,12 +312,21 @@ impl InFlight {
         }
     }
 
-    /// Remembers that `request_id`'s Package#0 left for `device_id` at `sent_at`.
-    pub fn sent(&mut self, device_id: &str, request_id: &str, notification_id: u16, sent_at: Millis) {
+    /// Remembers that `request_id`'s Package#0 left for `device_id` at `sent_at`, when its last session was
+    /// `last_session`.
+    pub fn sent(
+        &mut self,
+        device_id: &str,
+        request_id: &str,
+        notification_id: u16,
+        last_session: Option<&str>,
+        sent_at: Millis,
+    ) {
         if self.window == 0 {
             return;
         }
-        let sent = Sent { request_id: request_id.to_owned(), notification_id, sent_at };
+        let last_session = last_session.map(str::to_owned);
+        let sent = Sent { request_id: request_id.to_owned(), notification_id, sent_at, last_session };
         self.by_device.insert(device_id.to_owned(), sent);
     }
 
@@ -551,20 +569,37 @@ mod tests {
     #[test]
     fn requests_within_the_window_collapse_into_the_one_in_flight() {
         let mut in_flight = InFlight::new(60_000);
-        assert_eq!(in_flight.admit("d1", "r1", NOW), Admission::Send);
-        in_flight.sent("d1", "r1", 9, NOW);
-        assert_eq!(in_flight.admit("d1", "r2", NOW + 59_999), Admission::Collapse { into: "r1".to_owned() });
+        let before = Some("s1");
+        assert_eq!(in_flight.admit("d1", "r1", before, NOW), Admission::Send);
+        in_flight.sent("d1", "r1", 9, before, NOW);
+        assert_eq!(in_flight.admit("d1", "r2", before, NOW + 59_999), Admission::Collapse { into: "r1".to_owned() });
         assert_eq!(
-            in_flight.admit("d1", "r1", NOW + 10),
+            in_flight.admit("d1", "r1", before, NOW + 10),
             Admission::AlreadySent { notification_id: 9, sent_at: NOW },
             "the same request handled again is not sent twice"
         );
-        assert_eq!(in_flight.admit("d2", "r3", NOW + 10), Admission::Send, "another device");
-        assert_eq!(in_flight.admit("d1", "r4", NOW + 60_000), Admission::Send, "the window has passed");
+        assert_eq!(in_flight.admit("d2", "r3", None, NOW + 10), Admission::Send, "another device");
+        assert_eq!(in_flight.admit("d1", "r4", before, NOW + 60_000), Admission::Send, "the window has passed");
         assert!(in_flight.is_empty(), "entries out of the window are dropped");
         let mut off = InFlight::new(0);
-        off.sent("d1", "r1", 1, NOW);
-        assert_eq!(off.admit("d1", "r2", NOW), Admission::Send);
+        off.sent("d1", "r1", 1, None, NOW);
+        assert_eq!(off.admit("d1", "r2", None, NOW), Admission::Send);
+    }
+
+    #[test]
+    fn a_notification_answered_by_a_session_no_longer_collapses_the_next_request() {
+        let mut in_flight = InFlight::new(60_000);
+        in_flight.sent("d1", "r1", 9, None, NOW);
+        assert_eq!(in_flight.admit("d1", "r2", None, NOW + 5), Admission::Collapse { into: "r1".to_owned() });
+        // The device opened a session since (its first ever, here): r1 was answered, r3 asks for another.
+        assert_eq!(in_flight.admit("d1", "r3", Some("s7"), NOW + 10), Admission::Send);
+        in_flight.sent("d1", "r3", 10, Some("s7"), NOW + 10);
+        assert_eq!(in_flight.admit("d1", "r4", Some("s7"), NOW + 20), Admission::Collapse { into: "r3".to_owned() });
+        assert_eq!(
+            in_flight.admit("d1", "r3", Some("s8"), NOW + 30),
+            Admission::AlreadySent { notification_id: 10, sent_at: NOW + 10 },
+            "the same request handled again is still not sent twice"
+        );
     }
 
     #[test]

@@ -259,7 +259,7 @@ impl Dispatcher {
             Err(refusal) => return Ok(Some(self.failed(request, earlier, None, &refusal, now))),
         };
         let transport = plan.destination.transport();
-        match self.in_flight.admit(&request.device_id, &request.request_id, now) {
+        match self.in_flight.admit(&request.device_id, &request.request_id, last_session.as_deref(), now) {
             Admission::Send => {}
             Admission::AlreadySent { notification_id, sent_at } => {
                 let sent = sent(request, earlier, transport, notification_id, &plan, sent_at);
@@ -310,7 +310,8 @@ impl Dispatcher {
                         metrics().notification_fallbacks.with_label_values(&[transport]).inc();
                         tracing::info!(transport, failed = %errors.join("; "), "notification sent after a fallback");
                     }
-                    self.in_flight.sent(&request.device_id, &request.request_id, notification_id, now);
+                    let at_send = last_session.as_deref();
+                    self.in_flight.sent(&request.device_id, &request.request_id, notification_id, at_send, now);
                     tracing::info!(transport, notification_id, signed = plan.secret.is_some(), "notification sent");
                     let sent = sent(request, earlier, transport, notification_id, &plan, now);
                     return Ok(Some(Outcome { last_session_at_send: Some(last_session), ..sent }));

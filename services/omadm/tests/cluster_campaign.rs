@@ -137,8 +137,7 @@ async fn campaign_through(cluster: &Cluster, fault: Fault<'_>) {
     let devices = fleet_size();
     let servers = cluster.bases();
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
-    // No dedup window: the verification read's wake-up follows the start's within seconds.
-    let _notifier = start_role(cluster, "notifier", "notifier-1", &["--notifier-dedup-window", "0"]);
+    let _notifier = start_role(cluster, "notifier", "notifier-1", &[]);
     let replica_flags = ["--campaigns-tick-ms", "100", "--campaigns-lease-s", "2"];
     let mut replicas = [
         start_role(cluster, "campaigns", "campaigns-1", &replica_flags),
