@@ -30,7 +30,7 @@ use omadm_core::campaign::{CampaignSpec, control};
 use omadm_core::clock::now_millis;
 use omadm_core::model::DeviceFilter;
 use omadm_core::store::{EmbeddedStore, RedisStore, Store};
-use omadm_testkit::fixtures::register_fleet;
+use omadm_testkit::fixtures::{register_fleet, walk_devices};
 use omadm_testkit::redis::RedisServer;
 
 /// Devices per registration commit.
@@ -85,27 +85,12 @@ async fn script_time(url: &str) -> String {
     info.lines().filter(|line| line.starts_with("cmdstat_evalsha:")).collect::<Vec<_>>().join("; ")
 }
 
-/// Every page of `filter`, and how long they took.
-async fn walk(store: &dyn Store, filter: &DeviceFilter) -> (usize, Duration) {
-    let started = Instant::now();
-    let mut listed = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_devices(filter, after.as_deref(), WALK_PAGE).await.unwrap();
-        listed += page.devices.len();
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return (listed, started.elapsed()),
-        }
-    }
-}
-
 async fn run(engine: &str, store: Arc<dyn Store>, directory: &std::path::Path, devices: usize, rate: u32) {
     let started = Instant::now();
     register_fleet(store.as_ref(), devices, REGISTER_BATCH).await;
     let registered = started.elapsed();
     let target = DeviceFilter { man: Some("ACME".to_owned()), ..DeviceFilter::default() };
-    let (walked, walk_time) = walk(store.as_ref(), &target).await;
+    let (walked, walk_time) = walk_devices(store.as_ref(), &target, WALK_PAGE).await;
     assert_eq!(walked, devices);
 
     let bus: Arc<dyn Bus> =

@@ -10,11 +10,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use omadm_core::model::DeviceFilter;
 use omadm_core::store::{EmbeddedStore, RedisStore, Store};
-use omadm_testkit::fixtures::register_fleet;
+use omadm_testkit::fixtures::{register_fleet, walk_devices};
 use omadm_testkit::redis::RedisServer;
 
 /// Devices per registration commit.
@@ -33,28 +33,13 @@ async fn main() {
     run("redis", &store, devices).await;
 }
 
-/// Every page of `filter`, and how many devices they held.
-async fn walk(store: &Arc<dyn Store>, filter: &DeviceFilter) -> (usize, Duration) {
-    let started = Instant::now();
-    let mut listed = 0;
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list_devices(filter, after.as_deref(), PAGE).await.unwrap();
-        listed += page.devices.len();
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return (listed, started.elapsed()),
-        }
-    }
-}
-
 async fn run(engine: &str, store: &Arc<dyn Store>, devices: usize) {
     let started = Instant::now();
     register_fleet(store.as_ref(), devices, BATCH).await;
     let registered = started.elapsed();
     let selection =
         DeviceFilter { model: Some("X1".to_owned()), fwv: Some("1.2".to_owned()), ..DeviceFilter::default() };
-    let (selected, select_time) = walk(store, &selection).await;
+    let (selected, select_time) = walk_devices(store.as_ref(), &selection, PAGE).await;
     let started = Instant::now();
     let counted = store.count_devices(&selection).await.unwrap();
     let count_time = started.elapsed();
@@ -62,7 +47,7 @@ async fn run(engine: &str, store: &Arc<dyn Store>, devices: usize) {
     let started = Instant::now();
     let counted_one = store.count_devices(&one_term).await.unwrap();
     let count_one_time = started.elapsed();
-    let (walked, walk_time) = walk(store, &DeviceFilter::default()).await;
+    let (walked, walk_time) = walk_devices(store.as_ref(), &DeviceFilter::default(), PAGE).await;
     assert_eq!(
         (selected, counted as usize, counted_one as usize, walked),
         (devices.div_ceil(10), selected, selected, devices)

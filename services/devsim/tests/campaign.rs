@@ -346,10 +346,7 @@ async fn a_failing_campaign_pauses_itself_resumes_and_stops_when_cancelled() {
     // The rate: 600 a minute is 10 a second, with at most one second's worth saved up.
     let starts = start_times(&campaign_events(data.path()));
     assert!(!starts.is_empty());
-    for (index, at) in starts.iter().enumerate() {
-        let within_a_second = starts[index..].iter().take_while(|later| **later < at + 1000).count();
-        assert!(within_a_second <= 20, "{within_a_second} starts within a second of {at}");
-    }
+    assert_at_most_per_second(&starts, 20, "600 a minute");
     let (status, follow_up) = post(&served, &format!("/{id}/retry"), None).await;
     assert_eq!(status, 201, "{follow_up}");
     assert_eq!(follow_up["follow_up_of"], json!(id));
@@ -473,10 +470,7 @@ async fn the_start_rate_backs_off_while_devices_fail_and_recovers_after() {
         changes.iter().map(|event| event["timestamp"].as_u64().unwrap()).find(|at| *at > from).unwrap_or(u64::MAX);
     let per_second = lowest.div_ceil(60);
     let starts: Vec<u64> = start_times(&events).into_iter().filter(|at| *at >= from && *at < until).collect();
-    for (index, at) in starts.iter().enumerate() {
-        let within = starts[index..].iter().take_while(|later| **later < at + 1000).count() as u64;
-        assert!(within <= 2 * per_second + 1, "{within} starts within a second at {lowest}/min: {described:?}");
-    }
+    assert_at_most_per_second(&starts, (2 * per_second + 1) as usize, &format!("{lowest}/min: {described:?}"));
     println!("rate changes: {described:?}");
     stop(failing).await;
     stop(healthy).await;
@@ -553,14 +547,7 @@ async fn segment_budgets_bound_each_region_apart() {
     for index in 0..devices {
         let region = if index % 2 == 0 { "eu" } else { "us" };
         let device_id = format!("seg-{index:06}");
-        let answer = reqwest::Client::new()
-            .put(format!("{}/api/v1/devices/{device_id}", served.base))
-            .bearer_auth(TOKEN)
-            .json(&json!({"password": "devsim-secret", "tags": {"region": region}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200);
+        tag(&served, &device_id, json!({"region": region})).await;
         regions.insert(device_id, region);
     }
     let policy = json!({"max_in_flight": 100, "max_starts_per_minute": 6000,
@@ -620,14 +607,7 @@ async fn maintenance_windows_start_only_the_devices_inside_them() {
     wait_for_inventory(&served, devices).await;
     // The first half lives six hours east of UTC.
     for index in 0..devices / 2 {
-        let answer = reqwest::Client::new()
-            .put(format!("{}/api/v1/devices/win-{index:06}", served.base))
-            .bearer_auth(TOKEN)
-            .json(&json!({"password": "devsim-secret", "tags": {"utc_offset": "+06:00"}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+        tag(&served, &format!("win-{index:06}"), json!({"utc_offset": "+06:00"})).await;
     }
     let utc_minutes = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60;
     // Open from five to seven hours past UTC now, on each device's clock: open at +06:00, closed at UTC.
@@ -668,6 +648,26 @@ async fn maintenance_windows_start_only_the_devices_inside_them() {
     let (status, refused) = post(&served, "", Some(bad)).await;
     assert!(status == 400 && refused.to_string().contains("policy.windows[0].utc_offset"), "{refused}");
     stop(devsim).await;
+}
+
+/// Replaces the tags of a devsim device (its password given again, as the operator API asks).
+async fn tag(served: &Served, device_id: &str, tags: Value) {
+    let answer = reqwest::Client::new()
+        .put(format!("{}/api/v1/devices/{device_id}", served.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"password": "devsim-secret", "tags": tags}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+}
+
+/// Fails when more than `most` of `starts` (sorted timestamps) fall within one second.
+fn assert_at_most_per_second(starts: &[u64], most: usize, context: &str) {
+    for (index, at) in starts.iter().enumerate() {
+        let within = starts[index..].iter().take_while(|later| **later < at + 1000).count();
+        assert!(within <= most, "{within} starts within a second of {at}: {context}");
+    }
 }
 
 async fn stop(devsim: Child) {

@@ -110,3 +110,22 @@ pub async fn register_fleet(store: &dyn Store, devices: usize, batch: usize) {
         store.commit(WriteBatch { devices: page, ..WriteBatch::default() }).await.unwrap();
     }
 }
+
+/// Lists every device `filter` matches, `page` at a time: how many, and how long the walk took.
+pub async fn walk_devices(
+    store: &dyn Store,
+    filter: &omadm_core::model::DeviceFilter,
+    page: usize,
+) -> (usize, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut listed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let found = store.list_devices(filter, after.as_deref(), page).await.unwrap();
+        listed += found.devices.len();
+        match found.next {
+            Some(next) => after = Some(next),
+            None => return (listed, started.elapsed()),
+        }
+    }
+}
