@@ -628,7 +628,9 @@ impl BatchHandler for ProgressHandler {
                 observations.push((observed, delivery.event.timestamp));
             }
         }
-        let devices = by_device.iter().map(|(device_id, observations)| self.device_events(device_id, observations));
+        let campaigns = BatchCampaigns::default();
+        let devices =
+            by_device.iter().map(|(device_id, observations)| self.device_events(&campaigns, device_id, observations));
         futures_util::future::try_join_all(devices).await.map_err(handler_error)?;
         Ok(())
     }
@@ -636,18 +638,23 @@ impl BatchHandler for ProgressHandler {
 
 impl ProgressHandler {
     /// Applies one device's observations in order to each campaign it is in.
-    async fn device_events(&self, device_id: &str, observations: &[(Observed, Millis)]) -> Result<(), StoreError> {
+    async fn device_events(
+        &self,
+        campaigns: &BatchCampaigns,
+        device_id: &str,
+        observations: &[(Observed, Millis)],
+    ) -> Result<(), StoreError> {
         for (observed, happened_at) in observations {
             if matches!(observed, Observed::SessionEnded) && !self.dynamic.is_empty() {
                 self.join(device_id).await?;
             }
-            let campaigns = match observed {
+            let campaign_ids = match observed {
                 Observed::CommandResult(result) => result.campaign_id.clone().into_iter().collect(),
                 _ => active_campaigns_of(self.store.as_ref(), device_id).await?,
             };
-            for campaign_id in campaigns {
+            for campaign_id in campaign_ids {
                 let span = tracing::info_span!("campaign_device", campaign_id = %campaign_id, device_id = %device_id);
-                self.advance(&campaign_id, device_id, observed, *happened_at).instrument(span).await?;
+                self.advance(campaigns, &campaign_id, device_id, observed, *happened_at).instrument(span).await?;
             }
         }
         Ok(())
@@ -708,6 +715,22 @@ async fn dynamic_campaigns(store: &dyn Store) -> Result<Vec<Campaign>, StoreErro
     Ok(dynamic)
 }
 
+/// The campaigns one batch of events is about, each read once for the batch (a fleet's events name few
+/// campaigns; a change made meanwhile is seen by the next batch).
+#[derive(Default)]
+struct BatchCampaigns(tokio::sync::Mutex<HashMap<String, Option<Arc<Campaign>>>>);
+
+impl BatchCampaigns {
+    async fn get(&self, store: &dyn Store, campaign_id: &str) -> Result<Option<Arc<Campaign>>, StoreError> {
+        if let Some(known) = self.0.lock().await.get(campaign_id) {
+            return Ok(known.clone());
+        }
+        let read = get_campaign(store, campaign_id).await?.map(|stored| Arc::new(stored.value));
+        self.0.lock().await.insert(campaign_id.to_owned(), read.clone());
+        Ok(read)
+    }
+}
+
 fn handler_error(error: StoreError) -> HandlerError {
     HandlerError(error.to_string())
 }
@@ -717,6 +740,7 @@ impl ProgressHandler {
     /// writer got there first.
     async fn advance(
         &self,
+        campaigns: &BatchCampaigns,
         campaign_id: &str,
         device_id: &str,
         observed: &Observed,
@@ -724,7 +748,7 @@ impl ProgressHandler {
     ) -> Result<(), StoreError> {
         let store = self.store.as_ref();
         for _ in 0..ATTEMPTS {
-            let Some(Stored { value: campaign, .. }) = get_campaign(store, campaign_id).await? else { return Ok(()) };
+            let Some(campaign) = campaigns.get(store, campaign_id).await? else { return Ok(()) };
             let Some(stored) = records::get_device(store, campaign_id, device_id).await? else { return Ok(()) };
             let now = now_millis();
             let event = match observed {
