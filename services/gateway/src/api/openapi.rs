@@ -96,7 +96,7 @@ fn state_what_every_route_enforces(document: &mut serde_json::Value) {
         }
         let Some(operations) = item.as_object_mut() else { continue };
         for (method, operation) in operations.iter_mut() {
-            constrain_parameters(operation);
+            constrain_parameters(path, operation);
             state_common_responses(method, path, operation);
         }
         if path.starts_with("/api/v1/repository/") {
@@ -188,7 +188,7 @@ fn state_common_responses(method: &str, path: &str, operation: &mut serde_json::
 const MAX_U64: u64 = u64::MAX;
 
 /// The schema of each parameter as the server checks it.
-fn constrain_parameters(operation: &mut serde_json::Value) {
+fn constrain_parameters(path: &str, operation: &mut serde_json::Value) {
     use omadm_core::model::{DEVICE_ID_PATTERN, DEVICE_ID_RULE, MAX_DEVICE_ID_BYTES, MAX_REPOSITORY_PATH_BYTES};
     use serde_json::{Value, json};
     let Some(parameters) = operation.get_mut("parameters").and_then(Value::as_array_mut) else { return };
@@ -207,6 +207,17 @@ fn constrain_parameters(operation: &mut serde_json::Value) {
             "uri" => client_uri_schema(true),
             "request_id" => json!({"type": "string", "pattern": omadm_core::model::REQUEST_ID_PATTERN,
                                    "minLength": 32, "maxLength": 32}),
+            // The state filters of the campaign listings, named by the model itself.
+            "state" if path == "/api/v1/campaigns" => {
+                let names: Vec<&str> =
+                    omadm_core::campaign::CampaignState::ALL.iter().map(|state| state.name()).collect();
+                json!({"type": "string", "enum": names})
+            }
+            "state" if path == "/api/v1/campaigns/{id}/devices" => {
+                let names: Vec<&str> =
+                    omadm_core::campaign::DeviceState::ALL.iter().map(|state| state.name()).collect();
+                json!({"type": "string", "enum": names})
+            }
             _ => continue,
         };
         parameter["schema"] = schema;
