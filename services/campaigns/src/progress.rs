@@ -171,7 +171,8 @@ pub fn on_deadline(campaign: &Campaign, device: &CampaignDevice, now: Millis) ->
 
 #[cfg(test)]
 mod tests {
-    use omadm_core::campaign::{CampaignSpec, CampaignState, Progress};
+    use omadm_core::campaign::control::{Descriptors, new_campaign};
+    use omadm_core::campaign::{CampaignSpec, Progress};
 
     use super::*;
 
@@ -182,18 +183,9 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        Campaign {
-            id: "cmp-1".into(),
-            spec,
-            state: CampaignState::Running,
-            reason: None,
-            descriptor_url: None,
-            follow_up_of: None,
-            rollback_descriptor_url: None,
-            created_at: 0,
-            updated_at: 0,
-            progress: Progress::default(),
-        }
+        let mut campaign = new_campaign("cmp-1".into(), spec, Descriptors::default(), None, 0);
+        campaign.progress = Progress::default();
+        campaign
     }
 
     fn firmware(policy: serde_json::Value) -> Campaign {

@@ -261,6 +261,7 @@ pub fn wave_of(bounds: &[u64], ordinal: u64, current_wave: usize) -> usize {
 mod tests {
     use std::collections::BTreeMap;
 
+    use omadm_core::campaign::control::{Descriptors, new_campaign};
     use omadm_core::campaign::{CampaignSpec, Progress};
 
     use super::*;
@@ -273,18 +274,10 @@ mod tests {
         )
         .unwrap();
         let bounds = spec.policy.wave_bounds(100);
-        Campaign {
-            id: "cmp-1".into(),
-            progress: Progress { target_size: 100, wave_bounds: bounds, rate_per_minute: 60, ..Progress::default() },
-            spec,
-            state: CampaignState::Running,
-            reason: None,
-            descriptor_url: None,
-            follow_up_of: None,
-            rollback_descriptor_url: None,
-            created_at: 0,
-            updated_at: 0,
-        }
+        let mut campaign = new_campaign("cmp-1".into(), spec, Descriptors::default(), None, 0);
+        campaign.progress =
+            Progress { target_size: 100, wave_bounds: bounds, rate_per_minute: 60, ..Progress::default() };
+        campaign
     }
 
     fn counts(waves: &[&[(DeviceState, u64)]]) -> DeviceCounts {
