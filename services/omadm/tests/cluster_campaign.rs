@@ -8,7 +8,9 @@
 //!   records (SIGKILL): its replica is promoted and every process's client follows the new map.
 //!
 //! Either way the campaign completes with every device updated exactly once (devsim counts each update it runs),
-//! none skipped, and each device's final outcome on `omadm.campaigns` once.
+//! none skipped, and each device's final outcome on `omadm.campaigns` once. A start whose commit the failover
+//! cut in two (the campaign's slot written, the device's queue and notification not) leaves its device
+//! `notified` with nothing to do: its deadline (60 s here) and one retry of `timed_out` start it again.
 //!
 //! `OMADM_CLUSTER_CAMPAIGN_DEVICES` changes the fleet size (default 400).
 
@@ -179,7 +181,8 @@ async fn campaign_through(cluster: &Cluster, fault: Fault<'_>) {
 
     let body = json!({"name": "sim-2", "target": {"filter": {"mod": "SIM-1", "fwv": "1.0.0"}},
         "action": {"firmware": {"url": "fw/sim-2.bin", "version": "2.0.0"}},
-        "policy": {"max_starts_per_minute": 1200, "max_in_flight": 100, "device_deadline_s": 600}});
+        "policy": {"max_starts_per_minute": 1200, "max_in_flight": 100, "device_deadline_s": 60,
+                   "retries": {"timed_out": 2}, "retry_backoff_s": 1}});
     let (status, created) = cluster.api(0, reqwest::Method::POST, "/api/v1/campaigns", Some(body)).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
