@@ -315,8 +315,7 @@ async fn select(
     let explicit = !campaign.spec.target.devices.is_empty();
     if campaign.progress.selected == 0 && campaign.progress.wave_bounds.is_empty() {
         let size = if let Some(source) = &campaign.spec.target.campaign {
-            let counts = count_devices(store, &source.id, 1).await?;
-            source.states.iter().map(|state| counts.state(*state)).sum()
+            records::count_in_states(store, &source.id, &source.states).await?
         } else if explicit {
             campaign.spec.target.devices.len() as u64
         } else {

@@ -228,6 +228,13 @@ impl DeviceCounts {
     }
 }
 
+/// How many of a campaign's devices are in one of `states` (a retry's or a rollback's target), from the state
+/// labels alone.
+pub async fn count_in_states(store: &dyn Store, campaign_id: &str, states: &[DeviceState]) -> Result<u64, StoreError> {
+    let labels: Vec<String> = states.iter().map(|state| state_label(*state)).collect();
+    Ok(store.count_records(campaign_id, DEVICE_COLLECTION, &labels).await?.labels.iter().sum())
+}
+
 pub async fn count_devices(store: &dyn Store, campaign_id: &str, waves: usize) -> Result<DeviceCounts, StoreError> {
     let mut labels: Vec<String> = DeviceState::ALL.iter().map(|state| state_label(*state)).collect();
     for wave in 0..waves {

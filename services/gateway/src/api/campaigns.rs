@@ -254,10 +254,9 @@ struct DryRun {
 
 async fn target_size(state: &AppState, spec: &CampaignSpec) -> Result<u64, HttpError> {
     if let Some(source) = &spec.target.campaign {
-        let counts = records::count_devices(state.store.as_ref(), &source.id, 1)
+        return records::count_in_states(state.store.as_ref(), &source.id, &source.states)
             .await
-            .map_err(store_failure("count_records"))?;
-        return Ok(source.states.iter().map(|device_state| counts.state(*device_state)).sum());
+            .map_err(store_failure("count_records"));
     }
     if spec.target.devices.is_empty() {
         let filter = spec.target.filter.clone().unwrap_or_default().device_filter();
@@ -448,8 +447,8 @@ pub(super) async fn retry(state: web::Data<AppState>, id: web::Path<String>) -> 
         ));
     }
     let retried = [DeviceState::Failed, DeviceState::TimedOut];
-    let counts = records::count_devices(state.store.as_ref(), &id, 1).await.map_err(store_failure("count_records"))?;
-    let devices: u64 = retried.iter().map(|failed| counts.state(*failed)).sum();
+    let devices =
+        records::count_in_states(state.store.as_ref(), &id, &retried).await.map_err(store_failure("count_records"))?;
     if devices == 0 {
         return Err(HttpError::new(StatusCode::CONFLICT, format!("campaign {id:?} has no failed devices to retry")));
     }
