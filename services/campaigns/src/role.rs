@@ -244,7 +244,7 @@ impl Ticker {
             self.swept.insert(next.id.clone(), now);
         }
         if plan.start_budget > 0 {
-            let started = start_devices(store, &mut next, &mut revision, plan.start_budget, &counts, now).await?;
+            let started = start_devices(store, &mut next, &mut revision, plan.start_budget, &counts).await?;
             dirty = dirty && started == 0;
         }
         if dirty {
@@ -423,7 +423,6 @@ async fn start_devices(
     revision: &mut u64,
     budget: u64,
     counts: &DeviceCounts,
-    now: Millis,
 ) -> Result<u64, StoreError> {
     let mut started_total = 0;
     let mut left = budget;
@@ -432,21 +431,26 @@ async fn start_devices(
     // With device-local windows, many pending devices may be outside theirs: a tick looks at a bounded number.
     let scan_limit = (budget as usize).saturating_mul(4).max(START_BATCH * 4);
     let mut scanned = 0;
-    let mut segments = match campaign.spec.policy.segments.clone() {
-        Some(policy) => {
+    let policy = campaign.spec.policy.segments.clone();
+    let in_flight = match &policy {
+        Some(_) => {
             let known: Vec<String> = campaign.progress.segment_tokens.keys().cloned().collect();
-            let in_flight = records::count_in_flight_by_segment(store, &campaign.id, &known).await?;
-            let saved = &campaign.progress.segment_tokens;
-            Some(crate::rollout::SegmentBudget::new(
-                &policy,
-                saved,
-                campaign.progress.segment_tokens_at,
-                &in_flight,
-                now,
-            ))
+            records::count_in_flight_by_segment(store, &campaign.id, &known).await?
         }
-        None => None,
+        None => Default::default(),
     };
+    // The clock is read after the in-flight snapshot, not at the start of the tick: a start never carries a
+    // time earlier than the finish of a device it counted gone, and its deadline runs from the start itself.
+    let now = now_millis();
+    let mut segments = policy.map(|policy| {
+        crate::rollout::SegmentBudget::new(
+            &policy,
+            &campaign.progress.segment_tokens,
+            campaign.progress.segment_tokens_at,
+            &in_flight,
+            now,
+        )
+    });
     for wave in 0..=campaign.progress.current_wave {
         if counts.wave_state(wave, DeviceState::Pending) == 0 {
             continue;
