@@ -308,6 +308,17 @@ impl RootSpanBuilder for DeviceRootSpan {
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        // A 4xx is the caller's: the 401 that opens every Digest session, a throttled device, a bad package.
+        // Each is counted in the metrics and failed authentications are summarised by crate::logging; a warning
+        // line per request would flood the log at fleet rates. Only 5xx are logged here.
+        if status.is_client_error() {
+            span.record("http.status_code", status.as_u16());
+            return;
+        }
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
 }
