@@ -1,14 +1,13 @@
-//! Short-lived records of the embedded store: keys recorded once with a TTL, hit counts per fixed window, and
-//! remembered values.
+//! Short-lived records of the embedded store: keys recorded once with a TTL and remembered values (hit counts per
+//! window are in memory, `windows`; their key format is kept here, with the rest).
 //!
-//! The first two live in one table, `ephemeral` (key -> (expires at, value)), values in `remembered` (key ->
+//! Records live in `ephemeral` (key -> (expires at, value)), values in `remembered` (key ->
 //! (expires at, text)), all with one expiry index, `ephemeral_expiry` ((expires at, key) -> ()). Expiry is judged
 //! by the caller's `now`; every write also prunes a few entries that expired
 //! by then, so the table holds about what is live, without a sweeper.
 //!
 //! ```text
 //! once\0{key}                          -> (now + ttl, 0)
-//! count\0{key}\0{window}\0{start}       -> (start + window, hits)     start = now - now % window
 //! value\0{key}                         -> (now + ttl, value)            in `remembered`
 //! ```
 
@@ -51,30 +50,6 @@ pub fn record_once(transaction: &WriteTransaction, key: &str, ttl: Millis, now: 
     let expires_at = now.saturating_add(ttl.max(1));
     put(transaction, &mut table, &stored_key, expires_at, 0)?;
     Ok(true)
-}
-
-/// `key`'s count in the window `now` falls in, from a read transaction (nothing written).
-pub fn read_count(database: &Database, key: &str, window: Millis, now: Millis) -> Result<u64, StoreError> {
-    let (stored_key, _) = window_key(key, window, now);
-    let transaction = database.begin_read()?;
-    let table = transaction.open_table(EPHEMERAL)?;
-    Ok(live_value(&table, &stored_key, now)?.unwrap_or(0))
-}
-
-/// Adds `hits` to `key`'s count in the window `now` falls in; returns that count.
-pub fn count_in_window(
-    transaction: &WriteTransaction,
-    key: &str,
-    hits: u64,
-    window: Millis,
-    now: Millis,
-) -> Result<u64, StoreError> {
-    prune(transaction, now)?;
-    let (stored_key, window_end) = window_key(key, window, now);
-    let mut table = transaction.open_table(EPHEMERAL)?;
-    let count = live_value(&table, &stored_key, now)?.unwrap_or(0).saturating_add(hits);
-    put(transaction, &mut table, &stored_key, window_end, count)?;
-    Ok(count)
 }
 
 fn value_key(key: &str) -> String {

@@ -19,6 +19,7 @@ mod index;
 mod read;
 mod records;
 mod tables;
+mod windows;
 mod write;
 mod writer;
 
@@ -62,6 +63,8 @@ pub struct EmbeddedStore {
     /// `take_rate_token`'s buckets, in memory: the embedded store admits one process, and a bucket lost with it
     /// would be full again by the time the process is back.
     rate_buckets: Arc<std::sync::Mutex<HashMap<String, crate::store::RateBucket>>>,
+    /// `count_in_window`'s counts, in memory for the same reason.
+    window_counts: Arc<windows::WindowCounts>,
 }
 
 impl EmbeddedStore {
@@ -103,6 +106,7 @@ impl EmbeddedStore {
             path,
             list_scan_budget: DEFAULT_LIST_SCAN_BUDGET,
             rate_buckets: Arc::default(),
+            window_counts: Arc::default(),
         })
     }
 
@@ -474,19 +478,9 @@ impl Store for EmbeddedStore {
         self.run("recall", move |database| ephemeral::recall(database, &key, now)).await
     }
 
-    /// A read (`hits` = 0) runs on the blocking pool and writes nothing; hits go through the writer.
+    /// In memory (`windows`): no blocking thread, no writer, no fsync.
     async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
-        if hits == 0 {
-            let key = key.to_owned();
-            return self
-                .run("count_in_window", move |database| ephemeral::read_count(database, &key, window, now))
-                .await;
-        }
-        let job = WriteJob::CountInWindow { key: key.to_owned(), hits, window, now };
-        match self.write("count_in_window", job).await? {
-            WriteOutput::Count(count) => Ok(count),
-            other => Err(unexpected("count_in_window", &other)),
-        }
+        Ok(self.window_counts.add(key, hits, window, now))
     }
 
     async fn take_rate_token(&self, key: &str, per_second: u32, now: Millis) -> Result<Millis, StoreError> {

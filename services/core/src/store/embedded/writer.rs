@@ -62,12 +62,6 @@ pub enum WriteJob {
         ttl: Millis,
         now: Millis,
     },
-    CountInWindow {
-        key: String,
-        hits: u64,
-        window: Millis,
-        now: Millis,
-    },
     NextSequence(String),
     Remember {
         key: String,
@@ -246,9 +240,6 @@ fn apply(transaction: &WriteTransaction, settings: WriterSettings, job: &WriteJo
         WriteJob::Leave(node_id) => coordination::leave(transaction, node_id).map(|()| WriteOutput::Done),
         WriteJob::RecordOnce { key, ttl, now } => {
             ephemeral::record_once(transaction, key, *ttl, *now).map(WriteOutput::New)
-        }
-        WriteJob::CountInWindow { key, hits, window, now } => {
-            ephemeral::count_in_window(transaction, key, *hits, *window, *now).map(WriteOutput::Count)
         }
         WriteJob::NextSequence(key) => write::next_sequence(transaction, key).map(WriteOutput::Count),
         WriteJob::Remember { key, value, ttl, now } => {
