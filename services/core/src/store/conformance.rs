@@ -92,6 +92,7 @@ macro_rules! store_conformance_tests {
             membership_follows_heartbeats_and_leaves,
             record_once_is_new_once_until_it_expires,
             count_in_window_counts_per_fixed_window,
+            device_and_counts_are_read_together,
             next_sequence_counts_from_one_without_repeats,
             notifications_keep_the_request_then_its_outcome,
             scheduled_events_enter_the_outbox_when_due,
@@ -151,6 +152,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     membership_follows_heartbeats_and_leaves(store.clone()).await;
     record_once_is_new_once_until_it_expires(store.clone()).await;
     count_in_window_counts_per_fixed_window(store.clone()).await;
+    device_and_counts_are_read_together(store.clone()).await;
     next_sequence_counts_from_one_without_repeats(store.clone()).await;
     notifications_keep_the_request_then_its_outcome(store).await;
 }
@@ -1330,6 +1332,25 @@ pub async fn record_once_is_new_once_until_it_expires(store: Arc<dyn Store>) {
         new += usize::from(task.await.unwrap());
     }
     assert_eq!(new, 1, "exactly one of the concurrent calls is new");
+}
+
+/// `get_device_with_counts`: the device (or none) and each window's count, as the separate reads give them.
+pub async fn device_and_counts_are_read_together(store: Arc<dyn Store>) {
+    let window = 60_000;
+    let now = now_millis();
+    register(&store, device("conf-together")).await;
+    store.count_in_window("conf-together-a", 2, window, now).await.unwrap();
+    store.count_in_window("conf-together-b", 1, 30_000, now).await.unwrap();
+    let windows = [("conf-together-a", window), ("conf-together-b", 30_000), ("conf-together-none", window)];
+    let (found, counts) = store.get_device_with_counts("conf-together", &windows, now).await.unwrap();
+    assert_eq!(found, store.get_device("conf-together").await.unwrap());
+    assert!(found.is_some());
+    assert_eq!(counts, vec![2, 1, 0]);
+    let (missing, counts) = store.get_device_with_counts("conf-together-unknown", &windows[..1], now).await.unwrap();
+    assert_eq!(missing, None);
+    assert_eq!(counts, vec![2]);
+    let (_, none) = store.get_device_with_counts("conf-together", &[], now).await.unwrap();
+    assert!(none.is_empty());
 }
 
 /// `count_in_window`: hits add up within a window, `hits` = 0 reads, the next window starts

@@ -77,6 +77,18 @@ impl<I: Interpose + 'static> Store for Interposed<I> {
         self.interposer.before("get_device")?;
         self.inner.get_device(device_id).await
     }
+    async fn get_device_with_counts(
+        &self,
+        device_id: &str,
+        windows: &[(&str, Millis)],
+        now: Millis,
+    ) -> Result<(Option<Device>, Vec<u64>), StoreError> {
+        self.interposer.before("get_device")?;
+        for _ in windows {
+            self.interposer.before("count_in_window")?;
+        }
+        self.inner.get_device_with_counts(device_id, windows, now).await
+    }
     async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
         self.interposer.before("delete_device")?;
         self.inner.delete_device(device_id).await

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header::AUTHORIZATION;
-use futures_util::future::{join, join_all};
+use futures_util::future::join_all;
 use omadm_core::auth::{self, AuthError, Authorization, ThrottleLimit, ThrottleScope, VerifyRequest};
 use omadm_core::clock;
 use omadm_core::metrics::metrics;
@@ -148,11 +148,11 @@ async fn try_authenticate(
 
     // One round trip: the device and the failures counted so far, read together.
     let throttles = throttles(shared, &device_id, client_address(request));
-    let counts = join_all(throttles.iter().map(|(_, key, limit)| store.count_in_window(key, 0, limit.window, now)));
-    let (stored, counts) = join(store.get_device(&device_id), counts).await;
-    let stored = stored?;
+    let windows: Vec<(&str, clock::Millis)> =
+        throttles.iter().map(|(_, key, limit)| (key.as_str(), limit.window)).collect();
+    let (stored, counts) = store.get_device_with_counts(&device_id, &windows, now).await?;
     for ((scope, _, limit), count) in throttles.iter().zip(counts) {
-        if limit.exceeded_by(count?) {
+        if limit.exceeded_by(count) {
             return Err(Failure::Throttled { scope: *scope, limit: *limit });
         }
     }

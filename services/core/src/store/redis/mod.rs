@@ -643,6 +643,40 @@ impl Store for RedisStore {
         bytes.map(|bytes| Self::decode("get_device", &key, &bytes)).transpose()
     }
 
+    /// One pipeline on a server, counted as one `get_device` round trip. On a cluster the keys are in different
+    /// slots: the client routes each read itself (a pipeline per node would first read the slot table).
+    async fn get_device_with_counts(
+        &self,
+        device_id: &str,
+        windows: &[(&str, Millis)],
+        now: Millis,
+    ) -> Result<(Option<Device>, Vec<u64>), StoreError> {
+        if self.keys.is_cluster() {
+            return super::device_and_counts_one_by_one(self, device_id, windows, now).await;
+        }
+        let device_key = self.keys.device(device_id);
+        let mut reads = redis::pipe();
+        reads.get(&device_key);
+        for (key, window) in windows {
+            let window = (*window).max(1);
+            let end = super::window_end(window, now);
+            reads.get(self.keys.window_count(key, window, end - window));
+        }
+        let values: Vec<Value> = self.pipeline("get_device", &reads).await?;
+        let mut values = values.into_iter();
+        let device =
+            values.next().and_then(bytes).map(|bytes| Self::decode("get_device", &device_key, &bytes)).transpose()?;
+        let counts = values.map(integer).collect::<Result<Vec<_>, _>>()?;
+        if counts.len() != windows.len() {
+            return Err(StoreError::Unavailable(format!(
+                "redis: {} counts for {} windows in a get_device pipeline",
+                counts.len(),
+                windows.len()
+            )));
+        }
+        Ok((device, counts))
+    }
+
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete_device(&self, device_id: &str) -> Result<bool, StoreError> {
         let keys = &self.keys;
