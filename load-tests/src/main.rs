@@ -138,4 +138,19 @@ fn print_table(report: &suite::Report) {
         );
     }
     println!("\nrate is per second; ratio is the scenario's exchanges/s over the baseline's requests/s");
+    let number = |pointer: &str| {
+        let details = serde_json::Value::Object(report.details.clone());
+        details.pointer(pointer).and_then(serde_json::Value::as_u64)
+    };
+    if let (Some(per_device), Some(rss)) =
+        (number("/embedded/memory/store_bytes_per_device"), number("/embedded/memory/server_rss_bytes"))
+    {
+        println!(
+            "memory, embedded: {per_device} bytes on disk per device (target 1536), server RSS {:.1} MiB",
+            rss as f64 / 1_048_576.0
+        );
+    }
+    if let Some(per_device) = number("/cluster/redis_used_memory_per_device_bytes") {
+        println!("memory, Redis: used_memory {per_device} bytes per device (target 1536)");
+    }
 }

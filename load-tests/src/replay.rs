@@ -235,6 +235,16 @@ pub fn get_text(address: SocketAddr, path: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// `POST path` on `address` with a JSON body and a bearer token: the answer's status.
+pub fn post_json(address: SocketAddr, path: &str, token: &str, body: &serde_json::Value) -> anyhow::Result<u16> {
+    let request = Request::post(path)
+        .header(hyper::header::HOST, address.to_string())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    Ok(one_request(address, request)?.0)
+}
+
 fn get(address: SocketAddr, path: &str) -> anyhow::Result<Request<Full<Bytes>>> {
     Ok(Request::get(path).header(hyper::header::HOST, address.to_string()).body(Full::new(Bytes::new()))?)
 }

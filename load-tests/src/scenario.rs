@@ -1,5 +1,6 @@
 //! The scenarios: what each starts, how it is driven, and what it reads off the processes it measured.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -216,15 +217,18 @@ pub fn probe_minimal_answer(address: SocketAddr, request: &PreparedRequest) -> a
     Ok((content_type, body))
 }
 
-/// A server's ops listener's Prometheus text, summed over the series of `metric` (0 when absent).
-pub fn metric_sum(ops_base: &str, metric: &str) -> anyhow::Result<f64> {
+/// A server's ops listener's Prometheus series of `metric`: labels (as written) -> value.
+pub fn metric_series(ops_base: &str, metric: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     let address: SocketAddr = ops_base.trim_start_matches("http://").parse()?;
     let text = replay::get_text(address, "/metrics")?;
     Ok(text
         .lines()
-        .filter(|line| line.starts_with(metric) && !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' ').and_then(|(_, value)| value.parse::<f64>().ok()))
-        .sum())
+        .filter_map(|line| line.strip_prefix(metric))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.trim().to_owned(), value.parse::<f64>().ok()?))
+        })
+        .collect())
 }
 
 /// Redis commands per exchange from Redis's own count and from the servers' count of their round trips.
@@ -235,6 +239,8 @@ pub struct RedisCost {
     pub evalsha_per_exchange: f64,
     /// `omadm_redis_round_trips_total` over every node, per exchange.
     pub client_round_trips_per_exchange: f64,
+    /// The same by store operation (the metric's labels).
+    pub client_round_trips_by_operation: BTreeMap<String, f64>,
 }
 
 /// Reads Redis and the nodes' round-trip counters around `drive`.
@@ -244,20 +250,35 @@ pub fn with_redis_cost<T>(
     exchanges: impl Fn(&T) -> u64,
     drive: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, RedisCost)> {
-    let round_trips = || -> anyhow::Result<f64> {
-        ops_bases.iter().map(|base| metric_sum(base, "omadm_redis_round_trips_total")).sum()
+    let round_trips = || -> anyhow::Result<BTreeMap<String, f64>> {
+        let mut total = BTreeMap::new();
+        for base in ops_bases {
+            for (labels, value) in metric_series(base, "omadm_redis_round_trips_total")? {
+                *total.entry(labels).or_insert(0.0) += value;
+            }
+        }
+        Ok(total)
     };
     let stats_before = CommandStats::read(redis_url)?;
     let trips_before = round_trips()?;
     let result = drive()?;
     let stats_after = CommandStats::read(redis_url)?;
-    let trips = round_trips()? - trips_before;
+    let trips_after = round_trips()?;
     let delta = stats_after.since(&stats_before);
     let count = exchanges(&result).max(1) as f64;
+    let by_operation: BTreeMap<String, f64> = trips_after
+        .into_iter()
+        .map(|(labels, after)| {
+            let before = trips_before.get(&labels).copied().unwrap_or(0.0);
+            (labels, (after - before) / count)
+        })
+        .filter(|(_, per_exchange)| *per_exchange > 0.0)
+        .collect();
     let cost = RedisCost {
         commands_per_exchange: delta.commands as f64 / count,
         evalsha_per_exchange: delta.evalsha as f64 / count,
-        client_round_trips_per_exchange: trips / count,
+        client_round_trips_per_exchange: by_operation.values().sum(),
+        client_round_trips_by_operation: by_operation,
         redis: delta,
     };
     Ok((result, cost))
@@ -291,4 +312,33 @@ pub fn subdir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(path)
+}
+
+/// Queues the typical session's three commands (GETs of DevInfo leaves) for every device through the operator
+/// API: the session is Package#1, a Package#2 with CONT and the commands, their Package#3, and END.
+pub fn queue_typical_commands(address: SocketAddr, admin_token: &str, devices: u32) -> anyhow::Result<()> {
+    let commands = serde_json::json!({"commands": [
+        ["GET", "urn:oma:mo:oma-dm-devinfo:1.2//FwV"],
+        ["GET", "urn:oma:mo:oma-dm-devinfo:1.2//Mod"],
+        ["GET", "urn:oma:mo:oma-dm-devinfo:1.2//Man"],
+    ]});
+    for index in 0..devices {
+        let path = format!("/api/v1/devices/{}/commands", device_id(index));
+        let status = replay::post_json(address, &path, admin_token, &commands)?;
+        anyhow::ensure!((200..300).contains(&status), "queueing commands for {} got {status}", device_id(index));
+    }
+    Ok(())
+}
+
+/// Bytes of every file under `directory`.
+pub fn bytes_on_disk(directory: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(directory) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => bytes_on_disk(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

@@ -10,10 +10,11 @@ use omadm_testkit::process::{Output, Spawned};
 use omadm_testkit::redis::RedisServer;
 use serde::Serialize;
 
+use crate::process_stats::resident_bytes;
 use crate::redis_stats;
 use crate::scenario::{
-    ADMIN_TOKEN, Baseline, Binaries, DevsimRun, Measured, RedisCost, Settings, Target, devsim, loopback, measure,
-    package1_requests, probe_minimal_answer, subdir, wait_ready, with_redis_cost,
+    ADMIN_TOKEN, Baseline, Binaries, DevsimRun, Measured, RedisCost, Settings, Target, bytes_on_disk, devsim, loopback,
+    measure, package1_requests, probe_minimal_answer, queue_typical_commands, subdir, wait_ready, with_redis_cost,
 };
 
 /// Which scenarios a run has.
@@ -87,6 +88,13 @@ pub fn run(
     let pid = served.process.id().context("omadm serve gone")?;
     eprintln!("omadm-load: omadm serve at {} (pid {pid})", served.base);
     let first = first_sessions(binaries, std::slice::from_ref(&served.base), &[pid], &served.token, settings)?;
+    // Scenario 5's figures: registered devices after their first session (DevInfo and SessionInfo mirrored).
+    let store_bytes = bytes_on_disk(&data_dir.join("store"));
+    let memory = serde_json::json!({
+        "store_bytes_on_disk": store_bytes,
+        "store_bytes_per_device": store_bytes / u64::from(settings.devices),
+        "server_rss_bytes": resident_bytes(pid),
+    });
     let address: SocketAddr = served.base.trim_start_matches("http://").parse()?;
     let first_request = requests.first().context("no devices")?;
     let (content_type, answer) = probe_minimal_answer(address, first_request)?;
@@ -101,14 +109,23 @@ pub fn run(
         eprintln!("omadm-load: embedded, minimal sessions");
         let target = Target { addresses: vec![address], pids: vec![pid] };
         let minimal = measure(&target, &requests, settings)?;
+        eprintln!("omadm-load: embedded, typical sessions (3 commands each, devsim)");
+        queue_typical_commands(address, &served.token, settings.devices)?;
+        let typical = typical_sessions(binaries, &served.base, pid, &served.token, settings)?;
         lines.push(devsim_line("4 first session, embedded (devsim)", &first, None, &ratio));
         lines.push(replay_line("1 minimal session, embedded", &minimal, Some(0.5), None, &ratio));
-        details.insert("embedded".into(), serde_json::json!({"first_session": first, "minimal": minimal}));
+        lines.push(devsim_line("2 typical session, embedded (devsim)", &typical, Some(0.35), &ratio));
+        details.insert(
+            "embedded".into(),
+            serde_json::json!({"first_session": first, "minimal": minimal, "typical": typical, "memory": memory}),
+        );
     }
     drop(served);
 
     if scenarios.contains(&ScenarioName::Cluster) {
         let redis = RedisServer::start();
+        // What an empty server uses, so the per-device figure is the devices' own.
+        let empty = redis_stats::used_memory(&redis.url())?;
         let mut registered = false;
         let mut cluster = serde_json::Map::new();
         for &nodes in gateways {
@@ -127,6 +144,12 @@ pub fn run(
                 let first = first_sessions(binaries, &running.bases, &running.pids(), ADMIN_TOKEN, settings)?;
                 lines.push(devsim_line("4 first session, 1 gateway + Redis (devsim)", &first, None, &ratio));
                 cluster.insert("first_session".into(), serde_json::to_value(&first)?);
+                let used = redis_stats::used_memory(&redis.url())?;
+                cluster.insert("redis_used_memory_bytes".into(), used.into());
+                cluster.insert(
+                    "redis_used_memory_per_device_bytes".into(),
+                    (used.saturating_sub(empty) / u64::from(settings.devices.max(1))).into(),
+                );
                 registered = true;
             }
             let (minimal, cost) = with_redis_cost(
@@ -144,9 +167,6 @@ pub fn run(
             ));
             cluster.insert(format!("minimal_{nodes}_gateways"), serde_json::json!({"drive": minimal, "redis": cost}));
         }
-        let used = redis_stats::used_memory(&redis.url())?;
-        cluster.insert("redis_used_memory_bytes".into(), used.into());
-        cluster.insert("redis_used_memory_per_device_bytes".into(), (used / u64::from(settings.devices.max(1))).into());
         details.insert("cluster".into(), cluster.into());
     }
 
@@ -192,6 +212,19 @@ fn first_sessions(
     let devices = settings.devices.to_string();
     let concurrency = settings.load.connections.to_string();
     devsim(binaries, servers, pids, admin_token, &["--devices", &devices, "--register", "--concurrency", &concurrency])
+}
+
+/// One session per device, each with the three queued commands (scenario 2).
+fn typical_sessions(
+    binaries: &Binaries,
+    server: &str,
+    pid: u32,
+    admin_token: &str,
+    settings: &Settings,
+) -> anyhow::Result<DevsimRun> {
+    let devices = settings.devices.to_string();
+    let concurrency = settings.load.connections.to_string();
+    devsim(binaries, &[server.to_owned()], &[pid], admin_token, &["--devices", &devices, "--concurrency", &concurrency])
 }
 
 fn devsim_line(name: &str, run: &DevsimRun, target_ratio: Option<f64>, ratio: &dyn Fn(f64) -> f64) -> Line {
