@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::process_stats::resident_bytes;
 use crate::redis_stats;
+use crate::replay::PreparedRequest;
 use crate::scenario::{
     ADMIN_TOKEN, Baseline, Binaries, DevsimRun, Measured, RedisCost, Settings, Target, bytes_on_disk, devsim, loopback,
     measure, package1_requests, probe_minimal_answer, queue_typical_commands, subdir, wait_ready, with_redis_cost,
@@ -152,12 +153,7 @@ pub fn run(
                 );
                 registered = true;
             }
-            let (minimal, cost) = with_redis_cost(
-                &redis.url(),
-                &running.ops_bases,
-                |m: &Measured| m.drive.requests,
-                || measure(&running.target(), &requests, settings),
-            )?;
+            let (minimal, cost) = running.measure_minimal(&redis, &requests, settings)?;
             lines.push(replay_line(
                 &format!("3 minimal, {nodes} gateway(s) + Redis"),
                 &minimal,
@@ -177,12 +173,7 @@ pub fn run(
         let bus = Bus::Kafka(broker.url());
         let running = Gateways::start(binaries, work.path(), "kafka", 1, &redis.url(), &bus, settings)?;
         let first = first_sessions(binaries, &running.bases, &running.pids(), ADMIN_TOKEN, settings)?;
-        let (minimal, cost) = with_redis_cost(
-            &redis.url(),
-            &running.ops_bases,
-            |m: &Measured| m.drive.requests,
-            || measure(&running.target(), &requests, settings),
-        )?;
+        let (minimal, cost) = running.measure_minimal(&redis, &requests, settings)?;
         lines.push(devsim_line("4 first session, gateway + Redis + Kafka (devsim)", &first, None, &ratio));
         lines.push(replay_line("3 minimal, gateway + Redis + Kafka", &minimal, Some(0.5), Some(&cost), &ratio));
         details.insert("kafka".into(), serde_json::json!({"first_session": first, "minimal": minimal, "redis": cost}));
@@ -315,6 +306,21 @@ impl Gateways {
             wait_ready(base, Duration::from_secs(60))?;
         }
         Ok(running)
+    }
+
+    /// Minimal sessions replayed over the nodes, with what Redis and the nodes counted meanwhile.
+    fn measure_minimal(
+        &self,
+        redis: &RedisServer,
+        requests: &[PreparedRequest],
+        settings: &Settings,
+    ) -> anyhow::Result<(Measured, RedisCost)> {
+        with_redis_cost(
+            &redis.url(),
+            &self.ops_bases,
+            |measured: &Measured| measured.drive.requests,
+            || measure(&self.target(), requests, settings),
+        )
     }
 
     fn pids(&self) -> Vec<u32> {
