@@ -259,12 +259,15 @@ async fn a_ten_thousand_device_firmware_campaign_completes_and_agrees_device_by_
     );
 }
 
-/// The `notified` events of a campaign's devices, their timestamps in order.
+/// The starts (moves to `notified`; a note added while notified is not one) of a campaign's devices, their
+/// timestamps in order.
 fn start_times(events: &[Value]) -> Vec<u64> {
     let mut times: Vec<u64> = events
         .iter()
         .filter(|event| {
-            event["type"] == json!("campaign.device_changed") && event["payload"]["to"] == json!("notified")
+            event["type"] == json!("campaign.device_changed")
+                && event["payload"]["to"] == json!("notified")
+                && event["payload"]["from"] != json!("notified")
         })
         .map(|event| event["timestamp"].as_u64().unwrap())
         .collect();
