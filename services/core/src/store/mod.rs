@@ -301,9 +301,6 @@ pub struct ScheduledEvent {
     pub event: Event,
 }
 
-/// The state of the server. Every method is safe to call concurrently; the
-/// embedded engine never blocks the calling async worker (it runs its
-/// transactions on blocking threads).
 /// [`Store::get_device_with_counts`] as separate reads, sent at once.
 pub(crate) async fn device_and_counts_one_by_one<S: Store + ?Sized>(
     store: &S,
@@ -317,13 +314,17 @@ pub(crate) async fn device_and_counts_one_by_one<S: Store + ?Sized>(
     Ok((device?, counts.into_iter().collect::<Result<_, _>>()?))
 }
 
+/// The state of the server. Every method is safe to call concurrently; the
+/// embedded engine never blocks the calling async worker (it runs its
+/// transactions on blocking threads).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // Devices.
     async fn get_device(&self, device_id: &str) -> Result<Option<Device>, StoreError>;
     /// [`Store::get_device`] and the counts (as `count_in_window` with `hits` = 0) of `windows` (key, window
-    /// length) at `now`, read together: what authenticating a device reads. One round trip on Redis (a pipeline;
-    /// one per node on a cluster); by default the reads are made one by one, all at once.
+    /// length) at `now`, read together: what authenticating a device reads. One round trip on a Redis server (a
+    /// pipeline); elsewhere (the default, and a Redis Cluster, where the keys are in different slots) the reads
+    /// are made one by one, all at once.
     async fn get_device_with_counts(
         &self,
         device_id: &str,

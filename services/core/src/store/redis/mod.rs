@@ -275,6 +275,13 @@ impl RedisStore {
         self.counted(operation).per_slot(requests).await.map_err(|error| Self::failed(operation, error))
     }
 
+    /// The key of `key`'s count in the window (of `window` ms) that `now` falls in, and when that window ends.
+    fn window_counter(&self, key: &str, window: Millis, now: Millis) -> (String, Millis) {
+        let window = window.max(1);
+        let end = super::window_end(window, now);
+        (self.keys.window_count(key, window, end - window), end)
+    }
+
     /// The slot of a shard number (shards are slots on a cluster; one shard, any slot, otherwise).
     fn slot_of_shard(shard: u32) -> u16 {
         u16::try_from(shard).unwrap_or(0)
@@ -658,9 +665,7 @@ impl Store for RedisStore {
         let mut reads = redis::pipe();
         reads.get(&device_key);
         for (key, window) in windows {
-            let window = (*window).max(1);
-            let end = super::window_end(window, now);
-            reads.get(self.keys.window_count(key, window, end - window));
+            reads.get(self.window_counter(key, *window, now).0);
         }
         let values: Vec<Value> = self.pipeline("get_device", &reads).await?;
         let mut values = values.into_iter();
@@ -1238,9 +1243,8 @@ impl Store for RedisStore {
     }
 
     async fn count_in_window(&self, key: &str, hits: u64, window: Millis, now: Millis) -> Result<u64, StoreError> {
+        let (counter, end) = self.window_counter(key, window, now);
         let window = window.max(1);
-        let end = super::window_end(window, now);
-        let counter = self.keys.window_count(key, window, end - window);
         if hits == 0 {
             return integer(self.call("count_in_window", &Cmd::get(&counter)).await?);
         }
