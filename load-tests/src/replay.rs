@@ -74,24 +74,20 @@ struct Tally {
 
 /// Sends `requests` in rotation over `load.connections` connections for `load.duration`, connection i to
 /// `addresses[i % n]` (the way a load balancer spreads devices over nodes).
-pub fn drive(addresses: &[SocketAddr], requests: Vec<PreparedRequest>, load: Load) -> anyhow::Result<DriveReport> {
+pub fn drive(addresses: &[SocketAddr], requests: &[PreparedRequest], load: Load) -> anyhow::Result<DriveReport> {
     anyhow::ensure!(!requests.is_empty(), "nothing to replay");
     anyhow::ensure!(!addresses.is_empty(), "nowhere to send");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let cpu_before = CpuTime::of_self()?;
     let report = runtime.block_on(async {
         let local = tokio::task::LocalSet::new();
-        local.run_until(drive_all(addresses.to_vec(), Rc::new(requests), load)).await
+        local.run_until(drive_all(addresses, requests, load)).await
     })?;
     let cpu = CpuTime::of_self()?.since(cpu_before);
     Ok(DriveReport { generator_cpu_s: cpu, ..report })
 }
 
-async fn drive_all(
-    addresses: Vec<SocketAddr>,
-    requests: Rc<Vec<PreparedRequest>>,
-    load: Load,
-) -> anyhow::Result<DriveReport> {
+async fn drive_all(addresses: &[SocketAddr], requests: &[PreparedRequest], load: Load) -> anyhow::Result<DriveReport> {
     let tally = Rc::new(Tally {
         next: Cell::new(0),
         requests: Cell::new(0),
@@ -100,14 +96,14 @@ async fn drive_all(
         statuses: Default::default(),
         latency_us: std::cell::RefCell::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
     });
-    let started = Instant::now();
-    let deadline = started + load.duration;
-    let mut tasks = Vec::with_capacity(load.connections);
-    // Each node's requests, as bytes, with its own Host header.
+    // Each node's requests, as bytes, with its own Host header: built before the clock starts.
     let wires: Vec<Rc<Vec<Bytes>>> = addresses
         .iter()
         .map(|address| Rc::new(requests.iter().map(|request| wire_bytes(request, &address.to_string())).collect()))
         .collect();
+    let started = Instant::now();
+    let deadline = started + load.duration;
+    let mut tasks = Vec::with_capacity(load.connections);
     for index in 0..load.connections {
         let tally = tally.clone();
         let address = *addresses.get(index % addresses.len()).context("no address")?;

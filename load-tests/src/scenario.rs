@@ -104,7 +104,7 @@ pub fn device_id(index: u32) -> String {
 /// Drives `target` with `requests`, connection i going to node i mod n, and reads the nodes' CPU around it.
 pub fn measure(target: &Target, requests: &[PreparedRequest], settings: &Settings) -> anyhow::Result<Measured> {
     let before: Vec<CpuTime> = target.pids.iter().map(|pid| CpuTime::of(*pid)).collect::<Result<_, _>>()?;
-    let drive = replay::drive(&target.addresses, requests.to_vec(), settings.load)?;
+    let drive = replay::drive(&target.addresses, requests, settings.load)?;
     let after: Vec<CpuTime> = target.pids.iter().map(|pid| CpuTime::of(*pid)).collect::<Result<_, _>>()?;
     let server_cpu_s: f64 = after.iter().zip(&before).map(|(after, before)| after.since(*before)).sum();
     let answered = drive.requests.max(1) as f64;
